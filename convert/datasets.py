@@ -155,6 +155,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
             ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"),
             ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2; only builds bytes
         }
     )
 

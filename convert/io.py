@@ -169,3 +169,45 @@ def save_nir(spec: NetworkSpec, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path, suffix=".nir") as tmp:
         nir.write(str(tmp), graph)
     return Path(path)
+
+
+# ------------------------------------------------------------------------------------- activation stats
+def save_stats(stats, path: str | os.PathLike[str]) -> Path:
+    """Write :class:`convert.stats.ActivationStats` to ``.npz`` atomically."""
+    header = {
+        "format_version": FORMAT_VERSION,
+        "max": list(stats.max),
+        "n_values": list(stats.n_values),
+        "n_positive": list(stats.n_positive),
+        "n_images": stats.n_images,
+        "fingerprint": stats.fingerprint,
+        "seed": stats.seed,
+        "meta": stats.meta,
+    }
+    arrays = {f"samples.{i}": s for i, s in enumerate(stats.samples)}
+    blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, header=blob, **arrays)
+    return Path(path)
+
+
+def load_stats(path: str | os.PathLike[str]):
+    from convert.stats import ActivationStats
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        header = json.loads(bytes(arrays.pop("header")).decode("utf-8"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: damaged or not a stats file ({type(err).__name__}: {err})") from err
+    n = len(header["max"])
+    return ActivationStats(
+        max=tuple(header["max"]),
+        samples=tuple(arrays[f"samples.{i}"] for i in range(n)),
+        n_values=tuple(header["n_values"]),
+        n_positive=tuple(header["n_positive"]),
+        n_images=header["n_images"],
+        fingerprint=header["fingerprint"],
+        seed=header["seed"],
+        meta=header["meta"],
+    )

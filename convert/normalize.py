@@ -1,0 +1,190 @@
+"""Weight and threshold balancing: pure functions ``(spec, [stats], options) -> (new_spec, report)``.
+
+None touches its input (spec arrays are read-only anyway); each returns a new spec and a
+:class:`NormalizationReport` giving every per-layer divisor. The normalized spec's weights are
+W_l / d_l for the divisors d_l below, its thresholds all 1 (the methods assume θ = 1), except
+``baseline``, which keeps the weights and sets the threshold.
+
+Average-pooling layers keep their weights 1/k² (d = 1): a pool of already-normalized activations is itself
+normalized (its mean cannot exceed the max of its inputs), so the running factor ("previous") passes
+through it unchanged to the next weight layer.
+
+A layer with no positive weight (model-based) or no positive activation (data-based, robust) can never
+fire; it is left unscaled (d = 1), the running factor passes through, and the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convert.spec import AvgPool2d, Conv2d, Dense, NetworkSpec, SpecError
+from convert.stats import ActivationStats
+
+METHODS = ("baseline", "model", "data", "robust")
+
+
+@dataclass(frozen=True)
+class NormalizationReport:
+    method: str
+    divisors: tuple[float, ...]  # per spiking layer: W_l ← W_l / divisor
+    thresholds: tuple[float, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    layers: tuple[dict[str, Any], ...] = ()  # per spiking layer: the quantities behind the divisor
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def table(self) -> str:
+        """A plain-text table of the per-layer divisors (for CLIs)."""
+        rows = [f"{'layer':>5} {'type':<10} {'divisor':>14} {'threshold':>10}  notes"]
+        for i, (d, t, info) in enumerate(zip(self.divisors, self.thresholds, self.layers, strict=True)):
+            notes = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+            rows.append(f"{i:>5} {info.get('type', ''):<10} {d:>14.6g} {t:>10.4g}  {notes}")
+        return "\n".join(rows)
+
+
+def max_positive_input_sum(layer: Dense | Conv2d | AvgPool2d) -> float:
+    """max over neurons of Σ_i max(w_i, 0) (conv: per output channel over in-channels × kernel)."""
+    if isinstance(layer, AvgPool2d):
+        return 1.0
+    w = np.clip(layer.weight, 0, None)
+    return float(w.reshape(w.shape[0], -1).sum(axis=1).max())
+
+
+def max_positive_weight(layer: Dense | Conv2d | AvgPool2d) -> float:
+    if isinstance(layer, AvgPool2d):
+        return layer.weight_value
+    return float(max(0.0, layer.weight.max()))
+
+
+def _apply(
+    spec: NetworkSpec,
+    divisors: list[float],
+    thresholds: list[float],
+    method: str,
+    options: dict[str, Any],
+    infos: list[dict[str, Any]],
+) -> tuple[NetworkSpec, NormalizationReport]:
+    layers = list(spec.layers)
+    for d, t, i in zip(divisors, thresholds, spec.spiking_indices, strict=True):
+        layer = layers[i]
+        if isinstance(layer, AvgPool2d):
+            layers[i] = dataclasses.replace(layer, threshold=t)
+        else:
+            layers[i] = dataclasses.replace(layer, weight=layer.weight / d, threshold=t)
+    report = NormalizationReport(method, tuple(divisors), tuple(thresholds), dict(options), tuple(infos))
+    provenance = {
+        **spec.provenance,
+        "method": method,
+        "options": dict(options),
+        "divisors": list(divisors),
+        "normalized_from": spec.provenance.get("method", "copy"),
+    }
+    return dataclasses.replace(spec, layers=tuple(layers), provenance=provenance), report
+
+
+def _info(layer) -> dict[str, Any]:
+    return {"type": type(layer).__name__}
+
+
+def baseline(spec: NetworkSpec, threshold: float = 1.0) -> tuple[NetworkSpec, NormalizationReport]:
+    """The direct copy: weights unchanged, every spiking layer's threshold set to ``threshold``."""
+    if not np.isfinite(threshold) or threshold <= 0:
+        raise SpecError(f"threshold must be a positive finite number, got {threshold!r}")
+    n = len(spec.spiking_indices)
+    infos = [_info(spec.layers[i]) for i in spec.spiking_indices]
+    return _apply(spec, [1.0] * n, [float(threshold)] * n, "baseline", {"threshold": threshold}, infos)
+
+
+def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[NetworkSpec, NormalizationReport]:
+    """Algorithm 1 (Diehl et al. 2015): divide each layer by its largest sum of positive input weights.
+
+    Afterwards no neuron can receive more than θ = 1 in one step from one-spike-per-step inputs, so none
+    needs to fire more than once per step. ``normalize_output=False`` leaves the output layer as is
+    (Diehl's CNN code does this).
+    """
+    divisors, infos = [], []
+    last = spec.spiking_indices[-1]
+    for i in spec.spiking_indices:
+        layer = spec.layers[i]
+        info = _info(layer)
+        s = max_positive_input_sum(layer)
+        info["max_positive_input_sum"] = s
+        if isinstance(layer, AvgPool2d) or (i == last and not normalize_output):
+            d = 1.0
+        elif s == 0:
+            d, info["note"] = 1.0, "no positive weight: cannot fire; left unscaled"
+        else:
+            d = s
+        divisors.append(d)
+        infos.append(info)
+    options = {"normalize_output": normalize_output}
+    return _apply(spec, divisors, [1.0] * len(divisors), "model", options, infos)
+
+
+def data_based(
+    spec: NetworkSpec, stats: ActivationStats, previous: str = "scale"
+) -> tuple[NetworkSpec, NormalizationReport]:
+    """Algorithm 2 (Diehl et al. 2015), data-based normalization.
+
+    previous = 1; for each weight layer l: scale_l = max(largest positive weight, largest activation over
+    the calibration data); W_l ← W_l / (scale_l / previous); previous = scale_l.
+
+    ``previous="applied"`` instead sets previous to the applied factor scale_l / previous, as Diehl's
+    MATLAB code does (open issue 5 of dannyneil/spiking_relu_conversion), for comparison.
+    """
+    if previous not in ("scale", "applied"):
+        raise ValueError(f"previous must be 'scale' (the paper) or 'applied' (Diehl's code), got {previous!r}")
+    stats.check_matches(spec)
+    prev = 1.0
+    divisors, infos = [], []
+    for li, i in enumerate(spec.spiking_indices):
+        layer = spec.layers[i]
+        info = _info(layer)
+        if isinstance(layer, AvgPool2d):
+            divisors.append(1.0)
+            infos.append(info)
+            continue
+        max_wt, max_act = max_positive_weight(layer), stats.max[li]
+        scale = max(max_wt, max_act)
+        info.update(max_weight=max_wt, max_activation=max_act, scale=scale)
+        if scale == 0:
+            d, info["note"] = 1.0, "no positive weight or activation: cannot fire; left unscaled"
+        else:
+            d = scale / prev
+            prev = scale if previous == "scale" else d
+        divisors.append(d)
+        infos.append(info)
+    return _apply(spec, divisors, [1.0] * len(divisors), "data", {"previous": previous}, infos)
+
+
+def robust(
+    spec: NetworkSpec, stats: ActivationStats, percentile: float = 99.9
+) -> tuple[NetworkSpec, NormalizationReport]:
+    """Robust normalization (Rueckauer et al. 2017): λ_l = the p-th percentile of layer l's (positive)
+    activations; W_l ← W_l · λ_{l-1} / λ_l with λ_0 = 1 (inputs lie in [0, 1])."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+    stats.check_matches(spec)
+    lam_prev = 1.0
+    divisors, infos = [], []
+    for li, i in enumerate(spec.spiking_indices):
+        layer = spec.layers[i]
+        info = _info(layer)
+        if isinstance(layer, AvgPool2d):
+            divisors.append(1.0)
+            infos.append(info)
+            continue
+        lam = stats.percentile(li, percentile)
+        info.update(percentile_activation=lam, exact=stats.exact(li))
+        if lam == 0:
+            d, info["note"] = 1.0, "no positive activation: cannot fire; left unscaled"
+        else:
+            d, lam_prev = lam / lam_prev, lam
+        divisors.append(d)
+        infos.append(info)
+    return _apply(spec, divisors, [1.0] * len(divisors), "robust", {"percentile": percentile}, infos)

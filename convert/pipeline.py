@@ -1,0 +1,73 @@
+"""The convert pipeline in one place: checkpoint → copy spec → activation stats (cached) → normalized spec.
+
+Used by ``python -m convert normalize`` and by validation/, so that every user of a normalized network
+gets it the same way. Files live under ``runs/`` (``runs/models``, ``runs/stats``, ``runs/specs``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert import datasets, normalize
+from convert.extract import spec_from_model
+from convert.io import load_stats, save_stats
+from convert.spec import NetworkSpec
+from convert.stats import ActivationStats, collect_stats, weights_fingerprint
+from convert.train import checkpoint_paths, load_model
+
+
+def default_runs() -> Path:
+    return Path(__file__).resolve().parents[1] / "runs"
+
+
+def copy_spec(dataset: str, model: str, runs: Path, **spec_fields: Any) -> NetworkSpec:
+    """The direct copy of the trained checkpoint ``runs/models/<dataset>-<model>.pt``."""
+    ckpt, _ = checkpoint_paths(runs, dataset, model)
+    prov = {"source_checkpoint": ckpt.name, "dataset": dataset, "model": model}
+    return spec_from_model(load_model(ckpt), dataset=dataset, provenance=prov, **spec_fields)
+
+
+def calibration_images(dataset: str, root: Path | None, n: int | None, holdout: int = 0) -> np.ndarray:
+    """The calibration set: the first ``n`` training images, excluding the last ``holdout`` (which the
+    threshold search of validation/ uses). Never the test split."""
+    train = datasets.load(dataset, "train", root)
+    images = train.images[: len(train.images) - holdout]
+    return images[:n] if n else images
+
+
+def stats_for(
+    spec: NetworkSpec, dataset: str, root: Path | None, runs: Path, n_calib: int | None = None, progress: bool = True
+) -> ActivationStats:
+    """Activation statistics of ``spec``'s ANN on the calibration set, cached by weight fingerprint."""
+    key = f"{weights_fingerprint(spec)[:16]}-{n_calib or 'all'}"
+    path = runs / "stats" / f"{dataset}-{key}.npz"
+    if path.exists():
+        return load_stats(path)
+    stats = collect_stats(spec, calibration_images(dataset, root, n_calib), progress=progress)
+    save_stats(stats, path)
+    return stats
+
+
+def normalized_spec(
+    base: NetworkSpec,
+    method: str,
+    stats: ActivationStats | None = None,
+    threshold: float = 1.0,
+    percentile: float = 99.9,
+    previous: str = "scale",
+) -> tuple[NetworkSpec, normalize.NormalizationReport]:
+    """Apply ``method`` (baseline | model | data | robust) to the copy spec ``base``."""
+    if method == "baseline":
+        return normalize.baseline(base, threshold)
+    if method == "model":
+        return normalize.model_based(base)
+    if stats is None:
+        raise ValueError(f"method {method!r} needs activation statistics")
+    if method == "data":
+        return normalize.data_based(base, stats, previous=previous)
+    if method == "robust":
+        return normalize.robust(base, stats, percentile=percentile)
+    raise ValueError(f"method must be one of {', '.join(normalize.METHODS)}; got {method!r}")

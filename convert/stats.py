@@ -1,0 +1,117 @@
+"""Per-layer activation statistics of a spec's ANN over calibration data, with bounded memory.
+
+``collect_stats(spec, images)`` is the only code that runs the ANN for normalization. It streams over
+batches and keeps, per spiking layer:
+
+* the exact maximum activation (Algorithm 2 of Diehl et al. 2015);
+* a uniform random sample (without replacement) of at most ``max_samples`` of the layer's *positive*
+  activations, from which percentiles are read (Rueckauer et al. 2017 and snntoolbox take percentiles of the
+  non-zero activations). Each value gets a seeded uniform key and the ``max_samples`` smallest keys are kept,
+  so while a layer has at most ``max_samples`` positive values the percentiles are exact; beyond that the
+  p-quantile's rank error has standard deviation sqrt(p (1 - p) / max_samples) (for p = 0.999 and 2·10⁶
+  samples: 2.2·10⁻⁵, i.e. ±2 % of the 0.1 % tail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from convert.ann import activations, as_input
+from convert.spec import NetworkSpec, SpecError
+
+
+def weights_fingerprint(spec: NetworkSpec) -> str:
+    """sha256 over every weight array: ties statistics to the exact ANN they were measured on."""
+    h = hashlib.sha256()
+    for layer in spec.layers:
+        w = getattr(layer, "weight", None)
+        h.update(type(layer).__name__.encode())
+        if w is not None:
+            h.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """Per spiking layer (in order): max activation, sample of positive activations, counts."""
+
+    max: tuple[float, ...]
+    samples: tuple[np.ndarray, ...]
+    n_values: tuple[int, ...]  # activations seen per layer (zeros included)
+    n_positive: tuple[int, ...]
+    n_images: int
+    fingerprint: str
+    seed: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def percentile(self, layer: int, p: float) -> float:
+        """The p-th percentile (0-100) of layer ``layer``'s positive activations (0 if none was positive)."""
+        if not 0 < p <= 100:
+            raise ValueError(f"percentile must lie in (0, 100], got {p}")
+        s = self.samples[layer]
+        return float(np.percentile(s, p)) if len(s) else 0.0
+
+    def exact(self, layer: int) -> bool:
+        """True when the sample holds every positive activation of the layer."""
+        return len(self.samples[layer]) == self.n_positive[layer]
+
+    def check_matches(self, spec: NetworkSpec) -> None:
+        if self.fingerprint != weights_fingerprint(spec):
+            raise SpecError(
+                "stats: these activation statistics were measured on different weights; "
+                "run collect_stats on this spec (normalizations take the un-normalized spec and its stats)"
+            )
+
+
+def collect_stats(
+    spec: NetworkSpec,
+    images: np.ndarray,
+    batch_size: int = 500,
+    max_samples: int = 2_000_000,
+    seed: int = 0,
+    progress: bool = False,
+) -> ActivationStats:
+    """Stream ``images`` through the ANN of ``spec`` and summarise every spiking layer's activations."""
+    if len(images) == 0:
+        raise ValueError("collect_stats: no calibration images")
+    n_layers = len(spec.spiking_indices)
+    gen = torch.Generator().manual_seed(seed)
+    maxima = [0.0] * n_layers
+    n_values = [0] * n_layers
+    n_pos = [0] * n_layers
+    keep_vals: list[torch.Tensor] = [torch.empty(0, dtype=torch.float64) for _ in range(n_layers)]
+    keep_keys: list[torch.Tensor] = [torch.empty(0, dtype=torch.float64) for _ in range(n_layers)]
+    starts = range(0, len(images), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="activation stats", unit="batch")
+    for start in starts:
+        acts, _ = activations(spec, as_input(spec, images[start : start + batch_size]))
+        for li, a in enumerate(acts):
+            pos = a[a > 0]
+            n_values[li] += a.numel()
+            n_pos[li] += pos.numel()
+            if pos.numel():
+                maxima[li] = max(maxima[li], float(pos.max()))
+            keys = torch.rand(pos.numel(), generator=gen, dtype=torch.float64)
+            vals = torch.cat([keep_vals[li], pos])
+            allk = torch.cat([keep_keys[li], keys])
+            if len(allk) > max_samples:
+                idx = torch.topk(allk, max_samples, largest=False).indices
+                vals, allk = vals[idx], allk[idx]
+            keep_vals[li], keep_keys[li] = vals, allk
+    return ActivationStats(
+        max=tuple(maxima),
+        samples=tuple(np.sort(v.numpy()) for v in keep_vals),
+        n_values=tuple(n_values),
+        n_positive=tuple(n_pos),
+        n_images=len(images),
+        fingerprint=weights_fingerprint(spec),
+        seed=seed,
+        meta={"max_samples": max_samples, "batch_size": batch_size},
+    )

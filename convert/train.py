@@ -1,0 +1,137 @@
+"""Training of the Diehl ANNs, deterministic for a seed on the CPU, with eval-mode accuracy.
+
+The replication we follow measured its ANN accuracy with dropout still on (it never called
+``model.eval()``); here every accuracy is measured in eval mode. Adam with a cosine learning-rate decay,
+cross-entropy on the logits; checkpoints hold the state dict and the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from convert import datasets, models
+from convert.provenance import atomic_path, provenance, write_json_atomic
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "mnist"
+    model: str = "mlp"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    train_images: int | None = None  # a prefix of the training set, for quick runs and tests
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1]."""
+    return torch.from_numpy(images.astype(np.float32) / 255.0).reshape(len(images), 1, 28, 28)
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Classification accuracy with the model in eval mode (dropout off); restores the previous mode."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        correct += int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(images), 1)
+
+
+def train_model(
+    config: TrainConfig,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    progress: bool = False,
+) -> tuple[nn.Sequential, list[float]]:
+    """Train a fresh model; return it (in eval mode) and the mean training loss of every epoch."""
+    torch.manual_seed(config.seed)
+    model = models.build(config.model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train_x) // config.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs * steps_per_epoch))
+    gen = torch.Generator().manual_seed(config.seed)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(train_x), generator=gen)
+        total = 0.0
+        bar = tqdm(
+            range(0, len(train_x), config.batch_size),
+            desc=f"{config.dataset}-{config.model} epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        for i in bar:
+            idx = order[i : i + config.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(train_x[idx]), train_y[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        losses.append(total / len(train_x))
+    model.eval()
+    return model, losses
+
+
+def checkpoint_paths(runs: Path, dataset: str, model: str) -> tuple[Path, Path]:
+    return runs / "models" / f"{dataset}-{model}.pt", runs / "models" / f"{dataset}-{model}.json"
+
+
+def train_and_save(
+    config: TrainConfig, root: Path | None, runs: Path, force: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train (unless a checkpoint exists and not ``force``), write checkpoint + metrics JSON, return metrics."""
+    ckpt, metrics_path = checkpoint_paths(runs, config.dataset, config.model)
+    if ckpt.exists() and metrics_path.exists() and not force:
+        import json
+
+        return json.loads(metrics_path.read_text())
+    torch.use_deterministic_algorithms(True)
+    train = datasets.load(config.dataset, "train", root)
+    test = datasets.load(config.dataset, "test", root)
+    n = config.train_images or len(train.images)
+    tx, ty = images_to_tensor(train.images[:n]), torch.from_numpy(train.labels[:n].astype(np.int64))
+    vx, vy = images_to_tensor(test.images), torch.from_numpy(test.labels.astype(np.int64))
+    start = time.perf_counter()
+    model, losses = train_model(config, tx, ty, progress=progress)
+    wall = time.perf_counter() - start
+    metrics = {
+        "dataset": config.dataset,
+        "model": config.model,
+        "train_accuracy": accuracy(model, tx, ty),
+        "test_accuracy": accuracy(model, vx, vy),
+        "accuracy_mode": "model.eval() (dropout off)",
+        "epochs": config.epochs,
+        "epoch_losses": losses,
+        "train_wall_s": wall,
+        **provenance(asdict(config), config.seed),
+    }
+    with atomic_path(ckpt) as tmp:
+        torch.save({"model": config.model, "state_dict": model.state_dict(), "metrics": metrics}, tmp)
+    write_json_atomic(metrics_path, metrics)
+    return metrics
+
+
+def load_model(path: Path) -> nn.Sequential:
+    """Rebuild a trained model (eval mode) from a checkpoint written by :func:`train_and_save`."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint; train it with `python -m convert train ...`")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = models.build(blob["model"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()

@@ -1,0 +1,94 @@
+"""The spec file format and the NIR export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from convert.io import FORMAT_VERSION, load_spec, save_nir, save_spec
+from convert.spec import Conv2d, SpecError
+
+
+def test_save_load_exact(tmp_path, tiny_cnn):
+    spec = tiny_cnn
+    spec = type(spec)(**{**spec.__dict__, "reset": "subtract", "schedule": "cascade", "provenance": {"seed": 3}})
+    path = save_spec(spec, tmp_path / "s.npz")
+    back = load_spec(path)
+    assert back == spec
+    for a, b in zip(spec.layers, back.layers, strict=True):
+        if hasattr(a, "weight"):
+            assert a.weight.dtype == b.weight.dtype
+            assert np.array_equal(a.weight, b.weight)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
+
+
+def test_file_readable_with_numpy_alone(tmp_path, tiny_cnn):
+    spec = tiny_cnn
+    save_spec(spec, tmp_path / "s.npz")
+    z = np.load(tmp_path / "s.npz")
+    header = json.loads(bytes(z["header"]).decode())
+    assert header["format_version"] == FORMAT_VERSION
+    assert header["layers"][0]["type"] == "Conv2d"
+    np.testing.assert_array_equal(z[header["layers"][0]["weight"]], spec.layers[0].weight)
+
+
+def test_newer_version_rejected(tmp_path, tiny_cnn):
+    spec = tiny_cnn
+    save_spec(spec, tmp_path / "s.npz")
+    z = dict(np.load(tmp_path / "s.npz"))
+    header = json.loads(bytes(z["header"]).decode())
+    header["format_version"] = FORMAT_VERSION + 1
+    z["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "new.npz", **z)
+    with pytest.raises(SpecError, match="newer"):
+        load_spec(tmp_path / "new.npz")
+
+
+def test_damaged_and_missing(tmp_path, tiny_cnn):
+    save_spec(tiny_cnn, tmp_path / "s.npz")
+    raw = (tmp_path / "s.npz").read_bytes()
+    (tmp_path / "bad.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SpecError, match="damaged"):
+        load_spec(tmp_path / "bad.npz")
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.npz")
+
+
+def test_unknown_layer_in_file(tmp_path, tiny_cnn):
+    save_spec(tiny_cnn, tmp_path / "s.npz")
+    z = dict(np.load(tmp_path / "s.npz"))
+    header = json.loads(bytes(z["header"]).decode())
+    header["layers"][1]["type"] = "MaxPool2d"
+    z["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "u.npz", **z)
+    with pytest.raises(SpecError, match="unknown layer type 'MaxPool2d'"):
+        load_spec(tmp_path / "u.npz")
+
+
+def test_nan_weights_in_file_rejected(tmp_path, tiny_cnn):
+    save_spec(tiny_cnn, tmp_path / "s.npz")
+    z = dict(np.load(tmp_path / "s.npz"))
+    z["layers.0.weight"] = np.full_like(z["layers.0.weight"], np.nan)
+    np.savez(tmp_path / "n.npz", **z)
+    with pytest.raises(SpecError, match="NaN"):
+        load_spec(tmp_path / "n.npz")
+
+
+def test_nir_round_trip(tmp_path, tiny_cnn):
+    import nir
+
+    spec = tiny_cnn
+    save_nir(spec, tmp_path / "s.nir")
+    graph = nir.read(str(tmp_path / "s.nir"))
+    weights = [n.weight for n in graph.nodes.values() if isinstance(n, (nir.Linear, nir.Conv2d))]
+    originals = [layer.weight for layer in spec.layers if hasattr(layer, "weight")]
+    assert len(weights) == len(originals)
+    for a, b in zip(originals, weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    ifs = [n for n in graph.nodes.values() if isinstance(n, nir.IF)]
+    assert len(ifs) == len(spec.population_sizes)
+    assert graph.metadata["schedule"] == spec.schedule and graph.metadata["reset"] == spec.reset
+    assert float(graph.metadata["dt_ms"]) == spec.dt_ms
+    assert isinstance(spec.layers[0], Conv2d)

@@ -1,0 +1,242 @@
+"""Normalization: hand-computed factors and property-based invariants (Hypothesis)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from convert import normalize
+from convert.ann import activations, as_input
+from convert.io import load_spec, save_spec
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
+from convert.stats import collect_stats
+
+W1 = [[1.0, 2.0, -1.0], [0.5, -3.0, 1.0]]
+W2 = [[2.0, -1.0], [1.0, 1.0]]
+W3 = [[1.0, 0.0], [0.0, 3.0]]
+X = np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+
+
+def hand_spec() -> NetworkSpec:
+    return NetworkSpec(input_shape=(3,), layers=(Dense(W1), Dense(W2), Dense(W3)))
+
+
+def test_model_based_by_hand():
+    _, report = normalize.model_based(hand_spec())
+    assert report.divisors == (3.0, 2.0, 3.0)
+    _, report = normalize.model_based(hand_spec(), normalize_output=False)
+    assert report.divisors == (3.0, 2.0, 1.0)
+
+
+def test_data_based_by_hand_paper_and_diehl_code():
+    spec = hand_spec()
+    stats = collect_stats(spec, X)
+    assert stats.max == (2.0, 4.0, 6.0)
+    _, paper = normalize.data_based(spec, stats)
+    assert paper.divisors == (2.0, 2.0, 1.5)
+    _, code = normalize.data_based(spec, stats, previous="applied")
+    assert code.divisors == (2.0, 2.0, 3.0)
+
+
+def test_robust_by_hand():
+    spec = hand_spec()
+    stats = collect_stats(spec, X)
+    _, full = normalize.robust(spec, stats, percentile=100)
+    assert full.divisors == (2.0, 2.0, 1.5)
+    _, median = normalize.robust(spec, stats, percentile=50)
+    np.testing.assert_allclose(median.divisors, (1.0, 1.75, 4.25 / 1.75))
+
+
+def test_baseline_sets_threshold_keeps_weights():
+    spec, report = normalize.baseline(hand_spec(), 4.0)
+    assert spec.thresholds == [4.0, 4.0, 4.0]
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(spec.layers, hand_spec().layers, strict=True))
+    with pytest.raises(SpecError, match="threshold"):
+        normalize.baseline(hand_spec(), -1.0)
+
+
+def test_stats_from_other_weights_rejected():
+    stats = collect_stats(hand_spec(), X)
+    other = NetworkSpec(input_shape=(3,), layers=(Dense(np.array(W1) * 2), Dense(W2), Dense(W3)))
+    with pytest.raises(SpecError, match="different weights"):
+        normalize.data_based(other, stats)
+
+
+def test_pool_passes_factor_through():
+    rng = np.random.default_rng(0)
+    spec = NetworkSpec(
+        input_shape=(1, 6, 6),
+        layers=(Conv2d(np.abs(rng.normal(size=(2, 1, 3, 3)))), AvgPool2d(2), Flatten(), Dense(rng.normal(size=(3, 8)))),
+    )
+    x = rng.uniform(size=(10, 1, 6, 6))
+    stats = collect_stats(spec, x)
+    _, report = normalize.data_based(spec, stats)
+    assert report.divisors[1] == 1.0
+    # the dense layer's divisor is relative to the conv layer's scale, not to the pool's activation
+    assert report.divisors[2] == pytest.approx(report.layers[2]["scale"] / report.layers[0]["scale"])
+
+
+# ------------------------------------------------------------------------------------ property tests
+@st.composite
+def networks(draw):
+    """Random small zero-bias ReLU networks (dense or conv), log-uniform scales, optional dead rows."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    scales = [10.0 ** draw(st.floats(-3, 3)) for _ in range(3)]
+    dead_row = draw(st.booleans())
+    if draw(st.sampled_from(["dense", "conv"])) == "dense":
+        n0, n1, n2, n3 = 9, draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(2, 4))
+        ws = [rng.normal(size=s) * c for s, c in zip([(n1, n0), (n2, n1), (n3, n2)], scales, strict=True)]
+        if dead_row:
+            ws[0][0] = -np.abs(ws[0][0])
+        layers = (Flatten(), Dense(ws[0]), Dense(ws[1]), Dense(ws[2]))
+    else:
+        c_in, c1, n_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 4))
+        conv = rng.normal(size=(c1, c_in, 3, 3)) * scales[0]
+        if dead_row:
+            conv[0] = -np.abs(conv[0])
+        layers = (Conv2d(conv), AvgPool2d(2), Flatten(), Dense(rng.normal(size=(n_out, c1 * 4)) * scales[1]))
+    in_shape = (1, 3, 3) if isinstance(layers[0], Flatten) else (layers[0].weight.shape[1], 6, 6)
+    spec = NetworkSpec(input_shape=in_shape, layers=layers)
+    x = rng.uniform(size=(draw(st.integers(5, 40)), *in_shape))
+    return spec, x
+
+
+def _normalize_all(spec, x):
+    stats = collect_stats(spec, x)
+    return {
+        "baseline": normalize.baseline(spec, 2.0),
+        "model": normalize.model_based(spec),
+        "data": normalize.data_based(spec, stats),
+        "data-applied": normalize.data_based(spec, stats, previous="applied"),
+        "robust": normalize.robust(spec, stats, 99.9),
+        "robust-90": normalize.robust(spec, stats, 90.0),
+    }
+
+
+def _acts(spec, x):
+    with torch.inference_mode():
+        return activations(spec, as_input(spec, x))
+
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(networks())
+def test_positive_homogeneity(net):
+    spec, x = net
+    _, logits = _acts(spec, x)
+    for name, (new, report) in _normalize_all(spec, x).items():
+        _, new_logits = _acts(new, x)
+        c = 1.0 / np.prod(report.divisors)
+        scale = float(logits.abs().max()) * c + 1e-300
+        np.testing.assert_allclose(new_logits.numpy(), logits.numpy() * c, rtol=1e-9, atol=1e-12 * scale, err_msg=name)
+        top2 = torch.topk(logits, 2, dim=1).values
+        clear = (top2[:, 0] - top2[:, 1]) > 1e-9 * logits.abs().max()
+        assert torch.equal(new_logits.argmax(1)[clear], logits.argmax(1)[clear]), name
+
+
+@SETTINGS
+@given(networks())
+def test_model_based_bounds_positive_input(net):
+    spec, _ = net
+    new, report = normalize.model_based(spec)
+    for li, i in enumerate(new.spiking_indices):
+        s = normalize.max_positive_input_sum(new.layers[i])
+        if report.layers[li]["max_positive_input_sum"] == 0:
+            assert s == 0 and "note" in report.layers[li]
+        else:
+            assert s == pytest.approx(1.0, rel=1e-12)
+    assert new.thresholds == [1.0] * len(new.thresholds)
+
+
+@SETTINGS
+@given(networks())
+def test_data_based_unit_scale_on_calibration_data(net):
+    spec, x = net
+    new, report = normalize.data_based(spec, collect_stats(spec, x))
+    acts, _ = _acts(new, x)
+    for li, i in enumerate(spec.spiking_indices):
+        info = report.layers[li]
+        if isinstance(spec.layers[i], AvgPool2d):
+            assert float(acts[li].max()) <= 1.0 + 1e-9
+            continue
+        if info["scale"] == 0:
+            assert float(acts[li].max()) == 0.0
+            continue
+        value = max(float(acts[li].max()), info["max_weight"] / info["scale"])
+        assert value == pytest.approx(1.0, rel=1e-9)
+
+
+@SETTINGS
+@given(networks(), st.sampled_from([50.0, 90.0, 99.0, 99.9]))
+def test_robust_bounds_the_tail(net, p):
+    spec, x = net
+    stats = collect_stats(spec, x)
+    new, _ = normalize.robust(spec, stats, p)
+    acts, _ = _acts(new, x)
+    for li, i in enumerate(spec.spiking_indices):
+        if isinstance(spec.layers[i], AvgPool2d):
+            continue
+        a = acts[li].flatten()
+        n_pos = int((a > 0).sum())
+        if n_pos == 0:
+            continue
+        above = int((a > 1 + 1e-9).sum())
+        assert above / n_pos <= (100 - p) / 100 + 1 / n_pos
+
+
+@SETTINGS
+@given(networks(), st.lists(st.floats(-2, 2), min_size=4, max_size=4))
+def test_scale_equivariance_and_idempotence(net, log_c):
+    spec, x = net
+    layers = list(spec.layers)
+    weighted = [i for i, layer in enumerate(layers) if hasattr(layer, "weight")]
+    for i, lc in zip(weighted, log_c, strict=False):
+        layers[i] = (
+            Dense(layers[i].weight * 10.0**lc) if isinstance(layers[i], Dense) else Conv2d(layers[i].weight * 10.0**lc)
+        )
+    scaled = NetworkSpec(input_shape=spec.input_shape, layers=tuple(layers))
+
+    def close(a, b):
+        for la, lb in zip(a.layers, b.layers, strict=True):
+            if hasattr(la, "weight"):
+                np.testing.assert_allclose(la.weight, lb.weight, rtol=1e-9, atol=1e-300)
+
+    s1, s2 = collect_stats(spec, x), collect_stats(scaled, x)
+    m1, mrep = normalize.model_based(spec)
+    _, rob = normalize.robust(spec, s1, 99.0)
+    # a layer that can never fire is left unscaled by design (its weights are arbitrary as far as the
+    # network's function goes), so equivariance is claimed for live networks only
+    assume(not any("note" in info for info in rob.layers + mrep.layers))
+    close(m1, normalize.model_based(scaled)[0])
+    close(m1, normalize.model_based(m1)[0])  # idempotent
+    close(normalize.robust(spec, s1, 99.0)[0], normalize.robust(scaled, s2, 99.0)[0])
+    # data-based is equivariant where the activations, not the weights, set every scale
+    _, r1 = normalize.data_based(spec, s1)
+    _, r2 = normalize.data_based(scaled, s2)
+    assume(all(info.get("max_activation", 1) >= info.get("max_weight", 0) for info in r1.layers + r2.layers))
+    close(normalize.data_based(spec, s1)[0], normalize.data_based(scaled, s2)[0])
+
+
+@settings(max_examples=10, deadline=None)
+@given(networks())
+def test_purity_and_round_trip(net):
+    spec, x = net
+    before = [np.array(layer.weight) for layer in spec.layers if hasattr(layer, "weight")]
+    results = _normalize_all(spec, x)
+    after = [layer.weight for layer in spec.layers if hasattr(layer, "weight")]
+    for b, a in zip(before, after, strict=True):
+        assert np.array_equal(a, b) and not a.flags.writeable
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (new, report) in results.items():
+            assert all(not la.weight.flags.writeable for la in new.layers if hasattr(la, "weight"))
+            assert new.provenance["divisors"] == list(report.divisors)
+            assert load_spec(save_spec(new, Path(tmp) / f"{name}.npz")) == new
