@@ -1,0 +1,142 @@
+"""Command line of validation: ``python -m validation {agree,table2,figures,sweep,reproduce} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.pipeline import default_runs
+
+
+def _eval_config(args: argparse.Namespace):
+    from validation.experiments import EvalConfig
+
+    if args.full:
+        return EvalConfig(n_images=10_000, steps=10_000, seeds=tuple(args.seeds), device=args.device, dtype=args.dtype)
+    return EvalConfig(
+        n_images=args.images, steps=args.steps, seeds=tuple(args.seeds), device=args.device, dtype=args.dtype
+    )
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    from convert import datasets
+    from convert.io import load_spec
+    from validation.agree import agreement, write_report
+
+    spec = load_spec(args.spec)
+    split = datasets.load(args.dataset, args.split, args.root)
+    engines = tuple(args.engines.split(","))
+    if len(engines) != 2:
+        raise ValueError(f"--engines takes two engines separated by a comma, got {args.engines!r}")
+    n = args.images
+    report, recs = agreement(
+        spec,
+        split.images[:n],
+        split.labels[:n],
+        args.steps,
+        engines,
+        seed=args.seed,
+        poisson_images=args.poisson_images,
+        progress=True,
+    )
+    config = {k: str(v) for k, v in vars(args).items() if k != "func"}
+    name = args.name or f"{Path(args.spec).stem}-{'-vs-'.join(e.replace(':', '_') for e in engines)}"
+    paths = write_report(report, recs, args.out or default_runs() / "agreement", name, config)
+    print(paths[1].read_text())
+    print("written " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_table2(args: argparse.Namespace) -> int:
+    from validation.table2 import markdown, run_table2
+
+    cfg = _eval_config(args)
+    print(markdown(run_table2(cfg, args.root, args.runs or default_runs())))
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from validation.figures import convergence_markdown, make_figures
+    from validation.table2 import PAIRS, run_table2
+
+    cfg = _eval_config(args)
+    runs = args.runs or default_runs()
+    run_table2(cfg, args.root, runs)  # resumes: only missing records are simulated
+    print(convergence_markdown(make_figures(cfg, runs, list(PAIRS)), cfg.steps))
+    print(f"figures under {runs / 'table2' / cfg.tag}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from validation.sweep import plot_sweep, read_results, run_sweep
+
+    path = run_sweep(args.config, out=args.out, workers=args.workers, dask=args.dask)
+    print(f"{len(read_results(path))} cells in {path}")
+    if not args.no_plot:
+        print(f"plot: {plot_sweep(path)}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from validation.reproduce import ReproduceConfig, reproduce
+
+    path = reproduce(ReproduceConfig(), args.root, args.runs or default_runs())
+    print(path.read_text())
+    return 0
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=500, help="test images (default 500)")
+    p.add_argument("--steps", type=int, default=300, help="simulated ms per image (default 300)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--full", action="store_true", help="the replication's scale: 10 000 images x 10 000 ms (GPU)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m validation", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--root", type=Path, default=None, help="data root (default: $SNN_DATA or data/)")
+        p.add_argument("--runs", type=Path, default=None, help="results folder (default: runs/)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("agree", cmd_agree, "compare two engines on one spec, identical and independent inputs")
+    p.add_argument("--spec", type=Path, required=True)
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--images", type=int, default=20)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--engines", default="fastsim:float64,refsim:cpp_standalone")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--poisson-images", type=int, default=0, help="also compare independent Poisson runs")
+    p.add_argument("--name", default=None)
+    p.add_argument("--out", type=Path, default=None)
+
+    _eval_args(add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method"))
+    _eval_args(add("figures", cmd_figures, "Figures 3/4: error vs simulated time, and convergence times"))
+
+    p = add("sweep", cmd_sweep, "a resumable grid of fastsim evaluations from a TOML config")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="results file (default: the config's run.out)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--dask", default=None, help="address of a Dask distributed scheduler")
+    p.add_argument("--no-plot", action="store_true")
+
+    add("reproduce", cmd_reproduce, "the main job: training, conversion, Tables 1/2, Figures 3/4, agreement")
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

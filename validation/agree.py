@@ -1,0 +1,94 @@
+"""Running an agreement check: two engines on one spec, identical inputs and independent Poisson inputs.
+
+Engines are named ``fastsim[:dtype]`` (``float32`` or ``float64``, default float64) or ``refsim[:device]``
+(``runtime``, ``cpp_standalone``, ``cuda_standalone``; default cpp_standalone). The report (JSON, Markdown
+and a PNG of per-layer count differences) is written atomically under ``out``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.encoding import poisson_spikes
+from convert.provenance import provenance, write_bytes_atomic, write_json_atomic, write_text_atomic
+from convert.records import SpikeRecord
+from convert.spec import NetworkSpec
+from validation.agreement import compare_counts, compare_poisson, markdown
+from validation.engines import run
+
+
+def parse_engine(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, option = text.partition(":")
+    if name == "fastsim":
+        return name, {"dtype": option or "float64", "record_margins": True}
+    if name == "refsim":
+        return name, {"device": option or "cpp_standalone"}
+    raise ValueError(f"engine must be fastsim[:dtype] or refsim[:device], got {text!r}")
+
+
+def _run(engine: str, spec: NetworkSpec, **kw: Any) -> SpikeRecord:
+    name, options = parse_engine(engine)
+    if name == "fastsim" and kw.get("spikes") is None:
+        options.pop("record_margins")
+    return run(name, spec, **kw, **options)
+
+
+def agreement(
+    spec: NetworkSpec,
+    images: np.ndarray,
+    labels: np.ndarray,
+    steps: int,
+    engines: tuple[str, str],
+    seed: int = 0,
+    poisson_images: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, Any], tuple[SpikeRecord, SpikeRecord]]:
+    """Identical-input comparison on ``images`` (and, if ``poisson_images``, an independent-noise one)."""
+    idx = np.arange(len(images))
+    spikes = poisson_spikes(images, idx, steps, seed, spec.max_rate_hz, spec.dt_ms)
+    common = dict(steps=steps, seed=seed, labels=labels, image_indices=idx, record_neurons=True, progress=progress)
+    recs = tuple(_run(e, spec, spikes=spikes, **common) for e in engines)
+    report: dict[str, Any] = {"engines": list(engines), "identical": compare_counts(*recs)}
+    if poisson_images:
+        n = min(poisson_images, len(images))
+        common = dict(steps=steps, seed=seed, labels=labels[:n], image_indices=idx[:n], progress=progress)
+        pois = tuple(_run(e, spec, images=images[:n], **common) for e in engines)
+        report["poisson"] = compare_poisson(*pois)
+    return report, recs
+
+
+def plot_differences(recs: tuple[SpikeRecord, SpikeRecord], engines: tuple[str, str]) -> bytes:
+    """PNG: per layer, a scatter of per-neuron counts of engine A against engine B."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = len(recs[0].neuron_counts)
+    fig, axes = plt.subplots(1, layers, figsize=(3.2 * layers, 3.2), squeeze=False)
+    for li, ax in enumerate(axes[0]):
+        a, b = recs[0].neuron_counts[li].ravel(), recs[1].neuron_counts[li].ravel()
+        ax.scatter(a, b, s=3, alpha=0.4)
+        top = max(a.max(initial=0), b.max(initial=0), 1)
+        ax.plot([0, top], [0, top], "k:", linewidth=0.8)
+        ax.set_title(f"layer {li}: {np.mean(a == b) * 100:.3f} % equal", fontsize=8)
+        ax.set_xlabel(engines[0], fontsize=8)
+        ax.set_ylabel(engines[1], fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(report: dict[str, Any], recs, out: Path, name: str, config: dict[str, Any]) -> list[Path]:
+    report = {"title": name, "config": config, **report, **provenance(config, config.get("seed"))}
+    paths = [out / f"{name}.json", out / f"{name}.md", out / f"{name}.png"]
+    write_json_atomic(paths[0], report)
+    write_text_atomic(paths[1], markdown(report))
+    write_bytes_atomic(paths[2], plot_differences(recs, tuple(report["engines"])))
+    return paths

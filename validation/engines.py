@@ -1,0 +1,58 @@
+"""The simulators as validation sees them: ``run(engine, spec, ...) -> SpikeRecord``.
+
+validation/ never touches Brian2 or torch objects: it calls the two simulators' ``simulate`` functions,
+which return the neutral :class:`convert.records.SpikeRecord`. The imports are lazy so that a machine
+without Brian2 can still use fastsim and vice versa.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convert.records import SpikeRecord
+from convert.spec import NetworkSpec
+
+ENGINES = ("fastsim", "refsim")
+DEFAULT_DEVICE = {"fastsim": "cpu", "refsim": "cpp_standalone"}
+
+
+def run(
+    engine: str,
+    spec: NetworkSpec,
+    images: np.ndarray | None = None,
+    *,
+    spikes: np.ndarray | None = None,
+    steps: int,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+    image_indices: np.ndarray | None = None,
+    device: str | None = None,
+    dtype: str = "float64",
+    record_neurons: bool = False,
+    checkpoints: Any = None,
+    progress: bool = False,
+    **options: Any,
+) -> SpikeRecord:
+    """Simulate ``spec`` with ``engine`` (fastsim or refsim) and return its SpikeRecord."""
+    common = dict(
+        spikes=spikes,
+        steps=steps,
+        seed=seed,
+        labels=labels,
+        image_indices=image_indices,
+        record_neurons=record_neurons,
+        checkpoints=checkpoints,
+        progress=progress,
+        device=device or DEFAULT_DEVICE.get(engine),
+    )
+    if engine == "fastsim":
+        from fastsim.simulate import simulate
+
+        return simulate(spec, images, dtype=dtype, **common, **options)
+    if engine == "refsim":
+        from refsim.simulate import simulate
+
+        return simulate(spec, images, **common, **options)
+    raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")

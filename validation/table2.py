@@ -1,0 +1,113 @@
+"""Table 2: SNN test accuracy after T ms per dataset × model × row, mean ± std over input seeds.
+
+``python -m validation table2`` runs (or resumes) every evaluation of :mod:`validation.experiments` and
+writes ``table2.md``, ``table2.csv`` and ``table2.json`` (config, seeds, versions, git commit) under
+``runs/table2/<tag>/``. The replication's numbers (10 000 ms, the whole test set) stand beside ours.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from convert.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.train import checkpoint_paths
+from validation.experiments import REPLICATION_THRESHOLD, ROWS, EvalConfig, build_specs, evaluate, record_path
+
+REPLICATION = {  # Table 2 of the replication: SNN test accuracy after 10 000 ms
+    ("mnist", "mlp"): {"baseline": 98.64, "baseline-tuned": 98.68, "model": 98.65, "data": 98.66},
+    ("mnist", "cnn"): {"baseline": 98.87, "baseline-tuned": 99.11, "model": 99.10, "data": 99.10},
+    ("fashion", "mlp"): {"baseline": 89.75, "baseline-tuned": 90.00, "model": 89.69, "data": 89.85},
+    ("fashion", "cnn"): {"baseline": 89.33, "baseline-tuned": 90.18, "model": 90.15, "data": 90.20},
+}
+PAIRS = tuple(REPLICATION)
+
+
+def run_table2(
+    cfg: EvalConfig,
+    root: Path | None,
+    runs: Path,
+    pairs: tuple[tuple[str, str], ...] = PAIRS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every (dataset, model, row, seed) evaluation; returns the results dictionary (also written)."""
+    out = runs / "table2" / cfg.tag
+    results: dict[str, Any] = {"config": cfg.to_dict(), "entries": []}
+    todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
+    bar = tqdm(total=len(todo) * len(ROWS) * len(cfg.seeds), desc="table2 runs", disable=not progress)
+    for ds, model in todo:
+        built = build_specs(ds, model, root, runs, cfg, out)
+        ann = json.loads(checkpoint_paths(runs, ds, model)[1].read_text())["test_accuracy"]
+        for row in ROWS:
+            spec, report = built["specs"][row]
+            accs, no_spike = [], []
+            for seed in cfg.seeds:
+                rec = evaluate(spec, ds, root, cfg, seed, record_path(out, ds, model, row, seed))
+                accs.append(rec.accuracy())
+                no_spike.append(rec.no_spike_fraction())
+                bar.update()
+            results["entries"].append(
+                {
+                    "dataset": ds,
+                    "model": model,
+                    "row": row,
+                    "threshold": spec.thresholds[0],
+                    "ann_test_accuracy": ann,
+                    "accuracy_mean": float(np.mean(accs)),
+                    "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                    "accuracies": accs,
+                    "no_spike_fraction_mean": float(np.mean(no_spike)),
+                    "divisors": list(report.divisors),
+                    "replication": REPLICATION[(ds, model)].get(row),
+                    "search": built["search"] if row == "baseline-tuned" else None,
+                }
+            )
+    bar.close()
+    results.update(provenance(cfg.to_dict(), seed=None))
+    results["seeds"] = list(cfg.seeds)
+    write_outputs(results, out)
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cfg = results["config"]
+    lines = [
+        f"SNN test accuracy (%) after {cfg['steps']} ms on the first {cfg['n_images']} test images, mean ± std over "
+        f"input seeds {tuple(cfg['seeds'])}; replication (10 000 ms, 10 000 images) in brackets.",
+        "",
+        "| dataset | model | ANN | baseline θ=1 | baseline tuned θ | model-based | data-based | robust p99.9 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_pair: dict[tuple[str, str], dict[str, dict]] = {}
+    for e in results["entries"]:
+        by_pair.setdefault((e["dataset"], e["model"]), {})[e["row"]] = e
+    for (ds, model), rows in by_pair.items():
+        cells = []
+        for row in ROWS:
+            e = rows[row]
+            cell = f"{100 * e['accuracy_mean']:.2f} ± {100 * e['accuracy_std']:.2f}"
+            if row == "baseline-tuned":
+                cell += f" (θ={e['threshold']:g}; repl. θ={REPLICATION_THRESHOLD[model]:g})"
+            if e["replication"] is not None:
+                cell += f" [{e['replication']:.2f}]"
+            cells.append(cell)
+        ann = 100 * next(iter(rows.values()))["ann_test_accuracy"]
+        lines.append(f"| {ds} | {model} | {ann:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> None:
+    write_json_atomic(out / "table2.json", results)
+    write_text_atomic(out / "table2.md", markdown(results))
+    buf = io.StringIO()
+    fields = ["dataset", "model", "row", "threshold", "ann_test_accuracy", "accuracy_mean", "accuracy_std"]
+    writer = csv.DictWriter(buf, fieldnames=fields + ["no_spike_fraction_mean", "replication"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(results["entries"])
+    write_text_atomic(out / "table2.csv", buf.getvalue())
