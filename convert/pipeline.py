@@ -39,14 +39,20 @@ def calibration_images(dataset: str, root: Path | None, n: int | None, holdout: 
 
 
 def stats_for(
-    spec: NetworkSpec, dataset: str, root: Path | None, runs: Path, n_calib: int | None = None, progress: bool = True
+    spec: NetworkSpec,
+    dataset: str,
+    root: Path | None,
+    runs: Path,
+    n_calib: int | None = None,
+    holdout: int = 0,
+    progress: bool = True,
 ) -> ActivationStats:
     """Activation statistics of ``spec``'s ANN on the calibration set, cached by weight fingerprint."""
-    key = f"{weights_fingerprint(spec)[:16]}-{n_calib or 'all'}"
+    key = f"{weights_fingerprint(spec)[:16]}-{n_calib or 'all'}-h{holdout}"
     path = runs / "stats" / f"{dataset}-{key}.npz"
     if path.exists():
         return load_stats(path)
-    stats = collect_stats(spec, calibration_images(dataset, root, n_calib), progress=progress)
+    stats = collect_stats(spec, calibration_images(dataset, root, n_calib, holdout), progress=progress)
     save_stats(stats, path)
     return stats
 

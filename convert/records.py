@@ -8,7 +8,10 @@ validation/ reads only SpikeRecords and specs, never Brian2 or torch objects. A 
 * ``first_spike_step`` (N,): the 0-based step index of the first output spike, -1 if there was none;
 * ``synops`` (N, L): synaptic events into each spiking layer, Σ_t Σ_i s_{l-1,i}(t) · fanout_i (for the
   ``current`` encoding the analog input x_i takes the place of s_0,i);
-* ``labels``, ``image_indices`` (N,): the true classes and the images' indices in their dataset split.
+* ``labels``, ``image_indices`` (N,): the true classes and the images' indices in their dataset split;
+* ``margins``: optionally, per spiking layer an (N, n_l) array of min over the threshold checks of
+  |v − θ| / θ, the closest relative approach of each membrane to its threshold (what explains a count that
+  flips between float32 and float64 arithmetic).
 
 Readout (docs/semantics.md): the class is the argmax of the output counts so far, ties broken by the lowest
 index; an image with no output spike at all is predicted as -1 and counts as wrong.
@@ -58,6 +61,7 @@ class SpikeRecord:
     labels: np.ndarray
     image_indices: np.ndarray
     neuron_counts: tuple[np.ndarray, ...] | None = None
+    margins: tuple[np.ndarray, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,8 +113,9 @@ class SpikeRecord:
                 "image_indices",
             )
         }
-        for i, counts in enumerate(self.neuron_counts or ()):
-            arrays[f"neuron_counts_{i}"] = np.asarray(counts)
+        for name in ("neuron_counts", "margins"):
+            for i, values in enumerate(getattr(self, name) or ()):
+                arrays[f"{name}_{i}"] = np.asarray(values)
         return arrays
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -131,8 +136,11 @@ class SpikeRecord:
         header = json.loads(bytes(data.pop("header")).decode())
         if header.get("format_version", 0) > RECORD_FORMAT_VERSION:
             raise ValueError(f"{path}: record format {header['format_version']} is newer than this code")
-        neuron = [data.pop(f"neuron_counts_{i}") for i in range(len(data)) if f"neuron_counts_{i}" in data]
-        return cls(**data, neuron_counts=tuple(neuron) or None, meta=header.get("meta", {}))
+        per_layer = {}
+        for name in ("neuron_counts", "margins"):
+            keys = sorted((k for k in data if k.startswith(name + "_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+            per_layer[name] = tuple(data.pop(k) for k in keys) or None
+        return cls(**data, **per_layer, meta=header.get("meta", {}))
 
 
 def concatenate(records: list[SpikeRecord]) -> SpikeRecord:
@@ -147,10 +155,12 @@ def concatenate(records: list[SpikeRecord]) -> SpikeRecord:
         name: np.concatenate([getattr(r, name) for r in records])
         for name in ("output_counts", "layer_counts", "first_spike_step", "synops", "labels", "image_indices")
     }
-    neuron = None
-    if all(r.neuron_counts is not None for r in records):
-        neuron = tuple(np.concatenate(parts) for parts in zip(*(r.neuron_counts for r in records), strict=True))
-    return SpikeRecord(checkpoints=first.checkpoints, neuron_counts=neuron, meta=dict(first.meta), **arrays)
+    for name in ("neuron_counts", "margins"):
+        arrays[name] = None
+        if all(getattr(r, name) is not None for r in records):
+            parts = zip(*(getattr(r, name) for r in records), strict=True)
+            arrays[name] = tuple(np.concatenate(p) for p in parts)
+    return SpikeRecord(checkpoints=first.checkpoints, meta=dict(first.meta), **arrays)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -7,6 +7,7 @@ cross-entropy on the logits; checkpoints hold the state dict and the metrics.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,9 +99,10 @@ def train_and_save(
     """Train (unless a checkpoint exists and not ``force``), write checkpoint + metrics JSON, return metrics."""
     ckpt, metrics_path = checkpoint_paths(runs, config.dataset, config.model)
     if ckpt.exists() and metrics_path.exists() and not force:
-        import json
+        metrics = json.loads(metrics_path.read_text())
+        if metrics.get("config") == asdict(config):
+            return metrics  # reuse: same training config
 
-        return json.loads(metrics_path.read_text())
     torch.use_deterministic_algorithms(True)
     train = datasets.load(config.dataset, "train", root)
     test = datasets.load(config.dataset, "test", root)

@@ -185,6 +185,7 @@ def run_sweep(
     if not todo:
         return path
     executor, client = make_executor(workers, dask)
+    futures: dict[cf.Future, dict[str, Any]] = {}
     try:
         futures = {executor.submit(run_cell, c, run): c for c in todo}
         bar = tqdm(total=len(todo), desc="sweep cells", disable=not progress)
@@ -194,7 +195,9 @@ def run_sweep(
             bar.update()
         bar.close()
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        for fut in futures:
+            fut.cancel()
+        executor.shutdown(wait=False)
         if client is not None:
             client.close()
     return path

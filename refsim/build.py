@@ -1,0 +1,172 @@
+"""NetworkSpec -> Brian2 objects: one small builder per layer type, dispatched on the layer's class.
+
+Every spiking layer l is ``NeuronGroup(n_l, 'v : 1', threshold='v >= theta', reset=...)`` of integrate-and-fire
+neurons without leak or refractory period (docs/semantics.md), fed by ``Synapses(on_pre='v_post += w')`` from
+the population below (explicit (i, j, w) lists, :mod:`refsim.connectivity`). ``Flatten`` only renames
+indices (C order) and builds nothing. Image n of a batch runs over the global steps n·T … n·T + T − 1; a
+``run_regularly(..., when='start')`` sets v_l = 0 in every step g with g mod T = 0, before the first threshold
+test of the image. (It runs every step on the one clock of the network: a second clock of period T·dt would
+make Brian2 write the clocks in a random order into main.cpp, so a rebuilt standalone project would not be
+byte-identical and would recompile.)
+
+Schedules, at every step t:
+
+* ``delay`` (Brian2's default slots *thresholds → synapses → resets*): s_l(t) = [v_l ≥ θ_l] for all l on the
+  voltage left from t − 1; then v_l += W_l s_{l−1}(t) for all l; then reset (``zero``: v_l = 0, the input of
+  this step is lost; ``subtract``: v_l −= θ_l). Each layer adds one step of latency.
+* ``cascade``: for l = 1 … L in order, v_l += W_l s_{l−1}(t); s_l(t) = [v_l ≥ θ_l]; reset. In Brian2 the
+  pathway, thresholder and resetter of layer k all run in the ``synapses`` slot with orders 3k, 3k+1, 3k+2
+  (the input group's spikes come earlier, in the ``thresholds`` slot).
+
+Spike monitors run in the ``end`` slot, after every update of the step, under both schedules.
+Every Brian2 object gets a fixed name, so that rebuilding a standalone project regenerates identical code.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from refsim.connectivity import connections, fanout
+from refsim.inputs import InputBatch, InputLayer, build_input
+
+RESETS = {"zero": "v = 0", "subtract": "v -= theta"}
+#: v = 0 in the first step of every image (v·1 = v exactly otherwise), before that step's threshold test
+IMAGE_START = "v = v * int(t_in_timesteps % image_steps != 0)"
+
+
+@dataclass
+class BuiltNetwork:
+    """The Brian2 network of one spec and one batch shape, and what the readout needs."""
+
+    network: Any
+    input: InputLayer
+    layers: list[Any]  # NeuronGroups of the spiking layers, in order
+    synapses: list[Any]  # synapses[l] feeds layers[l]
+    monitors: list[Any]  # monitors[0]: input (None for the current encoding), monitors[l + 1]: layers[l]
+    fanouts: list[np.ndarray]  # fanouts[l][i]: synapses from neuron i of the population below layers[l]
+    n_images: int
+    steps: int
+    dt_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_images * self.steps * self.dt_s
+
+
+@dataclass
+class _BuildState:
+    """What a layer builder reads and extends: the population below and the objects so far."""
+
+    spec: NetworkSpec
+    shape: tuple[int, ...]
+    source: Any
+    payload: str
+    namespace: dict[str, Any]
+    steps: int
+    layers: list[Any] = field(default_factory=list)
+    synapses: list[Any] = field(default_factory=list)
+    fanouts: list[np.ndarray] = field(default_factory=list)
+
+
+@functools.singledispatch
+def build_layer(layer: object, state: _BuildState) -> None:
+    """Add ``layer``'s Brian2 objects on top of ``state.source``."""
+    raise TypeError(f"refsim: no Brian2 builder for layer type {type(layer).__name__}")
+
+
+@build_layer.register
+def _flatten(layer: Flatten, state: _BuildState) -> None:
+    state.shape = layer.output_shape(state.shape)  # C-order indices are unchanged: no objects
+
+
+@build_layer.register(Dense)
+@build_layer.register(Conv2d)
+@build_layer.register(AvgPool2d)
+def _spiking(layer: Dense | Conv2d | AvgPool2d, state: _BuildState) -> None:
+    from brian2 import NeuronGroup, Synapses
+
+    k = len(state.layers) + 1
+    conn = connections(layer, state.shape)
+    group = NeuronGroup(
+        conn.n_post,
+        "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)",
+        threshold="v >= theta",
+        reset=RESETS[state.spec.reset],
+        name=f"refsim_layer_{k}",
+    )
+    group.theta = layer.threshold
+    group.image_steps = state.steps
+    group.run_regularly(IMAGE_START, when="start", name=f"refsim_layer_{k}_image_start")
+    syn = Synapses(
+        state.source,
+        group,
+        "w : 1 (constant)",
+        on_pre=f"v_post += {state.payload}",
+        namespace=state.namespace,
+        name=f"refsim_synapses_{k}",
+    )
+    syn.connect(i=conn.i, j=conn.j)
+    syn.w = conn.w
+    state.layers.append(group)
+    state.synapses.append(syn)
+    state.fanouts.append(fanout(conn))
+    state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), group, "w", {}
+
+
+def apply_schedule(layers: list[Any], synapses: list[Any], schedule: str) -> None:
+    """Set the slots of every pathway, thresholder and resetter for ``schedule`` (see the module doc)."""
+    if schedule == "delay":
+        return  # Brian2's default order: thresholds, synapses, resets
+    if schedule != "cascade":
+        raise ValueError(f"schedule must be 'delay' or 'cascade', got {schedule!r}")
+    for k, (group, syn) in enumerate(zip(layers, synapses, strict=True), start=1):
+        for obj, order in (
+            (syn.pre, 3 * k),
+            (group.thresholder["spike"], 3 * k + 1),
+            (group.resetter["spike"], 3 * k + 2),
+        ):
+            obj.when, obj.order = "synapses", order
+
+
+def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_source: str = "generator") -> BuiltNetwork:
+    """The explicit ``Network`` presenting ``batch`` (``steps`` steps per image) to ``spec``'s layers.
+
+    Call it inside ``refsim.devices.brian_device(..., dt_s=spec.dt_ms / 1000)``: the network runs on the
+    defaultclock. The caller runs ``network.run(duration)``.
+    """
+    from brian2 import Network, SpikeMonitor, defaultclock
+
+    if batch.n_inputs != spec.n_inputs:
+        raise ValueError(f"input: {batch.n_inputs} inputs per image, but the spec takes {spec.n_inputs}")
+    if batch.mode == "spikes" and batch.data.shape[1] != steps:
+        raise ValueError(f"spikes: {batch.data.shape[1]} steps of input spikes, but steps={steps}")
+    dt_s = spec.dt_ms * 1e-3
+    if abs(float(defaultclock.dt_) - dt_s) > 1e-9 * dt_s:
+        raise ValueError(f"dt_ms: defaultclock.dt is {defaultclock.dt}, the spec needs {spec.dt_ms} ms (brian_device)")
+    inp = build_input(batch, steps, defaultclock.dt, spec.max_rate_hz, spike_source)
+    state = _BuildState(spec, spec.input_shape, inp.group, inp.payload, inp.namespace, steps)
+    for layer in spec.layers:
+        build_layer(layer, state)
+    apply_schedule(state.layers, state.synapses, spec.schedule)
+    sources = [None if batch.mode == "current" else inp.group, *state.layers]
+    monitors = [
+        None if src is None else SpikeMonitor(src, when="end", name=f"refsim_monitor_{k}")
+        for k, src in enumerate(sources)
+    ]
+    objects = [inp.group, *state.layers, *state.synapses, *(m for m in monitors if m is not None)]
+    return BuiltNetwork(
+        network=Network(*objects, name="refsim_network"),
+        input=inp,
+        layers=state.layers,
+        synapses=state.synapses,
+        monitors=monitors,
+        fanouts=state.fanouts,
+        n_images=batch.n_images,
+        steps=steps,
+        dt_s=dt_s,
+    )

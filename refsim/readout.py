@@ -1,0 +1,89 @@
+"""Spike monitors -> :class:`convert.records.SpikeRecord`: pure numpy on (image, step, neuron) spike tables.
+
+With T steps per image, a spike at global step g belongs to image ``g // T`` at step ``g % T`` (0-based).
+For image n, spiking layer l (l = 1 … L) and output neuron k:
+
+* ``output_counts[n, c, k]`` = #{spikes of k in steps t < checkpoints[c]} (cumulative counts);
+* ``layer_counts[n, l−1]`` = total spikes of layer l; ``neuron_counts[l−1][n, j]`` per neuron;
+* ``first_spike_step[n]`` = min t over output spikes, −1 without any;
+* ``synops[n, l−1]`` = Σ_t Σ_i s_{l−1,i}(t) · fanout_i = Σ_i count_{l−1,i} · fanout_i (layer 0 is the input;
+  for the ``current`` encoding count_{0,i} = T · x_i, the analog input of every step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from convert.records import SpikeRecord
+
+
+class SpikeTable(NamedTuple):
+    """Every spike of one population: its image, its 0-based step within the image and its neuron."""
+
+    image: np.ndarray
+    step: np.ndarray
+    neuron: np.ndarray
+
+    @classmethod
+    def from_monitor(cls, monitor: Any, steps: int, dt_s: float) -> SpikeTable:
+        """Read a Brian2 ``SpikeMonitor`` (runtime or standalone results)."""
+        g = np.round(np.asarray(monitor.t_[:], dtype=np.float64) / dt_s).astype(np.int64)
+        return cls(g // steps, g % steps, np.asarray(monitor.i_[:], dtype=np.int64))
+
+
+def per_neuron_counts(table: SpikeTable, n_images: int, n_neurons: int) -> np.ndarray:
+    """Spike counts (n_images, n_neurons); spikes of images beyond ``n_images`` (padding) are dropped."""
+    keep = table.image < n_images
+    flat = table.image[keep] * n_neurons + table.neuron[keep]
+    return np.bincount(flat, minlength=n_images * n_neurons).reshape(n_images, n_neurons).astype(np.int64)
+
+
+def output_readout(
+    table: SpikeTable, n_images: int, n_classes: int, steps: int, checkpoints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative output counts (N, C, K) at the checkpoints and the first output spike step (N,)."""
+    keep = table.image < n_images
+    image, step, neuron = table.image[keep], table.step[keep], table.neuron[keep]
+    per_step = np.zeros((n_images, steps, n_classes), dtype=np.int64)
+    np.add.at(per_step, (image, step, neuron), 1)
+    cumulative = np.cumsum(per_step, axis=1)
+    first = np.full(n_images, steps, dtype=np.int64)
+    np.minimum.at(first, image, step)
+    first[first == steps] = -1
+    return cumulative[:, np.asarray(checkpoints) - 1], first
+
+
+def to_record(
+    input_counts: np.ndarray,
+    layer_tables: list[SpikeTable],
+    layer_sizes: list[int],
+    fanouts: list[np.ndarray],
+    steps: int,
+    checkpoints: np.ndarray,
+    labels: np.ndarray,
+    image_indices: np.ndarray,
+    record_neurons: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> SpikeRecord:
+    """The record of ``len(labels)`` images from the input counts (N, n_in) and the spiking layers' tables."""
+    n = len(labels)
+    checkpoints = np.asarray(checkpoints, dtype=np.int64)
+    if checkpoints.size == 0 or checkpoints.min() < 1 or checkpoints.max() > steps:
+        raise ValueError(f"checkpoints must lie in 1..{steps}, got {checkpoints.tolist()}")
+    counts = [per_neuron_counts(t, n, size) for t, size in zip(layer_tables, layer_sizes, strict=True)]
+    below = [np.asarray(input_counts, dtype=np.float64)[:n], *counts[:-1]]
+    synops = np.stack([c @ f.astype(np.float64) for c, f in zip(below, fanouts, strict=True)], axis=1)
+    output_counts, first = output_readout(layer_tables[-1], n, layer_sizes[-1], steps, checkpoints)
+    return SpikeRecord(
+        checkpoints=checkpoints,
+        output_counts=output_counts,
+        layer_counts=np.stack([c.sum(axis=1) for c in counts], axis=1),
+        first_spike_step=first,
+        synops=synops,
+        labels=np.asarray(labels, dtype=np.int64),
+        image_indices=np.asarray(image_indices, dtype=np.int64),
+        neuron_counts=tuple(counts) if record_neurons else None,
+        meta=dict(meta or {}),
+    )

@@ -1,0 +1,68 @@
+"""The command line ``python -m refsim run`` on a small synthetic dataset (runtime device)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.datasets import raw_paths, write_idx
+from convert.encoding import poisson_spikes
+from convert.io import save_spec
+from convert.records import SpikeRecord
+from convert.spec import Dense, Flatten, NetworkSpec
+from refsim.__main__ import main
+from refsim.simulate import simulate
+from tests.refsim.conftest import dyadic
+
+
+@pytest.fixture(scope="module")
+def fake_fashion(tmp_path_factory):
+    """A 'fashion' test split of 10 000 sparse random images under a temporary data root."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    images = np.zeros((10_000, 28, 28), dtype=np.uint8)
+    images[:, 10:18, 10:18] = rng.integers(0, 256, size=(10_000, 8, 8), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=10_000).astype(np.uint8)
+    img_path, lbl_path = raw_paths("fashion", "test", root)
+    write_idx(img_path, images)
+    write_idx(lbl_path, labels)
+    return root, images, labels
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    rng = np.random.default_rng(1)
+    weight = dyadic(rng, (10, 784), low=0, high=4)
+    spec = NetworkSpec((1, 28, 28), (Flatten(), Dense(weight, threshold=1.0)), schedule="cascade")
+    path = tmp_path / "spec.npz"
+    save_spec(spec, path)
+    return spec, path
+
+
+def test_cli_run_with_supplied_spikes_writes_the_record(fake_fashion, spec_file, tmp_path, capsys):
+    root, images, labels = fake_fashion
+    spec, path = spec_file
+    out = tmp_path / "result.npz"
+    argv = ["run", "--spec", str(path), "--dataset", "fashion", "--root", str(root), "--images", "3", "--start", "4"]
+    argv += ["--steps", "12", "--device", "runtime", "--input", "spikes", "--seed", "5", "--batch-size", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "image-steps/s" in printed
+    record = SpikeRecord.load(out)
+    np.testing.assert_array_equal(record.labels, labels[4:7])
+    np.testing.assert_array_equal(record.image_indices, [4, 5, 6])
+    spikes = poisson_spikes(images[4:7], np.arange(4, 7), 12, 5, spec.max_rate_hz, spec.dt_ms)
+    direct = simulate(spec, spikes=spikes, steps=12)
+    np.testing.assert_array_equal(record.output_counts, direct.output_counts)
+    np.testing.assert_array_equal(record.synops, direct.synops)
+    prov = record.meta["provenance"]
+    assert prov["seed"] == 5 and prov["config"]["input"] == "spikes" and "versions" in prov
+    assert record.meta["input_generator"] == "convert.encoding.poisson_spikes"
+
+
+def test_cli_rejects_an_input_that_contradicts_the_spec(fake_fashion, spec_file, tmp_path):
+    root, _, _ = fake_fashion
+    _, path = spec_file
+    argv = ["run", "--spec", str(path), "--dataset", "fashion", "--root", str(root), "--images", "1"]
+    with pytest.raises(SystemExit, match="current"):
+        main([*argv, "--steps", "5", "--device", "runtime", "--input", "current", "--out", str(tmp_path / "x.npz")])

@@ -1,0 +1,69 @@
+"""The agreement harness on tiny networks, both engines, both schedules and reset modes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from convert import datasets
+from validation.agree import agreement, write_report
+from validation.agreement import binomial_difference_interval, compare_counts
+
+from .conftest import small_mnist_spec
+
+
+@pytest.fixture(scope="module")
+def images():
+    test = datasets.load("mnist", "test")
+    return test.images[:4], test.labels[:4]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["delay", "cascade"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_fastsim_float64_equals_brian2_runtime(rng, images, schedule, reset):
+    spec = small_mnist_spec(rng, schedule, reset)
+    report, recs = agreement(spec, *images, steps=30, engines=("fastsim:float64", "refsim:runtime"))
+    ident = report["identical"]
+    assert sum(x["pairs"] for x in ident["layers"]) == 4 * sum(spec.population_sizes)
+    assert sum(recs[0].layer_counts.ravel()) > 0, "the test network must be active"
+    assert ident["exact_fraction"] == 1.0, ident
+    assert ident["output_counts_equal"] and ident["first_spike_equal"]
+
+
+def test_float32_vs_float64_fastsim(rng, images):
+    spec = small_mnist_spec(rng, "delay", "subtract")
+    report, _ = agreement(spec, *images, steps=50, engines=("fastsim:float32", "fastsim:float64"))
+    ident = report["identical"]
+    assert ident["exact_fraction"] >= 0.999
+    assert ident["mismatches_unexplained"] == 0
+
+
+def test_compare_counts_finds_a_planted_mismatch(rng, images):
+    spec = small_mnist_spec(rng)
+    _, (a, b) = agreement(spec, *images, steps=20, engines=("fastsim:float64", "fastsim:float64"))
+    counts = [c.copy() for c in b.neuron_counts]
+    counts[0][1, 3] += 2
+    planted = type(b)(**{**b.__dict__, "neuron_counts": tuple(counts)})
+    out = compare_counts(a, planted)
+    assert out["mismatches"] == 1
+    assert out["layers"][0]["max_abs_diff"] == 2
+    assert out["layers"][0]["mismatches"][0]["neuron"] == 3
+
+
+def test_binomial_interval():
+    assert binomial_difference_interval(0.9, 0.9, 1000, 1000) == pytest.approx(1.96 * np.sqrt(2 * 0.09 / 1000))
+
+
+def test_report_is_atomic_and_has_provenance(tmp_path, rng, images):
+    spec = small_mnist_spec(rng)
+    report, recs = agreement(spec, *images, steps=10, engines=("fastsim:float32", "fastsim:float64"))
+    paths = write_report(report, recs, tmp_path, "r", {"seed": 0, "images": 4})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md", "r.png"]
+    data = json.loads(paths[0].read_text())
+    assert data["config"] == {"seed": 0, "images": 4}
+    assert data["versions"]["numpy"] == np.__version__
+    assert "git_commit" in data
+    assert "Identical inputs" in paths[1].read_text()

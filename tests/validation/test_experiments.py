@@ -1,0 +1,55 @@
+"""Threshold search hygiene and the figure helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert import datasets
+from validation import experiments
+from validation.experiments import EvalConfig, figure_checkpoints, search_threshold
+from validation.figures import convergence_time
+
+from .conftest import small_mnist_spec
+
+
+def test_threshold_search_never_reads_the_test_split(monkeypatch, rng):
+    real_load = datasets.load
+    seen = []
+
+    def guarded(dataset, split, *args, **kwargs):
+        seen.append(split)
+        if split != "train":
+            raise AssertionError(f"threshold search read the {split} split")
+        return real_load(dataset, split, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load", guarded)
+    monkeypatch.setattr(experiments.datasets, "load", guarded)
+    cfg = EvalConfig(steps=20, search_images=20, holdout=100, thresholds=(0.5, 1.0, 2.0))
+    images, labels, idx = experiments.heldout("mnist", None, cfg)
+    assert idx.min() >= 60_000 - 100
+    best, scores = search_threshold(small_mnist_spec(rng), images, labels, idx, cfg)
+    assert seen == ["train"]
+    assert best in cfg.thresholds and set(scores) == set(cfg.thresholds)
+    assert scores[best] == max(scores.values())
+
+
+def test_calibration_excludes_the_holdout():
+    from convert.pipeline import calibration_images
+
+    calib = calibration_images("mnist", None, None, holdout=100)
+    assert len(calib) == 60_000 - 100
+
+
+def test_figure_checkpoints():
+    c = figure_checkpoints(300)
+    assert c[0] == 1 and c[-1] == 300 and np.all(np.diff(c) > 0)
+    assert {1, 2, 5, 10, 20, 50, 100, 200, 300} <= set(c.tolist())
+
+
+@pytest.mark.parametrize(
+    "acc, expected",
+    [([0.1, 0.5, 0.9, 0.9, 0.9], 3.0), ([0.9, 0.9, 0.9, 0.9, 0.9], 1.0), ([0.1, 0.9, 0.5, 0.9, 0.95], 5.0)],
+)
+def test_convergence_time(acc, expected):
+    assert convergence_time(np.array([1.0, 2, 3, 4, 5]), np.array(acc)) == expected
