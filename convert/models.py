@@ -2,7 +2,7 @@
 
 * MLP 784-1200-1200-10: dropout on the input (p=0.2) and on both hidden layers (p=0.5).
 * CNN 28x28-12c5-2s-64c5-2s-10o: conv 12@5x5 → ReLU → avg-pool 2 → conv 64@5x5 → ReLU → avg-pool 2 →
-  flatten 1024 → dropout 0.5 → linear 10.
+  flatten 1024 → dropout 0.25 → linear 10.
 
 Both are ``nn.Sequential`` chains of Flatten/Linear/Conv2d/AvgPool2d/ReLU/Dropout only, so that
 :mod:`convert.extract` can copy them module by module into a :class:`~convert.spec.NetworkSpec`.
@@ -30,7 +30,7 @@ def mlp(hidden: int = 1200, p_in: float = 0.2, p_hidden: float = 0.5) -> nn.Sequ
     )
 
 
-def cnn(c1: int = 12, c2: int = 64, p: float = 0.5) -> nn.Sequential:
+def cnn(c1: int = 12, c2: int = 64, p: float = 0.25) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, c1, 5, bias=False),
         nn.ReLU(),

@@ -25,8 +25,8 @@ from validation.table2 import PAIRS, run_table2
 
 @dataclass(frozen=True)
 class ReproduceConfig:
-    epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 10, "cnn": 12})
-    lr: dict[str, float] = field(default_factory=lambda: {"mlp": 1e-3, "cnn": 2e-3})
+    epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 10, "cnn": 10})
+    lr: dict[str, float] = field(default_factory=lambda: {"mlp": 1e-3, "cnn": 1e-2})
     seed: int = 0
     eval: EvalConfig = field(default_factory=EvalConfig)
     agreement_images: int = 10
