@@ -83,7 +83,7 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         losses.append(total / len(train_x))
     model.eval()
     return model, losses
