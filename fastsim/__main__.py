@@ -1,0 +1,100 @@
+"""Command line: ``python -m fastsim run ...`` (simulate a spec on a dataset) and ``python -m fastsim bench``.
+
+Wiring only: argument parsing, loading, printing; the work is in :mod:`fastsim.simulate` and
+:mod:`fastsim.bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.records import record_summary
+
+
+def _run(args: argparse.Namespace) -> int:
+    from convert import datasets
+    from convert.io import load_spec
+    from convert.provenance import provenance
+    from fastsim.simulate import simulate
+
+    spec = load_spec(args.spec)
+    split = datasets.load(args.dataset, args.split, args.root)
+    n = len(split.images) if args.images is None else min(args.images, len(split.images))
+    if n < 1:
+        raise ValueError(f"--images must be >= 1, got {args.images}")
+    record = simulate(
+        spec,
+        split.images[:n],
+        steps=args.steps,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        labels=split.labels[:n],
+        record_neurons=args.record_neurons,
+        progress=not args.no_progress,
+    )
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+    record = record.with_meta(
+        dataset=args.dataset, split=args.split, spec_file=str(args.spec), provenance=provenance(config, args.seed)
+    )
+    record.save(args.out)
+    print(record_summary(record))
+    print(f"{record.meta['image_steps_per_s']:,.0f} image-steps/s on {record.meta['device']} ({record.meta['dtype']})")
+    print(f"record written to {args.out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from fastsim.bench import markdown, run_benchmark, save
+
+    result = run_benchmark(args.device, quick=args.quick, spec_paths=args.spec, compile=args.compile == "on")
+    json_path, md_path = save(result, args.out_dir)
+    print(markdown(result))
+    print(f"written {json_path} and {md_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fastsim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a spec on a dataset split and write a SpikeRecord (.npz)")
+    run.add_argument("--spec", type=Path, required=True, help="spec file (.npz) from `python -m convert`")
+    run.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
+    run.add_argument("--split", default="test", choices=("train", "test"))
+    run.add_argument("--root", type=Path, default=None, help="dataset root (default: $SNN_DATA or data/)")
+    run.add_argument("--images", type=int, default=None, help="first N images of the split (default: all)")
+    run.add_argument("--steps", type=int, required=True, help="time steps per image")
+    run.add_argument("--device", default="cpu", help="cpu or cuda")
+    run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    run.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
+    run.add_argument("--batch-size", type=int, default=None, help="images per batch (default: memory budget)")
+    run.add_argument("--record-neurons", action="store_true", help="also keep per-neuron spike counts")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--out", type=Path, required=True, help="record file (.npz), written atomically")
+    run.set_defaults(func=_run)
+
+    bench = sub.add_parser("bench", help="image-steps/s of the MLP and CNN vs a plain loop (and SpikingJelly)")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--quick", action="store_true", help="fewer images and steps")
+    bench.add_argument("--spec", action="append", default=None, help="benchmark these spec files instead")
+    bench.add_argument("--compile", default="on", choices=("on", "off"), help="torch.compile the kernels")
+    bench.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

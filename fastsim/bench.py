@@ -1,0 +1,217 @@
+"""The benchmark (not a test): image-steps per second of fastsim next to a plain loop and SpikingJelly.
+
+For each network (the paper's MLP and CNN, random weights balanced by data-based normalization on MNIST
+test images, or specs given as files), dtype and batch size it times :func:`fastsim.simulate.simulate`
+and, in the same process on the same images, the *plain loop* a user would write (one
+:func:`fastsim.step.network_step` per time step, dense operators, ``torch.rand(B, n) < x`` input) and,
+if installed, SpikingJelly's multi-step ``IFNode``. Each row carries the dense FLOP count per image-step,
+2 · Σ_l (synapses of layer l), and the mean spike probability per neuron and step of every layer, since
+the engine's speed depends on that activity. Results go to ``benchmarks/`` as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from convert.encoding import intensity
+from convert.provenance import machine, package_versions, write_json_atomic, write_text_atomic
+from convert.spec import NetworkSpec
+from fastsim.layers import fanout
+from fastsim.network import Network
+from fastsim.simulate import exact_float32, resolve_device, resolve_dtype, simulate
+from fastsim.step import network_step
+from fastsim.synthetic import mnist_like, random_spec
+
+
+def dense_flops(spec: NetworkSpec) -> int:
+    """2 · (number of synapses): the multiply-adds of one dense image-step."""
+    shapes = spec.shapes
+    return int(2 * sum(fanout(spec.layers[i], shapes[i]).sum() for i in spec.spiking_indices))
+
+
+def bench_images(n: int) -> tuple[np.ndarray, str]:
+    """MNIST test images when the dataset is prepared, else MNIST-like synthetic ones."""
+    from convert import datasets
+
+    try:
+        return datasets.load("mnist", "test").images[:n], "mnist test"
+    except (datasets.DatasetError, OSError):
+        return mnist_like(n, np.random.default_rng(0)), "synthetic (mnist_like)"
+
+
+def _timed_loop(loop: Callable[..., Any], spec: NetworkSpec, x: torch.Tensor, steps: int, dtype, batch: int) -> float:
+    """Seconds for ``loop`` over all images of x in batches."""
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    start = time.perf_counter()
+    with torch.inference_mode(), exact_float32():
+        for lo in range(0, len(x), batch):
+            loop(spec, x[lo : lo + batch], steps, dtype)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - start
+
+
+def plain_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
+    """The baseline: a per-step loop over the network step with fresh ``torch.rand`` input each step."""
+    net = Network(spec, x.device, dtype)
+    synapses = [s.synapse for s in net.stages]
+    thresholds = [s.threshold for s in net.stages]
+    step = network_step(spec.schedule)
+    state = net.initial_state(len(x))
+    counts = torch.zeros(len(x), net.sizes[-1], dtype=dtype, device=x.device)
+    for _ in range(steps):
+        s0 = (torch.rand(x.shape, device=x.device) < x).to(dtype).view(len(x), *spec.input_shape)
+        spikes, state = step(s0, state, synapses, thresholds, spec.reset)
+        counts += spikes[-1].reshape(len(x), -1)
+    return counts
+
+
+def spikingjelly_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """SpikingJelly multi-step IFNode network (cascade order, its only one); None if not installed."""
+    try:
+        from spikingjelly.activation_based import functional, layer, neuron
+    except ImportError:
+        return None
+    mods: list[torch.nn.Module] = []
+    for lay in spec.layers:
+        name = type(lay).__name__
+        if name == "Flatten":
+            mods.append(layer.Flatten(step_mode="m"))
+            continue
+        if name == "Dense":
+            mod = layer.Linear(lay.weight.shape[1], lay.weight.shape[0], bias=False, step_mode="m")
+            mod.weight.data = torch.as_tensor(np.array(lay.weight))
+        elif name == "Conv2d":
+            oc, ic, kh, kw = lay.weight.shape
+            mod = layer.Conv2d(ic, oc, (kh, kw), lay.stride, lay.padding, bias=False, step_mode="m")
+            mod.weight.data = torch.as_tensor(np.array(lay.weight))
+        else:
+            mod = layer.AvgPool2d(lay.kernel_size, lay.stride, step_mode="m")
+        v_reset = 0.0 if spec.reset == "zero" else None
+        mods += [mod, neuron.IFNode(v_threshold=lay.threshold, v_reset=v_reset, step_mode="m")]
+    model = torch.nn.Sequential(*mods).to(device=x.device, dtype=dtype)
+    functional.reset_net(model)
+    s0 = (torch.rand(steps, *x.shape, device=x.device) < x).to(dtype)
+    return model(s0.view(steps, len(x), *spec.input_shape)).sum(0)
+
+
+def _row(name: str, spec: NetworkSpec, images, x, steps: int, dtype_name: str, batch, compile: bool) -> dict:
+    """One benchmark row: fastsim, then the plain loop (and SpikingJelly) with the batch size it used."""
+    dtype = resolve_dtype(dtype_name)
+    rec = simulate(spec, images, steps=steps, device=x.device, dtype=dtype, batch_size=batch, compile=compile)
+    wall, used = rec.meta["wall_s"], rec.meta["batch_size"]
+    plain = _timed_loop(plain_loop, spec, x, steps, dtype, used)
+    jelly = None
+    if spikingjelly_loop(spec, x[:2], 2, dtype) is not None:
+        jelly = _timed_loop(spikingjelly_loop, spec, x, steps, dtype, used)
+    work = len(x) * steps
+    flops = dense_flops(spec)
+    return {
+        "network": name,
+        "dtype": dtype_name,
+        "batch_size": used,
+        "batch_auto": batch is None,
+        "chunk_steps": rec.meta["chunk_steps"],
+        "compiled": rec.meta["compiled"],
+        "images": len(x),
+        "steps": steps,
+        "image_steps_per_s": work / wall,
+        "dense_flops_per_image_step": flops,
+        "dense_gflops_equivalent": work / wall * flops / 1e9,
+        "plain_loop_image_steps_per_s": work / plain,
+        "speedup_vs_plain_loop": plain / wall,
+        "spikingjelly_image_steps_per_s": None if jelly is None else work / jelly,
+        "speedup_vs_spikingjelly": None if jelly is None else jelly / wall,
+        "spike_density_per_layer": densities(rec, spec),
+    }
+
+
+def densities(record, spec: NetworkSpec) -> list[float]:
+    """Mean spike probability per neuron and step, per spiking layer."""
+    sizes = np.asarray(spec.population_sizes, dtype=np.float64)
+    return (record.layer_counts.sum(0) / (sizes * record.n_images * record.steps)).round(4).tolist()
+
+
+def run_benchmark(
+    device: str = "cpu", quick: bool = False, spec_paths: list[str] | None = None, compile: bool = True
+) -> dict[str, Any]:
+    """All rows of the benchmark; see the module docstring. ``compile``: torch.compile the engine's kernels
+    (compiled once in a warm-up run, not timed)."""
+    dev = resolve_device(device)
+    steps = 100 if quick else 300
+    n_images = (256 if quick else 1024) if dev.type == "cpu" else (8192 if quick else 10000)
+    batches = (None, 128) if dev.type == "cpu" else (None, 2048)  # None: simulate's own choice
+    images, source = bench_images(max(n_images, 256))
+    if spec_paths:
+        from convert.io import load_spec
+
+        nets = {Path(p).stem: load_spec(p) for p in spec_paths}
+    else:
+        nets = {arch: random_spec(arch, seed=0, calibration=images[:256]) for arch in ("mlp", "cnn")}
+    rows = []
+    for name, spec in nets.items():
+        x = torch.as_tensor(intensity(images[:n_images]).reshape(n_images, -1), device=dev)
+        for dtype_name in ("float32", "float64"):
+            simulate(spec, images[:8], steps=20, device=dev, dtype=dtype_name, compile=compile)  # compiles
+            for batch in batches:
+                rows.append(_row(name, spec, images[:n_images], x, steps, dtype_name, batch, compile))
+    return {
+        "device": str(dev),
+        "quick": quick,
+        "images_source": source,
+        "networks": "spec files" if spec_paths else "random weights, data-based normalization (fastsim.synthetic)",
+        "compile": compile,
+        "machine": machine(),
+        "versions": package_versions(),
+        "rows": rows,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The benchmark as a Markdown table."""
+    m = result["machine"]
+    lines = [
+        f"# fastsim benchmark, {result['device']}",
+        "",
+        f"Machine: {m.get('processor')}, {m.get('cpu_count')} CPUs, torch threads {m.get('torch_threads')}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
+        + f"; torch {result['versions'].get('torch')}. Images: {result['images_source']}; networks: "
+        f"{result['networks']}.",
+        "",
+        "| network | dtype | batch | image-steps/s | dense MFLOP/image-step | dense-equiv. GFLOP/s | plain loop /s "
+        "| vs plain | vs SpikingJelly | spike density per layer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result["rows"]:
+        jelly = "n/a" if r["speedup_vs_spikingjelly"] is None else f"{r['speedup_vs_spikingjelly']:.2f}x"
+        lines.append(
+            f"| {r['network']} | {r['dtype']} | {r['batch_size']}{' (auto)' if r.get('batch_auto') else ''} "
+            f"| {r['image_steps_per_s']:,.0f} "
+            f"| {r['dense_flops_per_image_step'] / 1e6:.2f} | {r['dense_gflops_equivalent']:.1f} "
+            f"| {r['plain_loop_image_steps_per_s']:,.0f} | {r['speedup_vs_plain_loop']:.2f}x | {jelly} "
+            f"| {', '.join(f'{d:.3f}' for d in r['spike_density_per_layer'])} |"
+        )
+    lines.append("")
+    lines.append(
+        f"{result['rows'][0]['images'] if result['rows'] else 0} images x "
+        f"{result['rows'][0]['steps'] if result['rows'] else 0} steps per row; the plain loop and SpikingJelly run "
+        "the same network on the same images in the same process."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def save(result: dict[str, Any], folder: str | Path = "benchmarks") -> tuple[Path, Path]:
+    """Write ``fastsim-<device>[-quick].json`` and ``.md`` under ``folder`` atomically."""
+    stem = f"fastsim-{result['device'].split(':')[0]}{'-quick' if result['quick'] else ''}"
+    folder = Path(folder)
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    write_json_atomic(json_path, result)
+    write_text_atomic(md_path, markdown(result))
+    return json_path, md_path

@@ -1,0 +1,76 @@
+"""The command line: ``python -m fastsim run`` writes a record, errors exit with a message; bench helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert import datasets
+from convert.io import save_spec
+from convert.records import SpikeRecord
+from fastsim.__main__ import main
+from fastsim.bench import dense_flops, markdown
+from fastsim.synthetic import random_spec
+from tests.fastsim.specs import dyadic_mlp
+
+
+@pytest.fixture(scope="module")
+def fastsim_mnist_root():
+    try:
+        datasets.load("mnist", "test")
+    except datasets.DatasetError as err:
+        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
+    return datasets.default_root()
+
+
+def test_run_writes_record(tmp_path, fastsim_mnist_root, capsys) -> None:
+    spec_path = tmp_path / "mlp.npz"
+    save_spec(random_spec("mlp", seed=3), spec_path)
+    out = tmp_path / "res" / "record.npz"
+    argv = ["run", "--spec", str(spec_path), "--images", "6", "--steps", "12", "--seed", "5", "--out", str(out)]
+    assert main([*argv, "--no-progress", "--root", str(fastsim_mnist_root)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "image-steps/s" in printed
+    rec = SpikeRecord.load(out)
+    assert rec.n_images == 6 and rec.steps == 12
+    assert np.array_equal(rec.labels, datasets.load("mnist", "test").labels[:6])
+    assert rec.meta["provenance"]["seed"] == 5 and rec.meta["dataset"] == "mnist"
+    assert not list(out.parent.glob(".*"))  # no temporary file left behind
+
+
+def test_run_errors_are_messages(tmp_path, fastsim_mnist_root, capsys) -> None:
+    spec_path = tmp_path / "small.npz"
+    save_spec(dyadic_mlp(np.random.default_rng(0)), spec_path)  # takes (1, 6, 6) inputs, not 28x28
+    argv = ["run", "--spec", str(spec_path), "--images", "2", "--steps", "3", "--out", str(tmp_path / "r.npz")]
+    assert main([*argv, "--root", str(fastsim_mnist_root), "--no-progress"]) == 2
+    assert "input_shape" in capsys.readouterr().err
+    argv[argv.index("3")] = "0"
+    assert main([*argv, "--root", str(fastsim_mnist_root)]) == 2
+    assert "steps" in capsys.readouterr().err
+    assert main(["run", "--spec", str(tmp_path / "missing.npz"), "--steps", "3", "--out", "x.npz"]) == 2
+    assert "no such spec file" in capsys.readouterr().err
+
+
+def test_dense_flops_and_markdown() -> None:
+    spec = random_spec("mlp", seed=0)
+    assert dense_flops(spec) == 2 * (784 * 1200 + 1200 * 1200 + 1200 * 10)
+    cnn = random_spec("cnn", seed=0)
+    synapses = [24 * 24 * 12 * 25, 12 * 12 * 12 * 4, 8 * 8 * 64 * 12 * 25, 4 * 4 * 64 * 4, 1024 * 10]
+    assert dense_flops(cnn) == 2 * sum(synapses)  # conv1, pool1, conv2, pool2, dense
+    row = {
+        "network": "mlp",
+        "dtype": "float32",
+        "batch_size": 8,
+        "image_steps_per_s": 1234.5,
+        "dense_flops_per_image_step": 4_785_600,
+        "dense_gflops_equivalent": 5.9,
+        "plain_loop_image_steps_per_s": 1000.0,
+        "speedup_vs_plain_loop": 1.23,
+        "speedup_vs_spikingjelly": None,
+        "spike_density_per_layer": [0.05, 0.1],
+        "images": 8,
+        "steps": 10,
+    }
+    result = {"device": "cpu", "machine": {"cpu_count": 2}, "versions": {"torch": "x"}, "images_source": "s"}
+    text = markdown({**result, "networks": "n", "rows": [row]})
+    assert "| mlp | float32 | 8 | 1,234 |" in text and "1.23x" in text and "n/a" in text

@@ -1,0 +1,229 @@
+"""simulate(): the oracle, reproducibility across batch sizes and engines, dtypes, devices and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convert.records import SpikeRecord
+from convert.spec import Dense, NetworkSpec
+from fastsim.encode import PoissonSource, poisson_spikes
+from fastsim.network import Network
+from fastsim.simulate import simulate
+from fastsim.synthetic import random_spec
+from tests.fastsim.specs import dyadic_cnn, dyadic_mlp, random_images
+
+ARRAYS = ("output_counts", "layer_counts", "first_spike_step", "synops", "labels", "image_indices")
+
+
+def assert_same_record(a: SpikeRecord, b: SpikeRecord) -> None:
+    assert np.array_equal(a.checkpoints, b.checkpoints)
+    for name in ARRAYS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    for x, y in zip(a.neuron_counts or (), b.neuron_counts or (), strict=True):
+        assert np.array_equal(x, y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    theta=st.floats(0.05, 5.0),
+    ratio=st.floats(0.0, 1.0),
+    steps=st.integers(1, 400),
+    schedule=st.sampled_from(["cascade", "delay"]),
+)
+def test_oracle_constant_current(theta: float, ratio: float, steps: int, schedule: str) -> None:
+    """Constant input J ≤ θ for T steps with reset by subtraction: |count − T·J/θ| ≤ 1.
+
+    In ``delay`` the neuron's spike in step t reads the voltage of step t−1, so T−1 steps count."""
+    j = ratio * theta
+    spec = NetworkSpec((1,), (Dense([[j]], threshold=theta),), reset="subtract", schedule=schedule, encoding="current")
+    rec = simulate(spec, np.ones((1, 1)), steps=steps, dtype=torch.float64)
+    effective = steps if schedule == "cascade" else steps - 1
+    assert abs(int(rec.layer_counts[0, 0]) - effective * j / theta) <= 1
+    assert rec.synops[0, 0] == steps  # the analog input 1.0 for T steps, fan-out 1
+
+
+@pytest.mark.parametrize("make_spec", [dyadic_cnn, dyadic_mlp])
+def test_batch_sizes_give_identical_records(make_spec, fastsim_rng) -> None:
+    spec = make_spec(fastsim_rng)
+    images = random_images(fastsim_rng, 20, spec.input_shape)
+    indices = np.arange(100, 120)
+    records = [
+        simulate(spec, images, steps=30, batch_size=b, seed=9, image_indices=indices, record_neurons=True)
+        for b in (1, 7, 64)
+    ]
+    assert records[0].layer_counts.sum() > 0 and records[0].output_counts[:, -1].sum() > 0
+    for rec in records[1:]:
+        assert_same_record(records[0], rec)
+    chunks = [
+        simulate(spec, images, steps=30, batch_size=7, memory_budget=m, seed=9, image_indices=indices)
+        for m in (1, 10**9)
+    ]
+    assert chunks[0].meta["chunk_steps"] == 1 and chunks[1].meta["chunk_steps"] > 1
+    assert_same_record(records[0], dataclasses.replace(chunks[0], neuron_counts=records[0].neuron_counts))
+    assert_same_record(chunks[0], chunks[1])
+
+
+@pytest.mark.parametrize("schedule", ["delay", "cascade"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_time_batched_engine_equals_plain_loop(schedule, reset, fastsim_rng) -> None:
+    spec = dyadic_cnn(fastsim_rng, reset=reset, schedule=schedule)
+    x = random_images(fastsim_rng, 6, spec.input_shape).reshape(6, -1) / 255.0
+    net = Network(spec, torch.device("cpu"), torch.float32)
+    checkpoints = np.array([1, 3, 10, 25])
+
+    def source():
+        return PoissonSource(x, np.arange(6), 4, 1000.0, 1.0, torch.device("cpu"), torch.float32)
+
+    plain = net.finish(net.run_stepwise(source(), 6, 25, checkpoints), True)
+    for chunk in (1, 4, 25):
+        fast = net.finish(net.run(source(), 6, 25, checkpoints, chunk), True)
+        for name in ("output_counts", "layer_counts", "first_spike_step", "synops"):
+            assert np.array_equal(getattr(fast, name), getattr(plain, name)), (chunk, name)
+    assert plain.layer_counts.sum() > 0
+
+
+def test_given_spikes_equal_poisson_run(fastsim_rng) -> None:
+    """Feeding the encoder's own spike trains back in reproduces the poisson run (the refsim path)."""
+    spec = dyadic_mlp(fastsim_rng)
+    images = random_images(fastsim_rng, 5, spec.input_shape)
+    rec = simulate(spec, images, steps=12, seed=3)
+    trains = poisson_spikes(images, np.arange(5), 12, seed=3)
+    assert_same_record(rec, simulate(spec, spikes=trains, steps=12))
+
+
+def test_record_contents(fastsim_rng) -> None:
+    spec = dyadic_cnn(fastsim_rng, schedule="cascade")
+    images = random_images(fastsim_rng, 4, spec.input_shape)
+    rec = simulate(spec, images, steps=40, record_neurons=True, labels=[0, 1, 2, 3])
+    assert rec.checkpoints.tolist() == [1, 2, 5, 10, 20, 40]
+    assert rec.output_counts.shape == (4, 6, 5)
+    assert np.all(np.diff(rec.output_counts, axis=1) >= 0)  # cumulative
+    final = rec.neuron_counts[-1]
+    assert np.array_equal(rec.output_counts[:, -1], final)
+    assert np.array_equal(rec.layer_counts, np.stack([c.sum(1) for c in rec.neuron_counts], axis=1))
+    # synops into the pooling layer: every conv neuron has exactly one 2x2 window (fan-out 1);
+    # into the last dense layer: fan-out 5 from each of the 16 conv-2 neurons.
+    assert np.array_equal(rec.synops[:, 1], rec.layer_counts[:, 0])
+    assert np.array_equal(rec.synops[:, 3], 5 * rec.layer_counts[:, 2])
+    fired = rec.output_counts[:, -1].sum(1) > 0
+    assert np.all((rec.first_spike_step >= 0) == fired)
+    assert rec.meta["simulator"] == "fastsim" and rec.meta["steps"] == 40
+
+
+def test_float32_and_float64_agree_on_normalized_network() -> None:
+    """A data-normalized random MLP (non-dyadic weights): per-neuron counts equal in >= 99.9 % of cases."""
+    rng = np.random.default_rng(0)
+    spec = random_spec("mlp", seed=1)
+    from fastsim.synthetic import mnist_like
+
+    images = mnist_like(4, rng)
+    counts = [
+        simulate(spec, images, steps=60, dtype=d, record_neurons=True).neuron_counts for d in ("float32", "float64")
+    ]
+    a, b = (np.concatenate([c.reshape(-1) for c in cs]) for cs in counts)
+    assert a.sum() > 1000  # the network is active
+    assert np.mean(a == b) >= 0.999, f"{np.sum(a != b)} of {a.size} neuron counts differ"
+
+
+@pytest.mark.gpu
+def test_cpu_and_cuda_identical(fastsim_rng) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
+    for make_spec in (dyadic_cnn, dyadic_mlp):
+        spec = make_spec(fastsim_rng)
+        images = random_images(fastsim_rng, 9, spec.input_shape)
+        assert np.array_equal(
+            poisson_spikes(images, np.arange(9), 20, seed=1, device="cuda").cpu().numpy(),
+            poisson_spikes(images, np.arange(9), 20, seed=1).numpy(),
+        )
+        for dtype in ("float32", "float64"):
+            cpu = simulate(spec, images, steps=20, seed=1, dtype=dtype, record_neurons=True)
+            gpu = simulate(spec, images, steps=20, seed=1, dtype=dtype, record_neurons=True, device="cuda")
+            assert_same_record(cpu, gpu)
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_bad_input_errors(fastsim_rng) -> None:
+    spec = dyadic_mlp(fastsim_rng)
+    images = random_images(fastsim_rng, 2, spec.input_shape)
+    with pytest.raises(ValueError, match="steps"):
+        simulate(spec, images, steps=0)
+    with pytest.raises(ValueError, match="steps"):
+        simulate(spec, images, steps=-5)
+    with pytest.raises(ValueError, match=r"input_shape is \(1, 6, 6\)"):
+        simulate(spec, np.zeros((2, 28, 28), dtype=np.uint8), steps=5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        simulate(spec, np.full((2, 36), 1.5), steps=5)
+    with pytest.raises(ValueError, match="exactly one"):
+        simulate(spec, steps=5)
+    with pytest.raises(ValueError, match="spikes"):
+        simulate(spec, spikes=torch.zeros(2, 4, 36, dtype=torch.bool), steps=5)
+    with pytest.raises(ValueError, match="dtype"):
+        simulate(spec, images, steps=5, dtype="float16")
+    with pytest.raises(ValueError, match="labels"):
+        simulate(spec, images, steps=5, labels=[1, 2, 3])
+    with pytest.raises(ValueError, match="batch_size"):
+        simulate(spec, images, steps=5, batch_size=0)
+    with pytest.raises(ValueError, match="checkpoints"):
+        simulate(spec, images, steps=5, checkpoints=[3, 2])
+    with pytest.raises(TypeError, match="NetworkSpec"):
+        simulate({"layers": []}, images, steps=5)
+
+
+def test_cuda_without_gpu_says_so(fastsim_rng, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = dyadic_mlp(fastsim_rng)
+    with pytest.raises(ValueError, match=r"device='cuda'.*is_available\(\) is False"):
+        simulate(spec, random_images(fastsim_rng, 1, spec.input_shape), steps=3, device="cuda")
+
+
+def naive_reference(spec, spikes: np.ndarray) -> list[np.ndarray]:
+    """Per-neuron counts from an independent, literal loop over steps and layers (NCHW, float64)."""
+    import torch.nn.functional as F
+
+    from convert.spec import AvgPool2d, Conv2d, Flatten
+
+    n, steps = spikes.shape[:2]
+    v = [torch.zeros(n, *spec.shapes[i + 1], dtype=torch.float64) for i in spec.spiking_indices]
+    counts = [torch.zeros_like(x) for x in v]
+    for t in range(steps):
+        s_prev = torch.as_tensor(spikes[:, t]).double().reshape(n, *spec.input_shape)
+        fired = [x >= spec.layers[i].threshold for x, i in zip(v, spec.spiking_indices, strict=True)]
+        k = 0
+        for layer in spec.layers:
+            if isinstance(layer, Flatten):
+                s_prev = s_prev.reshape(n, -1)
+                continue
+            w = None if isinstance(layer, AvgPool2d) else torch.as_tensor(np.array(layer.weight))
+            if isinstance(layer, Conv2d):
+                current = F.conv2d(s_prev, w, stride=layer.stride, padding=layer.padding)
+            elif isinstance(layer, AvgPool2d):
+                current = F.avg_pool2d(s_prev, layer.kernel_size, layer.stride)
+            else:
+                current = s_prev @ w.T
+            v[k] = v[k] + current
+            s = fired[k] if spec.schedule == "delay" else v[k] >= layer.threshold
+            v[k] = torch.where(s, 0.0 if spec.reset == "zero" else v[k] - layer.threshold, v[k])
+            counts[k] += s
+            s_prev = s.double()
+            k += 1
+    return [c.reshape(n, -1).numpy() for c in counts]
+
+
+@pytest.mark.parametrize("schedule", ["delay", "cascade"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_matches_naive_reference(schedule, reset, fastsim_rng) -> None:
+    """The engine (channels-last convolutions, sparse products, fused scans) against a literal loop."""
+    spec = dyadic_cnn(fastsim_rng, reset=reset, schedule=schedule)
+    images = random_images(fastsim_rng, 5, spec.input_shape)
+    trains = poisson_spikes(images, np.arange(5), 16, seed=8).numpy()
+    rec = simulate(spec, images, steps=16, seed=8, record_neurons=True)
+    for got, want in zip(rec.neuron_counts, naive_reference(spec, trains), strict=True):
+        assert np.array_equal(got, want)
+    assert rec.layer_counts.sum() > 0
