@@ -4,8 +4,8 @@
 per-neuron spike counts of every image (exact-match fraction, largest difference), the predicted classes
 and the accuracy. A mismatch between float32 and float64 arithmetic is *explained* when the membrane came
 within rounding distance of the threshold at some threshold check of that neuron (``SpikeRecord.margins``:
-min over steps of |v − θ| / θ), or when an earlier layer of the same image already differed (the difference
-propagated).
+min over steps of |v − θ| / θ), or when an earlier layer of the same image already differed or had a
+neuron near its threshold, whose spike may have moved in time without changing its count (propagated).
 
 *Independent Poisson*: each engine draws its own input spikes; accuracies must differ by less than the 95 %
 interval of a difference of two binomial proportions, and per-layer mean rates by less than a stated
@@ -74,6 +74,9 @@ def compare_counts(a: SpikeRecord, b: SpikeRecord, max_listed: int = 20) -> dict
                     }
                 )
         upstream |= np.any(diff != 0, axis=1)
+        for rec in (a, b):
+            if getattr(rec, "margins", None) is not None:
+                upstream |= np.any(rec.margins[li] < EXPLAIN_MARGIN, axis=1)
         layers.append(
             LayerAgreement(
                 layer=li,

@@ -24,10 +24,11 @@ def test_float32_matches_float64_per_neuron(trained_mnist_mlp):
         mismatch = a != b
         equal += int((~mismatch).sum())
         total += a.size
-        # a mismatch is a membrane that came within float32 rounding of threshold, or propagates one upstream
+        # a mismatch is a membrane that came within float32 rounding of threshold, or propagates such an event
+        # upstream (which may move a spike in time without changing a count)
         near = np.minimum(r32.margins[li], r64.margins[li]) < 1e-4
         assert np.all(near[mismatch] | upstream[np.nonzero(mismatch)[0]])
-        upstream |= mismatch.any(axis=1)
+        upstream |= mismatch.any(axis=1) | near.any(axis=1)
     assert equal / total >= 0.999, f"{total - equal} of {total} per-neuron counts differ"
     assert np.mean(r32.predictions() == r64.predictions()) >= 0.99
 
