@@ -143,6 +143,7 @@ def evaluate(
         device=cfg.device,
         dtype=cfg.dtype,
         batch_size=cfg.batch_size,
+        compile=True,
         checkpoints=figure_checkpoints(cfg.steps),
         progress=progress,
     )
