@@ -67,3 +67,40 @@ def test_report_is_atomic_and_has_provenance(tmp_path, rng, images):
     assert data["versions"]["numpy"] == np.__version__
     assert "git_commit" in data
     assert "Identical inputs" in paths[1].read_text()
+
+
+@pytest.mark.slow
+def test_independent_poisson_fastsim_vs_brian2(rng):
+    """Brian2's own PoissonGroup against fastsim's counter-based generator: statistics agree."""
+    test = datasets.load("mnist", "test")
+    spec = small_mnist_spec(rng, "delay", "subtract")
+    report, _ = agreement(
+        spec, test.images[:30], test.labels[:30], 40, ("fastsim:float64", "refsim:runtime"), poisson_images=30
+    )
+    pois = report["poisson"]
+    assert pois["images"] == 30 and len(pois["layers"]) == len(spec.population_sizes)
+    assert pois["accuracy_within_interval"], pois
+    assert pois["rates_within_tolerance"], pois["layers"]
+    assert all(min(x["mean_spikes_per_image"]) > 0 for x in pois["layers"])
+
+
+def test_compare_poisson_flags_a_rate_difference():
+    from convert.records import SpikeRecord
+    from validation.agreement import compare_poisson
+
+    gen = np.random.default_rng(0)
+
+    def record(rate: float) -> SpikeRecord:
+        n = 200
+        return SpikeRecord(
+            checkpoints=np.array([50]),
+            output_counts=gen.poisson(5, size=(n, 1, 10)),
+            layer_counts=gen.poisson(rate, size=(n, 2)),
+            first_spike_step=np.zeros(n, dtype=np.int64),
+            synops=np.zeros((n, 2)),
+            labels=gen.integers(0, 10, n),
+            image_indices=np.arange(n),
+        )
+
+    assert compare_poisson(record(100), record(100))["rates_within_tolerance"]
+    assert not compare_poisson(record(100), record(130))["rates_within_tolerance"]
