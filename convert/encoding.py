@@ -25,14 +25,14 @@ _C2 = 0x846CA68B
 
 
 def mul32(x: np.ndarray, c: int) -> np.ndarray:
-    """(x · c) mod 2^32 for int64 x in [0, 2^32) without int64 overflow."""
+    """(x · c) mod 2^32 for int64 x in [0, 2^32) without int64 overflow (numpy arrays or torch tensors)."""
     lo = x & 0xFFFF
     hi = x >> 16
     return (lo * c + ((hi * (c & 0xFFFF)) << 16)) & MASK32
 
 
 def mix32(x: np.ndarray) -> np.ndarray:
-    """lowbias32: a bijective avalanche mix of 32-bit values held in int64."""
+    """lowbias32: a bijective avalanche mix of 32-bit values held in int64 (numpy arrays or torch tensors)."""
     x = x ^ (x >> 16)
     x = mul32(x, _C1)
     x = x ^ (x >> 15)

@@ -69,6 +69,17 @@ def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkS
     return NetworkSpec(layers=tuple(layers), **kwargs)
 
 
+def _read_npz(path: str | os.PathLike[str], what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON header and the arrays of one of our ``.npz`` files; damage raises :class:`SpecError`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        header = json.loads(bytes(arrays.pop("header")).decode("utf-8"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: damaged or not a {what} file ({type(err).__name__}: {err})") from err
+    return header, arrays
+
+
 def save_spec(spec: NetworkSpec, path: str | os.PathLike[str]) -> Path:
     """Write ``spec`` to ``path`` (``.npz``) atomically."""
     header, arrays = to_dict(spec)
@@ -83,12 +94,7 @@ def load_spec(path: str | os.PathLike[str]) -> NetworkSpec:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"{path}: no such spec file; make one with `python -m convert normalize ...`")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        header = json.loads(bytes(arrays.pop("header")).decode("utf-8"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
-        raise SpecError(f"{path}: damaged or not a spec file ({type(err).__name__}: {err})") from err
+    header, arrays = _read_npz(path, "spec")
     version = header.get("format_version")
     if not isinstance(version, int) or version < 1:
         raise SpecError(f"{path}: header has no valid format_version")
@@ -194,12 +200,7 @@ def save_stats(stats, path: str | os.PathLike[str]) -> Path:
 def load_stats(path: str | os.PathLike[str]):
     from convert.stats import ActivationStats
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        header = json.loads(bytes(arrays.pop("header")).decode("utf-8"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
-        raise SpecError(f"{path}: damaged or not a stats file ({type(err).__name__}: {err})") from err
+    header, arrays = _read_npz(path, "stats")
     n = len(header["max"])
     return ActivationStats(
         max=tuple(header["max"]),

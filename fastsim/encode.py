@@ -25,7 +25,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from convert.encoding import _C1, _C2, MASK32, TWO32
+# mul32 and mix32 use only integer operators that numpy arrays and torch tensors share: one definition
+# serves both, so the two generators cannot drift apart.
+from convert.encoding import MASK32, TWO32, mix32, mul32
 from fastsim.sparse import SpikeRows
 
 __all__ = [
@@ -38,22 +40,6 @@ __all__ = [
     "CurrentSource",
     "SpikeTrainSource",
 ]
-
-
-def mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x · c) mod 2^32 for int64 x in [0, 2^32), on 16-bit halves so that no product overflows int64."""
-    lo = x & 0xFFFF
-    hi = x >> 16
-    return (lo * c + ((hi * (c & 0xFFFF)) << 16)) & MASK32
-
-
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """lowbias32: x ^= x>>16; x *= 0x7feb352d; x ^= x>>15; x *= 0x846ca68b; x ^= x>>16 (all mod 2^32)."""
-    x = x ^ (x >> 16)
-    x = mul32(x, _C1)
-    x = x ^ (x >> 15)
-    x = mul32(x, _C2)
-    return x ^ (x >> 16)
 
 
 def image_keys(seed: int, image_indices: torch.Tensor) -> torch.Tensor:
