@@ -24,7 +24,7 @@ import numpy as np
 
 from convert import datasets
 from convert.pipeline import copy_spec, normalized_spec, stats_for
-from convert.provenance import write_json_atomic
+from convert.provenance import provenance, write_json_atomic
 from convert.records import SpikeRecord, default_checkpoints
 from convert.spec import NetworkSpec
 from validation.engines import run
@@ -147,6 +147,6 @@ def evaluate(
         checkpoints=figure_checkpoints(cfg.steps),
         progress=progress,
     )
-    rec = rec.with_meta(dataset=dataset, seed=seed, config=cfg.to_dict())
+    rec = rec.with_meta(dataset=dataset, provenance=provenance(cfg.to_dict(), seed))
     rec.save(path)
     return rec

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convert import datasets
+from convert import ann, datasets
 from convert.io import save_nir, save_spec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import machine, provenance, write_json_atomic, write_text_atomic
@@ -46,15 +46,30 @@ def train_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
         print(f"  {ds}-{model}: test {100 * m['test_accuracy']:.2f} %")
 
 
-def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
-    """The four methods' specs for every model under runs/specs/, and one NIR export."""
+def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
+    """The four methods' specs for every model under runs/specs/ (with their divisors and the ANN test
+    accuracy of each normalized spec, which must equal the copy's), and one NIR export."""
+    rows = []
     for ds, model in PAIRS:
         base = copy_spec(ds, model, runs)
+        test = datasets.load(ds, "test", root)
+        copy_acc = ann.accuracy(base, test.images, test.labels)
         stats = stats_for(base, ds, root, runs, cfg.eval.calib_images, holdout=cfg.eval.holdout, progress=False)
         for method in ("baseline", "model", "data", "robust"):
-            spec, _ = normalized_spec(base, method, stats, percentile=cfg.eval.percentile)
+            spec, report = normalized_spec(base, method, stats, percentile=cfg.eval.percentile)
             save_spec(spec, runs / "specs" / f"{ds}-{model}-{method}.npz")
+            acc = ann.accuracy(spec, test.images, test.labels)
+            same = acc == copy_acc  # positive homogeneity: only an exact logit tie could break it
+            rows.append(
+                {"spec": f"{ds}-{model}-{method}", "divisors": list(report.divisors), "ann_test": acc, "same": same}
+            )
+            print(
+                f"  {ds}-{model}-{method}: divisors {[f'{d:.4g}' for d in report.divisors]}, ANN test {acc:.4f}"
+                + ("" if same else f" DIFFERS from the copy's {copy_acc:.4f}")
+            )
     save_nir(normalized_spec(copy_spec("mnist", "cnn", runs), "model")[0], runs / "specs" / "mnist-cnn-model.nir")
+    write_json_atomic(runs / "specs" / "summary.json", rows)
+    return rows
 
 
 def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
