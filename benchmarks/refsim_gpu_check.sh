@@ -10,12 +10,12 @@
 # Results (logs, records) go to $OUT.
 set -u
 export PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/refsim_gpu_out}; mkdir -p "$OUT"
+OUT=${OUT:-$(mktemp -d)}; mkdir -p "$OUT"; SITE=$(mktemp -d); BUILD=$(mktemp -d)
 SPEC=${SPEC:-build/devcheck/spec.npz}; IMAGES=${IMAGES:-100}; STEPS=${STEPS:-200}
 DEVICES=${DEVICES:-cuda_standalone cpp_standalone}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
   build/devcheck/whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD
+export PYTHONPATH=$SITE:$PWD
 python3 -c "import brian2, brian2cuda, numpy, sys; print('python', sys.version.split()[0], 'brian2', \
 brian2.__version__, 'brian2cuda', brian2cuda.__version__, 'numpy', numpy.__version__)"
 nvidia-smi -L; nvcc --version | tail -1; nproc
@@ -24,7 +24,7 @@ timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/refsim -rs 2>&
 for dev in $DEVICES; do
   echo "== $SPEC: $IMAGES images x $STEPS steps on $dev"
   timeout 300 python3 -m refsim run --spec "$SPEC" --dataset mnist --split test --root data --images "$IMAGES" \
-    --steps "$STEPS" --device "$dev" --input spikes --batch-size "$IMAGES" --build-dir /tmp/refsim_build \
+    --steps "$STEPS" --device "$dev" --input spikes --batch-size "$IMAGES" --build-dir "$BUILD" \
     --out "$OUT/record_$dev.npz" 2>&1 | tr '\r' '\n' | grep -v "img/s\]\|SyntaxWarning\|py.warnings\|nvcc warning" \
     | tail -4 | tee "$OUT/cli_$dev.log"
 done

@@ -16,6 +16,7 @@ fire; it is left unscaled (d = 1), the running factor passes through, and the re
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,34 @@ def _info(layer) -> dict[str, Any]:
     return {"type": type(layer).__name__}
 
 
+def _chained_divisors(
+    spec: NetworkSpec, scale_of: Callable[[int, Any], tuple[float, dict[str, Any]]], keep_applied: bool = False
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """The layer walk shared by data-based and robust normalization.
+
+    previous = 1; for each weight layer l with scale s_l = ``scale_of(l, layer)``: divisor d_l = s_l / previous,
+    then previous = s_l (or d_l with ``keep_applied``, as Diehl's code does). Pooling layers get d = 1 and pass
+    previous through; a layer with s_l = 0 never fires and is left unscaled (d = 1, previous unchanged).
+    """
+    prev = 1.0
+    divisors, infos = [], []
+    for li, i in enumerate(spec.spiking_indices):
+        layer = spec.layers[i]
+        info = _info(layer)
+        d = 1.0
+        if not isinstance(layer, AvgPool2d):
+            scale, details = scale_of(li, layer)
+            info.update(details)
+            if scale == 0:
+                info["note"] = "no positive weight or activation on the calibration data: cannot fire; left unscaled"
+            else:
+                d = scale / prev
+                prev = d if keep_applied else scale
+        divisors.append(d)
+        infos.append(info)
+    return divisors, infos
+
+
 def baseline(spec: NetworkSpec, threshold: float = 1.0) -> tuple[NetworkSpec, NormalizationReport]:
     """The direct copy: weights unchanged, every spiking layer's threshold set to ``threshold``."""
     if not np.isfinite(threshold) or threshold <= 0:
@@ -140,25 +169,13 @@ def data_based(
     if previous not in ("scale", "applied"):
         raise ValueError(f"previous must be 'scale' (the paper) or 'applied' (Diehl's code), got {previous!r}")
     stats.check_matches(spec)
-    prev = 1.0
-    divisors, infos = [], []
-    for li, i in enumerate(spec.spiking_indices):
-        layer = spec.layers[i]
-        info = _info(layer)
-        if isinstance(layer, AvgPool2d):
-            divisors.append(1.0)
-            infos.append(info)
-            continue
+
+    def scale_of(li: int, layer) -> tuple[float, dict[str, Any]]:
         max_wt, max_act = max_positive_weight(layer), stats.max[li]
         scale = max(max_wt, max_act)
-        info.update(max_weight=max_wt, max_activation=max_act, scale=scale)
-        if scale == 0:
-            d, info["note"] = 1.0, "no positive weight or activation: cannot fire; left unscaled"
-        else:
-            d = scale / prev
-            prev = scale if previous == "scale" else d
-        divisors.append(d)
-        infos.append(info)
+        return scale, {"max_weight": max_wt, "max_activation": max_act, "scale": scale}
+
+    divisors, infos = _chained_divisors(spec, scale_of, keep_applied=previous == "applied")
     return _apply(spec, divisors, [1.0] * len(divisors), "data", {"previous": previous}, infos)
 
 
@@ -170,21 +187,10 @@ def robust(
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
     stats.check_matches(spec)
-    lam_prev = 1.0
-    divisors, infos = [], []
-    for li, i in enumerate(spec.spiking_indices):
-        layer = spec.layers[i]
-        info = _info(layer)
-        if isinstance(layer, AvgPool2d):
-            divisors.append(1.0)
-            infos.append(info)
-            continue
+
+    def scale_of(li: int, layer) -> tuple[float, dict[str, Any]]:
         lam = stats.percentile(li, percentile)
-        info.update(percentile_activation=lam, exact=stats.exact(li))
-        if lam == 0:
-            d, info["note"] = 1.0, "no positive activation: cannot fire; left unscaled"
-        else:
-            d, lam_prev = lam / lam_prev, lam
-        divisors.append(d)
-        infos.append(info)
+        return lam, {"percentile_activation": lam, "exact": stats.exact(li)}
+
+    divisors, infos = _chained_divisors(spec, scale_of)
     return _apply(spec, divisors, [1.0] * len(divisors), "robust", {"percentile": percentile}, infos)
