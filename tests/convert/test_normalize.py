@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convert import normalize
@@ -212,18 +212,19 @@ def test_scale_equivariance_and_idempotence(net, log_c):
 
     s1, s2 = collect_stats(spec, x), collect_stats(scaled, x)
     m1, mrep = normalize.model_based(spec)
+    close(m1, normalize.model_based(m1)[0])  # idempotent, dead layers included
     _, rob = normalize.robust(spec, s1, 99.0)
     # a layer that can never fire is left unscaled by design (its weights are arbitrary as far as the
     # network's function goes), so equivariance is claimed for live networks only
-    assume(not any("note" in info for info in rob.layers + mrep.layers))
+    if any("note" in info for info in rob.layers + mrep.layers):
+        return
     close(m1, normalize.model_based(scaled)[0])
-    close(m1, normalize.model_based(m1)[0])  # idempotent
     close(normalize.robust(spec, s1, 99.0)[0], normalize.robust(scaled, s2, 99.0)[0])
     # data-based is equivariant where the activations, not the weights, set every scale
     _, r1 = normalize.data_based(spec, s1)
     _, r2 = normalize.data_based(scaled, s2)
-    assume(all(info.get("max_activation", 1) >= info.get("max_weight", 0) for info in r1.layers + r2.layers))
-    close(normalize.data_based(spec, s1)[0], normalize.data_based(scaled, s2)[0])
+    if all(info.get("max_activation", 1) >= info.get("max_weight", 0) for info in r1.layers + r2.layers):
+        close(normalize.data_based(spec, s1)[0], normalize.data_based(scaled, s2)[0])
 
 
 @settings(max_examples=10, deadline=None)
