@@ -19,7 +19,7 @@ from validation.sweep import cell_key, cells, load_config, read_results, run_swe
 from .conftest import small_mnist_spec
 
 
-def _config(tmp_path: Path, rng, seeds: int) -> Path:
+def _config(tmp_path: Path, rng, seeds: int, steps: int = 20) -> Path:
     spec = save_spec(small_mnist_spec(rng), tmp_path / "tiny.npz")
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(
@@ -29,7 +29,7 @@ spec = ["{spec}"]
 dataset = ["mnist"]
 reset = ["zero", "subtract"]
 seed = {list(range(seeds))}
-steps = [20]
+steps = [{steps}]
 [run]
 images = 10
 out = "{tmp_path / "results.jsonl"}"
@@ -51,17 +51,17 @@ def test_grid_expansion_and_bad_keys(tmp_path, rng):
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_every_cell_exactly_once(tmp_path, rng):
-    cfg = _config(tmp_path, rng, 4)  # 8 cells
+    cfg = _config(tmp_path, rng, 20, steps=100)  # 40 cells, each long enough for the kill to land mid-sweep
     results = tmp_path / "results.jsonl"
     cmd = [sys.executable, "-m", "validation", "sweep", "--config", str(cfg), "--no-plot"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(read_results(results)) < 2 and proc.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished_before = len(read_results(results))
-    assert 2 <= finished_before < 8, "the kill must land mid-sweep"
+    assert 2 <= finished_before < 40, "the kill must land mid-sweep"
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     rows = read_results(results)
     counts = Counter(r["key"] for r in rows)
