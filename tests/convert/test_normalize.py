@@ -227,7 +227,7 @@ def test_scale_equivariance_and_idempotence(net, log_c):
         close(normalize.data_based(spec, s1)[0], normalize.data_based(scaled, s2)[0])
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
 def test_purity_and_round_trip(net):
     spec, x = net
