@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from convert.io import save_spec
-from validation.sweep import cell_key, cells, load_config, read_results, run_sweep
+from validation.sweep import cell_key, cells, load_config, plot_sweep, read_results, run_sweep
 
 from .conftest import small_mnist_spec
 
@@ -83,3 +83,5 @@ def test_sweep_on_a_local_dask_cluster(tmp_path, rng):
     rows = read_results(path)
     assert len(rows) == 2
     assert {r["cell"]["reset"] for r in rows} == {"zero", "subtract"}
+    png = plot_sweep(path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
