@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from convert import datasets, models
+from convert.cli import run_command
 from convert.pipeline import default_runs
 
 
@@ -113,12 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nir", type=Path, default=None, help="also export the spec to this NIR file")
     p.set_defaults(func=cmd_normalize)
 
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

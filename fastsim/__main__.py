@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from convert.cli import run_command
 from convert.records import record_summary
 
 
@@ -88,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

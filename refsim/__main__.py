@@ -17,12 +17,13 @@ import time
 
 import numpy as np
 
+from convert.cli import run_command
 from convert.datasets import load
 from convert.encoding import poisson_spikes
 from convert.io import load_spec
 from convert.provenance import provenance
 from convert.records import SpikeRecord, concatenate, record_summary
-from refsim.devices import DEVICES
+from refsim.devices import DEVICES, DeviceUnavailable
 from refsim.simulate import DEFAULT_BATCH_SIZE, simulate
 
 SPIKE_CHUNK = 1000  # images whose input spikes are generated at once in --input spikes
@@ -101,8 +102,7 @@ def run(args: argparse.Namespace) -> SpikeRecord:
     return concatenate(parts).with_meta(**meta)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _run_command(args: argparse.Namespace) -> int:
     record = run(args)
     record.save(args.out)
     meta = record.meta
@@ -115,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         + f"); record written to {args.out}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    p.set_defaults(func=_run_command)
+    return run_command(p, argv, extra_errors=(DeviceUnavailable,))
 
 
 if __name__ == "__main__":

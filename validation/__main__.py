@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from convert.cli import run_command
 from convert.pipeline import default_runs
 
 
@@ -130,12 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add("reproduce", cmd_reproduce, "the main job: training, conversion, Tables 1/2, Figures 3/4, agreement")
 
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

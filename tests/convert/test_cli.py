@@ -54,3 +54,26 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     argv = ["normalize", "--dataset", "mnist", "--model", "cnn", "--method", "data", "--runs", str(tmp_path)]
     assert main(argv) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        ("fastsim", ["run", "--spec", "{missing}", "--dataset", "mnist", "--steps", "5", "--out", "{out}"]),
+        ("refsim", ["run", "--spec", "{missing}", "--steps", "5", "--device", "runtime", "--out", "{out}"]),
+        ("validation", ["agree", "--spec", "{missing}", "--engines", "fastsim,fastsim:float32", "--out", "{out}"]),
+        ("refsim", ["run", "--spec", "{spec}", "--steps", "5", "--device", "cuda_standalone", "--out", "{out}"]),
+    ],
+)
+def test_every_cli_reports_user_errors_with_status_2(module, argv, tiny_runs, tmp_path, capsys):
+    import importlib
+
+    spec = tmp_path / "spec.npz"
+    argv_spec = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "baseline", "--runs", str(tiny_runs)]
+    assert main([*argv_spec, "--out", str(spec)]) == 0
+    out = tmp_path / "out.npz"
+    fill = {"missing": str(tmp_path / "missing.npz"), "out": str(out), "spec": str(spec)}
+    code = importlib.import_module(f"{module}.__main__").main([a.format(**fill) for a in argv])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not out.exists()
