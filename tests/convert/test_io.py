@@ -34,14 +34,18 @@ def test_file_readable_with_numpy_alone(tmp_path, tiny_cnn):
     np.testing.assert_array_equal(z[header["layers"][0]["weight"]], spec.layers[0].weight)
 
 
-def test_newer_version_rejected(tmp_path, tiny_cnn):
-    spec = tiny_cnn
-    save_spec(spec, tmp_path / "s.npz")
-    z = dict(np.load(tmp_path / "s.npz"))
+def _rewrite_header(spec, folder, name, edit) -> None:
+    """Save ``spec``, apply ``edit`` to its JSON header in place, and write the result as ``folder/name``."""
+    save_spec(spec, folder / "s.npz")
+    z = dict(np.load(folder / "s.npz"))
     header = json.loads(bytes(z["header"]).decode())
-    header["format_version"] = FORMAT_VERSION + 1
+    edit(header)
     z["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    np.savez(tmp_path / "new.npz", **z)
+    np.savez(folder / name, **z)
+
+
+def test_newer_version_rejected(tmp_path, tiny_cnn):
+    _rewrite_header(tiny_cnn, tmp_path, "new.npz", lambda h: h.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(SpecError, match="newer"):
         load_spec(tmp_path / "new.npz")
 
@@ -57,12 +61,7 @@ def test_damaged_and_missing(tmp_path, tiny_cnn):
 
 
 def test_unknown_layer_in_file(tmp_path, tiny_cnn):
-    save_spec(tiny_cnn, tmp_path / "s.npz")
-    z = dict(np.load(tmp_path / "s.npz"))
-    header = json.loads(bytes(z["header"]).decode())
-    header["layers"][1]["type"] = "MaxPool2d"
-    z["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    np.savez(tmp_path / "u.npz", **z)
+    _rewrite_header(tiny_cnn, tmp_path, "u.npz", lambda h: h["layers"][1].update(type="MaxPool2d"))
     with pytest.raises(SpecError, match="unknown layer type 'MaxPool2d'"):
         load_spec(tmp_path / "u.npz")
 
