@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from convert.spec import Conv2d, NetworkSpec, is_spiking
+from fastsim.bandconv import BandConv
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.recorder import BatchCounts, Recorder
@@ -31,33 +31,15 @@ from fastsim.scan import if_scan, scan_steps
 from fastsim.sparse import SpikeRows, spike_matmul
 from fastsim.step import IFState, NetworkState, network_step
 
-CONV_SPARSE_RATIO = 0.5  # sparse conv when spikes per row < this · fan-in (2-core box: conv2 of the CNN)
-UNROLL_MAX_BYTES = 128 * 2**20  # largest unrolled convolution matrix kept
-
-
-def unrolled_conv_t(layer: Conv2d, input_shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor | None:
-    """The convolution as a dense matrix Wᵀ (n_in, n_out): row i is the fan-out of input i (exact: each entry
-    is one weight, picked by a one-hot input). None when it would exceed :data:`UNROLL_MAX_BYTES`."""
-    n_in = int(np.prod(input_shape))
-    n_out = int(np.prod(layer.output_shape(tuple(input_shape))))
-    if n_in * n_out * torch.finfo(dtype).bits // 8 > UNROLL_MAX_BYTES:
-        return None
-    # convolve one-hot inputs with the weights' 1-based indices (small integers, exact in float32 and fast),
-    # then look the weights up: exact in any dtype
-    eye = torch.eye(n_in, dtype=torch.float32).reshape(n_in, *input_shape)
-    index = torch.arange(1, layer.weight.size + 1, dtype=torch.float32).reshape(layer.weight.shape)
-    which = F.conv2d(eye, index, stride=layer.stride, padding=layer.padding).reshape(n_in, n_out).long()
-    weights = torch.cat([torch.zeros(1, dtype=torch.float64), torch.tensor(layer.weight.ravel(), dtype=torch.float64)])
-    out = weights[which]
-    return out.to(dtype=dtype, device=device).contiguous()
-
 
 @dataclass(frozen=True)
 class Stage:
     """One spiking layer: ``ops`` map presynaptic activity (R, *in_shape) to currents (R, *shape).
 
     When the layer is :class:`~fastsim.layers.DenseOp` and its input is binary spikes with density at most
-    ``sparse_density``, the currents come from the sparse product (:func:`fastsim.sparse.spike_matmul`).
+    ``sparse_density``, the currents come from the sparse product (:func:`fastsim.sparse.spike_matmul`);
+    when it is a convolution with a ``band`` form and few spikes per row, from the banded table sum
+    (:class:`fastsim.bandconv.BandConv`).
     """
 
     ops: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
@@ -66,8 +48,7 @@ class Stage:
     shape: tuple[int, ...]
     fanout: torch.Tensor
     sparse_density: float
-    unrolled_t: torch.Tensor | None = None  # a convolution as a dense Wᵀ (n_in, n_out), for sparse spikes
-    fan_in: int = 0
+    band: BandConv | None = None
 
     @property
     def dense_op(self) -> DenseOp | None:
@@ -88,9 +69,8 @@ class Stage:
             x = x.to_dense(self.threshold.dtype).view(x.n_rows, *self.in_shape)
         elif op is not None and nnz is not None and int(nnz) <= self.sparse_density * x.numel():
             return spike_matmul(SpikeRows.from_dense(x), op.weight_t)
-        elif self.unrolled_t is not None and nnz is not None and int(nnz) <= CONV_SPARSE_RATIO * self.fan_in * len(x):
-            # fewer spikes per row than the kernel's fan-in: summing fan-out rows beats the convolution
-            return spike_matmul(SpikeRows.from_dense(x), self.unrolled_t)
+        elif self.band is not None and nnz is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
+            return self.band(x)
         return self.synapse(x)
 
 
@@ -117,9 +97,9 @@ class Network:
             pending.append(self._adapt(operator(layer, shapes[i], self.device, dtype), compile))
             if is_spiking(layer):
                 fan = fanout(layer, shapes[i]).reshape(-1)
-                unrolled = None
-                if sparse_density > 0 and isinstance(layer, Conv2d):
-                    unrolled = unrolled_conv_t(layer, shapes[i], dtype, self.device)
+                band = None
+                if sparse_density > 0 and isinstance(layer, Conv2d) and len(pending) == 1:
+                    band = BandConv.build(layer, shapes[i], dtype, self.device)
                 stages.append(
                     Stage(
                         ops=tuple(pending),
@@ -128,8 +108,7 @@ class Network:
                         shape=tuple(shapes[i + 1]),
                         fanout=torch.as_tensor(fan, dtype=torch.float64, device=self.device),
                         sparse_density=sparse_density,
-                        unrolled_t=unrolled,
-                        fan_in=int(np.prod(layer.weight.shape[1:])) if isinstance(layer, Conv2d) else 0,
+                        band=band,
                     )
                 )
                 pending, in_shape = [], shapes[i + 1]

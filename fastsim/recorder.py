@@ -35,7 +35,8 @@ class Recorder:
         self.checkpoints = np.asarray(checkpoints, dtype=np.int64)
         zeros = dict(dtype=torch.int64, device=device)
         self.input_counts: torch.Tensor | None = None
-        self.neuron_counts = [torch.zeros(batch, n, **zeros) for n in sizes]
+        # float64 accumulators: exact for counts below 2^53, and a float chunk's sums add in one pass
+        self.neuron_counts = [torch.zeros(batch, n, dtype=torch.float64, device=device) for n in sizes]
         self.running = torch.zeros(batch, sizes[-1], **zeros)
         self.output_counts = torch.zeros(batch, len(self.checkpoints), sizes[-1], **zeros)
         self.first = torch.full((batch,), -1, **zeros)
@@ -46,8 +47,8 @@ class Recorder:
 
     def add_layer(self, layer: int, spikes: torch.Tensor, counts: torch.Tensor, start: int) -> torch.Tensor:
         """Spikes (n, B, *shape) of steps start..start+n-1 as 0/1 floats and their sums over the n steps
-        (B, *shape); returns the number of spikes (0-d)."""
-        chunk_counts = counts.reshape(self.batch, -1).to(torch.int64)  # exact: float sums of at most n ones
+        (B, *shape), exact (sums of at most n ones); returns the number of spikes (0-d)."""
+        chunk_counts = counts.reshape(self.batch, -1)
         self.neuron_counts[layer] += chunk_counts
         if layer == len(self.neuron_counts) - 1:
             self._add_output(spikes.reshape(spikes.shape[0], self.batch, -1).to(torch.int64), start)
@@ -68,13 +69,14 @@ class Recorder:
         self.first = torch.where((self.first < 0) & fired.any(0), step, self.first)
 
     def finish(self, fanouts: list[torch.Tensor], record_neurons: bool) -> BatchCounts:
-        pre = [self.input_counts] + [c.to(torch.float64) for c in self.neuron_counts[:-1]]
+        pre = [self.input_counts] + self.neuron_counts[:-1]
         synops = torch.stack([p @ f for p, f in zip(pre, fanouts, strict=True)], dim=1)
-        layer_counts = torch.stack([c.sum(1) for c in self.neuron_counts], dim=1)
+        counts = [c.to(torch.int64) for c in self.neuron_counts]
+        layer_counts = torch.stack([c.sum(1) for c in counts], dim=1)
         return BatchCounts(
             output_counts=self.output_counts.cpu().numpy(),
             layer_counts=layer_counts.cpu().numpy(),
             first_spike_step=self.first.cpu().numpy(),
             synops=synops.cpu().numpy(),
-            neuron_counts=tuple(c.cpu().numpy() for c in self.neuron_counts) if record_neurons else None,
+            neuron_counts=tuple(c.cpu().numpy() for c in counts) if record_neurons else None,
         )
