@@ -51,7 +51,9 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from fastsim.bench import markdown, run_benchmark, save
 
-    result = run_benchmark(args.device, quick=args.quick, spec_paths=args.spec, compile=args.compile == "on")
+    result = run_benchmark(
+        args.device, quick=args.quick, spec_paths=args.spec, compile=args.compile == "on", repeats=args.repeats
+    )
     json_path, md_path = save(result, args.out_dir)
     print(markdown(result))
     print(f"written {json_path} and {md_path}")
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer images and steps")
     bench.add_argument("--spec", action="append", default=None, help="benchmark these spec files instead")
     bench.add_argument("--compile", default="on", choices=("on", "off"), help="torch.compile the kernels")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per engine and row (median kept)")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
     bench.set_defaults(func=_bench)
     return parser

@@ -102,15 +102,21 @@ def spikingjelly_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: tor
     return model(s0.view(steps, len(x), *spec.input_shape)).sum(0)
 
 
-def _row(name: str, spec: NetworkSpec, images, x, steps: int, dtype_name: str, batch, compile: bool) -> dict:
-    """One benchmark row: fastsim, then the plain loop (and SpikingJelly) with the batch size it used."""
+def _row(
+    name: str, spec: NetworkSpec, images, x, steps: int, dtype_name: str, batch, compile: bool, repeats: int
+) -> dict:
+    """One benchmark row: fastsim, then the plain loop (and SpikingJelly) with the batch size it used; each
+    timed ``repeats`` times, the median kept (the 2-core box's timings vary by about 10 % run to run)."""
     dtype = resolve_dtype(dtype_name)
-    rec = simulate(spec, images, steps=steps, device=x.device, dtype=dtype, batch_size=batch, compile=compile)
-    wall, used = rec.meta["wall_s"], rec.meta["batch_size"]
-    plain = _timed_loop(plain_loop, spec, x, steps, dtype, used)
+    walls = []
+    for _ in range(repeats):
+        rec = simulate(spec, images, steps=steps, device=x.device, dtype=dtype, batch_size=batch, compile=compile)
+        walls.append(rec.meta["wall_s"])
+    wall, used = float(np.median(walls)), rec.meta["batch_size"]
+    plain = float(np.median([_timed_loop(plain_loop, spec, x, steps, dtype, used) for _ in range(repeats)]))
     jelly = None
     if spikingjelly_loop(spec, x[:2], 2, dtype) is not None:
-        jelly = _timed_loop(spikingjelly_loop, spec, x, steps, dtype, used)
+        jelly = float(np.median([_timed_loop(spikingjelly_loop, spec, x, steps, dtype, used) for _ in range(repeats)]))
     work = len(x) * steps
     flops = dense_flops(spec)
     return {
@@ -122,6 +128,8 @@ def _row(name: str, spec: NetworkSpec, images, x, steps: int, dtype_name: str, b
         "compiled": rec.meta["compiled"],
         "images": len(x),
         "steps": steps,
+        "repeats": repeats,
+        "image_steps_per_s_all": [len(x) * steps / w for w in walls],
         "image_steps_per_s": work / wall,
         "dense_flops_per_image_step": flops,
         "dense_gflops_equivalent": work / wall * flops / 1e9,
@@ -140,10 +148,16 @@ def densities(record, spec: NetworkSpec) -> list[float]:
 
 
 def run_benchmark(
-    device: str = "cpu", quick: bool = False, spec_paths: list[str] | None = None, compile: bool = True
+    device: str = "cpu",
+    quick: bool = False,
+    spec_paths: list[str] | None = None,
+    compile: bool = True,
+    repeats: int = 3,
 ) -> dict[str, Any]:
     """All rows of the benchmark; see the module docstring. ``compile``: torch.compile the engine's kernels
-    (compiled once in a warm-up run, not timed)."""
+    (compiled once in a warm-up run, not timed); ``repeats``: timed runs per engine and row (median kept)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     dev = resolve_device(device)
     steps = 100 if quick else 300
     n_images = (256 if quick else 1024) if dev.type == "cpu" else (8192 if quick else 10000)
@@ -161,7 +175,7 @@ def run_benchmark(
         for dtype_name in ("float32", "float64"):
             simulate(spec, images[:8], steps=20, device=dev, dtype=dtype_name, compile=compile)  # compiles
             for batch in batches:
-                rows.append(_row(name, spec, images[:n_images], x, steps, dtype_name, batch, compile))
+                rows.append(_row(name, spec, images[:n_images], x, steps, dtype_name, batch, compile, repeats))
     return {
         "device": str(dev),
         "quick": quick,
@@ -201,8 +215,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{result['rows'][0]['images'] if result['rows'] else 0} images x "
-        f"{result['rows'][0]['steps'] if result['rows'] else 0} steps per row; the plain loop and SpikingJelly run "
-        "the same network on the same images in the same process."
+        f"{result['rows'][0]['steps'] if result['rows'] else 0} steps per row, median of "
+        f"{result['rows'][0].get('repeats', 1) if result['rows'] else 0} timed runs per engine; the plain loop and "
+        "SpikingJelly run the same network on the same images in the same process."
     )
     return "\n".join(lines) + "\n"
 

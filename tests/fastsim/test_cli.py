@@ -74,3 +74,11 @@ def test_dense_flops_and_markdown() -> None:
     result = {"device": "cpu", "machine": {"cpu_count": 2}, "versions": {"torch": "x"}, "images_source": "s"}
     text = markdown({**result, "networks": "n", "rows": [row]})
     assert "| mlp | float32 | 8 | 1,234 |" in text and "1.23x" in text and "n/a" in text
+
+
+@pytest.mark.parametrize("repeats", [0, -1, 1.5, True])
+def test_bench_rejects_bad_repeats(repeats) -> None:
+    from fastsim.bench import run_benchmark
+
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        run_benchmark("cpu", quick=True, repeats=repeats)
