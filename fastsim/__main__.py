@@ -52,7 +52,12 @@ def _bench(args: argparse.Namespace) -> int:
     from fastsim.bench import markdown, run_benchmark, save
 
     result = run_benchmark(
-        args.device, quick=args.quick, spec_paths=args.spec, compile=args.compile == "on", repeats=args.repeats
+        args.device,
+        quick=args.quick,
+        spec_paths=args.spec,
+        compile=args.compile == "on",
+        repeats=args.repeats,
+        matmuls=tuple(args.matmul) if args.matmul else None,
     )
     json_path, md_path = save(result, args.out_dir)
     print(markdown(result))
@@ -85,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer images and steps")
     bench.add_argument("--spec", action="append", default=None, help="benchmark these spec files instead")
     bench.add_argument("--compile", default="on", choices=("on", "off"), help="torch.compile the kernels")
+    bench.add_argument(
+        "--matmul",
+        action="append",
+        choices=("fp32", "tf32x2", "tf32x3"),
+        default=None,
+        help="float32 product modes to time (repeatable; default fp32 on cpu, all three on cuda)",
+    )
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per engine and row (median kept)")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
     bench.set_defaults(func=_bench)

@@ -102,26 +102,69 @@ def spikingjelly_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: tor
     return model(s0.view(steps, len(x), *spec.input_shape)).sum(0)
 
 
+def agreement(record, reference) -> dict[str, float] | None:
+    """Fractions of (image, neuron) pairs with equal spike counts and of images with equal predictions, of
+    ``record`` against ``reference`` (same images; both with per-neuron counts); None without a reference."""
+    if reference is None or record is reference:
+        return None
+    same = sum(int((a == b).sum()) for a, b in zip(record.neuron_counts, reference.neuron_counts, strict=True))
+    total = sum(a.size for a in reference.neuron_counts)
+    return {
+        "neurons": same / total,
+        "predictions": float(np.mean(record.predictions() == reference.predictions())),
+    }
+
+
 def _row(
-    name: str, spec: NetworkSpec, images, x, steps: int, dtype_name: str, batch, compile: bool, repeats: int
-) -> dict:
-    """One benchmark row: fastsim, then the plain loop (and SpikingJelly) with the batch size it used; each
-    timed ``repeats`` times, the median kept (the 2-core box's timings vary by about 10 % run to run)."""
+    name: str,
+    spec: NetworkSpec,
+    images,
+    x,
+    steps: int,
+    case: tuple[str, str],
+    batch,
+    compile: bool,
+    repeats: int,
+    reference=None,
+    baselines: dict | None = None,
+) -> tuple[dict, Any]:
+    """One benchmark row and fastsim's record: fastsim, then the plain loop (and SpikingJelly) with the batch
+    size it used; each timed ``repeats`` times, the median kept (the 2-core box's timings vary by about 10 %
+    run to run). ``case``: (dtype, matmul); the baselines run in that dtype (cached in ``baselines`` by
+    dtype and batch, so split-weight rows share the float32 ones). ``reference``: a float64 record of the
+    same images, for the agreement columns."""
+    dtype_name, matmul = case
     dtype = resolve_dtype(dtype_name)
     walls = []
     for _ in range(repeats):
-        rec = simulate(spec, images, steps=steps, device=x.device, dtype=dtype, batch_size=batch, compile=compile)
+        rec = simulate(
+            spec,
+            images,
+            steps=steps,
+            device=x.device,
+            dtype=dtype,
+            batch_size=batch,
+            compile=compile,
+            matmul=matmul,
+            record_neurons=True,
+        )
         walls.append(rec.meta["wall_s"])
     wall, used = float(np.median(walls)), rec.meta["batch_size"]
-    plain = float(np.median([_timed_loop(plain_loop, spec, x, steps, dtype, used) for _ in range(repeats)]))
-    jelly = None
-    if spikingjelly_loop(spec, x[:2], 2, dtype) is not None:
-        jelly = float(np.median([_timed_loop(spikingjelly_loop, spec, x, steps, dtype, used) for _ in range(repeats)]))
+    baselines = {} if baselines is None else baselines
+    if (dtype_name, used) not in baselines:
+        plain = float(np.median([_timed_loop(plain_loop, spec, x, steps, dtype, used) for _ in range(repeats)]))
+        jelly = None
+        if spikingjelly_loop(spec, x[:2], 2, dtype) is not None:
+            times = [_timed_loop(spikingjelly_loop, spec, x, steps, dtype, used) for _ in range(repeats)]
+            jelly = float(np.median(times))
+        baselines[(dtype_name, used)] = plain, jelly
+    plain, jelly = baselines[(dtype_name, used)]
     work = len(x) * steps
     flops = dense_flops(spec)
     return {
         "network": name,
         "dtype": dtype_name,
+        "matmul": matmul,
         "batch_size": used,
         "batch_auto": batch is None,
         "chunk_steps": rec.meta["chunk_steps"],
@@ -138,7 +181,8 @@ def _row(
         "spikingjelly_image_steps_per_s": None if jelly is None else work / jelly,
         "speedup_vs_spikingjelly": None if jelly is None else jelly / wall,
         "spike_density_per_layer": densities(rec, spec),
-    }
+        "agreement_vs_float64": agreement(rec, reference),
+    }, rec
 
 
 def densities(record, spec: NetworkSpec) -> list[float]:
@@ -153,9 +197,12 @@ def run_benchmark(
     spec_paths: list[str] | None = None,
     compile: bool = True,
     repeats: int = 3,
+    matmuls: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """All rows of the benchmark; see the module docstring. ``compile``: torch.compile the engine's kernels
-    (compiled once in a warm-up run, not timed); ``repeats``: timed runs per engine and row (median kept)."""
+    (compiled once in a warm-up run, not timed); ``repeats``: timed runs per engine and row (median kept);
+    ``matmuls``: the float32 product modes to time (default: fp32 on a CPU, also tf32x2 and tf32x3 on a GPU),
+    each with its agreement against the float64 run of the same images."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     dev = resolve_device(device)
@@ -169,13 +216,22 @@ def run_benchmark(
         nets = {Path(p).stem: load_spec(p) for p in spec_paths}
     else:
         nets = {arch: random_spec(arch, seed=0, calibration=images[:256]) for arch in ("mlp", "cnn")}
+    if matmuls is None:
+        matmuls = ("fp32",) if dev.type == "cpu" else ("fp32", "tf32x2", "tf32x3")
+    cases = [("float64", "fp32")] + [("float32", m) for m in matmuls]  # float64 first: the reference
     rows = []
     for name, spec in nets.items():
         x = torch.as_tensor(intensity(images[:n_images]).reshape(n_images, -1), device=dev)
-        for dtype_name in ("float32", "float64"):
-            simulate(spec, images[:8], steps=20, device=dev, dtype=dtype_name, compile=compile)  # compiles
+        reference, baselines = None, {}
+        for case in cases:
+            warm = dict(steps=20, device=dev, dtype=case[0], compile=compile, matmul=case[1])
+            simulate(spec, images[:8], **warm)  # compiles
             for batch in batches:
-                rows.append(_row(name, spec, images[:n_images], x, steps, dtype_name, batch, compile, repeats))
+                row, rec = _row(
+                    name, spec, images[:n_images], x, steps, case, batch, compile, repeats, reference, baselines
+                )
+                rows.append(row)
+                reference = rec if reference is None else reference
     return {
         "device": str(dev),
         "quick": quick,
@@ -199,17 +255,21 @@ def markdown(result: dict[str, Any]) -> str:
         + f"; torch {result['versions'].get('torch')}. Images: {result['images_source']}; networks: "
         f"{result['networks']}.",
         "",
-        "| network | dtype | batch | image-steps/s | dense MFLOP/image-step | dense-equiv. GFLOP/s | plain loop /s "
-        "| vs plain | vs SpikingJelly | spike density per layer |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| network | dtype | matmul | batch | image-steps/s | dense MFLOP/image-step | dense-equiv. GFLOP/s "
+        "| plain loop /s | vs plain | vs SpikingJelly | same counts / predictions as float64 "
+        "| spike density per layer |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in result["rows"]:
         jelly = "n/a" if r["speedup_vs_spikingjelly"] is None else f"{r['speedup_vs_spikingjelly']:.2f}x"
+        agree = r.get("agreement_vs_float64")
+        same = "ref." if agree is None else f"{100 * agree['neurons']:.3f} % / {100 * agree['predictions']:.2f} %"
         lines.append(
-            f"| {r['network']} | {r['dtype']} | {r['batch_size']}{' (auto)' if r.get('batch_auto') else ''} "
+            f"| {r['network']} | {r['dtype']} | {r.get('matmul', 'fp32')} "
+            f"| {r['batch_size']}{' (auto)' if r.get('batch_auto') else ''} "
             f"| {r['image_steps_per_s']:,.0f} "
             f"| {r['dense_flops_per_image_step'] / 1e6:.2f} | {r['dense_gflops_equivalent']:.1f} "
-            f"| {r['plain_loop_image_steps_per_s']:,.0f} | {r['speedup_vs_plain_loop']:.2f}x | {jelly} "
+            f"| {r['plain_loop_image_steps_per_s']:,.0f} | {r['speedup_vs_plain_loop']:.2f}x | {jelly} | {same} "
             f"| {', '.join(f'{d:.3f}' for d in r['spike_density_per_layer'])} |"
         )
     lines.append("")

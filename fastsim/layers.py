@@ -10,6 +10,10 @@ activity (R, *input shape) to currents (R, *output shape) on the given device an
   of spikes is an exact integer, multiplied once by the weight 1/k² rounded to the dtype);
 * :class:`~convert.spec.Flatten`:   a C-order reshape (R, C, H, W) → (R, C·H·W); not a population.
 
+With ``parts`` > 1 (float32 only), Dense and Conv2d weights are split into TF32 limbs, concatenated along the
+output dimension, and the product runs with TF32 on and sums the limbs' partial currents
+(:mod:`fastsim.limbs`).
+
 ``fanout(layer, input_shape)`` counts, for every presynaptic neuron i, the synapses from i into the layer
 (float64, shape ``input_shape``): synaptic events into layer l are Σ_t Σ_i s_{l-1,i}(t) · fanout_i.
 For convolution and pooling fanout is the transposed operator applied to ones (every structural synapse
@@ -26,32 +30,42 @@ import torch
 import torch.nn.functional as F
 
 from convert.spec import AvgPool2d, Conv2d, Dense, Flatten
+from fastsim.limbs import split_limbs, sum_limbs, tf32_enabled
 
 
 @dataclass(frozen=True)
 class DenseOp:
-    """I = s · Wᵀ; ``weight_t`` is Wᵀ (in, out), contiguous, so that rows of it are a neuron's fan-out."""
+    """I = s · Wᵀ; ``weight_t`` is Wᵀ (in, out), contiguous, so that rows of it are a neuron's fan-out
+    (``parts`` > 1: (in, parts·out), the TF32 limbs side by side)."""
 
     weight_t: torch.Tensor
+    parts: int = 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight_t
+        if self.parts == 1:
+            return x @ self.weight_t
+        with tf32_enabled():
+            return sum_limbs(x @ self.weight_t, self.parts)
 
 
 @dataclass(frozen=True)
 class ConvOp:
     """I = W ⋆ s with ``F.conv2d``, or with :func:`conv_by_shifts` when ``by_shifts`` (same sum)."""
 
-    weight: torch.Tensor
+    weight: torch.Tensor  # (parts·out, in, kh, kw): with parts > 1, the TF32 limbs stacked by output channel
     stride: tuple[int, int]
     padding: tuple[int, int]
     by_shifts: bool = False
+    parts: int = 1
 
     @property
     def fan_in(self) -> int:
         return int(np.prod(self.weight.shape[1:]))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.parts > 1:
+            with tf32_enabled():
+                return sum_limbs(F.conv2d(x, self.weight, stride=self.stride, padding=self.padding), self.parts)
         if self.by_shifts:
             return conv_by_shifts(x, self.weight, self.stride, self.padding)
         return F.conv2d(x, self.weight, stride=self.stride, padding=self.padding)
@@ -101,34 +115,39 @@ class FlattenOp:
         return x.reshape(x.shape[0], -1)
 
 
-def _weight(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _weight(array: np.ndarray, device: torch.device, dtype: torch.dtype, parts: int = 1) -> torch.Tensor:
+    """The weights in ``dtype``; with ``parts`` > 1 their TF32 limbs stacked along dim 0 (the output)."""
+    if parts > 1:
+        limbs = split_limbs(np.asarray(array), parts)
+        return torch.tensor(limbs.reshape(-1, *limbs.shape[2:]), device=device).contiguous()
     return torch.tensor(np.array(array), device=device).to(dtype).contiguous()
 
 
 @functools.singledispatch
-def operator(layer: object, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype):
-    """The synaptic operator of ``layer`` for inputs of shape (R, *input_shape)."""
+def operator(layer: object, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, parts: int = 1):
+    """The synaptic operator of ``layer`` for inputs of shape (R, *input_shape); ``parts``: TF32 limbs per
+    weight (1: the weights in ``dtype``)."""
     raise TypeError(f"fastsim has no operator for layer type {type(layer).__name__}")
 
 
 @operator.register
-def _(layer: Dense, input_shape, device, dtype) -> DenseOp:
-    return DenseOp(_weight(layer.weight, device, dtype).t().contiguous())
+def _(layer: Dense, input_shape, device, dtype, parts: int = 1) -> DenseOp:
+    return DenseOp(_weight(layer.weight, device, dtype, parts).t().contiguous(), parts)
 
 
 @operator.register
-def _(layer: Conv2d, input_shape, device, dtype) -> ConvOp:
-    return ConvOp(_weight(layer.weight, device, dtype), layer.stride, layer.padding)
+def _(layer: Conv2d, input_shape, device, dtype, parts: int = 1) -> ConvOp:
+    return ConvOp(_weight(layer.weight, device, dtype, parts), layer.stride, layer.padding, parts=parts)
 
 
 @operator.register
-def _(layer: AvgPool2d, input_shape, device, dtype) -> PoolOp:
+def _(layer: AvgPool2d, input_shape, device, dtype, parts: int = 1) -> PoolOp:
     weight = float(torch.tensor(layer.weight_value, dtype=dtype))
     return PoolOp(layer.kernel_size, layer.stride, weight)
 
 
 @operator.register
-def _(layer: Flatten, input_shape, device, dtype) -> FlattenOp:
+def _(layer: Flatten, input_shape, device, dtype, parts: int = 1) -> FlattenOp:
     return FlattenOp()
 
 

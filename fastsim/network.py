@@ -26,6 +26,7 @@ from convert.spec import Conv2d, NetworkSpec, is_spiking
 from fastsim.bandconv import BandConv
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
+from fastsim.limbs import check_mode
 from fastsim.recorder import BatchCounts, Recorder
 from fastsim.scan import if_scan, scan_steps
 from fastsim.sparse import SpikeRows, spike_matmul
@@ -78,6 +79,9 @@ class Network:
     """``spec`` on ``device`` in ``dtype``; ``compile=True`` fuses the layer scan, pooling and (on a CPU)
     convolutions with a small fan-in with torch.compile.
 
+    ``matmul``: ``fp32`` (weights in ``dtype``) or ``tf32x2`` / ``tf32x3`` (float32 only: weights split into
+    TF32 limbs for tensor cores, :mod:`fastsim.limbs`).
+
     ``sparse``: use the sparse product for Dense layers whose input spikes are sparse (CPU only; on a GPU
     the dense GEMM wins). The density limit is where the sparse product stops being faster on a 2-core
     Zen 4 box (measured: float32 ≈ 15 %, float64 ≈ 6 %).
@@ -87,14 +91,22 @@ class Network:
     SHIFT_CONV_MAX_FAN_IN = 32  # compiled: convolutions with C·kh·kw up to this run as conv_by_shifts
 
     def __init__(
-        self, spec: NetworkSpec, device: torch.device, dtype: torch.dtype, compile: bool = False, sparse: bool = True
+        self,
+        spec: NetworkSpec,
+        device: torch.device,
+        dtype: torch.dtype,
+        compile: bool = False,
+        sparse: bool = True,
+        matmul: str = "fp32",
     ) -> None:
-        self.spec, self.device, self.dtype = spec, torch.device(device), dtype
+        self.spec, self.device, self.dtype, self.matmul = spec, torch.device(device), dtype, matmul
+        parts = check_mode(matmul, dtype)
         shapes = spec.shapes
+        sparse = sparse and parts == 1  # split weights: every product goes through the limbs
         sparse_density = self.SPARSE_DENSITY[dtype] if sparse and self.device.type == "cpu" else 0.0
         stages, pending, in_shape = [], [], spec.input_shape
         for i, layer in enumerate(spec.layers):
-            pending.append(self._adapt(operator(layer, shapes[i], self.device, dtype), compile))
+            pending.append(self._adapt(operator(layer, shapes[i], self.device, dtype, parts), compile))
             if is_spiking(layer):
                 fan = fanout(layer, shapes[i]).reshape(-1)
                 band = None
@@ -124,7 +136,12 @@ class Network:
             return op
         if isinstance(op, PoolOp):
             return Compiled(op, dynamic=True)
-        if isinstance(op, ConvOp) and self.device.type == "cpu" and op.fan_in <= self.SHIFT_CONV_MAX_FAN_IN:
+        if (
+            isinstance(op, ConvOp)
+            and op.parts == 1
+            and self.device.type == "cpu"
+            and op.fan_in <= self.SHIFT_CONV_MAX_FAN_IN
+        ):
             return Compiled(dataclasses.replace(op, by_shifts=True), dynamic=True, fallback=op)
         return op
 

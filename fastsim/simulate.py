@@ -23,6 +23,7 @@ from convert.records import SpikeRecord, default_checkpoints
 from convert.spec import NetworkSpec
 from fastsim.encode import CurrentSource, PoissonSource, SpikeTrainSource, _candidate_spikes
 from fastsim.jit import Compiled
+from fastsim.limbs import check_mode
 from fastsim.margins import threshold_margins
 from fastsim.network import Network
 from fastsim.recorder import BatchCounts
@@ -185,6 +186,7 @@ def simulate(
     memory_budget: int | None = None,
     compile: bool | None = None,
     record_margins: bool = False,
+    matmul: str = "fp32",
 ) -> SpikeRecord:
     """Simulate ``spec`` on ``images`` (uint8, or float in [0, 1]) or on given input ``spikes``.
 
@@ -195,12 +197,15 @@ def simulate(
     (bytes) sizes batches and chunks when ``batch_size`` is None. ``compile``: fuse the layer scan, the
     input hash, pooling and small convolutions with torch.compile (None: only for runs of at least 2 M
     image-steps, where the start-up cost of compiling pays off; any failure falls back to eager code).
-    Float32 runs never use TF32.
+    ``matmul``: ``fp32``, or ``tf32x2`` / ``tf32x3`` to run the synaptic products of a float32 simulation on
+    TF32 tensor cores with the weights split into 2 or 3 TF32 limbs (:mod:`fastsim.limbs`); otherwise float32
+    runs never use TF32.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a convert.spec.NetworkSpec, got {type(spec).__name__}")
     steps = _check_steps(steps)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    check_mode(matmul, dt)
     if (images is None) == (spikes is None):
         raise ValueError("give exactly one of images or spikes")
     if not 0 <= int(seed) <= MASK32:
@@ -214,7 +219,7 @@ def simulate(
     ckpt = _checkpoints(checkpoints, steps)
     batch, chunk = plan_batches(spec, n, steps, dev, dt, batch_size, memory_budget)
     use_compile = compile if compile is not None else n * steps >= COMPILE_MIN_IMAGE_STEPS
-    net = Network(spec, dev, dt, compile=use_compile)
+    net = Network(spec, dev, dt, compile=use_compile, matmul=matmul)
     hash_fn = Compiled(_candidate_spikes, dynamic=True) if use_compile else None
 
     parts: list[BatchCounts] = []
@@ -245,6 +250,7 @@ def simulate(
         "steps": steps,
         "device": str(dev),
         "dtype": str(dt).removeprefix("torch."),
+        "matmul": matmul,
         "seed": int(seed),
         "input": "spikes" if spikes is not None else spec.encoding,
         "schedule": spec.schedule,

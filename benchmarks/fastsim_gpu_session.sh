@@ -1,0 +1,60 @@
+#!/bin/bash
+# fastsim on a lent GPU (issues 4 and 7), in one device call: the gpu-marked tests, the benchmark (plain loop,
+# engine with fp32 / tf32x2 / tf32x3 products, agreement with float64), a kernel profile of one engine run,
+# and optionally Table 2 at a given scale with its wall time.
+#
+# The GPU machine has Python 3.12 and torch 2.11 but no tqdm/hypothesis wheels of ours; fastsim itself needs
+# only numpy and torch. Prepare here (build/ is git-ignored):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 -d build/gpuwhl hypothesis==6.* sortedcontainers attrs tqdm
+# Run there (device tool), carrying build/gpuwhl, data/MNIST, and runs/specs (SPECS) or runs/models (TABLE2):
+#   bash benchmarks/fastsim_gpu_session.sh       [QUICK=1 TABLE2="--images 2000 --steps 2000" SPECS="a.npz b.npz"]
+# Everything it prints goes to $OUT/session.log too; JSON/Markdown results to $OUT.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-$(mktemp -d)}; mkdir -p "$OUT"; SITE=$(mktemp -d)
+exec > >(tee "$OUT/session.log") 2>&1
+if ls build/gpuwhl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" build/gpuwhl/*.whl
+fi
+export PYTHONPATH=$SITE:$PWD
+nvidia-smi -L; python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'numpy', numpy.__version__, torch.cuda.get_device_name())"
+start=$(date +%s)
+echo "== gpu tests (fastsim)"
+timeout 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/fastsim -rs 2>&1 | tail -15
+echo "== benchmark: random data-normalized MLP and CNN ($(( $(date +%s) - start )) s so far)"
+timeout 300 python3 -m fastsim bench --device cuda ${QUICK:+--quick} --repeats 3 --out-dir "$OUT" 2>&1 \
+  | grep -v "Warning\|warn(" | tail -20
+if [ -n "${SPECS:-}" ]; then
+  args=(); for s in $SPECS; do args+=(--spec "$s"); done
+  echo "== benchmark: spec files $SPECS"
+  mkdir -p "$OUT/trained"
+  timeout 300 python3 -m fastsim bench --device cuda --quick --repeats 3 "${args[@]}" --out-dir "$OUT/trained" 2>&1 \
+    | grep -v "Warning\|warn(" | tail -12
+fi
+echo "== kernel profile of one engine run ($(( $(date +%s) - start )) s so far)"
+timeout 120 python3 - <<'EOF' 2>&1 | tail -40
+import numpy as np, torch
+from torch.profiler import ProfilerActivity, profile
+from fastsim.bench import bench_images
+from fastsim.simulate import simulate
+from fastsim.synthetic import random_spec
+images, _ = bench_images(8192)
+for arch in ("mlp", "cnn"):
+    spec = random_spec(arch, seed=0, calibration=images[:256])
+    simulate(spec, images[:512], steps=20, device="cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        rec = simulate(spec, images, steps=100, device="cuda")
+    torch.cuda.synchronize()
+    print(f"== {arch}: {rec.meta['image_steps_per_s']:,.0f} image-steps/s, batch {rec.meta['batch_size']}, "
+          f"chunk {rec.meta['chunk_steps']}")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=50))
+EOF
+if [ -n "${TABLE2:-}" ]; then
+  echo "== validation table2 $TABLE2 ($(( $(date +%s) - start )) s so far)"
+  t0=$(date +%s)
+  timeout 400 python3 -m validation table2 $TABLE2 --device cuda --root data --runs runs 2>&1 | tail -25
+  echo "table2 wall: $(( $(date +%s) - t0 )) s"
+fi
+echo "== done in $(( $(date +%s) - start )) s"
