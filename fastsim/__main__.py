@@ -36,6 +36,8 @@ def _run(args: argparse.Namespace) -> int:
         labels=split.labels[:n],
         record_neurons=args.record_neurons,
         progress=not args.no_progress,
+        matmul=args.matmul,
+        compile={"auto": None, "on": True, "off": False}[args.compile],
     )
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     record = record.with_meta(
@@ -43,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     record.save(args.out)
     print(record_summary(record))
-    print(f"{record.meta['image_steps_per_s']:,.0f} image-steps/s on {record.meta['device']} ({record.meta['dtype']})")
+    meta = record.meta
+    print(f"{meta['image_steps_per_s']:,.0f} image-steps/s on {meta['device']} ({meta['dtype']}, {meta['matmul']})")
     print(f"record written to {args.out}")
     return 0
 
@@ -79,7 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu or cuda")
     run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     run.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
+    run.add_argument(
+        "--matmul",
+        default="fp32",
+        choices=("fp32", "tf32x2", "tf32x3"),
+        help="float32 synaptic products: fp32, or weights split into 2/3 TF32 limbs for GPU tensor cores",
+    )
     run.add_argument("--batch-size", type=int, default=None, help="images per batch (default: memory budget)")
+    run.add_argument(
+        "--compile",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="torch.compile the kernels (auto: for runs long enough to pay for compiling)",
+    )
     run.add_argument("--record-neurons", action="store_true", help="also keep per-neuron spike counts")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--out", type=Path, required=True, help="record file (.npz), written atomically")
