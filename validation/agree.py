@@ -1,8 +1,10 @@
 """Running an agreement check: two engines on one spec, identical inputs and independent Poisson inputs.
 
-Engines are named ``fastsim[:dtype]`` (``float32`` or ``float64``, default float64) or ``refsim[:device]``
-(``runtime``, ``cpp_standalone``, ``cuda_standalone``; default cpp_standalone). The report (JSON, Markdown
-and a PNG of per-layer count differences) is written atomically under ``out``.
+Engines are named ``fastsim[:option...]`` or ``refsim[:device]``. fastsim's options, in any order: a dtype
+(``float32`` or ``float64``, default float64), a product mode (``fp32``, ``tf32x2``, ``tf32x3``; default
+fp32) and a device (``cpu``, ``cuda``, ``cuda:N``; default cpu), e.g. ``fastsim:float32:tf32x2:cuda``.
+refsim's device: ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (default cpp_standalone). The report
+(JSON, Markdown and a PNG of per-layer count differences) is written atomically under ``out``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,31 @@ from convert.spec import NetworkSpec
 from validation.agreement import compare_counts, compare_poisson, markdown
 from validation.engines import run
 
+FASTSIM_OPTIONS = {"float32": "dtype", "float64": "dtype", "fp32": "matmul", "tf32x2": "matmul", "tf32x3": "matmul"}
+
 
 def parse_engine(text: str) -> tuple[str, dict[str, Any]]:
     name, _, option = text.partition(":")
     if name == "fastsim":
-        return name, {"dtype": option or "float64", "record_margins": True}
+        options: dict[str, Any] = {"dtype": "float64", "record_margins": True}
+        tokens = option.split(":") if option else []
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            if token in FASTSIM_OPTIONS:
+                options[FASTSIM_OPTIONS[token]] = token
+            elif token in ("cpu", "cuda"):
+                if token == "cuda" and i + 1 < len(tokens) and tokens[i + 1].isdigit():  # cuda:N
+                    token, i = f"cuda:{tokens[i + 1]}", i + 1
+                options["device"] = token
+            else:
+                known = ", ".join([*FASTSIM_OPTIONS, "cpu", "cuda[:N]"])
+                raise ValueError(f"engine {text!r}: unknown fastsim option {token!r} (known: {known})")
+            i += 1
+        return name, options
     if name == "refsim":
         return name, {"device": option or "cpp_standalone"}
-    raise ValueError(f"engine must be fastsim[:dtype] or refsim[:device], got {text!r}")
+    raise ValueError(f"engine must be fastsim[:option...] or refsim[:device], got {text!r}")
 
 
 def _run(engine: str, spec: NetworkSpec, **kw: Any) -> SpikeRecord:

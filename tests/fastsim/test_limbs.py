@@ -93,3 +93,21 @@ def test_split_modes_are_checked():
         check_mode("bf16", torch.float32)
     with pytest.raises(ValueError, match="splits weights for float32"):
         simulate(random_spec("mlp", seed=0), np.zeros((1, 784)), steps=2, dtype="float64", matmul="tf32x2")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["tf32x2", "tf32x3"])
+def test_split_products_on_tensor_cores_agree_with_float64(mode):
+    """On a GPU the limbs run on TF32 tensor cores (float32 accumulation, not IEEE on every add): the same
+    criterion against float64, and the CPU run of the same limbs as a second witness."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU: torch.cuda.is_available() is False")
+    images = mnist_like(64, np.random.default_rng(2))
+    for arch in ("mlp", "cnn"):
+        spec = random_spec(arch, seed=0, calibration=images)
+        ref = simulate(spec, images, steps=60, dtype="float64", record_neurons=True)
+        gpu = simulate(spec, images, steps=60, matmul=mode, record_neurons=True, device="cuda")
+        same = sum(int((a == b).sum()) for a, b in zip(gpu.neuron_counts, ref.neuron_counts, strict=True))
+        total = sum(a.size for a in ref.neuron_counts)
+        assert same / total >= 0.9999, (arch, mode, total - same)
+        assert np.mean(gpu.predictions() == ref.predictions()) >= 0.999

@@ -142,10 +142,9 @@ def test_cpu_and_cuda_identical(fastsim_rng) -> None:
             poisson_spikes(images, np.arange(9), 20, seed=1, device="cuda").cpu().numpy(),
             poisson_spikes(images, np.arange(9), 20, seed=1).numpy(),
         )
-        for dtype in ("float32", "float64"):
-            cpu = simulate(spec, images, steps=20, seed=1, dtype=dtype, record_neurons=True)
-            gpu = simulate(spec, images, steps=20, seed=1, dtype=dtype, record_neurons=True, device="cuda")
-            assert_same_record(cpu, gpu)
+        for dtype, matmul in (("float32", "fp32"), ("float64", "fp32"), ("float32", "tf32x2"), ("float32", "tf32x3")):
+            kw = dict(steps=20, seed=1, dtype=dtype, record_neurons=True, matmul=matmul)
+            assert_same_record(simulate(spec, images, **kw), simulate(spec, images, device="cuda", **kw))
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -104,3 +104,29 @@ def test_compare_poisson_flags_a_rate_difference():
 
     assert compare_poisson(record(100), record(100))["rates_within_tolerance"]
     assert not compare_poisson(record(100), record(130))["rates_within_tolerance"]
+
+
+def test_parse_engine_options():
+    from validation.agree import parse_engine
+
+    assert parse_engine("fastsim") == ("fastsim", {"dtype": "float64", "record_margins": True})
+    name, opts = parse_engine("fastsim:tf32x2:float32:cuda:1")
+    assert name == "fastsim" and opts == {
+        "dtype": "float32",
+        "matmul": "tf32x2",
+        "device": "cuda:1",
+        "record_margins": True,
+    }
+    assert parse_engine("refsim:runtime") == ("refsim", {"device": "runtime"})
+    with pytest.raises(ValueError, match="unknown fastsim option 'bf16'"):
+        parse_engine("fastsim:bf16")
+    with pytest.raises(ValueError, match="engine must be"):
+        parse_engine("brian")
+
+
+def test_split_weight_engine_agrees_with_float64(rng, images):
+    spec = small_mnist_spec(rng, "delay", "subtract")
+    report, _ = agreement(spec, *images, steps=50, engines=("fastsim:float32:tf32x3", "fastsim:float64"))
+    ident = report["identical"]
+    assert ident["exact_fraction"] >= 0.999
+    assert ident["mismatches_unexplained"] == 0
