@@ -3,11 +3,9 @@
 # engine with fp32 / tf32x2 / tf32x3 products, agreement with float64), a kernel profile of one engine run,
 # and optionally Table 2 at a given scale with its wall time.
 #
-# The GPU machine has Python 3.12 and torch 2.11 but no tqdm/hypothesis wheels of ours; fastsim itself needs
-# only numpy and torch. Prepare here (build/ is git-ignored):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_17_x86_64 -d build/gpuwhl hypothesis==6.* sortedcontainers attrs tqdm
-# Run there (device tool), carrying build/gpuwhl, data/MNIST, and runs/specs (SPECS) or runs/models (TABLE2):
+# The GPU machines' image has Python 3.12, torch 2.11, Triton 3.6, numpy, pytest, hypothesis and tqdm
+# (../.library/device/KINDS.md), all fastsim needs; wheels under build/gpuwhl, if any, are installed first.
+# Run there (device tool), carrying data/MNIST, and runs/specs (SPECS) or runs/models (TABLE2):
 #   bash benchmarks/fastsim_gpu_session.sh       [QUICK=1 TABLE2="--images 2000 --steps 2000" SPECS="a.npz b.npz"]
 # Everything it prints goes to $OUT/session.log too; JSON/Markdown results to $OUT.
 set -u
@@ -23,6 +21,8 @@ nvidia-smi -L; python3 -c "import torch, numpy; print('torch', torch.__version__
 start=$(date +%s)
 echo "== gpu tests (fastsim)"
 timeout 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/fastsim -rs 2>&1 | tail -15
+echo "== fused Triton kernel against GEMM + scan, compiled for the GPU this time"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/fastsim/test_fused.py 2>&1 | tail -5
 echo "== benchmark: random data-normalized MLP and CNN ($(( $(date +%s) - start )) s so far)"
 timeout 300 python3 -m fastsim bench --device cuda ${QUICK:+--quick} --repeats 3 --out-dir "$OUT" 2>&1 \
   | grep -v "Warning\|warn(" | tail -20
@@ -41,14 +41,14 @@ from fastsim.bench import bench_images
 from fastsim.simulate import simulate
 from fastsim.synthetic import random_spec
 images, _ = bench_images(8192)
-for arch in ("mlp", "cnn"):
+for arch, kernel in (("mlp", "torch"), ("mlp", "triton"), ("cnn", "torch")):
     spec = random_spec(arch, seed=0, calibration=images[:256])
-    simulate(spec, images[:512], steps=20, device="cuda")
+    simulate(spec, images[:512], steps=20, device="cuda", kernel=kernel)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        rec = simulate(spec, images, steps=100, device="cuda")
+        rec = simulate(spec, images, steps=100, device="cuda", kernel=kernel)
     torch.cuda.synchronize()
-    print(f"== {arch}: {rec.meta['image_steps_per_s']:,.0f} image-steps/s, batch {rec.meta['batch_size']}, "
-          f"chunk {rec.meta['chunk_steps']}")
+    print(f"== {arch} ({kernel}): {rec.meta['image_steps_per_s']:,.0f} image-steps/s, "
+          f"batch {rec.meta['batch_size']}, chunk {rec.meta['chunk_steps']}")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=50))
 EOF
 if [ -n "${TABLE2:-}" ]; then

@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         matmul=args.matmul,
         compile={"auto": None, "on": True, "off": False}[args.compile],
+        kernel=args.kernel,
     )
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     record = record.with_meta(
@@ -61,6 +62,7 @@ def _bench(args: argparse.Namespace) -> int:
         compile=args.compile == "on",
         repeats=args.repeats,
         matmuls=tuple(args.matmul) if args.matmul else None,
+        kernels=tuple(args.kernel) if args.kernel else None,
     )
     json_path, md_path = save(result, args.out_dir)
     print(markdown(result))
@@ -90,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--batch-size", type=int, default=None, help="images per batch (default: memory budget)")
     run.add_argument(
+        "--kernel",
+        default="torch",
+        choices=("torch", "triton"),
+        help="triton: Dense layers as one fused Triton kernel per chunk (float32, CUDA)",
+    )
+    run.add_argument(
         "--compile",
         default="auto",
         choices=("auto", "on", "off"),
@@ -111,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("fp32", "tf32x2", "tf32x3"),
         default=None,
         help="float32 product modes to time (repeatable; default fp32 on cpu, all three on cuda)",
+    )
+    bench.add_argument(
+        "--kernel",
+        action="append",
+        choices=("torch", "triton"),
+        default=None,
+        help="kernels to time (repeatable; default torch, and triton on a GPU with Triton)",
     )
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per engine and row (median kept)")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks"))

@@ -22,6 +22,7 @@ import torch
 from convert.encoding import intensity
 from convert.provenance import machine, package_versions, write_json_atomic, write_text_atomic
 from convert.spec import NetworkSpec
+from fastsim.fused import available as fused_available
 from fastsim.layers import fanout
 from fastsim.network import Network
 from fastsim.simulate import exact_float32, resolve_device, resolve_dtype, simulate
@@ -130,10 +131,10 @@ def _row(
 ) -> tuple[dict, Any]:
     """One benchmark row and fastsim's record: fastsim, then the plain loop (and SpikingJelly) with the batch
     size it used; each timed ``repeats`` times, the median kept (the 2-core box's timings vary by about 10 %
-    run to run). ``case``: (dtype, matmul); the baselines run in that dtype (cached in ``baselines`` by
+    run to run). ``case``: (dtype, matmul, kernel); the baselines run in that dtype (cached in ``baselines`` by
     dtype and batch, so split-weight rows share the float32 ones). ``reference``: a float64 record of the
     same images, for the agreement columns."""
-    dtype_name, matmul = case
+    dtype_name, matmul, kernel = case
     dtype = resolve_dtype(dtype_name)
     walls = []
     for _ in range(repeats):
@@ -146,6 +147,7 @@ def _row(
             batch_size=batch,
             compile=compile,
             matmul=matmul,
+            kernel=kernel,
             record_neurons=True,
         )
         walls.append(rec.meta["wall_s"])
@@ -165,6 +167,7 @@ def _row(
         "network": name,
         "dtype": dtype_name,
         "matmul": matmul,
+        "kernel": kernel,
         "batch_size": used,
         "batch_auto": batch is None,
         "chunk_steps": rec.meta["chunk_steps"],
@@ -198,11 +201,13 @@ def run_benchmark(
     compile: bool = True,
     repeats: int = 3,
     matmuls: tuple[str, ...] | None = None,
+    kernels: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """All rows of the benchmark; see the module docstring. ``compile``: torch.compile the engine's kernels
     (compiled once in a warm-up run, not timed); ``repeats``: timed runs per engine and row (median kept);
     ``matmuls``: the float32 product modes to time (default: fp32 on a CPU, also tf32x2 and tf32x3 on a GPU),
-    each with its agreement against the float64 run of the same images."""
+    each with its agreement against the float64 run of the same images; ``kernels``: ``torch`` and, by default
+    on a GPU with Triton, ``triton`` (fused Dense layers), each with every float32 product mode."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     dev = resolve_device(device)
@@ -218,13 +223,16 @@ def run_benchmark(
         nets = {arch: random_spec(arch, seed=0, calibration=images[:256]) for arch in ("mlp", "cnn")}
     if matmuls is None:
         matmuls = ("fp32",) if dev.type == "cpu" else ("fp32", "tf32x2", "tf32x3")
-    cases = [("float64", "fp32")] + [("float32", m) for m in matmuls]  # float64 first: the reference
+    if kernels is None:
+        kernels = ("torch",) if fused_available(dev) else ("torch", "triton")
+    # float64 first: the reference
+    cases = [("float64", "fp32", "torch")] + [("float32", m, k) for k in kernels for m in matmuls]
     rows = []
     for name, spec in nets.items():
         x = torch.as_tensor(intensity(images[:n_images]).reshape(n_images, -1), device=dev)
         reference, baselines = None, {}
         for case in cases:
-            warm = dict(steps=20, device=dev, dtype=case[0], compile=compile, matmul=case[1])
+            warm = dict(steps=20, device=dev, dtype=case[0], compile=compile, matmul=case[1], kernel=case[2])
             simulate(spec, images[:8], **warm)  # compiles
             for batch in batches:
                 row, rec = _row(
@@ -255,17 +263,17 @@ def markdown(result: dict[str, Any]) -> str:
         + f"; torch {result['versions'].get('torch')}. Images: {result['images_source']}; networks: "
         f"{result['networks']}.",
         "",
-        "| network | dtype | matmul | batch | image-steps/s | dense MFLOP/image-step | dense-equiv. GFLOP/s "
+        "| network | dtype | matmul | kernel | batch | image-steps/s | dense MFLOP/image-step | dense-equiv. GFLOP/s "
         "| plain loop /s | vs plain | vs SpikingJelly | same counts / predictions as float64 "
         "| spike density per layer |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in result["rows"]:
         jelly = "n/a" if r["speedup_vs_spikingjelly"] is None else f"{r['speedup_vs_spikingjelly']:.2f}x"
         agree = r.get("agreement_vs_float64")
         same = "ref." if agree is None else f"{100 * agree['neurons']:.3f} % / {100 * agree['predictions']:.2f} %"
         lines.append(
-            f"| {r['network']} | {r['dtype']} | {r.get('matmul', 'fp32')} "
+            f"| {r['network']} | {r['dtype']} | {r.get('matmul', 'fp32')} | {r.get('kernel', 'torch')} "
             f"| {r['batch_size']}{' (auto)' if r.get('batch_auto') else ''} "
             f"| {r['image_steps_per_s']:,.0f} "
             f"| {r['dense_flops_per_image_step'] / 1e6:.2f} | {r['dense_gflops_equivalent']:.1f} "

@@ -24,6 +24,8 @@ import torch
 
 from convert.spec import Conv2d, NetworkSpec, is_spiking
 from fastsim.bandconv import BandConv
+from fastsim.fused import available as fused_available
+from fastsim.fused import dense_if_chunk
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.limbs import check_mode
@@ -31,6 +33,20 @@ from fastsim.recorder import BatchCounts, Recorder
 from fastsim.scan import if_scan, scan_steps
 from fastsim.sparse import SpikeRows, spike_matmul
 from fastsim.step import IFState, NetworkState, network_step
+
+KERNELS = ("torch", "triton")
+
+
+def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
+    """A ValueError that says why ``kernel`` cannot run here, if it cannot."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if kernel == "triton":
+        reason = fused_available(device)
+        if reason:
+            raise ValueError(f"kernel='triton': {reason}; use kernel='torch'")
+        if dtype != torch.float32:
+            raise ValueError(f"kernel='triton' computes in float32; got dtype {dtype}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class Stage:
     fanout: torch.Tensor
     sparse_density: float
     band: BandConv | None = None
+    fused: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def dense_op(self) -> DenseOp | None:
@@ -82,6 +99,9 @@ class Network:
     ``matmul``: ``fp32`` (weights in ``dtype``) or ``tf32x2`` / ``tf32x3`` (float32 only: weights split into
     TF32 limbs for tensor cores, :mod:`fastsim.limbs`).
 
+    ``kernel``: ``torch`` (GEMM, then the scan) or ``triton`` (Dense layers as one fused Triton kernel per
+    chunk, :mod:`fastsim.fused`; float32, a CUDA device or ``TRITON_INTERPRET=1``).
+
     ``sparse``: use the sparse product for Dense layers whose input spikes are sparse (CPU only; on a GPU
     the dense GEMM wins). The density limit is where the sparse product stops being faster on a 2-core
     Zen 4 box (measured: float32 ≈ 15 %, float64 ≈ 6 %).
@@ -98,9 +118,12 @@ class Network:
         compile: bool = False,
         sparse: bool = True,
         matmul: str = "fp32",
+        kernel: str = "torch",
     ) -> None:
         self.spec, self.device, self.dtype, self.matmul = spec, torch.device(device), dtype, matmul
         parts = check_mode(matmul, dtype)
+        check_kernel(kernel, self.device, dtype)
+        self.kernel_name = kernel
         shapes = spec.shapes
         sparse = sparse and parts == 1  # split weights: every product goes through the limbs
         sparse_density = self.SPARSE_DENSITY[dtype] if sparse and self.device.type == "cpu" else 0.0
@@ -121,12 +144,23 @@ class Network:
                         fanout=torch.as_tensor(fan, dtype=torch.float64, device=self.device),
                         sparse_density=sparse_density,
                         band=band,
+                        fused=self._fused(pending[-1], layer, parts) if kernel == "triton" else None,
                     )
                 )
                 pending, in_shape = [], shapes[i + 1]
         self.stages: tuple[Stage, ...] = tuple(stages)
         self.sizes = [int(np.prod(s.shape)) for s in self.stages]
         self.kernel = Compiled(scan_steps, dynamic=True) if compile else scan_steps
+
+    def _fused(self, op, layer, parts: int):
+        """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers."""
+        if not isinstance(op, DenseOp):
+            return None
+        n_in, n_out = op.weight_t.shape[0], op.weight_t.shape[1] // parts
+        limbs = op.weight_t.view(n_in, parts, n_out).permute(1, 0, 2).contiguous()
+        threshold = float(torch.tensor(layer.threshold, dtype=self.dtype))
+        reset, schedule = self.spec.reset, self.spec.schedule
+        return lambda s, v: dense_if_chunk(s, limbs, v, threshold, reset, schedule, tf32=parts > 1)
 
     def _adapt(self, op, compile: bool):
         """The fastest form of an operator here. Compiled: pooling, and convolutions with a small fan-in
@@ -176,13 +210,19 @@ class Network:
             if not source.constant:
                 x, nnz = self._first_input(source, start, n, batch)
             for layer, stage in enumerate(self.stages):
-                if first_current is not None and layer == 0:
-                    current = first_current.unsqueeze(0).expand(n, *first_current.shape)
+                if stage.fused is not None and (first_current is None or layer > 0):
+                    dense = x.to_dense(self.dtype) if isinstance(x, SpikeRows) else x
+                    out, v, counts = stage.fused(dense.reshape(n, batch, -1), states[layer].v.reshape(batch, -1))
+                    spikes, states[layer] = out.view(n, batch, *stage.shape), IFState(v.view(batch, *stage.shape))
+                    counts = counts.view(batch, *stage.shape)
                 else:
-                    current = stage.current(x, nnz).reshape(n, batch, *stage.shape)
-                spikes, states[layer], counts = if_scan(
-                    current, states[layer], stage.threshold, self.spec.reset, self.spec.schedule, self.kernel
-                )
+                    if first_current is not None and layer == 0:
+                        current = first_current.unsqueeze(0).expand(n, *first_current.shape)
+                    else:
+                        current = stage.current(x, nnz).reshape(n, batch, *stage.shape)
+                    spikes, states[layer], counts = if_scan(
+                        current, states[layer], stage.threshold, self.spec.reset, self.spec.schedule, self.kernel
+                    )
                 nnz = rec.add_layer(layer, spikes, counts, start)
                 x = spikes.reshape(n * batch, *stage.shape)
         rec.set_input_counts(source.input_counts(steps))

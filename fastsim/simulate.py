@@ -25,7 +25,7 @@ from fastsim.encode import CurrentSource, PoissonSource, SpikeTrainSource, _cand
 from fastsim.jit import Compiled
 from fastsim.limbs import check_mode
 from fastsim.margins import threshold_margins
-from fastsim.network import Network
+from fastsim.network import Network, check_kernel
 from fastsim.recorder import BatchCounts
 from fastsim.scan import UNROLL
 
@@ -190,6 +190,7 @@ def simulate(
     compile: bool | None = None,
     record_margins: bool = False,
     matmul: str = "fp32",
+    kernel: str = "torch",
 ) -> SpikeRecord:
     """Simulate ``spec`` on ``images`` (uint8, or float in [0, 1]) or on given input ``spikes``.
 
@@ -203,13 +204,15 @@ def simulate(
     eager code).
     ``matmul``: ``fp32``, or ``tf32x2`` / ``tf32x3`` to run the synaptic products of a float32 simulation on
     TF32 tensor cores with the weights split into 2 or 3 TF32 limbs (:mod:`fastsim.limbs`); otherwise float32
-    runs never use TF32.
+    runs never use TF32. ``kernel``: ``torch``, or ``triton`` to run Dense layers as one fused Triton kernel
+    per chunk (float32; a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU for tests).
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a convert.spec.NetworkSpec, got {type(spec).__name__}")
     steps = _check_steps(steps)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     check_mode(matmul, dt)
+    check_kernel(kernel, dev, dt)
     if (images is None) == (spikes is None):
         raise ValueError("give exactly one of images or spikes")
     if not 0 <= int(seed) <= MASK32:
@@ -224,7 +227,7 @@ def simulate(
     batch, chunk = plan_batches(spec, n, steps, dev, dt, batch_size, memory_budget)
     kind = "conv" if any(isinstance(layer, Conv2d) for layer in spec.layers) else "dense"
     use_compile = compile if compile is not None else n * steps >= COMPILE_MIN_IMAGE_STEPS[kind]
-    net = Network(spec, dev, dt, compile=use_compile, matmul=matmul)
+    net = Network(spec, dev, dt, compile=use_compile, matmul=matmul, kernel=kernel)
     hash_fn = Compiled(_candidate_spikes, dynamic=True) if use_compile else None
 
     parts: list[BatchCounts] = []
@@ -256,6 +259,7 @@ def simulate(
         "device": str(dev),
         "dtype": str(dt).removeprefix("torch."),
         "matmul": matmul,
+        "kernel": kernel,
         "seed": int(seed),
         "input": "spikes" if spikes is not None else spec.encoding,
         "schedule": spec.schedule,

@@ -73,7 +73,7 @@ def test_dense_flops_and_markdown() -> None:
     }
     result = {"device": "cpu", "machine": {"cpu_count": 2}, "versions": {"torch": "x"}, "images_source": "s"}
     text = markdown({**result, "networks": "n", "rows": [row]})
-    assert "| mlp | float32 | fp32 | 8 | 1,234 |" in text and "1.23x" in text and "n/a" in text
+    assert "| mlp | float32 | fp32 | torch | 8 | 1,234 |" in text and "1.23x" in text and "n/a" in text
 
 
 @pytest.mark.parametrize("repeats", [0, -1, 1.5, True])
@@ -93,8 +93,8 @@ def test_bench_row_with_split_weights_reports_agreement() -> None:
     images = np.random.default_rng(0).integers(0, 256, size=(6, *spec.input_shape), dtype=np.uint8)
     x = torch.as_tensor(images.reshape(6, -1) / 255.0)
     args = dict(steps=12, batch=None, compile=False, repeats=1)
-    ref_row, ref = _row("m", spec, images, x, case=("float64", "fp32"), **args)
-    row, _ = _row("m", spec, images, x, case=("float32", "tf32x2"), reference=ref, **args)
+    ref_row, ref = _row("m", spec, images, x, case=("float64", "fp32", "torch"), **args)
+    row, _ = _row("m", spec, images, x, case=("float32", "tf32x2", "torch"), reference=ref, **args)
     assert ref_row["agreement_vs_float64"] is None and row["matmul"] == "tf32x2"
     assert row["agreement_vs_float64"] == {"neurons": 1.0, "predictions": 1.0}  # dyadic weights: exact sums
     assert "tf32x2" in markdown(

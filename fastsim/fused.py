@@ -1,0 +1,148 @@
+"""A fused Dense layer over a chunk of steps: spike GEMM, integrate, fire and reset in one Triton kernel.
+
+The time-batched engine computes a Dense layer's currents for all T steps of a chunk with one GEMM, writes them
+to memory, and scans them in time (:mod:`fastsim.scan`). This kernel keeps the membrane tile in registers
+instead: each program owns a tile of (images × neurons), and for t = 0..T-1 it accumulates the tile's current
+I(t) = s(t) · Wᵀ over the input dimension on tensor cores (``tl.dot``), then applies the layer step of the
+schedule and the reset, and writes the tile's spikes. Only the input and output spikes and the final v and
+counts touch memory; the currents never do.
+
+Weights come as ``P`` limbs (``P`` = 1: float32 weights, IEEE products; ``P`` = 2 or 3: TF32 limbs from
+:func:`fastsim.limbs.split_limbs`, TF32 products), summed into one float32 accumulator. The sums are the
+engine's sums in another order, so results equal the engine's exactly when every sum is exact (dyadic
+weights, as in the tests) and otherwise agree as float32 results do (docs/fastsim.md).
+
+Triton is optional (the ``gpu`` extra; the GPU machines have it). On a CPU the kernel runs only under
+``TRITON_INTERPRET=1`` (slowly; for the tests).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the environment
+    triton = None
+
+
+def available(device: torch.device) -> str | None:
+    """None if the fused kernel can run on ``device``, else the reason it cannot."""
+    if triton is None:
+        return "Triton is not installed (pip install triton; the GPU machines have it)"
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "Triton kernels need a CUDA device (or TRITON_INTERPRET=1 on a CPU, for tests)"
+    return None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _dense_if_kernel(
+        s_ptr,  # (T, B, K) float32 0/1 input spikes, contiguous
+        w_ptr,  # (P, K, N) float32 weight limbs (Wᵀ), contiguous
+        v_ptr,  # (B, N) float32 membrane, read and written
+        out_ptr,  # (T, B, N) float32 0/1 output spikes
+        cnt_ptr,  # (B, N) float32 spike counts over the T steps
+        T,
+        B,
+        K,
+        N,
+        threshold,
+        P: tl.constexpr,
+        RESET_ZERO: tl.constexpr,
+        DELAY: tl.constexpr,
+        TF32: tl.constexpr,
+        BM: tl.constexpr,
+        BN: tl.constexpr,
+        BK: tl.constexpr,
+    ):
+        rm = tl.program_id(0) * BM + tl.arange(0, BM)
+        rn = tl.program_id(1) * BN + tl.arange(0, BN)
+        rk = tl.arange(0, BK)
+        in_m, in_n = rm < B, rn < N
+        tile = in_m[:, None] & in_n[None, :]
+        vn = rm[:, None] * N + rn[None, :]
+        v = tl.load(v_ptr + vn, mask=tile, other=0.0)
+        count = tl.zeros((BM, BN), dtype=tl.float32)
+        for t in range(T):
+            acc = tl.zeros((BM, BN), dtype=tl.float32)
+            for k0 in range(0, K, BK):
+                kk = k0 + rk
+                in_k = kk < K
+                a = tl.load(s_ptr + t * B * K + rm[:, None] * K + kk[None, :], mask=in_m[:, None] & in_k[None, :])
+                for p in tl.static_range(P):
+                    w = tl.load(w_ptr + p * K * N + kk[:, None] * N + rn[None, :], mask=in_k[:, None] & in_n[None, :])
+                    if TF32:
+                        acc += tl.dot(a, w, input_precision="tf32")
+                    else:
+                        acc += tl.dot(a, w, input_precision="ieee")
+            if DELAY:  # fire on the old voltage, then integrate
+                fired = v >= threshold
+                v = v + acc
+            else:  # integrate, then fire
+                v = v + acc
+                fired = v >= threshold
+            if RESET_ZERO:
+                v = tl.where(fired, v - v, v)
+            else:
+                v = tl.where(fired, v - threshold, v)
+            spikes = fired.to(tl.float32)
+            tl.store(out_ptr + t * B * N + vn, spikes, mask=tile)
+            count += spikes
+        tl.store(v_ptr + vn, v, mask=tile)
+        tl.store(cnt_ptr + vn, count, mask=tile)
+
+
+def dense_if_chunk(
+    spikes: torch.Tensor,
+    limbs: torch.Tensor,
+    v: torch.Tensor,
+    threshold: float,
+    reset: str,
+    schedule: str,
+    tf32: bool,
+    block: tuple[int, int, int] = (64, 64, 32),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Dense layer over T steps: input ``spikes`` (T, B, K) 0/1 float32, weight ``limbs`` (P, K, N) (Wᵀ;
+    P = 1 with ``tf32`` False: float32 weights), membrane ``v`` (B, N) float32 → output spikes (T, B, N) 0/1
+    float32, the final v (a new tensor) and the spike counts (B, N)."""
+    reason = available(spikes.device)
+    if reason:
+        raise RuntimeError(reason)
+    if spikes.dtype != torch.float32 or limbs.dtype != torch.float32 or v.dtype != torch.float32:
+        raise TypeError("the fused kernel computes in float32")
+    n_steps, batch, k = spikes.shape
+    parts, k_w, n = limbs.shape
+    if k_w != k or v.shape != (batch, n):
+        raise ValueError(
+            f"shapes do not match: spikes {tuple(spikes.shape)}, limbs {tuple(limbs.shape)}, v {tuple(v.shape)}"
+        )
+    bm, bn, bk = block
+    out = torch.empty(n_steps, batch, n, dtype=torch.float32, device=spikes.device)
+    counts = torch.empty(batch, n, dtype=torch.float32, device=spikes.device)
+    v_new = v.clone().contiguous()
+    grid = (triton.cdiv(batch, bm), triton.cdiv(n, bn))
+    _dense_if_kernel[grid](
+        spikes.contiguous(),
+        limbs.contiguous(),
+        v_new,
+        out,
+        counts,
+        n_steps,
+        batch,
+        k,
+        n,
+        float(threshold),
+        P=parts,
+        RESET_ZERO=reset == "zero",
+        DELAY=schedule == "delay",
+        TF32=tf32,
+        BM=bm,
+        BN=bn,
+        BK=bk,
+    )
+    return out, v_new, counts
