@@ -64,15 +64,20 @@ def check_mode(mode: str, dtype: torch.dtype) -> int:
 
 
 @contextlib.contextmanager
-def tf32_enabled() -> Iterator[None]:
-    """TF32 on for GEMMs and cuDNN convolutions (inside :func:`fastsim.simulate.exact_float32`, which turns it
-    off for every other float32 product). No effect on a CPU."""
+def tf32_mode(enabled: bool) -> Iterator[None]:
+    """TF32 on or off for float32 GEMMs and cuDNN convolutions, restored on exit. No effect on a CPU."""
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def tf32_enabled() -> contextlib.AbstractContextManager[None]:
+    """TF32 on, for the limbs' products (inside :func:`fastsim.simulate.exact_float32`, which turns it off for
+    every other float32 product)."""
+    return tf32_mode(True)
 
 
 def sum_limbs(out: torch.Tensor, parts: int) -> torch.Tensor:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from convert.records import SpikeRecord, default_checkpoints
 from convert.spec import Conv2d, NetworkSpec
 from fastsim.encode import CurrentSource, PoissonSource, SpikeTrainSource, _candidate_spikes
 from fastsim.jit import Compiled
-from fastsim.limbs import check_mode
+from fastsim.limbs import check_mode, tf32_mode
 from fastsim.margins import threshold_margins
 from fastsim.network import Network, check_kernel
 from fastsim.recorder import BatchCounts
@@ -65,15 +64,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-@contextlib.contextmanager
-def exact_float32() -> Iterator[None]:
+def exact_float32() -> contextlib.AbstractContextManager[None]:
     """No TF32 in float32 GEMMs and cuDNN convolutions (cuDNN allows it by default): float32 means float32."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    return tf32_mode(False)
 
 
 def _check_steps(steps: Any) -> int:

@@ -33,9 +33,10 @@ def test_fastsim_float64_equals_brian2_runtime(rng, images, schedule, reset):
     assert ident["output_counts_equal"] and ident["first_spike_equal"]
 
 
-def test_float32_vs_float64_fastsim(rng, images):
+@pytest.mark.parametrize("engine", ["fastsim:float32", "fastsim:float32:tf32x3"])
+def test_float32_vs_float64_fastsim(rng, images, engine):
     spec = small_mnist_spec(rng, "delay", "subtract")
-    report, _ = agreement(spec, *images, steps=50, engines=("fastsim:float32", "fastsim:float64"))
+    report, _ = agreement(spec, *images, steps=50, engines=(engine, "fastsim:float64"))
     ident = report["identical"]
     assert ident["exact_fraction"] >= 0.999
     assert ident["mismatches_unexplained"] == 0
@@ -122,11 +123,3 @@ def test_parse_engine_options():
         parse_engine("fastsim:bf16")
     with pytest.raises(ValueError, match="engine must be"):
         parse_engine("brian")
-
-
-def test_split_weight_engine_agrees_with_float64(rng, images):
-    spec = small_mnist_spec(rng, "delay", "subtract")
-    report, _ = agreement(spec, *images, steps=50, engines=("fastsim:float32:tf32x3", "fastsim:float64"))
-    ident = report["identical"]
-    assert ident["exact_fraction"] >= 0.999
-    assert ident["mismatches_unexplained"] == 0
