@@ -63,6 +63,8 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         matmuls=tuple(args.matmul) if args.matmul else None,
         kernels=tuple(args.kernel) if args.kernel else None,
+        n_images=args.images,
+        steps=args.steps,
     )
     json_path, md_path = save(result, args.out_dir)
     print(markdown(result))
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="kernels to time (repeatable; default torch, and triton on a GPU with Triton)",
     )
+    bench.add_argument("--images", type=int, default=None, help="images per row (default: by device and --quick)")
+    bench.add_argument("--steps", type=int, default=None, help="steps per image (default: 100 quick, else 300)")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per engine and row (median kept)")
     bench.add_argument("--out-dir", type=Path, default=Path("benchmarks"))
     bench.set_defaults(func=_bench)

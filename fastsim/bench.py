@@ -202,17 +202,23 @@ def run_benchmark(
     repeats: int = 3,
     matmuls: tuple[str, ...] | None = None,
     kernels: tuple[str, ...] | None = None,
+    n_images: int | None = None,
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """All rows of the benchmark; see the module docstring. ``compile``: torch.compile the engine's kernels
     (compiled once in a warm-up run, not timed); ``repeats``: timed runs per engine and row (median kept);
     ``matmuls``: the float32 product modes to time (default: fp32 on a CPU, also tf32x2 and tf32x3 on a GPU),
     each with its agreement against the float64 run of the same images; ``kernels``: ``torch`` and, by default
-    on a GPU with Triton, ``triton`` (fused Dense layers), each with every float32 product mode."""
+    on a GPU with Triton, ``triton`` (fused Dense layers), each with every float32 product mode;
+    ``n_images``, ``steps``: override the sizes that ``quick`` and the device choose."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     dev = resolve_device(device)
-    steps = 100 if quick else 300
-    n_images = (256 if quick else 1024) if dev.type == "cpu" else (8192 if quick else 10000)
+    for name, value in (("n_images", n_images), ("steps", steps)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    steps = steps or (100 if quick else 300)
+    n_images = n_images or ((256 if quick else 1024) if dev.type == "cpu" else (8192 if quick else 10000))
     batches = (None, 128) if dev.type == "cpu" else (None, 2048)  # None: simulate's own choice
     images, source = bench_images(max(n_images, 256))
     if spec_paths:
