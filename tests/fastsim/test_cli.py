@@ -100,3 +100,11 @@ def test_bench_row_with_split_weights_reports_agreement() -> None:
     assert "tf32x2" in markdown(
         {"device": "cpu", "machine": {}, "versions": {}, "images_source": "s", "networks": "n", "rows": [ref_row, row]}
     )
+
+
+@pytest.mark.parametrize("field", ["n_images", "steps"])
+def test_bench_rejects_bad_sizes(field) -> None:
+    from fastsim.bench import run_benchmark
+
+    with pytest.raises(ValueError, match=f"{field} must be a positive int"):
+        run_benchmark("cpu", quick=True, **{field: 0})
