@@ -101,6 +101,19 @@ class PoissonSource:
         self._keys = image_keys(seed, torch.as_tensor(np.asarray(image_indices, dtype=np.int64), device=self.device))
         self._hash = hash_fn or _candidate_spikes
         self._counts = torch.zeros(len(cand), dtype=torch.int64, device=self.device)
+        self._thr_dense = thr  # numpy (B · n_inputs,), for kernels that draw the spikes themselves
+        self._kernel_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def kernel_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For a kernel that draws this source's spikes itself (:mod:`fastsim.fused`): the image keys (B,), the
+        integer thresholds (B, n_inputs) int64 and a float32 (B, n_inputs) tensor the kernel adds its input
+        spike counts to (included in :meth:`input_counts`)."""
+        if self._kernel_inputs is None:
+            shape = (self.n_images, self.n_inputs)
+            thr = torch.as_tensor(self._thr_dense.reshape(shape), device=self.device)
+            counts = torch.zeros(shape, dtype=torch.float32, device=self.device)
+            self._kernel_inputs = self._keys, thr, counts
+        return self._kernel_inputs
 
     def _mask(self, start: int, n: int) -> torch.Tensor:
         """Spikes (n, K) of the K candidate (image, pixel) pairs in steps start..start+n-1."""
@@ -131,7 +144,8 @@ class PoissonSource:
         """Σ_t s_0,i(t) per image and input (B, n_inputs), float64, over the chunks served so far."""
         out = torch.zeros(self.n_images * self.n_inputs, dtype=torch.float64, device=self.device)
         out[self._flat] = self._counts.to(torch.float64)
-        return out.view(self.n_images, self.n_inputs)
+        out = out.view(self.n_images, self.n_inputs)
+        return out if self._kernel_inputs is None else out + self._kernel_inputs[2].to(torch.float64)
 
 
 class CurrentSource:

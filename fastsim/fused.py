@@ -19,6 +19,7 @@ Triton is optional (the ``gpu`` extra; the GPU machines have it). On a CPU the k
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -41,8 +42,21 @@ def available(device: torch.device) -> str | None:
 if triton is not None:
 
     @triton.jit
+    def _mix32(x):
+        """lowbias32 on int64 values in [0, 2^32) (:func:`convert.encoding.mix32`): products wrap in 64 bits and
+        are masked to their exact low 32 bits."""
+        x = x ^ (x >> 16)
+        x = (x * 0x7FEB352D) & 0xFFFFFFFF
+        x = x ^ (x >> 15)
+        x = (x * 0x846CA68B) & 0xFFFFFFFF
+        return x ^ (x >> 16)
+
+    @triton.jit
     def _dense_if_kernel(
-        s_ptr,  # (T, B, K) float32 0/1 input spikes, contiguous
+        s_ptr,  # (T, B, K) float32 0/1 input spikes, contiguous (unused with POISSON)
+        keys_ptr,  # (B,) int64 image keys mix(mix(seed) + image) (POISSON)
+        thr_ptr,  # (B, K) int64 thresholds ceil(p · 2^32) (POISSON)
+        incnt_ptr,  # (B, K) float32 input spike counts, accumulated (POISSON)
         w_ptr,  # (P, K, N) float32 weight limbs (Wᵀ), contiguous
         v_ptr,  # (B, N) float32 membrane, read and written
         out_ptr,  # (T, B, N) float32 0/1 output spikes
@@ -51,11 +65,13 @@ if triton is not None:
         B,
         K,
         N,
+        start,
         threshold,
         P: tl.constexpr,
         RESET_ZERO: tl.constexpr,
         DELAY: tl.constexpr,
         TF32: tl.constexpr,
+        POISSON: tl.constexpr,
         BM: tl.constexpr,
         BN: tl.constexpr,
         BK: tl.constexpr,
@@ -68,12 +84,25 @@ if triton is not None:
         vn = rm[:, None] * N + rn[None, :]
         v = tl.load(v_ptr + vn, mask=tile, other=0.0)
         count = tl.zeros((BM, BN), dtype=tl.float32)
+        if POISSON:
+            keys = tl.load(keys_ptr + rm, mask=in_m, other=0)
         for t in range(T):
             acc = tl.zeros((BM, BN), dtype=tl.float32)
+            if POISSON:
+                step_keys = _mix32((keys + start + t) & 0xFFFFFFFF)
             for k0 in range(0, K, BK):
                 kk = k0 + rk
                 in_k = kk < K
-                a = tl.load(s_ptr + t * B * K + rm[:, None] * K + kk[None, :], mask=in_m[:, None] & in_k[None, :])
+                in_mk = in_m[:, None] & in_k[None, :]
+                if POISSON:  # input spikes from the counter hash: h(seed, image, step, pixel) < ceil(p · 2^32)
+                    h = _mix32((step_keys[:, None] + kk[None, :].to(tl.int64)) & 0xFFFFFFFF)
+                    thr = tl.load(thr_ptr + rm[:, None] * K + kk[None, :], mask=in_mk, other=0)
+                    a = (h < thr).to(tl.float32)
+                    if tl.program_id(1) == 0:  # one column of programs counts the input spikes
+                        cnt_in = tl.load(incnt_ptr + rm[:, None] * K + kk[None, :], mask=in_mk, other=0.0)
+                        tl.store(incnt_ptr + rm[:, None] * K + kk[None, :], cnt_in + a, mask=in_mk)
+                else:
+                    a = tl.load(s_ptr + t * B * K + rm[:, None] * K + kk[None, :], mask=in_mk)
                 for p in tl.static_range(P):
                     w = tl.load(w_ptr + p * K * N + kk[:, None] * N + rn[None, :], mask=in_k[:, None] & in_n[None, :])
                     if TF32:
@@ -126,8 +155,12 @@ def dense_if_chunk(
     counts = torch.empty(batch, n, dtype=torch.float32, device=spikes.device)
     v_new = v.clone().contiguous()
     grid = (triton.cdiv(batch, bm), triton.cdiv(n, bn))
+    spikes = spikes.contiguous()
     _dense_if_kernel[grid](
-        spikes.contiguous(),
+        spikes,
+        spikes,  # keys, thresholds, input counts: unused without POISSON
+        spikes,
+        spikes,
         limbs.contiguous(),
         v_new,
         out,
@@ -136,13 +169,108 @@ def dense_if_chunk(
         batch,
         k,
         n,
+        0,
         float(threshold),
         P=parts,
         RESET_ZERO=reset == "zero",
         DELAY=schedule == "delay",
         TF32=tf32,
+        POISSON=False,
         BM=bm,
         BN=bn,
         BK=bk,
     )
     return out, v_new, counts
+
+
+def poisson_dense_if_chunk(
+    keys: torch.Tensor,
+    thresholds: torch.Tensor,
+    input_counts: torch.Tensor,
+    start: int,
+    n_steps: int,
+    limbs: torch.Tensor,
+    v: torch.Tensor,
+    threshold: float,
+    reset: str,
+    schedule: str,
+    tf32: bool,
+    block: tuple[int, int, int] = (64, 64, 32),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`dense_if_chunk` for a first layer fed by Poisson input, the spikes drawn inside the kernel from the
+    counter hash (:mod:`fastsim.encode`): image ``keys`` (B,) int64, integer ``thresholds`` (B, K) int64, steps
+    ``start .. start + n_steps - 1``. The input spikes never reach memory; their counts are added to
+    ``input_counts`` (B, K) float32 in place."""
+    reason = available(v.device)
+    if reason:
+        raise RuntimeError(reason)
+    batch, k = thresholds.shape
+    parts, k_w, n = limbs.shape
+    if k_w != k or v.shape != (batch, n) or keys.shape != (batch,) or input_counts.shape != (batch, k):
+        shapes = f"keys {tuple(keys.shape)}, thresholds {tuple(thresholds.shape)}, limbs {tuple(limbs.shape)}"
+        raise ValueError(f"shapes do not match: {shapes}, v {tuple(v.shape)}")
+    bm, bn, bk = block
+    out = torch.empty(n_steps, batch, n, dtype=torch.float32, device=v.device)
+    counts = torch.empty(batch, n, dtype=torch.float32, device=v.device)
+    v_new = v.clone().contiguous()
+    grid = (triton.cdiv(batch, bm), triton.cdiv(n, bn))
+    _dense_if_kernel[grid](
+        out,  # no spike tensor: unused with POISSON
+        keys.to(torch.int64).contiguous(),
+        thresholds.to(torch.int64).contiguous(),
+        input_counts,
+        limbs.contiguous(),
+        v_new,
+        out,
+        counts,
+        n_steps,
+        batch,
+        k,
+        n,
+        int(start),
+        float(threshold),
+        P=parts,
+        RESET_ZERO=reset == "zero",
+        DELAY=schedule == "delay",
+        TF32=tf32,
+        POISSON=True,
+        BM=bm,
+        BN=bn,
+        BK=bk,
+    )
+    return out, v_new, counts
+
+
+@dataclass(frozen=True)
+class FusedDense:
+    """A Dense layer's fused step: weight ``limbs`` (P, K, N), its float32 ``threshold``, the spec's reset and
+    schedule. Call it with input spikes, or with a Poisson source (:meth:`poisson`) for a first layer."""
+
+    limbs: torch.Tensor
+    threshold: float
+    reset: str
+    schedule: str
+
+    @property
+    def tf32(self) -> bool:
+        return self.limbs.shape[0] > 1
+
+    def __call__(self, spikes: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return dense_if_chunk(spikes, self.limbs, v, self.threshold, self.reset, self.schedule, self.tf32)
+
+    def poisson(self, source, start: int, n_steps: int, v: torch.Tensor):
+        """Steps ``start .. start + n_steps - 1`` of a :class:`fastsim.encode.PoissonSource`, drawn in the kernel."""
+        keys, thresholds, counts = source.kernel_inputs()
+        return poisson_dense_if_chunk(
+            keys,
+            thresholds,
+            counts,
+            start,
+            n_steps,
+            self.limbs,
+            v,
+            self.threshold,
+            self.reset,
+            self.schedule,
+            self.tf32,
+        )

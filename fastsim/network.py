@@ -24,8 +24,8 @@ import torch
 
 from convert.spec import Conv2d, NetworkSpec, is_spiking
 from fastsim.bandconv import BandConv
+from fastsim.fused import FusedDense
 from fastsim.fused import available as fused_available
-from fastsim.fused import dense_if_chunk
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.limbs import check_mode
@@ -66,7 +66,7 @@ class Stage:
     fanout: torch.Tensor
     sparse_density: float
     band: BandConv | None = None
-    fused: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    fused: FusedDense | None = None
 
     @property
     def dense_op(self) -> DenseOp | None:
@@ -152,15 +152,14 @@ class Network:
         self.sizes = [int(np.prod(s.shape)) for s in self.stages]
         self.kernel = Compiled(scan_steps, dynamic=True) if compile else scan_steps
 
-    def _fused(self, op, layer, parts: int):
+    def _fused(self, op, layer, parts: int) -> FusedDense | None:
         """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers."""
         if not isinstance(op, DenseOp):
             return None
         n_in, n_out = op.weight_t.shape[0], op.weight_t.shape[1] // parts
         limbs = op.weight_t.view(n_in, parts, n_out).permute(1, 0, 2).contiguous()
         threshold = float(torch.tensor(layer.threshold, dtype=self.dtype))
-        reset, schedule = self.spec.reset, self.spec.schedule
-        return lambda s, v: dense_if_chunk(s, limbs, v, threshold, reset, schedule, tf32=parts > 1)
+        return FusedDense(limbs, threshold, self.spec.reset, self.spec.schedule)
 
     def _adapt(self, op, compile: bool):
         """The fastest form of an operator here. Compiled: pooling, and convolutions with a small fan-in
@@ -205,12 +204,18 @@ class Network:
         if source.constant:
             x0 = source.chunk(0, 1)[0].reshape(batch, *self.spec.input_shape)
             first_current = self.stages[0].synapse(x0)
+        # a fused first layer draws Poisson input inside its kernel: no input spike tensor
+        in_kernel = self.stages[0].fused is not None and hasattr(source, "kernel_inputs")
         for start in range(0, steps, chunk_steps):
             n = min(chunk_steps, steps - start)
-            if not source.constant:
+            if not source.constant and not in_kernel:
                 x, nnz = self._first_input(source, start, n, batch)
             for layer, stage in enumerate(self.stages):
-                if stage.fused is not None and (first_current is None or layer > 0):
+                if in_kernel and layer == 0:
+                    out, v, counts = stage.fused.poisson(source, start, n, states[0].v.reshape(batch, -1))
+                    spikes, states[0] = out.view(n, batch, *stage.shape), IFState(v.view(batch, *stage.shape))
+                    counts = counts.view(batch, *stage.shape)
+                elif stage.fused is not None and (first_current is None or layer > 0):
                     dense = x.to_dense(self.dtype) if isinstance(x, SpikeRows) else x
                     out, v, counts = stage.fused(dense.reshape(n, batch, -1), states[layer].v.reshape(batch, -1))
                     spikes, states[layer] = out.view(n, batch, *stage.shape), IFState(v.view(batch, *stage.shape))

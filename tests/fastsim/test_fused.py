@@ -18,7 +18,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import itertools, numpy as np, torch
-    from fastsim.fused import dense_if_chunk
+    from fastsim.fused import dense_if_chunk, poisson_dense_if_chunk
     from fastsim.limbs import split_limbs
     from fastsim.scan import scan_steps
 
@@ -41,6 +41,27 @@ SCRIPT = textwrap.dedent(
         assert want_s.sum() > 0 and (want_s == 0).any()
         checked += 1
     print("checked", checked)
+
+    # the first layer drawing its Poisson input inside the kernel: the same spikes as PoissonSource
+    from fastsim.encode import PoissonSource, integer_thresholds
+    x = rng.random((B, K)) * (rng.random((B, K)) < 0.5)  # intensities, half the pixels dark
+    x[0, :3] = 1.0  # always spikes (threshold 2^32)
+    src = PoissonSource(x, np.array([3, 9, 0, 41, 7]), 11, 1000.0, 1.0, torch.device("cpu"), torch.float32)
+    w = np.round(rng.normal(size=(N, K)) * 8) / 16
+    limbs = torch.tensor(w.T[None].astype(np.float32))
+    v0 = torch.zeros(B, N)
+    thr = torch.tensor(integer_thresholds(x, 1000.0, 1.0))
+    counts_in = torch.zeros(B, K)
+    for start in (0, T):  # two chunks: the step counter carries on
+        spikes = src.chunk(start, T)
+        want = dense_if_chunk(spikes, limbs, v0, 0.75, "subtract", "delay", tf32=False, block=(16, 16, 16))
+        got = poisson_dense_if_chunk(src._keys, thr, counts_in, start, T, limbs, v0, 0.75, "subtract", "delay",
+                                     tf32=False, block=(16, 16, 16))
+        for a, b in zip(got, want):
+            assert torch.equal(a, b), start
+        assert spikes.sum() > 0
+    assert torch.equal(counts_in.double(), src.input_counts(2 * T)), "input counts"
+    print("poisson ok")
 
     # the whole engine with kernel="triton" gives the torch kernel's record (dyadic MLP: exact sums)
     from fastsim.simulate import simulate
@@ -68,7 +89,7 @@ def test_fused_dense_layer_matches_gemm_and_scan():
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=root
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "checked 12" in done.stdout and "engine ok" in done.stdout
+    assert "checked 12" in done.stdout and "poisson ok" in done.stdout and "engine ok" in done.stdout
 
 
 def test_triton_kernel_refuses_what_it_cannot_run(monkeypatch):
