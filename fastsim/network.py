@@ -211,13 +211,13 @@ class Network:
             if not source.constant and not in_kernel:
                 x, nnz = self._first_input(source, start, n, batch)
             for layer, stage in enumerate(self.stages):
-                if in_kernel and layer == 0:
-                    out, v, counts = stage.fused.poisson(source, start, n, states[0].v.reshape(batch, -1))
-                    spikes, states[0] = out.view(n, batch, *stage.shape), IFState(v.view(batch, *stage.shape))
-                    counts = counts.view(batch, *stage.shape)
-                elif stage.fused is not None and (first_current is None or layer > 0):
-                    dense = x.to_dense(self.dtype) if isinstance(x, SpikeRows) else x
-                    out, v, counts = stage.fused(dense.reshape(n, batch, -1), states[layer].v.reshape(batch, -1))
+                if stage.fused is not None and (first_current is None or layer > 0):
+                    v_flat = states[layer].v.reshape(batch, -1)
+                    if in_kernel and layer == 0:
+                        out, v, counts = stage.fused.poisson(source, start, n, v_flat)
+                    else:
+                        dense = x.to_dense(self.dtype) if isinstance(x, SpikeRows) else x
+                        out, v, counts = stage.fused(dense.reshape(n, batch, -1), v_flat)
                     spikes, states[layer] = out.view(n, batch, *stage.shape), IFState(v.view(batch, *stage.shape))
                     counts = counts.view(batch, *stage.shape)
                 else:
