@@ -13,11 +13,10 @@ from convert.pipeline import default_runs
 def _eval_config(args: argparse.Namespace):
     from validation.experiments import EvalConfig
 
+    engine = dict(device=args.device, dtype=args.dtype, matmul=args.matmul, kernel=args.kernel)
     if args.full:
-        return EvalConfig(n_images=10_000, steps=10_000, seeds=tuple(args.seeds), device=args.device, dtype=args.dtype)
-    return EvalConfig(
-        n_images=args.images, steps=args.steps, seeds=tuple(args.seeds), device=args.device, dtype=args.dtype
-    )
+        return EvalConfig(n_images=10_000, steps=10_000, seeds=tuple(args.seeds), **engine)
+    return EvalConfig(n_images=args.images, steps=args.steps, seeds=tuple(args.seeds), **engine)
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
@@ -93,6 +92,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--matmul", default="fp32", choices=("fp32", "tf32x2", "tf32x3"), help="fastsim float32 products")
+    p.add_argument("--kernel", default="torch", choices=("torch", "triton"), help="fastsim kernel (triton: GPU)")
     p.add_argument("--full", action="store_true", help="the replication's scale: 10 000 images x 10 000 ms (GPU)")
 
 

@@ -40,6 +40,8 @@ class EvalConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "cpu"
     dtype: str = "float32"
+    matmul: str = "fp32"  # fastsim's float32 product mode (fp32, tf32x2, tf32x3)
+    kernel: str = "torch"  # fastsim's kernel (torch, triton)
     batch_size: int | None = None
     thresholds: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 32.0)
     search_images: int = 500
@@ -50,7 +52,8 @@ class EvalConfig:
 
     @property
     def tag(self) -> str:
-        return f"n{self.n_images}-t{self.steps}-{self.dtype}"
+        engine = "" if (self.matmul, self.kernel) == ("fp32", "torch") else f"-{self.matmul}-{self.kernel}"
+        return f"n{self.n_images}-t{self.steps}-{self.dtype}{engine}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -90,6 +93,8 @@ def search_threshold(
             image_indices=indices,
             device=cfg.device,
             dtype=cfg.dtype,
+            matmul=cfg.matmul,
+            kernel=cfg.kernel,
             batch_size=cfg.batch_size,
             compile=True,  # many runs of one network: torch.compile pays for itself (2x on the CNN)
         )
@@ -142,6 +147,8 @@ def evaluate(
         image_indices=np.arange(n),
         device=cfg.device,
         dtype=cfg.dtype,
+        matmul=cfg.matmul,
+        kernel=cfg.kernel,
         batch_size=cfg.batch_size,
         compile=True,
         checkpoints=figure_checkpoints(cfg.steps),

@@ -53,3 +53,17 @@ def test_figure_checkpoints():
 )
 def test_convergence_time(acc, expected):
     assert convergence_time(np.array([1.0, 2, 3, 4, 5]), np.array(acc)) == expected
+
+
+def test_engine_options_reach_the_config_and_its_tag():
+    import argparse
+
+    from validation.__main__ import _eval_config
+
+    assert EvalConfig().tag == "n500-t300-float32"  # cached records of the default engine keep their folder
+    args = argparse.Namespace(
+        full=True, seeds=[0], device="cuda", dtype="float32", matmul="tf32x2", kernel="triton", images=1, steps=1
+    )
+    cfg = _eval_config(args)
+    assert (cfg.n_images, cfg.steps, cfg.matmul, cfg.kernel) == (10_000, 10_000, "tf32x2", "triton")
+    assert cfg.tag == "n10000-t10000-float32-tf32x2-triton"
