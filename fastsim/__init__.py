@@ -8,8 +8,10 @@ It implements docs/semantics.md exactly (schedules ``delay`` and ``cascade``, re
 
 Modules: :mod:`~fastsim.step` (pure step functions), :mod:`~fastsim.layers` (operators per layer type),
 :mod:`~fastsim.encode` (input encoders), :mod:`~fastsim.scan` (time-batched layer scan),
-:mod:`~fastsim.sparse` (sparse spike products), :mod:`~fastsim.network` (the engine),
-:mod:`~fastsim.recorder`, :mod:`~fastsim.simulate`, :mod:`~fastsim.bench`; ``python -m fastsim``.
+:mod:`~fastsim.sparse` (sparse spike products), :mod:`~fastsim.bandconv` (sparse convolutions),
+:mod:`~fastsim.limbs` (split-weight TF32 products), :mod:`~fastsim.fused` (the fused Triton Dense kernel),
+:mod:`~fastsim.network` (the engine), :mod:`~fastsim.recorder`, :mod:`~fastsim.simulate`,
+:mod:`~fastsim.bench`; ``python -m fastsim``. How it computes and what is exact: docs/fastsim.md.
 """
 
 from fastsim.simulate import simulate
