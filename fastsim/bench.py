@@ -211,12 +211,12 @@ def run_benchmark(
     each with its agreement against the float64 run of the same images; ``kernels``: ``torch`` and, by default
     on a GPU with Triton, ``triton`` (fused Dense layers), each with every float32 product mode;
     ``n_images``, ``steps``: override the sizes that ``quick`` and the device choose."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    for name, value, optional in (("repeats", repeats, False), ("n_images", n_images, True), ("steps", steps, True)):
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int{' or None' if optional else ''}, got {value!r}")
     dev = resolve_device(device)
-    for name, value in (("n_images", n_images), ("steps", steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     steps = steps or (100 if quick else 300)
     n_images = n_images or ((256 if quick else 1024) if dev.type == "cpu" else (8192 if quick else 10000))
     batches = (None, 128) if dev.type == "cpu" else (None, 2048)  # None: simulate's own choice

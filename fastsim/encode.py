@@ -101,7 +101,6 @@ class PoissonSource:
         self._keys = image_keys(seed, torch.as_tensor(np.asarray(image_indices, dtype=np.int64), device=self.device))
         self._hash = hash_fn or _candidate_spikes
         self._counts = torch.zeros(len(cand), dtype=torch.int64, device=self.device)
-        self._thr_dense = thr  # numpy (B · n_inputs,), for kernels that draw the spikes themselves
         self._kernel_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def kernel_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,10 +108,10 @@ class PoissonSource:
         integer thresholds (B, n_inputs) int64 and a float32 (B, n_inputs) tensor the kernel adds its input
         spike counts to (included in :meth:`input_counts`)."""
         if self._kernel_inputs is None:
-            shape = (self.n_images, self.n_inputs)
-            thr = torch.as_tensor(self._thr_dense.reshape(shape), device=self.device)
-            counts = torch.zeros(shape, dtype=torch.float32, device=self.device)
-            self._kernel_inputs = self._keys, thr, counts
+            thr = torch.zeros(self.n_images * self.n_inputs, dtype=torch.int64, device=self.device)
+            thr[self._flat] = self._thr  # dark pixels (p = 0) keep threshold 0: never a spike
+            counts = torch.zeros(self.n_images, self.n_inputs, dtype=torch.float32, device=self.device)
+            self._kernel_inputs = self._keys, thr.view(self.n_images, self.n_inputs), counts
         return self._kernel_inputs
 
     def _mask(self, start: int, n: int) -> torch.Tensor:

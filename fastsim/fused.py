@@ -126,6 +126,55 @@ if triton is not None:
         tl.store(cnt_ptr + vn, count, mask=tile)
 
 
+def _launch(
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    start: int,
+    n_steps: int,
+    limbs: torch.Tensor,
+    v: torch.Tensor,
+    threshold: float,
+    reset: str,
+    schedule: str,
+    tf32: bool,
+    block: tuple[int, int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run :func:`_dense_if_kernel` on ``inputs`` = (spikes, keys, thresholds, input counts), of which a Poisson
+    launch (``start`` not None) uses the last three and a spike launch the first; returns (spikes, v, counts)."""
+    reason = available(v.device)
+    if reason:
+        raise RuntimeError(reason)
+    if limbs.dtype != torch.float32 or v.dtype != torch.float32:
+        raise TypeError("the fused kernel computes in float32")
+    (batch, n), k = v.shape, limbs.shape[1]
+    bm, bn, bk = block
+    out = torch.empty(n_steps, batch, n, dtype=torch.float32, device=v.device)
+    counts = torch.empty(batch, n, dtype=torch.float32, device=v.device)
+    v_new = v.clone().contiguous()
+    grid = (triton.cdiv(batch, bm), triton.cdiv(n, bn))
+    _dense_if_kernel[grid](
+        *inputs,
+        limbs.contiguous(),
+        v_new,
+        out,
+        counts,
+        n_steps,
+        batch,
+        k,
+        n,
+        0 if start is None else int(start),
+        float(threshold),
+        P=limbs.shape[0],
+        RESET_ZERO=reset == "zero",
+        DELAY=schedule == "delay",
+        TF32=tf32,
+        POISSON=start is not None,
+        BM=bm,
+        BN=bn,
+        BK=bk,
+    )
+    return out, v_new, counts
+
+
 def dense_if_chunk(
     spikes: torch.Tensor,
     limbs: torch.Tensor,
@@ -139,48 +188,16 @@ def dense_if_chunk(
     """One Dense layer over T steps: input ``spikes`` (T, B, K) 0/1 float32, weight ``limbs`` (P, K, N) (Wᵀ;
     P = 1 with ``tf32`` False: float32 weights), membrane ``v`` (B, N) float32 → output spikes (T, B, N) 0/1
     float32, the final v (a new tensor) and the spike counts (B, N)."""
-    reason = available(spikes.device)
-    if reason:
-        raise RuntimeError(reason)
-    if spikes.dtype != torch.float32 or limbs.dtype != torch.float32 or v.dtype != torch.float32:
+    if spikes.dtype != torch.float32:
         raise TypeError("the fused kernel computes in float32")
     n_steps, batch, k = spikes.shape
-    parts, k_w, n = limbs.shape
-    if k_w != k or v.shape != (batch, n):
+    if limbs.shape[1] != k or v.shape != (batch, limbs.shape[2]):
         raise ValueError(
             f"shapes do not match: spikes {tuple(spikes.shape)}, limbs {tuple(limbs.shape)}, v {tuple(v.shape)}"
         )
-    bm, bn, bk = block
-    out = torch.empty(n_steps, batch, n, dtype=torch.float32, device=spikes.device)
-    counts = torch.empty(batch, n, dtype=torch.float32, device=spikes.device)
-    v_new = v.clone().contiguous()
-    grid = (triton.cdiv(batch, bm), triton.cdiv(n, bn))
     spikes = spikes.contiguous()
-    _dense_if_kernel[grid](
-        spikes,
-        spikes,  # keys, thresholds, input counts: unused without POISSON
-        spikes,
-        spikes,
-        limbs.contiguous(),
-        v_new,
-        out,
-        counts,
-        n_steps,
-        batch,
-        k,
-        n,
-        0,
-        float(threshold),
-        P=parts,
-        RESET_ZERO=reset == "zero",
-        DELAY=schedule == "delay",
-        TF32=tf32,
-        POISSON=False,
-        BM=bm,
-        BN=bn,
-        BK=bk,
-    )
-    return out, v_new, counts
+    unused = (spikes, spikes, spikes)  # keys, thresholds, input counts: read only by Poisson launches
+    return _launch((spikes, *unused), None, n_steps, limbs, v, threshold, reset, schedule, tf32, block)
 
 
 def poisson_dense_if_chunk(
@@ -201,44 +218,13 @@ def poisson_dense_if_chunk(
     counter hash (:mod:`fastsim.encode`): image ``keys`` (B,) int64, integer ``thresholds`` (B, K) int64, steps
     ``start .. start + n_steps - 1``. The input spikes never reach memory; their counts are added to
     ``input_counts`` (B, K) float32 in place."""
-    reason = available(v.device)
-    if reason:
-        raise RuntimeError(reason)
     batch, k = thresholds.shape
-    parts, k_w, n = limbs.shape
+    _, k_w, n = limbs.shape
     if k_w != k or v.shape != (batch, n) or keys.shape != (batch,) or input_counts.shape != (batch, k):
         shapes = f"keys {tuple(keys.shape)}, thresholds {tuple(thresholds.shape)}, limbs {tuple(limbs.shape)}"
         raise ValueError(f"shapes do not match: {shapes}, v {tuple(v.shape)}")
-    bm, bn, bk = block
-    out = torch.empty(n_steps, batch, n, dtype=torch.float32, device=v.device)
-    counts = torch.empty(batch, n, dtype=torch.float32, device=v.device)
-    v_new = v.clone().contiguous()
-    grid = (triton.cdiv(batch, bm), triton.cdiv(n, bn))
-    _dense_if_kernel[grid](
-        out,  # no spike tensor: unused with POISSON
-        keys.to(torch.int64).contiguous(),
-        thresholds.to(torch.int64).contiguous(),
-        input_counts,
-        limbs.contiguous(),
-        v_new,
-        out,
-        counts,
-        n_steps,
-        batch,
-        k,
-        n,
-        int(start),
-        float(threshold),
-        P=parts,
-        RESET_ZERO=reset == "zero",
-        DELAY=schedule == "delay",
-        TF32=tf32,
-        POISSON=True,
-        BM=bm,
-        BN=bn,
-        BK=bk,
-    )
-    return out, v_new, counts
+    poisson = (keys.to(torch.int64).contiguous(), thresholds.to(torch.int64).contiguous(), input_counts)
+    return _launch((v, *poisson), start, n_steps, limbs, v, threshold, reset, schedule, tf32, block)
 
 
 @dataclass(frozen=True)

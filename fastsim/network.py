@@ -120,10 +120,9 @@ class Network:
         matmul: str = "fp32",
         kernel: str = "torch",
     ) -> None:
-        self.spec, self.device, self.dtype, self.matmul = spec, torch.device(device), dtype, matmul
+        self.spec, self.device, self.dtype = spec, torch.device(device), dtype
         parts = check_mode(matmul, dtype)
         check_kernel(kernel, self.device, dtype)
-        self.kernel_name = kernel
         shapes = spec.shapes
         sparse = sparse and parts == 1  # split weights: every product goes through the limbs
         sparse_density = self.SPARSE_DENSITY[dtype] if sparse and self.device.type == "cpu" else 0.0
@@ -135,16 +134,17 @@ class Network:
                 band = None
                 if sparse_density > 0 and isinstance(layer, Conv2d) and len(pending) == 1:
                     band = BandConv.build(layer, shapes[i], dtype, self.device)
+                threshold = torch.tensor(layer.threshold, dtype=dtype, device=self.device)
                 stages.append(
                     Stage(
                         ops=tuple(pending),
-                        threshold=torch.tensor(layer.threshold, dtype=dtype, device=self.device),
+                        threshold=threshold,
                         in_shape=tuple(in_shape),
                         shape=tuple(shapes[i + 1]),
                         fanout=torch.as_tensor(fan, dtype=torch.float64, device=self.device),
                         sparse_density=sparse_density,
                         band=band,
-                        fused=self._fused(pending[-1], layer, parts) if kernel == "triton" else None,
+                        fused=self._fused(pending[-1], float(threshold), parts) if kernel == "triton" else None,
                     )
                 )
                 pending, in_shape = [], shapes[i + 1]
@@ -152,13 +152,13 @@ class Network:
         self.sizes = [int(np.prod(s.shape)) for s in self.stages]
         self.kernel = Compiled(scan_steps, dynamic=True) if compile else scan_steps
 
-    def _fused(self, op, layer, parts: int) -> FusedDense | None:
-        """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers."""
+    def _fused(self, op, threshold: float, parts: int) -> FusedDense | None:
+        """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers;
+        ``threshold``: the layer's threshold rounded to the simulation dtype."""
         if not isinstance(op, DenseOp):
             return None
         n_in, n_out = op.weight_t.shape[0], op.weight_t.shape[1] // parts
         limbs = op.weight_t.view(n_in, parts, n_out).permute(1, 0, 2).contiguous()
-        threshold = float(torch.tensor(layer.threshold, dtype=self.dtype))
         return FusedDense(limbs, threshold, self.spec.reset, self.spec.schedule)
 
     def _adapt(self, op, compile: bool):
