@@ -6,6 +6,7 @@ gets it the same way. Files live under ``runs/`` (``runs/models``, ``runs/stats`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,14 @@ import numpy as np
 
 from convert import datasets, normalize
 from convert.extract import spec_from_model
+from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
 from convert.io import load_stats, save_stats
 from convert.spec import NetworkSpec
 from convert.stats import ActivationStats, collect_stats, weights_fingerprint
 from convert.train import checkpoint_paths, load_model
+
+# collect_stats' settings for the cached statistics (part of their cache key)
+STATS_SETTINGS = {"batch_size": 500, "max_samples": 2_000_000, "seed": 0}
 
 
 def default_runs() -> Path:
@@ -47,12 +52,28 @@ def stats_for(
     holdout: int = 0,
     progress: bool = True,
 ) -> ActivationStats:
-    """Activation statistics of ``spec``'s ANN on the calibration set, cached by weight fingerprint."""
-    key = f"{weights_fingerprint(spec)[:16]}-{n_calib or 'all'}-h{holdout}"
-    path = runs / "stats" / f"{dataset}-{key}.npz"
+    """Activation statistics of ``spec``'s ANN on the calibration set, cached under a fingerprint of the
+    weights, the training split's recorded hash, the calibration range and the collector's settings."""
+    key = fingerprint(
+        {
+            "kind": "activation-stats",
+            "cache_format": CACHE_FORMAT_VERSION,
+            "weights": weights_fingerprint(spec),
+            "data": {kind: datasets.SHA256[(dataset, "train", kind)] for kind in ("images", "labels")},
+            "n_calib": n_calib,
+            "holdout": holdout,
+            "collector": STATS_SETTINGS,
+        }
+    )
+    path = runs / "stats" / f"{dataset}-{short(key)}.npz"
     if path.exists():
-        return load_stats(path)
-    stats = collect_stats(spec, calibration_images(dataset, root, n_calib, holdout), progress=progress)
+        stats = load_stats(path)
+        if stats.meta.get("cache_key") == key:
+            return stats
+    stats = collect_stats(
+        spec, calibration_images(dataset, root, n_calib, holdout), progress=progress, **STATS_SETTINGS
+    )
+    stats = dataclasses.replace(stats, meta={**stats.meta, "cache_key": key})
     save_stats(stats, path)
     return stats
 

@@ -58,12 +58,12 @@ def cmd_table2(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from validation.figures import convergence_markdown, make_figures
-    from validation.table2 import PAIRS, run_table2
+    from validation.table2 import run_table2
 
     cfg = _eval_config(args)
     runs = args.runs or default_runs()
-    run_table2(cfg, args.root, runs)  # resumes: only missing records are simulated
-    print(convergence_markdown(make_figures(cfg, runs, list(PAIRS)), cfg.steps))
+    results = run_table2(cfg, args.root, runs)  # resumes: only missing records are simulated
+    print(convergence_markdown(make_figures(results, runs), cfg.steps))
     print(f"figures under {runs / 'table2' / cfg.tag}")
     return 0
 

@@ -9,7 +9,11 @@ Rows (the paper's Table 2 columns, plus robust normalization):
 * ``data``: data-based normalization (Algorithm 2, as in the paper);
 * ``robust``: the 99.9th percentile of activations (Rueckauer et al. 2017).
 
-Each run's SpikeRecord is cached as a file, so an interrupted Table 2 resumes where it stopped.
+Every cached artifact (the threshold search, each run's SpikeRecord) is named by a content fingerprint of
+everything that determines it (:mod:`convert.fingerprint`): the spec's weights and semantics, the dataset
+split's recorded hash, the evaluation settings that matter to it, the engine options, the input seed and the
+format versions. An interrupted Table 2 resumes where it stopped, and a retrained checkpoint or a changed
+setting recomputes exactly the entries it changes; an old entry is never read for a new question.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from convert import datasets
+from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short, spec_fingerprint
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import provenance, write_json_atomic
-from convert.records import SpikeRecord, default_checkpoints
+from convert.records import RECORD_FORMAT_VERSION, SpikeRecord, default_checkpoints
 from convert.spec import NetworkSpec
 from validation.engines import run
 
@@ -57,6 +62,18 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The simulator options that can change a record (float rounding differs between them)."""
+        return {
+            "engine": "fastsim",
+            "device": self.device,
+            "dtype": self.dtype,
+            "matmul": self.matmul,
+            "kernel": self.kernel,
+            "batch_size": self.batch_size,
+        }
 
 
 def figure_checkpoints(steps: int, points: int = 60) -> np.ndarray:
@@ -103,17 +120,50 @@ def search_threshold(
     return best, scores
 
 
+def data_identity(dataset: str, split: str) -> dict[str, str]:
+    """The recorded sha256 of a split's images and labels (every load is checked against them)."""
+    return {kind: datasets.SHA256[(dataset, split, kind)] for kind in ("images", "labels")}
+
+
+def search_key(base: NetworkSpec, dataset: str, cfg: EvalConfig) -> str:
+    """Fingerprint of a threshold search: the copy spec, the held-out images, the candidates and the engine."""
+    return fingerprint(
+        {
+            "kind": "threshold-search",
+            "cache_format": CACHE_FORMAT_VERSION,
+            "spec": spec_fingerprint(base),
+            "data": data_identity(dataset, "train"),
+            "search": {k: getattr(cfg, k) for k in ("thresholds", "search_images", "holdout", "search_seed", "steps")},
+            "engine": cfg.engine,
+        }
+    )
+
+
+def cached_search(base: NetworkSpec, dataset: str, root: Path | None, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    """The baseline threshold search, cached under ``out/searches/`` by :func:`search_key`."""
+    key = search_key(base, dataset, cfg)
+    path = out / "searches" / f"threshold-{dataset}-{short(key)}.json"
+    if path.exists():
+        search = json.loads(path.read_text())
+        if search.get("key") == key:
+            return search
+    tuned, scores = search_threshold(base, *heldout(dataset, root, cfg), cfg)
+    search = {
+        "key": key,
+        "chosen": tuned,
+        "accuracy": {str(k): v for k, v in scores.items()},
+        "on": "held-out train",
+        **provenance(cfg.to_dict(), cfg.search_seed),
+    }
+    write_json_atomic(path, search)
+    return search
+
+
 def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: EvalConfig, out: Path) -> dict:
-    """Every row's spec for one trained model (threshold search and statistics cached under ``out``)."""
+    """Every row's spec for one trained model (threshold search and statistics cached by content)."""
     base = copy_spec(dataset, model, runs)
-    search_file = out / f"threshold-{dataset}-{model}.json"
-    if search_file.exists():
-        search = json.loads(search_file.read_text())
-        tuned = search["chosen"]
-    else:
-        tuned, scores = search_threshold(base, *heldout(dataset, root, cfg), cfg)
-        search = {"chosen": tuned, "accuracy": {str(k): v for k, v in scores.items()}, "on": "held-out train"}
-        write_json_atomic(search_file, search)
+    search = cached_search(base, dataset, root, cfg, out)
+    tuned = search["chosen"]
     stats = stats_for(base, dataset, root, runs, cfg.calib_images, holdout=cfg.holdout, progress=False)
     specs = {
         "baseline": normalized_spec(base, "baseline", threshold=1.0),
@@ -125,18 +175,49 @@ def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: Ev
     return {"specs": specs, "tuned_threshold": tuned, "search": search}
 
 
-def record_path(out: Path, dataset: str, model: str, row: str, seed: int) -> Path:
-    return out / "records" / f"{dataset}-{model}-{row}-s{seed}.npz"
+def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int) -> str:
+    """Fingerprint of one Table 2 run: spec content, test split, images, steps, checkpoints, engine, seed."""
+    return fingerprint(
+        {
+            "kind": "table2-record",
+            "cache_format": CACHE_FORMAT_VERSION,
+            "record_format": RECORD_FORMAT_VERSION,
+            "spec": spec_fingerprint(spec),
+            "data": data_identity(dataset, "test"),
+            "images": cfg.n_images,
+            "steps": cfg.steps,
+            "checkpoints": figure_checkpoints(cfg.steps),
+            "engine": cfg.engine,
+            "seed": seed,
+        }
+    )
+
+
+def record_path(out: Path, key: str, dataset: str, model: str, row: str, seed: int) -> Path:
+    """Where the record of :func:`record_key` ``key`` lives; the readable prefix is for people, not lookup."""
+    return out / "records" / f"{dataset}-{model}-{row}-s{seed}-{short(key)}.npz"
 
 
 def evaluate(
-    spec: NetworkSpec, dataset: str, root: Path | None, cfg: EvalConfig, seed: int, path: Path, progress: bool = False
+    spec: NetworkSpec,
+    dataset: str,
+    root: Path | None,
+    cfg: EvalConfig,
+    seed: int,
+    path: Path,
+    key: str,
+    progress: bool = False,
 ) -> SpikeRecord:
-    """Run ``spec`` on the first ``cfg.n_images`` test images with input seed ``seed``; cached at ``path``."""
+    """Run ``spec`` on the first ``cfg.n_images`` test images with input seed ``seed``; cached at ``path``
+    under ``key`` (a file there holding another key is recomputed, never read)."""
     if path.exists():
-        return SpikeRecord.load(path)
+        rec = SpikeRecord.load(path)
+        if rec.meta.get("cache_key") == key:
+            return rec
     test = datasets.load(dataset, "test", root)
-    n = min(cfg.n_images, len(test.images))
+    n = cfg.n_images
+    if n > len(test.images):
+        raise ValueError(f"n_images={n} exceeds the {dataset} test split ({len(test.images)} images)")
     rec = run(
         "fastsim",
         spec,
@@ -154,6 +235,6 @@ def evaluate(
         checkpoints=figure_checkpoints(cfg.steps),
         progress=progress,
     )
-    rec = rec.with_meta(dataset=dataset, provenance=provenance(cfg.to_dict(), seed))
+    rec = rec.with_meta(dataset=dataset, cache_key=key, provenance=provenance(cfg.to_dict(), seed))
     rec.save(path)
     return rec

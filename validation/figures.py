@@ -15,19 +15,16 @@ import numpy as np
 
 from convert.provenance import atomic_path, write_json_atomic, write_text_atomic
 from convert.records import SpikeRecord
-from validation.experiments import ROWS, EvalConfig, record_path
 
 STYLE = {"mlp": "-", "cnn": "--"}
 COLORS = {"baseline": "C0", "baseline-tuned": "C1", "model": "C2", "data": "C3", "robust": "C4"}
 FIG_NUMBER = {"mnist": 3, "fashion": 4}
 
 
-def curves(
-    out: Path, dataset: str, model: str, row: str, seeds: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray, float]:
+def curves(out: Path, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float]:
     """(times in steps (C,), accuracy per seed (S, C), mean fraction of images without an output spike at T)
-    from the cached records."""
-    recs = [SpikeRecord.load(record_path(out, dataset, model, row, s)) for s in seeds]
+    from the records behind one Table 2 entry."""
+    recs = [SpikeRecord.load(out / p) for p in entry["records"]]
     silent = float(np.mean([r.no_spike_fraction() for r in recs]))
     return recs[0].checkpoints, np.stack([r.accuracy_curve() for r in recs]), silent
 
@@ -41,7 +38,7 @@ def convergence_time(times: np.ndarray, acc: np.ndarray, tolerance: float = 0.00
     return float(times[min(last_bad + 1, len(times) - 1)])
 
 
-def plot_dataset(out: Path, dataset: str, models: list[str], cfg: EvalConfig) -> dict[str, Any]:
+def plot_dataset(out: Path, dataset: str, results: dict[str, Any]) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,33 +46,34 @@ def plot_dataset(out: Path, dataset: str, models: list[str], cfg: EvalConfig) ->
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     table = []
-    for model in models:
-        for row in ROWS:
-            times, acc, silent = curves(out, dataset, model, row, cfg.seeds)
-            t_ms = times * 1.0  # dt = 1 ms
-            err = 100 * (1 - acc)
-            ax.plot(t_ms, err.mean(0), STYLE[model], color=COLORS[row], label=f"{model.upper()} {row}")
-            ax.fill_between(t_ms, err.min(0), err.max(0), color=COLORS[row], alpha=0.2, linewidth=0)
-            mean = acc.mean(0)
-            settled = convergence_time(t_ms, mean)
-            table.append(
-                {
-                    "dataset": dataset,
-                    "model": model,
-                    "row": row,
-                    "final_accuracy": float(mean[-1]),
-                    "no_output_spike_fraction": silent,
-                    "ms_to_within_0.1pp": settled,
-                    # a curve that is flat because the output never spiked has not converged
-                    "reached_before_T": bool(settled < t_ms[-1] and silent < 0.5),
-                }
-            )
+    cfg = results["config"]
+    for entry in (e for e in results["entries"] if e["dataset"] == dataset):
+        model, row = entry["model"], entry["row"]
+        times, acc, silent = curves(out, entry)
+        t_ms = times * 1.0  # dt = 1 ms
+        err = 100 * (1 - acc)
+        ax.plot(t_ms, err.mean(0), STYLE[model], color=COLORS[row], label=f"{model.upper()} {row}")
+        ax.fill_between(t_ms, err.min(0), err.max(0), color=COLORS[row], alpha=0.2, linewidth=0)
+        mean = acc.mean(0)
+        settled = convergence_time(t_ms, mean)
+        table.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "row": row,
+                "final_accuracy": float(mean[-1]),
+                "no_output_spike_fraction": silent,
+                "ms_to_within_0.1pp": settled,
+                # a curve that is flat because the output never spiked has not converged
+                "reached_before_T": bool(settled < t_ms[-1] and silent < 0.5),
+            }
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("simulated time (ms)")
     ax.set_ylabel("test error (%)")
     ax.set_title(
-        f"Figure {FIG_NUMBER.get(dataset, '')}: {dataset} ({cfg.n_images} test images, {len(cfg.seeds)} seeds)"
+        f"Figure {FIG_NUMBER.get(dataset, '')}: {dataset} ({cfg['n_images']} test images, {len(cfg['seeds'])} seeds)"
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
@@ -107,13 +105,13 @@ def convergence_markdown(rows: list[dict[str, Any]], steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_figures(cfg: EvalConfig, runs: Path, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Both figures and the convergence table from the records Table 2 wrote."""
-    out = runs / "table2" / cfg.tag
+def make_figures(results: dict[str, Any], runs: Path) -> list[dict[str, Any]]:
+    """Both figures and the convergence table from the records behind ``results`` (run_table2's output)."""
+    cfg = results["config"]
+    out = runs / "table2" / results["tag"]
     rows = []
-    for dataset in dict.fromkeys(ds for ds, _ in pairs):
-        models = [m for ds, m in pairs if ds == dataset]
-        rows += plot_dataset(out, dataset, models, cfg)["convergence"]
-    write_text_atomic(out / "convergence.md", convergence_markdown(rows, cfg.steps))
-    write_json_atomic(out / "convergence.json", {"config": cfg.to_dict(), "rows": rows})
+    for dataset in dict.fromkeys(e["dataset"] for e in results["entries"]):
+        rows += plot_dataset(out, dataset, results)["convergence"]
+    write_text_atomic(out / "convergence.md", convergence_markdown(rows, cfg["steps"]))
+    write_json_atomic(out / "convergence.json", {"config": cfg, "rows": rows})
     return rows

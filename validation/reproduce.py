@@ -137,7 +137,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
 
     _stage(log, "Table 2 simulations (fastsim)", start)
     start = time.perf_counter()
-    conv = make_figures(cfg.eval, runs, list(PAIRS))
+    conv = make_figures(results, runs)
     _stage(log, "Figures 3/4", start)
     start = time.perf_counter()
     agree = agreement_runs(cfg, root, runs)

@@ -1,8 +1,9 @@
 """Table 2: SNN test accuracy after T ms per dataset × model × row, mean ± std over input seeds.
 
 ``python -m validation table2`` runs (or resumes) every evaluation of :mod:`validation.experiments` and
-writes ``table2.md``, ``table2.csv`` and ``table2.json`` (config, seeds, versions, git commit) under
-``runs/table2/<tag>/``. The replication's numbers (10 000 ms, the whole test set) stand beside ours.
+writes ``table2.md``, ``table2.csv`` and ``table2.json`` (config, seeds, versions, git commit, and the
+content-addressed record file behind every accuracy) under ``runs/table2/<tag>/``. The replication's numbers
+(10 000 ms, the whole test set) stand beside ours.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from tqdm import tqdm
 from convert import ann, datasets
 from convert.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.train import checkpoint_paths
-from validation.experiments import REPLICATION_THRESHOLD, ROWS, EvalConfig, build_specs, evaluate, record_path
+from validation.experiments import (
+    REPLICATION_THRESHOLD,
+    ROWS,
+    EvalConfig,
+    build_specs,
+    evaluate,
+    record_key,
+    record_path,
+)
 
 REPLICATION = {  # Table 2 of the replication: SNN test accuracy after 10 000 ms
     ("mnist", "mlp"): {"baseline": 98.64, "baseline-tuned": 98.68, "model": 98.65, "data": 98.66},
@@ -39,22 +48,25 @@ def run_table2(
 ) -> dict[str, Any]:
     """Every (dataset, model, row, seed) evaluation; returns the results dictionary (also written)."""
     out = runs / "table2" / cfg.tag
-    results: dict[str, Any] = {"config": cfg.to_dict(), "entries": []}
+    results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": []}
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
     bar = tqdm(total=len(todo) * len(ROWS) * len(cfg.seeds), desc="table2 runs", disable=not progress)
     for ds, model in todo:
         built = build_specs(ds, model, root, runs, cfg, out)
         ann_all = json.loads(checkpoint_paths(runs, ds, model)[1].read_text())["test_accuracy"]
         test = datasets.load(ds, "test", root)
-        n = min(cfg.n_images, len(test.images))
+        n = cfg.n_images
         ann_same = ann.accuracy(built["specs"]["baseline"][0], test.images[:n], test.labels[:n])
         for row in ROWS:
             spec, report = built["specs"][row]
-            accs, no_spike = [], []
+            accs, no_spike, paths = [], [], []
             for seed in cfg.seeds:
-                rec = evaluate(spec, ds, root, cfg, seed, record_path(out, ds, model, row, seed))
+                key = record_key(spec, ds, cfg, seed)
+                path = record_path(out, key, ds, model, row, seed)
+                rec = evaluate(spec, ds, root, cfg, seed, path, key)
                 accs.append(rec.accuracy())
                 no_spike.append(rec.no_spike_fraction())
+                paths.append(str(path.relative_to(out)))
                 bar.update()
             results["entries"].append(
                 {
@@ -71,6 +83,7 @@ def run_table2(
                     "divisors": list(report.divisors),
                     "replication": REPLICATION[(ds, model)].get(row),
                     "search": built["search"] if row == "baseline-tuned" else None,
+                    "records": paths,
                 }
             )
     bar.close()

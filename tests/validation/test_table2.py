@@ -26,16 +26,78 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     saved = json.loads((out / "table2.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["config"]["steps"] == 30 and "git_commit" in saved
     assert "baseline tuned" in (out / "table2.md").read_text()
-    search = json.loads((out / "threshold-mnist-mlp.json").read_text())
-    assert search["on"] == "held-out train" and search["chosen"] in (1.0, 2.0)
+    (search_file,) = (out / "searches").iterdir()
+    search = json.loads(search_file.read_text())
+    assert search["on"] == "held-out train" and search["chosen"] in (1.0, 2.0) and "git_commit" in search
     records = sorted(p.name for p in (out / "records").iterdir())
     assert len(records) == len(ROWS) * 2
+    assert all((out / p).exists() for e in results["entries"] for p in e["records"])
     # a rerun resumes from the records: same numbers, nothing simulated again
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
     again = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
     assert [e["accuracies"] for e in again["entries"]] == [e["accuracies"] for e in results["entries"]]
     assert {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()} == mtimes
-    rows = make_figures(cfg, tmp_path, [("mnist", "mlp")])
+    rows = make_figures(again, tmp_path)
     assert len(rows) == len(ROWS)
     assert (out / "fig3_mnist.png").stat().st_size > 0 and (out / "fig3_mnist.svg").stat().st_size > 0
     assert "ms to within 0.1 pp" in (out / "convergence.md").read_text()
+
+
+def _count_simulations(monkeypatch) -> list[str]:
+    """Record the spec fingerprint of every simulation Table 2 and the threshold search start."""
+    from convert.fingerprint import spec_fingerprint
+    from validation import experiments
+
+    calls: list[str] = []
+    real_run = experiments.run
+
+    def counting(engine, spec, *args, **kwargs):
+        calls.append(spec_fingerprint(spec))
+        return real_run(engine, spec, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "run", counting)
+    return calls
+
+
+@pytest.mark.slow
+def test_cached_results_are_keyed_by_content(tmp_path, monkeypatch):
+    """A changed checkpoint recomputes every row; a changed percentile recomputes only the robust row; an
+    unchanged question recomputes nothing."""
+    import dataclasses
+
+    import torch
+
+    from convert.train import checkpoint_paths
+
+    argv = ["train", "--dataset", "mnist", "--model", "mlp", "--epochs", "1", "--train-images", "256"]
+    assert convert_main([*argv, "--runs", str(tmp_path)]) == 0
+    cfg = EvalConfig(
+        n_images=10, steps=15, seeds=(0,), thresholds=(1.0, 2.0), search_images=10, holdout=50, calib_images=200
+    )
+    pairs = (("mnist", "mlp"),)
+    calls = _count_simulations(monkeypatch)
+    first = run_table2(cfg, None, tmp_path, pairs=pairs, progress=False)
+    assert len(calls) == len(cfg.thresholds) + len(ROWS)  # the search, then one run per row
+
+    calls.clear()
+    run_table2(cfg, None, tmp_path, pairs=pairs, progress=False)
+    assert calls == [], "an unchanged question is answered from the cache"
+
+    calls.clear()
+    robust = dataclasses.replace(cfg, percentile=99.0)
+    second = run_table2(robust, None, tmp_path, pairs=pairs, progress=False)
+    assert len(calls) == 1, "only the robust row depends on the percentile"
+    changed = [
+        a["row"] for a, b in zip(first["entries"], second["entries"], strict=True) if a["records"] != b["records"]
+    ]
+    assert changed == ["robust"]
+
+    ckpt, _ = checkpoint_paths(tmp_path, "mnist", "mlp")
+    blob = torch.load(ckpt, weights_only=True)
+    blob["state_dict"]["2.weight"][0, 0] += 0.5  # the first hidden layer's weight: a "retrained" checkpoint
+    torch.save(blob, ckpt)
+    calls.clear()
+    third = run_table2(cfg, None, tmp_path, pairs=pairs, progress=False)
+    assert len(calls) == len(cfg.thresholds) + len(ROWS), "a changed checkpoint recomputes the search and every row"
+    assert all(a["records"] != b["records"] for a, b in zip(first["entries"], third["entries"], strict=True))
+    assert len(list((tmp_path / "stats").iterdir())) == 2, "statistics of the new weights are collected anew"

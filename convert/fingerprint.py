@@ -1,0 +1,101 @@
+"""Content fingerprints: the keys of every cached artifact (statistics, threshold searches, records, sweeps).
+
+A cached result is named by a hash of everything that determines it, as git names objects, never by a file
+name: a changed checkpoint, spec, dataset file or config changes the key, so an old entry is never read for a
+new question. :func:`fingerprint` hashes JSON-able values, numpy arrays, dataclasses and :class:`NetworkSpec`
+objects canonically (sorted keys, exact array bytes with dtype and shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.spec import NetworkSpec
+
+# Bump when the meaning of a cached artifact changes (new record fields, new simulation semantics).
+CACHE_FORMAT_VERSION = 1
+
+
+def spec_fingerprint(spec: NetworkSpec) -> str:
+    """sha256 of everything in a spec that determines a simulation: layers, weights, thresholds, reset,
+    schedule, dt, encoding, rate and labels. ``provenance`` is free-form metadata and is left out."""
+    return fingerprint(_spec_content(spec))
+
+
+def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
+    layers = []
+    for layer in spec.layers:
+        entry: dict[str, Any] = {"type": type(layer).__name__}
+        for f in dataclasses.fields(layer):
+            if f.name != "bias":
+                entry[f.name] = getattr(layer, f.name)
+        layers.append(entry)
+    return {
+        "input_shape": spec.input_shape,
+        "layers": layers,
+        "reset": spec.reset,
+        "schedule": spec.schedule,
+        "dt_ms": spec.dt_ms,
+        "encoding": spec.encoding,
+        "max_rate_hz": spec.max_rate_hz,
+        "labels": spec.labels,
+    }
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 of a canonical encoding of ``value`` (dicts by sorted key, arrays by dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    _feed(h, value)
+    return h.hexdigest()
+
+
+def short(digest: str, n: int = 16) -> str:
+    """The first ``n`` hex digits of a digest, for file names."""
+    return digest[:n]
+
+
+def _feed(h: Any, value: Any) -> None:
+    if isinstance(value, NetworkSpec):
+        h.update(b"S")
+        _feed(h, _spec_content(value))
+    elif isinstance(value, np.ndarray):
+        arr = np.ascontiguousarray(value)
+        h.update(b"A" + json.dumps([arr.dtype.str, list(arr.shape)]).encode())
+        h.update(arr.tobytes())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(b"D" + type(value).__name__.encode())
+        _feed(h, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    elif isinstance(value, dict):
+        h.update(b"{")
+        for key in sorted(value, key=str):
+            _feed(h, str(key))
+            _feed(h, value[key])
+        h.update(b"}")
+    elif isinstance(value, list | tuple):
+        h.update(b"[")
+        for item in value:
+            _feed(h, item)
+        h.update(b"]")
+    elif isinstance(value, Path):
+        _feed(h, str(value))
+    elif isinstance(value, np.generic):
+        _feed(h, value.item())
+    elif value is None or isinstance(value, bool | int | float | str):
+        h.update(b"J" + json.dumps(value).encode() + b";")
+    else:
+        raise TypeError(f"fingerprint: cannot hash a {type(value).__name__}; pass JSON-able values or arrays")

@@ -1,0 +1,50 @@
+"""Content fingerprints: equal content gives equal keys, any change that matters gives a new one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from convert.fingerprint import fingerprint, spec_fingerprint
+from convert.spec import Dense, Flatten, NetworkSpec
+
+
+def _spec(w: np.ndarray, **fields) -> NetworkSpec:
+    return NetworkSpec(input_shape=(1, 2, 2), layers=(Flatten(), Dense(w)), **fields)
+
+
+def test_spec_fingerprint_follows_content_not_metadata():
+    w = np.arange(8.0).reshape(2, 4) / 10
+    base = spec_fingerprint(_spec(w))
+    assert spec_fingerprint(_spec(w.copy(), provenance={"note": "renamed"})) == base
+    w2 = w.copy()
+    w2[1, 3] = np.nextafter(w2[1, 3], 1.0)  # one ulp
+    changed = [
+        _spec(w2),
+        _spec(w, reset="subtract"),
+        _spec(w, schedule="cascade"),
+        _spec(w, max_rate_hz=500.0),
+        _spec(w, encoding="current"),
+        NetworkSpec(input_shape=(1, 2, 2), layers=(Flatten(), Dense(w, threshold=2.0))),
+    ]
+    keys = {spec_fingerprint(s) for s in changed}
+    assert base not in keys and len(keys) == len(changed)
+
+
+def test_fingerprint_is_canonical_and_type_aware():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 1.5})
+    a = np.zeros(4, dtype=np.float32)
+    assert fingerprint(a) != fingerprint(a.astype(np.float64))
+    assert fingerprint(a) != fingerprint(a.reshape(2, 2))
+    assert fingerprint((1, 2)) != fingerprint((12,))
+
+    @dataclasses.dataclass
+    class Cfg:
+        x: int = 1
+
+    assert fingerprint(Cfg()) == fingerprint(Cfg()) != fingerprint(Cfg(x=2))
+    with pytest.raises(TypeError, match="cannot hash"):
+        fingerprint(object())
