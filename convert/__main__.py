@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from convert import datasets, models
-from convert.cli import run_command
+from convert.cli import check_count, count_or_all, nonnegative_int, positive_float, positive_int, run_command
 from convert.pipeline import default_runs
 
 
@@ -27,6 +27,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from convert.train import TrainConfig, train_and_save
 
+    n_train = datasets.N_IMAGES["train"]
+    check_count("--train-images", args.train_images, n_train, f"the {args.dataset} training split")
     cfg = TrainConfig(
         dataset=args.dataset,
         model=args.model,
@@ -56,6 +58,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     from convert.pipeline import copy_spec, normalized_spec, stats_for
 
     runs = args.runs or default_runs()
+    n_train = datasets.N_IMAGES["train"]
+    check_count("--calib-images", args.calib_images, n_train, f"the {args.dataset} training split")
     base = copy_spec(args.dataset, args.model, runs, reset=args.reset, schedule=args.schedule)
     stats = None
     if args.method in ("data", "robust"):
@@ -87,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
     p.add_argument("--model", choices=models.MODELS, required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-images", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
     p.add_argument("--force", action="store_true", help="retrain even if a checkpoint exists")
     p.set_defaults(func=cmd_train)
 
@@ -104,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
     p.add_argument("--model", choices=models.MODELS, required=True)
     p.add_argument("--method", choices=("baseline", "model", "data", "robust"), required=True)
-    p.add_argument("--threshold", type=float, default=1.0, help="baseline: the threshold of every layer")
+    p.add_argument("--threshold", type=positive_float, default=1.0, help="baseline: the threshold of every layer")
     p.add_argument("--percentile", type=float, default=99.9, help="robust: the activation percentile")
     p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")
     p.add_argument("--reset", choices=("zero", "subtract"), default="zero")
     p.add_argument("--schedule", choices=("delay", "cascade"), default="delay")
-    p.add_argument("--calib-images", type=int, default=None, help="calibration images (default: all train)")
+    p.add_argument(
+        "--calib-images", type=count_or_all, default="all", help="first N training images, or all (the default)"
+    )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--nir", type=Path, default=None, help="also export the spec to this NIR file")
     p.set_defaults(func=cmd_normalize)

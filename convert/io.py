@@ -50,33 +50,122 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
-def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkSpec:
-    """Rebuild a spec from :func:`to_dict`'s output; unknown layer types raise :class:`SpecError`."""
-    layers = []
-    for i, entry in enumerate(header["layers"]):
-        entry = dict(entry)
-        kind = entry.pop("type")
-        cls = _LAYER_CLASSES.get(kind)
-        if cls is None:
-            raise SpecError(f"layers[{i}]: unknown layer type {kind!r}; supported: {', '.join(_LAYER_CLASSES)}")
-        for key, value in entry.items():
-            if key == "weight":
-                if value not in arrays:
-                    raise SpecError(f"layers[{i}].weight: array {value!r} missing from the file")
-                entry[key] = arrays[value]
-        layers.append(cls(**entry))
-    kwargs = {name: header[name] for name in _SPEC_FIELDS if name in header}
-    return NetworkSpec(layers=tuple(layers), **kwargs)
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _read_npz(path: str | os.PathLike[str], what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The JSON header and the arrays of one of our ``.npz`` files; damage raises :class:`SpecError`."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int_or_pair(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value))
+
+
+# what each header key and each layer field must hold in the JSON header (docs/spec-format.md)
+_HEADER_TYPES: dict[str, tuple[Any, str]] = {
+    "format_version": (_is_int, "an integer"),
+    "layers": (lambda v: isinstance(v, list), "a list of layer objects"),
+    "input_shape": (lambda v: isinstance(v, list) and all(_is_int(d) for d in v), "a list of integers"),
+    "reset": (lambda v: isinstance(v, str), "a string"),
+    "schedule": (lambda v: isinstance(v, str), "a string"),
+    "dt_ms": (_is_number, "a number"),
+    "encoding": (lambda v: isinstance(v, str), "a string"),
+    "max_rate_hz": (_is_number, "a number"),
+    "labels": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "provenance": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+_LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
+    "weight": (lambda v: isinstance(v, str), "the name of an array in the file"),
+    "threshold": (_is_number, "a number"),
+    "kernel_size": (_is_int, "an integer"),
+    "stride": (lambda v: v is None or _is_int_or_pair(v), "an integer or a pair of integers"),
+    "padding": (_is_int_or_pair, "an integer or a pair of integers"),
+}
+
+
+def _layer_fields(cls: type) -> tuple[str, ...]:
+    """The fields a layer of type ``cls`` has in the file: its dataclass fields but the (unsupported) bias."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "bias")
+
+
+def _check_keys(where: str, keys: Any, allowed: tuple[str, ...]) -> None:
+    """Every allowed key present, no other: a typo must not silently fall back to a default."""
+    unknown = [k for k in keys if k not in allowed]
+    if unknown:
+        raise SpecError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(allowed)}")
+    missing = [k for k in allowed if k not in keys]
+    if missing:
+        raise SpecError(f"{where}: missing field {missing[0]!r}")
+
+
+def _check_types(where: str, entry: dict[str, Any], types: dict[str, tuple[Any, str]]) -> None:
+    for key, value in entry.items():
+        check, meaning = types.get(key, (lambda v: True, ""))
+        if not check(value):
+            raise SpecError(f"{where}.{key}: must be {meaning}, got {json.dumps(value)[:60]}")
+
+
+def _layer_from_dict(i: int, entry: Any, arrays: dict[str, np.ndarray]):
+    where = f"layers[{i}]"
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where}: must be a JSON object with a 'type', got {json.dumps(entry)[:60]}")
+    entry = dict(entry)
+    kind = entry.pop("type", None)
+    cls = _LAYER_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise SpecError(f"{where}: unknown layer type {kind!r}; supported: {', '.join(_LAYER_CLASSES)}")
+    where = f"{where} ({kind})"
+    _check_keys(where, entry, _layer_fields(cls))
+    _check_types(where, entry, _LAYER_FIELD_TYPES)
+    if "weight" in entry:
+        name = entry["weight"]
+        if name not in arrays:
+            raise SpecError(f"{where}.weight: array {name!r} missing from the file")
+        if arrays[name].dtype not in (np.float32, np.float64):
+            raise SpecError(f"{where}.weight: array {name!r} has dtype {arrays[name].dtype}; need float32/float64")
+        entry["weight"] = arrays[name]
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        return cls(**entry)
+    except (TypeError, ValueError) as err:  # SpecError included: the layer's own checks name the field
+        raise SpecError(f"{where}: {err}") from None
+
+
+def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkSpec:
+    """Rebuild a spec from :func:`to_dict`'s output. Anything else (a missing or unknown key, a wrong type, an
+    unknown layer type) raises :class:`SpecError` naming the field; nothing falls back to a default."""
+    if not isinstance(header, dict):
+        raise SpecError(f"header: must be a JSON object, got a JSON {type(header).__name__}")
+    _check_keys("header", header, ("format_version", "layers", *_SPEC_FIELDS))
+    _check_types("header", header, _HEADER_TYPES)
+    layers = tuple(_layer_from_dict(i, entry, arrays) for i, entry in enumerate(header["layers"]))
+    kwargs = {name: header[name] for name in _SPEC_FIELDS}
+    try:
+        return NetworkSpec(layers=layers, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise SpecError(str(err)) from None
+
+
+_REMAKE = "re-create it with `python -m convert normalize ...` (or convert.io.save_spec)"
+_RECOMPUTE = "delete it: the statistics are recomputed"
+
+
+def _read_npz(path: str | os.PathLike[str], what: str, fix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON header (an object) and the arrays of one of our ``.npz`` files; damage raises :class:`SpecError`
+    naming the file and ``fix``."""
+    try:
+        with open(path, "rb") as f:
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with z:
+                arrays = {k: z[k] for k in z.files}
         header = json.loads(bytes(arrays.pop("header")).decode("utf-8"))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
-        raise SpecError(f"{path}: damaged or not a {what} file ({type(err).__name__}: {err})") from err
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        detail = "empty file" if isinstance(err, EOFError) else f"{type(err).__name__}: {err}"
+        raise SpecError(f"{path}: damaged or not a {what} file ({detail}); {fix}") from err
+    if not isinstance(header, dict):
+        raise SpecError(f"{path}: damaged or not a {what} file (its header is a JSON {type(header).__name__}); {fix}")
     return header, arrays
 
 
@@ -90,20 +179,24 @@ def save_spec(spec: NetworkSpec, path: str | os.PathLike[str]) -> Path:
 
 
 def load_spec(path: str | os.PathLike[str]) -> NetworkSpec:
-    """Read a spec file; a missing, damaged or too-new file raises :class:`SpecError` saying so."""
+    """Read a spec file; a missing, damaged, malformed or too-new file raises :class:`SpecError` naming the file,
+    the field and the fix."""
     path = Path(path)
     if not path.exists():
         raise SpecError(f"{path}: no such spec file; make one with `python -m convert normalize ...`")
-    header, arrays = _read_npz(path, "spec")
+    header, arrays = _read_npz(path, "spec", _REMAKE)
     version = header.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise SpecError(f"{path}: header has no valid format_version")
+    if not _is_int(version) or version < 1:
+        raise SpecError(f"{path}: header has no valid format_version; not a spec file? {_REMAKE}")
     if version > FORMAT_VERSION:
         raise SpecError(
             f"{path}: spec format version {version} is newer than this code reads ({FORMAT_VERSION}); "
             "update snn-balance"
         )
-    return from_dict(header, arrays)
+    try:
+        return from_dict(header, arrays)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}; {_REMAKE}") from None
 
 
 # ------------------------------------------------------------------------------------------------- NIR
@@ -200,15 +293,18 @@ def save_stats(stats, path: str | os.PathLike[str]) -> Path:
 def load_stats(path: str | os.PathLike[str]):
     from convert.stats import ActivationStats
 
-    header, arrays = _read_npz(path, "stats")
-    n = len(header["max"])
-    return ActivationStats(
-        max=tuple(header["max"]),
-        samples=tuple(arrays[f"samples.{i}"] for i in range(n)),
-        n_values=tuple(header["n_values"]),
-        n_positive=tuple(header["n_positive"]),
-        n_images=header["n_images"],
-        fingerprint=header["fingerprint"],
-        seed=header["seed"],
-        meta=header["meta"],
-    )
+    header, arrays = _read_npz(path, "stats", _RECOMPUTE)
+    try:
+        n = len(header["max"])
+        return ActivationStats(
+            max=tuple(header["max"]),
+            samples=tuple(arrays[f"samples.{i}"] for i in range(n)),
+            n_values=tuple(header["n_values"]),
+            n_positive=tuple(header["n_positive"]),
+            n_images=header["n_images"],
+            fingerprint=header["fingerprint"],
+            seed=header["seed"],
+            meta=header["meta"],
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise SpecError(f"{path}: damaged statistics cache ({type(err).__name__}: {err}); {_RECOMPUTE}") from err

@@ -33,6 +33,30 @@ class TrainConfig:
     seed: int = 0
     train_images: int | None = None  # a prefix of the training set, for quick runs and tests
 
+    def __post_init__(self) -> None:
+        """Refuse impossible settings (0 epochs would save an untrained network) with a ValueError naming them."""
+        import math
+
+        def count(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+        def positive(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if self.dataset not in datasets.DATASETS:
+            raise ValueError(f"TrainConfig.dataset must be one of {', '.join(datasets.DATASETS)}, got {self.dataset!r}")
+        if self.model not in models.MODELS:
+            raise ValueError(f"TrainConfig.model must be one of {', '.join(models.MODELS)}, got {self.model!r}")
+        for name in ("epochs", "batch_size"):
+            if not count(getattr(self, name)):
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.train_images is not None and not count(self.train_images):
+            raise ValueError(f"TrainConfig.train_images must be a positive integer or None, got {self.train_images!r}")
+        if not positive(self.lr) or self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be a positive finite number, got {self.lr!r}")
+        if not positive(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1]."""
@@ -130,10 +154,35 @@ def train_and_save(
 
 
 def load_model(path: Path) -> nn.Sequential:
-    """Rebuild a trained model (eval mode) from a checkpoint written by :func:`train_and_save`."""
+    """Rebuild a trained model (eval mode) from a checkpoint written by :func:`train_and_save`; any other file
+    (damaged, foreign, or a pickle that would run code) raises a ValueError naming it."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint; train it with `python -m convert train ...`")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = models.build(blob["model"])
-    model.load_state_dict(blob["state_dict"])
+
+    def not_ours(why: str | BaseException) -> ValueError:
+        import pickle
+
+        if isinstance(why, pickle.UnpicklingError):  # torch's own advice (weights_only=False) would run the code
+            why = "it holds objects other than tensors, which could run code; refused without loading them"
+        detail = f"{type(why).__name__}: {str(why).strip()}" if isinstance(why, BaseException) else why
+        detail = (detail.splitlines() or [""])[0][:200]
+        return ValueError(f"{path}: not a checkpoint written by `python -m convert train`; retrain ({detail})")
+
+    try:
+        # weights_only: a pickle that would call anything but tensor constructors raises UnpicklingError
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # UnpicklingError, RuntimeError (bad zip), EOFError...: all mean "not ours"
+        raise not_ours(err) from None
+    name = blob.get("model") if isinstance(blob, dict) else None
+    state = blob.get("state_dict") if isinstance(blob, dict) else None
+    if name not in models.MODELS or not isinstance(state, dict):
+        raise not_ours("no valid 'model' name and 'state_dict'")
+    model = models.build(name)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise not_ours(err) from None
     return model.eval()

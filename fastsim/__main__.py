@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert.cli import run_command
+from convert.cli import check_count, count_or_all, nonnegative_int, positive_int, run_command
 from convert.records import record_summary
 
 
@@ -21,10 +21,9 @@ def _run(args: argparse.Namespace) -> int:
     from fastsim.simulate import simulate
 
     spec = load_spec(args.spec)
+    datasets.check_spec_dataset(spec, args.dataset, args.spec)
     split = datasets.load(args.dataset, args.split, args.root)
-    n = len(split.images) if args.images is None else min(args.images, len(split.images))
-    if n < 1:
-        raise ValueError(f"--images must be >= 1, got {args.images}")
+    n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
     record = simulate(
         spec,
         split.images[:n],
@@ -81,18 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
     run.add_argument("--split", default="test", choices=("train", "test"))
     run.add_argument("--root", type=Path, default=None, help="dataset root (default: $SNN_DATA or data/)")
-    run.add_argument("--images", type=int, default=None, help="first N images of the split (default: all)")
-    run.add_argument("--steps", type=int, required=True, help="time steps per image")
+    run.add_argument("--images", type=count_or_all, default="all", help="first N images of the split, or all (default)")
+    run.add_argument("--steps", type=positive_int, required=True, help="time steps per image")
     run.add_argument("--device", default="cpu", help="cpu or cuda")
     run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    run.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
+    run.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the Poisson input")
     run.add_argument(
         "--matmul",
         default="fp32",
         choices=("fp32", "tf32x2", "tf32x3"),
         help="float32 synaptic products: fp32, or weights split into 2/3 TF32 limbs for GPU tensor cores",
     )
-    run.add_argument("--batch-size", type=int, default=None, help="images per batch (default: memory budget)")
+    run.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default: memory budget)")
     run.add_argument(
         "--kernel",
         default="torch",

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from convert.cli import run_command
-from convert.datasets import load
+from convert.cli import check_count, count_or_all, nonnegative_int, positive_int, run_command
+from convert.datasets import check_spec_dataset, load
 from convert.encoding import poisson_spikes
 from convert.io import load_spec
 from convert.provenance import provenance
@@ -37,14 +37,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
     run.add_argument("--split", default="test", choices=("train", "test"))
     run.add_argument("--root", default=None, help="dataset root (default $SNN_DATA or data/)")
-    run.add_argument("--images", type=int, default=100, help="number of images")
-    run.add_argument("--start", type=int, default=0, help="index of the first image in the split")
-    run.add_argument("--steps", type=int, required=True, help="time steps per image")
+    run.add_argument("--images", type=count_or_all, default=100, help="number of images, or all (from --start)")
+    run.add_argument("--start", type=nonnegative_int, default=0, help="index of the first image in the split")
+    run.add_argument("--steps", type=positive_int, required=True, help="time steps per image")
     run.add_argument("--device", default="cpp_standalone", choices=DEVICES)
     run.add_argument("--input", default=None, choices=("poisson", "spikes", "current"))
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    run.add_argument("--threads", type=int, default=0, help="OpenMP threads of cpp_standalone (0: none)")
+    run.add_argument("--seed", type=nonnegative_int, default=0)
+    run.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    run.add_argument("--threads", type=nonnegative_int, default=0, help="OpenMP threads of cpp_standalone (0: none)")
     run.add_argument("--target", default="numpy", choices=("numpy", "cython"), help="runtime code generation")
     run.add_argument("--build-dir", default=None, help="standalone build cache (default build/refsim/)")
     run.add_argument("--record-neurons", action="store_true", help="also store per-neuron spike counts")
@@ -54,18 +54,18 @@ def parser() -> argparse.ArgumentParser:
 
 def check_input(mode: str, encoding: str) -> None:
     if (mode == "current") != (encoding == "current"):
-        raise SystemExit(f"--input {mode} does not fit a spec with encoding {encoding!r}")
+        raise ValueError(f"--input {mode} does not fit a spec with encoding {encoding!r}; leave --input out")
 
 
 def run(args: argparse.Namespace) -> SpikeRecord:
     spec = load_spec(args.spec)
+    check_spec_dataset(spec, args.dataset, args.spec)
     mode = args.input or spec.encoding
     check_input(mode, spec.encoding)
     data = load(args.dataset, args.split, args.root)
-    stop = min(args.start + args.images, len(data.images))
-    if stop <= args.start:
-        raise SystemExit(f"--start {args.start} / --images {args.images}: no images selected")
-    indices = np.arange(args.start, stop)
+    where = f"the {args.dataset} {args.split} split"
+    n = check_count("--images", args.images, len(data.images), where, start=args.start)
+    indices = np.arange(args.start, args.start + n)
     common = dict(
         steps=args.steps,
         device=args.device,

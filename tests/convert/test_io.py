@@ -91,3 +91,82 @@ def test_nir_round_trip(tmp_path, tiny_cnn):
     assert graph.metadata["schedule"] == spec.schedule and graph.metadata["reset"] == spec.reset
     assert float(graph.metadata["dt_ms"]) == spec.dt_ms
     assert isinstance(spec.layers[0], Conv2d)
+
+
+# ------------------------------------------------------------------------------------ malformed spec files
+def _empty(folder, spec):
+    (folder / "bad.npz").write_bytes(b"")
+
+
+def _npy_renamed(folder, spec):
+    np.save(folder / "bad.npy", np.zeros(3))
+    (folder / "bad.npy").rename(folder / "bad.npz")
+
+
+def _rewrite_arrays(edit):
+    """A probe that saves the spec and edits its arrays (the header included, as decoded JSON)."""
+
+    def make(folder, spec):
+        save_spec(spec, folder / "s.npz")
+        z = dict(np.load(folder / "s.npz"))
+        header = edit(json.loads(bytes(z["header"]).decode()), z)
+        z["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        np.savez(folder / "bad.npz", **z)
+
+    return make
+
+
+def _header(edit):
+    """A probe that edits the header in place."""
+
+    def edit_header(header, arrays):
+        edit(header)
+        return header
+
+    return _rewrite_arrays(edit_header)
+
+
+def _int_weights(header, arrays):
+    arrays["layers.0.weight"] = np.ones(arrays["layers.0.weight"].shape, dtype=np.int64)
+    return header
+
+
+def _layer0(**fields):
+    return _header(lambda h: h["layers"][0].update(fields))
+
+
+# probe → (how to write it, a fragment its message must hold); every message must also name the file and the fix
+MALFORMED = {
+    "empty file": (_empty, "empty file"),
+    ".npy renamed to .npz": (_npy_renamed, "not an .npz archive"),
+    "header is a JSON list": (_rewrite_arrays(lambda h, z: [h]), "header is a JSON list"),
+    "no layers": (_header(lambda h: h.pop("layers")), "missing field 'layers'"),
+    "layer not a dict": (_header(lambda h: h["layers"].__setitem__(0, ["Conv2d"])), "layers[0]: must be a JSON object"),
+    "unknown header field": (_header(lambda h: h.update(rest="subtract")), "unknown field 'rest'"),
+    "unknown layer field": (_layer0(gain=2), "layers[0] (Conv2d): unknown field 'gain'"),
+    "missing layer field": (_header(lambda h: h["layers"][0].pop("threshold")), "missing field 'threshold'"),
+    "wrong-typed input_shape": (_header(lambda h: h.update(input_shape=784)), "header.input_shape: must be a list"),
+    "wrong-typed threshold": (_layer0(threshold="high"), "layers[0] (Conv2d).threshold: must be a number"),
+    "wrong-typed labels": (_header(lambda h: h.update(labels="0123")), "header.labels: must be a list of strings"),
+    "wrong-typed provenance": (_header(lambda h: h.update(provenance=[1])), "header.provenance: must be a JSON object"),
+    "pair stride on a pool": (_header(lambda h: h["layers"][1].update(stride=[2, 2])), "layers[1] (AvgPool2d)"),
+    "int weights": (_rewrite_arrays(_int_weights), "dtype int64"),
+}
+
+
+def write_malformed(name, folder, spec):
+    """Write the malformed spec ``name`` as ``folder/bad.npz``; return its path and the expected message part."""
+    make, fragment = MALFORMED[name]
+    make(folder, spec)
+    return folder / "bad.npz", fragment
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_spec_file_is_a_clear_error(name, tmp_path, tiny_cnn):
+    path, fragment = write_malformed(name, tmp_path, tiny_cnn)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert fragment in message and str(path) in message
+    assert "python -m convert normalize" in message  # the fix
+    assert "\n" not in message

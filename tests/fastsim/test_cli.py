@@ -8,9 +8,11 @@ import pytest
 from convert import datasets
 from convert.io import save_spec
 from convert.records import SpikeRecord
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from fastsim.__main__ import main
 from fastsim.bench import dense_flops, markdown
 from fastsim.synthetic import random_spec
+from tests.convert.test_io import MALFORMED, write_malformed
 from tests.fastsim.specs import dyadic_mlp
 
 
@@ -108,3 +110,65 @@ def test_bench_rejects_bad_sizes(field) -> None:
 
     with pytest.raises(ValueError, match=f"{field} must be a positive int"):
         run_benchmark("cpu", quick=True, **{field: 0})
+
+
+# ------------------------------------------------------------------------------- bad inputs, one line each
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def _mnist_spec(rng, **kw) -> NetworkSpec:
+    return NetworkSpec((1, 28, 28), (Flatten(), Dense(np.abs(rng.normal(size=(10, 784))) * 0.01)), **kw)
+
+
+@pytest.mark.parametrize(
+    "recorded, asked",
+    [
+        ({"provenance": {"dataset": "mnist"}}, "fashion"),
+        ({"labels": datasets.CLASSES["fashion"]}, "mnist"),  # an old spec without provenance: its labels tell
+    ],
+)
+def test_run_refuses_a_spec_of_another_dataset(tmp_path, fastsim_mnist_root, capsys, recorded, asked) -> None:
+    spec_path = tmp_path / "spec.npz"
+    save_spec(_mnist_spec(np.random.default_rng(0), **recorded), spec_path)
+    out = tmp_path / "r.npz"
+    argv = ["run", "--spec", str(spec_path), "--dataset", asked, "--steps", "3", "--out", str(out)]
+    assert main([*argv, "--root", str(fastsim_mnist_root), "--no-progress"]) == 2
+    err = _one_error_line(capsys)
+    assert str(spec_path) in err and "was converted for dataset" in err and f"not '{asked}'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "images, fragment",
+    [
+        ("20000", "--images 20000 exceeds the mnist test split (10000 images)"),
+        ("0", "argument --images: must be a positive integer or `all`"),
+        ("-5", "argument --images"),
+    ],
+)
+def test_run_refuses_impossible_image_counts(tmp_path, fastsim_mnist_root, capsys, images, fragment) -> None:
+    spec_path = tmp_path / "spec.npz"
+    save_spec(_mnist_spec(np.random.default_rng(0), provenance={"dataset": "mnist"}), spec_path)
+    out = tmp_path / "r.npz"
+    argv = ["run", "--spec", str(spec_path), "--images", images, "--steps", "2", "--out", str(out)]
+    assert main([*argv, "--root", str(fastsim_mnist_root), "--no-progress"]) == 2
+    assert fragment in _one_error_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_run_reports_a_malformed_spec_in_one_line(tmp_path, capsys, name) -> None:
+    rng = np.random.default_rng(1234)
+    spec = NetworkSpec(
+        (1, 8, 8),
+        (Conv2d(rng.normal(size=(3, 1, 3, 3))), AvgPool2d(2), Flatten(), Dense(rng.normal(size=(4, 27)))),
+    )
+    path, fragment = write_malformed(name, tmp_path, spec)
+    out = tmp_path / "r.npz"
+    assert main(["run", "--spec", str(path), "--steps", "3", "--out", str(out)]) == 2
+    err = _one_error_line(capsys)
+    assert str(path) in err and fragment in err and "python -m convert normalize" in err
+    assert not out.exists()

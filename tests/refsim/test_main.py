@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.datasets import raw_paths, write_idx
+from convert import datasets
+from convert.datasets import raw_paths
 from convert.encoding import poisson_spikes
 from convert.io import save_spec
+from convert.rawfiles import write_idx
 from convert.records import SpikeRecord
 from convert.spec import Dense, Flatten, NetworkSpec
 from refsim.__main__ import main
@@ -17,7 +19,8 @@ from tests.refsim.conftest import dyadic
 
 @pytest.fixture(scope="module")
 def fake_fashion(tmp_path_factory):
-    """A 'fashion' test split of 10 000 sparse random images under a temporary data root."""
+    """A 'fashion' test split of 10 000 sparse random images under a temporary data root; their hashes stand in
+    for the recorded ones while this module runs (every load checks them)."""
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     images = np.zeros((10_000, 28, 28), dtype=np.uint8)
@@ -26,7 +29,10 @@ def fake_fashion(tmp_path_factory):
     img_path, lbl_path = raw_paths("fashion", "test", root)
     write_idx(img_path, images)
     write_idx(lbl_path, labels)
-    return root, images, labels
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(datasets.SHA256, ("fashion", "test", "images"), datasets.sha256_array(images))
+        mp.setitem(datasets.SHA256, ("fashion", "test", "labels"), datasets.sha256_array(labels))
+        yield root, images, labels
 
 
 @pytest.fixture
@@ -60,9 +66,51 @@ def test_cli_run_with_supplied_spikes_writes_the_record(fake_fashion, spec_file,
     assert record.meta["input_generator"] == "convert.encoding.poisson_spikes"
 
 
-def test_cli_rejects_an_input_that_contradicts_the_spec(fake_fashion, spec_file, tmp_path):
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_cli_rejects_an_input_that_contradicts_the_spec(fake_fashion, spec_file, tmp_path, capsys):
     root, _, _ = fake_fashion
     _, path = spec_file
     argv = ["run", "--spec", str(path), "--dataset", "fashion", "--root", str(root), "--images", "1"]
-    with pytest.raises(SystemExit, match="current"):
-        main([*argv, "--steps", "5", "--device", "runtime", "--input", "current", "--out", str(tmp_path / "x.npz")])
+    out = tmp_path / "x.npz"
+    assert main([*argv, "--steps", "5", "--device", "runtime", "--input", "current", "--out", str(out)]) == 2
+    assert "--input current does not fit" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_cli_refuses_a_spec_of_another_dataset(fake_fashion, spec_file, tmp_path, capsys):
+    root, _, _ = fake_fashion
+    spec, _ = spec_file
+    path = tmp_path / "mnist-spec.npz"
+    save_spec(NetworkSpec(spec.input_shape, spec.layers, provenance={"dataset": "mnist"}), path)
+    out = tmp_path / "x.npz"
+    argv = ["run", "--spec", str(path), "--dataset", "fashion", "--root", str(root), "--images", "1", "--steps", "5"]
+    assert main([*argv, "--device", "runtime", "--out", str(out)]) == 2
+    err = _one_error_line(capsys)
+    assert str(path) in err and "converted for dataset 'mnist', not 'fashion'" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "selection, fragment",
+    [
+        (["--images", "20000"], "--images 20000 exceeds the fashion test split (10000 images)"),
+        (["--images", "10", "--start", "9995"], "ask for at most 5"),
+        (["--start", "10000"], "--start 10000"),
+        (["--start", "-1"], "argument --start"),
+        (["--images", "0"], "argument --images"),
+        (["--steps", "0"], "argument --steps"),
+    ],
+)
+def test_cli_refuses_impossible_selections(fake_fashion, spec_file, tmp_path, capsys, selection, fragment):
+    root, _, _ = fake_fashion
+    _, path = spec_file
+    out = tmp_path / "x.npz"
+    argv = ["run", "--spec", str(path), "--dataset", "fashion", "--root", str(root), "--steps", "5", *selection]
+    assert main([*argv, "--device", "runtime", "--out", str(out)]) == 2
+    assert fragment in _one_error_line(capsys)
+    assert not out.exists()
