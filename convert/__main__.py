@@ -24,12 +24,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from convert.train import TrainConfig, train_and_save
+def _train_config(args: argparse.Namespace):
+    from convert.train import TrainConfig
 
-    n_train = datasets.N_IMAGES["train"]
-    check_count("--train-images", args.train_images, n_train, f"the {args.dataset} training split")
-    cfg = TrainConfig(
+    n_fit = datasets.N_IMAGES["train"] - args.validation_images
+    where = f"the {args.dataset} training split less {args.validation_images} validation images"
+    check_count("--train-images", args.train_images, n_fit, where)
+    return TrainConfig(
         dataset=args.dataset,
         model=args.model,
         epochs=args.epochs,
@@ -37,12 +38,38 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         train_images=args.train_images,
+        dropout=tuple(args.dropout) if args.dropout else None,
+        validation_images=args.validation_images,
     )
-    m = train_and_save(cfg, args.root, args.runs or default_runs(), force=args.force)
+
+
+def _print_trained(m: dict) -> None:
+    val = m["validation_accuracy"]
     print(
         f"{m['dataset']}-{m['model']}: train {100 * m['train_accuracy']:.2f} %, "
-        f"test {100 * m['test_accuracy']:.2f} % ({m['epochs']} epochs, {m['train_wall_s']:.0f} s)"
+        + (f"validation {100 * val:.2f} %, " if val is not None else "")
+        + f"test {100 * m['test_accuracy']:.2f} % ({m['epochs']} epochs, {m['train_wall_s']:.0f} s)"
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convert.select import select_and_train
+
+    m = select_and_train(_train_config(args), ({},), args.root, args.runs or default_runs(), force=args.force)
+    _print_trained(m)
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from convert.select import CANDIDATES, select_and_train
+
+    m = select_and_train(
+        _train_config(args), CANDIDATES[args.model], args.root, args.runs or default_runs(), force=args.force
+    )
+    for i, c in enumerate(m["selection"]["candidates"]):
+        mark = "*" if i == m["selection"]["chosen"] else " "
+        print(f"{mark} {c['overrides']}: validation {100 * c['validation_accuracy']:.2f} %")
+    _print_trained(m)
     return 0
 
 
@@ -78,6 +105,25 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    """Training settings; for `select` they are the base that each candidate overrides."""
+    p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
+    p.add_argument("--model", choices=models.MODELS, required=True)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--dropout", type=float, nargs="+", default=None, help="mlp: P_IN P_HIDDEN; cnn: P")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
+    p.add_argument(
+        "--validation-images",
+        type=nonnegative_int,
+        default=5000,
+        help="the training split's last N images, held out for selection (default 5000; 0: train on all)",
+    )
+    p.add_argument("--force", action="store_true", help="retrain even if a checkpoint exists")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,17 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", nargs="+", choices=datasets.DATASETS, default=list(datasets.DATASETS))
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="train one ANN; writes runs/models/<dataset>-<model>.pt and .json")
-    _common(p)
-    p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
-    p.add_argument("--model", choices=models.MODELS, required=True)
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
-    p.add_argument("--force", action="store_true", help="retrain even if a checkpoint exists")
-    p.set_defaults(func=cmd_train)
+    for name, func, help_ in (
+        ("train", cmd_train, "train one ANN setting; writes runs/models/<dataset>-<model>.pt and .json"),
+        ("select", cmd_select, "train the candidate settings (convert/select.py), keep the best on validation"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        _common(p)
+        _train_args(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("table1", help="print and write Table 1 (ANN accuracies) from runs/models/*.json")
     _common(p)

@@ -44,13 +44,20 @@ def cnn(c1: int = 12, c2: int = 64, p: float = 0.25) -> nn.Sequential:
     )
 
 
-def build(name: str) -> nn.Sequential:
-    """The model called ``name`` (``mlp`` or ``cnn``), freshly initialised from torch's global RNG."""
-    if name == "mlp":
-        return mlp()
-    if name == "cnn":
-        return cnn()
-    raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
+def build(name: str, dropout: tuple[float, ...] | None = None) -> nn.Sequential:
+    """The model called ``name`` (``mlp`` or ``cnn``), freshly initialised from torch's global RNG.
+
+    ``dropout`` overrides the dropout probabilities: ``(p_in, p_hidden)`` for the MLP, ``(p,)`` for the CNN.
+    Dropout is off in eval mode and absent from the spiking network, so it changes training only."""
+    builders = {"mlp": (mlp, ("p_in", "p_hidden")), "cnn": (cnn, ("p",))}
+    if name not in builders:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
+    make, names = builders[name]
+    if dropout is None:
+        return make()
+    if len(dropout) != len(names) or not all(0 <= p < 1 for p in dropout):
+        raise ValueError(f"dropout for {name} takes {len(names)} probabilities in [0, 1) ({names}); got {dropout}")
+    return make(**dict(zip(names, dropout, strict=True)))
 
 
 def input_shape(name: str) -> tuple[int, ...]:

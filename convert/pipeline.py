@@ -38,9 +38,13 @@ def copy_spec(dataset: str, model: str, runs: Path, **spec_fields: Any) -> Netwo
 def calibration_images(dataset: str, root: Path | None, n: int | None, holdout: int = 0) -> np.ndarray:
     """The calibration set: the first ``n`` training images, excluding the last ``holdout`` (which the
     threshold search of validation/ uses). Never the test split."""
+    if n is not None and n < 1:
+        raise ValueError(f"calibration images must be a positive count or None (all), got {n}")
     train = datasets.load(dataset, "train", root)
     images = train.images[: len(train.images) - holdout]
-    return images[:n] if n else images
+    if n is not None and n > len(images):
+        raise ValueError(f"{n} calibration images exceed the {len(images)} training images outside the holdout")
+    return images if n is None else images[:n]
 
 
 def stats_for(

@@ -2,14 +2,14 @@
 
 The replication we follow measured its ANN accuracy with dropout still on (it never called
 ``model.eval()``); here every accuracy is measured in eval mode. Adam with a cosine learning-rate decay,
-cross-entropy on the logits; checkpoints hold the state dict and the metrics.
+cross-entropy on the logits. Which setting is trained, on which images, and the checkpoint files are
+:mod:`convert.select`'s (model selection on a validation split held out from the training set).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from torch import nn
 from tqdm import tqdm
 
 from convert import datasets, models
-from convert.provenance import atomic_path, provenance, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -31,31 +30,41 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
-    train_images: int | None = None  # a prefix of the training set, for quick runs and tests
+    train_images: int | None = None  # a prefix of the training part, for quick runs and tests
+    dropout: tuple[float, ...] | None = None  # the model's dropout probabilities (models.build); None: defaults
+    validation_images: int = 5000  # the training split's last images: held out for model selection
 
     def __post_init__(self) -> None:
         """Refuse impossible settings (0 epochs would save an untrained network) with a ValueError naming them."""
-        import math
-
-        def count(value: Any) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-        def positive(value: Any) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
         if self.dataset not in datasets.DATASETS:
             raise ValueError(f"TrainConfig.dataset must be one of {', '.join(datasets.DATASETS)}, got {self.dataset!r}")
         if self.model not in models.MODELS:
             raise ValueError(f"TrainConfig.model must be one of {', '.join(models.MODELS)}, got {self.model!r}")
-        for name in ("epochs", "batch_size"):
-            if not count(getattr(self, name)):
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.train_images is not None and not count(self.train_images):
-            raise ValueError(f"TrainConfig.train_images must be a positive integer or None, got {self.train_images!r}")
-        if not positive(self.lr) or self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be a positive finite number, got {self.lr!r}")
-        if not positive(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        checks = {
+            "epochs": (_is_int(self.epochs) and self.epochs >= 1, "a positive integer"),
+            "batch_size": (_is_int(self.batch_size) and self.batch_size >= 1, "a positive integer"),
+            "train_images": (
+                self.train_images is None or (_is_int(self.train_images) and self.train_images >= 1),
+                "a positive integer or None",
+            ),
+            "lr": (_is_finite(self.lr) and self.lr > 0, "a positive finite number"),
+            "weight_decay": (_is_finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+            "validation_images": (_is_int(self.validation_images) and self.validation_images >= 0, "an integer >= 0"),
+        }
+        for name, (ok, what) in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {what}, got {getattr(self, name)!r}")
+        if self.dropout is not None:
+            object.__setattr__(self, "dropout", tuple(float(p) for p in self.dropout))
+            models.build(self.model, self.dropout)  # validates the probabilities for this model
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -83,7 +92,7 @@ def train_model(
 ) -> tuple[nn.Sequential, list[float]]:
     """Train a fresh model; return it (in eval mode) and the mean training loss of every epoch."""
     torch.manual_seed(config.seed)
-    model = models.build(config.model)
+    model = models.build(config.model, config.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_x) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs * steps_per_epoch))
@@ -117,44 +126,8 @@ def checkpoint_paths(runs: Path, dataset: str, model: str) -> tuple[Path, Path]:
     return runs / "models" / f"{dataset}-{model}.pt", runs / "models" / f"{dataset}-{model}.json"
 
 
-def train_and_save(
-    config: TrainConfig, root: Path | None, runs: Path, force: bool = False, progress: bool = True
-) -> dict[str, Any]:
-    """Train (unless a checkpoint exists and not ``force``), write checkpoint + metrics JSON, return metrics."""
-    ckpt, metrics_path = checkpoint_paths(runs, config.dataset, config.model)
-    if ckpt.exists() and metrics_path.exists() and not force:
-        metrics = json.loads(metrics_path.read_text())
-        if metrics.get("config") == asdict(config):
-            return metrics  # reuse: same training config
-
-    torch.use_deterministic_algorithms(True)
-    train = datasets.load(config.dataset, "train", root)
-    test = datasets.load(config.dataset, "test", root)
-    n = config.train_images or len(train.images)
-    tx, ty = images_to_tensor(train.images[:n]), torch.from_numpy(train.labels[:n].astype(np.int64))
-    vx, vy = images_to_tensor(test.images), torch.from_numpy(test.labels.astype(np.int64))
-    start = time.perf_counter()
-    model, losses = train_model(config, tx, ty, progress=progress)
-    wall = time.perf_counter() - start
-    metrics = {
-        "dataset": config.dataset,
-        "model": config.model,
-        "train_accuracy": accuracy(model, tx, ty),
-        "test_accuracy": accuracy(model, vx, vy),
-        "accuracy_mode": "model.eval() (dropout off)",
-        "epochs": config.epochs,
-        "epoch_losses": losses,
-        "train_wall_s": wall,
-        **provenance(asdict(config), config.seed),
-    }
-    with atomic_path(ckpt) as tmp:
-        torch.save({"model": config.model, "state_dict": model.state_dict(), "metrics": metrics}, tmp)
-    write_json_atomic(metrics_path, metrics)
-    return metrics
-
-
 def load_model(path: Path) -> nn.Sequential:
-    """Rebuild a trained model (eval mode) from a checkpoint written by :func:`train_and_save`; any other file
+    """Rebuild a trained model (eval mode) from a checkpoint written by :mod:`convert.select`; any other file
     (damaged, foreign, or a pickle that would run code) raises a ValueError naming it."""
     path = Path(path)
     if not path.exists():

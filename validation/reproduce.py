@@ -16,8 +16,9 @@ from convert import ann, datasets
 from convert.io import save_nir, save_spec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import machine, provenance, write_json_atomic, write_text_atomic
+from convert.select import CANDIDATES, select_and_train
 from convert.table1 import write_table1
-from convert.train import TrainConfig, train_and_save
+from convert.train import TrainConfig
 from validation.experiments import EvalConfig
 from validation.figures import convergence_markdown, make_figures
 from validation.table2 import PAIRS, run_table2
@@ -25,8 +26,8 @@ from validation.table2 import PAIRS, run_table2
 
 @dataclass(frozen=True)
 class ReproduceConfig:
-    epochs: dict[str, int] = field(default_factory=lambda: {"mlp": 10, "cnn": 10})
-    lr: dict[str, float] = field(default_factory=lambda: {"mlp": 1e-3, "cnn": 1e-2})
+    # the training settings tried per model; the best on the validation split is kept (convert/select.py)
+    candidates: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=lambda: dict(CANDIDATES))
     seed: int = 0
     eval: EvalConfig = field(default_factory=EvalConfig)
     agreement_images: int = 10
@@ -41,9 +42,13 @@ def _stage(log: list[dict[str, Any]], name: str, start: float) -> None:
 
 def train_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
     for ds, model in PAIRS:
-        tc = TrainConfig(dataset=ds, model=model, epochs=cfg.epochs[model], lr=cfg.lr[model], seed=cfg.seed)
-        m = train_and_save(tc, root, runs)
-        print(f"  {ds}-{model}: test {100 * m['test_accuracy']:.2f} %")
+        base = TrainConfig(dataset=ds, model=model, seed=cfg.seed, validation_images=cfg.eval.holdout)
+        m = select_and_train(base, cfg.candidates[model], root, runs)
+        sel = m["selection"]
+        print(
+            f"  {ds}-{model}: candidate {sel['chosen']} of {len(sel['candidates'])} "
+            f"(validation {100 * m['validation_accuracy']:.2f} %), test {100 * m['test_accuracy']:.2f} %"
+        )
 
 
 def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:

@@ -91,7 +91,10 @@ def _one_error_line(capsys) -> str:
     [
         (["train", "--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
         (["train", "--train-images", "0"], "argument --train-images: must be a positive integer or `all`"),
-        (["train", "--train-images", "70000"], "--train-images 70000 exceeds the mnist training split (60000"),
+        (
+            ["train", "--train-images", "70000"],
+            "--train-images 70000 exceeds the mnist training split less 5000 validation images (55000",
+        ),
         (["train", "--batch-size", "-1"], "argument --batch-size"),
         (["train", "--lr", "0"], "argument --lr: must be a positive number"),
         (["normalize", "--method", "data", "--calib-images", "0"], "argument --calib-images"),
@@ -110,11 +113,11 @@ def test_impossible_values_are_one_line_errors(argv, fragment, tmp_path, capsys)
 def test_all_means_all(monkeypatch, tmp_path):
     """`--train-images all` / `--calib-images all` reach the code as None (the whole training split)."""
     import convert.pipeline
-    import convert.train
+    import convert.select
 
     seen = {}
 
-    def fake_train(cfg, root, runs, force=False):
+    def fake_train(cfg, candidates, root, runs, force=False):
         seen["train_images"] = cfg.train_images
         raise OSError("stop here")
 
@@ -122,7 +125,7 @@ def test_all_means_all(monkeypatch, tmp_path):
         seen["n_calib"] = n_calib
         raise OSError("stop here")
 
-    monkeypatch.setattr(convert.train, "train_and_save", fake_train)
+    monkeypatch.setattr(convert.select, "select_and_train", fake_train)
     monkeypatch.setattr(convert.pipeline, "copy_spec", lambda *a, **k: None)
     monkeypatch.setattr(convert.pipeline, "stats_for", fake_stats)
     common = ["--dataset", "mnist", "--model", "mlp", "--runs", str(tmp_path)]

@@ -67,3 +67,11 @@ def test_engine_options_reach_the_config_and_its_tag():
     cfg = _eval_config(args)
     assert (cfg.n_images, cfg.steps, cfg.matmul, cfg.kernel) == (10_000, 10_000, "tf32x2", "triton")
     assert cfg.tag == "n10000-t10000-float32-tf32x2-triton"
+
+
+@pytest.mark.parametrize("n", [0, 60_000])
+def test_impossible_calibration_counts_are_errors(n):
+    from convert.pipeline import calibration_images
+
+    with pytest.raises(ValueError, match="calibration images"):
+        calibration_images("mnist", None, n, holdout=100)
