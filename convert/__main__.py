@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert import datasets, models
+from convert import datasets, methods, models
 from convert.cli import check_count, count_or_all, nonnegative_int, positive_float, positive_int, run_command
 from convert.pipeline import default_runs
 
@@ -89,7 +89,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     check_count("--calib-images", args.calib_images, n_train, f"the {args.dataset} training split")
     base = copy_spec(args.dataset, args.model, runs, reset=args.reset, schedule=args.schedule)
     stats = None
-    if args.method in ("data", "robust"):
+    if methods.get(args.method).needs_stats:
         stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images)
     spec, report = normalized_spec(
         base, args.method, stats, threshold=args.threshold, percentile=args.percentile, previous=args.previous
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
     p.add_argument("--model", choices=models.MODELS, required=True)
-    p.add_argument("--method", choices=("baseline", "model", "data", "robust"), required=True)
+    p.add_argument("--method", choices=methods.names(), required=True)
     p.add_argument("--threshold", type=positive_float, default=1.0, help="baseline: the threshold of every layer")
     p.add_argument("--percentile", type=float, default=99.9, help="robust: the activation percentile")
     p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from convert import datasets, normalize
+from convert import datasets, methods, normalize
 from convert.extract import spec_from_model
 from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
 from convert.io import load_stats, save_stats
@@ -83,22 +83,8 @@ def stats_for(
 
 
 def normalized_spec(
-    base: NetworkSpec,
-    method: str,
-    stats: ActivationStats | None = None,
-    threshold: float = 1.0,
-    percentile: float = 99.9,
-    previous: str = "scale",
+    base: NetworkSpec, method: str, stats: ActivationStats | None = None, **options: Any
 ) -> tuple[NetworkSpec, normalize.NormalizationReport]:
-    """Apply ``method`` (baseline | model | data | robust) to the copy spec ``base``."""
-    if method == "baseline":
-        return normalize.baseline(base, threshold)
-    if method == "model":
-        return normalize.model_based(base)
-    if stats is None:
-        raise ValueError(f"method {method!r} needs activation statistics")
-    if method == "data":
-        return normalize.data_based(base, stats, previous=previous)
-    if method == "robust":
-        return normalize.robust(base, stats, percentile=percentile)
-    raise ValueError(f"method must be one of {', '.join(normalize.METHODS)}; got {method!r}")
+    """Apply the registered method ``method`` (:mod:`convert.methods`) to the copy spec ``base``; ``options``
+    (``threshold``, ``percentile``, ``previous``, ...) reach the methods that take them."""
+    return methods.get(method).apply(base, stats, **options)

@@ -1,13 +1,11 @@
 """Evaluation runs shared by Table 2, the figures and the main job: one (dataset, model, row, seed) at a time.
 
-Rows (the paper's Table 2 columns, plus robust normalization):
-
-* ``baseline``: the direct copy, threshold 1;
-* ``baseline-tuned``: the direct copy with the threshold chosen by a search on a held-out part of the
-  *training* set (never the test set): the last ``holdout`` training images, which calibration excludes;
-* ``model``: model-based normalization (Algorithm 1);
-* ``data``: data-based normalization (Algorithm 2, as in the paper);
-* ``robust``: the 99.9th percentile of activations (Rueckauer et al. 2017).
+Rows come from :mod:`validation.rows` (one per registered normalization method, and a tuned-threshold row
+for the baseline); with the built-in methods they are the paper's Table 2 columns plus robust normalization:
+``baseline`` (the direct copy, threshold 1), ``baseline-tuned`` (the threshold chosen by a search on a
+held-out part of the *training* set, never the test set: the last ``holdout`` training images, which
+calibration excludes), ``model`` (Algorithm 1), ``data`` (Algorithm 2) and ``robust`` (the 99.9th percentile
+of activations, Rueckauer et al. 2017).
 
 Every cached artifact (the threshold search, each run's SpikeRecord) is named by a content fingerprint of
 everything that determines it (:mod:`convert.fingerprint`): the spec's weights and semantics, the dataset
@@ -26,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from convert import datasets
+from convert import datasets, methods
 from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short, spec_fingerprint
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import provenance, write_json_atomic
 from convert.records import RECORD_FORMAT_VERSION, SpikeRecord, default_checkpoints
 from convert.spec import NetworkSpec
 from validation.engines import run
+from validation.rows import rows
 
-ROWS = ("baseline", "baseline-tuned", "model", "data", "robust")
 REPLICATION_THRESHOLD = {"mlp": 4.0, "cnn": 20.0}
 
 
@@ -162,17 +160,17 @@ def cached_search(base: NetworkSpec, dataset: str, root: Path | None, cfg: EvalC
 def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: EvalConfig, out: Path) -> dict:
     """Every row's spec for one trained model (threshold search and statistics cached by content)."""
     base = copy_spec(dataset, model, runs)
-    search = cached_search(base, dataset, root, cfg, out)
-    tuned = search["chosen"]
-    stats = stats_for(base, dataset, root, runs, cfg.calib_images, holdout=cfg.holdout, progress=False)
-    specs = {
-        "baseline": normalized_spec(base, "baseline", threshold=1.0),
-        "baseline-tuned": normalized_spec(base, "baseline", threshold=tuned),
-        "model": normalized_spec(base, "model"),
-        "data": normalized_spec(base, "data", stats),
-        "robust": normalized_spec(base, "robust", stats, percentile=cfg.percentile),
-    }
-    return {"specs": specs, "tuned_threshold": tuned, "search": search}
+    table = rows()
+    search = cached_search(base, dataset, root, cfg, out) if any(r.tuned for r in table) else None
+    stats = None
+    if any(methods.get(r.method).needs_stats for r in table):
+        stats = stats_for(base, dataset, root, runs, cfg.calib_images, holdout=cfg.holdout, progress=False)
+    shared = {"threshold": 1.0, "percentile": cfg.percentile}
+    specs = {}
+    for row in table:
+        options = {**shared, "threshold": search["chosen"]} if row.tuned else shared
+        specs[row.name] = normalized_spec(base, row.method, stats, **options)
+    return {"base": base, "specs": specs, "search": search}
 
 
 def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int) -> str:

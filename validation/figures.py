@@ -15,9 +15,9 @@ import numpy as np
 
 from convert.provenance import atomic_path, write_json_atomic, write_text_atomic
 from convert.records import SpikeRecord
+from validation import rows
 
 STYLE = {"mlp": "-", "cnn": "--"}
-COLORS = {"baseline": "C0", "baseline-tuned": "C1", "model": "C2", "data": "C3", "robust": "C4"}
 FIG_NUMBER = {"mnist": 3, "fashion": 4}
 
 
@@ -52,8 +52,9 @@ def plot_dataset(out: Path, dataset: str, results: dict[str, Any]) -> dict[str, 
         times, acc, silent = curves(out, entry)
         t_ms = times * 1.0  # dt = 1 ms
         err = 100 * (1 - acc)
-        ax.plot(t_ms, err.mean(0), STYLE[model], color=COLORS[row], label=f"{model.upper()} {row}")
-        ax.fill_between(t_ms, err.min(0), err.max(0), color=COLORS[row], alpha=0.2, linewidth=0)
+        color = rows.color(row)
+        ax.plot(t_ms, err.mean(0), STYLE[model], color=color, label=f"{model.upper()} {entry.get('label', row)}")
+        ax.fill_between(t_ms, err.min(0), err.max(0), color=color, alpha=0.2, linewidth=0)
         mean = acc.mean(0)
         settled = convergence_time(t_ms, mean)
         table.append(

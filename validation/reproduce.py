@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convert import ann, datasets
+from convert import ann, datasets, methods
 from convert.io import save_nir, save_spec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import machine, provenance, write_json_atomic, write_text_atomic
@@ -60,7 +60,7 @@ def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dic
         test = datasets.load(ds, "test", root)
         copy_acc = ann.accuracy(base, test.images, test.labels)
         stats = stats_for(base, ds, root, runs, cfg.eval.calib_images, holdout=cfg.eval.holdout, progress=False)
-        for method in ("baseline", "model", "data", "robust"):
+        for method in methods.names():
             spec, report = normalized_spec(base, method, stats, percentile=cfg.eval.percentile)
             save_spec(spec, runs / "specs" / f"{ds}-{model}-{method}.npz")
             if (ds, model, method) == ("mnist", "cnn", "model"):

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from convert import datasets
+from convert import datasets, methods
 from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, spec_fingerprint
 from convert.provenance import provenance, write_json_atomic
 from validation.executors import make_executor
@@ -98,6 +98,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     bad = set(grid.get("dataset", [])) - set(datasets.DATASETS)
     if bad:
         raise ValueError(f"{path}: unknown datasets {sorted(bad)}; known: {', '.join(datasets.DATASETS)}")
+    bad = set(grid.get("method", [])) - set(methods.names())
+    if bad:
+        raise ValueError(f"{path}: unknown methods {sorted(bad)}; known: {', '.join(methods.names())}")
     run = {**RUN_DEFAULTS, **raw.get("run", {})}
     unknown = set(run) - set(RUN_DEFAULTS) - set(RUN_OPTIONAL)
     if unknown:
@@ -173,7 +176,7 @@ def build_spec(cell: dict[str, Any], run: dict[str, Any]):
         runs = Path(run.get("runs") or default_runs())
         base = copy_spec(cell["dataset"], cell["model"], runs)
         stats = None
-        if cell["method"] in ("data", "robust"):
+        if methods.get(cell["method"]).needs_stats:
             n_calib = run.get("calib_images", RUN_DEFAULTS["calib_images"])
             n_calib = None if n_calib == "all" else int(n_calib)
             holdout = int(run.get("holdout", RUN_DEFAULTS["holdout"]))

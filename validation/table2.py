@@ -20,15 +20,8 @@ from tqdm import tqdm
 from convert import ann, datasets
 from convert.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.train import checkpoint_paths
-from validation.experiments import (
-    REPLICATION_THRESHOLD,
-    ROWS,
-    EvalConfig,
-    build_specs,
-    evaluate,
-    record_key,
-    record_path,
-)
+from validation.experiments import REPLICATION_THRESHOLD, EvalConfig, build_specs, evaluate, record_key, record_path
+from validation.rows import rows
 
 REPLICATION = {  # Table 2 of the replication: SNN test accuracy after 10 000 ms
     ("mnist", "mlp"): {"baseline": 98.64, "baseline-tuned": 98.68, "model": 98.65, "data": 98.66},
@@ -50,14 +43,16 @@ def run_table2(
     out = runs / "table2" / cfg.tag
     results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": []}
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
-    bar = tqdm(total=len(todo) * len(ROWS) * len(cfg.seeds), desc="table2 runs", disable=not progress)
+    table = rows()
+    bar = tqdm(total=len(todo) * len(table) * len(cfg.seeds), desc="table2 runs", disable=not progress)
     for ds, model in todo:
         built = build_specs(ds, model, root, runs, cfg, out)
         ann_all = json.loads(checkpoint_paths(runs, ds, model)[1].read_text())["test_accuracy"]
         test = datasets.load(ds, "test", root)
         n = cfg.n_images
-        ann_same = ann.accuracy(built["specs"]["baseline"][0], test.images[:n], test.labels[:n])
-        for row in ROWS:
+        ann_same = ann.accuracy(built["base"], test.images[:n], test.labels[:n])
+        for row_def in table:
+            row = row_def.name
             spec, report = built["specs"][row]
             accs, no_spike, paths = [], [], []
             for seed in cfg.seeds:
@@ -73,6 +68,8 @@ def run_table2(
                     "dataset": ds,
                     "model": model,
                     "row": row,
+                    "label": row_def.label(percentile=cfg.percentile),
+                    "tuned": row_def.tuned,
                     "threshold": spec.thresholds[0],
                     "ann_test_accuracy": ann_all,
                     "ann_accuracy_same_images": ann_same,
@@ -82,7 +79,7 @@ def run_table2(
                     "no_spike_fraction_mean": float(np.mean(no_spike)),
                     "divisors": list(report.divisors),
                     "replication": REPLICATION[(ds, model)].get(row),
-                    "search": built["search"] if row == "baseline-tuned" else None,
+                    "search": built["search"] if row_def.tuned else None,
                     "records": paths,
                 }
             )
@@ -94,34 +91,37 @@ def run_table2(
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """Table 2 as Markdown: one line per network, one column per row of the results, in their order."""
     cfg = results["config"]
+    by_pair: dict[tuple[str, str], dict[str, dict]] = {}
+    for e in results["entries"]:
+        by_pair.setdefault((e["dataset"], e["model"]), {})[e["row"]] = e
+    columns = list(dict.fromkeys(e["row"] for e in results["entries"]))
+    labels = {e["row"]: e.get("label", e["row"]) for e in results["entries"]}
     lines = [
         f"SNN test accuracy (%) after {cfg['steps']} ms on the first {cfg['n_images']} test images, mean ± std over "
         f"input seeds {tuple(cfg['seeds'])}; replication (10 000 ms, 10 000 images) in brackets.",
         "",
-        "| dataset | model | ANN (all / these images) | baseline θ=1 | baseline tuned θ | model-based | data-based "
-        "| robust p99.9 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | model | ANN (all / these images) | " + " | ".join(labels[c] for c in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
     ]
-    by_pair: dict[tuple[str, str], dict[str, dict]] = {}
-    for e in results["entries"]:
-        by_pair.setdefault((e["dataset"], e["model"]), {})[e["row"]] = e
-    for (ds, model), rows in by_pair.items():
-        cells = []
-        for row in ROWS:
-            e = rows[row]
-            cell = f"{100 * e['accuracy_mean']:.2f} ± {100 * e['accuracy_std']:.2f}"
-            if row == "baseline-tuned":
-                cell += f" (θ={e['threshold']:g}; repl. θ={REPLICATION_THRESHOLD[model]:g})"
-            if e["replication"] is not None:
-                cell += f" [{e['replication']:.2f}]"
-            cells.append(cell)
-        first = next(iter(rows.values()))
+    for (ds, model), entries in by_pair.items():
+        cells = [_cell(entries[c], model) if c in entries else "" for c in columns]
+        first = next(iter(entries.values()))
         ann_cell = (
             f"{100 * first['ann_test_accuracy']:.2f} / {100 * first.get('ann_accuracy_same_images', float('nan')):.2f}"
         )
         lines.append(f"| {ds} | {model} | {ann_cell} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(e: dict[str, Any], model: str) -> str:
+    cell = f"{100 * e['accuracy_mean']:.2f} ± {100 * e['accuracy_std']:.2f}"
+    if e.get("tuned"):
+        cell += f" (θ={e['threshold']:g}; repl. θ={REPLICATION_THRESHOLD[model]:g})"
+    if e["replication"] is not None:
+        cell += f" [{e['replication']:.2f}]"
+    return cell
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:

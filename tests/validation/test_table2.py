@@ -7,8 +7,9 @@ import json
 import pytest
 
 from convert.__main__ import main as convert_main
-from validation.experiments import ROWS, EvalConfig
+from validation.experiments import EvalConfig
 from validation.figures import make_figures
+from validation.rows import row_names
 from validation.table2 import run_table2
 
 
@@ -21,7 +22,7 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     )
     results = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
     out = tmp_path / "table2" / cfg.tag
-    assert [e["row"] for e in results["entries"]] == list(ROWS)
+    assert [e["row"] for e in results["entries"]] == list(row_names())
     assert all(len(e["accuracies"]) == 2 and 0 <= e["accuracy_mean"] <= 1 for e in results["entries"])
     saved = json.loads((out / "table2.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["config"]["steps"] == 30 and "git_commit" in saved
@@ -30,7 +31,7 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     search = json.loads(search_file.read_text())
     assert search["on"] == "held-out train" and search["chosen"] in (1.0, 2.0) and "git_commit" in search
     records = sorted(p.name for p in (out / "records").iterdir())
-    assert len(records) == len(ROWS) * 2
+    assert len(records) == len(row_names()) * 2
     assert all((out / p).exists() for e in results["entries"] for p in e["records"])
     # a rerun resumes from the records: same numbers, nothing simulated again
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()}
@@ -38,7 +39,7 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     assert [e["accuracies"] for e in again["entries"]] == [e["accuracies"] for e in results["entries"]]
     assert {p: p.stat().st_mtime_ns for p in (out / "records").iterdir()} == mtimes
     rows = make_figures(again, tmp_path)
-    assert len(rows) == len(ROWS)
+    assert len(rows) == len(row_names())
     assert (out / "fig3_mnist.png").stat().st_size > 0 and (out / "fig3_mnist.svg").stat().st_size > 0
     assert "ms to within 0.1 pp" in (out / "convergence.md").read_text()
 
@@ -77,7 +78,7 @@ def test_cached_results_are_keyed_by_content(tmp_path, monkeypatch):
     pairs = (("mnist", "mlp"),)
     calls = _count_simulations(monkeypatch)
     first = run_table2(cfg, None, tmp_path, pairs=pairs, progress=False)
-    assert len(calls) == len(cfg.thresholds) + len(ROWS)  # the search, then one run per row
+    assert len(calls) == len(cfg.thresholds) + len(row_names())  # the search, then one run per row
 
     calls.clear()
     run_table2(cfg, None, tmp_path, pairs=pairs, progress=False)
@@ -98,6 +99,6 @@ def test_cached_results_are_keyed_by_content(tmp_path, monkeypatch):
     torch.save(blob, ckpt)
     calls.clear()
     third = run_table2(cfg, None, tmp_path, pairs=pairs, progress=False)
-    assert len(calls) == len(cfg.thresholds) + len(ROWS), "a changed checkpoint recomputes the search and every row"
+    assert len(calls) == len(cfg.thresholds) + len(row_names()), "a new checkpoint recomputes the search and every row"
     assert all(a["records"] != b["records"] for a, b in zip(first["entries"], third["entries"], strict=True))
     assert len(list((tmp_path / "stats").iterdir())) == 2, "statistics of the new weights are collected anew"

@@ -1,0 +1,133 @@
+"""The registry of normalization methods: the one list every CLI, pipeline, table, figure and sweep iterates.
+
+A method is a pure function ``(spec, [stats], **options) -> (spec, NormalizationReport)`` from
+:mod:`convert.normalize` (or anywhere else) plus what the rest of the project needs to know about it: whether
+it needs activation statistics, which options it takes, and how tables and figures name and colour it.
+Adding a method is one function, one :func:`register` call and its tests; nothing else lists methods.
+
+Options are passed by name from one shared set (``threshold``, ``percentile``, ``previous``, ...): each
+method receives only those it declares, so callers can hand every method the same settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from convert import normalize
+from convert.spec import NetworkSpec
+from convert.stats import ActivationStats
+
+Result = tuple[NetworkSpec, normalize.NormalizationReport]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One normalization method.
+
+    ``function(spec, stats, **options)`` when ``needs_stats``, else ``function(spec, **options)``;
+    ``options`` names the keyword options it takes; ``label`` is a format string filled with the options
+    (tables, legends); ``color`` a matplotlib colour."""
+
+    name: str
+    function: Callable[..., Result]
+    needs_stats: bool
+    options: tuple[str, ...] = ()
+    label: str = ""
+    color: str = "k"
+    description: str = ""
+
+    def apply(self, spec: NetworkSpec, stats: ActivationStats | None = None, **options: Any) -> Result:
+        """Normalize ``spec``; ``options`` may hold more than this method takes (the rest is ignored)."""
+        kwargs = {k: options[k] for k in self.options if k in options and options[k] is not None}
+        if not self.needs_stats:
+            return self.function(spec, **kwargs)
+        if stats is None:
+            raise ValueError(f"method {self.name!r} needs activation statistics (convert.pipeline.stats_for)")
+        return self.function(spec, stats, **kwargs)
+
+    def title(self, **options: Any) -> str:
+        """The label with the options filled in (e.g. ``robust p99.9``)."""
+        try:
+            return (self.label or self.name).format(**options)
+        except (KeyError, IndexError, ValueError):
+            return self.name
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (its name must be new); returns it."""
+    if method.name in _REGISTRY:
+        raise ValueError(f"a normalization method named {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    """Remove a method (for tests that register a toy one)."""
+    _REGISTRY.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    """Every registered method's name, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; an unknown name is a ValueError listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"method must be one of {', '.join(_REGISTRY)}; got {name!r}") from None
+
+
+def all_methods() -> tuple[Method, ...]:
+    return tuple(_REGISTRY.values())
+
+
+register(
+    Method(
+        "baseline",
+        normalize.baseline,
+        needs_stats=False,
+        options=("threshold",),
+        label="baseline θ={threshold:g}",
+        color="C0",
+        description="the direct copy of the weights with a chosen threshold",
+    )
+)
+register(
+    Method(
+        "model",
+        normalize.model_based,
+        needs_stats=False,
+        label="model-based",
+        color="C2",
+        description="Algorithm 1: divide by the largest sum of positive input weights",
+    )
+)
+register(
+    Method(
+        "data",
+        normalize.data_based,
+        needs_stats=True,
+        options=("previous",),
+        label="data-based",
+        color="C3",
+        description="Algorithm 2: divide by the largest activation (or weight) over the training data",
+    )
+)
+register(
+    Method(
+        "robust",
+        normalize.robust,
+        needs_stats=True,
+        options=("percentile",),
+        label="robust p{percentile:g}",
+        color="C4",
+        description="Rueckauer et al. 2017: the p-th percentile of the positive activations",
+    )
+)
