@@ -23,7 +23,7 @@ def _eval_config(args: argparse.Namespace):
 def cmd_agree(args: argparse.Namespace) -> int:
     from convert import datasets
     from convert.io import load_spec
-    from validation.agree import agreement, write_report
+    from validation.agreement import agreement, write_report
 
     spec = load_spec(args.spec)
     datasets.check_spec_dataset(spec, args.dataset, args.spec)

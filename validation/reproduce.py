@@ -80,7 +80,7 @@ def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dic
 
 def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
     from convert.io import load_spec
-    from validation.agree import agreement, write_report
+    from validation.agreement import agreement, write_report
 
     test = datasets.load("mnist", "test", root)
     n = cfg.agreement_images
