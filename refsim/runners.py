@@ -163,10 +163,3 @@ class StandaloneRunner:
         inputs, tables = collect(self._built, padded, batch.n_images)
         self._device.delete(code=False, data=False, run_args=True, directory=False)
         return BatchResult(inputs, tables, 0.0, time.perf_counter() - t0)
-
-
-def _blank(mode: str, n_images: int, steps: int, n_inputs: int) -> np.ndarray:
-    """Input data of ``n_images`` blank images: the values a standalone project is built with."""
-    if mode == "spikes":
-        return np.zeros((n_images, steps, n_inputs), dtype=bool)
-    return np.zeros((n_images, n_inputs), dtype=np.float64)
