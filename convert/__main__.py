@@ -85,12 +85,13 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     from convert.pipeline import copy_spec, normalized_spec, stats_for
 
     runs = args.runs or default_runs()
-    n_train = datasets.N_IMAGES["train"]
-    check_count("--calib-images", args.calib_images, n_train, f"the {args.dataset} training split")
+    n_calib = datasets.N_IMAGES["train"] - args.holdout
+    where = f"the {args.dataset} training split less the {args.holdout} held-out images"
+    check_count("--calib-images", args.calib_images, n_calib, where)
     base = copy_spec(args.dataset, args.model, runs, reset=args.reset, schedule=args.schedule)
     stats = None
     if methods.get(args.method).needs_stats:
-        stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images)
+        stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images, holdout=args.holdout)
     spec, report = normalized_spec(
         base, args.method, stats, threshold=args.threshold, percentile=args.percentile, previous=args.previous
     )
@@ -157,7 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reset", choices=("zero", "subtract"), default="zero")
     p.add_argument("--schedule", choices=("delay", "cascade"), default="delay")
     p.add_argument(
-        "--calib-images", type=count_or_all, default="all", help="first N training images, or all (the default)"
+        "--calib-images",
+        type=count_or_all,
+        default=20_000,
+        help="calibration: the first N training images, or all (default 20000, as the main job)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=nonnegative_int,
+        default=5000,
+        help="the training split's last N images, left out of calibration (default 5000: the validation split)",
     )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--nir", type=Path, default=None, help="also export the spec to this NIR file")

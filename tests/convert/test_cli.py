@@ -98,7 +98,7 @@ def _one_error_line(capsys) -> str:
         (["train", "--batch-size", "-1"], "argument --batch-size"),
         (["train", "--lr", "0"], "argument --lr: must be a positive number"),
         (["normalize", "--method", "data", "--calib-images", "0"], "argument --calib-images"),
-        (["normalize", "--method", "data", "--calib-images", "60001"], "exceeds the mnist training split"),
+        (["normalize", "--method", "data", "--calib-images", "60001"], "exceeds the mnist training split less the 5000"),
         (["normalize", "--method", "baseline", "--threshold", "-2"], "argument --threshold"),
     ],
 )
@@ -121,8 +121,8 @@ def test_all_means_all(monkeypatch, tmp_path):
         seen["train_images"] = cfg.train_images
         raise OSError("stop here")
 
-    def fake_stats(base, dataset, root, runs, n_calib=None):
-        seen["n_calib"] = n_calib
+    def fake_stats(base, dataset, root, runs, n_calib=None, holdout=0):
+        seen["n_calib"], seen["holdout"] = n_calib, holdout
         raise OSError("stop here")
 
     monkeypatch.setattr(convert.select, "select_and_train", fake_train)
@@ -131,10 +131,11 @@ def test_all_means_all(monkeypatch, tmp_path):
     common = ["--dataset", "mnist", "--model", "mlp", "--runs", str(tmp_path)]
     assert main(["train", *common, "--train-images", "all"]) == 2
     assert main(["normalize", *common, "--method", "data", "--calib-images", "ALL"]) == 2
-    assert seen == {"train_images": None, "n_calib": None}
+    assert seen == {"train_images": None, "n_calib": None, "holdout": 5000}
     seen.clear()
     assert main(["train", *common]) == 2 and main(["normalize", *common, "--method", "robust"]) == 2
-    assert seen == {"train_images": None, "n_calib": None}  # the defaults are `all`
+    # defaults: train on all; calibrate as the main job does (20 000 images outside the 5 000 held out)
+    assert seen == {"train_images": None, "n_calib": 20_000, "holdout": 5000}
 
 
 BAD = "argparse error"
