@@ -98,7 +98,7 @@ def _one_error_line(capsys) -> str:
         (["train", "--batch-size", "-1"], "argument --batch-size"),
         (["train", "--lr", "0"], "argument --lr: must be a positive number"),
         (["normalize", "--method", "data", "--calib-images", "0"], "argument --calib-images"),
-        (["normalize", "--method", "data", "--calib-images", "60001"], "exceeds the mnist training split less the 5000"),
+        (["normalize", "--method", "data", "--calib-images", "60001"], "exceeds the mnist training split less"),
         (["normalize", "--method", "baseline", "--threshold", "-2"], "argument --threshold"),
     ],
 )
