@@ -6,7 +6,7 @@ preference it touched afterwards, also when the block raises:
 
 * ``runtime``: Brian2's runtime device; ``target`` picks the code generation (``numpy``, the default, needs no
   compiler; ``cython`` compiles each code object once, ~100 s the first time, cached afterwards);
-* ``cpp_standalone``: a C++ project written, compiled and run by :mod:`refsim.standalone`;
+* ``cpp_standalone``: a C++ project written, compiled and run by :class:`refsim.runners.StandaloneRunner`;
 * ``cuda_standalone``: the same through Brian2CUDA (Python ≥ 3.12, brian2 2.10.1, brian2cuda 1.0b1). CUDA 13's
   CUB/Thrust need C++17, so ``-std=c++17`` replaces ``-std=c++11`` for nvcc and for the host compiler.
   :func:`check_cuda` names whatever is missing (brian2cuda, nvcc, a GPU) before anything is built.
