@@ -139,6 +139,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
     start = time.perf_counter()
     results = run_table2(cfg.eval, root, runs)
     from validation.table2 import markdown as table2_markdown
+    from validation.table2 import paired_markdown
 
     _stage(log, "Table 2 simulations (fastsim)", start)
     start = time.perf_counter()
@@ -161,6 +162,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
             "## Table 2 (SNN accuracy)",
             "",
             table2_markdown(results),
+            paired_markdown(results),
             f"Figures: `runs/table2/{tag}/fig3_mnist.png`, `runs/table2/{tag}/fig4_fashion.png`.",
             "",
             "## Convergence",

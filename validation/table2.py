@@ -22,6 +22,7 @@ from convert.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.train import checkpoint_paths
 from validation.experiments import REPLICATION_THRESHOLD, EvalConfig, build_specs, evaluate, record_key, record_path
 from validation.rows import rows
+from validation.significance import mcnemar, wilson_interval
 
 REPLICATION = {  # Table 2 of the replication: SNN test accuracy after 10 000 ms
     ("mnist", "mlp"): {"baseline": 98.64, "baseline-tuned": 98.68, "model": 98.65, "data": 98.66},
@@ -41,7 +42,7 @@ def run_table2(
 ) -> dict[str, Any]:
     """Every (dataset, model, row, seed) evaluation; returns the results dictionary (also written)."""
     out = runs / "table2" / cfg.tag
-    results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": []}
+    results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": [], "paired": []}
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
     table = rows()
     bar = tqdm(total=len(todo) * len(table) * len(cfg.seeds), desc="table2 runs", disable=not progress)
@@ -50,7 +51,9 @@ def run_table2(
         ann_all = json.loads(checkpoint_paths(runs, ds, model)[1].read_text())["test_accuracy"]
         test = datasets.load(ds, "test", root)
         n = cfg.n_images
-        ann_same = ann.accuracy(built["base"], test.images[:n], test.labels[:n])
+        ann_correct = ann.predict(built["base"], test.images[:n]) == test.labels[:n]
+        ann_same = float(ann_correct.mean())
+        correct = {"ANN": ann_correct}  # per image, first input seed: for the paired tests
         for row_def in table:
             row = row_def.name
             spec, report = built["specs"][row]
@@ -60,6 +63,7 @@ def run_table2(
                 path = record_path(out, key, ds, model, row, seed)
                 rec = evaluate(spec, ds, root, cfg, seed, path, key)
                 accs.append(rec.accuracy())
+                correct.setdefault(row, rec.predictions() == rec.labels)
                 no_spike.append(rec.no_spike_fraction())
                 paths.append(str(path.relative_to(out)))
                 bar.update()
@@ -76,6 +80,7 @@ def run_table2(
                     "accuracy_mean": float(np.mean(accs)),
                     "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
                     "accuracies": accs,
+                    "ci95_first_seed": wilson_interval(int(correct[row].sum()), n),
                     "no_spike_fraction_mean": float(np.mean(no_spike)),
                     "divisors": list(report.divisors),
                     "replication": REPLICATION[(ds, model)].get(row),
@@ -83,11 +88,43 @@ def run_table2(
                     "records": paths,
                 }
             )
+        results["paired"] += paired_tests(ds, model, correct)
     bar.close()
     results.update(provenance(cfg.to_dict(), seed=None))
     results["seeds"] = list(cfg.seeds)
     write_outputs(results, out)
     return results
+
+
+REFERENCE_ROW = "data"  # the paper's method: every other row is compared with it
+
+
+def paired_tests(dataset: str, model: str, correct: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Exact McNemar tests on the same images and input seed: the reference row against every other row, and
+    the ANN against every SNN row."""
+    pairs = [("ANN", r) for r in correct if r != "ANN"]
+    if REFERENCE_ROW in correct:
+        pairs += [(REFERENCE_ROW, r) for r in correct if r not in ("ANN", REFERENCE_ROW)]
+    return [
+        {"dataset": dataset, "model": model, "a": a, "b": b, **mcnemar(correct[a], correct[b]).to_dict()}
+        for a, b in pairs
+    ]
+
+
+def paired_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "Paired comparisons on the same images and the first input seed (exact McNemar test): A only / B only "
+        "count the images one classifies correctly and the other does not.",
+        "",
+        "| dataset | model | A | B | A % | B % | A only | B only | p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p['dataset']} | {p['model']} | {p['a']} | {p['b']} | {100 * p['accuracy_a']:.2f} "
+        f"| {100 * p['accuracy_b']:.2f} | {p['a_only']} | {p['b_only']} | {p['p_value']:.3g} |"
+        for p in results.get("paired", [])
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -100,7 +137,8 @@ def markdown(results: dict[str, Any]) -> str:
     labels = {e["row"]: e.get("label", e["row"]) for e in results["entries"]}
     lines = [
         f"SNN test accuracy (%) after {cfg['steps']} ms on the first {cfg['n_images']} test images, mean ± std over "
-        f"input seeds {tuple(cfg['seeds'])}; replication (10 000 ms, 10 000 images) in brackets.",
+        f"input seeds {tuple(cfg['seeds'])}, the 95 % Wilson interval over images (first seed) in parentheses; "
+        "the replication's (10 000 ms, 10 000 images) in brackets.",
         "",
         "| dataset | model | ANN (all / these images) | " + " | ".join(labels[c] for c in columns) + " |",
         "|---|---|---|" + "---|" * len(columns),
@@ -117,6 +155,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 def _cell(e: dict[str, Any], model: str) -> str:
     cell = f"{100 * e['accuracy_mean']:.2f} ± {100 * e['accuracy_std']:.2f}"
+    if "ci95_first_seed" in e:
+        lo, hi = e["ci95_first_seed"]
+        cell += f" ({100 * lo:.1f}–{100 * hi:.1f})"
     if e.get("tuned"):
         cell += f" (θ={e['threshold']:g}; repl. θ={REPLICATION_THRESHOLD[model]:g})"
     if e["replication"] is not None:
@@ -126,7 +167,7 @@ def _cell(e: dict[str, Any], model: str) -> str:
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:
     write_json_atomic(out / "table2.json", results)
-    write_text_atomic(out / "table2.md", markdown(results))
+    write_text_atomic(out / "table2.md", markdown(results) + "\n" + paired_markdown(results))
     buf = io.StringIO()
     fields = ["dataset", "model", "row", "threshold", "ann_test_accuracy", "ann_accuracy_same_images"]
     fields += ["accuracy_mean", "accuracy_std"]

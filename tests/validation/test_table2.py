@@ -26,7 +26,15 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     assert all(len(e["accuracies"]) == 2 and 0 <= e["accuracy_mean"] <= 1 for e in results["entries"])
     saved = json.loads((out / "table2.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["config"]["steps"] == 30 and "git_commit" in saved
-    assert "baseline tuned" in (out / "table2.md").read_text()
+    md = (out / "table2.md").read_text()
+    assert "baseline tuned" in md and "McNemar" in md
+    n_rows = len(row_names())
+    assert len(results["paired"]) == n_rows + n_rows - 1  # the ANN vs every row; data-based vs every other row
+    for e in results["entries"]:
+        lo, hi = e["ci95_first_seed"]
+        assert lo <= e["accuracies"][0] <= hi
+    for p in results["paired"]:
+        assert 0 <= p["p_value"] <= 1 and p["a_only"] + p["b_only"] <= p["n"] == 20
     (search_file,) = (out / "searches").iterdir()
     search = json.loads(search_file.read_text())
     assert search["on"] == "held-out train" and search["chosen"] in (1.0, 2.0) and "git_commit" in search
