@@ -1,4 +1,5 @@
-"""Table 1: train and test accuracy (eval mode) of the four ANNs, from their metrics files."""
+"""Table 1: train, validation and test accuracy (eval mode) of the four ANNs and the setting each was chosen
+with, from their metrics files. "train" is measured on the images the network was trained on."""
 
 from __future__ import annotations
 
@@ -24,16 +25,23 @@ def rows(runs: Path) -> list[dict]:
         if not path.exists():
             continue
         m = json.loads(path.read_text())
+        val = m.get("validation_accuracy")
+        sel = m.get("selection") or {}
+        chosen = sel["candidates"][sel["chosen"]]["overrides"] if sel.get("candidates") else {}
         out.append(
             {
                 "dataset": ds,
                 "model": model,
                 "train": round(100 * m["train_accuracy"], 2),
+                "validation": round(100 * val, 2) if val is not None else None,
                 "test": round(100 * m["test_accuracy"], 2),
                 "replication_train": rep_train,
                 "replication_test": rep_test,
                 "epochs": m["epochs"],
+                "setting": ", ".join(f"{k} {v}" for k, v in chosen.items() if k != "epochs"),
+                "candidates": len(sel.get("candidates", [])) or 1,
                 "train_wall_s": round(m["train_wall_s"], 1),
+                "selection_wall_s": round(sel.get("selection_wall_s", m["train_wall_s"]), 1),
             }
         )
     return out
@@ -45,12 +53,15 @@ def write_table1(runs: Path) -> str:
     if not table:
         raise FileNotFoundError(f"no metrics under {runs / 'models'}; train with `python -m convert train ...`")
     md = [
-        "| dataset | model | train % | test % | replication train % | replication test % | epochs | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | model | train % | validation % | test % | replication train % | replication test % "
+        "| epochs | chosen setting (of N candidates) | wall s (all candidates) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     md += [
-        f"| {r['dataset']} | {r['model']} | {r['train']:.2f} | {r['test']:.2f} | {r['replication_train']:.2f} "
-        f"| {r['replication_test']:.2f} | {r['epochs']} | {r['train_wall_s']:.0f} |"
+        f"| {r['dataset']} | {r['model']} | {r['train']:.2f} | "
+        + (f"{r['validation']:.2f}" if r["validation"] is not None else "–")
+        + f" | {r['test']:.2f} | {r['replication_train']:.2f} | {r['replication_test']:.2f} | {r['epochs']} "
+        f"| {r['setting'] or '–'} ({r['candidates']}) | {r['selection_wall_s']:.0f} |"
         for r in table
     ]
     text = "\n".join(md) + "\n"
