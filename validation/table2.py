@@ -159,7 +159,7 @@ def _cell(e: dict[str, Any], model: str) -> str:
         lo, hi = e["ci95_first_seed"]
         cell += f" ({100 * lo:.1f}–{100 * hi:.1f})"
     if e.get("tuned"):
-        cell += f" (θ={e['threshold']:g}; repl. θ={REPLICATION_THRESHOLD[model]:g})"
+        cell += f", θ={e['threshold']:g} (repl. {REPLICATION_THRESHOLD[model]:g})"
     if e["replication"] is not None:
         cell += f" [{e['replication']:.2f}]"
     return cell
