@@ -30,8 +30,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     triton = None
 
 
-def available(device: torch.device) -> str | None:
-    """None if the fused kernel can run on ``device``, else the reason it cannot."""
+def unavailable_reason(device: torch.device) -> str | None:
+    """Why the fused kernel cannot run on ``device``; None when it can."""
     if triton is None:
         return "Triton is not installed (pip install triton; the GPU machines have it)"
     if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -140,7 +140,7 @@ def _launch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run :func:`_dense_if_kernel` on ``inputs`` = (spikes, keys, thresholds, input counts), of which a Poisson
     launch (``start`` not None) uses the last three and a spike launch the first; returns (spikes, v, counts)."""
-    reason = available(v.device)
+    reason = unavailable_reason(v.device)
     if reason:
         raise RuntimeError(reason)
     if limbs.dtype != torch.float32 or v.dtype != torch.float32:

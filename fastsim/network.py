@@ -24,8 +24,7 @@ import torch
 
 from convert.spec import Conv2d, NetworkSpec, is_spiking
 from fastsim.bandconv import BandConv
-from fastsim.fused import FusedDense
-from fastsim.fused import available as fused_available
+from fastsim.fused import FusedDense, unavailable_reason
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.limbs import check_mode
@@ -42,7 +41,7 @@ def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     if kernel == "triton":
-        reason = fused_available(device)
+        reason = unavailable_reason(device)
         if reason:
             raise ValueError(f"kernel='triton': {reason}; use kernel='torch'")
         if dtype != torch.float32:
@@ -150,7 +149,8 @@ class Network:
                 pending, in_shape = [], shapes[i + 1]
         self.stages: tuple[Stage, ...] = tuple(stages)
         self.sizes = [int(np.prod(s.shape)) for s in self.stages]
-        self.kernel = Compiled(scan_steps, dynamic=True) if compile else scan_steps
+        # scans one group of UNROLL steps (fastsim.scan); not the kernel= option, which picks torch or Triton
+        self.group_scan = Compiled(scan_steps, dynamic=True) if compile else scan_steps
 
     def _fused(self, op, threshold: float, parts: int) -> FusedDense | None:
         """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers;
@@ -180,7 +180,7 @@ class Network:
 
     @property
     def compiled(self) -> bool:
-        return isinstance(self.kernel, Compiled) and self.kernel.active
+        return isinstance(self.group_scan, Compiled) and self.group_scan.active
 
     def initial_state(self, batch: int) -> NetworkState:
         return NetworkState(
@@ -226,7 +226,7 @@ class Network:
                     else:
                         current = stage.current(x, nnz).reshape(n, batch, *stage.shape)
                     spikes, states[layer], counts = if_scan(
-                        current, states[layer], stage.threshold, self.spec.reset, self.spec.schedule, self.kernel
+                        current, states[layer], stage.threshold, self.spec.reset, self.spec.schedule, self.group_scan
                     )
                 nnz = rec.add_layer(layer, spikes, counts, start)
                 x = spikes.reshape(n * batch, *stage.shape)
