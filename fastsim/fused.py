@@ -7,6 +7,10 @@ I(t) = s(t) · Wᵀ over the input dimension on tensor cores (``tl.dot``), then 
 schedule and the reset, and writes the tile's spikes. Only the input and output spikes and the final v and
 counts touch memory; the currents never do.
 
+The layer step is :func:`fastsim.step.if_update`, the one definition every fastsim path computes. Triton
+cannot call torch code, so :func:`_if_update` restates it line for line; tests/fastsim/test_step_paths.py
+drives the same cases through both and requires identical spikes and membranes.
+
 Weights come as ``P`` limbs (``P`` = 1: float32 weights, IEEE products; ``P`` = 2 or 3: TF32 limbs from
 :func:`fastsim.limbs.split_limbs`, TF32 products), summed into one float32 accumulator. The sums are the
 engine's sums in another order, so results equal the engine's exactly when every sum is exact (dyadic
@@ -50,6 +54,22 @@ if triton is not None:
         x = x ^ (x >> 15)
         x = (x * 0x846CA68B) & 0xFFFFFFFF
         return x ^ (x >> 16)
+
+    @triton.jit
+    def _if_update(v, current, threshold, RESET_ZERO: tl.constexpr, DELAY: tl.constexpr):
+        """:func:`fastsim.step.if_update` in Triton, line for line (the definition is there; keep the two
+        identical): u = v + I;  c = v (delay) or u (cascade);  s = [c ≥ θ];  v' = reset(u, s)."""
+        integrated = v + current
+        if DELAY:
+            checked = v
+        else:
+            checked = integrated
+        fired = checked >= threshold
+        if RESET_ZERO:
+            new_v = tl.where(fired, integrated - integrated, integrated)
+        else:
+            new_v = tl.where(fired, integrated - threshold, integrated)
+        return fired, new_v
 
     @triton.jit
     def _dense_if_kernel(
@@ -109,16 +129,7 @@ if triton is not None:
                         acc += tl.dot(a, w, input_precision="tf32")
                     else:
                         acc += tl.dot(a, w, input_precision="ieee")
-            if DELAY:  # fire on the old voltage, then integrate
-                fired = v >= threshold
-                v = v + acc
-            else:  # integrate, then fire
-                v = v + acc
-                fired = v >= threshold
-            if RESET_ZERO:
-                v = tl.where(fired, v - v, v)
-            else:
-                v = tl.where(fired, v - threshold, v)
+            fired, v = _if_update(v, acc, threshold, RESET_ZERO, DELAY)
             spikes = fired.to(tl.float32)
             tl.store(out_ptr + t * B * N + vn, spikes, mask=tile)
             count += spikes
