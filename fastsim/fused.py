@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
+from fastsim.scan import LayerChunk
+from fastsim.step import IFState
+
 try:
     import triton
     import triton.language as tl
@@ -241,7 +244,8 @@ def poisson_dense_if_chunk(
 @dataclass(frozen=True)
 class FusedDense:
     """A Dense layer's fused step: weight ``limbs`` (P, K, N), its float32 ``threshold``, the spec's reset and
-    schedule. Call it with input spikes, or with a Poisson source (:meth:`poisson`) for a first layer."""
+    schedule. Call it with input spikes, or with a Poisson source (:meth:`poisson`) for a first layer; the
+    layer's state v is (B, N)."""
 
     limbs: torch.Tensor
     threshold: float
@@ -252,22 +256,27 @@ class FusedDense:
     def tf32(self) -> bool:
         return self.limbs.shape[0] > 1
 
-    def __call__(self, spikes: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return dense_if_chunk(spikes, self.limbs, v, self.threshold, self.reset, self.schedule, self.tf32)
+    def __call__(self, spikes: torch.Tensor, state: IFState) -> LayerChunk:
+        """Input ``spikes`` (T, B, K) 0/1 float32 → the layer over those T steps."""
+        out, v, counts = dense_if_chunk(
+            spikes, self.limbs, state.v, self.threshold, self.reset, self.schedule, self.tf32
+        )
+        return LayerChunk(out, IFState(v), counts)
 
-    def poisson(self, source, start: int, n_steps: int, v: torch.Tensor):
+    def poisson(self, source, start: int, n_steps: int, state: IFState) -> LayerChunk:
         """Steps ``start .. start + n_steps - 1`` of a :class:`fastsim.encode.PoissonSource`, drawn in the kernel."""
         keys, thresholds, counts = source.kernel_inputs()
-        return poisson_dense_if_chunk(
+        out, v, out_counts = poisson_dense_if_chunk(
             keys,
             thresholds,
             counts,
             start,
             n_steps,
             self.limbs,
-            v,
+            state.v,
             self.threshold,
             self.reset,
             self.schedule,
             self.tf32,
         )
+        return LayerChunk(out, IFState(v), out_counts)

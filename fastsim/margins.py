@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import torch
 
+from fastsim.encode import InputSource
 from fastsim.step import NetworkState, network_update
 
 
-def threshold_margins(net, source, batch: int, steps: int) -> list[torch.Tensor]:
+def threshold_margins(net, source: InputSource, batch: int, steps: int) -> list[torch.Tensor]:
     """Per spiking layer, (batch, n_l) min relative distance |c − θ| / θ over the threshold checks of ``steps``
     steps of ``source`` through ``net`` (a :class:`fastsim.network.Network`)."""
     stages, spec = net.stages, net.spec

@@ -15,6 +15,7 @@ are scanned without a copy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -23,6 +24,15 @@ from fastsim.step import IFState, layer_step
 UNROLL = 10  # steps per group scan call
 
 GroupScan = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # scan_steps, or it compiled
+
+
+class LayerChunk(NamedTuple):
+    """One spiking layer over a chunk of n steps: its ``spikes`` (n, batch, ...) as 0/1 in the state's dtype,
+    its ``state`` after the chunk and its spike ``counts`` over the n steps (batch, ...)."""
+
+    spikes: torch.Tensor
+    state: IFState
+    counts: torch.Tensor
 
 
 def scan_steps(
@@ -60,7 +70,7 @@ def if_scan(
     schedule: str,
     group_scan: GroupScan | None = None,
     unroll: int = UNROLL,
-) -> tuple[torch.Tensor, IFState, torch.Tensor]:
+) -> LayerChunk:
     """One layer over T steps: ``currents`` (T, batch, ...) → spikes (T, batch, ...) as 0/1 in the state's
     dtype, the final state, and the spike counts over the T steps (batch, ...).
 
@@ -86,4 +96,4 @@ def if_scan(
     inverse_state = _inverse(state_order)
     spikes = spikes.view(phys.shape).permute(inverse)
     new_v = v.view(phys.shape[1:]).permute(inverse_state)
-    return spikes, IFState(new_v), counts.view(phys.shape[1:]).permute(inverse_state)
+    return LayerChunk(spikes, IFState(new_v), counts.view(phys.shape[1:]).permute(inverse_state))
