@@ -37,7 +37,6 @@ __all__ = [
     "mul32",
     "mix32",
     "image_keys",
-    "step_hash",
     "poisson_spikes",
     "InputSource",
     "PoissonSource",
@@ -53,13 +52,6 @@ def image_keys(seed: int, image_indices: torch.Tensor) -> torch.Tensor:
     idx = image_indices.to(torch.int64)
     s = mix32(torch.tensor([int(seed)], dtype=torch.int64, device=idx.device))
     return mix32((s + idx) & MASK32)
-
-
-def step_hash(keys: torch.Tensor, step: int, n_inputs: int) -> torch.Tensor:
-    """h for every (image, pixel) of one step, (len(keys), n_inputs) int64: the twin of the numpy function."""
-    k = mix32((keys + int(step)) & MASK32)
-    pixels = torch.arange(n_inputs, dtype=torch.int64, device=keys.device)
-    return mix32((k[:, None] + pixels[None, :]) & MASK32)
 
 
 def _candidate_spikes(step_keys: torch.Tensor, images: torch.Tensor, pixels: torch.Tensor, thr: torch.Tensor):
