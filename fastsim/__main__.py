@@ -18,26 +18,30 @@ def _run(args: argparse.Namespace) -> int:
     from convert import datasets
     from convert.io import load_spec
     from convert.provenance import provenance
+    from fastsim.options import SimOptions
     from fastsim.simulate import simulate
 
     spec = load_spec(args.spec)
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
     split = datasets.load(args.dataset, args.split, args.root)
     n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
+    options = SimOptions(
+        device=args.device,
+        dtype=args.dtype,
+        matmul=args.matmul,
+        kernel=args.kernel,
+        batch_size=args.batch_size,
+        compile={"auto": None, "on": True, "off": False}[args.compile],
+        progress=not args.no_progress,
+    )
     record = simulate(
         spec,
         split.images[:n],
         steps=args.steps,
-        device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
         seed=args.seed,
         labels=split.labels[:n],
         record_neurons=args.record_neurons,
-        progress=not args.no_progress,
-        matmul=args.matmul,
-        compile={"auto": None, "on": True, "off": False}[args.compile],
-        kernel=args.kernel,
+        options=options,
     )
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     record = record.with_meta(

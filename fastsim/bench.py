@@ -22,7 +22,7 @@ import torch
 from convert.encoding import intensity
 from convert.provenance import machine, package_versions, write_json_atomic, write_text_atomic
 from convert.spec import NetworkSpec
-from fastsim.fused import available as fused_available
+from fastsim.fused import unavailable_reason
 from fastsim.layers import fanout
 from fastsim.network import Network
 from fastsim.simulate import exact_float32, resolve_device, resolve_dtype, simulate
@@ -230,7 +230,7 @@ def run_benchmark(
     if matmuls is None:
         matmuls = ("fp32",) if dev.type == "cpu" else ("fp32", "tf32x2", "tf32x3")
     if kernels is None:
-        kernels = ("torch",) if fused_available(dev) else ("torch", "triton")
+        kernels = ("torch",) if unavailable_reason(dev) else ("torch", "triton")
     # float64 first: the reference
     cases = [("float64", "fp32", "torch")] + [("float32", m, k) for k in kernels for m in matmuls]
     rows = []

@@ -1,10 +1,12 @@
 """Input encoders: the torch twin of :mod:`convert.encoding`, analog ``current`` input and given spike trains.
 
-Every encoder is an *input source* for one batch of B images: ``source.chunk(start, n)`` returns the
-layer-0 input s_0(t) for steps ``start .. start+n-1`` as a tensor (n, B, n_inputs), time first, in the
-simulation dtype; ``source.constant`` says the input is the same every step; ``source.input_counts(steps)``
-gives Σ_t s_0,i(t) per image and input (for synaptic-event counts). The Poisson source can also hand out
-its spikes as :class:`~fastsim.sparse.SpikeRows` (``chunk_rows``), never building the dense tensor.
+Every encoder is an *input source* for one batch of B images (:class:`InputSource`): ``source.chunk(start, n)``
+returns the layer-0 input s_0(t) for steps ``start .. start+n-1`` as a tensor (n, B, n_inputs), time first, in
+the simulation dtype; ``source.input_counts(steps)`` gives Σ_t s_0,i(t) per image and input (for
+synaptic-event counts). The Poisson source can also hand out its spikes as :class:`~fastsim.sparse.SpikeRows`
+(``chunk_rows``), never building the dense tensor, or the inputs of a kernel that draws them itself
+(``kernel_inputs``). Which of these the engine uses is decided by the source's class
+(:mod:`fastsim.input_paths`).
 
 ``poisson`` (docs/semantics.md): input neuron i of image n spikes in step t iff
 
@@ -21,6 +23,7 @@ only the (image, pixel) pairs with p > 0 are hashed (about a fifth of an MNIST i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,8 +37,8 @@ __all__ = [
     "mul32",
     "mix32",
     "image_keys",
-    "step_hash",
     "poisson_spikes",
+    "InputSource",
     "PoissonSource",
     "CurrentSource",
     "SpikeTrainSource",
@@ -51,13 +54,6 @@ def image_keys(seed: int, image_indices: torch.Tensor) -> torch.Tensor:
     return mix32((s + idx) & MASK32)
 
 
-def step_hash(keys: torch.Tensor, step: int, n_inputs: int) -> torch.Tensor:
-    """h for every (image, pixel) of one step, (len(keys), n_inputs) int64: the twin of the numpy function."""
-    k = mix32((keys + int(step)) & MASK32)
-    pixels = torch.arange(n_inputs, dtype=torch.int64, device=keys.device)
-    return mix32((k[:, None] + pixels[None, :]) & MASK32)
-
-
 def _candidate_spikes(step_keys: torch.Tensor, images: torch.Tensor, pixels: torch.Tensor, thr: torch.Tensor):
     """Spikes (T, K) of K (image, pixel) candidates: mix(step_keys[t, image_k] + pixel_k) < thr_k."""
     return mix32((step_keys[:, images] + pixels) & MASK32) < thr
@@ -69,14 +65,20 @@ def integer_thresholds(x: np.ndarray, max_rate_hz: float, dt_ms: float) -> np.nd
     return np.minimum(np.ceil(thr), TWO32).astype(np.int64)
 
 
+class InputSource(Protocol):
+    """What every input source offers (module doc)."""
+
+    def chunk(self, start: int, n: int) -> torch.Tensor: ...
+
+    def input_counts(self, steps: int) -> torch.Tensor: ...
+
+
 class PoissonSource:
     """Counter-based Poisson input of one batch: intensities x (B, n_inputs) in [0, 1] as float64.
 
     ``hash_fn`` computes the spikes of the candidate pairs; a :class:`fastsim.jit.Compiled` version of the
     default may be handed in (the maths is the same, only fused). The source counts the spikes it serves.
     """
-
-    constant = False
 
     def __init__(
         self,
@@ -150,8 +152,6 @@ class PoissonSource:
 class CurrentSource:
     """Analog input: s_0(t) = x every step (the ``current`` encoding); chunks are broadcast views."""
 
-    constant = True
-
     def __init__(self, x: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
         self.x = torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)
         self._xd = self.x.to(dtype)
@@ -166,8 +166,6 @@ class CurrentSource:
 
 class SpikeTrainSource:
     """User-supplied input spikes: a bool tensor (B, steps, n_inputs), e.g. the very trains fed to Brian2."""
-
-    constant = False
 
     def __init__(self, spikes: torch.Tensor, device: torch.device, dtype: torch.dtype) -> None:
         self.spikes = torch.as_tensor(spikes, device=device).to(torch.bool)

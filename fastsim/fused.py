@@ -7,6 +7,10 @@ I(t) = s(t) · Wᵀ over the input dimension on tensor cores (``tl.dot``), then 
 schedule and the reset, and writes the tile's spikes. Only the input and output spikes and the final v and
 counts touch memory; the currents never do.
 
+The layer step is :func:`fastsim.step.if_update`, the one definition every fastsim path computes. Triton
+cannot call torch code, so :func:`_if_update` restates it line for line; tests/fastsim/test_step_paths.py
+drives the same cases through both and requires identical spikes and membranes.
+
 Weights come as ``P`` limbs (``P`` = 1: float32 weights, IEEE products; ``P`` = 2 or 3: TF32 limbs from
 :func:`fastsim.limbs.split_limbs`, TF32 products), summed into one float32 accumulator. The sums are the
 engine's sums in another order, so results equal the engine's exactly when every sum is exact (dyadic
@@ -23,6 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
+from fastsim.scan import LayerChunk
+from fastsim.step import IFState
+
 try:
     import triton
     import triton.language as tl
@@ -30,8 +37,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     triton = None
 
 
-def available(device: torch.device) -> str | None:
-    """None if the fused kernel can run on ``device``, else the reason it cannot."""
+def unavailable_reason(device: torch.device) -> str | None:
+    """Why the fused kernel cannot run on ``device``; None when it can."""
     if triton is None:
         return "Triton is not installed (pip install triton; the GPU machines have it)"
     if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
@@ -50,6 +57,22 @@ if triton is not None:
         x = x ^ (x >> 15)
         x = (x * 0x846CA68B) & 0xFFFFFFFF
         return x ^ (x >> 16)
+
+    @triton.jit
+    def _if_update(v, current, threshold, RESET_ZERO: tl.constexpr, DELAY: tl.constexpr):
+        """:func:`fastsim.step.if_update` in Triton, line for line (the definition is there; keep the two
+        identical): u = v + I;  c = v (delay) or u (cascade);  s = [c ≥ θ];  v' = reset(u, s)."""
+        integrated = v + current
+        if DELAY:
+            checked = v
+        else:
+            checked = integrated
+        fired = checked >= threshold
+        if RESET_ZERO:
+            new_v = tl.where(fired, integrated - integrated, integrated)
+        else:
+            new_v = tl.where(fired, integrated - threshold, integrated)
+        return fired, new_v
 
     @triton.jit
     def _dense_if_kernel(
@@ -109,16 +132,7 @@ if triton is not None:
                         acc += tl.dot(a, w, input_precision="tf32")
                     else:
                         acc += tl.dot(a, w, input_precision="ieee")
-            if DELAY:  # fire on the old voltage, then integrate
-                fired = v >= threshold
-                v = v + acc
-            else:  # integrate, then fire
-                v = v + acc
-                fired = v >= threshold
-            if RESET_ZERO:
-                v = tl.where(fired, v - v, v)
-            else:
-                v = tl.where(fired, v - threshold, v)
+            fired, v = _if_update(v, acc, threshold, RESET_ZERO, DELAY)
             spikes = fired.to(tl.float32)
             tl.store(out_ptr + t * B * N + vn, spikes, mask=tile)
             count += spikes
@@ -140,7 +154,7 @@ def _launch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run :func:`_dense_if_kernel` on ``inputs`` = (spikes, keys, thresholds, input counts), of which a Poisson
     launch (``start`` not None) uses the last three and a spike launch the first; returns (spikes, v, counts)."""
-    reason = available(v.device)
+    reason = unavailable_reason(v.device)
     if reason:
         raise RuntimeError(reason)
     if limbs.dtype != torch.float32 or v.dtype != torch.float32:
@@ -230,7 +244,8 @@ def poisson_dense_if_chunk(
 @dataclass(frozen=True)
 class FusedDense:
     """A Dense layer's fused step: weight ``limbs`` (P, K, N), its float32 ``threshold``, the spec's reset and
-    schedule. Call it with input spikes, or with a Poisson source (:meth:`poisson`) for a first layer."""
+    schedule. Call it with input spikes, or with a Poisson source (:meth:`poisson`) for a first layer; the
+    layer's state v is (B, N)."""
 
     limbs: torch.Tensor
     threshold: float
@@ -241,22 +256,27 @@ class FusedDense:
     def tf32(self) -> bool:
         return self.limbs.shape[0] > 1
 
-    def __call__(self, spikes: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return dense_if_chunk(spikes, self.limbs, v, self.threshold, self.reset, self.schedule, self.tf32)
+    def __call__(self, spikes: torch.Tensor, state: IFState) -> LayerChunk:
+        """Input ``spikes`` (T, B, K) 0/1 float32 → the layer over those T steps."""
+        out, v, counts = dense_if_chunk(
+            spikes, self.limbs, state.v, self.threshold, self.reset, self.schedule, self.tf32
+        )
+        return LayerChunk(out, IFState(v), counts)
 
-    def poisson(self, source, start: int, n_steps: int, v: torch.Tensor):
+    def poisson(self, source, start: int, n_steps: int, state: IFState) -> LayerChunk:
         """Steps ``start .. start + n_steps - 1`` of a :class:`fastsim.encode.PoissonSource`, drawn in the kernel."""
         keys, thresholds, counts = source.kernel_inputs()
-        return poisson_dense_if_chunk(
+        out, v, out_counts = poisson_dense_if_chunk(
             keys,
             thresholds,
             counts,
             start,
             n_steps,
             self.limbs,
-            v,
+            state.v,
             self.threshold,
             self.reset,
             self.schedule,
             self.tf32,
         )
+        return LayerChunk(out, IFState(v), out_counts)

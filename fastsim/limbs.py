@@ -10,9 +10,10 @@ exponent and 10 stored mantissa bits) and accumulate and return float32. Writing
 and running the product once over the limbs concatenated along the output dimension (one GEMM or convolution
 with p times the output neurons, then a sum over the p partial currents) gives sums that are as accurate as
 float32 arithmetic for p = 2 (22 of float32's 24 significant bits) and better for p = 3, at the speed of the
-tensor cores (one H100: TF32 ~ 7x float32 per GEMM, ARCHITECTURE.md). Every limb is exactly representable in
-TF32, so it is the same whatever rounding the hardware applies to its inputs, and on a CPU (no TF32) the same
-products are computed in float32: the CPU run is the reference the GPU run is checked against.
+tensor cores (measured on one H100, a spike GEMM of 1 M rows, 784 → 1200: TF32 6.9 ms, float32 40 ms). Every
+limb is exactly representable in TF32, so it is the same whatever rounding the hardware applies to its inputs,
+and on a CPU (no TF32) the same products are computed in float32: the CPU run is the reference the GPU run is
+checked against.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ tensor of the simulation dtype, and the fan-out of its presynaptic neurons.
   layer l over a chunk of n steps depends only on the train of layer l−1 over the same steps (and on v_l at
   the chunk's start). Per chunk and layer it computes the currents of all n steps with one big operator call
   (one GEMM / convolution over n·B rows), then scans the chunk in time with the one-layer step of the
-  schedule (:func:`fastsim.scan.if_scan`). Spikes are exactly those of stepping the network.
+  schedule (:func:`fastsim.scan.if_scan`), or runs both in one fused Triton kernel (``kernel="triton"``,
+  Dense layers, :mod:`fastsim.fused`). Spikes are exactly those of stepping the network. The first layer takes
+  the input by one of four paths, chosen by the input source's class (:mod:`fastsim.input_paths`).
 * :meth:`Network.run_stepwise` is the plain loop: one :func:`fastsim.step.network_step` per time step. It is
   the reference the engine is tested against and the baseline of the benchmark.
 """
@@ -24,13 +26,14 @@ import torch
 
 from convert.spec import Conv2d, NetworkSpec, is_spiking
 from fastsim.bandconv import BandConv
-from fastsim.fused import FusedDense
-from fastsim.fused import available as fused_available
+from fastsim.encode import InputSource
+from fastsim.fused import FusedDense, unavailable_reason
+from fastsim.input_paths import input_path
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.limbs import check_mode
 from fastsim.recorder import BatchCounts, Recorder
-from fastsim.scan import if_scan, scan_steps
+from fastsim.scan import LayerChunk, if_scan, scan_steps
 from fastsim.sparse import SpikeRows, spike_matmul
 from fastsim.step import IFState, NetworkState, network_step
 
@@ -42,7 +45,7 @@ def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
     if kernel == "triton":
-        reason = fused_available(device)
+        reason = unavailable_reason(device)
         if reason:
             raise ValueError(f"kernel='triton': {reason}; use kernel='torch'")
         if dtype != torch.float32:
@@ -53,10 +56,11 @@ def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
 class Stage:
     """One spiking layer: ``ops`` map presynaptic activity (R, *in_shape) to currents (R, *shape).
 
-    When the layer is :class:`~fastsim.layers.DenseOp` and its input is binary spikes with density at most
-    ``sparse_density``, the currents come from the sparse product (:func:`fastsim.sparse.spike_matmul`);
-    when it is a convolution with a ``band`` form and few spikes per row, from the banded table sum
-    (:class:`fastsim.bandconv.BandConv`).
+    Where the currents come from (:meth:`current`): the sparse product (:func:`fastsim.sparse.spike_matmul`)
+    when the layer :attr:`has_sparse_product` and its input is binary spikes with density at most
+    ``sparse_density``; the banded table sum (:class:`fastsim.bandconv.BandConv`) when it is a convolution with
+    a ``band`` form and few spikes per row; otherwise ``ops``. ``fused``: the layer's fused Triton step
+    (``kernel="triton"``, Dense layers), which replaces currents and scan.
     """
 
     ops: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
@@ -69,27 +73,35 @@ class Stage:
     fused: FusedDense | None = None
 
     @property
-    def dense_op(self) -> DenseOp | None:
-        return self.ops[-1] if isinstance(self.ops[-1], DenseOp) and self.sparse_density > 0 else None
+    def has_sparse_product(self) -> bool:
+        """A Dense layer with sparse products on (CPU): sparse enough input spikes go through
+        :meth:`sparse_product`."""
+        return self.sparse_density > 0 and isinstance(self.ops[-1], DenseOp)
+
+    def sparse_product(self, rows: SpikeRows) -> torch.Tensor:
+        """I = S · Wᵀ as a sum of rows of Wᵀ (for a layer that :attr:`has_sparse_product`)."""
+        return spike_matmul(rows, self.ops[-1].weight_t)
 
     def synapse(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
             x = op(x)
         return x
 
-    def current(self, x: torch.Tensor | SpikeRows, nnz: torch.Tensor | None = None) -> torch.Tensor:
-        """Currents (R, *shape) for activity x: a tensor (R, *in_shape) (binary when ``nnz`` is given) or
-        :class:`SpikeRows` (R, n_in)."""
-        op = self.dense_op
-        if isinstance(x, SpikeRows):
-            if op is not None and x.density <= self.sparse_density:
-                return spike_matmul(x, op.weight_t)
-            x = x.to_dense(self.threshold.dtype).view(x.n_rows, *self.in_shape)
-        elif op is not None and nnz is not None and int(nnz) <= self.sparse_density * x.numel():
-            return spike_matmul(SpikeRows.from_dense(x), op.weight_t)
-        elif self.band is not None and nnz is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
-            return self.band(x)
+    def current(self, x: torch.Tensor, nnz: torch.Tensor | None = None) -> torch.Tensor:
+        """Currents (R, *shape) for activity x (R, *in_shape): binary spikes, ``nnz`` of them (0-d), or any
+        activity with ``nnz`` None (then always ``ops``)."""
+        if nnz is not None:
+            if self.has_sparse_product and int(nnz) <= self.sparse_density * x.numel():
+                return self.sparse_product(SpikeRows.from_dense(x))
+            if self.band is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
+                return self.band(x)
         return self.synapse(x)
+
+    def current_from_rows(self, rows: SpikeRows) -> torch.Tensor:
+        """Currents (R, *shape) for input spikes given as :class:`SpikeRows` (R, n_in)."""
+        if self.has_sparse_product and rows.density <= self.sparse_density:
+            return self.sparse_product(rows)
+        return self.synapse(rows.to_dense(self.threshold.dtype).view(rows.n_rows, *self.in_shape))
 
 
 class Network:
@@ -150,7 +162,8 @@ class Network:
                 pending, in_shape = [], shapes[i + 1]
         self.stages: tuple[Stage, ...] = tuple(stages)
         self.sizes = [int(np.prod(s.shape)) for s in self.stages]
-        self.kernel = Compiled(scan_steps, dynamic=True) if compile else scan_steps
+        # scans one group of UNROLL steps (fastsim.scan); not the kernel= option, which picks torch or Triton
+        self.group_scan = Compiled(scan_steps, dynamic=True) if compile else scan_steps
 
     def _fused(self, op, threshold: float, parts: int) -> FusedDense | None:
         """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers;
@@ -180,7 +193,7 @@ class Network:
 
     @property
     def compiled(self) -> bool:
-        return isinstance(self.kernel, Compiled) and self.kernel.active
+        return isinstance(self.group_scan, Compiled) and self.group_scan.active
 
     def initial_state(self, batch: int) -> NetworkState:
         return NetworkState(
@@ -190,50 +203,39 @@ class Network:
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
         return Recorder(batch, self.sizes, checkpoints, self.device)
 
-    def _first_input(self, source, start: int, n: int, batch: int):
-        """The input chunk: sparse rows when the first layer can use them, else a dense tensor."""
-        if self.stages[0].dense_op is not None and hasattr(source, "chunk_rows"):
-            return source.chunk_rows(start, n), None
-        return source.chunk(start, n).reshape(n * batch, *self.spec.input_shape), None
+    def scan_chunk(self, stage: Stage, current: torch.Tensor, state: IFState) -> LayerChunk:
+        """``stage`` over n steps from its currents (n, B, *shape): the layer step, scanned in time."""
+        return if_scan(current, state, stage.threshold, self.spec.reset, self.spec.schedule, self.group_scan)
 
-    def run(self, source, batch: int, steps: int, checkpoints: np.ndarray, chunk_steps: int) -> Recorder:
-        """Simulate ``steps`` steps of ``batch`` images from ``source`` in chunks of ``chunk_steps`` steps."""
+    def layer_chunk(self, stage: Stage, x: torch.Tensor, nnz: torch.Tensor | None, state: IFState) -> LayerChunk:
+        """``stage`` over n steps from its input activity x (n·B, *in_shape), time first (``nnz``: the number of
+        spikes when x is binary, see :meth:`Stage.current`): the fused step, or currents then the scan."""
+        batch = state.v.shape[0]
+        n = x.shape[0] // batch
+        if stage.fused is not None:
+            return stage.fused(x.reshape(n, batch, -1), state)
+        return self.scan_chunk(stage, stage.current(x, nnz).reshape(n, batch, *stage.shape), state)
+
+    def run(self, source: InputSource, batch: int, steps: int, checkpoints: np.ndarray, chunk_steps: int) -> Recorder:
+        """Simulate ``steps`` steps of ``batch`` images from ``source`` in chunks of ``chunk_steps`` steps: the
+        first layer takes its input by the source's path (:func:`fastsim.input_paths.input_path`), every
+        later layer the spikes of the layer before."""
         rec = self._recorder(batch, checkpoints)
         states = list(self.initial_state(batch).layers)
-        first_current = None
-        if source.constant:
-            x0 = source.chunk(0, 1)[0].reshape(batch, *self.spec.input_shape)
-            first_current = self.stages[0].synapse(x0)
-        # a fused first layer draws Poisson input inside its kernel: no input spike tensor
-        in_kernel = self.stages[0].fused is not None and hasattr(source, "kernel_inputs")
+        path = input_path(source, self)
         for start in range(0, steps, chunk_steps):
             n = min(chunk_steps, steps - start)
-            if not source.constant and not in_kernel:
-                x, nnz = self._first_input(source, start, n, batch)
+            out = path.first_layer(self, states[0], start, n)
             for layer, stage in enumerate(self.stages):
-                if stage.fused is not None and (first_current is None or layer > 0):
-                    v_flat = states[layer].v.reshape(batch, -1)
-                    if in_kernel and layer == 0:
-                        out, v, counts = stage.fused.poisson(source, start, n, v_flat)
-                    else:
-                        dense = x.to_dense(self.dtype) if isinstance(x, SpikeRows) else x
-                        out, v, counts = stage.fused(dense.reshape(n, batch, -1), v_flat)
-                    spikes, states[layer] = out.view(n, batch, *stage.shape), IFState(v.view(batch, *stage.shape))
-                    counts = counts.view(batch, *stage.shape)
-                else:
-                    if first_current is not None and layer == 0:
-                        current = first_current.unsqueeze(0).expand(n, *first_current.shape)
-                    else:
-                        current = stage.current(x, nnz).reshape(n, batch, *stage.shape)
-                    spikes, states[layer], counts = if_scan(
-                        current, states[layer], stage.threshold, self.spec.reset, self.spec.schedule, self.kernel
-                    )
-                nnz = rec.add_layer(layer, spikes, counts, start)
-                x = spikes.reshape(n * batch, *stage.shape)
+                states[layer] = out.state
+                nnz = rec.add_layer(layer, out.spikes, out.counts, start)
+                if layer + 1 < len(self.stages):  # the next layer, from these spikes
+                    x = out.spikes.reshape(n * batch, *stage.shape)
+                    out = self.layer_chunk(self.stages[layer + 1], x, nnz, states[layer + 1])
         rec.set_input_counts(source.input_counts(steps))
         return rec
 
-    def run_stepwise(self, source, batch: int, steps: int, checkpoints: np.ndarray) -> Recorder:
+    def run_stepwise(self, source: InputSource, batch: int, steps: int, checkpoints: np.ndarray) -> Recorder:
         """The plain loop: ``steps`` calls of the schedule's network step, recorded step by step."""
         rec = self._recorder(batch, checkpoints)
         state = self.initial_state(batch)

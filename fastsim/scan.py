@@ -5,7 +5,7 @@ currents I_l(t) = W_l · s_{l-1}(t) of those steps and on v_l at t0. :func:`if_s
 of the schedule (:func:`fastsim.step.layer_step`) T times; the spikes are exactly those of stepping the
 whole network with :func:`fastsim.step.network_step`.
 
-The steps go through a *kernel* in groups of :data:`UNROLL`: :func:`scan_steps` unrolls a group, so that
+The steps go in groups of :data:`UNROLL` through a *group scan*: :func:`scan_steps` unrolls a group, so that
 torch.compile fuses it into one loop over the neurons that keeps v in registers, reads each current once and
 writes each spike once (the eager version runs the same maths op by op). The scan works in the memory
 order of the currents, so strided currents (a broadcast analog input, a channels-last convolution output)
@@ -15,14 +15,24 @@ are scanned without a copy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 from fastsim.step import IFState, layer_step
 
-UNROLL = 10  # steps per kernel call
+UNROLL = 10  # steps per group scan call
 
-Kernel = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+GroupScan = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # scan_steps, or it compiled
+
+
+class LayerChunk(NamedTuple):
+    """One spiking layer over a chunk of n steps: its ``spikes`` (n, batch, ...) as 0/1 in the state's dtype,
+    its ``state`` after the chunk and its spike ``counts`` over the n steps (batch, ...)."""
+
+    spikes: torch.Tensor
+    state: IFState
+    counts: torch.Tensor
 
 
 def scan_steps(
@@ -58,17 +68,17 @@ def if_scan(
     threshold: torch.Tensor,
     reset: str,
     schedule: str,
-    kernel: Kernel | None = None,
+    group_scan: GroupScan | None = None,
     unroll: int = UNROLL,
-) -> tuple[torch.Tensor, IFState, torch.Tensor]:
+) -> LayerChunk:
     """One layer over T steps: ``currents`` (T, batch, ...) → spikes (T, batch, ...) as 0/1 in the state's
     dtype, the final state, and the spike counts over the T steps (batch, ...).
 
-    ``kernel`` (default :func:`scan_steps`; a compiled version computes the same maths) takes groups of
-    ``unroll`` steps; a shorter last group runs eagerly, so a compiled kernel only sees one group length.
+    ``group_scan`` (default :func:`scan_steps`; a compiled version computes the same maths) takes groups of
+    ``unroll`` steps; a shorter last group runs eagerly, so a compiled group scan only sees one group length.
     Outputs share the memory order of ``currents``.
     """
-    kernel = kernel or scan_steps
+    group_scan = group_scan or scan_steps
     order = _memory_order(currents)
     phys = currents.permute(order)
     n_steps = phys.shape[0]
@@ -78,7 +88,7 @@ def if_scan(
     parts, counts = [], None
     for lo in range(0, n_steps, unroll):
         group = flat[lo : lo + unroll]
-        spikes, v, c = (kernel if len(group) == unroll else scan_steps)(group, v, threshold, reset, schedule)
+        spikes, v, c = (group_scan if len(group) == unroll else scan_steps)(group, v, threshold, reset, schedule)
         parts.append(spikes)
         counts = c if counts is None else counts + c
     spikes = parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -86,4 +96,4 @@ def if_scan(
     inverse_state = _inverse(state_order)
     spikes = spikes.view(phys.shape).permute(inverse)
     new_v = v.view(phys.shape[1:]).permute(inverse_state)
-    return spikes, IFState(new_v), counts.view(phys.shape[1:]).permute(inverse_state)
+    return LayerChunk(spikes, IFState(new_v), counts.view(phys.shape[1:]).permute(inverse_state))

@@ -5,6 +5,8 @@ encodes the input (:mod:`fastsim.encode`), splits the images into batches sized 
 the time-batched engine on each batch and joins the per-batch counts into one
 :class:`convert.records.SpikeRecord`. Poisson input spikes depend only on (seed, image index, step, pixel),
 so the record does not depend on the batch size or the device (up to float rounding of the synaptic sums).
+How the engine computes (device, dtype, kernel, batching, ...) is a :class:`fastsim.options.SimOptions`,
+given whole (``options=``) or field by field as keywords.
 """
 
 from __future__ import annotations
@@ -20,48 +22,24 @@ import torch
 from convert.encoding import MASK32, intensity
 from convert.records import SpikeRecord, default_checkpoints
 from convert.spec import Conv2d, NetworkSpec
-from fastsim.encode import CurrentSource, PoissonSource, SpikeTrainSource, _candidate_spikes
+from fastsim.encode import CurrentSource, InputSource, PoissonSource, SpikeTrainSource, _candidate_spikes
 from fastsim.jit import Compiled
-from fastsim.limbs import check_mode, tf32_mode
+from fastsim.limbs import tf32_mode
 from fastsim.margins import threshold_margins
-from fastsim.network import Network, check_kernel
+from fastsim.network import Network
+from fastsim.options import DTYPES, SimOptions, resolve_device, resolve_dtype
 from fastsim.recorder import BatchCounts
 from fastsim.scan import UNROLL
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# resolve_device and resolve_dtype live in fastsim.options; importable from here as before
+__all__ = ["DTYPES", "SimOptions", "exact_float32", "plan_batches", "resolve_device", "resolve_dtype", "simulate"]
+
 DEFAULT_CHUNK_STEPS = {"cpu": 10, "cuda": 50}  # CPU: one fused scan group; small chunks stay in cache
 MAX_BATCH = {"cpu": 128, "cuda": 65536}
 # compile=None compiles runs of at least this many image-steps, where compiling pays for itself (2-core box,
 # trained MNIST specs, 1000 images x 300 steps: the CNN runs 14.5 k image-steps/s eager and 31 k compiled, the
 # MLP 60 k and 76 k; compiling costs ~3 s with inductor's on-disk cache warm and ~30 s cold)
 COMPILE_MIN_IMAGE_STEPS = {"conv": 1_000_000, "dense": 5_000_000}
-
-
-def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """torch.float32/float64 or their names."""
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        return DTYPES[dtype]
-    if dtype not in DTYPES.values():
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    return dtype
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch device; 'cuda' without a usable GPU raises a ValueError that says so."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device: {device!r} is not a torch device ({err})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r}: torch.cuda.is_available() is False (torch {torch.__version__}, "
-            f"CUDA build: {torch.version.cuda or 'none'}); use device='cpu'"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return dev
 
 
 def exact_float32() -> contextlib.AbstractContextManager[None]:
@@ -143,25 +121,34 @@ def default_memory_budget(device: torch.device) -> int:
     return 64 * 2**20
 
 
-def plan_batches(
-    spec: NetworkSpec, n_images: int, steps: int, device: torch.device, dtype: torch.dtype, batch_size, budget
-) -> tuple[int, int]:
-    """(batch size, chunk steps) such that batch · chunk · row_bytes ≤ budget. Without a given batch size
-    the images are split into batches of (nearly) equal size, so that no small last batch runs slowly."""
-    per_row = row_bytes(spec, dtype)
-    budget = int(budget or default_memory_budget(device))
-    if batch_size is None:
+def plan_batches(spec: NetworkSpec, n_images: int, steps: int, options: SimOptions) -> tuple[int, int]:
+    """(batch size, chunk steps) such that batch · chunk · row_bytes ≤ the memory budget. Without a given batch
+    size the images are split into batches of (nearly) equal size, so that no small last batch runs slowly."""
+    device = options.device
+    per_row = row_bytes(spec, options.dtype)
+    budget = options.memory_budget or default_memory_budget(device)
+    if options.batch_size is None:
         chunk = min(steps, DEFAULT_CHUNK_STEPS[device.type])
         batch = max(1, min(n_images, MAX_BATCH[device.type], budget // (chunk * per_row)))
         batch = -(-n_images // -(-n_images // batch)) if n_images else batch
     else:
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        batch = min(int(batch_size), max(n_images, 1))
+        batch = min(options.batch_size, max(n_images, 1))
     chunk = max(1, min(steps, DEFAULT_CHUNK_STEPS[device.type], budget // (batch * per_row)))
     if chunk > UNROLL:
-        chunk -= chunk % UNROLL  # whole groups of the fused scan kernel
+        chunk -= chunk % UNROLL  # whole groups of the compiled group scan
     return batch, chunk
+
+
+def _batch_source(
+    spec: NetworkSpec, data: Any, indices: np.ndarray, seed: int, spikes_given: bool, opts: SimOptions, hash_fn
+) -> InputSource:
+    """The input source of one batch: given spike trains, analog ``current`` input or Poisson spikes."""
+    if spikes_given:
+        return SpikeTrainSource(data, opts.device, opts.dtype)
+    if spec.encoding == "current":
+        return CurrentSource(data, opts.device, opts.dtype)
+    rate, dt_ms = spec.max_rate_hz, spec.dt_ms
+    return PoissonSource(data, indices, seed, rate, dt_ms, opts.device, opts.dtype, hash_fn=hash_fn)
 
 
 def simulate(
@@ -170,42 +157,33 @@ def simulate(
     *,
     spikes: Any = None,
     steps: int,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | str = torch.float32,
-    batch_size: int | None = None,
     seed: int = 0,
-    checkpoints: Any = None,
-    record_neurons: bool = False,
     image_indices: Any = None,
     labels: Any = None,
-    progress: bool = False,
-    memory_budget: int | None = None,
-    compile: bool | None = None,
+    checkpoints: Any = None,
+    record_neurons: bool = False,
     record_margins: bool = False,
-    matmul: str = "fp32",
-    kernel: str = "torch",
+    options: SimOptions | None = None,
+    **engine: Any,
 ) -> SpikeRecord:
     """Simulate ``spec`` on ``images`` (uint8, or float in [0, 1]) or on given input ``spikes``.
 
     images: (N, *spec.input_shape) or (N, n_inputs), encoded as the spec says (``poisson``: seeded by
     ``seed`` and ``image_indices``, the images' indices in their dataset split, default 0..N-1; ``current``).
-    spikes: bool (N, steps, n_inputs) input spike trains instead of images. ``checkpoints``: step counts at
-    which cumulative output counts are kept (default 1, 2, 5, 10, ... and ``steps``). ``memory_budget``
-    (bytes) sizes batches and chunks when ``batch_size`` is None. ``compile``: fuse the layer scan, the
-    input hash, pooling and small convolutions with torch.compile (None: only for runs of at least
-    :data:`COMPILE_MIN_IMAGE_STEPS`, where the start-up cost of compiling pays off; any failure falls back to
-    eager code).
-    ``matmul``: ``fp32``, or ``tf32x2`` / ``tf32x3`` to run the synaptic products of a float32 simulation on
-    TF32 tensor cores with the weights split into 2 or 3 TF32 limbs (:mod:`fastsim.limbs`); otherwise float32
-    runs never use TF32. ``kernel``: ``torch``, or ``triton`` to run Dense layers as one fused Triton kernel
-    per chunk (float32; a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU for tests).
+    spikes: bool (N, steps, n_inputs) input spike trains instead of images. ``labels``: the images' classes
+    (default -1). ``checkpoints``: step counts at which cumulative output counts are kept (default 1, 2, 5,
+    10, ... and ``steps``). ``record_neurons``: keep per-neuron counts; ``record_margins``: each neuron's
+    closest approach to its threshold (:mod:`fastsim.margins`).
+
+    ``options``: how the engine computes, a :class:`fastsim.options.SimOptions` (device, dtype, matmul,
+    kernel, batch_size, memory_budget, compile, progress). Each of its fields may also be given as a keyword,
+    ``simulate(spec, images, steps=300, device="cuda", dtype="float64")``, which overrides that field of
+    ``options``; any other keyword is a TypeError.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a convert.spec.NetworkSpec, got {type(spec).__name__}")
     steps = _check_steps(steps)
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
-    check_mode(matmul, dt)
-    check_kernel(kernel, dev, dt)
+    opts = SimOptions.merge(options, engine)
     if (images is None) == (spikes is None):
         raise ValueError("give exactly one of images or spikes")
     if not 0 <= int(seed) <= MASK32:
@@ -217,25 +195,19 @@ def simulate(
         raise ValueError("image_indices must lie in [0, 2^32)")
     true = _vector(labels, n, "labels", np.full(n, -1, dtype=np.int64))
     ckpt = _checkpoints(checkpoints, steps)
-    batch, chunk = plan_batches(spec, n, steps, dev, dt, batch_size, memory_budget)
+    batch, chunk = plan_batches(spec, n, steps, opts)
     kind = "conv" if any(isinstance(layer, Conv2d) for layer in spec.layers) else "dense"
-    use_compile = compile if compile is not None else n * steps >= COMPILE_MIN_IMAGE_STEPS[kind]
-    net = Network(spec, dev, dt, compile=use_compile, matmul=matmul, kernel=kernel)
+    use_compile = opts.compile if opts.compile is not None else n * steps >= COMPILE_MIN_IMAGE_STEPS[kind]
+    net = Network(spec, opts.device, opts.dtype, compile=use_compile, matmul=opts.matmul, kernel=opts.kernel)
     hash_fn = Compiled(_candidate_spikes, dynamic=True) if use_compile else None
 
     parts: list[BatchCounts] = []
     margin_parts: list[list[np.ndarray]] = []
     start_time = time.perf_counter()
-    bar = _progress(n, progress)
+    bar = _progress(n, opts.progress)
     for lo in range(0, n, batch):
         hi = min(n, lo + batch)
-        if spikes is not None:
-            source = SpikeTrainSource(data[lo:hi], dev, dt)
-        elif spec.encoding == "current":
-            source = CurrentSource(data[lo:hi], dev, dt)
-        else:
-            rate, dt_ms = spec.max_rate_hz, spec.dt_ms
-            source = PoissonSource(data[lo:hi], indices[lo:hi], int(seed), rate, dt_ms, dev, dt, hash_fn=hash_fn)
+        source = _batch_source(spec, data[lo:hi], indices[lo:hi], int(seed), spikes is not None, opts, hash_fn)
         with torch.inference_mode(), exact_float32():
             rec = net.run(source, hi - lo, steps, ckpt, chunk)
             parts.append(net.finish(rec, record_neurons))
@@ -249,10 +221,10 @@ def simulate(
     meta = {
         "simulator": "fastsim",
         "steps": steps,
-        "device": str(dev),
-        "dtype": str(dt).removeprefix("torch."),
-        "matmul": matmul,
-        "kernel": kernel,
+        "device": str(opts.device),
+        "dtype": str(opts.dtype).removeprefix("torch."),
+        "matmul": opts.matmul,
+        "kernel": opts.kernel,
         "seed": int(seed),
         "input": "spikes" if spikes is not None else spec.encoding,
         "schedule": spec.schedule,
