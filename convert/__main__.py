@@ -81,7 +81,8 @@ def cmd_table1(args: argparse.Namespace) -> int:
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
-    from convert.io import save_nir, save_spec
+    from convert.io import save_spec
+    from convert.nir_export import save_nir
     from convert.pipeline import copy_spec, normalized_spec, stats_for
 
     runs = args.runs or default_runs()

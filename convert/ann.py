@@ -2,49 +2,23 @@
 
 For every spiking layer the ANN activation is a_l = ReLU(W_l ∗ a_{l-1}) (pooling: the mean of each k×k
 window of a_{l-1}; ``Flatten`` reshapes); the logits are the output layer's pre-activation W_L ∗ a_{L-1}.
-This is the only forward pass of the ANN that normalization and statistics use.
+This is the only forward pass of the ANN that normalization and statistics use; each layer family's module
+in :mod:`convert.layers` holds its own ``forward``.
 """
 
 from __future__ import annotations
 
-from functools import singledispatch
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
-
-
-def _tensor(weight: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    # spec arrays are read-only; torch wants writable memory, so hand it a copy
-    return torch.tensor(weight, dtype=like.dtype)
+from convert.layers import family_of
+from convert.spec import NetworkSpec, SpecError, is_spiking
 
 
-@singledispatch
-def layer_forward(layer, x: torch.Tensor) -> torch.Tensor:
-    raise SpecError(f"no ANN forward for layer type {type(layer).__name__}")
-
-
-@layer_forward.register
-def _(layer: Flatten, x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(len(x), -1)
-
-
-@layer_forward.register
-def _(layer: Dense, x: torch.Tensor) -> torch.Tensor:
-    return x @ _tensor(layer.weight, x).T
-
-
-@layer_forward.register
-def _(layer: Conv2d, x: torch.Tensor) -> torch.Tensor:
-    w = _tensor(layer.weight, x)
-    return F.conv2d(x, w, stride=layer.stride, padding=layer.padding)
-
-
-@layer_forward.register
-def _(layer: AvgPool2d, x: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(x, layer.kernel_size, stride=layer.stride)
+def layer_forward(layer: object, x: torch.Tensor) -> torch.Tensor:
+    """The ANN pre-activation of ``layer`` for the batch x (its family's ``forward``); an unregistered layer
+    type raises :class:`SpecError` naming it."""
+    return family_of(layer).forward(layer, x)
 
 
 def as_input(spec: NetworkSpec, images: np.ndarray | torch.Tensor, dtype=torch.float64) -> torch.Tensor:
@@ -65,7 +39,7 @@ def activations(spec: NetworkSpec, x: torch.Tensor) -> tuple[list[torch.Tensor],
     z = x
     for layer in spec.layers:
         z = layer_forward(layer, z)
-        if not isinstance(layer, Flatten):
+        if is_spiking(layer):
             logits = z.reshape(len(z), -1)
             z = torch.relu(z)
             acts.append(z.reshape(len(z), -1))

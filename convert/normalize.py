@@ -5,9 +5,11 @@ None touches its input (spec arrays are read-only anyway); each returns a new sp
 W_l / d_l for the divisors d_l below, its thresholds all 1 (the methods assume θ = 1), except
 ``baseline``, which keeps the weights and sets the threshold.
 
-Average-pooling layers keep their weights 1/k² (d = 1): a pool of already-normalized activations is itself
-normalized (its mean cannot exceed the max of its inputs), so the running factor ("previous") passes
-through it unchanged to the next weight layer.
+Each layer family (:mod:`convert.layers`) supplies the per-layer quantities: its largest sum of positive
+input weights, its largest positive weight and W ← W / d. A family without weights of its own (average
+pooling keeps its weights 1/k², d = 1: a pool of already-normalized activations is itself normalized, its
+mean cannot exceed the max of its inputs) passes the running factor ("previous") unchanged to the next
+weight layer.
 
 A layer with no positive weight (model-based) or no positive activation (data-based, robust) can never
 fire; it is left unscaled (d = 1), the running factor passes through, and the report says so.
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, NetworkSpec, SpecError
+from convert.layers import LayerFamily, family_of
+from convert.spec import NetworkSpec, SpecError
 from convert.stats import ActivationStats
 
 METHODS = ("baseline", "model", "data", "robust")
@@ -48,18 +51,21 @@ class NormalizationReport:
         return "\n".join(rows)
 
 
-def max_positive_input_sum(layer: Dense | Conv2d | AvgPool2d) -> float:
-    """max over neurons of Σ_i max(w_i, 0) (conv: per output channel over in-channels × kernel)."""
-    if isinstance(layer, AvgPool2d):
-        return 1.0
-    w = np.clip(layer.weight, 0, None)
-    return float(w.reshape(w.shape[0], -1).sum(axis=1).max())
+def _spiking_family(layer: object) -> LayerFamily:
+    family = family_of(layer)
+    if not family.spiking:
+        raise SpecError(f"{family.name} is not a spiking layer: it has no weights or threshold to normalize")
+    return family
 
 
-def max_positive_weight(layer: Dense | Conv2d | AvgPool2d) -> float:
-    if isinstance(layer, AvgPool2d):
-        return layer.weight_value
-    return float(max(0.0, layer.weight.max()))
+def max_positive_input_sum(layer: object) -> float:
+    """max over neurons of Σ_i max(w_i, 0) (conv: per output channel over in-channels × kernel; pooling: 1)."""
+    return _spiking_family(layer).max_positive_input_sum(layer)
+
+
+def max_positive_weight(layer: object) -> float:
+    """max(0, largest weight) (pooling: 1/k²)."""
+    return _spiking_family(layer).max_positive_weight(layer)
 
 
 def _apply(
@@ -72,11 +78,10 @@ def _apply(
 ) -> tuple[NetworkSpec, NormalizationReport]:
     layers = list(spec.layers)
     for d, t, i in zip(divisors, thresholds, spec.spiking_indices, strict=True):
-        layer = layers[i]
-        if isinstance(layer, AvgPool2d):
-            layers[i] = dataclasses.replace(layer, threshold=t)
-        else:
-            layers[i] = dataclasses.replace(layer, weight=layer.weight / d, threshold=t)
+        layer, family = layers[i], _spiking_family(layers[i])
+        if family.has_weights:
+            layer = family.scaled(layer, d)
+        layers[i] = dataclasses.replace(layer, threshold=t)
     report = NormalizationReport(method, tuple(divisors), tuple(thresholds), dict(options), tuple(infos))
     provenance = {
         **spec.provenance,
@@ -107,7 +112,7 @@ def _chained_divisors(
         layer = spec.layers[i]
         info = _info(layer)
         d = 1.0
-        if not isinstance(layer, AvgPool2d):
+        if _spiking_family(layer).has_weights:
             scale, details = scale_of(li, layer)
             info.update(details)
             if scale == 0:
@@ -143,7 +148,7 @@ def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[Netwo
         info = _info(layer)
         s = max_positive_input_sum(layer)
         info["max_positive_input_sum"] = s
-        if isinstance(layer, AvgPool2d) or (i == last and not normalize_output):
+        if not _spiking_family(layer).has_weights or (i == last and not normalize_output):
             d = 1.0
         elif s == 0:
             d, info["note"] = 1.0, "no positive weight: cannot fire; left unscaled"

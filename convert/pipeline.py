@@ -15,9 +15,8 @@ import numpy as np
 from convert import datasets, methods, normalize
 from convert.extract import spec_from_model
 from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
-from convert.io import load_stats, save_stats
 from convert.spec import NetworkSpec
-from convert.stats import ActivationStats, collect_stats, weights_fingerprint
+from convert.stats import ActivationStats, collect_stats, load_stats, save_stats, weights_fingerprint
 from convert.train import checkpoint_paths, load_model
 
 # collect_stats' settings for the cached statistics (part of their cache key)

@@ -5,10 +5,10 @@ construction with errors that name the offending field. It holds everything a si
 simulator takes neuron parameters or time semantics as arguments:
 
 * ``input_shape``: the shape of one input sample, e.g. ``(1, 28, 28)``;
-* ``layers``: a chain of :class:`Flatten`, :class:`Dense`, :class:`Conv2d` and :class:`AvgPool2d`. Every
-  layer but ``Flatten`` is a *spiking* layer: a population of integrate-and-fire neurons with its own
-  ``threshold`` θ_l, fed through the layer's synapses (``AvgPool2d`` has implicit weights 1/k², as in
-  Diehl's code);
+* ``layers``: a chain of layers of the registered families (:mod:`convert.layers`: :class:`Flatten`,
+  :class:`Dense`, :class:`Conv2d`, :class:`AvgPool2d`, one module each). Every layer but ``Flatten`` is a
+  *spiking* layer: a population of integrate-and-fire neurons with its own ``threshold`` θ_l, fed through the
+  layer's synapses (``AvgPool2d`` has implicit weights 1/k², as in Diehl's code);
 * ``reset``: ``"zero"`` (v ← 0) or ``"subtract"`` (v ← v − θ);
 * ``schedule``: ``"delay"`` (Brian2's order: thresholds of all layers, then synapses, then resets; each layer
   adds a step of latency) or ``"cascade"`` (layer by layer within a step; a spike crosses the whole net);
@@ -29,164 +29,40 @@ from typing import Any
 
 import numpy as np
 
+from convert.layers import (
+    LAYER_TYPES,
+    SPIKING_TYPES,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    Layer,
+    SpecError,
+    UnknownLayerError,
+    family_of,
+    is_spiking,
+)
+
+__all__ = [
+    "ENCODINGS",
+    "LAYER_TYPES",
+    "RESETS",
+    "SCHEDULES",
+    "SPIKING_TYPES",
+    "AvgPool2d",
+    "Conv2d",
+    "Dense",
+    "Flatten",
+    "Layer",
+    "NetworkSpec",
+    "SpecError",
+    "UnknownLayerError",
+    "is_spiking",
+]
+
 RESETS = ("zero", "subtract")
 SCHEDULES = ("delay", "cascade")
 ENCODINGS = ("poisson", "current")
-
-
-class SpecError(ValueError):
-    """A spec is invalid; the message names the field and says what would be valid."""
-
-
-def _frozen_weight(value: Any, name: str, ndim: int) -> np.ndarray:
-    """A read-only float copy of ``value``; NaN/inf, a wrong rank or an empty array raise SpecError."""
-    arr = np.array(value, copy=True)
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    if arr.ndim != ndim:
-        raise SpecError(f"{name}: expected a {ndim}-d array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise SpecError(f"{name}: empty weight array {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise SpecError(f"{name}: {bad} weights are NaN or infinite; retrain or fix the checkpoint")
-    arr.setflags(write=False)
-    return arr
-
-
-def _check_threshold(threshold: float, name: str) -> float:
-    t = float(threshold)
-    if not math.isfinite(t) or t <= 0:
-        raise SpecError(f"{name}.threshold must be a positive finite number, got {threshold!r}")
-    return t
-
-
-def _check_bias(bias: Any, name: str) -> None:
-    if bias is not None and np.any(np.asarray(bias) != 0):
-        raise SpecError(
-            f"{name}.bias: biases are not supported (Diehl et al. 2015 convert zero-bias networks); "
-            "train with bias=False"
-        )
-
-
-def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or any(int(v) != v or v < minimum for v in pair):
-        raise SpecError(f"{name}: expected an int or a pair of ints >= {minimum}, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-@dataclass(frozen=True)
-class Flatten:
-    """Reshape (C, H, W) to (C·H·W,) in C order; not a neuron population."""
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (int(np.prod(input_shape)),)
-
-
-@dataclass(frozen=True, eq=False)
-class Dense:
-    """All-to-all synapses: the layer input I = W · s, W of shape (out, in); IF neurons with ``threshold``."""
-
-    weight: np.ndarray
-    threshold: float = 1.0
-    bias: Any = None
-
-    def __post_init__(self) -> None:
-        _check_bias(self.bias, "Dense")
-        object.__setattr__(self, "bias", None)
-        object.__setattr__(self, "weight", _frozen_weight(self.weight, "Dense.weight", 2))
-        object.__setattr__(self, "threshold", _check_threshold(self.threshold, "Dense"))
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if input_shape != (self.weight.shape[1],):
-            raise SpecError(f"Dense.weight {self.weight.shape} takes ({self.weight.shape[1]},), got {input_shape}")
-        return (self.weight.shape[0],)
-
-    def __eq__(self, other: object) -> bool:
-        return _layers_equal(self, other)
-
-
-@dataclass(frozen=True, eq=False)
-class Conv2d:
-    """2-d convolution (cross-correlation, as torch), W of shape (out_c, in_c, kh, kw); zero padding."""
-
-    weight: np.ndarray
-    threshold: float = 1.0
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    bias: Any = None
-
-    def __post_init__(self) -> None:
-        _check_bias(self.bias, "Conv2d")
-        object.__setattr__(self, "bias", None)
-        object.__setattr__(self, "weight", _frozen_weight(self.weight, "Conv2d.weight", 4))
-        object.__setattr__(self, "threshold", _check_threshold(self.threshold, "Conv2d"))
-        object.__setattr__(self, "stride", _pair(self.stride, "Conv2d.stride", 1))
-        object.__setattr__(self, "padding", _pair(self.padding, "Conv2d.padding", 0))
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        oc, ic, kh, kw = self.weight.shape
-        if len(input_shape) != 3 or input_shape[0] != ic:
-            raise SpecError(f"Conv2d.weight {self.weight.shape} takes ({ic}, H, W), got {input_shape}")
-        h = (input_shape[1] + 2 * self.padding[0] - kh) // self.stride[0] + 1
-        w = (input_shape[2] + 2 * self.padding[1] - kw) // self.stride[1] + 1
-        if h < 1 or w < 1:
-            raise SpecError(f"Conv2d: kernel {kh}x{kw} does not fit input {input_shape}")
-        return (oc, h, w)
-
-    def __eq__(self, other: object) -> bool:
-        return _layers_equal(self, other)
-
-
-@dataclass(frozen=True)
-class AvgPool2d:
-    """k×k average pooling as IF neurons with weights 1/k² (Diehl's code); stride defaults to k."""
-
-    kernel_size: int
-    threshold: float = 1.0
-    stride: int | None = None
-
-    def __post_init__(self) -> None:
-        if int(self.kernel_size) != self.kernel_size or self.kernel_size < 1:
-            raise SpecError(f"AvgPool2d.kernel_size must be a positive int, got {self.kernel_size!r}")
-        object.__setattr__(self, "kernel_size", int(self.kernel_size))
-        stride = self.kernel_size if self.stride is None else self.stride
-        if int(stride) != stride or stride < 1:
-            raise SpecError(f"AvgPool2d.stride must be a positive int, got {self.stride!r}")
-        object.__setattr__(self, "stride", int(stride))
-        object.__setattr__(self, "threshold", _check_threshold(self.threshold, "AvgPool2d"))
-
-    @property
-    def weight_value(self) -> float:
-        return 1.0 / self.kernel_size**2
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(input_shape) != 3:
-            raise SpecError(f"AvgPool2d takes (C, H, W), got {input_shape}")
-        k, s = self.kernel_size, self.stride
-        h, w = (input_shape[1] - k) // s + 1, (input_shape[2] - k) // s + 1
-        if h < 1 or w < 1:
-            raise SpecError(f"AvgPool2d: kernel {k} does not fit input {input_shape}")
-        return (input_shape[0], h, w)
-
-
-Layer = Flatten | Dense | Conv2d | AvgPool2d
-LAYER_TYPES = (Flatten, Dense, Conv2d, AvgPool2d)
-SPIKING_TYPES = (Dense, Conv2d, AvgPool2d)
-
-
-def is_spiking(layer: Layer) -> bool:
-    return isinstance(layer, SPIKING_TYPES)
-
-
-def _layers_equal(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
-        return NotImplemented
-    return all(
-        np.array_equal(getattr(a, f), getattr(b, f)) if f == "weight" else getattr(a, f) == getattr(b, f)
-        for f in a.__dataclass_fields__
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,11 +85,10 @@ class NetworkSpec:
         if not self.layers:
             raise SpecError("layers: a spec needs at least one layer")
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, LAYER_TYPES):
-                raise SpecError(
-                    f"layers[{i}]: unknown layer type {type(layer).__name__}; "
-                    f"supported: {', '.join(t.__name__ for t in LAYER_TYPES)}"
-                )
+            try:
+                family_of(layer)
+            except UnknownLayerError as err:
+                raise UnknownLayerError(f"layers[{i}]: {err}") from None
         if not is_spiking(self.layers[-1]):
             raise SpecError("layers[-1]: the last layer must be a spiking layer (the output neurons)")
         if self.reset not in RESETS:

@@ -10,18 +10,27 @@ batches and keeps, per spiking layer:
   so while a layer has at most ``max_samples`` positive values the percentiles are exact; beyond that the
   p-quantile's rank error has standard deviation sqrt(p (1 - p) / max_samples) (for p = 0.999 and 2·10⁶
   samples: 2.2·10⁻⁵, i.e. ±2 % of the 0.1 % tail).
+
+:func:`save_stats` / :func:`load_stats` keep them in an ``.npz`` cache (:mod:`convert.npzfile`): a JSON header
+with the scalars and one array ``samples.<l>`` per spiking layer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from convert.ann import activations, as_input
+from convert.npzfile import read_npz, write_npz
 from convert.spec import NetworkSpec, SpecError
+
+STATS_FORMAT_VERSION = 1
+_RECOMPUTE = "delete it: the statistics are recomputed"
 
 
 def weights_fingerprint(spec: NetworkSpec) -> str:
@@ -115,3 +124,37 @@ def collect_stats(
         seed=seed,
         meta={"max_samples": max_samples, "batch_size": batch_size},
     )
+
+
+def save_stats(stats: ActivationStats, path: str | os.PathLike[str]) -> Path:
+    """Write ``stats`` to ``.npz`` atomically."""
+    header = {
+        "format_version": STATS_FORMAT_VERSION,
+        "max": list(stats.max),
+        "n_values": list(stats.n_values),
+        "n_positive": list(stats.n_positive),
+        "n_images": stats.n_images,
+        "fingerprint": stats.fingerprint,
+        "seed": stats.seed,
+        "meta": stats.meta,
+    }
+    return write_npz(path, header, {f"samples.{i}": s for i, s in enumerate(stats.samples)})
+
+
+def load_stats(path: str | os.PathLike[str]) -> ActivationStats:
+    """Read :func:`save_stats`' file; a damaged one raises :class:`SpecError` naming the file and the fix."""
+    header, arrays = read_npz(path, "stats", _RECOMPUTE)
+    try:
+        n = len(header["max"])
+        return ActivationStats(
+            max=tuple(header["max"]),
+            samples=tuple(arrays[f"samples.{i}"] for i in range(n)),
+            n_values=tuple(header["n_values"]),
+            n_positive=tuple(header["n_positive"]),
+            n_images=header["n_images"],
+            fingerprint=header["fingerprint"],
+            seed=header["seed"],
+            meta=header["meta"],
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise SpecError(f"{path}: damaged statistics cache ({type(err).__name__}: {err}); {_RECOMPUTE}") from err

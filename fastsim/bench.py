@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from convert.encoding import intensity
+from convert.layers import family_of
 from convert.provenance import machine, package_versions, write_json_atomic, write_text_atomic
 from convert.spec import NetworkSpec
 from fastsim.fused import unavailable_reason
@@ -75,28 +76,24 @@ def plain_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: torch.dtyp
 
 
 def spikingjelly_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor | None:
-    """SpikingJelly multi-step IFNode network (cascade order, its only one); None if not installed."""
+    """SpikingJelly multi-step IFNode network (cascade order, its only one); None if not installed.
+
+    Each layer is its family's torch module (:mod:`convert.layers`, ``to_module``: Linear, Conv2d, AvgPool2d,
+    Flatten with the spec's weights) run over all T·B rows at once by SpikingJelly's ``SeqToANNContainer``,
+    each spiking one followed by an ``IFNode``. A layer type no family knows raises ``SpecError`` naming it,
+    installed or not."""
+    families = [family_of(lay) for lay in spec.layers]
+    modules = [family.module(lay) for family, lay in zip(families, spec.layers, strict=True)]
     try:
         from spikingjelly.activation_based import functional, layer, neuron
     except ImportError:
         return None
     mods: list[torch.nn.Module] = []
-    for lay in spec.layers:
-        name = type(lay).__name__
-        if name == "Flatten":
-            mods.append(layer.Flatten(step_mode="m"))
-            continue
-        if name == "Dense":
-            mod = layer.Linear(lay.weight.shape[1], lay.weight.shape[0], bias=False, step_mode="m")
-            mod.weight.data = torch.as_tensor(np.array(lay.weight))
-        elif name == "Conv2d":
-            oc, ic, kh, kw = lay.weight.shape
-            mod = layer.Conv2d(ic, oc, (kh, kw), lay.stride, lay.padding, bias=False, step_mode="m")
-            mod.weight.data = torch.as_tensor(np.array(lay.weight))
-        else:
-            mod = layer.AvgPool2d(lay.kernel_size, lay.stride, step_mode="m")
-        v_reset = 0.0 if spec.reset == "zero" else None
-        mods += [mod, neuron.IFNode(v_threshold=lay.threshold, v_reset=v_reset, step_mode="m")]
+    v_reset = 0.0 if spec.reset == "zero" else None
+    for family, lay, module in zip(families, spec.layers, modules, strict=True):
+        mods.append(layer.SeqToANNContainer(module))
+        if family.spiking:
+            mods.append(neuron.IFNode(v_threshold=lay.threshold, v_reset=v_reset, step_mode="m"))
     model = torch.nn.Sequential(*mods).to(device=x.device, dtype=dtype)
     functional.reset_net(model)
     s0 = (torch.rand(steps, *x.shape, device=x.device) < x).to(dtype)

@@ -1,8 +1,10 @@
 """Layer operators: the synaptic input I_l = W_l · s_{l-1} of every spec layer type, and its fan-out.
 
-Dispatch is on the spec layer's type (:func:`functools.singledispatch`, one small function per type); an
-unknown type raises a :class:`TypeError` naming its class. Every operator maps a batch of presynaptic
-activity (R, *input shape) to currents (R, *output shape) on the given device and dtype:
+Dispatch is on the spec layer's type (:func:`functools.singledispatch`, one small function per type): this
+module is fastsim's one builder per layer family (:mod:`convert.layers`). An unknown type raises
+:class:`~convert.spec.UnknownLayerError` (a ``SpecError`` and a ``TypeError``) naming its class. Every operator
+maps a batch of presynaptic activity (R, *input shape) to currents (R, *output shape) on the given device and
+dtype:
 
 * :class:`~convert.spec.Dense`:     I = s · Wᵀ,  W of shape (out, in);
 * :class:`~convert.spec.Conv2d`:    I = W ⋆ s  (cross-correlation as torch, zero padding, stride);
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, UnknownLayerError
 from fastsim.limbs import split_limbs, sum_limbs, tf32_enabled
 
 
@@ -127,7 +129,7 @@ def _weight(array: np.ndarray, device: torch.device, dtype: torch.dtype, parts: 
 def operator(layer: object, input_shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, parts: int = 1):
     """The synaptic operator of ``layer`` for inputs of shape (R, *input_shape); ``parts``: TF32 limbs per
     weight (1: the weights in ``dtype``)."""
-    raise TypeError(f"fastsim has no operator for layer type {type(layer).__name__}")
+    raise UnknownLayerError(f"fastsim has no operator for layer type {type(layer).__name__}")
 
 
 @operator.register
@@ -169,7 +171,7 @@ def _transpose_ones(input_shape, out_channels, in_channels, kernel, stride, padd
 @functools.singledispatch
 def fanout(layer: object, input_shape: tuple[int, ...]) -> np.ndarray:
     """Synapses from each presynaptic neuron into ``layer``, float64 of shape ``input_shape``."""
-    raise TypeError(f"fastsim has no fan-out rule for layer type {type(layer).__name__}")
+    raise UnknownLayerError(f"fastsim has no fan-out rule for layer type {type(layer).__name__}")
 
 
 @fanout.register

@@ -1,19 +1,20 @@
 """Random specs with realistic activity, and MNIST-like images, for benchmarks and tests.
 
 ``random_spec`` draws He-scaled Gaussian weights for the paper's two architectures (or any layer list) and
-balances them with data-based normalization (Diehl et al. 2015, Algorithm 2) on calibration images:
-with a_l the ReLU activations of the ANN (no bias), scale_l = max(max_i a_l,i, max positive weight) and
-W_l ← W_l · scale_{l-1} / scale_l (scale_0 = 1), thresholds 1. Pooling layers keep 1/k² and pass the scale
-on. The ANN pass reuses the simulator's own operators (:mod:`fastsim.layers`).
+balances them with convert's data-based normalization (Diehl et al. 2015, Algorithm 2;
+:func:`convert.normalize.data_based` on :func:`convert.stats.collect_stats`, which runs convert's ANN,
+:mod:`convert.ann`) on calibration images: with a_l the ReLU activations of the ANN (no bias),
+scale_l = max(max_i a_l,i, max positive weight) and W_l ← W_l / (scale_l / scale_{l-1}) (scale_0 = 1),
+thresholds 1. Pooling layers keep 1/k² and pass the scale on.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, is_spiking
-from fastsim.layers import operator
+from convert.normalize import data_based
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.stats import collect_stats
 
 ARCHITECTURES = ("mlp", "cnn")
 
@@ -38,46 +39,12 @@ def cnn_layers(rng: np.random.Generator, c1: int = 12, c2: int = 64, classes: in
     ]
 
 
-def ann_activations(spec: NetworkSpec, x: np.ndarray) -> list[np.ndarray]:
-    """ReLU activations (N, n_l) of every spiking layer for inputs x (N, n_inputs) in [0, 1], float64."""
-    shapes = spec.shapes
-    a = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(len(x), *spec.input_shape)
-    out = []
-    for i, layer in enumerate(spec.layers):
-        a = operator(layer, shapes[i], torch.device("cpu"), torch.float64)(a)
-        if is_spiking(layer):
-            a = torch.relu(a)
-            out.append(a.reshape(len(x), -1).numpy())
-    return out
-
-
 def normalize(spec: NetworkSpec, x: np.ndarray) -> NetworkSpec:
-    """Data-based normalization of ``spec`` on calibration inputs x (N, n_inputs); thresholds 1."""
-    acts = ann_activations(spec, x)
-    layers, prev, k = [], 1.0, 0
-    for layer in spec.layers:
-        if not is_spiking(layer):
-            layers.append(layer)
-            continue
-        if isinstance(layer, AvgPool2d):
-            layers.append(AvgPool2d(layer.kernel_size, threshold=1.0, stride=layer.stride))
-        else:
-            scale = max(float(acts[k].max()), float(np.clip(layer.weight, 0, None).max()))
-            w = layer.weight * (prev / scale)
-            if isinstance(layer, Dense):
-                layers.append(Dense(w, threshold=1.0))
-            else:
-                layers.append(Conv2d(w, threshold=1.0, stride=layer.stride, padding=layer.padding))
-            prev = scale
-        k += 1
-    return NetworkSpec(
-        spec.input_shape,
-        tuple(layers),
-        reset=spec.reset,
-        schedule=spec.schedule,
-        encoding=spec.encoding,
-        provenance={**spec.provenance, "normalization": "data-based (fastsim.synthetic)"},
-    )
+    """Data-based normalization of ``spec`` on calibration inputs x (uint8 images, or floats in [0, 1] of
+    shape (N, n_inputs)); thresholds 1. Only the maximum activations matter here, so no activation sample
+    is kept for percentiles."""
+    normalized, _ = data_based(spec, collect_stats(spec, x, max_samples=0))
+    return normalized
 
 
 def mnist_like(n: int, rng: np.random.Generator, size: int = 28) -> np.ndarray:
@@ -110,7 +77,10 @@ def random_spec(
         layers = cnn_layers(rng)
     else:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    spec = NetworkSpec((1, 28, 28), tuple(layers), reset=reset, schedule=schedule, encoding=encoding)
+    provenance = {"source": "fastsim.synthetic", "architecture": architecture, "seed": seed}
+    spec = NetworkSpec(
+        (1, 28, 28), tuple(layers), reset=reset, schedule=schedule, encoding=encoding, provenance=provenance
+    )
     images = calibration if calibration is not None else mnist_like(256, rng)
     x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
     return normalize(spec, x)

@@ -1,13 +1,13 @@
-"""NetworkSpec -> Brian2 objects: one small builder per layer type, dispatched on the layer's class.
+"""NetworkSpec -> Brian2 objects: one small builder per layer kind, dispatched on the layer's class.
 
 Every spiking layer l is ``NeuronGroup(n_l, 'v : 1', threshold='v >= theta', reset=...)`` of integrate-and-fire
 neurons without leak or refractory period (docs/semantics.md), fed by ``Synapses(on_pre='v_post += w')`` from
-the population below (explicit (i, j, w) lists, :mod:`refsim.connectivity`). ``Flatten`` only renames
-indices (C order) and builds nothing. Image n of a batch runs over the global steps n·T … n·T + T − 1; a
-``run_regularly(..., when='start')`` sets v_l = 0 in every step g with g mod T = 0, before the first threshold
-test of the image. (It runs every step on the one clock of the network: a second clock of period T·dt would
-make Brian2 write the clocks in a random order into main.cpp, so a rebuilt standalone project would not be
-byte-identical and would recompile.)
+the population below (explicit (i, j, w) lists, :mod:`refsim.connectivity`, where each spiking family has its
+one builder). ``Flatten`` only renames indices (C order) and builds nothing. Image n of a batch runs over the
+global steps n·T … n·T + T − 1; a ``run_regularly(..., when='start')`` sets v_l = 0 in every step g with
+g mod T = 0, before the first threshold test of the image. (It runs every step on the one clock of the network:
+a second clock of period T·dt would make Brian2 write the clocks in a random order into main.cpp, so a rebuilt
+standalone project would not be byte-identical and would recompile.)
 
 Schedules, at every step t:
 
@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.layers import SpikingLayer
+from convert.spec import Flatten, NetworkSpec, UnknownLayerError
 from refsim.connectivity import connections, fanout
 from refsim.inputs import InputBatch, InputLayer, build_input
 
@@ -76,7 +77,7 @@ class _BuildState:
 @functools.singledispatch
 def build_layer(layer: object, state: _BuildState) -> None:
     """Add ``layer``'s Brian2 objects on top of ``state.source``."""
-    raise TypeError(f"refsim: no Brian2 builder for layer type {type(layer).__name__}")
+    raise UnknownLayerError(f"refsim: no Brian2 builder for layer type {type(layer).__name__}")
 
 
 @build_layer.register
@@ -84,10 +85,10 @@ def _flatten(layer: Flatten, state: _BuildState) -> None:
     state.shape = layer.output_shape(state.shape)  # C-order indices are unchanged: no objects
 
 
-@build_layer.register(Dense)
-@build_layer.register(Conv2d)
-@build_layer.register(AvgPool2d)
-def _spiking(layer: Dense | Conv2d | AvgPool2d, state: _BuildState) -> None:
+@build_layer.register
+def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
+    """Any spiking family: a NeuronGroup of IF neurons fed by the synapses of :func:`connections` (which
+    raises for a family without a synapse builder)."""
     from brian2 import NeuronGroup, Synapses
 
     k = len(state.layers) + 1

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, NetworkSpec, is_spiking
+from convert.spec import AvgPool2d, Conv2d, Dense, NetworkSpec, UnknownLayerError, is_spiking
 
 
 class Connections(NamedTuple):
@@ -48,8 +48,9 @@ def fanout(conn: Connections) -> np.ndarray:
 
 @functools.singledispatch
 def connections(layer: object, input_shape: tuple[int, ...]) -> Connections:
-    """The synapse list of ``layer`` fed by a population of shape ``input_shape``."""
-    raise TypeError(f"refsim: no synapse builder for layer type {type(layer).__name__}")
+    """The synapse list of ``layer`` fed by a population of shape ``input_shape``: refsim's one builder per
+    spiking layer family (:mod:`convert.layers`); an unknown type raises ``UnknownLayerError`` naming it."""
+    raise UnknownLayerError(f"refsim: no synapse builder for layer type {type(layer).__name__}")
 
 
 @connections.register

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from convert import ann, datasets, methods
-from convert.io import save_nir, save_spec
+from convert.io import save_spec
+from convert.nir_export import save_nir
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import machine, provenance, write_json_atomic, write_text_atomic
 from convert.select import CANDIDATES, select_and_train

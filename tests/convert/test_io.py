@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from convert.io import FORMAT_VERSION, load_spec, save_nir, save_spec
+from convert.io import FORMAT_VERSION, load_spec, save_spec
+from convert.nir_export import save_nir
 from convert.spec import Conv2d, SpecError
 
 

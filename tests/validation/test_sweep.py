@@ -153,7 +153,7 @@ def _untrained_checkpoint(runs: Path) -> None:
 
 def test_runs_flag_overrides_the_config_and_calibration_is_a_setting(tmp_path, monkeypatch):
     from convert import pipeline
-    from convert.io import load_stats
+    from convert.stats import load_stats
 
     calls = []
     original = pipeline.stats_for

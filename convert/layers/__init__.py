@@ -1,0 +1,66 @@
+"""The layer families of a NetworkSpec, one module each, and the one registry that lists them.
+
+:data:`FAMILIES` maps a class name (a layer's ``type`` in spec files) to its :class:`LayerFamily`. The spec's
+validation, the ANN forward pass, normalization, the spec file format, the NIR export and the extraction from
+torch modules all look a layer up here (:func:`family_of`), so a layer class that is not registered is a
+:class:`SpecError` naming it everywhere, and adding a family is one module plus one entry below (and one
+builder per simulator: ``fastsim.layers.operator``/``fanout``, ``refsim.connectivity.connections``).
+"""
+
+from __future__ import annotations
+
+from convert.layers import avgpool2d, conv2d, dense, flatten
+from convert.layers.avgpool2d import AvgPool2d
+from convert.layers.base import Layer, LayerFamily, SpecError, SpikingLayer, UnknownLayerError
+from convert.layers.conv2d import Conv2d
+from convert.layers.dense import Dense
+from convert.layers.flatten import Flatten
+
+#: the registry: class name → family, in the order error messages list them
+FAMILIES: dict[str, LayerFamily] = {
+    fam.name: fam for fam in (flatten.FAMILY, dense.FAMILY, conv2d.FAMILY, avgpool2d.FAMILY)
+}
+
+#: the registered layer classes when this module was imported (kept for ``isinstance`` checks and type hints;
+#: code that must see every family, a test's included, calls :func:`family_of` or reads :data:`FAMILIES`)
+LAYER_TYPES: tuple[type, ...] = tuple(fam.layer for fam in FAMILIES.values())
+SPIKING_TYPES: tuple[type, ...] = tuple(fam.layer for fam in FAMILIES.values() if fam.spiking)
+
+
+def supported() -> str:
+    """The registered class names, for error messages."""
+    return ", ".join(FAMILIES)
+
+
+def family_of(layer: object) -> LayerFamily:
+    """The family of ``layer`` (or of a subclass of a registered class); an :class:`UnknownLayerError` (a
+    :class:`SpecError` and a ``TypeError``) naming its class if none is registered."""
+    for cls in type(layer).__mro__:
+        fam = FAMILIES.get(cls.__name__)
+        if fam is not None and fam.layer is cls:
+            return fam
+    raise UnknownLayerError(f"unknown layer type {type(layer).__name__}; supported: {supported()}")
+
+
+def is_spiking(layer: object) -> bool:
+    """Whether ``layer`` is a population of IF neurons (every registered family but Flatten)."""
+    return family_of(layer).spiking
+
+
+__all__ = [
+    "FAMILIES",
+    "LAYER_TYPES",
+    "SPIKING_TYPES",
+    "AvgPool2d",
+    "Conv2d",
+    "Dense",
+    "Flatten",
+    "Layer",
+    "LayerFamily",
+    "SpecError",
+    "SpikingLayer",
+    "UnknownLayerError",
+    "family_of",
+    "is_spiking",
+    "supported",
+]

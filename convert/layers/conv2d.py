@@ -1,0 +1,105 @@
+"""Conv2d: 2-d convolution synapses, I = W ⋆ s (cross-correlation as torch, zero padding, stride);
+W of shape (out_c, in_c, kh, kw); IF neurons with threshold θ.
+
+* ANN: z = W ⋆ a (``F.conv2d``, no bias); output H' = ⌊(H + 2 p_h − kh) / s_h⌋ + 1, likewise W';
+* normalization: as Dense with W reshaped to (out_c, in_c·kh·kw): max positive input sum per output channel
+  (Algorithm 1 of Diehl et al. 2015), max positive weight, W ← W / d;
+* torch: ``nn.Conv2d(in_c, out_c, (kh, kw), stride, padding, bias=False)`` (no groups, no dilation, zero
+  padding); NIR: ``nir.Conv2d`` with a zero bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convert.layers import base
+from convert.layers.base import LayerFamily, SpecError, SpikingLayer
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(SpikingLayer):
+    """2-d convolution (cross-correlation, as torch), W of shape (out_c, in_c, kh, kw); zero padding."""
+
+    weight: np.ndarray
+    threshold: float = 1.0
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    bias: Any = None
+
+    def __post_init__(self) -> None:
+        base.check_bias(self.bias, "Conv2d")
+        object.__setattr__(self, "bias", None)
+        object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Conv2d.weight", 4))
+        object.__setattr__(self, "threshold", base.check_threshold(self.threshold, "Conv2d"))
+        object.__setattr__(self, "stride", base.pair(self.stride, "Conv2d.stride", 1))
+        object.__setattr__(self, "padding", base.pair(self.padding, "Conv2d.padding", 0))
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        oc, ic, kh, kw = self.weight.shape
+        if len(input_shape) != 3 or input_shape[0] != ic:
+            raise SpecError(f"Conv2d.weight {self.weight.shape} takes ({ic}, H, W), got {input_shape}")
+        h = (input_shape[1] + 2 * self.padding[0] - kh) // self.stride[0] + 1
+        w = (input_shape[2] + 2 * self.padding[1] - kw) // self.stride[1] + 1
+        if h < 1 or w < 1:
+            raise SpecError(f"Conv2d: kernel {kh}x{kw} does not fit input {input_shape}")
+        return (oc, h, w)
+
+    def __eq__(self, other: object) -> bool:
+        return base.layers_equal(self, other)
+
+
+def forward(layer: Conv2d, x: Any) -> Any:
+    import torch.nn.functional as F
+
+    return F.conv2d(x, base.weight_tensor(layer.weight, x), stride=layer.stride, padding=layer.padding)
+
+
+def from_module(module: Any, index: int) -> Conv2d:
+    if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
+        raise SpecError(f"module {index} (Conv2d): groups, dilation and non-zero padding are not supported")
+    return Conv2d(base.module_weight(module), stride=module.stride, padding=module.padding)
+
+
+def to_module(layer: Conv2d) -> Any:
+    import torch
+    from torch import nn
+
+    weight = torch.tensor(np.array(layer.weight))
+    oc, ic, kh, kw = weight.shape
+    module = nn.utils.skip_init(
+        nn.Conv2d, ic, oc, (kh, kw), layer.stride, layer.padding, bias=False, dtype=weight.dtype
+    )
+    with torch.no_grad():
+        module.weight.copy_(weight)
+    return module
+
+
+def nir_node(layer: Conv2d, input_shape: tuple[int, ...]) -> Any:
+    import nir
+
+    return nir.Conv2d(
+        input_shape=tuple(input_shape[1:]),
+        weight=np.array(layer.weight),
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=(1, 1),
+        groups=1,
+        bias=np.zeros(layer.weight.shape[0]),
+    )
+
+
+FAMILY = LayerFamily(
+    Conv2d,
+    forward=forward,
+    nir_node=nir_node,
+    torch_module="Conv2d",
+    from_module=from_module,
+    to_module=to_module,
+    arrays=("weight",),
+    max_positive_input_sum=base.max_positive_input_sum,
+    max_positive_weight=base.max_positive_weight,
+    scaled=base.scale_weight,
+)

@@ -1,0 +1,79 @@
+"""Dense: all-to-all synapses, I = W · s with W of shape (out, in); IF neurons with threshold θ.
+
+* ANN: z = W a for an input batch a (N, in) (no bias);
+* normalization (Diehl et al. 2015): max positive input sum max_j Σ_i max(W_ji, 0) (Algorithm 1), max
+  positive weight max(0, max W) (Algorithm 2), scaling by d: W ← W / d;
+* torch: ``nn.Linear(in, out, bias=False)``; NIR: ``nir.Linear(weight=W)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convert.layers import base
+from convert.layers.base import LayerFamily, SpecError, SpikingLayer
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(SpikingLayer):
+    """All-to-all synapses: the layer input I = W · s, W of shape (out, in); IF neurons with ``threshold``."""
+
+    weight: np.ndarray
+    threshold: float = 1.0
+    bias: Any = None
+
+    def __post_init__(self) -> None:
+        base.check_bias(self.bias, "Dense")
+        object.__setattr__(self, "bias", None)
+        object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Dense.weight", 2))
+        object.__setattr__(self, "threshold", base.check_threshold(self.threshold, "Dense"))
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if input_shape != (self.weight.shape[1],):
+            raise SpecError(f"Dense.weight {self.weight.shape} takes ({self.weight.shape[1]},), got {input_shape}")
+        return (self.weight.shape[0],)
+
+    def __eq__(self, other: object) -> bool:
+        return base.layers_equal(self, other)
+
+
+def forward(layer: Dense, x: Any) -> Any:
+    return x @ base.weight_tensor(layer.weight, x).T
+
+
+def from_module(module: Any, index: int) -> Dense:
+    return Dense(base.module_weight(module))
+
+
+def to_module(layer: Dense) -> Any:
+    import torch
+    from torch import nn
+
+    weight = torch.tensor(np.array(layer.weight))
+    module = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=False, dtype=weight.dtype)
+    with torch.no_grad():
+        module.weight.copy_(weight)
+    return module
+
+
+def nir_node(layer: Dense, input_shape: tuple[int, ...]) -> Any:
+    import nir
+
+    return nir.Linear(weight=np.array(layer.weight))
+
+
+FAMILY = LayerFamily(
+    Dense,
+    forward=forward,
+    nir_node=nir_node,
+    torch_module="Linear",
+    from_module=from_module,
+    to_module=to_module,
+    arrays=("weight",),
+    max_positive_input_sum=base.max_positive_input_sum,
+    max_positive_weight=base.max_positive_weight,
+    scaled=base.scale_weight,
+)
