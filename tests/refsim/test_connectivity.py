@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from refsim.connectivity import connections, fanout, spec_fanouts
-from tests.refsim.conftest import dyadic_cnn, reference_fanouts
+from tests.conformance.reference import fanouts as reference_fanouts
+from tests.refsim.conftest import dyadic_cnn
 
 
 def _conv_reference(layer: Conv2d, s: np.ndarray) -> np.ndarray:
