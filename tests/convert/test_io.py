@@ -9,7 +9,7 @@ import pytest
 
 from convert.io import FORMAT_VERSION, load_spec, save_spec
 from convert.nir_export import save_nir
-from convert.spec import Conv2d, SpecError
+from convert.spec import SpecError
 
 
 def test_save_load_exact(tmp_path, tiny_cnn):
@@ -77,9 +77,16 @@ def test_nan_weights_in_file_rejected(tmp_path, tiny_cnn):
 
 
 def test_nir_round_trip(tmp_path, tiny_cnn):
+    import dataclasses
+
     import nir
 
-    spec = tiny_cnn
+    # thresholds and semantics away from the defaults: the graph can only hold them if the export writes them
+    layers = tuple(
+        dataclasses.replace(layer, threshold=0.25 * (i + 2)) if hasattr(layer, "threshold") else layer
+        for i, layer in enumerate(tiny_cnn.layers)
+    )
+    spec = dataclasses.replace(tiny_cnn, layers=layers, schedule="cascade", reset="subtract", dt_ms=0.5)
     save_nir(spec, tmp_path / "s.nir")
     graph = nir.read(str(tmp_path / "s.nir"))
     weights = [n.weight for n in graph.nodes.values() if isinstance(n, (nir.Linear, nir.Conv2d))]
@@ -87,11 +94,17 @@ def test_nir_round_trip(tmp_path, tiny_cnn):
     assert len(weights) == len(originals)
     for a, b in zip(originals, weights, strict=True):
         np.testing.assert_array_equal(a, b)
-    ifs = [n for n in graph.nodes.values() if isinstance(n, nir.IF)]
-    assert len(ifs) == len(spec.population_sizes)
-    assert graph.metadata["schedule"] == spec.schedule and graph.metadata["reset"] == spec.reset
-    assert float(graph.metadata["dt_ms"]) == spec.dt_ms
-    assert isinstance(spec.layers[0], Conv2d)
+    # the nodes, followed along the edges from the input, mirror the layers: each spiking one then its IF node
+    following = {a: b for a, b in graph.edges}
+    chain, name = [], "input"
+    while name in following:
+        name = following[name]
+        chain.append(graph.nodes[name])
+    assert [type(n).__name__ for n in chain] == ["Conv2d", "IF", "AvgPool2d", "IF", "Flatten", "Linear", "IF", "Output"]
+    thresholds = [np.unique(n.v_threshold).tolist() for n in chain if isinstance(n, nir.IF)]
+    assert thresholds == [[t] for t in spec.thresholds] == [[0.5], [0.75], [1.25]]
+    assert graph.metadata["schedule"] == "cascade" and graph.metadata["reset"] == "subtract"
+    assert float(graph.metadata["dt_ms"]) == 0.5
 
 
 # ------------------------------------------------------------------------------------ malformed spec files

@@ -1,7 +1,8 @@
 """The fused Triton Dense layer equals the engine's GEMM + scan, spike for spike (Triton's interpreter on a CPU).
 
-Triton decides at import whether it interprets, so the checks run in a subprocess with TRITON_INTERPRET=1.
-Without Triton installed (the ``gpu`` extra) the test is skipped with that reason.
+Triton decides when a kernel is defined whether it interprets, so the interpreted computations run in a fresh
+interpreter with TRITON_INTERPRET=1 (tests/fastsim/fused_cases.py), which returns every result as arrays; the
+tests below compare them. Without Triton installed (the ``gpu`` extra) they are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -9,87 +10,66 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = textwrap.dedent(
-    """
-    import itertools, numpy as np, torch
-    from fastsim.fused import dense_if_chunk, poisson_dense_if_chunk
-    from fastsim.limbs import split_limbs
-    from fastsim.scan import scan_steps
-
-    rng = np.random.default_rng(0)
-    T, B, K, N = 6, 5, 41, 37
-    checked = 0
-    for reset, schedule, parts in itertools.product(("zero", "subtract"), ("delay", "cascade"), (1, 2, 3)):
-        w = np.round(rng.normal(size=(N, K)) * 8) / 16  # dyadic: every sum below is exact
-        limbs = split_limbs(w.T, parts) if parts > 1 else w.T[None].astype(np.float32)
-        spikes = torch.tensor(rng.random((T, B, K)) < 0.3, dtype=torch.float32)
-        v0 = torch.tensor(np.round(rng.normal(size=(B, N)) * 4) / 8, dtype=torch.float32)
-        theta = 0.75
-        out, v, counts = dense_if_chunk(spikes, torch.tensor(limbs), v0, theta, reset, schedule,
-                                        tf32=parts > 1, block=(16, 16, 16))
-        currents = (spikes.double() @ torch.tensor(w.T)).float().reshape(T, B * N)
-        want_s, want_v, want_c = scan_steps(currents, v0.reshape(-1), torch.tensor(theta), reset, schedule)
-        assert torch.equal(out.reshape(T, -1), want_s), (reset, schedule, parts)
-        assert torch.equal(v.reshape(-1), want_v), (reset, schedule, parts)
-        assert torch.equal(counts.reshape(-1), want_c), (reset, schedule, parts)
-        assert want_s.sum() > 0 and (want_s == 0).any()
-        checked += 1
-    print("checked", checked)
-
-    # the first layer drawing its Poisson input inside the kernel: the same spikes as PoissonSource
-    from fastsim.encode import PoissonSource, integer_thresholds
-    x = rng.random((B, K)) * (rng.random((B, K)) < 0.5)  # intensities, half the pixels dark
-    x[0, :3] = 1.0  # always spikes (threshold 2^32)
-    src = PoissonSource(x, np.array([3, 9, 0, 41, 7]), 11, 1000.0, 1.0, torch.device("cpu"), torch.float32)
-    w = np.round(rng.normal(size=(N, K)) * 8) / 16
-    limbs = torch.tensor(w.T[None].astype(np.float32))
-    v0 = torch.zeros(B, N)
-    thr = torch.tensor(integer_thresholds(x, 1000.0, 1.0))
-    counts_in = torch.zeros(B, K)
-    for start in (0, T):  # two chunks: the step counter carries on
-        spikes = src.chunk(start, T)
-        want = dense_if_chunk(spikes, limbs, v0, 0.75, "subtract", "delay", tf32=False, block=(16, 16, 16))
-        got = poisson_dense_if_chunk(src._keys, thr, counts_in, start, T, limbs, v0, 0.75, "subtract", "delay",
-                                     tf32=False, block=(16, 16, 16))
-        for a, b in zip(got, want):
-            assert torch.equal(a, b), start
-        assert spikes.sum() > 0
-    assert torch.equal(counts_in.double(), src.input_counts(2 * T)), "input counts"
-    print("poisson ok")
-
-    # the whole engine with kernel="triton" gives the torch kernel's record (dyadic MLP: exact sums)
-    from fastsim.simulate import simulate
-    from tests.fastsim.specs import dyadic_mlp, random_images
-    for reset, schedule in itertools.product(("zero", "subtract"), ("delay", "cascade")):
-        spec = dyadic_mlp(np.random.default_rng(1), reset, schedule)
-        images = random_images(np.random.default_rng(2), 6, spec.input_shape)
-        kw = dict(steps=25, seed=3, record_neurons=True, batch_size=4)
-        a, b = simulate(spec, images, kernel="triton", **kw), simulate(spec, images, **kw)
-        assert a.meta["kernel"] == "triton"
-        for x, y in zip(a.neuron_counts, b.neuron_counts, strict=True):
-            assert np.array_equal(x, y), (reset, schedule)
-        assert np.array_equal(a.output_counts, b.output_counts) and np.array_equal(a.synops, b.synops)
-        assert np.array_equal(a.first_spike_step, b.first_spike_step) and a.layer_counts.sum() > 0
-    print("engine ok")
-    """
-)
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_fused_dense_layer_matches_gemm_and_scan():
+@pytest.fixture(scope="module")
+def interpreted(tmp_path_factory) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    """case -> (the fused kernel's results, the torch engine's), computed under TRITON_INTERPRET=1."""
     pytest.importorskip("triton", reason="Triton is not installed (the gpu extra)")
+    path = tmp_path_factory.mktemp("fused") / "cases.npz"
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=root
-    )
+    cmd = [sys.executable, "-m", "tests.fastsim.fused_cases", str(path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "checked 12" in done.stdout and "poisson ok" in done.stdout and "engine ok" in done.stdout
+    parts: dict[str, dict[str, dict[int, np.ndarray]]] = defaultdict(lambda: {"got": {}, "want": {}})
+    with np.load(path) as z:
+        for key in z.files:
+            name, side, i = key.split("|")
+            parts[name][side][int(i)] = z[key]
+    return {name: tuple([d[i] for i in sorted(d)] for d in (p["got"], p["want"])) for name, p in parts.items()}
+
+
+def _cases(results: dict, prefix: str) -> dict:
+    return {name: pair for name, pair in results.items() if name.startswith(prefix + "/")}
+
+
+def test_fused_dense_layer_matches_gemm_and_scan(interpreted):
+    cases = _cases(interpreted, "dense")
+    assert len(cases) == 12  # reset x schedule x 1, 2, 3 TF32 limbs
+    for name, (got, want) in cases.items():
+        assert len(got) == len(want) == 3, name
+        for what, g, w in zip(("spikes", "v", "counts"), got, want, strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=f"{name}: {what}")
+        assert want[0].sum() > 0 and (want[0] == 0).any(), f"{name}: the layer must spike, but not always"
+
+
+def test_fused_poisson_layer_draws_the_encoders_spikes(interpreted):
+    cases = _cases(interpreted, "poisson")
+    assert sorted(cases) == ["poisson/chunk-at-0", "poisson/chunk-at-6", "poisson/input-counts"]
+    for name, (got, want) in cases.items():
+        assert len(got) == len(want) > 0, name
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    for start in (0, 6):
+        assert cases[f"poisson/chunk-at-{start}"][1][0].sum() > 0, "the layer spikes in each chunk"
+    assert cases["poisson/input-counts"][1][0].sum() > 0
+
+
+def test_engine_with_the_triton_kernel_equals_the_torch_kernel(interpreted):
+    cases = _cases(interpreted, "engine")
+    assert len(cases) == 4  # reset x schedule
+    for name, (got, want) in cases.items():
+        assert len(got) == len(want) == 7, name  # 4 record fields, 2 layers' neuron counts, the kernel name
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+        assert want[1].sum() > 0, f"{name}: the network is active"
 
 
 def test_triton_kernel_refuses_what_it_cannot_run(monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from fastsim.layers import operator
@@ -22,10 +22,13 @@ def test_tf32_round_is_nearest_tf32(x):
     r = tf32_round(np.float32(x))
     assert (np.asarray(r).view(np.uint32) & 0x1FFF) == 0  # 10 stored mantissa bits left
     if not np.isfinite(r) or x == 0:
+        event("infinite after rounding, or zero: the mantissa check only")
         return
     if abs(x) < 2.0**-126:  # subnormal: TF32 spacing 2^-136, absolute
+        event("subnormal")
         assert abs(float(r) - x) <= 2.0**-137
         return
+    event("normal")
     # nearest: within half a TF32 ulp (2^-11 relative), and no TF32 neighbour is closer
     assert abs(float(r) - x) <= 2.0**-11 * abs(x) * (1 + 2.0**-10)
     ulp = 2.0 ** (np.floor(np.log2(abs(float(r)))) - 10)

@@ -1,16 +1,15 @@
-"""Fixtures of the refsim tests: small dyadic specs, an independent reference loop, a shared build folder.
+"""Fixtures of the refsim tests: small dyadic specs and a shared build folder.
 
 Dyadic specs have weights that are multiples of 1/16 and thresholds multiples of 1/4, so with 0/1 (or
 dyadic analog) inputs every membrane sum is exact in float64 whatever the summation order: Brian2's
-synapse-by-synapse additions and the reference's matrix products must give identical spikes.
+synapse-by-synapse additions and a matrix product must give identical spikes. The reference loop that every
+engine is checked against is tests/conformance/reference.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 
@@ -35,96 +34,6 @@ def dyadic_cnn(rng: np.random.Generator, reset: str = "subtract", schedule: str 
         Dense(dyadic(rng, (4, 16)), threshold=0.5),
     )
     return NetworkSpec((1, 8, 8), layers, reset=reset, schedule=schedule)
-
-
-def _linear(layer, x: torch.Tensor) -> torch.Tensor:
-    """The layer's linear map on a batch x (B, *shape), with torch ops (independent of refsim.connectivity)."""
-    if isinstance(layer, Flatten):
-        return x.reshape(len(x), -1)
-    if isinstance(layer, Dense):
-        return x @ torch.as_tensor(np.array(layer.weight)).T
-    if isinstance(layer, Conv2d):
-        w = torch.as_tensor(np.array(layer.weight))
-        return F.conv2d(x, w, stride=layer.stride, padding=layer.padding)
-    if isinstance(layer, AvgPool2d):
-        return F.avg_pool2d(x, layer.kernel_size, stride=layer.stride)
-    raise TypeError(type(layer).__name__)
-
-
-def reference_fanouts(spec: NetworkSpec) -> list[np.ndarray]:
-    """Fanout of every neuron below each spiking layer: the gradient of the summed all-ones-weight map."""
-    shapes, out = spec.shapes, []
-    for k, layer in enumerate(spec.layers):
-        if isinstance(layer, Flatten):
-            continue
-        x = torch.ones((1, *shapes[k]), dtype=torch.float64, requires_grad=True)
-        if isinstance(layer, Dense):
-            y = x @ torch.ones_like(torch.as_tensor(np.array(layer.weight))).T
-        elif isinstance(layer, Conv2d):
-            w = torch.ones(np.asarray(layer.weight).shape, dtype=torch.float64)
-            y = F.conv2d(x, w, stride=layer.stride, padding=layer.padding)
-        else:
-            y = F.avg_pool2d(x, layer.kernel_size, stride=layer.stride) * layer.kernel_size**2
-        y.sum().backward()
-        out.append(np.rint(x.grad.numpy().ravel()).astype(np.int64))
-    return out
-
-
-def reference_run(spec: NetworkSpec, inputs: np.ndarray) -> list[np.ndarray]:
-    """Spike trains (N, T, n_l) of every spiking layer by the loop of docs/semantics.md.
-
-    ``inputs``: (N, T, n_in), 0/1 spikes or analog values s_0(t).
-    """
-    x = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
-    n, steps = x.shape[:2]
-    spiking = [layer for layer in spec.layers if not isinstance(layer, Flatten)]
-    shapes = spec.shapes
-    v = [torch.zeros((n, int(np.prod(shapes[k + 1]))), dtype=torch.float64) for k in spec.spiking_indices]
-    trains = [torch.zeros((n, steps, vi.shape[1]), dtype=torch.bool) for vi in v]
-
-    def drive(k_spiking: int, below: torch.Tensor) -> torch.Tensor:
-        # apply the Flatten layers between the population below and spiking layer k, then its synapses
-        start = spec.spiking_indices[k_spiking - 1] + 1 if k_spiking else 0
-        h = below.reshape(n, *shapes[start])
-        for layer in spec.layers[start : spec.spiking_indices[k_spiking] + 1]:
-            h = _linear(layer, h)
-        return h.reshape(n, -1)
-
-    def fire_and_reset(k: int, s: torch.Tensor) -> None:
-        theta = spiking[k].threshold
-        v[k] = torch.where(s, torch.zeros_like(v[k]) if spec.reset == "zero" else v[k] - theta, v[k])
-
-    for t in range(steps):
-        if spec.schedule == "delay":
-            s = [vk >= layer.threshold for vk, layer in zip(v, spiking, strict=True)]
-            below = [x[:, t], *(si.double() for si in s[:-1])]
-            for k in range(len(v)):
-                v[k] = v[k] + drive(k, below[k])
-            for k in range(len(v)):
-                fire_and_reset(k, s[k])
-        else:
-            below_k = x[:, t]
-            s = []
-            for k in range(len(v)):
-                v[k] = v[k] + drive(k, below_k)
-                s.append(v[k] >= spiking[k].threshold)
-                fire_and_reset(k, s[k])
-                below_k = s[k].double()
-        for k in range(len(v)):
-            trains[k][:, t] = s[k]
-    return [tr.numpy() for tr in trains]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Silence brian2's use of pyparsing names deprecated by pyparsing 3.3 (noise, not our code)."""
-    try:
-        from pyparsing.warnings import PyparsingDeprecationWarning  # noqa: F401  (pyparsing >= 3.3)
-    except ImportError:
-        return
-    quiet = pytest.mark.filterwarnings("ignore::pyparsing.warnings.PyparsingDeprecationWarning")
-    for item in items:
-        if "tests/refsim/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(quiet)
 
 
 @pytest.fixture

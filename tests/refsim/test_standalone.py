@@ -12,7 +12,8 @@ from convert.encoding import poisson_spikes
 from convert.spec import Dense, NetworkSpec
 from refsim.devices import DeviceUnavailable, check_cuda
 from refsim.simulate import simulate
-from tests.refsim.conftest import dyadic_cnn, reference_run
+from tests.conformance import reference
+from tests.refsim.conftest import dyadic_cnn
 
 STEPS = 30
 FIELDS = ("output_counts", "layer_counts", "first_spike_step", "synops", "labels", "image_indices")
@@ -71,8 +72,8 @@ def test_rerun_with_new_images_equals_a_fresh_build(cnn_case, standalone_root):
     assert not rerun.meta["compiled"], "the cached project must be reused without compiling"
     fresh = simulate(spec, spikes=spikes[5:], image_indices=np.arange(5, 10), **kwargs)
     assert_same_record(rerun, fresh)
-    trains = reference_run(spec, spikes[5:].reshape(5, STEPS, -1).astype(float))
-    np.testing.assert_array_equal(rerun.layer_counts, np.stack([t.sum(axis=(1, 2)) for t in trains], axis=1))
+    want = reference.expected_record(spec, spikes[5:].reshape(5, STEPS, -1), rerun.checkpoints)
+    reference.assert_record_matches(rerun, want, "cpp_standalone rerun")
     assert not np.array_equal(rerun.layer_counts, first.layer_counts)
 
 

@@ -31,7 +31,46 @@ def test_threshold_search_never_reads_the_test_split(monkeypatch, rng):
     best, scores = search_threshold(small_mnist_spec(rng), images, labels, idx, cfg)
     assert seen == ["train"]
     assert best in cfg.thresholds and set(scores) == set(cfg.thresholds)
-    assert scores[best] == max(scores.values())
+
+
+class _Scored:
+    def __init__(self, accuracy: float) -> None:
+        self._accuracy = accuracy
+
+    def accuracy(self) -> float:
+        return self._accuracy
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "best"),
+    [
+        ({0.5: 0.25, 1.0: 0.75, 2.0: 0.5}, 1.0),
+        ({0.5: 0.25, 1.0: 0.75, 2.0: 0.75}, 1.0),  # a tie goes to the smaller threshold
+        ({0.5: 0.0, 1.0: 0.0, 2.0: 0.0}, 0.5),
+        ({0.5: 0.1, 1.0: 0.2, 2.0: 0.3}, 2.0),
+    ],
+)
+def test_threshold_search_picks_the_most_accurate_threshold(monkeypatch, rng, accuracy, best):
+    """Each candidate runs the baseline spec with that threshold on the given held-out images; the search
+    returns the candidates' accuracies and the best of them (the smallest on a tie)."""
+    calls = []
+
+    def fake_run(engine, spec, images, **kwargs):
+        assert len(set(spec.thresholds)) == 1, "the baseline sets every layer's threshold to the candidate"
+        calls.append((engine, spec.thresholds[0], images, kwargs))
+        return _Scored(accuracy[spec.thresholds[0]])
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    cfg = EvalConfig(steps=7, thresholds=tuple(accuracy), search_seed=11)
+    images, labels, idx = np.zeros((3, 1, 28, 28), np.uint8), np.array([1, 2, 3]), np.array([59_997, 59_998, 59_999])
+    got_best, scores = search_threshold(small_mnist_spec(rng), images, labels, idx, cfg)
+    assert got_best == best
+    assert scores == accuracy
+    assert [c[1] for c in calls] == list(accuracy)
+    for engine, _, imgs, kwargs in calls:
+        assert engine == "fastsim" and imgs is images
+        assert kwargs["steps"] == 7 and kwargs["seed"] == 11
+        assert kwargs["labels"] is labels and kwargs["image_indices"] is idx
 
 
 def test_calibration_excludes_the_holdout():

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from convert import datasets
 from convert.__main__ import main as convert_main
+from convert.records import SpikeRecord
 from validation.experiments import EvalConfig
 from validation.figures import make_figures
 from validation.rows import row_names
@@ -23,7 +26,17 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     results = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
     out = tmp_path / "table2" / cfg.tag
     assert [e["row"] for e in results["entries"]] == list(row_names())
-    assert all(len(e["accuracies"]) == 2 and 0 <= e["accuracy_mean"] <= 1 for e in results["entries"])
+    # every accuracy is the one of its saved record, on the first 20 test images, one record per seed
+    labels = datasets.load("mnist", "test").labels[:20]
+    for e in results["entries"]:
+        records = [SpikeRecord.load(out / p) for p in e["records"]]
+        assert [r.meta["seed"] for r in records] == [0, 1], e["row"]
+        for r in records:
+            np.testing.assert_array_equal(r.labels, labels)
+            assert r.steps == 30
+        assert e["accuracies"] == [r.accuracy() for r in records], e["row"]
+        assert e["accuracy_mean"] == pytest.approx(np.mean(e["accuracies"]))
+        assert e["no_spike_fraction_mean"] == pytest.approx(np.mean([r.no_spike_fraction() for r in records]))
     saved = json.loads((out / "table2.json").read_text())
     assert saved["seeds"] == [0, 1] and saved["config"]["steps"] == 30 and "git_commit" in saved
     md = (out / "table2.md").read_text()

@@ -1,0 +1,82 @@
+"""Small networks, one per layer family, and their inputs of each kind.
+
+Weights are multiples of 1/16, thresholds multiples of 1/4 and analog inputs multiples of 1/8: with 0/1 spikes
+every membrane sum is exact in float32 and float64 whatever the order of summation (Brian2 adds synapse by
+synapse, torch by matrix products), so every engine must agree with the reference loop exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convert.encoding import poisson_spikes
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+
+
+def dyadic(rng: np.random.Generator, shape: tuple[int, ...], low: int = -4, high: int = 9) -> np.ndarray:
+    """Weights k/16 with k uniform in [low, high): mostly excitatory, so that every layer fires."""
+    return rng.integers(low, high, size=shape).astype(np.float64) / 16.0
+
+
+def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tuple]:
+    if family == "Dense":  # 12 -> 8 -> 3
+        return (12,), (Dense(dyadic(rng, (8, 12)), threshold=1.0), Dense(dyadic(rng, (3, 8)), threshold=0.75))
+    if family == "Conv2d":  # (1, 6, 6) -> 3@3x3 pad 1 -> 2@3x3 stride 2: a convolutional output layer
+        return (1, 6, 6), (
+            Conv2d(dyadic(rng, (3, 1, 3, 3)), threshold=1.0, padding=1),
+            Conv2d(dyadic(rng, (2, 3, 3, 3), -3, 9), threshold=0.75, stride=2),
+        )
+    if family == "AvgPool2d":  # (2, 6, 6) -> pool 2 -> overlapping pool 2 stride 1: weights 1/4 only
+        return (2, 6, 6), (AvgPool2d(2, threshold=0.5), AvgPool2d(2, threshold=0.25, stride=1))
+    if family == "Flatten":  # (1, 5, 5) -> 2@3x3 -> flatten (C order) -> dense 4
+        return (1, 5, 5), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.75),
+            Flatten(),
+            Dense(dyadic(rng, (4, 18)), threshold=1.0),
+        )
+    if family == "CNN":  # all four: conv pad 1 -> pool 2 -> conv stride 2 pad 1 -> flatten -> dense
+        return (1, 8, 8), (
+            Conv2d(dyadic(rng, (3, 1, 3, 3)), threshold=1.0, padding=1),
+            AvgPool2d(2, threshold=0.5),
+            Conv2d(dyadic(rng, (4, 3, 3, 3)), threshold=0.75, stride=2, padding=1),
+            Flatten(),
+            Dense(dyadic(rng, (4, 16)), threshold=0.5),
+        )
+    raise ValueError(f"unknown layer family {family!r}")
+
+
+FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN")
+
+
+def network(family: str, schedule: str, reset: str, encoding: str = "poisson") -> NetworkSpec:
+    """The family's network; its weights depend on the family only (seeded), not on the modes."""
+    shape, layers = _layers(family, np.random.default_rng(FAMILIES.index(family)))
+    return NetworkSpec(shape, layers, reset=reset, schedule=schedule, encoding=encoding)
+
+
+def spike_input(spec: NetworkSpec, n: int, steps: int, p: float = 0.4) -> np.ndarray:
+    """Random supplied input spikes, bool (n, steps, *input_shape)."""
+    rng = np.random.default_rng(17)
+    return rng.random((n, steps, *spec.input_shape)) < p
+
+
+def current_input(spec: NetworkSpec, n: int) -> np.ndarray:
+    """Analog intensities k/8 in [0, 1], about a third of them zero, shape (n, *input_shape)."""
+    rng = np.random.default_rng(18)
+    x = rng.integers(0, 9, size=(n, *spec.input_shape)) / 8.0
+    return np.where(rng.random(x.shape) < 0.3, 0.0, x)
+
+
+def poisson_images(spec: NetworkSpec, n: int, binary: bool = False) -> np.ndarray:
+    """uint8 images, half the pixels dark; ``binary``: only 0 and 255 (spike never / in every step)."""
+    rng = np.random.default_rng(19)
+    img = rng.integers(0, 256, size=(n, *spec.input_shape))
+    img[rng.random(img.shape) < 0.5] = 0
+    if binary:
+        img = np.where(img > 127, 255, 0)
+    return img.astype(np.uint8)
+
+
+def counter_spikes(spec: NetworkSpec, images: np.ndarray, indices: np.ndarray, steps: int, seed: int) -> np.ndarray:
+    """The input spikes docs/semantics.md pins for ``poisson`` images (numpy reference of the hash)."""
+    return poisson_spikes(images, indices, steps, seed, spec.max_rate_hz, spec.dt_ms)

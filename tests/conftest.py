@@ -1,0 +1,21 @@
+"""Settings shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Silence brian2's use of pyparsing names deprecated by pyparsing 3.3 (noise, not our code).
+
+    Every test that may build a Brian2 network gets the filter: tests/refsim and the engine-parametrized
+    tests/conformance."""
+    try:
+        from pyparsing.warnings import PyparsingDeprecationWarning  # noqa: F401  (pyparsing >= 3.3)
+    except ImportError:
+        return
+    quiet = pytest.mark.filterwarnings("ignore::pyparsing.warnings.PyparsingDeprecationWarning")
+    for item in items:
+        path = str(item.fspath).replace("\\", "/")
+        if "tests/refsim/" in path or "tests/conformance/" in path:
+            item.add_marker(quiet)
