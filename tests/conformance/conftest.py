@@ -2,8 +2,8 @@
 
 Engines without their hardware (a CUDA GPU, Brian2CUDA and nvcc) are skipped with the reason. Standalone
 engines compile every network they meet (30-90 s each on the 2-core CI box) into one session-wide build
-folder; by default they run only the cases a test lists in its ``cover`` (see :func:`covered`) and skip the
-rest with that reason. ``SNN_CONFORMANCE_FULL=1`` runs the whole matrix on them too.
+folder; by default they run only the cases a test lists in its ``conformance_cover`` mark, and the rest are
+deselected at collection (not skipped). ``SNN_CONFORMANCE_FULL=1`` runs the whole matrix on them too.
 """
 
 from __future__ import annotations
@@ -34,14 +34,31 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     return eng
 
 
-def covered(engine: Engine, case: tuple, cover: set[tuple]) -> None:
-    """Skip ``case`` on an engine that compiles a project per network unless ``cover`` lists it.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the cases an engine that compiles a project per network does not run by default.
 
+    A test names its covering subset with ``@pytest.mark.conformance_cover(keys, cases)``: the parameter names
+    that identify a case and the cases to run on compiling engines; a test without the mark runs none there.
     The full matrix runs on every other engine, Brian2's runtime device (the same network builders as the
-    standalone devices) among them; tests/refsim/test_standalone.py holds cpp_standalone to the runtime
-    device and the reference on other networks and modes."""
-    if engine.compiles and case not in cover and os.environ.get("SNN_CONFORMANCE_FULL") != "1":
-        pytest.skip(
-            f"{engine.id} compiles a project per network: it runs this test's covering subset only "
-            "(SNN_CONFORMANCE_FULL=1 runs them all)"
-        )
+    standalone devices) among them; tests/refsim/test_standalone.py holds cpp_standalone to the runtime device
+    and the reference on other networks and modes. ``SNN_CONFORMANCE_FULL=1`` keeps every case."""
+    if os.environ.get("SNN_CONFORMANCE_FULL") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if _beyond_cover(item) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _beyond_cover(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    engine = params.get("engine")
+    if not isinstance(engine, Engine) or not engine.compiles:
+        return False
+    mark = item.get_closest_marker("conformance_cover")
+    if mark is None:
+        return True
+    keys, cases = mark.args
+    return tuple(params[k] for k in keys) not in cases

@@ -13,14 +13,12 @@ import pytest
 
 from convert.spec import Dense, NetworkSpec
 from tests.conformance import reference
-from tests.conformance.conftest import covered
 from tests.conformance.golden import GOLDEN, INPUTS, MODES, STEPS, Golden, chain, input_trains, train
 
 SILENT = "0" * STEPS
 NOTHING = Golden(SILENT, (0.0,) * STEPS, SILENT, (0.0,) * STEPS)  # no input: no spike, v = 0 throughout
 KINDS = ("spikes", "current", "poisson")
-# an engine that compiles a project per network runs none of these by default (see conftest.covered)
-COVER: set[tuple] = set()
+# an engine that compiles a project per network runs none of these by default (see conftest.py)
 
 
 @pytest.mark.parametrize(("schedule", "reset"), MODES)
@@ -57,7 +55,6 @@ def _golden_run(engine, schedule: str, reset: str, kind: str, depth: int):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("schedule", "reset"), MODES)
 def test_golden_chain(engine, schedule, reset, kind, depth):
-    covered(engine, (schedule, reset, kind, depth), COVER)
     record, rows = _golden_run(engine, schedule, reset, kind, depth)
     for n, (inputs, want) in enumerate(rows):
         where = f"{engine.id} {schedule}/{reset} {kind}, image {n}"
@@ -75,7 +72,6 @@ def test_golden_chain(engine, schedule, reset, kind, depth):
 @pytest.mark.parametrize("schedule", ["delay", "cascade"])
 def test_membrane_starts_at_zero_for_every_image(engine, schedule):
     """v = .75 at the end of image 0; a voltage carried into image 1 would make its single input spike fire."""
-    covered(engine, (schedule,), set())
     spec = NetworkSpec((1,), (Dense([[0.75]], threshold=1.0),), schedule=schedule)
     spikes = np.zeros((2, 4, 1), dtype=bool)
     spikes[0, 3, 0] = spikes[1, 0, 0] = True

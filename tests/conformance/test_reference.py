@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from tests.conformance import reference
-from tests.conformance.conftest import covered
 from tests.conformance.networks import (
     FAMILIES,
     counter_spikes,
@@ -48,11 +47,11 @@ def _case(engine, schedule: str, reset: str, kind: str, family: str):
     return spec, spikes, {"images": images, "seed": SEED, "image_indices": INDICES}
 
 
+@pytest.mark.conformance_cover(("schedule", "reset", "kind", "family"), COVER)
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("schedule", "reset"), MODES)
 def test_engine_matches_the_reference_loop(engine, schedule, reset, kind, family):
-    covered(engine, (schedule, reset, kind, family), COVER)
     spec, inputs, args = _case(engine, schedule, reset, kind, family)
     images = args.pop("images", None)
     labels = np.arange(N) % spec.n_classes
@@ -67,7 +66,6 @@ def test_engine_matches_the_reference_loop(engine, schedule, reset, kind, family
 
 def test_poisson_input_is_the_counter_hash(engine, request):
     """Images with intensities strictly between 0 and 1 give exactly the spikes of convert.encoding."""
-    covered(engine, (), set())
     if not engine.counter_poisson:
         request.applymarker(
             pytest.mark.xfail(
