@@ -1,4 +1,4 @@
-"""The pipeline flows one way (/work/shared/ARCHITECTURE.md): convert -> {fastsim, refsim} -> validation.
+"""The pipeline flows one way (see the README): convert -> {fastsim, refsim} -> validation.
 
 Every module of the four packages is parsed with ``ast`` and every import in it is checked, including imports
 inside functions (the lazy ones), relative imports and ``importlib.import_module("...")`` with a literal name:
