@@ -57,3 +57,12 @@ def predict(spec: NetworkSpec, images, batch_size: int = 1000) -> np.ndarray:
 
 def accuracy(spec: NetworkSpec, images, labels, batch_size: int = 1000) -> float:
     return float(np.mean(predict(spec, images, batch_size) == np.asarray(labels)))
+
+
+def macs_per_image(spec: NetworkSpec) -> list[int]:
+    """Multiply-accumulates of one ANN forward pass, per spiking layer: the synapses its family connects.
+
+    The SNN's synaptic events of one image (``SpikeRecord.synops``) count the same synapses once per input
+    spike, so their ratio to these is the SNN's cost per classification in units of ANN passes."""
+    shapes = spec.shapes
+    return [int(family_of(spec.layers[i]).synapses(spec.layers[i], shapes[i])) for i in spec.spiking_indices]

@@ -139,8 +139,8 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
     _stage(log, "conversion (statistics + specs)", start)
     start = time.perf_counter()
     results = run_table2(cfg.eval, root, runs)
+    from validation.table2 import cost_markdown, paired_markdown
     from validation.table2 import markdown as table2_markdown
-    from validation.table2 import paired_markdown
 
     _stage(log, "Table 2 simulations (fastsim)", start)
     start = time.perf_counter()
@@ -164,6 +164,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
             "",
             table2_markdown(results),
             paired_markdown(results),
+            cost_markdown(results),
             f"Figures: `runs/table2/{tag}/fig3_mnist.png`, `runs/table2/{tag}/fig4_fashion.png`.",
             "",
             "## Convergence",

@@ -51,13 +51,14 @@ def run_table2(
         ann_all = json.loads(checkpoint_paths(runs, ds, model)[1].read_text())["test_accuracy"]
         test = datasets.load(ds, "test", root)
         n = cfg.n_images
+        macs = sum(ann.macs_per_image(built["base"]))
         ann_correct = ann.predict(built["base"], test.images[:n]) == test.labels[:n]
         ann_same = float(ann_correct.mean())
         correct = {"ANN": ann_correct}  # per image, first input seed: for the paired tests
         for row_def in table:
             row = row_def.name
             spec, report = built["specs"][row]
-            accs, no_spike, paths = [], [], []
+            accs, no_spike, paths, synops = [], [], [], []
             for seed in cfg.seeds:
                 key = record_key(spec, ds, cfg, seed)
                 path = record_path(out, key, ds, model, row, seed)
@@ -65,6 +66,7 @@ def run_table2(
                 accs.append(rec.accuracy())
                 correct.setdefault(row, rec.predictions() == rec.labels)
                 no_spike.append(rec.no_spike_fraction())
+                synops.append(float(rec.synops.sum(axis=1).mean()))
                 paths.append(str(path.relative_to(out)))
                 bar.update()
             results["entries"].append(
@@ -82,6 +84,8 @@ def run_table2(
                     "accuracies": accs,
                     "ci95_first_seed": wilson_interval(int(correct[row].sum()), n),
                     "no_spike_fraction_mean": float(np.mean(no_spike)),
+                    "synops_per_image_mean": float(np.mean(synops)),
+                    "ann_macs_per_image": macs,
                     "divisors": list(report.divisors),
                     "replication": REPLICATION[(ds, model)].get(row),
                     "search": built["search"] if row_def.tuned else None,
@@ -127,6 +131,25 @@ def paired_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_markdown(results: dict[str, Any]) -> str:
+    """Synaptic events per classification at T against the ANN's multiply-accumulates per image."""
+    steps = results["config"]["steps"]
+    lines = [
+        f"Cost per classification at T = {steps} ms: synaptic events per image (mean over images and input "
+        "seeds) and their ratio to the ANN's multiply-accumulates per image.",
+        "",
+        "| dataset | model | row | synaptic events / image | ANN MACs / image | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {e['dataset']} | {e['model']} | {e['row']} | {e['synops_per_image_mean']:.3g} "
+        f"| {e['ann_macs_per_image']:.3g} | {e['synops_per_image_mean'] / e['ann_macs_per_image']:.2f} |"
+        for e in results["entries"]
+        if "synops_per_image_mean" in e
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict[str, Any]) -> str:
     """Table 2 as Markdown: one line per network, one column per row of the results, in their order."""
     cfg = results["config"]
@@ -167,7 +190,8 @@ def _cell(e: dict[str, Any], model: str) -> str:
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:
     write_json_atomic(out / "table2.json", results)
-    write_text_atomic(out / "table2.md", markdown(results) + "\n" + paired_markdown(results))
+    text = "\n".join((markdown(results), paired_markdown(results), cost_markdown(results)))
+    write_text_atomic(out / "table2.md", text)
     buf = io.StringIO()
     fields = ["dataset", "model", "row", "threshold", "ann_test_accuracy", "ann_accuracy_same_images"]
     fields += ["accuracy_mean", "accuracy_std"]

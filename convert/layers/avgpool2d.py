@@ -94,6 +94,11 @@ def max_positive_weight(layer: AvgPool2d) -> float:
     return layer.weight_value
 
 
+def synapses(layer: AvgPool2d, input_shape: tuple[int, ...]) -> int:
+    """Each output neuron sums its k × k window (weights 1/k²)."""
+    return int(np.prod(layer.output_shape(input_shape))) * layer.kernel_size**2
+
+
 FAMILY = LayerFamily(
     AvgPool2d,
     forward=forward,
@@ -103,4 +108,5 @@ FAMILY = LayerFamily(
     to_module=to_module,
     max_positive_input_sum=max_positive_input_sum,
     max_positive_weight=max_positive_weight,
+    synapses=synapses,
 )

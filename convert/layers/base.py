@@ -143,7 +143,10 @@ class LayerFamily:
     * ``arrays``: the fields stored as arrays in a spec file (:mod:`convert.io`);
     * normalization (:mod:`convert.normalize`), spiking families only: ``max_positive_input_sum(layer)``,
       ``max_positive_weight(layer)`` and ``scaled(layer, d)`` (W ← W / d); ``scaled`` is None for a layer
-      without weights of its own (pooling: its 1/k² stays, d = 1).
+      without weights of its own (pooling: its 1/k² stays, d = 1);
+    * ``synapses(layer, input_shape) -> int``, spiking families only: the number of (input, output) pairs the
+      layer connects, i.e. the multiply-accumulates of one ANN forward pass and the synaptic events of one
+      spike from every input (:func:`convert.ann.macs_per_image`).
     """
 
     layer: type
@@ -156,6 +159,7 @@ class LayerFamily:
     max_positive_input_sum: Callable[[Any], float] | None = None
     max_positive_weight: Callable[[Any], float] | None = None
     scaled: Callable[[Any, float], Any] | None = None
+    synapses: Callable[[Any, tuple[int, ...]], int] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.layer, type) and issubclass(self.layer, Layer)):

@@ -91,6 +91,20 @@ def nir_node(layer: Conv2d, input_shape: tuple[int, ...]) -> Any:
     )
 
 
+def _valid_taps(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
+    """Σ over output positions of the kernel taps that land inside the (unpadded) input, along one axis."""
+    return sum(1 for o in range(out) for d in range(kernel) if 0 <= o * stride - pad + d < size)
+
+
+def synapses(layer: Conv2d, input_shape: tuple[int, ...]) -> int:
+    """out_c × in_c × (valid taps along y) × (valid taps along x): padded taps connect nothing."""
+    oc, ic, kh, kw = layer.weight.shape
+    _, ho, wo = layer.output_shape(input_shape)
+    ty = _valid_taps(input_shape[1], kh, layer.stride[0], layer.padding[0], ho)
+    tx = _valid_taps(input_shape[2], kw, layer.stride[1], layer.padding[1], wo)
+    return int(oc * ic * ty * tx)
+
+
 FAMILY = LayerFamily(
     Conv2d,
     forward=forward,
@@ -102,4 +116,5 @@ FAMILY = LayerFamily(
     max_positive_input_sum=base.max_positive_input_sum,
     max_positive_weight=base.max_positive_weight,
     scaled=base.scale_weight,
+    synapses=synapses,
 )

@@ -65,6 +65,11 @@ def nir_node(layer: Dense, input_shape: tuple[int, ...]) -> Any:
     return nir.Linear(weight=np.array(layer.weight))
 
 
+def synapses(layer: Dense, input_shape: tuple[int, ...]) -> int:
+    """All-to-all: out × in."""
+    return int(layer.weight.size)
+
+
 FAMILY = LayerFamily(
     Dense,
     forward=forward,
@@ -76,4 +81,5 @@ FAMILY = LayerFamily(
     max_positive_input_sum=base.max_positive_input_sum,
     max_positive_weight=base.max_positive_weight,
     scaled=base.scale_weight,
+    synapses=synapses,
 )

@@ -46,6 +46,9 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     for e in results["entries"]:
         lo, hi = e["ci95_first_seed"]
         assert lo <= e["accuracies"][0] <= hi
+    macs = 784 * 1200 + 1200 * 1200 + 1200 * 10
+    assert all(e["ann_macs_per_image"] == macs and e["synops_per_image_mean"] > 0 for e in results["entries"])
+    assert "ANN MACs / image" in md
     for p in results["paired"]:
         assert 0 <= p["p_value"] <= 1 and p["a_only"] + p["b_only"] <= p["n"] == 20
     (search_file,) = (out / "searches").iterdir()
