@@ -153,6 +153,14 @@ def sha256_array(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+def recorded_hashes(dataset: str, split: str) -> dict[str, str]:
+    """The recorded sha256 of a split's images and labels: every load is checked against them, so they name
+    the data a cached result was computed on (part of its cache key)."""
+    _check_choice("dataset", dataset, DATASETS)
+    _check_choice("split", split, SPLITS)
+    return {kind: SHA256[(dataset, split, kind)] for kind in ("images", "labels")}
+
+
 def verify(dataset: str, split: str, images: np.ndarray, labels: np.ndarray, check_hash: bool = True) -> None:
     """Check shapes, label range and counts, and (optionally) the recorded sha256 of each array."""
     n = N_IMAGES[split]

@@ -62,7 +62,7 @@ def stats_for(
             "kind": "activation-stats",
             "cache_format": CACHE_FORMAT_VERSION,
             "weights": weights_fingerprint(spec),
-            "data": {kind: datasets.SHA256[(dataset, "train", kind)] for kind in ("images", "labels")},
+            "data": datasets.recorded_hashes(dataset, "train"),
             "n_calib": n_calib,
             "holdout": holdout,
             "collector": STATS_SETTINGS,

@@ -79,7 +79,7 @@ def candidate_key(config: TrainConfig) -> str:
             "kind": "trained-candidate",
             "cache_format": CACHE_FORMAT_VERSION,
             "config": dataclasses.asdict(config),
-            "data": {kind: datasets.SHA256[(config.dataset, "train", kind)] for kind in ("images", "labels")},
+            "data": datasets.recorded_hashes(config.dataset, "train"),
             "torch": torch.__version__,
         }
     )

@@ -118,11 +118,6 @@ def search_threshold(
     return best, scores
 
 
-def data_identity(dataset: str, split: str) -> dict[str, str]:
-    """The recorded sha256 of a split's images and labels (every load is checked against them)."""
-    return {kind: datasets.SHA256[(dataset, split, kind)] for kind in ("images", "labels")}
-
-
 def search_key(base: NetworkSpec, dataset: str, cfg: EvalConfig) -> str:
     """Fingerprint of a threshold search: the copy spec, the held-out images, the candidates and the engine."""
     return fingerprint(
@@ -130,7 +125,7 @@ def search_key(base: NetworkSpec, dataset: str, cfg: EvalConfig) -> str:
             "kind": "threshold-search",
             "cache_format": CACHE_FORMAT_VERSION,
             "spec": spec_fingerprint(base),
-            "data": data_identity(dataset, "train"),
+            "data": datasets.recorded_hashes(dataset, "train"),
             "search": {k: getattr(cfg, k) for k in ("thresholds", "search_images", "holdout", "search_seed", "steps")},
             "engine": cfg.engine,
         }
@@ -181,7 +176,7 @@ def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int) -> s
             "cache_format": CACHE_FORMAT_VERSION,
             "record_format": RECORD_FORMAT_VERSION,
             "spec": spec_fingerprint(spec),
-            "data": data_identity(dataset, "test"),
+            "data": datasets.recorded_hashes(dataset, "test"),
             "images": cfg.n_images,
             "steps": cfg.steps,
             "checkpoints": figure_checkpoints(cfg.steps),
