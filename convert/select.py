@@ -44,6 +44,14 @@ CANDIDATES: dict[str, tuple[dict[str, Any], ...]] = {
 }
 
 
+# What `python -m convert select` chose from CANDIDATES on the validation split (docs/results/selection.md
+# lists every candidate's score): the main job trains these, and reruns the selection with `--select`.
+SELECTED: dict[str, tuple[dict[str, Any], ...]] = {
+    "mlp": (CANDIDATES["mlp"][1],),
+    "cnn": (CANDIDATES["cnn"][0],),
+}
+
+
 def _canonical(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists), for comparing stored and new configs."""
     return json.loads(json.dumps(value))

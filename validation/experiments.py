@@ -28,7 +28,7 @@ from convert import datasets, methods
 from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short, spec_fingerprint
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.provenance import provenance, write_json_atomic
-from convert.records import RECORD_FORMAT_VERSION, SpikeRecord, default_checkpoints
+from convert.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, default_checkpoints
 from convert.spec import NetworkSpec
 from validation.engines import run
 from validation.rows import rows
@@ -38,9 +38,18 @@ REPLICATION_THRESHOLD = {"mlp": 4.0, "cnn": 20.0}
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """What Table 2 evaluates and how. Every row runs on the first ``n_images`` test images for ``steps`` ms
+    (T, the common horizon at which all rows are compared), except the ``slow_rows`` (model-based
+    normalization needs seconds of simulated time), which run on the first ``slow_images`` of them for
+    ``slow_steps`` ms; their accuracy at T is read from the same run's checkpoints."""
+
     n_images: int = 500
     steps: int = 300
     seeds: tuple[int, ...] = (0, 1, 2)
+    slow_rows: tuple[str, ...] = ()
+    slow_steps: int = 5000
+    slow_images: int = 2000
+    part_images: int = 1000  # records are simulated and cached in parts of this many images (resume unit)
     device: str = "cpu"
     dtype: str = "float32"
     matmul: str = "fp32"  # fastsim's float32 product mode (fp32, tf32x2, tf32x3)
@@ -53,10 +62,29 @@ class EvalConfig:
     percentile: float = 99.9
     calib_images: int | None = 20_000
 
+    def __post_init__(self) -> None:
+        for name in ("n_images", "steps", "slow_steps", "slow_images", "part_images", "search_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"EvalConfig.{name} must be a positive int, got {value!r}")
+        if not self.seeds:
+            raise ValueError("EvalConfig.seeds: give at least one input seed")
+
     @property
     def tag(self) -> str:
         engine = "" if (self.matmul, self.kernel) == ("fp32", "torch") else f"-{self.matmul}-{self.kernel}"
-        return f"n{self.n_images}-t{self.steps}-{self.dtype}{engine}"
+        slow = ""
+        if self.slow_rows and self.plan(self.slow_rows[0]) != (self.n_images, self.steps):
+            images, steps = self.plan(self.slow_rows[0])
+            slow = f"-slow{images}x{steps}"
+        return f"n{self.n_images}-t{self.steps}{slow}-{self.dtype}{engine}"
+
+    def plan(self, row: str) -> tuple[int, int]:
+        """(images, horizon in steps) of a row: a slow row runs on at most ``slow_images`` of the images, for
+        at least ``slow_steps`` and never less than T."""
+        if row in self.slow_rows:
+            return min(self.slow_images, self.n_images), max(self.slow_steps, self.steps)
+        return self.n_images, self.steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,8 +196,15 @@ def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: Ev
     return {"base": base, "specs": specs, "search": search}
 
 
-def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int) -> str:
-    """Fingerprint of one Table 2 run: spec content, test split, images, steps, checkpoints, engine, seed."""
+def record_checkpoints(steps: int, common: int) -> np.ndarray:
+    """The checkpoints of a record run for ``steps``: the figures' log grid, and the common horizon T."""
+    grid = figure_checkpoints(steps)
+    return np.union1d(grid, [common]) if common <= steps else grid
+
+
+def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int, images: tuple[int, int], steps: int) -> str:
+    """Fingerprint of one run: spec content, test split, the image range [lo, hi), steps, checkpoints, engine,
+    seed. Two rows whose specs are equal (a tuned threshold that came out 1) share their records."""
     return fingerprint(
         {
             "kind": "table2-record",
@@ -177,57 +212,107 @@ def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int) -> s
             "record_format": RECORD_FORMAT_VERSION,
             "spec": spec_fingerprint(spec),
             "data": datasets.recorded_hashes(dataset, "test"),
-            "images": cfg.n_images,
-            "steps": cfg.steps,
-            "checkpoints": figure_checkpoints(cfg.steps),
+            "images": [int(images[0]), int(images[1])],
+            "steps": int(steps),
+            "checkpoints": record_checkpoints(steps, cfg.steps),
             "engine": cfg.engine,
-            "seed": seed,
+            "seed": int(seed),
         }
     )
 
 
-def record_path(out: Path, key: str, dataset: str, model: str, row: str, seed: int) -> Path:
-    """Where the record of :func:`record_key` ``key`` lives; the readable prefix is for people, not lookup."""
-    return out / "records" / f"{dataset}-{model}-{row}-s{seed}-{short(key)}.npz"
+def record_path(out: Path, key: str, dataset: str, model: str, seed: int, part: bool = False) -> Path:
+    """Where the record of :func:`record_key` ``key`` lives (parts under ``records/parts/``); the readable
+    prefix is for people, the key decides."""
+    folder = out / "records" / ("parts" if part else "")
+    return folder / f"{dataset}-{model}-s{seed}-{short(key)}.npz"
 
 
-def evaluate(
-    spec: NetworkSpec,
-    dataset: str,
-    root: Path | None,
-    cfg: EvalConfig,
-    seed: int,
-    path: Path,
-    key: str,
-    progress: bool = False,
-) -> SpikeRecord:
-    """Run ``spec`` on the first ``cfg.n_images`` test images with input seed ``seed``; cached at ``path``
-    under ``key`` (a file there holding another key is recomputed, never read)."""
+@dataclass(frozen=True)
+class Job:
+    """One record of Table 2: ``spec`` on the first ``images`` test images for ``steps`` steps, input seed
+    ``seed``; simulated in parts of ``cfg.part_images`` images, each cached by its own key."""
+
+    spec: NetworkSpec
+    dataset: str
+    model: str
+    seed: int
+    images: int
+    steps: int
+
+    def parts(self, cfg: EvalConfig) -> list[tuple[int, int]]:
+        return [(lo, min(self.images, lo + cfg.part_images)) for lo in range(0, self.images, cfg.part_images)]
+
+    def key(self, cfg: EvalConfig) -> str:
+        return record_key(self.spec, self.dataset, cfg, self.seed, (0, self.images), self.steps)
+
+    def path(self, cfg: EvalConfig, out: Path) -> Path:
+        return record_path(out, self.key(cfg), self.dataset, self.model, self.seed)
+
+    def missing_image_steps(self, cfg: EvalConfig, out: Path) -> int:
+        """Image-steps still to simulate (0 when the record or all its parts are cached)."""
+        if _cached(self.path(cfg, out), self.key(cfg)) is not None:
+            return 0
+        todo = 0
+        for lo, hi in self.parts(cfg):
+            key = record_key(self.spec, self.dataset, cfg, self.seed, (lo, hi), self.steps)
+            if not record_path(out, key, self.dataset, self.model, self.seed, part=True).exists():
+                todo += (hi - lo) * self.steps
+        return todo
+
+
+def _cached(path: Path, key: str) -> SpikeRecord | None:
     if path.exists():
         rec = SpikeRecord.load(path)
         if rec.meta.get("cache_key") == key:
             return rec
-    test = datasets.load(dataset, "test", root)
-    n = cfg.n_images
-    if n > len(test.images):
-        raise ValueError(f"n_images={n} exceeds the {dataset} test split ({len(test.images)} images)")
-    rec = run(
-        "fastsim",
-        spec,
-        test.images[:n],
-        steps=cfg.steps,
-        seed=seed,
-        labels=test.labels[:n],
-        image_indices=np.arange(n),
-        device=cfg.device,
-        dtype=cfg.dtype,
-        matmul=cfg.matmul,
-        kernel=cfg.kernel,
-        batch_size=cfg.batch_size,
-        compile=True,
-        checkpoints=figure_checkpoints(cfg.steps),
-        progress=progress,
+    return None
+
+
+def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=None) -> SpikeRecord:
+    """The record of ``job``: cached whole, or joined from its cached parts, simulating the missing ones
+    (``on_part(image_steps)`` after each). A file holding another key is recomputed, never read."""
+    key, path = job.key(cfg), job.path(cfg, out)
+    rec = _cached(path, key)
+    if rec is not None:
+        return rec
+    test = datasets.load(job.dataset, "test", root)
+    if job.images > len(test.images):
+        raise ValueError(f"{job.images} images exceed the {job.dataset} test split ({len(test.images)} images)")
+    checkpoints = record_checkpoints(job.steps, cfg.steps)
+    parts = []
+    for lo, hi in job.parts(cfg):
+        part_key = record_key(job.spec, job.dataset, cfg, job.seed, (lo, hi), job.steps)
+        part_path = record_path(out, part_key, job.dataset, job.model, job.seed, part=True)
+        part = _cached(part_path, part_key)
+        if part is None:
+            part = run(
+                "fastsim",
+                job.spec,
+                test.images[lo:hi],
+                steps=job.steps,
+                seed=job.seed,
+                labels=test.labels[lo:hi],
+                image_indices=np.arange(lo, hi),
+                device=cfg.device,
+                dtype=cfg.dtype,
+                matmul=cfg.matmul,
+                kernel=cfg.kernel,
+                batch_size=cfg.batch_size,
+                compile=True,
+                checkpoints=checkpoints,
+            ).with_meta(cache_key=part_key)
+            part.save(part_path)
+            if on_part is not None:
+                on_part((hi - lo) * job.steps)
+        parts.append(part)
+    wall = sum(float(p.meta.get("wall_s", 0.0)) for p in parts)
+    rec = concatenate(parts).with_meta(
+        dataset=job.dataset,
+        cache_key=key,
+        wall_s=wall,
+        image_steps_per_s=job.images * job.steps / wall if wall > 0 else None,
+        provenance=provenance(cfg.to_dict(), job.seed),
     )
-    rec = rec.with_meta(dataset=dataset, cache_key=key, provenance=provenance(cfg.to_dict(), seed))
     rec.save(path)
     return rec

@@ -58,13 +58,18 @@ def test_a_registered_method_reaches_every_part_of_the_project(toy_method, tmp_p
         "model": "mlp",
         "row": "toy",
         "label": table[-2].label(),
+        "accuracy_at_T_mean": 0.5,
+        "accuracy_at_T_std": 0.0,
+        "ci95_at_T": (0.2, 0.8),
         "accuracy_mean": 0.5,
         "accuracy_std": 0.0,
+        "ci95_first_seed": (0.2, 0.8),
+        "images": 5,
         "replication": None,
         "ann_test_accuracy": 0.9,
     }
     md = markdown({"config": {"steps": 10, "n_images": 5, "seeds": [0]}, "entries": [entry]})
-    assert "| toy θ/2 |" in md and "50.00 ± 0.00" in md
+    assert "| toy θ/2 |" in md and "50.00 (20.0–80.0)" in md
 
     # the command line offers it (the run then stops at the missing checkpoint, not at the method's name)
     argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "toy", "--runs", str(tmp_path)]

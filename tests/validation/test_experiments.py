@@ -8,7 +8,6 @@ import pytest
 from convert import datasets
 from validation import experiments
 from validation.experiments import EvalConfig, figure_checkpoints, search_threshold
-from validation.figures import convergence_time
 
 from .conftest import small_mnist_spec
 
@@ -86,12 +85,25 @@ def test_figure_checkpoints():
     assert {1, 2, 5, 10, 20, 50, 100, 200, 300} <= set(c.tolist())
 
 
-@pytest.mark.parametrize(
-    "acc, expected",
-    [([0.1, 0.5, 0.9, 0.9, 0.9], 3.0), ([0.9, 0.9, 0.9, 0.9, 0.9], 1.0), ([0.1, 0.9, 0.5, 0.9, 0.95], 5.0)],
-)
-def test_convergence_time(acc, expected):
-    assert convergence_time(np.array([1.0, 2, 3, 4, 5]), np.array(acc)) == expected
+def test_row_plans_give_slow_rows_fewer_images_and_more_time():
+    cfg = EvalConfig(n_images=10_000, steps=300, slow_rows=("model",), slow_steps=5000, slow_images=2000)
+    assert cfg.plan("data") == (10_000, 300) and cfg.plan("model") == (2000, 5000)
+    assert cfg.tag == "n10000-t300-slow2000x5000-float32"
+    small = EvalConfig(n_images=500, steps=6000, slow_rows=("model",), slow_steps=5000, slow_images=2000)
+    assert small.plan("model") == (500, 6000)  # never more images than the table, never less time than T
+    assert small.tag == "n500-t6000-float32"
+    with pytest.raises(ValueError, match="slow_steps"):
+        EvalConfig(slow_steps=0)
+    with pytest.raises(ValueError, match="seeds"):
+        EvalConfig(seeds=())
+
+
+def test_record_checkpoints_include_the_common_horizon():
+    from validation.experiments import record_checkpoints
+
+    c = record_checkpoints(5000, 300)
+    assert 300 in c and c[-1] == 5000 and np.all(np.diff(c) > 0)
+    assert record_checkpoints(300, 300)[-1] == 300
 
 
 def test_engine_options_reach_the_config_and_its_tag():
