@@ -50,6 +50,7 @@ class EvalConfig:
     slow_steps: int = 5000
     slow_images: int = 2000
     part_images: int = 1000  # records are simulated and cached in parts of this many images (resume unit)
+    extra_checkpoints: tuple[int, ...] = ()  # steps every record also keeps (where they fall within its run)
     device: str = "cpu"
     dtype: str = "float32"
     matmul: str = "fp32"  # fastsim's float32 product mode (fp32, tf32x2, tf32x3)
@@ -196,10 +197,11 @@ def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: Ev
     return {"base": base, "specs": specs, "search": search}
 
 
-def record_checkpoints(steps: int, common: int) -> np.ndarray:
-    """The checkpoints of a record run for ``steps``: the figures' log grid, and the common horizon T."""
-    grid = figure_checkpoints(steps)
-    return np.union1d(grid, [common]) if common <= steps else grid
+def record_checkpoints(steps: int, common: int, extra: tuple[int, ...] = ()) -> np.ndarray:
+    """The checkpoints of a record run for ``steps``: the figures' log grid, the common horizon T and any
+    ``extra`` steps, as far as they fall within the run."""
+    wanted = [s for s in (common, *extra) if 1 <= s <= steps]
+    return np.union1d(figure_checkpoints(steps), np.asarray(wanted, dtype=np.int64))
 
 
 def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int, images: tuple[int, int], steps: int) -> str:
@@ -214,7 +216,7 @@ def record_key(spec: NetworkSpec, dataset: str, cfg: EvalConfig, seed: int, imag
             "data": datasets.recorded_hashes(dataset, "test"),
             "images": [int(images[0]), int(images[1])],
             "steps": int(steps),
-            "checkpoints": record_checkpoints(steps, cfg.steps),
+            "checkpoints": record_checkpoints(steps, cfg.steps, cfg.extra_checkpoints),
             "engine": cfg.engine,
             "seed": int(seed),
         }
@@ -279,7 +281,7 @@ def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=No
     test = datasets.load(job.dataset, "test", root)
     if job.images > len(test.images):
         raise ValueError(f"{job.images} images exceed the {job.dataset} test split ({len(test.images)} images)")
-    checkpoints = record_checkpoints(job.steps, cfg.steps)
+    checkpoints = record_checkpoints(job.steps, cfg.steps, cfg.extra_checkpoints)
     parts = []
     for lo, hi in job.parts(cfg):
         part_key = record_key(job.spec, job.dataset, cfg, job.seed, (lo, hi), job.steps)
