@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -131,3 +132,50 @@ def test_cached_results_are_keyed_by_content(tmp_path, monkeypatch):
     assert len(calls) == len(cfg.thresholds) + unique, "a new checkpoint recomputes the search and every row"
     assert all(a["records"] != b["records"] for a, b in zip(first["entries"], third["entries"], strict=True))
     assert len(list((tmp_path / "stats").iterdir())) == 2, "statistics of the new weights are collected anew"
+
+
+@pytest.mark.slow
+def test_an_interrupted_record_resumes_from_its_finished_parts(tmp_path, monkeypatch, capsys):
+    """A record is simulated in parts; a run killed after the first part keeps it, and the rerun simulates
+    only the rest, giving the record an uninterrupted run gives. ``estimate`` prints the expected time."""
+    from validation import experiments
+    from validation.experiments import Job, evaluate
+    from validation.table2 import expected_seconds
+
+    argv = ["train", "--dataset", "mnist", "--model", "mlp", "--epochs", "1", "--train-images", "256"]
+    assert convert_main([*argv, "--runs", str(tmp_path)]) == 0
+    from convert.pipeline import copy_spec
+
+    spec = copy_spec("mnist", "mlp", tmp_path)
+    cfg = EvalConfig(n_images=30, steps=12, seeds=(0,), part_images=10)
+    job = Job(spec, "mnist", "mlp", 0, 30, 12)
+    out = tmp_path / "t2"
+    assert job.missing_image_steps(cfg, out) == 30 * 12
+    real_run = experiments.run
+    calls = []
+
+    def dies_after_one(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(kwargs["image_indices"])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(experiments, "run", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(job, None, cfg, out)
+    assert not job.path(cfg, out).exists() and job.missing_image_steps(cfg, out) == 20 * 12
+    resumed_parts = []
+    monkeypatch.setattr(
+        experiments, "run", lambda *a, **k: resumed_parts.append(k["image_indices"]) or real_run(*a, **k)
+    )
+    rec = evaluate(job, None, cfg, out)
+    assert [p[0] for p in resumed_parts] == [10, 20], "only the missing parts run again"
+    monkeypatch.setattr(experiments, "run", real_run)
+    whole = evaluate(job, None, dataclasses.replace(cfg, part_images=30), tmp_path / "whole")
+    np.testing.assert_array_equal(rec.output_counts, whole.output_counts)
+    np.testing.assert_array_equal(rec.image_indices, np.arange(30))
+    assert job.missing_image_steps(cfg, out) == 0
+    seconds = expected_seconds(
+        {("mnist", "mlp"): {"specs": {"data": (spec, None)}}}, {("mnist", "mlp"): 1000}, None, cfg, probe=(16, 5)
+    )
+    assert seconds > 0
