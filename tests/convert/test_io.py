@@ -127,6 +127,22 @@ def test_nir_round_trip(tmp_path, tiny_cnn):
     assert float(graph.metadata["dt_ms"]) == 0.5
 
 
+def test_nir_membrane_readout_ends_in_an_integrator(tmp_path, tiny_cnn):
+    import dataclasses
+
+    import nir
+
+    save_nir(dataclasses.replace(tiny_cnn, readout="membrane"), tmp_path / "m.nir")
+    graph = nir.read(str(tmp_path / "m.nir"))
+    following = {a: b for a, b in graph.edges}
+    chain, name = [], "input"
+    while name in following:
+        name = following[name]
+        chain.append(type(graph.nodes[name]).__name__)
+    assert chain == ["Conv2d", "IF", "AvgPool2d", "IF", "Flatten", "Linear", "I", "Output"]
+    assert graph.metadata["readout"] == "membrane"
+
+
 # ------------------------------------------------------------------------------------ malformed spec files
 def _empty(folder, spec):
     (folder / "bad.npz").write_bytes(b"")
