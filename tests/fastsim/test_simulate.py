@@ -122,6 +122,8 @@ def test_membrane_readout_record(fastsim_rng) -> None:
     spiking = simulate(dataclasses.replace(spec, readout="spikes"), images, steps=40, checkpoints=[3, 17])
     np.testing.assert_array_equal(rec.layer_counts[:, 0], spiking.layer_counts[:, 0])  # hidden layers unchanged
     np.testing.assert_array_equal(rec.synops_curve, spiking.synops_curve)  # nothing leaves the output layer
+    margins = simulate(spec, images[:2], steps=10, record_margins=True).margins
+    assert np.all(np.isinf(margins[-1])) and np.all(np.isfinite(margins[0]))  # the output is never checked
     with pytest.raises(ValueError, match="readout='membrane'"):
         Network(spec, torch.device("cpu"), torch.float32, kernel="triton")
 
