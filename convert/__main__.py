@@ -9,6 +9,7 @@ from pathlib import Path
 from convert import datasets, methods, models
 from convert.cli import check_count, count_or_all, nonnegative_int, positive_float, positive_int, run_command
 from convert.pipeline import default_runs
+from convert.spec import ENCODINGS, READOUTS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -89,14 +90,15 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     n_calib = datasets.N_IMAGES["train"] - args.holdout
     where = f"the {args.dataset} training split less the {args.holdout} held-out images"
     check_count("--calib-images", args.calib_images, n_calib, where)
-    base = copy_spec(args.dataset, args.model, runs, reset=args.reset, schedule=args.schedule)
+    fields = dict(reset=args.reset, schedule=args.schedule, encoding=args.encoding, readout=args.readout)
+    base = copy_spec(args.dataset, args.model, runs, **fields)
     stats = None
     if methods.get(args.method).needs_stats:
         stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images, holdout=args.holdout)
     spec, report = normalized_spec(
         base, args.method, stats, threshold=args.threshold, percentile=args.percentile, previous=args.previous
     )
-    out = args.out or runs / "specs" / f"{args.dataset}-{args.model}-{args.method}.npz"
+    out = args.out or runs / "specs" / f"{args.dataset}-{args.model}-{args.method}{_variant(args)}.npz"
     save_spec(spec, out)
     print(f"{args.dataset}-{args.model} {args.method}: weights divided per spiking layer by")
     print(report.table())
@@ -105,6 +107,12 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         save_nir(spec, args.nir)
         print(f"wrote {args.nir}")
     return 0
+
+
+def _variant(args: argparse.Namespace) -> str:
+    """The default spec file name's suffix for a non-default encoding or readout ("-current", "-membrane"), so
+    that such a spec never overwrites the default one."""
+    return "".join(f"-{v}" for v, default in ((args.encoding, "poisson"), (args.readout, "spikes")) if v != default)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -158,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")
     p.add_argument("--reset", choices=("zero", "subtract"), default="zero")
     p.add_argument("--schedule", choices=("delay", "cascade"), default="delay")
+    p.add_argument(
+        "--encoding", choices=ENCODINGS, default="poisson", help="input: poisson spikes or the analog current"
+    )
+    p.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="spikes",
+        help="spikes: argmax of output spike counts; membrane: non-spiking output layer, argmax of its potential "
+        "(a non-default encoding or readout is appended to the default --out name, e.g. -current-membrane)",
+    )
     p.add_argument(
         "--calib-images",
         type=count_or_all,

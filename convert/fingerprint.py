@@ -24,7 +24,9 @@ CACHE_FORMAT_VERSION = 1
 
 def spec_fingerprint(spec: NetworkSpec) -> str:
     """sha256 of everything in a spec that determines a simulation: layers, weights, thresholds, reset,
-    schedule, dt, encoding, rate and labels. ``provenance`` is free-form metadata and is left out."""
+    schedule, dt, encoding, rate, labels and readout. ``provenance`` is free-form metadata and is left out.
+    The readout enters only when it is not the default ``"spikes"``, so that a default spec hashes exactly
+    as before the readout existed (every cached result keeps its key)."""
     return fingerprint(_spec_content(spec))
 
 
@@ -36,7 +38,7 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
             if f.name != "bias":
                 entry[f.name] = getattr(layer, f.name)
         layers.append(entry)
-    return {
+    content = {
         "input_shape": spec.input_shape,
         "layers": layers,
         "reset": spec.reset,
@@ -46,6 +48,9 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
         "max_rate_hz": spec.max_rate_hz,
         "labels": spec.labels,
     }
+    if spec.readout != "spikes":
+        content["readout"] = spec.readout
+    return content
 
 
 def file_fingerprint(path: str | Path) -> str:

@@ -7,6 +7,11 @@ replaced by the name of their array. One generic ``to_dict``/``from_dict`` keyed
 layer families (:mod:`convert.layers`; a family lists its array fields). Writing is atomic; loading checks
 the version and reports damage clearly.
 
+Versions: 2 added the header key ``readout``. A spec with the default ``readout="spikes"`` is written as
+version 1, without the key, so that its file is byte for byte what earlier code wrote and earlier code still
+reads it; a ``membrane`` readout is written as version 2. A version-1 file must not have the key (it loads with
+``readout="spikes"``), a version-2 file must have it.
+
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
 
@@ -24,8 +29,10 @@ from convert.layers import FAMILIES, family_of, supported
 from convert.npzfile import read_npz, write_npz
 from convert.spec import NetworkSpec, SpecError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
+#: header keys each format version adds to _SPEC_FIELDS
+_VERSION_FIELDS = {1: (), 2: ("readout",)}
 
 
 def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -46,8 +53,9 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             else:
                 entry[f.name] = list(value) if isinstance(value, tuple) else value
         layers.append(entry)
-    header = {"format_version": FORMAT_VERSION, "layers": layers}
-    for name in _SPEC_FIELDS:
+    version = 1 if spec.readout == "spikes" else 2  # the oldest version that holds the spec (module doc)
+    header = {"format_version": version, "layers": layers}
+    for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
         value = getattr(spec, name)
         header[name] = list(value) if isinstance(value, tuple) else value
     return header, arrays
@@ -77,6 +85,7 @@ _HEADER_TYPES: dict[str, tuple[Any, str]] = {
     "max_rate_hz": (_is_number, "a number"),
     "labels": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "provenance": (lambda v: isinstance(v, dict), "a JSON object"),
+    "readout": (lambda v: isinstance(v, str), "a string"),
 }
 _ARRAY_FIELD: tuple[Any, str] = (lambda v: isinstance(v, str), "the name of an array in the file")
 _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
@@ -139,10 +148,14 @@ def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkS
     unknown layer type) raises :class:`SpecError` naming the field; nothing falls back to a default."""
     if not isinstance(header, dict):
         raise SpecError(f"header: must be a JSON object, got a JSON {type(header).__name__}")
-    _check_keys("header", header, ("format_version", "layers", *_SPEC_FIELDS))
+    version = header.get("format_version")
+    if not _is_int(version) or version not in _VERSION_FIELDS:
+        raise SpecError(f"header.format_version: must be one of {sorted(_VERSION_FIELDS)}, got {json.dumps(version)}")
+    fields = (*_SPEC_FIELDS, *_VERSION_FIELDS[version])
+    _check_keys(f"header (format_version {version})", header, ("format_version", "layers", *fields))
     _check_types("header", header, _HEADER_TYPES)
     layers = tuple(_layer_from_dict(i, entry, arrays) for i, entry in enumerate(header["layers"]))
-    kwargs = {name: header[name] for name in _SPEC_FIELDS}
+    kwargs = {name: header[name] for name in fields}
     try:
         return NetworkSpec(layers=layers, **kwargs)
     except (TypeError, ValueError) as err:

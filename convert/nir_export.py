@@ -29,13 +29,15 @@ def _metadata(spec: NetworkSpec) -> dict[str, Any]:
         "reset": spec.reset,
         "encoding": spec.encoding,
         "max_rate_hz": spec.max_rate_hz,
+        "readout": spec.readout,
         "labels": list(spec.labels),
         "semantics": "discrete-time IF, no leak, no refractory period; see docs/semantics.md",
     }
 
 
 def to_nir(spec: NetworkSpec):
-    """The spec as a ``nir.NIRGraph``: input → (layer node [→ IF node]) per layer → output, a chain."""
+    """The spec as a ``nir.NIRGraph``: input → (layer node [→ IF node]) per layer → output, a chain. With the
+    ``membrane`` readout the output layer's neurons are an integrator (``nir.I``, r = 1): no threshold."""
     import nir
 
     shapes = spec.shapes
@@ -48,7 +50,12 @@ def to_nir(spec: NetworkSpec):
         nodes[name] = family.nir_node(layer, shapes[i])
         edges.append((prev, name))
         prev = name
-        if family.spiking:
+        if family.spiking and spec.readout == "membrane" and i == spec.spiking_indices[-1]:
+            if_name = f"{i}_i"
+            nodes[if_name] = nir.I(r=np.ones(shapes[i + 1]))
+            edges.append((prev, if_name))
+            prev = if_name
+        elif family.spiking:
             out_shape = np.asarray(shapes[i + 1])
             if_name = f"{i}_if"
             nodes[if_name] = nir.IF(

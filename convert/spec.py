@@ -16,7 +16,9 @@ simulator takes neuron parameters or time semantics as arguments:
 * ``encoding``: ``"poisson"`` (pixel x ∈ [0, 1] spikes with probability x · max_rate_hz · dt) or
   ``"current"`` (the analog x is injected every step);
 * ``labels``: the class names of the output neurons; ``provenance``: free-form JSON-able metadata
-  (source checkpoint, method, factors, seed).
+  (source checkpoint, method, factors, seed);
+* ``readout``: how the class is read from the output layer: ``"spikes"`` (argmax of its spike counts) or
+  ``"membrane"`` (the output layer integrates but never spikes nor resets; argmax of its potential).
 
 The exact discrete-time semantics are in docs/semantics.md; the file format in docs/spec-format.md.
 """
@@ -46,6 +48,7 @@ from convert.layers import (
 __all__ = [
     "ENCODINGS",
     "LAYER_TYPES",
+    "READOUTS",
     "RESETS",
     "SCHEDULES",
     "SPIKING_TYPES",
@@ -63,6 +66,7 @@ __all__ = [
 RESETS = ("zero", "subtract")
 SCHEDULES = ("delay", "cascade")
 ENCODINGS = ("poisson", "current")
+READOUTS = ("spikes", "membrane")
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +82,7 @@ class NetworkSpec:
     max_rate_hz: float = 1000.0
     labels: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+    readout: str = "spikes"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -97,6 +102,8 @@ class NetworkSpec:
             raise SpecError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.encoding not in ENCODINGS:
             raise SpecError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.readout not in READOUTS:
+            raise SpecError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         for name in ("dt_ms", "max_rate_hz"):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value <= 0:
@@ -153,6 +160,7 @@ class NetworkSpec:
             and all(a == b for a, b in zip(self.layers, other.layers, strict=True))
             and (self.reset, self.schedule, self.dt_ms, self.encoding, self.max_rate_hz, self.labels)
             == (other.reset, other.schedule, other.dt_ms, other.encoding, other.max_rate_hz, other.labels)
+            and self.readout == other.readout
             and self.provenance == other.provenance
         )
 

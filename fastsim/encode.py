@@ -104,6 +104,7 @@ class PoissonSource:
         self._hash = hash_fn or _candidate_spikes
         self._counts = torch.zeros(len(cand), dtype=torch.int64, device=self.device)
         self._kernel_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._served = 0  # steps 0.._served-1 have been served (and counted)
 
     def kernel_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For a kernel that draws this source's spikes itself (:mod:`fastsim.fused`): the image keys (B,), the
@@ -116,19 +117,30 @@ class PoissonSource:
             self._kernel_inputs = self._keys, thr.view(self.n_images, self.n_inputs), counts
         return self._kernel_inputs
 
-    def _mask(self, start: int, n: int) -> torch.Tensor:
-        """Spikes (n, K) of the K candidate (image, pixel) pairs in steps start..start+n-1."""
+    def _draw(self, start: int, n: int) -> torch.Tensor:
+        """Spikes (n, K) of the K candidate (image, pixel) pairs in steps start..start+n-1 (not counted)."""
         steps = torch.arange(start, start + n, dtype=torch.int64, device=self.device)
         step_keys = mix32((self._keys[None, :] + steps[:, None]) & MASK32)  # (n, B)
-        mask = self._hash(step_keys, self._images, self._pixels, self._thr)
+        return self._hash(step_keys, self._images, self._pixels, self._thr)
+
+    def _mask(self, start: int, n: int) -> torch.Tensor:
+        """:meth:`_draw`, counted as served."""
+        mask = self._draw(start, n)
         self._counts += mask.sum(0)
+        self.mark_served(start + n)
         return mask
+
+    def mark_served(self, end: int) -> None:
+        """The steps before ``end`` have been served (in order, from step 0): what :meth:`input_counts`
+        counts back from. The fused kernel calls it after drawing a chunk itself."""
+        self._served = max(self._served, int(end))
 
     def spikes(self, start: int, n: int) -> torch.Tensor:
         """Input spikes of steps start..start+n-1 as bool (n, B, n_inputs)."""
         out = torch.zeros(n, self.n_images * self.n_inputs, dtype=torch.bool, device=self.device)
         if len(self._flat):
             out[:, self._flat] = self._mask(start, n)
+        self.mark_served(start + n)  # also when no pixel can spike
         return out.view(n, self.n_images, self.n_inputs)
 
     def chunk(self, start: int, n: int) -> torch.Tensor:
@@ -137,16 +149,32 @@ class PoissonSource:
     def chunk_rows(self, start: int, n: int) -> SpikeRows:
         """The same spikes as :meth:`chunk`, as :class:`SpikeRows` of shape (n · B, n_inputs)."""
         nz = self._mask(start, n).nonzero() if len(self._flat) else self._flat.new_zeros(0, 2)
+        self.mark_served(start + n)
         k = nz[:, 1]
         rows = nz[:, 0] * self.n_images + self._images[k]
         return SpikeRows.from_coo(rows, self._pixels[k], n * self.n_images, self.n_inputs)
 
     def input_counts(self, steps: int) -> torch.Tensor:
-        """Σ_t s_0,i(t) per image and input (B, n_inputs), float64, over the chunks served so far."""
+        """Σ_{t < steps} s_0,i(t) per image and input (B, n_inputs), float64. ``steps`` may not exceed the steps
+        served so far; below them, the spikes of steps ``steps .. served-1`` are drawn again and taken off the
+        counts (a checkpoint inside a chunk)."""
+        if steps > self._served:
+            raise ValueError(f"input_counts({steps}): only {self._served} steps have been served")
         out = torch.zeros(self.n_images * self.n_inputs, dtype=torch.float64, device=self.device)
         out[self._flat] = self._counts.to(torch.float64)
         out = out.view(self.n_images, self.n_inputs)
-        return out if self._kernel_inputs is None else out + self._kernel_inputs[2].to(torch.float64)
+        if self._kernel_inputs is not None:
+            out = out + self._kernel_inputs[2].to(torch.float64)
+        if steps < self._served:
+            out = out - self._uncounted(steps, self._served - steps)
+        return out
+
+    def _uncounted(self, start: int, n: int) -> torch.Tensor:
+        """(B, n_inputs) float64 spike counts of steps start..start+n-1 (drawn again, for :meth:`input_counts`)."""
+        out = torch.zeros(self.n_images * self.n_inputs, dtype=torch.float64, device=self.device)
+        if len(self._flat):
+            out[self._flat] = self._draw(start, n).sum(0).to(torch.float64)
+        return out.view(self.n_images, self.n_inputs)
 
 
 class CurrentSource:

@@ -279,4 +279,5 @@ class FusedDense:
             self.schedule,
             self.tf32,
         )
+        source.mark_served(start + n_steps)
         return LayerChunk(out, IFState(v), out_counts)

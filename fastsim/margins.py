@@ -29,6 +29,8 @@ def threshold_margins(net, source: InputSource, batch: int, steps: int) -> list[
         x = source.chunk(t, 1)[0].reshape(batch, *spec.input_shape)
         updates = network_update(x, state, synapses, thresholds, spec.reset, spec.schedule)
         for margin, update, th in zip(margins, updates, thresholds, strict=True):
+            if torch.isinf(th):  # a membrane readout's output layer: no threshold check, the margin stays +inf
+                continue
             torch.minimum(margin, ((update.checked - th).abs() / th).to(torch.float64), out=margin)
         state = NetworkState(tuple(u.state for u in updates))
     return [m.reshape(batch, -1) for m in margins]

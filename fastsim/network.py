@@ -13,6 +13,12 @@ tensor of the simulation dtype, and the fan-out of its presynaptic neurons.
   the input by one of four paths, chosen by the input source's class (:mod:`fastsim.input_paths`).
 * :meth:`Network.run_stepwise` is the plain loop: one :func:`fastsim.step.network_step` per time step. It is
   the reference the engine is tested against and the baseline of the benchmark.
+
+``readout="membrane"`` (docs/semantics.md): the output layer integrates v_L += W_L · s_{L−1}(t) at the step
+the schedule gives it, but never spikes nor resets. Both engines run it as the same layer with the threshold
++∞: the check c ≥ +∞ never holds for a finite v, so no spike and no reset, and v_L is the plain running sum.
+The time-batched engine then cuts its chunks at the checkpoints, so that v_L after every checkpoint is a
+chunk's final state (the fused Triton kernel does not support this readout).
 """
 
 from __future__ import annotations
@@ -50,6 +56,16 @@ def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
             raise ValueError(f"kernel='triton': {reason}; use kernel='torch'")
         if dtype != torch.float32:
             raise ValueError(f"kernel='triton' computes in float32; got dtype {dtype}")
+
+
+def chunk_bounds(steps: int, chunk_steps: int, cut_at: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(start, n) of the chunks of ``chunk_steps`` steps covering ``steps`` steps, each also cut at the step
+    counts ``cut_at`` (the checkpoints, for a membrane readout)."""
+    bounds = set(range(0, steps, chunk_steps)) | {steps}
+    if cut_at is not None:
+        bounds |= {int(c) for c in cut_at if 0 < c < steps}
+    edges = sorted(bounds)
+    return [(a, b - a) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,11 @@ class Network:
     ) -> None:
         self.spec, self.device, self.dtype = spec, torch.device(device), dtype
         parts = check_mode(matmul, dtype)
+        self.membrane = spec.readout == "membrane"
+        if self.membrane and kernel == "triton":
+            raise ValueError("kernel='triton' does not support the spec's readout='membrane'; use kernel='torch'")
         check_kernel(kernel, self.device, dtype)
+        output = spec.spiking_indices[-1]
         shapes = spec.shapes
         sparse = sparse and parts == 1  # split weights: every product goes through the limbs
         sparse_density = self.SPARSE_DENSITY[dtype] if sparse and self.device.type == "cpu" else 0.0
@@ -146,7 +166,8 @@ class Network:
                 band = None
                 if sparse_density > 0 and isinstance(layer, Conv2d) and len(pending) == 1:
                     band = BandConv.build(layer, shapes[i], dtype, self.device)
-                threshold = torch.tensor(layer.threshold, dtype=dtype, device=self.device)
+                theta = np.inf if self.membrane and i == output else layer.threshold  # membrane: never fires
+                threshold = torch.tensor(theta, dtype=dtype, device=self.device)
                 stages.append(
                     Stage(
                         ops=tuple(pending),
@@ -201,7 +222,8 @@ class Network:
         )
 
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
-        return Recorder(batch, self.sizes, checkpoints, self.device)
+        fanouts = [s.fanout for s in self.stages]
+        return Recorder(batch, self.sizes, checkpoints, self.device, fanouts, membrane=self.membrane)
 
     def scan_chunk(self, stage: Stage, current: torch.Tensor, state: IFState) -> LayerChunk:
         """``stage`` over n steps from its currents (n, B, *shape): the layer step, scanned in time."""
@@ -223,15 +245,16 @@ class Network:
         rec = self._recorder(batch, checkpoints)
         states = list(self.initial_state(batch).layers)
         path = input_path(source, self)
-        for start in range(0, steps, chunk_steps):
-            n = min(chunk_steps, steps - start)
+        for start, n in chunk_bounds(steps, chunk_steps, checkpoints if self.membrane else None):
             out = path.first_layer(self, states[0], start, n)
+            rec.add_input(source, start, n)
             for layer, stage in enumerate(self.stages):
                 states[layer] = out.state
                 nnz = rec.add_layer(layer, out.spikes, out.counts, start)
                 if layer + 1 < len(self.stages):  # the next layer, from these spikes
                     x = out.spikes.reshape(n * batch, *stage.shape)
                     out = self.layer_chunk(self.stages[layer + 1], x, nnz, states[layer + 1])
+            rec.add_potential(states[-1].v, start + n)
         rec.set_input_counts(source.input_counts(steps))
         return rec
 
@@ -245,10 +268,12 @@ class Network:
         for t in range(steps):
             x = source.chunk(t, 1)[0].reshape(batch, *self.spec.input_shape)
             spikes, state = step(x, state, synapses, thresholds, self.spec.reset)
+            rec.add_input(source, t, 1)
             for layer, s in enumerate(spikes):
                 rec.add_layer(layer, s.unsqueeze(0).to(self.dtype), s.to(self.dtype), t)
+            rec.add_potential(state.layers[-1].v, t + 1)
         rec.set_input_counts(source.input_counts(steps))
         return rec
 
     def finish(self, rec: Recorder, record_neurons: bool) -> BatchCounts:
-        return rec.finish([s.fanout for s in self.stages], record_neurons)
+        return rec.finish(record_neurons)

@@ -229,13 +229,14 @@ def simulate(
         "input": "spikes" if spikes is not None else spec.encoding,
         "schedule": spec.schedule,
         "reset": spec.reset,
+        "readout": spec.readout,
         "batch_size": batch,
         "chunk_steps": chunk,
         "compiled": net.compiled,
         "wall_s": wall,
         "image_steps_per_s": n * steps / wall if wall > 0 else None,
     }
-    record = _record(parts, ckpt, true, indices, record_neurons, meta)
+    record = _record(parts, ckpt, true, indices, record_neurons, meta, spec.readout)
     if record_margins:
         record = dataclasses.replace(record, margins=tuple(np.concatenate(m) for m in zip(*margin_parts, strict=True)))
     return record
@@ -249,7 +250,7 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="img", desc="fastsim")
 
 
-def _record(parts, ckpt, labels, indices, record_neurons, meta) -> SpikeRecord:
+def _record(parts, ckpt, labels, indices, record_neurons, meta, readout: str) -> SpikeRecord:
     def cat(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         arrays = [getattr(p, name) for p in parts]
         return np.concatenate(arrays) if arrays else np.zeros(shape, dtype=dtype)
@@ -267,4 +268,7 @@ def _record(parts, ckpt, labels, indices, record_neurons, meta) -> SpikeRecord:
         image_indices=indices,
         neuron_counts=neuron,
         meta=meta,
+        readout=readout,
+        synops_curve=cat("synops_curve", (0, len(ckpt), 0), np.float64),
+        output_potential=cat("output_potential", (0, len(ckpt), 0), np.float64) if readout == "membrane" else None,
     )

@@ -18,6 +18,10 @@ Schedules, at every step t:
   pathway, thresholder and resetter of layer k all run in the ``synapses`` slot with orders 3k, 3k+1, 3k+2
   (the input group's spikes come earlier, in the ``thresholds`` slot).
 
+Readout ``membrane``: the output group is the same NeuronGroup with θ = +∞, so its threshold test never
+passes (no spike, no reset) and v_L is the running sum of its input; a ``StateMonitor`` of v_L in the ``end``
+slot records it after every step (the readout picks the checkpoints).
+
 Spike monitors run in the ``end`` slot, after every update of the step, under both schedules.
 Every Brian2 object gets a fixed name, so that rebuilding a standalone project regenerates identical code.
 """
@@ -49,6 +53,7 @@ class BuiltNetwork:
     layers: list[Any]  # NeuronGroups of the spiking layers, in order
     synapses: list[Any]  # synapses[l] feeds layers[l]
     monitors: list[Any]  # monitors[0]: input (None for the current encoding), monitors[l + 1]: layers[l]
+    potential: Any  # StateMonitor of the output layer's v (membrane readout), else None
     fanouts: list[np.ndarray]  # fanouts[l][i]: synapses from neuron i of the population below layers[l]
     n_images: int
     steps: int
@@ -100,7 +105,8 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
         reset=RESETS[state.spec.reset],
         name=f"refsim_layer_{k}",
     )
-    group.theta = layer.threshold
+    membrane = state.spec.readout == "membrane" and k == len(state.spec.spiking_indices)
+    group.theta = np.inf if membrane else layer.threshold  # a membrane output layer never fires (module doc)
     group.image_steps = state.steps
     group.run_regularly(IMAGE_START, when="start", name=f"refsim_layer_{k}_image_start")
     syn = Synapses(
@@ -140,7 +146,7 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
     Call it inside ``refsim.devices.brian_device(..., dt_s=spec.dt_ms / 1000)``: the network runs on the
     defaultclock. The caller runs ``network.run(duration)``.
     """
-    from brian2 import Network, SpikeMonitor, defaultclock
+    from brian2 import Network, SpikeMonitor, StateMonitor, defaultclock
 
     if batch.n_inputs != spec.n_inputs:
         raise ValueError(f"input: {batch.n_inputs} inputs per image, but the spec takes {spec.n_inputs}")
@@ -159,13 +165,19 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
         None if src is None else SpikeMonitor(src, when="end", name=f"refsim_monitor_{k}")
         for k, src in enumerate(sources)
     ]
+    potential = None
+    if spec.readout == "membrane":
+        potential = StateMonitor(state.layers[-1], "v", record=True, when="end", name="refsim_potential")
     objects = [inp.group, *state.layers, *state.synapses, *(m for m in monitors if m is not None)]
+    if potential is not None:
+        objects.append(potential)
     return BuiltNetwork(
         network=Network(*objects, name="refsim_network"),
         input=inp,
         layers=state.layers,
         synapses=state.synapses,
         monitors=monitors,
+        potential=potential,
         fanouts=state.fanouts,
         n_images=batch.n_images,
         steps=steps,

@@ -7,7 +7,11 @@ For image n, spiking layer l (l = 1 … L) and output neuron k:
 * ``layer_counts[n, l−1]`` = total spikes of layer l; ``neuron_counts[l−1][n, j]`` per neuron;
 * ``first_spike_step[n]`` = min t over output spikes, −1 without any;
 * ``synops[n, l−1]`` = Σ_t Σ_i s_{l−1,i}(t) · fanout_i = Σ_i count_{l−1,i} · fanout_i (layer 0 is the input;
-  for the ``current`` encoding count_{0,i} = T · x_i, the analog input of every step).
+  for the ``current`` encoding count_{0,i} = T · x_i, the analog input of every step);
+* ``synops_curve[n, c, l−1]``: the same sum over the steps t < checkpoints[c] (``current``: checkpoints[c] · x_i),
+  one checkpoint at a time by the expression of ``synops``, so that the last equals it;
+* ``output_potential[n, c, k]`` (membrane readout) = v_L,k after checkpoints[c] steps, read off the
+  ``StateMonitor`` trace (N, T, n_out) at step checkpoints[c] − 1.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ class SpikeTable(NamedTuple):
         """Read a Brian2 ``SpikeMonitor`` (runtime or standalone results)."""
         g = np.round(np.asarray(monitor.t_[:], dtype=np.float64) / dt_s).astype(np.int64)
         return cls(g // steps, g % steps, np.asarray(monitor.i_[:], dtype=np.int64))
+
+    def before(self, upto: int) -> SpikeTable:
+        """The spikes of the steps t < ``upto`` of every image."""
+        keep = self.step < upto
+        return SpikeTable(self.image[keep], self.step[keep], self.neuron[keep])
+
+
+class InputActivity(NamedTuple):
+    """The input of N images over ``steps`` steps: its spike table, or the ``analog`` intensities (N, n_in)
+    injected every step (``current``)."""
+
+    steps: int
+    n_images: int
+    n_inputs: int
+    analog: np.ndarray | None = None
+    table: SpikeTable | None = None
+
+    def counts(self, upto: int) -> np.ndarray:
+        """Σ_{t < upto} s_0,i(t) per image and input (N, n_in) float64 (``current``: upto · x_i)."""
+        if self.analog is not None:
+            return np.asarray(self.analog, dtype=np.float64) * upto
+        return per_neuron_counts(self.table.before(upto), self.n_images, self.n_inputs).astype(np.float64)
 
 
 def per_neuron_counts(table: SpikeTable, n_images: int, n_neurons: int) -> np.ndarray:
@@ -56,7 +82,7 @@ def output_readout(
 
 
 def to_record(
-    input_counts: np.ndarray,
+    inputs: InputActivity,
     layer_tables: list[SpikeTable],
     layer_sizes: list[int],
     fanouts: list[np.ndarray],
@@ -66,15 +92,30 @@ def to_record(
     image_indices: np.ndarray,
     record_neurons: bool = False,
     meta: dict[str, Any] | None = None,
+    readout: str = "spikes",
+    potential: np.ndarray | None = None,
 ) -> SpikeRecord:
-    """The record of ``len(labels)`` images from the input counts (N, n_in) and the spiking layers' tables."""
+    """The record of ``len(labels)`` images from their input activity, the spiking layers' tables and, for the
+    ``membrane`` readout, the output potential after every step (N, steps, n_out)."""
     n = len(labels)
     checkpoints = np.asarray(checkpoints, dtype=np.int64)
     if checkpoints.size == 0 or checkpoints.min() < 1 or checkpoints.max() > steps:
         raise ValueError(f"checkpoints must lie in 1..{steps}, got {checkpoints.tolist()}")
+    if readout == "membrane" and potential is None:
+        raise ValueError("potential: a membrane readout needs the output layer's potential trace")
+    fanouts = [f.astype(np.float64) for f in fanouts]
+
+    def synops_upto(upto: int) -> np.ndarray:
+        below = [inputs.counts(upto)[:n]]
+        below += [
+            per_neuron_counts(t.before(upto), n, size)
+            for t, size in zip(layer_tables[:-1], layer_sizes[:-1], strict=True)
+        ]
+        return np.stack([c @ f for c, f in zip(below, fanouts, strict=True)], axis=1)
+
     counts = [per_neuron_counts(t, n, size) for t, size in zip(layer_tables, layer_sizes, strict=True)]
-    below = [np.asarray(input_counts, dtype=np.float64)[:n], *counts[:-1]]
-    synops = np.stack([c @ f.astype(np.float64) for c, f in zip(below, fanouts, strict=True)], axis=1)
+    below = [np.asarray(inputs.counts(steps), dtype=np.float64)[:n], *counts[:-1]]
+    synops = np.stack([c @ f for c, f in zip(below, fanouts, strict=True)], axis=1)
     output_counts, first = output_readout(layer_tables[-1], n, layer_sizes[-1], steps, checkpoints)
     return SpikeRecord(
         checkpoints=checkpoints,
@@ -86,4 +127,7 @@ def to_record(
         image_indices=np.asarray(image_indices, dtype=np.int64),
         neuron_counts=tuple(counts) if record_neurons else None,
         meta=dict(meta or {}),
+        readout=readout,
+        synops_curve=np.stack([synops_upto(int(c)) for c in checkpoints], axis=1),
+        output_potential=None if potential is None else np.asarray(potential, dtype=np.float64)[:n, checkpoints - 1],
     )

@@ -29,28 +29,40 @@ from convert.spec import NetworkSpec
 from refsim.build import BuiltNetwork, build_network
 from refsim.devices import STANDALONE, brian_device, build_directory, build_key
 from refsim.inputs import InputBatch
-from refsim.readout import SpikeTable, per_neuron_counts
+from refsim.readout import InputActivity, SpikeTable
 
 
 @dataclass
 class BatchResult:
-    """What one batch produced: input counts (B, n_in) (analog T·x for ``current``) and one table per layer."""
+    """What one batch of N images produced: ``inputs``, the input activity (:class:`InputActivity`), one
+    spike table per spiking layer and, for a membrane readout, the output potential after every step
+    (N, steps, n_out), else None."""
 
-    input_counts: np.ndarray
+    inputs: InputActivity
     tables: list[SpikeTable]
     build_s: float
     run_s: float
+    potential: np.ndarray | None = None
+
+    @property
+    def input_counts(self) -> np.ndarray:
+        return self.inputs.counts(self.inputs.steps)
 
 
-def collect(built: BuiltNetwork, batch: InputBatch, n_images: int) -> tuple[np.ndarray, list[SpikeTable]]:
-    """Read the monitors of ``built`` after a run; keep the first ``n_images`` images' input counts."""
+def collect(built: BuiltNetwork, batch: InputBatch, n_images: int) -> BatchResult:
+    """Read the monitors of ``built`` after a run, for the first ``n_images`` images (timings left at 0)."""
     steps, dt_s = built.steps, built.dt_s
     tables = [SpikeTable.from_monitor(m, steps, dt_s) for m in built.monitors[1:]]
     if batch.mode == "current":
-        inputs = batch.data[:n_images] * steps
+        inputs = InputActivity(steps, n_images, batch.n_inputs, analog=batch.data[:n_images])
     else:
-        inputs = per_neuron_counts(SpikeTable.from_monitor(built.monitors[0], steps, dt_s), n_images, batch.n_inputs)
-    return inputs, tables
+        table = SpikeTable.from_monitor(built.monitors[0], steps, dt_s)
+        inputs = InputActivity(steps, n_images, batch.n_inputs, table=table)
+    potential = None
+    if built.potential is not None:  # (n_out, padded images · steps) -> (images, steps, n_out)
+        v = np.asarray(built.potential.v_[:], dtype=np.float64)
+        potential = v.T.reshape(-1, steps, v.shape[0])[:n_images]
+    return BatchResult(inputs, tables, 0.0, 0.0, potential)
 
 
 class RuntimeRunner:
@@ -75,8 +87,9 @@ class RuntimeRunner:
             built = build_network(self.spec, batch, self.steps, spike_source=self.spike_source)
             t1 = time.perf_counter()
             built.network.run(built.duration_s * second)
-            inputs, tables = collect(built, batch, batch.n_images)
-            return BatchResult(inputs, tables, t1 - t0, time.perf_counter() - t1)
+            result = collect(built, batch, batch.n_images)
+            result.build_s, result.run_s = t1 - t0, time.perf_counter() - t1
+            return result
 
 
 class StandaloneRunner:
@@ -160,6 +173,7 @@ class StandaloneRunner:
         t0 = time.perf_counter()
         args = self._built.input.run_args(padded, self.steps, self.spec.max_rate_hz)
         self._device.run(directory=str(self.directory), with_output=False, run_args=args)
-        inputs, tables = collect(self._built, padded, batch.n_images)
+        result = collect(self._built, padded, batch.n_images)
         self._device.delete(code=False, data=False, run_args=True, directory=False)
-        return BatchResult(inputs, tables, 0.0, time.perf_counter() - t0)
+        result.run_s = time.perf_counter() - t0
+        return result

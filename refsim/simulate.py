@@ -110,7 +110,7 @@ def simulate(
             sl = slice(start, start + part.n_images)
             records.append(
                 to_record(
-                    result.input_counts,
+                    result.inputs,
                     result.tables,
                     sizes,
                     fanouts,
@@ -119,6 +119,8 @@ def simulate(
                     labels[sl],
                     indices[sl],
                     record_neurons,
+                    readout=spec.readout,
+                    potential=result.potential,
                 )
             )
             if bar is not None:
@@ -138,6 +140,7 @@ def simulate(
         "dt_ms": spec.dt_ms,
         "schedule": spec.schedule,
         "reset": spec.reset,
+        "readout": spec.readout,
         "build_s": build_s,
         "run_s": run_s,
         "wall_s": time.perf_counter() - t0,

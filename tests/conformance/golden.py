@@ -83,11 +83,31 @@ GOLDEN: dict[tuple[str, str], dict[str, Golden]] = {
 }
 MODES = sorted(GOLDEN)  # (schedule, reset) pairs
 
+# readout="membrane": B integrates w = .5 per spike of A (A's trains above: A does not depend on B) and never
+# fires nor resets, so v_B(t) = .5 · #{A spikes in steps 0..t}, in the step of A's spike under both schedules
+# (delay: A's threshold reads v_A(t-1) and B integrates s_A(t) in step t; cascade: A fires and B integrates
+# within step t). E.g. delay/zero, every step: A = 00100100 -> v_B = 0, 0, .5, .5, .5, 1, 1, 1.
+MEMBRANE_GOLDEN: dict[tuple[str, str], dict[str, tuple[float, ...]]] = {
+    ("delay", "zero"): {"every step": (0, 0, 0.5, 0.5, 0.5, 1, 1, 1), "steps 3-4": (0, 0, 0, 0, 0, 0.5, 0.5, 0.5)},
+    ("delay", "subtract"): {
+        "every step": (0, 0, 0.5, 1, 1.5, 1.5, 2, 2.5),
+        "steps 3-4": (0, 0, 0, 0, 0, 0.5, 0.5, 0.5),
+    },
+    ("cascade", "zero"): {
+        "every step": (0, 0.5, 0.5, 1, 1, 1.5, 1.5, 2),
+        "steps 3-4": (0, 0, 0, 0, 0.5, 0.5, 0.5, 0.5),
+    },
+    ("cascade", "subtract"): {
+        "every step": (0, 0.5, 1, 1.5, 1.5, 2, 2.5, 3),
+        "steps 3-4": (0, 0, 0, 0, 0.5, 0.5, 0.5, 0.5),
+    },
+}
 
-def chain(schedule: str, reset: str, depth: int = 2, encoding: str = "poisson") -> NetworkSpec:
+
+def chain(schedule: str, reset: str, depth: int = 2, encoding: str = "poisson", readout: str = "spikes") -> NetworkSpec:
     """The golden chain, or its first ``depth`` layers (A alone: layer A does not depend on B)."""
     layers = (Dense([[0.75]], threshold=1.0), Dense([[0.5]], threshold=1.0))[:depth]
-    return NetworkSpec((1,), layers, schedule=schedule, reset=reset, encoding=encoding)
+    return NetworkSpec((1,), layers, schedule=schedule, reset=reset, encoding=encoding, readout=readout)
 
 
 def train(bits: str) -> np.ndarray:

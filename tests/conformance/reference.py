@@ -123,6 +123,14 @@ def simulate(spec: NetworkSpec, inputs: np.ndarray) -> Trajectory:
     trains = [np.zeros((n, steps, size), dtype=bool) for size in spec.population_sizes]
     volts = [np.zeros((n, steps, size)) for size in spec.population_sizes]
 
+    membrane = spec.readout == "membrane"  # the output layer integrates, never fires, never resets
+    last = len(thetas) - 1
+
+    def fire(k: int) -> np.ndarray:
+        if membrane and k == last:
+            return np.zeros_like(v[k], dtype=bool)
+        return v[k] >= thetas[k]
+
     def reset(k: int, s: np.ndarray) -> None:
         after = 0.0 if spec.reset == "zero" else v[k] - thetas[k]
         v[k] = np.where(s, after, v[k])
@@ -130,7 +138,7 @@ def simulate(spec: NetworkSpec, inputs: np.ndarray) -> Trajectory:
     for t in range(steps):
         if spec.schedule == "delay":
             # 1. thresholds of all layers on the voltage of t-1; 2. synapses of all layers; 3. resets
-            s = [vk >= theta for vk, theta in zip(v, thetas, strict=True)]
+            s = [fire(k) for k in range(len(v))]
             below = [x[:, t], *(sk.astype(np.float64) for sk in s[:-1])]
             for k, pathway in enumerate(pathways):
                 v[k] = v[k] + _drive(pathway, below[k])
@@ -141,7 +149,7 @@ def simulate(spec: NetworkSpec, inputs: np.ndarray) -> Trajectory:
             s, below_k = [], x[:, t]
             for k, pathway in enumerate(pathways):
                 v[k] = v[k] + _drive(pathway, below_k)
-                s.append(v[k] >= thetas[k])
+                s.append(fire(k))
                 reset(k, s[k])
                 below_k = s[k].astype(np.float64)
         else:
@@ -161,23 +169,33 @@ class Expected:
     neuron_counts: list[np.ndarray]
     first_spike_step: np.ndarray
     synops: np.ndarray
+    synops_curve: np.ndarray
+    output_potential: np.ndarray | None
+    steps: int
 
 
 def expected_record(spec: NetworkSpec, inputs: np.ndarray, checkpoints: np.ndarray) -> Expected:
     """What an engine must record for ``inputs`` (N, T, n_inputs) with the given checkpoints (step counts)."""
     inputs = np.asarray(inputs, dtype=np.float64)
-    trains = simulate(spec, inputs).spikes
-    out = trains[-1].cumsum(axis=1)[:, np.asarray(checkpoints) - 1]
+    trajectory = simulate(spec, inputs)
+    trains = trajectory.spikes
+    at = np.asarray(checkpoints) - 1  # the step after which checkpoint k is read
+    out = trains[-1].cumsum(axis=1)[:, at]
     fired = trains[-1].any(axis=2)
     first = np.where(fired.any(axis=1), fired.argmax(axis=1), -1)
     below = [inputs.sum(axis=1), *(t.sum(axis=1) for t in trains[:-1])]
     synops = np.stack([b @ f for b, f in zip(below, fanouts(spec), strict=True)], axis=1)
+    so_far = [inputs.cumsum(axis=1)[:, at], *(t.cumsum(axis=1)[:, at] for t in trains[:-1])]  # (N, K, n_l-1)
+    curve = np.stack([b @ f for b, f in zip(so_far, fanouts(spec), strict=True)], axis=2)
     return Expected(
         output_counts=out,
         layer_counts=np.stack([t.sum(axis=(1, 2)) for t in trains], axis=1),
         neuron_counts=[t.sum(axis=1) for t in trains],
         first_spike_step=first,
         synops=synops,
+        synops_curve=curve,
+        output_potential=trajectory.v[-1][:, at] if spec.readout == "membrane" else None,
+        steps=inputs.shape[1],
     )
 
 
@@ -190,3 +208,12 @@ def assert_record_matches(record, want: Expected, context: str = "") -> None:
         np.testing.assert_array_equal(got, ref, err_msg=f"{context} neuron_counts of spiking layer {k}")
     np.testing.assert_array_equal(record.first_spike_step, want.first_spike_step, err_msg=f"{context} first spike")
     np.testing.assert_allclose(record.synops, want.synops, rtol=1e-6, atol=0, err_msg=f"{context} synops")
+    assert record.synops_curve is not None, f"{context}: every engine records synops_curve"
+    np.testing.assert_allclose(record.synops_curve, want.synops_curve, rtol=1e-6, atol=0, err_msg=f"{context} curve")
+    if record.checkpoints[-1] == want.steps:
+        np.testing.assert_array_equal(record.synops_curve[:, -1], record.synops, err_msg=f"{context} curve's end")
+    if want.output_potential is None:
+        assert record.readout == "spikes" and record.output_potential is None, context
+    else:  # dyadic networks: every sum is exact, so the potentials too
+        assert record.readout == "membrane", context
+        np.testing.assert_array_equal(record.output_potential, want.output_potential, err_msg=f"{context} v_L")

@@ -13,7 +13,17 @@ import pytest
 
 from convert.spec import Dense, NetworkSpec
 from tests.conformance import reference
-from tests.conformance.golden import GOLDEN, INPUTS, MODES, STEPS, Golden, chain, input_trains, train
+from tests.conformance.golden import (
+    GOLDEN,
+    INPUTS,
+    MEMBRANE_GOLDEN,
+    MODES,
+    STEPS,
+    Golden,
+    chain,
+    input_trains,
+    train,
+)
 
 SILENT = "0" * STEPS
 NOTHING = Golden(SILENT, (0.0,) * STEPS, SILENT, (0.0,) * STEPS)  # no input: no spike, v = 0 throughout
@@ -31,6 +41,43 @@ def test_reference_loop_reproduces_the_golden_table(schedule, reset):
             where = f"{schedule}/{reset}, {name}, layer {'AB'[k]}"
             np.testing.assert_array_equal(got.spikes[k][n, :, 0], train(bits), err_msg=where)
             np.testing.assert_array_equal(got.v[k][n, :, 0], volts, err_msg=where)
+
+
+@pytest.mark.parametrize(("schedule", "reset"), MODES)
+def test_reference_loop_reproduces_the_membrane_golden_table(schedule, reset):
+    names = list(INPUTS)
+    got = reference.simulate(chain(schedule, reset, readout="membrane"), input_trains(names))
+    for n, name in enumerate(names):
+        where = f"{schedule}/{reset}, {name}"
+        np.testing.assert_array_equal(got.v[1][n, :, 0], MEMBRANE_GOLDEN[(schedule, reset)][name], err_msg=where)
+        assert not got.spikes[1].any(), where
+        np.testing.assert_array_equal(got.spikes[0][n, :, 0], train(GOLDEN[(schedule, reset)][name].a), err_msg=where)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("schedule", "reset"), MODES)
+def test_golden_chain_membrane_readout(engine, schedule, reset, kind):
+    """B's potential after every step is the hand-worked table; B never fires; with one output neuron every
+    potential is "all equal", so every prediction is -1 (undecided, counted wrong)."""
+    kw = dict(steps=STEPS, checkpoints=np.arange(1, STEPS + 1), record_neurons=True)
+    table = MEMBRANE_GOLDEN[(schedule, reset)]
+    if kind == "spikes":
+        names = ["every step", "steps 3-4"]
+        record = engine.run(chain(schedule, reset, readout="membrane"), spikes=input_trains(names), **kw)
+        want = [table[name] for name in names]
+    else:
+        images = np.array([[1.0], [0.0]]) if kind == "current" else np.array([[255], [0]], dtype=np.uint8)
+        spec = chain(schedule, reset, encoding="current" if kind == "current" else "poisson", readout="membrane")
+        record = engine.run(spec, images, seed=3, **kw)
+        want = [table["every step"], (0.0,) * STEPS]
+    where = f"{engine.id} {schedule}/{reset} {kind}"
+    assert record.readout == "membrane", where
+    np.testing.assert_array_equal(record.output_potential[:, :, 0], want, err_msg=where)
+    np.testing.assert_array_equal(record.output_counts, 0, err_msg=where)
+    np.testing.assert_array_equal(record.first_spike_step, [-1, -1], err_msg=where)
+    np.testing.assert_array_equal(record.predictions(), [-1, -1], err_msg=where)
+    # A's spikes reach B's one synapse: B's synaptic events after t steps are 2 v_B(t)
+    np.testing.assert_array_equal(record.synops_curve[:, :, 1], 2 * np.asarray(want), err_msg=where)
 
 
 def _golden_run(engine, schedule: str, reset: str, kind: str, depth: int):

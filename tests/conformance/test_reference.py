@@ -7,6 +7,8 @@ docs/semantics.md, exactly: the networks are dyadic (:mod:`tests.conformance.net
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -30,13 +32,13 @@ KINDS = ("spikes", "current", "poisson")
 COVER = {("delay", "zero", "current", "CNN")}
 
 
-def _case(engine, schedule: str, reset: str, kind: str, family: str):
+def _case(engine, schedule: str, reset: str, kind: str, family: str, readout: str = "spikes"):
     """(spec, inputs s_0 (N, T, n_in) for the reference, engine arguments) of one case of the matrix."""
     if kind == "current":
-        spec = network(family, schedule, reset, encoding="current")
+        spec = dataclasses.replace(network(family, schedule, reset, encoding="current"), readout=readout)
         x = current_input(spec, N)
         return spec, np.repeat(x.reshape(N, 1, -1), STEPS, axis=1), {"images": x}
-    spec = network(family, schedule, reset)
+    spec = dataclasses.replace(network(family, schedule, reset), readout=readout)
     if kind == "spikes":
         spikes = spike_input(spec, N, STEPS)
         return spec, spikes.reshape(N, STEPS, -1), {"spikes": spikes}
@@ -62,6 +64,34 @@ def test_engine_matches_the_reference_loop(engine, schedule, reset, kind, family
     np.testing.assert_array_equal(record.checkpoints, CHECKPOINTS)
     np.testing.assert_array_equal(record.labels, labels)
     np.testing.assert_array_equal(record.image_indices, args.get("image_indices", np.arange(N)))
+
+
+# the membrane readout on the two-layer networks (a Dense output; a convolution flattened into a Dense output);
+# compiling engines run none by default (tests/refsim/test_readout.py compiles one membrane-readout project)
+MEMBRANE_FAMILIES = ("Dense", "Flatten")
+MEMBRANE_COVER: set[tuple[str, str, str, str]] = set()
+
+
+@pytest.mark.conformance_cover(("schedule", "reset", "kind", "family"), MEMBRANE_COVER)
+@pytest.mark.parametrize("family", MEMBRANE_FAMILIES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("schedule", "reset"), MODES)
+def test_membrane_readout_matches_the_reference_loop(engine, schedule, reset, kind, family):
+    """readout="membrane": the output layer's potential at every checkpoint equals the reference loop's
+    exactly (dyadic sums), it never spikes, and the predictions are the argmax of the potential."""
+    spec, inputs, args = _case(engine, schedule, reset, kind, family, readout="membrane")
+    images = args.pop("images", None)
+    labels = np.arange(N) % spec.n_classes
+    record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, labels=labels, **args)
+    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    assert np.all(want.layer_counts[:, :-1].sum(axis=0) > 0), "every hidden layer of the test network must spike"
+    assert np.abs(want.output_potential[:, -1]).sum() > 0, "the output layer must receive input"
+    reference.assert_record_matches(record, want, f"{engine.id} membrane {schedule}/{reset} {kind} {family}")
+    assert record.output_counts.sum() == 0 and np.all(record.first_spike_step == -1)
+    for c in range(len(CHECKPOINTS)):
+        v = want.output_potential[:, c]
+        decided = v.max(axis=1) > v.min(axis=1)
+        np.testing.assert_array_equal(record.predictions(c), np.where(decided, v.argmax(axis=1), -1))
 
 
 def test_poisson_input_is_the_counter_hash(engine, request):

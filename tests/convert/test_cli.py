@@ -42,6 +42,21 @@ def test_normalize_cli_and_ann_accuracy_unchanged(tiny_runs, method, mnist_test,
     assert ann.accuracy(spec, x, y) == ann.accuracy(base, x, y)
 
 
+def test_normalize_cli_sets_encoding_and_readout(tiny_runs, capsys):
+    """--encoding/--readout reach the spec and its default file name; the defaults leave both as before."""
+    argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "baseline", "--runs", str(tiny_runs)]
+    assert main([*argv, "--encoding", "current", "--readout", "membrane"]) == 0
+    path = tiny_runs / "specs" / "mnist-mlp-baseline-current-membrane.npz"
+    assert f"wrote {path}" in capsys.readouterr().out
+    spec = load_spec(path)
+    assert (spec.encoding, spec.readout) == ("current", "membrane")
+    assert main(argv) == 0
+    default = load_spec(tiny_runs / "specs" / "mnist-mlp-baseline.npz")
+    assert (default.encoding, default.readout) == ("poisson", "spikes")
+    assert main([*argv, "--readout", "potential"]) == 2
+    assert "argument --readout: invalid choice" in capsys.readouterr().err
+
+
 def test_stats_are_cached(tiny_runs):
     base = copy_spec("mnist", "mlp", tiny_runs)
     a = stats_for(base, "mnist", None, tiny_runs, n_calib=300, progress=False)

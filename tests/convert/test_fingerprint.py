@@ -27,10 +27,25 @@ def test_spec_fingerprint_follows_content_not_metadata():
         _spec(w, schedule="cascade"),
         _spec(w, max_rate_hz=500.0),
         _spec(w, encoding="current"),
+        _spec(w, readout="membrane"),
         NetworkSpec(input_shape=(1, 2, 2), layers=(Flatten(), Dense(w, threshold=2.0))),
     ]
     keys = {spec_fingerprint(s) for s in changed}
     assert base not in keys and len(keys) == len(changed)
+
+
+def test_default_readout_keeps_the_fingerprint_of_before_the_field():
+    """The readout enters the hash only when it is not the default: every cached result keeps its key."""
+    from convert.fingerprint import _spec_content
+
+    spec = _spec(np.arange(8.0).reshape(2, 4) / 10)
+    content = _spec_content(spec)
+    assert "readout" not in content
+    # the key of a default spec is the hash of exactly the fields hashed before readout existed
+    old = {k: content[k] for k in ("input_shape", "layers", "reset", "schedule", "dt_ms", "encoding")}
+    old.update(max_rate_hz=spec.max_rate_hz, labels=spec.labels)
+    assert spec_fingerprint(spec) == fingerprint(old)
+    assert spec_fingerprint(dataclasses.replace(spec, readout="membrane")) != fingerprint(old)
 
 
 def test_fingerprint_is_canonical_and_type_aware():

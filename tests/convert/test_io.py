@@ -30,9 +30,29 @@ def test_file_readable_with_numpy_alone(tmp_path, tiny_cnn):
     save_spec(spec, tmp_path / "s.npz")
     z = np.load(tmp_path / "s.npz")
     header = json.loads(bytes(z["header"]).decode())
-    assert header["format_version"] == FORMAT_VERSION
+    assert header["format_version"] == 1  # the default readout: version 1, what earlier code wrote
+    assert "readout" not in header
     assert header["layers"][0]["type"] == "Conv2d"
     np.testing.assert_array_equal(z[header["layers"][0]["weight"]], spec.layers[0].weight)
+
+
+def test_membrane_readout_round_trips_as_version_2(tmp_path, tiny_cnn):
+    import dataclasses
+
+    spec = dataclasses.replace(tiny_cnn, readout="membrane")
+    save_spec(spec, tmp_path / "m.npz")
+    header = json.loads(bytes(np.load(tmp_path / "m.npz")["header"]).decode())
+    assert header["format_version"] == FORMAT_VERSION == 2 and header["readout"] == "membrane"
+    back = load_spec(tmp_path / "m.npz")
+    assert back == spec and back.readout == "membrane" and back != tiny_cnn
+
+
+def test_default_readout_file_is_unchanged_and_loads_as_spikes(tmp_path, tiny_cnn):
+    """A default spec's file holds no readout key (version 1); a version-2 file saying "spikes" is the same spec."""
+    save_spec(tiny_cnn, tmp_path / "s.npz")
+    assert load_spec(tmp_path / "s.npz").readout == "spikes"
+    _rewrite_header(tiny_cnn, tmp_path, "v2.npz", lambda h: h.update(format_version=2, readout="spikes"))
+    assert load_spec(tmp_path / "v2.npz") == tiny_cnn
 
 
 def _rewrite_header(spec, folder, name, edit) -> None:
@@ -107,6 +127,22 @@ def test_nir_round_trip(tmp_path, tiny_cnn):
     assert float(graph.metadata["dt_ms"]) == 0.5
 
 
+def test_nir_membrane_readout_ends_in_an_integrator(tmp_path, tiny_cnn):
+    import dataclasses
+
+    import nir
+
+    save_nir(dataclasses.replace(tiny_cnn, readout="membrane"), tmp_path / "m.nir")
+    graph = nir.read(str(tmp_path / "m.nir"))
+    following = {a: b for a, b in graph.edges}
+    chain, name = [], "input"
+    while name in following:
+        name = following[name]
+        chain.append(type(graph.nodes[name]).__name__)
+    assert chain == ["Conv2d", "IF", "AvgPool2d", "IF", "Flatten", "Linear", "I", "Output"]
+    assert graph.metadata["readout"] == "membrane"
+
+
 # ------------------------------------------------------------------------------------ malformed spec files
 def _empty(folder, spec):
     (folder / "bad.npz").write_bytes(b"")
@@ -165,6 +201,10 @@ MALFORMED = {
     "wrong-typed provenance": (_header(lambda h: h.update(provenance=[1])), "header.provenance: must be a JSON object"),
     "pair stride on a pool": (_header(lambda h: h["layers"][1].update(stride=[2, 2])), "layers[1] (AvgPool2d)"),
     "int weights": (_rewrite_arrays(_int_weights), "dtype int64"),
+    "readout in a version-1 file": (_header(lambda h: h.update(readout="membrane")), "unknown field 'readout'"),
+    "version 2 without readout": (_header(lambda h: h.update(format_version=2)), "missing field 'readout'"),
+    "unknown readout": (_header(lambda h: h.update(format_version=2, readout="rate")), "readout must be one of"),
+    "wrong-typed readout": (_header(lambda h: h.update(format_version=2, readout=1)), "header.readout: must be a"),
 }
 
 

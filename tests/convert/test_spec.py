@@ -78,6 +78,7 @@ def test_zero_bias_is_accepted(rng):
         ({"dt_ms": 0.0}, "dt_ms"),
         ({"max_rate_hz": float("nan")}, "max_rate_hz"),
         ({"labels": ("a", "b")}, "labels"),
+        ({"readout": "potential"}, "readout"),
     ],
 )
 def test_bad_spec_fields(rng, kw, field):

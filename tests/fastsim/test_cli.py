@@ -40,6 +40,22 @@ def test_run_writes_record(tmp_path, fastsim_mnist_root, capsys) -> None:
     assert not list(out.parent.glob(".*"))  # no temporary file left behind
 
 
+def test_run_membrane_readout_prints_its_accuracy(tmp_path, fastsim_mnist_root, capsys) -> None:
+    import dataclasses
+
+    from convert.records import predict_potential
+
+    spec_path = tmp_path / "mlp.npz"
+    save_spec(dataclasses.replace(random_spec("mlp", seed=3), readout="membrane", encoding="current"), spec_path)
+    out = tmp_path / "record.npz"
+    argv = ["run", "--spec", str(spec_path), "--images", "6", "--steps", "12", "--out", str(out)]
+    assert main([*argv, "--no-progress", "--root", str(fastsim_mnist_root)]) == 0
+    rec = SpikeRecord.load(out)
+    assert rec.readout == "membrane" and rec.output_potential.shape == (6, len(rec.checkpoints), 10)
+    accuracy = np.mean(predict_potential(rec.output_potential[:, -1]) == rec.labels)
+    assert f"accuracy {100 * accuracy:.2f} % (membrane readout" in capsys.readouterr().out
+
+
 def test_run_errors_are_messages(tmp_path, fastsim_mnist_root, capsys) -> None:
     spec_path = tmp_path / "small.npz"
     save_spec(dyadic_mlp(np.random.default_rng(0)), spec_path)  # takes (1, 6, 6) inputs, not 28x28

@@ -73,3 +73,16 @@ def test_spikes_depend_on_image_index_not_batch() -> None:
 def test_bad_seed_raises() -> None:
     with pytest.raises(ValueError, match="seed"):
         encode.image_keys(2**32, torch.zeros(1, dtype=torch.int64))
+
+
+def test_poisson_input_counts_at_a_step_inside_the_served_chunks() -> None:
+    """input_counts(c) counts the steps t < c, also where c falls inside a served chunk (synops_curve)."""
+    rng = np.random.default_rng(4)
+    x = rng.random((3, 50)) * (rng.random((3, 50)) < 0.6)
+    src = encode.PoissonSource(x, np.arange(3), 11, 1000.0, 1.0, torch.device("cpu"), torch.float64)
+    spikes = torch.cat([src.chunk(0, 10), src.chunk(10, 10)])  # (20, 3, 50), served in two chunks
+    for c in (1, 4, 10, 13, 20):
+        np.testing.assert_array_equal(src.input_counts(c).numpy(), spikes[:c].sum(0).numpy(), err_msg=f"c={c}")
+    assert src.input_counts(20).sum() > 0
+    with pytest.raises(ValueError, match="only 20 steps have been served"):
+        src.input_counts(21)

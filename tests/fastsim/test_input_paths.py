@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ from fastsim.network import Network
 from tests.fastsim.specs import dyadic_cnn, dyadic_mlp, random_images
 
 CPU = torch.device("cpu")
-FIELDS = ("output_counts", "layer_counts", "first_spike_step", "synops")
+FIELDS = ("output_counts", "layer_counts", "first_spike_step", "synops", "synops_curve", "output_potential")
 STEPS, N_IMAGES = 23, 5
 
 
@@ -46,9 +48,12 @@ def _sources(kind: str, spec, rng):
         (dyadic_cnn, "current", True, ConstantCurrentPath),
     ],
 )
+@pytest.mark.parametrize("readout", ["spikes", "membrane"])
 @pytest.mark.parametrize("schedule", ["delay", "cascade"])
-def test_each_path_gives_the_plain_loop(make_spec, kind, sparse, path, schedule, fastsim_rng) -> None:
-    spec = make_spec(fastsim_rng, schedule=schedule)
+def test_each_path_gives_the_plain_loop(make_spec, kind, sparse, path, schedule, readout, fastsim_rng) -> None:
+    """Every record field, synaptic events and (membrane readout) potentials at checkpoints inside a chunk
+    included, equals the plain loop's."""
+    spec = dataclasses.replace(make_spec(fastsim_rng, schedule=schedule), readout=readout)
     net = Network(spec, CPU, torch.float32, sparse=sparse)
     source = _sources(kind, spec, fastsim_rng)
     assert type(input_path(source(), net)) is path
@@ -60,6 +65,13 @@ def test_each_path_gives_the_plain_loop(make_spec, kind, sparse, path, schedule,
             for name in FIELDS:
                 assert np.array_equal(getattr(fast, name), getattr(plain, name)), (chunk, name)
     assert plain.layer_counts.sum() > 0
+    np.testing.assert_array_equal(plain.synops_curve[:, -1], plain.synops)
+    assert np.all(np.diff(plain.synops_curve, axis=1) >= 0) and plain.synops_curve[:, 0].sum() > 0
+    if readout == "membrane":
+        assert plain.output_counts.sum() == 0 and np.all(plain.first_spike_step == -1)
+        assert np.abs(plain.output_potential).sum() > 0
+    else:
+        assert plain.output_potential is None
 
 
 def test_a_fused_first_layer_draws_poisson_input_in_its_kernel(fastsim_rng, monkeypatch) -> None:

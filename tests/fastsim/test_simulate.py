@@ -19,7 +19,16 @@ from fastsim.simulate import simulate
 from fastsim.synthetic import random_spec
 from tests.fastsim.specs import dyadic_cnn, dyadic_mlp, random_images
 
-ARRAYS = ("output_counts", "layer_counts", "first_spike_step", "synops", "labels", "image_indices")
+ARRAYS = (
+    "output_counts",
+    "layer_counts",
+    "first_spike_step",
+    "synops",
+    "synops_curve",
+    "output_potential",
+    "labels",
+    "image_indices",
+)
 
 
 def assert_same_record(a: SpikeRecord, b: SpikeRecord) -> None:
@@ -30,16 +39,18 @@ def assert_same_record(a: SpikeRecord, b: SpikeRecord) -> None:
         assert np.array_equal(x, y)
 
 
+@pytest.mark.parametrize("readout", ["spikes", "membrane"])
 @pytest.mark.parametrize("make_spec", [dyadic_cnn, dyadic_mlp])
-def test_batch_sizes_give_identical_records(make_spec, fastsim_rng) -> None:
-    spec = make_spec(fastsim_rng)
+def test_batch_sizes_give_identical_records(make_spec, readout, fastsim_rng) -> None:
+    spec = dataclasses.replace(make_spec(fastsim_rng), readout=readout)
     images = random_images(fastsim_rng, 20, spec.input_shape)
     indices = np.arange(100, 120)
     records = [
         simulate(spec, images, steps=30, batch_size=b, seed=9, image_indices=indices, record_neurons=True)
         for b in (1, 7, 64)
     ]
-    assert records[0].layer_counts.sum() > 0 and records[0].output_counts[:, -1].sum() > 0
+    assert records[0].layer_counts.sum() > 0
+    assert (records[0].output_counts[:, -1].sum() > 0) == (readout == "spikes")
     for rec in records[1:]:
         assert_same_record(records[0], rec)
     chunks = [
@@ -96,6 +107,25 @@ def test_record_contents(fastsim_rng) -> None:
     fired = rec.output_counts[:, -1].sum(1) > 0
     assert np.all((rec.first_spike_step >= 0) == fired)
     assert rec.meta["simulator"] == "fastsim" and rec.meta["steps"] == 40
+
+
+def test_membrane_readout_record(fastsim_rng) -> None:
+    """The output layer never spikes; its potential at the checkpoints decides; the Triton kernel refuses."""
+    spec = dataclasses.replace(dyadic_mlp(fastsim_rng, schedule="cascade"), readout="membrane")
+    images = random_images(fastsim_rng, 6, spec.input_shape)
+    rec = simulate(spec, images, steps=40, labels=np.arange(6) % 3, checkpoints=[3, 17])
+    assert rec.readout == rec.meta["readout"] == "membrane"
+    assert rec.output_potential.shape == (6, 3, 3) and rec.checkpoints.tolist() == [3, 17, 40]
+    assert rec.output_counts.sum() == 0 and np.all(rec.first_spike_step == -1) and rec.layer_counts[:, -1].sum() == 0
+    np.testing.assert_array_equal(rec.predictions(), rec.output_potential[:, -1].argmax(axis=1))
+    np.testing.assert_array_equal(rec.accuracy_curve()[-1], rec.accuracy())
+    spiking = simulate(dataclasses.replace(spec, readout="spikes"), images, steps=40, checkpoints=[3, 17])
+    np.testing.assert_array_equal(rec.layer_counts[:, 0], spiking.layer_counts[:, 0])  # hidden layers unchanged
+    np.testing.assert_array_equal(rec.synops_curve, spiking.synops_curve)  # nothing leaves the output layer
+    margins = simulate(spec, images[:2], steps=10, record_margins=True).margins
+    assert np.all(np.isinf(margins[-1])) and np.all(np.isfinite(margins[0]))  # the output is never checked
+    with pytest.raises(ValueError, match="readout='membrane'"):
+        Network(spec, torch.device("cpu"), torch.float32, kernel="triton")
 
 
 def test_float32_and_float64_agree_on_normalized_network() -> None:

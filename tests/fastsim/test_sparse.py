@@ -33,7 +33,7 @@ def test_poisson_rows_equal_dense_chunk(fastsim_rng) -> None:
     dense = src.chunk(3, 4).reshape(20, 30)
     rows = src.chunk_rows(3, 4)
     assert torch.equal(rows.to_dense(torch.float32), dense)
-    counts = src.input_counts(0)
+    counts = src.input_counts(7)  # steps 0..6 served (steps 3..6 twice)
     assert torch.equal(counts, 2 * dense.reshape(4, 5, 30).sum(0).double())  # both chunks counted
 
 

@@ -66,6 +66,25 @@ def test_cli_run_with_supplied_spikes_writes_the_record(fake_fashion, spec_file,
     assert record.meta["input_generator"] == "convert.encoding.poisson_spikes"
 
 
+def test_cli_run_membrane_readout_prints_its_accuracy(fake_fashion, spec_file, tmp_path, capsys):
+    """A membrane-readout spec: the record holds the potentials and the printed accuracy is read from them."""
+    import dataclasses
+
+    from convert.records import predict_potential
+
+    root, images, labels = fake_fashion
+    spec, _ = spec_file
+    path = tmp_path / "membrane.npz"
+    save_spec(dataclasses.replace(spec, readout="membrane"), path)
+    out = tmp_path / "result.npz"
+    argv = ["run", "--spec", str(path), "--dataset", "fashion", "--root", str(root), "--images", "4"]
+    assert main([*argv, "--steps", "10", "--device", "runtime", "--out", str(out)]) == 0
+    record = SpikeRecord.load(out)
+    assert record.readout == "membrane" and record.output_counts.sum() == 0
+    accuracy = np.mean(predict_potential(record.output_potential[:, -1]) == labels[:4])
+    assert f"accuracy {100 * accuracy:.2f} % (membrane readout" in capsys.readouterr().out
+
+
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
