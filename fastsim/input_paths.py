@@ -4,7 +4,7 @@ Every later layer takes the spikes of the layer before it; the first takes the s
 four paths, chosen by :func:`input_path` on the source's class (:mod:`fastsim.encode`) and the first layer:
 
 * :class:`ConstantCurrentPath`: ``current`` input is the same every step, so the first layer's currents
-  W_1 · x are computed once and broadcast over the steps of every chunk (a view, no copy);
+  W_1 · x are computed once and copied to the steps of every chunk (a broadcast view would hang torch.compile);
 * :class:`InKernelPoissonPath`: Poisson input into a fused Dense first layer (``kernel="triton"``): the
   kernel draws the spikes itself from the counter hash, no input spike tensor exists;
 * :class:`SpikeRowsPath`: Poisson input into a Dense first layer with sparse products (CPU): the spikes come
@@ -45,7 +45,8 @@ class ConstantCurrentPath:
     current: torch.Tensor
 
     def first_layer(self, net: Network, state: IFState, start: int, n: int) -> LayerChunk:
-        current = self.current.unsqueeze(0).expand(n, *self.current.shape)
+        # a copy, not a stride-0 view: torch.compile of the group scan does not finish on a broadcast input
+        current = self.current.unsqueeze(0).expand(n, *self.current.shape).contiguous()
         return net.scan_chunk(net.stages[0], current, state)
 
 

@@ -5,7 +5,8 @@ A record's checkpoints give the number of correctly classified images after ever
 value (the value at the record's horizon H): 0.1 pp of the images, rounded down to whole images (10 of
 10 000, 2 of 2 000, 0 of 500). A row has *converged* when its time to accuracy is at most H / 2 (the whole
 second half of the run moved the accuracy by no more than the tolerance) and at most half of the images lack
-an output spike at H (a curve flat at 100 % error has not converged, it has not started).
+an output spike at H (a curve flat at 100 % error has not converged, it has not started; with a membrane
+readout: most images have unequal output potentials).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def convergence(record: SpikeRecord, dt_ms: float = 1.0) -> Convergence:
     tol = tolerance_images(record.n_images)
     times = record.checkpoints * dt_ms
     t_acc = time_to_accuracy(times, correct, tol)
-    silent = record.no_spike_fraction()
+    silent = record.undecided_fraction()  # no output spike, or (membrane readout) all potentials equal
     horizon = float(times[-1])
     if silent >= 0.5:
         return Convergence(horizon, record.n_images, tol, None, silent, False)

@@ -23,6 +23,8 @@ from convert.table1 import write_table1
 from convert.train import TrainConfig
 from validation.experiments import EvalConfig
 from validation.figures import convergence_markdown, make_figures
+from validation.replication_config import ReplicationConfig, run_replication_config
+from validation.replication_config import markdown as replication_markdown
 from validation.significance import wilson_interval
 from validation.table2 import PAIRS, run_table2
 
@@ -45,6 +47,7 @@ class ReproduceConfig:
     agreement_steps: int = 500
     agreement_device: str = "cpp_standalone"
     float32_images: int = 1000  # fastsim float32 vs float64 (MNIST, data-based), at agreement_steps / 5
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
     @property
     def candidates(self) -> dict[str, tuple[dict[str, Any], ...]]:
@@ -243,6 +246,9 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
     conv = make_figures(results, runs)
     _stage(log, "Figures 3/4", start)
     start = time.perf_counter()
+    repl = run_replication_config(cfg.replication, cfg.eval, root, runs, PAIRS)
+    _stage(log, "the replication's configuration (current input, membrane readout)", start)
+    start = time.perf_counter()
     agree = agreement_runs(cfg, root, runs)
     _stage(log, "agreement with Brian2", start)
     total = time.perf_counter() - t0
@@ -276,6 +282,9 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
             "## Convergence",
             "",
             convergence_markdown(conv),
+            "## The replication's configuration",
+            "",
+            replication_markdown(repl),
             "## Agreement with Brian2",
             "",
             agreement_markdown(agree),
