@@ -34,8 +34,8 @@ class ReplicationConfig:
     images: int = 10_000
     steps: int = 100  # data-based: the replication converged within 29 ms
     slow_rows: tuple[str, ...] = ("model",)
-    slow_images: int = 1000
-    slow_steps: int = 3000  # model-based: the replication needed ~2 000 ms
+    slow_images: int = 500
+    slow_steps: int = 2500  # model-based: the replication needed ~2 000 ms
 
     def eval_config(self, base: EvalConfig) -> EvalConfig:
         return dataclasses.replace(
