@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--images", type=positive_int, default=20)
     p.add_argument("--steps", type=positive_int, default=100)
-    p.add_argument("--engines", default="fastsim:float64,refsim:cpp_standalone")
+    p.add_argument(
+        "--engines",
+        default="fastsim:float64,refsim:cpp_standalone",
+        help="two of fastsim[:opts], refsim[:device], norse[:adapter], snntorch[:adapter], sinabs[:adapter]",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--poisson-images", type=nonnegative_int, default=0, help="also compare independent Poisson runs (<= --images)"
@@ -145,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
 
     add("reproduce", cmd_reproduce, "the main job: training, conversion, Tables 1/2, Figures 3/4, agreement")
 
-    return run_command(parser, argv)
+    from validation.thirdparty import ThirdPartyError
+
+    return run_command(parser, argv, extra_errors=(ThirdPartyError,))
 
 
 if __name__ == "__main__":
