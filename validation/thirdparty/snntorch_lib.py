@@ -7,6 +7,8 @@ reset by subtraction, where NIR's IF has no leak and resets to v_reset.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import numpy as np
@@ -43,7 +45,8 @@ def run(graph: Any, if_names: list[str], x: Any, adapter: bool) -> list[Any]:
 
     from validation.thirdparty.common import SpikeTap, step_loop
 
-    module = import_from_nir(graph)
+    with contextlib.redirect_stdout(io.StringIO()):  # the importer prints its progress
+        module = import_from_nir(graph)
     reset = None
     if adapter:
         neurons = []
