@@ -55,9 +55,10 @@ def run(graph: Any, if_names: list[str], x: Any, adapter: bool) -> list[Any]:
             neuron.spike_fn = SingleSpike
             neuron.reset_fn = MembraneReset(reset_value=0.0)
             neuron.min_v_mem = None
-            with torch.no_grad():
-                threshold = neuron.spike_threshold
-                threshold.copy_(torch.nextafter(threshold, torch.full_like(threshold, torch.inf)))
+            # a new tensor: the importer's may share memory with the graph's v_threshold array
+            threshold = neuron.spike_threshold.detach()
+            above = torch.nextafter(threshold, torch.full_like(threshold, torch.inf))
+            neuron.spike_threshold = torch.nn.Parameter(above, requires_grad=False)
     tap = SpikeTap(module, if_names)
     try:
         with torch.no_grad():
