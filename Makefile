@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data
 CONSTRAINTS ?= constraints.txt
 SINABS_VERSION ?= 3.1.3
+SPIKINGJELLY_VERSION ?= 2.0.0
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: all venv data reproduce test lint format clean-venv
@@ -16,13 +17,14 @@ all: reproduce
 #    the torchvision that Norse requires, pinned). sinabs is installed without its dependencies: it pins
 #    nir<=1.0.4, whose IF node has no v_reset and cannot read the project's (or any NIR 1.0.8) graphs, while
 #    its importer runs unchanged on nir 1.0.8; its other dependencies are in the interop extra, except samna
-#    (the driver of SynSense's chips, not needed for simulation).
+#    (the driver of SynSense's chips, not needed for simulation). SpikingJelly too: it requires torchaudio,
+#    tensorboard and plotting packages that its NIR importer never imports (its logger's loguru is in the extra).
 $(VENV)/.stamp: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(CONSTRAINTS) torch
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[dev,interop]'
-	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps sinabs==$(SINABS_VERSION)
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps sinabs==$(SINABS_VERSION) spikingjelly==$(SPIKINGJELLY_VERSION)
 	touch $@
 venv: $(VENV)/.stamp
 

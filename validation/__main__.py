@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--engines",
         default="fastsim:float64,refsim:cpp_standalone",
-        help="two of fastsim[:opts], refsim[:device], norse[:adapter], snntorch[:adapter], sinabs[:adapter]",
+        help="two of fastsim[:opts], refsim[:device], {norse,snntorch,sinabs,spikingjelly}[:adapter]",
     )
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None)
     p.add_argument("--out", type=Path, default=None)
 
-    p = add("interop", cmd_interop, "NIR conformance table: Norse, snnTorch, sinabs x network vs fastsim")
+    p = add("interop", cmd_interop, "NIR conformance table: Norse, snnTorch, sinabs, SpikingJelly x network vs fastsim")
     p.add_argument("--specs", nargs="+", default=["mnist-mlp-data", "mnist-cnn-data"], help="spec names")
     p.add_argument("--specs-dir", type=Path, default=None, help="folder of the specs (default: <runs>/specs)")
-    p.add_argument("--libraries", nargs="+", default=["norse", "snntorch", "sinabs"])
+    p.add_argument("--libraries", nargs="+", default=["norse", "snntorch", "sinabs", "spikingjelly"])
     p.add_argument("--images", type=at_most(N_IMAGES["test"], "a test split"), default=1000)
     p.add_argument("--steps", type=positive_int, default=100)
     p.add_argument("--seed", type=nonnegative_int, default=0)

@@ -5,8 +5,9 @@ Engines are named ``fastsim[:option...]`` or ``refsim[:device]``. fastsim's opti
 (``float32`` or ``float64``, default float64), a product mode (``fp32``, ``tf32x2``, ``tf32x3``; default
 fp32) and a device (``cpu``, ``cuda``, ``cuda:N``; default cpu), e.g. ``fastsim:float32:tf32x2:cuda``.
 refsim's device: ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (default cpp_standalone). Third-party
-libraries: ``norse``, ``snntorch``, ``sinabs`` (the spec's NIR graph as the library's importer builds it) and
-``<library>:adapter`` (with the importer's departures from NIR worked around; :mod:`validation.thirdparty`).
+libraries: ``norse``, ``snntorch``, ``sinabs``, ``spikingjelly`` (the spec's NIR graph as the library's
+importer builds it) and ``<library>:adapter`` (with the importer's departures from NIR worked around;
+:mod:`validation.thirdparty`).
 With a third-party engine every engine runs the spec the NIR graph encodes (the ``cascade`` schedule, reset to
 zero, the thresholds as float32), and the report lists what of the spec the graph does not express. The report
 (JSON, Markdown and a PNG of per-layer count differences) is written atomically under ``out``.

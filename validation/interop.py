@@ -108,6 +108,7 @@ def run_interop(cfg: InteropConfig, root: Path | None, specs_dir: Path) -> dict[
             image_indices=idx,
             dtype="float64",
             record_neurons=True,
+            record_margins=True,  # what explains a count that float32 rounding flips
         )
         ref_wall = time.perf_counter() - start
         network = {

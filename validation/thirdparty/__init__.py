@@ -1,8 +1,8 @@
-"""Third-party simulators as agreement engines: the spec's NIR graph run in Norse, snnTorch or sinabs.
+"""Third-party simulators as agreement engines: the spec's NIR graph run in Norse, snnTorch, sinabs or SpikingJelly.
 
-Each library has one module here (``norse_lib``, ``snntorch_lib``, ``sinabs_lib``), imported only when its
-engine runs, so that validation works without them. An engine is named ``<library>`` (the graph as the
-library's documented importer builds it) or ``<library>:adapter`` (the same module with the importer's
+Each library has one module here (``norse_lib``, ``snntorch_lib``, ``sinabs_lib``, ``spikingjelly_lib``),
+imported only when its engine runs, so that validation works without them. An engine is named ``<library>``
+(the graph as the library's documented importer builds it) or ``<library>:adapter`` (the same module with the importer's
 departures from NIR's definitions worked around, each one listed in the module's ``ADAPTER``). Both run the
 graph that :func:`convert.nir_export.to_nir` writes, read back from a ``.nir`` file as a user would, on the
 precomputed input spikes the other engines get; what they are compared with is the spec the graph encodes
@@ -22,7 +22,12 @@ from convert.records import SpikeRecord
 from convert.spec import NetworkSpec
 
 #: engine name → module of validation.thirdparty
-LIBRARIES = {"norse": "norse_lib", "snntorch": "snntorch_lib", "sinabs": "sinabs_lib"}
+LIBRARIES = {
+    "norse": "norse_lib",
+    "snntorch": "snntorch_lib",
+    "sinabs": "sinabs_lib",
+    "spikingjelly": "spikingjelly_lib",
+}
 
 
 class ThirdPartyError(RuntimeError):
