@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     _lossy(p)
     p.set_defaults(func=cmd_normalize)
 
-    p = sub.add_parser("export-nir", help="write a spec as a NIR graph that Norse, snnTorch and sinabs import")
+    p = sub.add_parser(
+        "export-nir", help="write a spec as a NIR graph that Norse, snnTorch, sinabs and SpikingJelly import"
+    )
     p.add_argument("--spec", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the .nir file to write")
     _lossy(p)

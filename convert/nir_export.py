@@ -1,5 +1,5 @@
 """Export of a spec to NIR (neuromorphs/NIR), built from the layer families' NIR nodes, in the node types that
-Norse, snnTorch and sinabs import.
+Norse, snnTorch, sinabs and SpikingJelly import.
 
 Every layer becomes its family's node (:mod:`convert.layers`: ``Flatten`` → ``nir.Flatten(start_dim=0)``,
 ``Dense`` → ``nir.Affine`` with a zero bias, ``Conv2d`` → ``nir.Conv2d`` with a zero bias, ``AvgPool2d`` →
@@ -15,10 +15,10 @@ threshold (four input spikes · 1/4 = θ), would never fire.
 
 What NIR's IF cannot express is refused unless ``lossy=True`` (then written with a :class:`NIRSemanticsWarning`):
 
-* ``schedule="delay"``: a NIR graph of IF nodes has no step order; Norse, snnTorch and sinabs run it layer by
-  layer within a step, i.e. the ``cascade`` schedule. NIR's ``Delay`` node would not help: with zero reset the
-  delay schedule drops the input that arrives in a spike's step, which no delayed cascade does, and none of
-  the three importers maps ``Delay``;
+* ``schedule="delay"``: a NIR graph of IF nodes has no step order; Norse, snnTorch, sinabs and SpikingJelly run
+  it layer by layer within a step, i.e. the ``cascade`` schedule. NIR's ``Delay`` node would not help: with zero
+  reset the delay schedule drops the input that arrives in a spike's step, which no delayed cascade does, and
+  none of the four importers maps ``Delay``;
 * ``reset="subtract"``: NIR's IF resets to ``v_reset``; there is no reset by subtraction.
 
 The graph's metadata holds ``snn_balance`` (JSON: the spec's header, with its exact float64 thresholds), from
@@ -65,7 +65,7 @@ def unexpressed(spec: NetworkSpec) -> list[str]:
     if spec.schedule != GRAPH_SCHEDULE:
         out.append(
             f"schedule {spec.schedule!r}: NIR graphs of IF nodes run layer by layer within a step "
-            f"({GRAPH_SCHEDULE!r}) in Norse, snnTorch and sinabs"
+            f"({GRAPH_SCHEDULE!r}) in Norse, snnTorch, sinabs and SpikingJelly"
         )
     if spec.reset != GRAPH_RESET:
         out.append(f"reset {spec.reset!r}: NIR's IF resets to v_reset (here 0) and has no reset by subtraction")
@@ -101,6 +101,7 @@ def to_nir(spec: NetworkSpec, *, lossy: bool = False):
     ``lossy``: then the graph NIR can express is returned with a :class:`NIRSemanticsWarning`."""
     import nir
 
+    families = [family_of(layer) for layer in spec.layers]  # an unregistered layer is named before anything else
     lost = unexpressed(spec)
     if lost and not lossy:
         raise NIRExportError(
@@ -118,8 +119,7 @@ def to_nir(spec: NetworkSpec, *, lossy: bool = False):
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.asarray(spec.input_shape)})}
     edges = []
     prev = "input"
-    for i, layer in enumerate(spec.layers):
-        family = family_of(layer)
+    for i, (layer, family) in enumerate(zip(spec.layers, families, strict=True)):
         name = f"{i}_{family.name.lower()}"
         nodes[name] = family.nir_node(layer, shapes[i])
         edges.append((prev, name))
