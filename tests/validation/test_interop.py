@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.validation.test_thirdparty import library_verdict
+from tests.validation.thirdparty_nets import library_verdict
 from validation.interop import MODES, markdown, table
 from validation.thirdparty import LIBRARIES
 

@@ -12,12 +12,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from tests.validation.thirdparty_nets import NETWORKS, input_spikes
+from tests.validation.thirdparty_nets import NETWORKS, STEPS, fastsim_counts, input_spikes, library_verdict
 from validation.agreement import agreement, parse_engine
 from validation.engines import run
 from validation.thirdparty import LIBRARIES, ThirdPartyError, graph_spec
-
-STEPS = 30
 
 
 def installed(name: str):
@@ -27,24 +25,6 @@ def installed(name: str):
 
 
 LIBS = [installed(name) for name in LIBRARIES]
-
-
-def fastsim_counts(spec, spikes):
-    rec = run("fastsim", spec, spikes=spikes, steps=STEPS, dtype="float64", record_neurons=True)
-    return rec
-
-
-def library_verdict(name: str, network: str, adapter: bool) -> str:
-    """exact / differs / fails of one library on one small network (the verdict vocabulary of docs/interop.md)."""
-    spec = NETWORKS[network]()
-    spikes = input_spikes(spec, steps=STEPS)
-    ref = fastsim_counts(spec, spikes)
-    try:
-        rec = run(name, spec, spikes=spikes, steps=STEPS, adapter=adapter)
-    except ThirdPartyError:
-        return "fails"
-    same = all(np.array_equal(a, b) for a, b in zip(ref.neuron_counts, rec.neuron_counts, strict=True))
-    return "exact" if same else "differs"
 
 
 @pytest.mark.parametrize("network", list(NETWORKS))

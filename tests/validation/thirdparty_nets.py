@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from validation.engines import run
+from validation.thirdparty import ThirdPartyError
+
+STEPS = 30
 
 
 def dyadic(rng: np.random.Generator, shape: tuple[int, ...], low: int = -3, high: int = 6) -> np.ndarray:
@@ -33,3 +37,21 @@ def input_spikes(spec: NetworkSpec, images: int = 6, steps: int = 30, seed: int 
     rng = np.random.default_rng(seed)
     rates = rng.random((images, 1, spec.n_inputs))
     return rng.random((images, steps, spec.n_inputs)) < rates
+
+
+def fastsim_counts(spec, spikes):
+    rec = run("fastsim", spec, spikes=spikes, steps=STEPS, dtype="float64", record_neurons=True)
+    return rec
+
+
+def library_verdict(name: str, network: str, adapter: bool) -> str:
+    """exact / differs / fails of one library on one small network (the verdict vocabulary of docs/interop.md)."""
+    spec = NETWORKS[network]()
+    spikes = input_spikes(spec, steps=STEPS)
+    ref = fastsim_counts(spec, spikes)
+    try:
+        rec = run(name, spec, spikes=spikes, steps=STEPS, adapter=adapter)
+    except ThirdPartyError:
+        return "fails"
+    same = all(np.array_equal(a, b) for a, b in zip(ref.neuron_counts, rec.neuron_counts, strict=True))
+    return "exact" if same else "differs"
