@@ -4,19 +4,27 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   ?= data
-TORCH_VERSION ?= 2.13.0
+CONSTRAINTS ?= constraints.txt
+SINABS_VERSION ?= 3.1.3
+SPIKINGJELLY_VERSION ?= 2.0.0
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: all venv data reproduce test lint format clean-venv
 all: reproduce
 
 # 1. the virtual environment: the pinned CPU torch first (a bare `torch` would pull a multi-GB CUDA
-#    build), then the package with its dev extra.
-$(VENV)/.stamp: pyproject.toml
+#    build), then the package with its dev and interop extras, every step under constraints.txt (torch, and
+#    the torchvision that Norse requires, pinned). sinabs is installed without its dependencies: it pins
+#    nir<=1.0.4, whose IF node has no v_reset and cannot read the project's (or any NIR 1.0.8) graphs, while
+#    its importer runs unchanged on nir 1.0.8; its other dependencies are in the interop extra, except samna
+#    (the driver of SynSense's chips, not needed for simulation). SpikingJelly too: it requires torchaudio,
+#    tensorboard and plotting packages that its NIR importer never imports (its logger's loguru is in the extra).
+$(VENV)/.stamp: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) torch
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[dev,interop]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --no-deps sinabs==$(SINABS_VERSION) spikingjelly==$(SPIKINGJELLY_VERSION)
 	touch $@
 venv: $(VENV)/.stamp
 

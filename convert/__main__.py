@@ -1,4 +1,4 @@
-"""Command line of convert: ``python -m convert {data,train,table1,normalize} ...``."""
+"""Command line of convert: ``python -m convert {data,train,select,table1,normalize,export-nir,import-nir} ...``."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def cmd_table1(args: argparse.Namespace) -> int:
 
 def cmd_normalize(args: argparse.Namespace) -> int:
     from convert.io import save_spec
-    from convert.nir_export import save_nir
+    from convert.nir_export import save_nir, to_nir
     from convert.pipeline import copy_spec, normalized_spec, stats_for
 
     runs = args.runs or default_runs()
@@ -99,12 +99,14 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         base, args.method, stats, threshold=args.threshold, percentile=args.percentile, previous=args.previous
     )
     out = args.out or runs / "specs" / f"{args.dataset}-{args.model}-{args.method}{_variant(args)}.npz"
+    if args.nir and not args.lossy:
+        to_nir(spec)  # a spec NIR cannot express fails here, before any file is written
     save_spec(spec, out)
     print(f"{args.dataset}-{args.model} {args.method}: weights divided per spiking layer by")
     print(report.table())
     print(f"wrote {out}")
     if args.nir:
-        save_nir(spec, args.nir)
+        save_nir(spec, args.nir, lossy=args.lossy)
         print(f"wrote {args.nir}")
     return 0
 
@@ -113,6 +115,41 @@ def _variant(args: argparse.Namespace) -> str:
     """The default spec file name's suffix for a non-default encoding or readout ("-current", "-membrane"), so
     that such a spec never overwrites the default one."""
     return "".join(f"-{v}" for v, default in ((args.encoding, "poisson"), (args.readout, "spikes")) if v != default)
+
+
+def cmd_export_nir(args: argparse.Namespace) -> int:
+    import warnings
+
+    from convert.io import load_spec
+    from convert.nir_export import NIRSemanticsWarning, save_nir
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NIRSemanticsWarning)
+        save_nir(load_spec(args.spec), args.out, lossy=args.lossy)
+    for w in caught:
+        print(f"warning: {w.message}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_import_nir(args: argparse.Namespace) -> int:
+    from convert.io import save_spec
+    from convert.nir_import import load_nir
+
+    spec = load_nir(args.nir, semantics=args.semantics)
+    save_spec(spec, args.out)
+    kinds = ", ".join(type(layer).__name__ for layer in spec.layers)
+    print(f"{args.nir}: {kinds}; thresholds {spec.thresholds}; schedule {spec.schedule}, reset {spec.reset}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _lossy(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lossy",
+        action="store_true",
+        help="export a delay-schedule or subtract-reset spec as the cascade, zero-reset graph NIR can express",
+    )
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -190,7 +227,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--nir", type=Path, default=None, help="also export the spec to this NIR file")
+    _lossy(p)
     p.set_defaults(func=cmd_normalize)
+
+    p = sub.add_parser(
+        "export-nir", help="write a spec as a NIR graph that Norse, snnTorch, sinabs and SpikingJelly import"
+    )
+    p.add_argument("--spec", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the .nir file to write")
+    _lossy(p)
+    p.set_defaults(func=cmd_export_nir)
+
+    p = sub.add_parser("import-nir", help="read a NIR graph (this project's or another tool's) as a spec file")
+    p.add_argument("--nir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the spec .npz to write")
+    p.add_argument(
+        "--semantics",
+        choices=("spec", "graph"),
+        default="spec",
+        help="spec: restore this project's spec from the metadata (default); graph: what the nodes mean in NIR",
+    )
+    p.set_defaults(func=cmd_import_nir)
 
     return run_command(parser, argv)
 

@@ -1,4 +1,4 @@
-"""Command line of validation: ``python -m validation {agree,table2,figures,sweep,reproduce} ...``."""
+"""Command line of validation: ``python -m validation {agree,interop,table2,figures,sweep,reproduce} ...``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def cmd_agree(args: argparse.Namespace) -> int:
     name = args.name or f"{Path(args.spec).stem}-{'-vs-'.join(e.replace(':', '_') for e in engines)}"
     paths = write_report(report, recs, args.out or default_runs() / "agreement", name, config)
     print(paths[1].read_text())
+    print("written " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_interop(args: argparse.Namespace) -> int:
+    from validation.interop import InteropConfig, run_interop, table, write
+
+    libs = tuple(args.libraries)
+    cfg = InteropConfig(specs=tuple(args.specs), images=args.images, steps=args.steps, seed=args.seed, libraries=libs)
+    results = run_interop(cfg, args.root, args.specs_dir or (args.runs or default_runs()) / "specs")
+    print(table(results))
+    paths = write(results, args.docs)
     print("written " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -137,13 +149,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--images", type=positive_int, default=20)
     p.add_argument("--steps", type=positive_int, default=100)
-    p.add_argument("--engines", default="fastsim:float64,refsim:cpp_standalone")
+    p.add_argument(
+        "--engines",
+        default="fastsim:float64,refsim:cpp_standalone",
+        help="two of fastsim[:opts], refsim[:device], {norse,snntorch,sinabs,spikingjelly}[:adapter]",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--poisson-images", type=nonnegative_int, default=0, help="also compare independent Poisson runs (<= --images)"
     )
     p.add_argument("--name", default=None)
     p.add_argument("--out", type=Path, default=None)
+
+    p = add("interop", cmd_interop, "NIR conformance table: Norse, snnTorch, sinabs, SpikingJelly x network vs fastsim")
+    p.add_argument("--specs", nargs="+", default=["mnist-mlp-data", "mnist-cnn-data"], help="spec names")
+    p.add_argument("--specs-dir", type=Path, default=None, help="folder of the specs (default: <runs>/specs)")
+    p.add_argument("--libraries", nargs="+", default=["norse", "snntorch", "sinabs", "spikingjelly"])
+    p.add_argument("--images", type=at_most(N_IMAGES["test"], "a test split"), default=1000)
+    p.add_argument("--steps", type=positive_int, default=100)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--docs", type=Path, default=Path("docs"), help="where interop.md and results/ go")
 
     _eval_args(add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method"))
     _eval_args(add("figures", cmd_figures, "Figures 3/4: error vs simulated time, and convergence times"))
@@ -161,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         "--select", action="store_true", help="rerun the model selection over every candidate (+~13 min on 2 cores)"
     )
 
-    return run_command(parser, argv)
+    from validation.thirdparty import ThirdPartyError
+
+    return run_command(parser, argv, extra_errors=(ThirdPartyError,))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,12 @@
 Engines are named ``fastsim[:option...]`` or ``refsim[:device]``. fastsim's options, in any order: a dtype
 (``float32`` or ``float64``, default float64), a product mode (``fp32``, ``tf32x2``, ``tf32x3``; default
 fp32) and a device (``cpu``, ``cuda``, ``cuda:N``; default cpu), e.g. ``fastsim:float32:tf32x2:cuda``.
-refsim's device: ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (default cpp_standalone). The report
+refsim's device: ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (default cpp_standalone). Third-party
+libraries: ``norse``, ``snntorch``, ``sinabs``, ``spikingjelly`` (the spec's NIR graph as the library's
+importer builds it) and ``<library>:adapter`` (with the importer's departures from NIR worked around;
+:mod:`validation.thirdparty`).
+With a third-party engine every engine runs the spec the NIR graph encodes (the ``cascade`` schedule, reset to
+zero, the thresholds as float32), and the report lists what of the spec the graph does not express. The report
 (JSON, Markdown and a PNG of per-layer count differences) is written atomically under ``out``.
 """
 
@@ -22,6 +27,7 @@ from convert.records import SpikeRecord
 from convert.spec import NetworkSpec
 from validation.compare import compare_counts, compare_poisson, markdown
 from validation.engines import run
+from validation.thirdparty import LIBRARIES
 
 FASTSIM_OPTIONS = {"float32": "dtype", "float64": "dtype", "fp32": "matmul", "tf32x2": "matmul", "tf32x3": "matmul"}
 
@@ -47,7 +53,16 @@ def parse_engine(text: str) -> tuple[str, dict[str, Any]]:
         return name, options
     if name == "refsim":
         return name, {"device": option or "cpp_standalone"}
-    raise ValueError(f"engine must be fastsim[:option...] or refsim[:device], got {text!r}")
+    if name in LIBRARIES:
+        if option not in ("", "adapter"):
+            raise ValueError(f"engine {text!r}: {name} takes no option but `adapter`")
+        return name, {"adapter": option == "adapter"}
+    libs = "|".join(LIBRARIES)
+    raise ValueError(f"engine must be fastsim[:option...], refsim[:device] or {{{libs}}}[:adapter], got {text!r}")
+
+
+def is_thirdparty(engine: str) -> bool:
+    return engine.partition(":")[0] in LIBRARIES
 
 
 def _run(engine: str, spec: NetworkSpec, margins: bool = True, **kw: Any) -> SpikeRecord:
@@ -67,7 +82,17 @@ def agreement(
     poisson_images: int = 0,
     progress: bool = False,
 ) -> tuple[dict[str, Any], tuple[SpikeRecord, SpikeRecord]]:
-    """Identical-input comparison on ``images`` (and, if ``poisson_images``, an independent-noise one)."""
+    """Identical-input comparison on ``images`` (and, if ``poisson_images``, an independent-noise one).
+
+    With a third-party engine, every engine runs the spec the NIR graph encodes (identical inputs only)."""
+    nir_report = None
+    if any(is_thirdparty(e) for e in engines):
+        from validation.thirdparty import graph_spec
+
+        if poisson_images:
+            raise ValueError("third-party engines run on identical inputs only: leave out --poisson-images")
+        spec, lost = graph_spec(spec)
+        nir_report = {"schedule": spec.schedule, "reset": spec.reset, "not_expressed": lost}
     idx = np.arange(len(images))
     spikes = poisson_spikes(images, idx, steps, seed, spec.max_rate_hz, spec.dt_ms)
     common = dict(steps=steps, seed=seed, labels=labels, image_indices=idx, record_neurons=True, progress=progress)
@@ -82,6 +107,8 @@ def agreement(
         )
         identical = compare_counts(*recs)
     report: dict[str, Any] = {"engines": list(engines), "identical": identical}
+    if nir_report is not None:
+        report["nir"] = {**nir_report, **{e: r.meta for e, r in zip(engines, recs, strict=True) if is_thirdparty(e)}}
     if poisson_images:
         n = min(poisson_images, len(images))
         common = dict(steps=steps, seed=seed, labels=labels[:n], image_indices=idx[:n], progress=progress)

@@ -173,6 +173,20 @@ def markdown(report: dict[str, Any]) -> str:
             f"{100 * ident['accuracy'][0]:.2f} % vs {100 * ident['accuracy'][1]:.2f} %.",
             "",
         ]
+    nir = report.get("nir")
+    if nir:
+        lost = "; ".join(nir["not_expressed"]) or "nothing"
+        lines += [
+            f"## NIR graph (schedule {nir['schedule']}, reset {nir['reset']}; of the spec it does not express: {lost})",
+            "",
+        ]
+        for engine in report["engines"]:
+            meta = nir.get(engine)
+            if meta:
+                lines.append(f"- {engine}: {meta['library']} {meta['version']}, `{meta['importer']}`")
+                lines += [f"  - importer departs from NIR: {d}" for d in meta["importer_departures"]]
+                lines += [f"  - adapter: {a}" for a in meta["adapter"]]
+        lines.append("")
     pois = report.get("poisson")
     if pois:
         lines += [

@@ -2,7 +2,9 @@
 
 validation/ never touches Brian2 or torch objects: it calls the two simulators' ``simulate`` functions,
 which return the neutral :class:`convert.records.SpikeRecord`. The imports are lazy so that a machine
-without Brian2 can still use fastsim and vice versa.
+without Brian2 can still use fastsim and vice versa. Third-party libraries (Norse, snnTorch, sinabs) run the
+spec's NIR graph on given input spikes (:mod:`validation.thirdparty`); ``adapter=True`` works around their
+importers' departures from NIR.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import numpy as np
 
 from convert.records import SpikeRecord
 from convert.spec import NetworkSpec
+from validation.thirdparty import LIBRARIES
 
-ENGINES = ("fastsim", "refsim")
+ENGINES = ("fastsim", "refsim", *LIBRARIES)
 DEFAULT_DEVICE = {"fastsim": "cpu", "refsim": "cpp_standalone"}
 
 
@@ -35,7 +38,23 @@ def run(
     progress: bool = False,
     **options: Any,
 ) -> SpikeRecord:
-    """Simulate ``spec`` with ``engine`` (fastsim or refsim) and return its SpikeRecord."""
+    """Simulate ``spec`` with ``engine`` (fastsim, refsim or a third-party library) and return its SpikeRecord."""
+    if engine in LIBRARIES:
+        from validation.thirdparty import simulate as thirdparty_simulate
+
+        if spikes is None:
+            raise ValueError(f"engine {engine} runs on given input spikes only (identical-input comparisons)")
+        return thirdparty_simulate(
+            engine,
+            spec,
+            spikes=spikes,
+            steps=steps,
+            labels=labels,
+            image_indices=image_indices,
+            checkpoints=checkpoints,
+            progress=progress,
+            **options,
+        )
     common = dict(
         spikes=spikes,
         steps=steps,

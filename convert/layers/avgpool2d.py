@@ -3,8 +3,10 @@
 * ANN: z = the mean of each k×k window of a (stride s, default k; no padding);
 * normalization: the weights 1/k² are not scaled (d = 1): a pool of normalized activations is normalized
   (a mean cannot exceed the max of its inputs). Max positive input sum k² · 1/k² = 1; max positive weight 1/k²;
-* torch: ``nn.AvgPool2d(k, s)`` (square, no padding, no ceil_mode); NIR: ``nir.AvgPool2d`` (its weights 1/k²
-  are implied).
+* torch: ``nn.AvgPool2d(k, s)`` (square, no padding, no ceil_mode); NIR: ``nir.SumPool2d`` (weights 1), whose
+  IF node gets the threshold k² · θ (gain k²): v ≥ θ with weights 1/k² is v' = k² v ≥ k² θ, exact in binary
+  floating point when k² is a power of two (k = 2, 4, ...). Norse and sinabs map ``SumPool2d`` but not
+  ``AvgPool2d``. Both ``SumPool2d`` (θ = v_threshold / k²) and ``AvgPool2d`` (θ = v_threshold) import.
 """
 
 from __future__ import annotations
@@ -79,11 +81,28 @@ def to_module(layer: AvgPool2d) -> Any:
 def nir_node(layer: AvgPool2d, input_shape: tuple[int, ...]) -> Any:
     import nir
 
-    return nir.AvgPool2d(
+    return nir.SumPool2d(
         kernel_size=np.array([layer.kernel_size] * 2),
         stride=np.array([layer.stride] * 2),
         padding=np.array([0, 0]),
     )
+
+
+def nir_gain(layer: AvgPool2d) -> float:
+    """Sum pooling delivers k² times the average pooling's input current."""
+    return float(layer.kernel_size**2)
+
+
+def from_nir(node: Any, threshold: float | None, where: str) -> AvgPool2d:
+    k = base.nir_pair(node.kernel_size, where, "kernel_size")
+    s = base.nir_pair(node.stride, where, "stride")
+    if base.nir_pair(node.padding, where, "padding") != (0, 0):
+        raise SpecError(f"{where}: padding {node.padding}; pooling without padding only")
+    if k[0] != k[1] or s[0] != s[1]:
+        raise SpecError(f"{where}: kernel {k}, stride {s}; only square pooling is supported")
+    if threshold is not None and type(node).__name__ == "SumPool2d":
+        threshold = threshold / k[0] ** 2
+    return AvgPool2d(k[0], threshold=threshold, stride=s[0])
 
 
 def max_positive_input_sum(layer: AvgPool2d) -> float:
@@ -109,4 +128,7 @@ FAMILY = LayerFamily(
     max_positive_input_sum=max_positive_input_sum,
     max_positive_weight=max_positive_weight,
     synapses=synapses,
+    nir_gain=nir_gain,
+    nir_types=("SumPool2d", "AvgPool2d"),
+    from_nir=from_nir,
 )

@@ -127,6 +127,26 @@ def weight_tensor(weight: np.ndarray, like: Any) -> Any:
     return torch.tensor(weight, dtype=like.dtype)
 
 
+# ------------------------------------------------------------------------------------------- NIR import
+def nir_zero_bias(node: Any, where: str) -> None:
+    """A NIR node's bias must be absent or zero (spec layers have none)."""
+    bias = getattr(node, "bias", None)
+    if bias is not None and np.any(np.asarray(bias) != 0):
+        raise SpecError(f"{where}: nonzero bias; spec layers have none (train the ANN with bias=False)")
+
+
+def nir_pair(value: Any, where: str, name: str) -> tuple[int, int]:
+    """A NIR size field (int, 1- or 2-element array) as a pair of ints; anything else names the field."""
+    if isinstance(value, str):
+        raise SpecError(f"{where}: {name}={value!r}; only explicit integer {name} is supported")
+    arr = np.atleast_1d(np.asarray(value))
+    if arr.size == 1:
+        arr = np.repeat(arr, 2)
+    if arr.size != 2 or np.any(arr != np.round(arr)):
+        raise SpecError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(arr[0]), int(arr[1])
+
+
 # ----------------------------------------------------------------------------------------------- family
 @dataclass(frozen=True)
 class LayerFamily:
@@ -135,7 +155,12 @@ class LayerFamily:
     * ``forward(layer, x) -> z``: the ANN's pre-activation for a batch x of shape (N, *input shape), torch,
       in x's dtype (for a spiking layer the ANN activation is ReLU(z)); :mod:`convert.ann`;
     * ``nir_node(layer, input_shape)``: the NIR node of the layer's synapses (:mod:`convert.nir_export` adds
-      the IF node of a spiking layer);
+      the IF node of a spiking layer); ``nir_gain(layer)``: how many times larger that node's output is than
+      the layer's input current (sum pooling for average pooling: k²), by which the IF threshold is scaled
+      (None: 1); ``from_nir(node, threshold, where)``: the layer of a NIR node of one of the class names
+      ``nir_types``, ``threshold`` the v_threshold its IF node means (already in ``≥`` form, before dividing by
+      the gain; None for a non-spiking family), a :class:`SpecError` naming ``where`` for a setting the spec
+      cannot hold (:mod:`convert.nir_import`);
     * ``torch_module``: the name of the ``torch.nn`` class it is the copy of; ``from_module(module, index)``:
       the direct copy (threshold 1) of such a module, a :class:`SpecError` naming ``index`` for a setting the
       spec cannot hold; ``to_module(layer)``: the inverse, a module computing ``forward`` (:mod:`convert.extract`,
@@ -160,6 +185,9 @@ class LayerFamily:
     max_positive_weight: Callable[[Any], float] | None = None
     scaled: Callable[[Any, float], Any] | None = None
     synapses: Callable[[Any, tuple[int, ...]], int] | None = None
+    nir_gain: Callable[[Any], float] | None = None
+    nir_types: tuple[str, ...] = ()
+    from_nir: Callable[[Any, float | None, str], Any] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.layer, type) and issubclass(self.layer, Layer)):

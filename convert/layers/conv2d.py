@@ -5,7 +5,7 @@ W of shape (out_c, in_c, kh, kw); IF neurons with threshold θ.
 * normalization: as Dense with W reshaped to (out_c, in_c·kh·kw): max positive input sum per output channel
   (Algorithm 1 of Diehl et al. 2015), max positive weight, W ← W / d;
 * torch: ``nn.Conv2d(in_c, out_c, (kh, kw), stride, padding, bias=False)`` (no groups, no dilation, zero
-  padding); NIR: ``nir.Conv2d`` with a zero bias.
+  padding); NIR: ``nir.Conv2d`` with a zero bias (and it imports from one: groups 1, dilation 1, integer padding).
 """
 
 from __future__ import annotations
@@ -91,6 +91,18 @@ def nir_node(layer: Conv2d, input_shape: tuple[int, ...]) -> Any:
     )
 
 
+def from_nir(node: Any, threshold: float | None, where: str) -> Conv2d:
+    base.nir_zero_bias(node, where)
+    if base.nir_pair(node.dilation, where, "dilation") != (1, 1) or int(node.groups) != 1:
+        raise SpecError(f"{where}: dilation {node.dilation} / groups {node.groups}; only 1 and 1 are supported")
+    return Conv2d(
+        np.asarray(node.weight),
+        threshold=threshold,
+        stride=base.nir_pair(node.stride, where, "stride"),
+        padding=base.nir_pair(node.padding, where, "padding"),
+    )
+
+
 def _valid_taps(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
     """Σ over output positions of the kernel taps that land inside the (unpadded) input, along one axis."""
     return sum(1 for o in range(out) for d in range(kernel) if 0 <= o * stride - pad + d < size)
@@ -117,4 +129,6 @@ FAMILY = LayerFamily(
     max_positive_weight=base.max_positive_weight,
     scaled=base.scale_weight,
     synapses=synapses,
+    nir_types=("Conv2d",),
+    from_nir=from_nir,
 )

@@ -3,7 +3,8 @@
 * ANN: z = W a for an input batch a (N, in) (no bias);
 * normalization (Diehl et al. 2015): max positive input sum max_j Σ_i max(W_ji, 0) (Algorithm 1), max
   positive weight max(0, max W) (Algorithm 2), scaling by d: W ← W / d;
-* torch: ``nn.Linear(in, out, bias=False)``; NIR: ``nir.Linear(weight=W)``.
+* torch: ``nn.Linear(in, out, bias=False)``; NIR: ``nir.Affine(weight=W, bias=0)`` (Norse, snnTorch and sinabs
+  all map ``Affine``; sinabs maps no ``Linear``); ``nir.Linear`` and a zero-bias ``nir.Affine`` import.
 """
 
 from __future__ import annotations
@@ -62,7 +63,15 @@ def to_module(layer: Dense) -> Any:
 def nir_node(layer: Dense, input_shape: tuple[int, ...]) -> Any:
     import nir
 
-    return nir.Linear(weight=np.array(layer.weight))
+    return nir.Affine(weight=np.array(layer.weight), bias=np.zeros(layer.weight.shape[0], layer.weight.dtype))
+
+
+def from_nir(node: Any, threshold: float | None, where: str) -> Dense:
+    base.nir_zero_bias(node, where)
+    weight = np.asarray(node.weight)
+    if weight.ndim != 2:
+        raise SpecError(f"{where}: weight of shape {weight.shape}; only 2-d (out, in) weights are supported")
+    return Dense(weight, threshold=threshold)
 
 
 def synapses(layer: Dense, input_shape: tuple[int, ...]) -> int:
@@ -82,4 +91,6 @@ FAMILY = LayerFamily(
     max_positive_weight=base.max_positive_weight,
     scaled=base.scale_weight,
     synapses=synapses,
+    nir_types=("Affine", "Linear"),
+    from_nir=from_nir,
 )

@@ -32,7 +32,10 @@ def test_train_writes_checkpoint_and_metrics(tiny_runs):
 def test_normalize_cli_and_ann_accuracy_unchanged(tiny_runs, method, mnist_test, capsys):
     out = tiny_runs / "specs" / f"{method}.npz"
     argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", method, "--calib-images", "500"]
-    assert main([*argv, "--runs", str(tiny_runs), "--out", str(out), "--nir", str(out.with_suffix(".nir"))]) == 0
+    assert (
+        main([*argv, "--runs", str(tiny_runs), "--out", str(out), "--nir", str(out.with_suffix(".nir")), "--lossy"])
+        == 0
+    )
     assert "divisor" in capsys.readouterr().out
     spec = load_spec(out)
     assert spec.provenance["method"] == method and len(spec.provenance["divisors"]) == 3

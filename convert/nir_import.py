@@ -1,0 +1,170 @@
+"""Import of a NIR graph (neuromorphs/NIR) as a spec: the inverse of :mod:`convert.nir_export`, and a reader
+of graphs written by other tools when they fit the spec's layer families.
+
+The graph must be a chain: ``Input`` → (layer node [→ ``IF``])* → ``Output``, every node with one successor.
+A node's NIR class picks the layer family that imports it (``LayerFamily.nir_types``: ``Affine``/``Linear`` →
+Dense, ``Conv2d`` → Conv2d, ``SumPool2d``/``AvgPool2d`` → AvgPool2d, ``Flatten`` → Flatten); a spiking family's
+node must be followed by an ``IF`` node with ``r = 1``, one ``v_threshold`` for the whole layer and
+``v_reset = 0``. Anything else (a bias, a leaky neuron, a branch, a per-neuron threshold) raises
+:class:`~convert.spec.SpecError` naming the node and saying what would fit.
+
+Thresholds: NIR's IF fires at v > t, ours at v ≥ θ. In float32 arithmetic v > t ⟺ v ≥ next float32 above t,
+so θ = nextafter(float32(t), +∞) (divided by the family's gain, k² for sum pooling); for a graph that this
+project wrote (metadata ``snn_balance``), that is float32(θ) and the exact float64 θ comes from the metadata,
+together with the spec's reset, schedule, dt, encoding, labels and provenance: spec → NIR → spec is exact.
+``semantics="graph"`` ignores that metadata and returns what the nodes mean by NIR's definitions (the
+``cascade`` schedule, reset to zero): the spec a third-party simulator of the graph should agree with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.layers import FAMILIES, LayerFamily
+from convert.nir_export import GRAPH_RESET, GRAPH_SCHEDULE, nir_threshold
+from convert.spec import NetworkSpec, SpecError
+
+SEMANTICS = ("spec", "graph")
+
+
+def _families_by_nir_type() -> dict[str, LayerFamily]:
+    return {t: fam for fam in FAMILIES.values() if fam.from_nir is not None for t in fam.nir_types}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
+def _chain(graph: Any) -> list[tuple[str, Any]]:
+    """The nodes between Input and Output, in order; a branch, a cycle or a dead end names the node."""
+    nodes = graph.nodes
+    inputs = [n for n, node in nodes.items() if type(node).__name__ == "Input"]
+    if len(inputs) != 1:
+        raise SpecError(f"NIR graph: expected one Input node, found {len(inputs)} ({', '.join(inputs) or 'none'})")
+    successors: dict[str, list[str]] = {}
+    for src, dst in graph.edges:
+        successors.setdefault(src, []).append(dst)
+    chain, name, seen = [], inputs[0], {inputs[0]}
+    while True:
+        after = successors.get(name, [])
+        if len(after) != 1:
+            what = "no successor" if not after else f"{len(after)} successors ({', '.join(after)})"
+            raise SpecError(f"NIR node {name!r}: {what}; only a chain Input → ... → Output imports as a spec")
+        name = after[0]
+        if name in seen or name not in nodes:
+            raise SpecError(f"NIR node {name!r}: {'a cycle' if name in seen else 'an edge to a missing node'}")
+        seen.add(name)
+        if type(nodes[name]).__name__ == "Output":
+            return chain
+        chain.append((name, nodes[name]))
+
+
+def _uniform(node: Any, field: str, where: str) -> float:
+    values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
+    if values.size != 1:
+        raise SpecError(f"{where}: {field} takes {values.size} values; the spec has one per layer")
+    return float(values[0])
+
+
+def _if_threshold(node: Any, where: str, reset: str) -> float:
+    """The v_threshold of an IF node in ≥ form: the next float32 above it."""
+    kind = type(node).__name__
+    if kind != "IF":
+        extra = " (leaky neurons are not supported: the spec's neurons are IF)" if "LI" in kind else ""
+        raise SpecError(f"{where}: a {kind} node; a spiking layer's node must be followed by an IF node{extra}")
+    if _uniform(node, "r", where) != 1.0:
+        raise SpecError(f"{where}: r = {_uniform(node, 'r', where)}; only r = 1 is supported (scale the weights)")
+    v_reset = getattr(node, "v_reset", None)
+    if reset == "zero" and v_reset is not None and _uniform(node, "v_reset", where) != 0.0:
+        raise SpecError(f"{where}: v_reset = {_uniform(node, 'v_reset', where)}; only reset to 0 is supported")
+    return float(np.nextafter(np.float32(_uniform(node, "v_threshold", where)), np.float32(np.inf)))
+
+
+def _layers(graph: Any, reset: str) -> tuple[tuple[int, ...], list[Any], list[float]]:
+    """Input shape, layers, and each spiking layer's gain (for matching the metadata's thresholds)."""
+    by_type = _families_by_nir_type()
+    input_node = next(node for node in graph.nodes.values() if type(node).__name__ == "Input")
+    input_shape = tuple(int(d) for d in np.atleast_1d(input_node.input_type["input"]))
+    chain = _chain(graph)
+    layers, gains, i = [], [], 0
+    while i < len(chain):
+        name, node = chain[i]
+        kind = type(node).__name__
+        where = f"NIR node {name!r} ({kind})"
+        family = by_type.get(kind)
+        if family is None:
+            raise SpecError(f"{where}: no spec layer imports it; supported NIR node types: {', '.join(by_type)}")
+        threshold = None
+        if family.spiking:
+            if i + 1 >= len(chain):
+                raise SpecError(f"{where}: a spiking layer's node must be followed by an IF node, found Output")
+            if_name, if_node = chain[i + 1]
+            threshold = _if_threshold(if_node, f"NIR node {if_name!r} ({type(if_node).__name__})", reset)
+            i += 1
+        layer = family.from_nir(node, threshold, where)
+        if family.spiking:
+            gains.append(family.nir_gain(layer) if family.nir_gain else 1.0)
+        layers.append(layer)
+        i += 1
+    return input_shape, layers, gains
+
+
+def _with_thresholds(layers: list[Any], thresholds: list[float]) -> list[Any]:
+    import dataclasses
+
+    it = iter(thresholds)
+    return [dataclasses.replace(la, threshold=next(it)) if hasattr(la, "threshold") else la for la in layers]
+
+
+def from_nir(graph: Any, semantics: str = "spec") -> NetworkSpec:
+    """The spec of a ``nir.NIRGraph`` (see the module docstring); ``semantics``: ``spec`` (restore the spec
+    this project exported, from the metadata) or ``graph`` (what the nodes mean by NIR's definitions)."""
+    if semantics not in SEMANTICS:
+        raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
+    meta = dict(getattr(graph, "metadata", None) or {})
+    header = json.loads(_text(meta["snn_balance"])) if "snn_balance" in meta and semantics == "spec" else None
+    reset = header["reset"] if header else GRAPH_RESET
+    input_shape, layers, gains = _layers(graph, reset)
+    spiking = [la for la in layers if hasattr(la, "threshold")]
+    kw: dict[str, Any] = {"schedule": GRAPH_SCHEDULE, "reset": GRAPH_RESET}
+    if "dt_ms" in meta:
+        kw["dt_ms"] = float(np.asarray(meta["dt_ms"]))
+    if header:
+        exact = [float(t) for t in header.get("thresholds", [])]
+        # the metadata's θ, where the IF nodes still hold the exported steps below it (an edited graph wins)
+        if len(exact) == len(spiking) and all(
+            nir_threshold(t, g) == np.nextafter(np.float32(la.threshold * g), np.float32(0))
+            for t, g, la in zip(exact, gains, spiking, strict=True)
+        ):
+            layers = _with_thresholds(layers, exact)
+        kw = {k: header[k] for k in ("reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")}
+    try:
+        return NetworkSpec(input_shape, tuple(layers), **kw)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"NIR graph: {err}") from None
+
+
+def load_nir(path: str | os.PathLike[str], semantics: str = "spec") -> NetworkSpec:
+    """Read a NIR file (``nir.read``) as a spec; a missing or unreadable file names the file."""
+    import nir
+
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such NIR file")
+    try:
+        graph = nir.read(str(path))
+    except Exception as err:  # h5py and nir raise many types for a damaged or foreign file
+        raise SpecError(f"{path}: not a readable NIR file ({type(err).__name__}: {err})") from None
+    try:
+        return from_nir(graph, semantics)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None
