@@ -103,6 +103,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from validation.publish import publish
+
+    for path in publish(args.runs or default_runs(), args.docs, args.readme):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from validation.reproduce import ReproduceConfig, reproduce
 

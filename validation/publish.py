@@ -1,0 +1,75 @@
+"""Copy the main job's results into ``docs/results/`` and the README's generated block.
+
+``python -m validation publish --runs runs`` copies ``runs/REPORT.md``, Table 2's tables and figures, the
+convergence table and the replication-configuration table into ``docs/results/``, and rewrites the part of
+``README.md`` between ``<!-- results:start -->`` and ``<!-- results:end -->`` from the same files, so the
+README's numbers are the report's numbers, never retyped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from convert.provenance import write_text_atomic
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _tag(runs: Path) -> str:
+    tags = sorted((runs / "table2").iterdir(), key=lambda p: (p / "table2.json").stat().st_mtime)
+    return tags[-1].name
+
+
+def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
+    """Copy the results and refresh the README block; returns the files written."""
+    from validation.reproduce import agreement_markdown
+    from validation.table2 import claims_markdown, converged_markdown, markdown
+
+    tag = _tag(runs)
+    table2 = runs / "table2" / tag
+    docs.mkdir(parents=True, exist_ok=True)
+    copies = {
+        runs / "REPORT.md": docs / "REPORT.md",
+        table2 / "table2.md": docs / "table2.md",
+        table2 / "convergence.md": docs / "convergence.md",
+        table2 / "fig3_mnist.png": docs / "fig3_mnist.png",
+        table2 / "fig4_fashion.png": docs / "fig4_fashion.png",
+        runs / "replication-config" / "replication-config.md": docs / "replication-config.md",
+        runs / "table1.md": docs / "table1.md",
+    }
+    written = []
+    for src, dst in copies.items():
+        if src.exists():
+            shutil.copyfile(src, dst)
+            written.append(dst)
+    results = json.loads((table2 / "table2.json").read_text())
+    report = json.loads((runs / "reproduce.json").read_text())
+    stages = ", ".join(f"{s['stage'].split(' (')[0]} {s['wall_s'] / 60:.1f} min" for s in report["stages"])
+    block = "\n".join(
+        [
+            START,
+            f"`make reproduce`, {report['machine'].get('cpu_count', '?')}-core box, {report['total_s'] / 60:.1f} min "
+            f"after set-up ({stages}); git commit `{report.get('git_commit', '?')[:10]}`. Full report: "
+            "[docs/results/REPORT.md](docs/results/REPORT.md).",
+            "",
+            markdown(results),
+            converged_markdown(results),
+            "The paper's claims, each with the test behind it:",
+            "",
+            claims_markdown(results),
+            "Agreement with Brian2 in the same run:",
+            "",
+            agreement_markdown(report.get("agreement", [])),
+            END,
+        ]
+    )
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: no {START} ... {END} block to refresh")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    write_text_atomic(readme, head + block + tail)
+    written.append(readme)
+    return written
