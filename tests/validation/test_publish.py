@@ -1,0 +1,65 @@
+"""`validation publish`: the README's results block is regenerated from the results files, never retyped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from validation.publish import END, START, publish
+
+
+def _entry(row: str, acc: float) -> dict:
+    return {
+        "dataset": "mnist",
+        "model": "mlp",
+        "row": row,
+        "label": row,
+        "images": 10,
+        "horizon_steps": 30,
+        "accuracy_at_T_mean": acc,
+        "accuracy_at_T_std": 0.0,
+        "ci95_at_T": (acc - 0.1, acc + 0.05),
+        "accuracy_mean": acc,
+        "accuracy_std": 0.0,
+        "accuracies": [acc],
+        "ci95_first_seed": (acc - 0.1, acc + 0.05),
+        "ann_test_accuracy": 0.9,
+        "ann_accuracy_same_images": 0.9,
+        "convergence": {"time_to_accuracy_ms": 12.0, "converged": True, "horizon_ms": 30.0},
+        "replication": None,
+    }
+
+
+def _runs(tmp_path):
+    runs = tmp_path / "runs"
+    out = runs / "table2" / "n10-t30-float32"
+    out.mkdir(parents=True)
+    results = {"config": {"steps": 30, "n_images": 10, "seeds": [0]}, "entries": [_entry("data", 0.87)]}
+    (out / "table2.json").write_text(json.dumps(results))
+    (out / "table2.md").write_text("table")
+    (runs / "REPORT.md").write_text("report")
+    stages = [{"stage": "training + Table 1", "wall_s": 60.0}, {"stage": "Table 2", "wall_s": 120.0}]
+    meta = {"stages": stages, "total_s": 180.0, "machine": {"cpu_count": 2}, "git_commit": "abc1234567"}
+    (runs / "reproduce.json").write_text(json.dumps(meta))
+    return runs
+
+
+def test_publish_rewrites_only_the_results_block(tmp_path):
+    runs = _runs(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold numbers 12.34\n{END}\noutro\n")
+    written = publish(runs, tmp_path / "docs", readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{END}\noutro\n")
+    assert "old numbers" not in text and "87.00" in text and "3.0 min" in text and "abc1234567" in text
+    assert (tmp_path / "docs" / "REPORT.md").read_text() == "report" and readme in written
+
+
+def test_publish_needs_the_markers(tmp_path):
+    runs = _runs(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("no block here\n")
+    with pytest.raises(ValueError, match="results:start"):
+        publish(runs, tmp_path / "docs", readme)
+    assert readme.read_text() == "no block here\n"
