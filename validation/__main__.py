@@ -112,9 +112,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from validation.reproduce import ReproduceConfig, reproduce
+    import dataclasses
 
-    path = reproduce(ReproduceConfig(select=args.select), args.root, args.runs or default_runs())
+    from validation.replication_config import ReplicationConfig
+    from validation.reproduce import MAIN_JOB_EVAL, ReproduceConfig, reproduce
+
+    scale = {k: v for k, v in (("n_images", args.images), ("slow_images", args.slow_images)) if v is not None}
+    evaluation = dataclasses.replace(MAIN_JOB_EVAL, **scale)
+    repl = ReplicationConfig()
+    repl = dataclasses.replace(repl, images=min(repl.images, evaluation.n_images))
+    if args.slow_images is not None:
+        repl = dataclasses.replace(repl, slow_images=min(repl.slow_images, max(100, args.slow_images // 4)))
+    agree = {} if args.agreement_steps is None else {"agreement_steps": args.agreement_steps}
+    cfg = ReproduceConfig(select=args.select, eval=evaluation, replication=repl, **agree)
+    path = reproduce(cfg, args.root, args.runs or default_runs())
     print(path.read_text())
     return 0
 
@@ -193,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--select", action="store_true", help="rerun the model selection over every candidate (+~13 min on 2 cores)"
     )
+    test_images = at_most(N_IMAGES["test"], "a test split")
+    p.add_argument("--images", type=test_images, default=None, help="Table 2's test images (default all 10 000)")
+    p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 2000)")
+    p.add_argument("--agreement-steps", type=positive_int, default=None, help="steps of the Brian2 checks (500)")
 
     from validation.thirdparty import ThirdPartyError
 
