@@ -124,7 +124,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.slow_images is not None:
         repl = dataclasses.replace(repl, slow_images=min(repl.slow_images, max(100, args.slow_images // 4)))
     agree = {} if args.agreement_steps is None else {"agreement_steps": args.agreement_steps}
-    cfg = ReproduceConfig(select=args.select, eval=evaluation, replication=repl, **agree)
+    flags = " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else "reproduce"
+    command = "make reproduce" if flags.strip() == "reproduce" else f"python -m validation {flags}"
+    cfg = ReproduceConfig(select=args.select, eval=evaluation, replication=repl, command=command, **agree)
     path = reproduce(cfg, args.root, args.runs or default_runs())
     print(path.read_text())
     return 0

@@ -50,7 +50,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     block = "\n".join(
         [
             START,
-            f"`make reproduce`, {report['machine'].get('cpu_count', '?')}-core box, {report['total_s'] / 60:.1f} min "
+            f"`{report.get('command', 'make reproduce')}`, {report['machine'].get('cpu_count', '?')}-core box, {report['total_s'] / 60:.1f} min "
             f"after set-up ({stages}); git commit `{report.get('git_commit', '?')[:10]}`. Full report: "
             "[docs/results/REPORT.md](docs/results/REPORT.md).",
             "",

@@ -48,6 +48,7 @@ class ReproduceConfig:
     agreement_device: str = "cpp_standalone"
     float32_images: int = 1000  # fastsim float32 vs float64 (MNIST, data-based), at agreement_steps / 5
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    command: str = "make reproduce"  # how this run was started, for the report
 
     @property
     def candidates(self) -> dict[str, tuple[dict[str, Any], ...]]:
@@ -259,7 +260,9 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
         [
             "# Reproduction of Diehl et al. 2015 on MNIST and Fashion-MNIST",
             "",
-            f"Command: `make reproduce`. Machine: {machine()}. Total wall time {total / 60:.1f} min.",
+            f"Command: `{cfg.command}`. Machine: {machine()}. Total wall time {total / 60:.1f} min. Table 2: "
+            f"{ev.n_images} test images × {ev.steps} ms per row, model-based {ev.plan('model')[0]} × "
+            f"{ev.plan('model')[1]} ms.",
             "",
             "## Table 1 (ANN accuracy, eval mode)",
             "",
@@ -297,6 +300,6 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
         ]
     )
     write_text_atomic(runs / "REPORT.md", report)
-    summary = {"stages": log, "total_s": total, "agreement": agree}
+    summary = {"stages": log, "total_s": total, "agreement": agree, "command": cfg.command}
     write_json_atomic(runs / "reproduce.json", {**summary, **provenance({"tag": tag, "select": cfg.select}, cfg.seed)})
     return runs / "REPORT.md"
