@@ -46,11 +46,12 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
             written.append(dst)
     results = json.loads((table2 / "table2.json").read_text())
     report = json.loads((runs / "reproduce.json").read_text())
+    cores = report["machine"].get("cpu_count", "?")
     stages = ", ".join(f"{s['stage'].split(' (')[0]} {s['wall_s'] / 60:.1f} min" for s in report["stages"])
     block = "\n".join(
         [
             START,
-            f"`{report.get('command', 'make reproduce')}`, {report['machine'].get('cpu_count', '?')}-core box, {report['total_s'] / 60:.1f} min "
+            f"`{report.get('command', 'make reproduce')}`, {cores}-core box, {report['total_s'] / 60:.1f} min "
             f"after set-up ({stages}); git commit `{report.get('git_commit', '?')[:10]}`. Full report: "
             "[docs/results/REPORT.md](docs/results/REPORT.md).",
             "",
