@@ -22,6 +22,26 @@ def _tag(runs: Path) -> str:
     return tags[-1].name
 
 
+MAKE_TARGETS = {  # the Makefile's spelling of the main job's commands
+    "python -m validation reproduce --images 2000 --slow-images 1000 --agreement-steps 300": "make reproduce",
+    "python -m validation reproduce": "make reproduce-full",
+}
+
+
+def _public(command: str) -> str:
+    """The command as a user types it: without this machine's --runs/--root folders, as a make target if it is one."""
+    words, out, skip = command.split(), [], False
+    for w in words:
+        if skip:
+            skip = False
+        elif w in ("--runs", "--root"):
+            skip = True
+        elif not w.startswith(("--runs=", "--root=")):
+            out.append(w)
+    text = " ".join(out)
+    return MAKE_TARGETS.get(text, text)
+
+
 def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     """Copy the results and refresh the README block; returns the files written."""
     from validation.reproduce import agreement_markdown
@@ -47,11 +67,12 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     results = json.loads((table2 / "table2.json").read_text())
     report = json.loads((runs / "reproduce.json").read_text())
     cores = report["machine"].get("cpu_count", "?")
+    command = _public(report.get("command", "make reproduce"))
     stages = ", ".join(f"{s['stage'].split(' (')[0]} {s['wall_s'] / 60:.1f} min" for s in report["stages"])
     block = "\n".join(
         [
             START,
-            f"`{report.get('command', 'make reproduce')}`, {cores}-core box, {report['total_s'] / 60:.1f} min "
+            f"`{command}`, {cores}-core box, {report['total_s'] / 60:.1f} min "
             f"after set-up ({stages}); git commit `{report.get('git_commit', '?')[:10]}`. Full report: "
             "[docs/results/REPORT.md](docs/results/REPORT.md).",
             "",

@@ -63,3 +63,12 @@ def test_publish_needs_the_markers(tmp_path):
     with pytest.raises(ValueError, match="results:start"):
         publish(runs, tmp_path / "docs", readme)
     assert readme.read_text() == "no block here\n"
+
+
+def test_commands_are_published_without_local_folders():
+    from validation.publish import _public
+
+    local = "python -m validation reproduce --runs /some/where --images 2000 --slow-images 1000 --agreement-steps 300"
+    assert _public(local) == "make reproduce"
+    assert _public("python -m validation reproduce --root=/data") == "make reproduce-full"
+    assert _public("python -m validation reproduce --images 500") == "python -m validation reproduce --images 500"
