@@ -44,7 +44,7 @@ def plot_dataset(out: Path, dataset: str, results: dict[str, Any]) -> dict[str, 
     images = set()
     for entry in (e for e in results["entries"] if e["dataset"] == dataset):
         model, row = entry["model"], entry["row"]
-        rec = SpikeRecord.load(out / entry["records"][0])
+        rec = SpikeRecord.load(out.parent / entry["records"][0])  # records: runs/table2/records, shared
         times, err, lo, hi = error_band(rec)
         color = rows.color(row)
         n = rec.n_images

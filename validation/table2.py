@@ -65,20 +65,21 @@ def run_table2(
     out = runs / "table2" / cfg.tag
     results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": [], "paired": []}
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
-    built = {(ds, m): build_specs(ds, m, root, runs, cfg, out) for ds, m in todo}
+    cache = runs / "table2"  # searches and records, keyed by content: shared by every tag (scale) of the table
+    built = {(ds, m): build_specs(ds, m, root, runs, cfg, cache) for ds, m in todo}
     jobs = {(ds, m): _jobs(cfg, built[(ds, m)], ds, m) for ds, m in todo}
     missing: dict[tuple[str, str], int] = {}
     for (ds, m), by_row in jobs.items():
         unique = {j.key(cfg): j for j in by_row.values()}  # equal specs share a record
-        missing[(ds, m)] = sum(j.missing_image_steps(cfg, out) for j in unique.values())
+        missing[(ds, m)] = sum(j.missing_image_steps(cfg, cache) for j in unique.values())
     total = sum(missing.values())
     if estimate and total:
         seconds = expected_seconds(built, missing, root, cfg)
         print(f"table2: {total:,} image-steps to simulate; expected wall time on this machine ~{_hms(seconds)}")
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="table2", disable=not progress or total == 0)
     for ds, model in todo:
-        results["entries"] += _network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, out, bar.update)
-        results["paired"] += paired_tests(ds, model, _correct(results["entries"], ds, model, cfg, root, out))
+        results["entries"] += _network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
+        results["paired"] += paired_tests(ds, model, _correct(results["entries"], ds, model, cfg, root, cache))
     bar.close()
     results["claims"] = claims(results)
     results.update(provenance(cfg.to_dict(), seed=None))
@@ -87,9 +88,10 @@ def run_table2(
     return results
 
 
-def _network_entries(cfg, built, jobs, root, out, update) -> list[dict[str, Any]]:
+def _network_entries(cfg, built, jobs, root, cache, update) -> list[dict[str, Any]]:
+    """Every row's entry of one network; records under ``cache`` (runs/table2), paths relative to it."""
     ds, model = next(iter(jobs.values())).dataset, next(iter(jobs.values())).model
-    ann_all = json.loads(checkpoint_paths(out.parent.parent, ds, model)[1].read_text())["test_accuracy"]
+    ann_all = json.loads(checkpoint_paths(cache.parent, ds, model)[1].read_text())["test_accuracy"]
     test = datasets.load(ds, "test", root)
     macs = sum(ann.macs_per_image(built["base"]))
     ann_correct = ann.predict(built["base"], test.images[: cfg.n_images]) == test.labels[: cfg.n_images]
@@ -98,7 +100,7 @@ def _network_entries(cfg, built, jobs, root, out, update) -> list[dict[str, Any]
         row = row_def.name
         spec, report = built["specs"][row]
         images, horizon = cfg.plan(row)
-        recs = [evaluate(jobs[(row, seed)], root, cfg, out, update) for seed in cfg.seeds]
+        recs = [evaluate(jobs[(row, seed)], root, cfg, cache, update) for seed in cfg.seeds]
         first = recs[0]
         conv = convergence(first, spec.dt_ms)
         at_t = [float(np.mean(correct_at(r, cfg.steps))) for r in recs]
@@ -140,7 +142,7 @@ def _network_entries(cfg, built, jobs, root, out, update) -> list[dict[str, Any]
                 "search": built["search"] if row_def.tuned else None,
                 "wall_s": float(sum(r.meta.get("wall_s", 0.0) for r in recs)),
                 "image_steps_per_s": first.meta.get("image_steps_per_s"),
-                "records": [str(jobs[(row, s)].path(cfg, out).relative_to(out)) for s in cfg.seeds],
+                "records": [str(jobs[(row, s)].path(cfg, cache).relative_to(cache)) for s in cfg.seeds],
             }
         )
     return entries
@@ -154,14 +156,14 @@ def _synops_at(record: SpikeRecord, index: int) -> float | None:
     return float(curve[:, index].sum(axis=-1).mean())
 
 
-def _correct(entries, ds, model, cfg, root, out) -> dict[str, dict[str, np.ndarray]]:
+def _correct(entries, ds, model, cfg, root, cache) -> dict[str, dict[str, np.ndarray]]:
     """Per row, per-image correctness (first input seed) at T and at the row's horizon, and the ANN's."""
     test = datasets.load(ds, "test", root)
     out_correct: dict[str, dict[str, np.ndarray]] = {}
     for e in (e for e in entries if (e["dataset"], e["model"]) == (ds, model)):
-        rec = SpikeRecord.load(out / e["records"][0])
+        rec = SpikeRecord.load(cache / e["records"][0])
         out_correct[e["row"]] = {"T": correct_at(rec, cfg.steps), "H": correct_at(rec, e["horizon_steps"])}
-    ann_spec = copy_spec(ds, model, out.parent.parent)
+    ann_spec = copy_spec(ds, model, cache.parent)
     ann_correct = ann.predict(ann_spec, test.images[: cfg.n_images]) == test.labels[: cfg.n_images]
     out_correct["ANN"] = {"T": ann_correct, "H": ann_correct}
     return out_correct

@@ -26,11 +26,12 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     )
     results = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
     out = tmp_path / "table2" / cfg.tag
+    cache = out.parent  # searches and records are shared by every tag, keyed by content
     assert [e["row"] for e in results["entries"]] == list(row_names())
     # every accuracy is the one of its saved record, on the first 20 test images, one record per seed
     labels = datasets.load("mnist", "test").labels[:20]
     for e in results["entries"]:
-        records = [SpikeRecord.load(out / p) for p in e["records"]]
+        records = [SpikeRecord.load(cache / p) for p in e["records"]]
         assert [r.meta["seed"] for r in records] == [0, 1], e["row"]
         for r in records:
             np.testing.assert_array_equal(r.labels, labels)
@@ -54,18 +55,18 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     assert "ANN MACs" in md and "events at T" in md
     for p in results["paired"]:
         assert 0 <= p["p_value"] <= 1 and p["a_only"] + p["b_only"] <= p["n"] == 20
-    (search_file,) = (out / "searches").iterdir()
+    (search_file,) = (cache / "searches").iterdir()
     search = json.loads(search_file.read_text())
     assert search["on"] == "held-out train" and search["chosen"] in (1.0, 2.0) and "git_commit" in search
-    records = sorted(p.name for p in (out / "records").glob("*.npz"))
+    records = sorted(p.name for p in (cache / "records").glob("*.npz"))
     unique_specs = len({e["records"][0] for e in results["entries"]})  # a tuned θ of 1 shares the copy's record
     assert len(records) == unique_specs * 2
-    assert all((out / p).exists() for e in results["entries"] for p in e["records"])
+    assert all((cache / p).exists() for e in results["entries"] for p in e["records"])
     # a rerun resumes from the records: same numbers, nothing simulated again
-    mtimes = {p: p.stat().st_mtime_ns for p in (out / "records").rglob("*.npz")}
+    mtimes = {p: p.stat().st_mtime_ns for p in (cache / "records").rglob("*.npz")}
     again = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
     assert [e["accuracies"] for e in again["entries"]] == [e["accuracies"] for e in results["entries"]]
-    assert {p: p.stat().st_mtime_ns for p in (out / "records").rglob("*.npz")} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in (cache / "records").rglob("*.npz")} == mtimes
     rows = make_figures(again, tmp_path)
     assert len(rows) == len(row_names())
     assert (out / "fig3_mnist.png").stat().st_size > 0 and (out / "fig3_mnist.svg").stat().st_size > 0
@@ -175,6 +176,8 @@ def test_an_interrupted_record_resumes_from_its_finished_parts(tmp_path, monkeyp
     np.testing.assert_array_equal(rec.output_counts, whole.output_counts)
     np.testing.assert_array_equal(rec.image_indices, np.arange(30))
     assert job.missing_image_steps(cfg, out) == 0
+    larger = Job(spec, "mnist", "mlp", 0, 40, 12)  # a larger table reuses the parts a smaller one finished
+    assert larger.missing_image_steps(dataclasses.replace(cfg, n_images=40), out) == 10 * 12
     seconds = expected_seconds(
         {("mnist", "mlp"): {"specs": {"data": (spec, None)}}}, {("mnist", "mlp"): 1000}, None, cfg, probe=(16, 5)
     )
