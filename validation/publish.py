@@ -42,6 +42,21 @@ def _public(command: str) -> str:
     return MAKE_TARGETS.get(text, text)
 
 
+def _refresh_report(text: str, results: dict) -> str:
+    """The report with its claims and paired-test sections rebuilt from ``results`` (table2.json)."""
+    from validation.table2 import claims_markdown, paired_markdown
+
+    for head, nxt, body in (
+        ("### The paper's claims at this scale\n", "### Paired tests\n", claims_markdown(results)),
+        ("### Paired tests\n", "### Cost per classification\n", paired_markdown(results)),
+    ):
+        if head in text and nxt in text:
+            before, rest = text.split(head, 1)
+            _, after = rest.split(nxt, 1)
+            text = before + head + "\n" + body + "\n" + nxt + after
+    return text
+
+
 def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     """Copy the results and refresh the README block; returns the files written."""
     from validation.reproduce import agreement_markdown
@@ -60,11 +75,14 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
         runs / "table1.md": docs / "table1.md",
     }
     written = []
+    results = json.loads((table2 / "table2.json").read_text())
+    report_md = runs / "REPORT.md"
+    if report_md.exists():  # Table 2's claims and paired tests as the latest table2.json has them
+        write_text_atomic(report_md, _refresh_report(report_md.read_text(), results))
     for src, dst in copies.items():
         if src.exists():
             shutil.copyfile(src, dst)
             written.append(dst)
-    results = json.loads((table2 / "table2.json").read_text())
     report = json.loads((runs / "reproduce.json").read_text())
     cores = report["machine"].get("cpu_count", "?")
     command = _public(report.get("command", "make reproduce"))
