@@ -211,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 2000)")
     p.add_argument("--agreement-steps", type=positive_int, default=None, help="steps of the Brian2 checks (500)")
 
+    p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
+    p.add_argument("--docs", type=Path, default=Path("docs/results"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+
     from validation.thirdparty import ThirdPartyError
 
     return run_command(parser, argv, extra_errors=(ThirdPartyError,))

@@ -18,8 +18,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def _tag(runs: Path) -> str:
-    tags = sorted((runs / "table2").iterdir(), key=lambda p: (p / "table2.json").stat().st_mtime)
-    return tags[-1].name
+    tags = sorted((runs / "table2").glob("*/table2.json"), key=lambda p: p.stat().st_mtime)
+    if not tags:
+        raise FileNotFoundError(f"no Table 2 results under {runs / 'table2'}: run the main job first")
+    return tags[-1].parent.name
 
 
 MAKE_TARGETS = {  # the Makefile's spelling of the main job's commands
@@ -42,9 +44,13 @@ def _public(command: str) -> str:
     return MAKE_TARGETS.get(text, text)
 
 
-def _refresh_report(text: str, results: dict) -> str:
-    """The report with its claims and paired-test sections rebuilt from ``results`` (table2.json)."""
+def _refresh_report(text: str, results: dict, command: str | None = None) -> str:
+    """The report with its claims and paired-test sections rebuilt from ``results`` (table2.json), and its
+    command line as a user types it (:func:`_public`)."""
     from validation.table2 import claims_markdown, paired_markdown
+
+    if command:
+        text = text.replace(f"Command: `{command}`", f"Command: `{_public(command)}`")
 
     for head, nxt, body in (
         ("### The paper's claims at this scale\n", "### Paired tests\n", claims_markdown(results)),
@@ -76,14 +82,14 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     }
     written = []
     results = json.loads((table2 / "table2.json").read_text())
+    report = json.loads((runs / "reproduce.json").read_text())
     report_md = runs / "REPORT.md"
     if report_md.exists():  # Table 2's claims and paired tests as the latest table2.json has them
-        write_text_atomic(report_md, _refresh_report(report_md.read_text(), results))
+        write_text_atomic(report_md, _refresh_report(report_md.read_text(), results, report.get("command")))
     for src, dst in copies.items():
         if src.exists():
             shutil.copyfile(src, dst)
             written.append(dst)
-    report = json.loads((runs / "reproduce.json").read_text())
     cores = report["machine"].get("cpu_count", "?")
     command = _public(report.get("command", "make reproduce"))
     stages = ", ".join(f"{s['stage'].split(' (')[0]} {s['wall_s'] / 60:.1f} min" for s in report["stages"])
