@@ -22,7 +22,6 @@ import numpy as np
 from tqdm import tqdm
 
 from convert import ann, datasets
-from convert.pipeline import copy_spec
 from convert.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.records import SpikeRecord
 from convert.train import checkpoint_paths
@@ -78,8 +77,9 @@ def run_table2(
         print(f"table2: {total:,} image-steps to simulate; expected wall time on this machine ~{_hms(seconds)}")
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="table2", disable=not progress or total == 0)
     for ds, model in todo:
-        results["entries"] += _network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
-        results["paired"] += paired_tests(ds, model, _correct(results["entries"], ds, model, cfg, root, cache))
+        entries, correct = _network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
+        results["entries"] += entries
+        results["paired"] += paired_tests(ds, model, correct)
     bar.close()
     results["claims"] = claims(results)
     results.update(provenance(cfg.to_dict(), seed=None))
@@ -88,14 +88,17 @@ def run_table2(
     return results
 
 
-def _network_entries(cfg, built, jobs, root, cache, update) -> list[dict[str, Any]]:
-    """Every row's entry of one network; records under ``cache`` (runs/table2), paths relative to it."""
+def _network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[str, Any]], dict]:
+    """Every row's entry of one network (records under ``cache``, runs/table2, paths relative to it), and per
+    row and for the ANN the per-image correctness (first input seed) at T and at the row's horizon, for the
+    paired tests."""
     ds, model = next(iter(jobs.values())).dataset, next(iter(jobs.values())).model
     ann_all = json.loads(checkpoint_paths(cache.parent, ds, model)[1].read_text())["test_accuracy"]
     test = datasets.load(ds, "test", root)
     macs = sum(ann.macs_per_image(built["base"]))
     ann_correct = ann.predict(built["base"], test.images[: cfg.n_images]) == test.labels[: cfg.n_images]
     entries = []
+    correct = {"ANN": {"T": ann_correct, "H": ann_correct}}
     for row_def in rows():
         row = row_def.name
         spec, report = built["specs"][row]
@@ -105,7 +108,8 @@ def _network_entries(cfg, built, jobs, root, cache, update) -> list[dict[str, An
         conv = convergence(first, spec.dt_ms)
         at_t = [float(np.mean(correct_at(r, cfg.steps))) for r in recs]
         final = [r.accuracy() for r in recs]
-        k_t, k_h = int(correct_at(first, cfg.steps).sum()), int(correct_at(first, horizon).sum())
+        correct[row] = {"T": correct_at(first, cfg.steps), "H": correct_at(first, horizon)}
+        k_t, k_h = int(correct[row]["T"].sum()), int(correct[row]["H"].sum())
         t_acc = conv.time_to_accuracy_ms
         conv_index = None if t_acc is None else checkpoint_index(first, int(round(t_acc / spec.dt_ms)))
         entries.append(
@@ -145,7 +149,7 @@ def _network_entries(cfg, built, jobs, root, cache, update) -> list[dict[str, An
                 "records": [str(jobs[(row, s)].path(cfg, cache).relative_to(cache)) for s in cfg.seeds],
             }
         )
-    return entries
+    return entries, correct
 
 
 def _synops_at(record: SpikeRecord, index: int) -> float | None:
@@ -154,19 +158,6 @@ def _synops_at(record: SpikeRecord, index: int) -> float | None:
     if curve is None:
         return float(record.synops.sum(axis=1).mean()) if index == len(record.checkpoints) - 1 else None
     return float(curve[:, index].sum(axis=-1).mean())
-
-
-def _correct(entries, ds, model, cfg, root, cache) -> dict[str, dict[str, np.ndarray]]:
-    """Per row, per-image correctness (first input seed) at T and at the row's horizon, and the ANN's."""
-    test = datasets.load(ds, "test", root)
-    out_correct: dict[str, dict[str, np.ndarray]] = {}
-    for e in (e for e in entries if (e["dataset"], e["model"]) == (ds, model)):
-        rec = SpikeRecord.load(cache / e["records"][0])
-        out_correct[e["row"]] = {"T": correct_at(rec, cfg.steps), "H": correct_at(rec, e["horizon_steps"])}
-    ann_spec = copy_spec(ds, model, cache.parent)
-    ann_correct = ann.predict(ann_spec, test.images[: cfg.n_images]) == test.labels[: cfg.n_images]
-    out_correct["ANN"] = {"T": ann_correct, "H": ann_correct}
-    return out_correct
 
 
 def expected_seconds(built: dict, missing: dict, root: Path | None, cfg: EvalConfig, probe=(256, 40)) -> float:
