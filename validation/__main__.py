@@ -68,7 +68,8 @@ def cmd_interop(args: argparse.Namespace) -> int:
 
 
 def cmd_table2(args: argparse.Namespace) -> int:
-    from validation.table2 import markdown, run_table2
+    from validation.table2 import run_table2
+    from validation.table2_report import markdown
 
     cfg = _eval_config(args)
     results = run_table2(cfg, args.root, args.runs or default_runs(), estimate=args.full or args.estimate)

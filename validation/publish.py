@@ -47,7 +47,7 @@ def _public(command: str) -> str:
 def _refresh_report(text: str, results: dict, command: str | None = None) -> str:
     """The report with its claims and paired-test sections rebuilt from ``results`` (table2.json), and its
     command line as a user types it (:func:`_public`)."""
-    from validation.table2 import claims_markdown, paired_markdown
+    from validation.table2_report import claims_markdown, paired_markdown
 
     if command:
         text = text.replace(f"Command: `{command}`", f"Command: `{_public(command)}`")
@@ -66,7 +66,7 @@ def _refresh_report(text: str, results: dict, command: str | None = None) -> str
 def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     """Copy the results and refresh the README block; returns the files written."""
     from validation.reproduce import agreement_markdown
-    from validation.table2 import claims_markdown, converged_markdown, markdown
+    from validation.table2_report import claims_markdown, converged_markdown, markdown
 
     tag = _tag(runs)
     table2 = runs / "table2" / tag

@@ -229,8 +229,8 @@ def throughput_markdown(results: dict[str, Any]) -> str:
 
 
 def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
-    from validation.table2 import claims_markdown, converged_markdown, cost_markdown, paired_markdown
-    from validation.table2 import markdown as table2_markdown
+    from validation.table2_report import claims_markdown, converged_markdown, cost_markdown, paired_markdown
+    from validation.table2_report import markdown as table2_markdown
 
     log: list[dict[str, Any]] = []
     t0 = time.perf_counter()

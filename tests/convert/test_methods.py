@@ -44,7 +44,7 @@ def test_a_registered_method_reaches_every_part_of_the_project(toy_method, tmp_p
     from convert.__main__ import main as convert_main
     from validation import rows
     from validation.sweep import load_config
-    from validation.table2 import markdown
+    from validation.table2_report import markdown
 
     spec, report = normalized_spec(_spec(), "toy", threshold=3.0, percentile=50.0)  # extra options are ignored
     assert spec.thresholds == [1.5] and report.method == "baseline"
