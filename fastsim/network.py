@@ -43,7 +43,7 @@ from fastsim.scan import LayerChunk, if_scan, scan_steps
 from fastsim.sparse import SpikeRows, spike_matmul
 from fastsim.step import IFState, NetworkState, network_step
 
-KERNELS = ("torch", "triton")
+KERNELS = ("torch", "triton", "events")
 
 
 def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
@@ -56,6 +56,14 @@ def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
             raise ValueError(f"kernel='triton': {reason}; use kernel='torch'")
         if dtype != torch.float32:
             raise ValueError(f"kernel='triton' computes in float32; got dtype {dtype}")
+    if kernel == "events":
+        if device.type != "cpu":
+            raise ValueError(f"kernel='events' is the CPU engine; on {device.type} use kernel='torch' or 'triton'")
+        from fastsim.events import unavailable_reason as events_unavailable
+
+        reason = events_unavailable()
+        if reason:
+            raise ValueError(f"kernel='events': {reason}; or use kernel='torch'")
 
 
 def chunk_bounds(steps: int, chunk_steps: int, cut_at: np.ndarray | None = None) -> list[tuple[int, int]]:

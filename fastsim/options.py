@@ -64,8 +64,10 @@ class SimOptions:
     * ``matmul``: ``fp32``, or ``tf32x2`` / ``tf32x3`` to run the synaptic products of a float32 simulation on
       TF32 tensor cores with the weights split into 2 or 3 TF32 limbs (:mod:`fastsim.limbs`); otherwise
       float32 runs never use TF32;
-    * ``kernel``: ``torch``, or ``triton`` to run Dense layers as one fused Triton kernel per chunk (float32;
-      a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU for tests);
+    * ``kernel``: ``torch`` (the time-batched engine), ``triton`` to run Dense layers as one fused Triton
+      kernel per chunk (float32; a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU for tests), or ``events``
+      (the event-driven CPU engine of :mod:`fastsim.events`: work in proportion to the spikes, the fastest on
+      a CPU for sparsely firing networks; ``matmul='fp32'`` only);
     * ``batch_size``: images per batch; None: batches and chunks sized to ``memory_budget`` (bytes; None: the
       device's default, :func:`fastsim.simulate.default_memory_budget`);
     * ``compile``: fuse the layer scan, the input hash, pooling and small convolutions with torch.compile
@@ -89,6 +91,8 @@ class SimOptions:
         object.__setattr__(self, "dtype", dtype)
         check_mode(self.matmul, dtype)
         check_kernel(self.kernel, device, dtype)
+        if self.kernel == "events" and self.matmul != "fp32":
+            raise ValueError(f"kernel='events' sums in the simulation dtype; matmul={self.matmul!r} needs kernel='torch'")
         object.__setattr__(self, "batch_size", _positive_int_or_none(self.batch_size, "batch_size"))
         object.__setattr__(self, "memory_budget", _positive_int_or_none(self.memory_budget, "memory_budget"))
         if self.compile not in (None, True, False):

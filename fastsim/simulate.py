@@ -195,11 +195,12 @@ def simulate(
         raise ValueError("image_indices must lie in [0, 2^32)")
     true = _vector(labels, n, "labels", np.full(n, -1, dtype=np.int64))
     ckpt = _checkpoints(checkpoints, steps)
-    batch, chunk = plan_batches(spec, n, steps, opts)
-    kind = "conv" if any(isinstance(layer, Conv2d) for layer in spec.layers) else "dense"
-    use_compile = opts.compile if opts.compile is not None else n * steps >= COMPILE_MIN_IMAGE_STEPS[kind]
-    net = Network(spec, opts.device, opts.dtype, compile=use_compile, matmul=opts.matmul, kernel=opts.kernel)
-    hash_fn = Compiled(_candidate_spikes, dynamic=True) if use_compile else None
+    if opts.kernel == "events":
+        if record_margins:
+            raise ValueError("record_margins: the threshold margins are measured by kernel='torch'; use it")
+        run_batches, batch, chunk, compiled = _events_batches(spec, n, steps, opts, record_neurons)
+    else:
+        run_batches, batch, chunk, compiled = _torch_batches(spec, n, steps, opts, record_neurons, record_margins)
 
     parts: list[BatchCounts] = []
     margin_parts: list[list[np.ndarray]] = []
@@ -207,12 +208,10 @@ def simulate(
     bar = _progress(n, opts.progress)
     for lo in range(0, n, batch):
         hi = min(n, lo + batch)
-        source = _batch_source(spec, data[lo:hi], indices[lo:hi], int(seed), spikes is not None, opts, hash_fn)
-        with torch.inference_mode(), exact_float32():
-            rec = net.run(source, hi - lo, steps, ckpt, chunk)
-            parts.append(net.finish(rec, record_neurons))
-            if record_margins:
-                margin_parts.append([m.cpu().numpy() for m in threshold_margins(net, source, hi - lo, steps)])
+        counts, margins = run_batches(data[lo:hi], indices[lo:hi], int(seed), spikes is not None, ckpt)
+        parts.append(counts)
+        if margins is not None:
+            margin_parts.append(margins)
         if bar is not None:
             bar.update(hi - lo)
     if bar is not None:
@@ -232,7 +231,7 @@ def simulate(
         "readout": spec.readout,
         "batch_size": batch,
         "chunk_steps": chunk,
-        "compiled": net.compiled,
+        "compiled": compiled,
         "wall_s": wall,
         "image_steps_per_s": n * steps / wall if wall > 0 else None,
     }
@@ -240,6 +239,41 @@ def simulate(
     if record_margins:
         record = dataclasses.replace(record, margins=tuple(np.concatenate(m) for m in zip(*margin_parts, strict=True)))
     return record
+
+
+def _torch_batches(spec: NetworkSpec, n: int, steps: int, opts: SimOptions, record_neurons: bool, margins: bool):
+    """The time-batched torch engine: (run one batch, batch size, chunk steps, compiled)."""
+    batch, chunk = plan_batches(spec, n, steps, opts)
+    kind = "conv" if any(isinstance(layer, Conv2d) for layer in spec.layers) else "dense"
+    use_compile = opts.compile if opts.compile is not None else n * steps >= COMPILE_MIN_IMAGE_STEPS[kind]
+    net = Network(spec, opts.device, opts.dtype, compile=use_compile, matmul=opts.matmul, kernel=opts.kernel)
+    hash_fn = Compiled(_candidate_spikes, dynamic=True) if use_compile else None
+
+    def run(data, indices, seed, spikes_given, ckpt):
+        size = len(data)
+        source = _batch_source(spec, data, indices, seed, spikes_given, opts, hash_fn)
+        with torch.inference_mode(), exact_float32():
+            rec = net.run(source, size, steps, ckpt, chunk)
+            counts = net.finish(rec, record_neurons)
+            found = [m.cpu().numpy() for m in threshold_margins(net, source, size, steps)] if margins else None
+        return counts, found
+
+    return run, batch, chunk, net.compiled
+
+
+def _events_batches(spec: NetworkSpec, n: int, steps: int, opts: SimOptions, record_neurons: bool):
+    """The event-driven CPU engine (:mod:`fastsim.events`): (run one batch, batch size, None, False)."""
+    from fastsim import events
+
+    tables = events.tables_for(spec, opts.dtype)
+    batch = min(opts.batch_size or events.BATCH, max(n, 1))
+
+    def run(data, indices, seed, spikes_given, ckpt):
+        data = data.numpy() if isinstance(data, torch.Tensor) else data
+        counts = events.run_batch(tables, spec, data, spikes_given, indices, seed, steps, ckpt, record_neurons)
+        return counts, None
+
+    return run, batch, None, False
 
 
 def _progress(total: int, enabled: bool):

@@ -145,7 +145,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--matmul", default="fp32", choices=("fp32", "tf32x2", "tf32x3"), help="fastsim float32 products")
-    p.add_argument("--kernel", default="torch", choices=("torch", "triton"), help="fastsim kernel (triton: GPU)")
+    p.add_argument(
+        "--kernel",
+        default="auto",
+        choices=("auto", "events", "torch", "triton"),
+        help="fastsim kernel (auto: events on a CPU, torch on a GPU; triton: GPU)",
+    )
     p.add_argument(
         "--full",
         action="store_true",

@@ -54,7 +54,7 @@ class EvalConfig:
     device: str = "cpu"
     dtype: str = "float32"
     matmul: str = "fp32"  # fastsim's float32 product mode (fp32, tf32x2, tf32x3)
-    kernel: str = "torch"  # fastsim's kernel (torch, triton)
+    kernel: str = "auto"  # fastsim's kernel: events, torch or triton; auto: events on a CPU, torch on a GPU
     batch_size: int | None = None
     thresholds: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 32.0)
     search_images: int = 500
@@ -70,10 +70,13 @@ class EvalConfig:
                 raise ValueError(f"EvalConfig.{name} must be a positive int, got {value!r}")
         if not self.seeds:
             raise ValueError("EvalConfig.seeds: give at least one input seed")
+        if self.kernel == "auto":  # the fastest exact engine of the device (the records' keys name it)
+            object.__setattr__(self, "kernel", "events" if str(self.device).startswith("cpu") else "torch")
 
     @property
     def tag(self) -> str:
-        engine = "" if (self.matmul, self.kernel) == ("fp32", "torch") else f"-{self.matmul}-{self.kernel}"
+        # the folder name: the exact float32 engines (events, torch) share it; the records' keys tell them apart
+        engine = "" if self.matmul == "fp32" and self.kernel in ("events", "torch") else f"-{self.matmul}-{self.kernel}"
         slow = ""
         if self.slow_rows and self.plan(self.slow_rows[0]) != (self.n_images, self.steps):
             images, steps = self.plan(self.slow_rows[0])

@@ -1,0 +1,306 @@
+"""The event-driven CPU engine (``kernel="events"``): one image at a time, one step at a time, work in
+proportion to the spikes.
+
+The networks of the paper fire sparsely (data-based normalization: 0.5-1.5 % of the CNN's neurons spike per
+step, model-based far fewer), so on a CPU most of a dense product multiplies zeros. This engine keeps every
+image's whole state (all layers' membranes, ~55 kB for the CNN) in the core's cache and, per step and layer:
+
+1. adds the weights of this step's presynaptic spikes into the layer's current buffer I (a *scatter* over
+   the fan-out of each spike, stored as runs of consecutive postsynaptic neurons, so the adds vectorize);
+2. passes over the layer's neurons once with the layer step of :func:`fastsim.step.if_update`:
+   u = v + I;  c = v (``delay``) or u (``cascade``);  s = [c ≥ θ];  v' = reset(u, s);  I ← 0;
+   and lists the neurons that fired, the next layer's presynaptic spikes.
+
+Layer l's spikes of step t depend only on v_l(t−1) and layer l−1's spikes of step t, so taking the layers in
+order gives the schedule's spikes in both ``delay`` and ``cascade`` (module doc of :mod:`fastsim.step`). The
+only difference from the torch engine is the order in which each current I = W·s is summed (a GEMM's order
+there, the spikes' order here); in float64 that is invisible in practice, in float32 it moves a neuron that
+sits within rounding of its threshold (tests/fastsim/test_events.py holds it to the float64 reference).
+
+Poisson input is drawn inside the kernel from the counter hash of :mod:`convert.encoding`, bit for bit the
+spikes of :class:`fastsim.encode.PoissonSource`; analog ``current`` input adds the constant current W·x
+every step. Images run in parallel over the cores (numba ``prange``).
+
+The fan-out tables are read off the layers' own torch operators (:mod:`fastsim.layers`) by probing them with
+one-hot inputs in float64, so every layer family the operators know runs here without its own code, and a
+weight is exactly the operator's. Populations with a (C, H, W) shape are stored channels-last, so a
+convolution's fan-out from one neuron is kh·kw runs of C_out consecutive neurons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from convert.encoding import MASK32, image_keys
+from convert.spec import NetworkSpec
+from fastsim.encode import integer_thresholds
+from fastsim.recorder import BatchCounts
+
+PROBE_ROWS = 256  # one-hot rows per operator call while reading the fan-out tables
+# images per kernel call: the progress bar's step, and the unit an interrupt waits for (MNIST CNN, 5000 steps:
+# ~10 s on the 2-core box); the cores split each call's images between them
+BATCH = 128
+_TABLES: dict[tuple[str, str], EventTables] = {}
+
+
+def unavailable_reason() -> str | None:
+    """Why the event engine cannot run here (None when it can): it needs numba."""
+    try:
+        import numba  # noqa: F401
+    except ImportError as err:  # pragma: no cover - numba is a dependency
+        return f"the event engine needs numba ({err}); install it with `pip install numba`"
+    return None
+
+
+def internal_order(shape: tuple[int, ...]) -> np.ndarray:
+    """Spec (C order) index of the neuron at each internal position: channels-last for (C, H, W) shapes, the
+    identity otherwise."""
+    n = int(np.prod(shape))
+    if len(shape) == 3:
+        return np.arange(n).reshape(shape).transpose(1, 2, 0).reshape(-1)
+    return np.arange(n)
+
+
+@dataclass(frozen=True)
+class EventTables:
+    """The network as flat arrays for the kernel. Layer l (0-based, L spiking layers) has ``sizes[l]``
+    neurons at ``v_off[l]`` in the flat membrane; its presynaptic population (the input for l = 0) has
+    ``pre_sizes[l]`` neurons whose fan-outs start at ``ptr[ptr_off[l] + i]``: runs r of ``run_len[r]``
+    consecutive postsynaptic neurons from ``run_post[r]`` with weights ``weights[run_w[r]:...]``.
+    ``fanout`` (float64, internal order, offsets ``pre_off``): synapse counts of the synaptic-event sums.
+    ``spec_index[v_off[l] + j]``: the spec index of internal neuron j of layer l; ``input_spec_index``
+    likewise for the input; ``input_fanout``: the input's fan-out in spec order."""
+
+    sizes: np.ndarray
+    v_off: np.ndarray
+    pre_sizes: np.ndarray
+    pre_off: np.ndarray
+    ptr_off: np.ndarray
+    ptr: np.ndarray
+    run_post: np.ndarray
+    run_w: np.ndarray
+    run_len: np.ndarray
+    weights: np.ndarray
+    thresholds: np.ndarray
+    fanout: np.ndarray
+    spec_index: np.ndarray
+    input_spec_index: np.ndarray
+    input_fanout: np.ndarray
+
+
+def _runs(columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Runs of consecutive nonzero entries of each row of ``columns`` (rows: presynaptic neurons, columns:
+    postsynaptic neurons in internal order): per row, the (start, length) of its runs, and the weights."""
+    nz = columns != 0
+    padded = np.zeros((nz.shape[0], nz.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = nz
+    edges = np.diff(padded, axis=1)
+    starts_r, starts_c = np.nonzero(edges == 1)
+    ends_r, ends_c = np.nonzero(edges == -1)
+    assert np.array_equal(starts_r, ends_r)
+    return [starts_r, starts_c, ends_c - starts_c], columns[nz]
+
+
+def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
+    """:class:`EventTables` of ``spec`` with weights and thresholds in ``dtype`` (float32 or float64)."""
+    from fastsim.network import Network  # the operators and fan-outs the torch engine uses
+
+    probe = Network(spec, torch.device("cpu"), torch.float64, compile=False, sparse=False)
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    sizes, pre_sizes, thresholds = [], [], []
+    ptr_parts, post_parts, w_off_parts, len_parts, weight_parts, fan_parts, index_parts = [], [], [], [], [], [], []
+    n_runs = n_weights = 0
+    input_index = internal_order(tuple(spec.input_shape))
+    pre_index = input_index
+    for stage in probe.stages:
+        n_pre, n_post = int(np.prod(stage.in_shape)), int(np.prod(stage.shape))
+        post_index = internal_order(stage.shape)
+        rows_start, rows_len, rows_weights = [], [], []
+        row_ids, counts = [], np.zeros(n_pre, dtype=np.int64)
+        for lo in range(0, n_pre, PROBE_ROWS):
+            hi = min(n_pre, lo + PROBE_ROWS)
+            onehot = torch.zeros(hi - lo, n_pre, dtype=torch.float64)
+            onehot[torch.arange(hi - lo), torch.as_tensor(pre_index[lo:hi])] = 1.0
+            with torch.inference_mode():
+                cols = stage.synapse(onehot.view(hi - lo, *stage.in_shape)).reshape(hi - lo, n_post)
+            cols = cols.numpy()[:, post_index]  # postsynaptic neurons in internal order
+            (r, start, length), w = _runs(cols)
+            rows_start.append(start)
+            rows_len.append(length)
+            rows_weights.append(w.astype(np_dtype))
+            row_ids.append(r + lo)
+            counts[lo:hi] = np.bincount(r, minlength=hi - lo)
+        start = np.concatenate(rows_start).astype(np.int32)
+        length = np.concatenate(rows_len).astype(np.int32)
+        weights = np.concatenate(rows_weights)
+        # runs are listed row by row, each row's weights in the same order: offsets are cumulative lengths
+        w_off = np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64) + n_weights
+        ptr_parts.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64) + n_runs)
+        post_parts.append(start)
+        w_off_parts.append(w_off)
+        len_parts.append(length)
+        weight_parts.append(weights)
+        fan_parts.append(stage.fanout.numpy()[pre_index])
+        index_parts.append(post_index)
+        n_runs += len(start)
+        n_weights += len(weights)
+        sizes.append(n_post)
+        pre_sizes.append(n_pre)
+        thresholds.append(float(stage.threshold))
+        pre_index = post_index
+    sizes_a = np.asarray(sizes, dtype=np.int64)
+    pre_a = np.asarray(pre_sizes, dtype=np.int64)
+    ptr_off = np.concatenate([[0], np.cumsum(pre_a + 1)[:-1]]).astype(np.int64)
+    return EventTables(
+        sizes=sizes_a,
+        v_off=np.concatenate([[0], np.cumsum(sizes_a)]).astype(np.int64),
+        pre_sizes=pre_a,
+        pre_off=np.concatenate([[0], np.cumsum(pre_a)]).astype(np.int64),
+        ptr_off=ptr_off,
+        ptr=np.concatenate(ptr_parts),
+        run_post=np.concatenate(post_parts),
+        run_w=np.concatenate(w_off_parts),
+        run_len=np.concatenate(len_parts),
+        weights=np.concatenate(weight_parts),
+        thresholds=np.asarray(thresholds, dtype=np_dtype),
+        fanout=np.concatenate(fan_parts).astype(np.float64),
+        spec_index=np.concatenate(index_parts).astype(np.int64),
+        input_spec_index=input_index.astype(np.int64),
+        input_fanout=probe.stages[0].fanout.numpy().astype(np.float64),
+    )
+
+
+def tables_for(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
+    """:func:`build_tables`, kept for the last few specs (keyed by the spec's content): Table 2 simulates one
+    spec in many parts."""
+    from convert.fingerprint import spec_fingerprint
+
+    key = (spec_fingerprint(spec), str(dtype))
+    if key not in _TABLES:
+        if len(_TABLES) >= 4:
+            _TABLES.pop(next(iter(_TABLES)))
+        _TABLES[key] = build_tables(spec, dtype)
+    return _TABLES[key]
+
+
+_KERNEL = None
+
+
+def _kernel():
+    """The numba kernel, compiled on first use (and cached on disk by numba)."""
+    global _KERNEL
+    if _KERNEL is None:
+        from fastsim._events_kernel import run_images
+
+        _KERNEL = run_images
+    return _KERNEL
+
+
+def run_batch(
+    tables: EventTables,
+    spec: NetworkSpec,
+    data: np.ndarray,
+    spikes_given: bool,
+    image_indices: np.ndarray,
+    seed: int,
+    steps: int,
+    checkpoints: np.ndarray,
+    record_neurons: bool,
+) -> BatchCounts:
+    """Simulate one batch for ``steps`` steps: ``data`` is the intensities (B, n_inputs) float64 in spec
+    order, encoded as the spec says, or (``spikes_given``) input spike trains (B, steps, n_inputs) bool.
+    Returns the counts of :class:`fastsim.recorder.BatchCounts`, with output counts at ``checkpoints``."""
+    from fastsim._events_kernel import CURRENT, GIVEN, POISSON
+
+    n = len(data)
+    n_in = int(tables.pre_sizes[0])
+    L, C = len(tables.sizes), int(tables.sizes[-1])
+    K = len(checkpoints)
+    order = tables.input_spec_index
+    wdtype = tables.weights.dtype
+    thr = np.zeros((0, 0), dtype=np.uint64)
+    keys = np.zeros(n, dtype=np.uint64)
+    xw = np.zeros((0, 0), dtype=wdtype)
+    given = np.zeros((0, 0, 0), dtype=np.bool_)
+    if spikes_given:
+        mode = GIVEN
+        given = np.ascontiguousarray(np.asarray(data, dtype=np.bool_)[:, :, order])
+    elif spec.encoding == "current":
+        mode = CURRENT
+        x_int = np.ascontiguousarray(data[:, order])
+        xw = x_int.astype(wdtype)  # the analog input in the simulation dtype, as the torch engine casts it
+    else:
+        mode = POISSON
+        thr = integer_thresholds(np.ascontiguousarray(data[:, order]), spec.max_rate_hz, spec.dt_ms).astype(np.uint64)
+        keys = image_keys(seed, np.asarray(image_indices, dtype=np.int64)).astype(np.uint64)
+    pixel_ids = order.astype(np.uint64)  # the hash is over spec pixel indices
+    output_counts = np.zeros((n, K, C), dtype=np.int64)
+    layer_counts = np.zeros((n, L), dtype=np.int64)
+    first = np.full(n, -1, dtype=np.int64)
+    synops_curve = np.zeros((n, K, L), dtype=np.float64)
+    membrane = spec.readout == "membrane"
+    potential = np.zeros((n, K if membrane else 0, C), dtype=np.float64)
+    total = int(tables.v_off[-1])
+    neurons = np.zeros((n, total if record_neurons else 0), dtype=np.int32)
+    thresholds = tables.thresholds.copy()
+    if membrane:
+        thresholds[-1] = np.inf
+    _kernel()(
+        mode,
+        keys,
+        thr,
+        xw,
+        given,
+        pixel_ids,
+        steps,
+        np.asarray(checkpoints, dtype=np.int64),
+        tables.sizes,
+        tables.v_off,
+        tables.pre_sizes,
+        tables.pre_off,
+        tables.ptr_off,
+        tables.ptr,
+        tables.run_post,
+        tables.run_w,
+        tables.run_len,
+        tables.weights,
+        thresholds,
+        tables.fanout,
+        spec.schedule == "delay",
+        spec.reset == "zero",
+        output_counts,
+        layer_counts,
+        first,
+        synops_curve,
+        potential,
+        neurons,
+    )
+    if mode == CURRENT:  # the input's events as the recorder computes them: (c · x) @ fanout, in float64
+        fan = torch.as_tensor(tables.input_fanout)
+        x = torch.as_tensor(np.asarray(data, dtype=np.float64))
+        for k, c in enumerate(checkpoints):
+            synops_curve[:, k, 0] = ((int(c) * x) @ fan).numpy()
+    synops = synops_curve[:, -1, :].copy()
+    neuron_counts = None
+    if record_neurons:
+        neuron_counts = []
+        for l in range(L):
+            block = neurons[:, tables.v_off[l] : tables.v_off[l + 1]]
+            spec_order = np.empty_like(block, dtype=np.int64)
+            spec_order[:, tables.spec_index[tables.v_off[l] : tables.v_off[l + 1]]] = block
+            neuron_counts.append(spec_order)
+        neuron_counts = tuple(neuron_counts)
+    out_index = tables.spec_index[tables.v_off[L - 1] :]
+    inverse = np.argsort(out_index)
+    return BatchCounts(
+        output_counts=output_counts[:, :, inverse],
+        layer_counts=layer_counts,
+        first_spike_step=first,
+        synops=synops,
+        synops_curve=synops_curve,
+        neuron_counts=neuron_counts,
+        output_potential=potential[:, :, inverse] if membrane else None,
+    )
