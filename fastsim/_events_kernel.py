@@ -1,8 +1,9 @@
 """The numba kernel of the event-driven engine (:mod:`fastsim.events` documents the method and the tables).
 
-Compiled on first import (cached on disk by numba). IEEE arithmetic throughout (no fastmath): each
-current is summed in the order of the spikes, then added to v once, as the layer step of
-:func:`fastsim.step.if_update` says.
+Compiled on first use (cached on disk by numba). The helpers are plain numba functions, which LLVM inlines
+(numba's own IR inlining, ``inline="always"``, dropped a conditional store of a prange body here). IEEE
+arithmetic throughout (no fastmath): each current is summed in the order of the spikes, then added to v
+once, as the layer step of :func:`fastsim.step.if_update` says.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ _C1 = np.uint64(0x7FEB352D)
 _C2 = np.uint64(0x846CA68B)
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True)
 def _mix32(x):
     """lowbias32 of :func:`convert.encoding.mix32`, on uint64 values below 2^32."""
     x = x ^ (x >> np.uint64(16))
@@ -27,7 +28,7 @@ def _mix32(x):
     return x ^ (x >> np.uint64(16))
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True)
 def _scatter(pre, n_pre, ptr, p_off, run_post, run_w, run_len, weights, cur, base):
     """cur[base + ...] += the fan-out weights of presynaptic neurons pre[:n_pre]."""
     for s in range(n_pre):
@@ -42,7 +43,7 @@ def _scatter(pre, n_pre, ptr, p_off, run_post, run_w, run_len, weights, cur, bas
                 out[q] += w[q]
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True)
 def _update(v, cur, fired, th, delay, zero):
     """The layer step of every neuron, branch-free so that it vectorizes: u = v + I; c = v (delay) or u;
     s = [c ≥ θ]; v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes."""
@@ -87,7 +88,7 @@ def _update(v, cur, fired, th, delay, zero):
     return m
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True)
 def _collect(fired, n, out):
     """The indices j < n with fired[j] (fired zero-padded to a multiple of 8 bytes) into out, in order."""
     words = fired.view(np.uint64)
@@ -100,128 +101,128 @@ def _collect(fired, n, out):
                     m += 1
 
 
+@nb.njit(cache=True)
+def _constant_current(xw_b, net, ic):
+    """ic = W_1 · x, the first layer's current from the analog input x (``current`` encoding)."""
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    for i in range(xw_b.shape[0]):
+        xi = xw_b[i]
+        if xi != 0:
+            for r in range(ptr[ptr_off[0] + i], ptr[ptr_off[0] + i + 1]):
+                out = ic[run_post[r] : run_post[r] + run_len[r]]
+                w = weights[run_w[r] : run_w[r] + run_len[r]]
+                for q in range(run_len[r]):
+                    out[q] += xi * w[q]
+
+
+@nb.njit(cache=True)
+def _input_spikes(mode, t, key, cand, n_cand, thr_b, given_b, pixel_ids, fanout, inp, syn):
+    """This step's input spikes into inp (returns their number); their synaptic events into syn[0]."""
+    n0 = 0
+    if mode == GIVEN:
+        for i in range(given_b.shape[1]):
+            if given_b[t, i]:
+                inp[n0] = i
+                n0 += 1
+                syn[0] += fanout[i]
+    elif mode == POISSON:
+        sk = _mix32((key + np.uint64(t)) & _M)
+        for c in range(n_cand):
+            i = cand[c]
+            if _mix32((sk + pixel_ids[i]) & _M) < thr_b[i]:
+                inp[n0] = i
+                n0 += 1
+                syn[0] += fanout[i]
+    return n0
+
+
+@nb.njit(cache=True)
+def _layer(layer, net, v, cur, fired, spk, nsp, delay, zero):
+    """Layer ``layer``'s step: its current from the spikes below (already in cur for the first layer), the
+    update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    base, size = v_off[layer], sizes[layer]
+    if layer > 0:
+        pb = v_off[layer - 1]
+        _scatter(spk[pb:], nsp[layer - 1], ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
+    m = _update(v[base : base + size], cur[base : base + size], fired[:size], thresholds[layer], delay, zero)
+    if m > 0:
+        _collect(fired, size, spk[base:])
+    nsp[layer] = m
+    return m
+
+
+@nb.njit(cache=True)
+def _candidates(thr_b, cand):
+    """The pixels with a nonzero spike probability into cand; returns their number."""
+    n = 0
+    for i in range(thr_b.shape[0]):
+        if thr_b[i] > 0:
+            cand[n] = i
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _record(b, layer, fired, net, out, syn, running):
+    """Image b's records of the neurons ``fired`` of ``layer`` in this step: counts, and the synaptic events
+    they send into the next layer or (output layer) the running output counts."""
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    output_counts, layer_counts, first, synops_curve, potential, neurons = out
+    layer_counts[b, layer] += fired.shape[0]
+    if neurons.shape[1] > 0:
+        for j in fired:
+            neurons[b, v_off[layer] + j] += 1
+    if layer + 1 < sizes.shape[0]:
+        for j in fired:
+            syn[layer + 1] += fanout[pre_off[layer + 1] + j]
+    else:
+        for j in fired:
+            running[j] += 1
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
-def run_images(
-    mode,
-    keys,
-    thr,
-    xw,
-    given,
-    pixel_ids,
-    steps,
-    checkpoints,
-    sizes,
-    v_off,
-    pre_sizes,
-    pre_off,
-    ptr_off,
-    ptr,
-    run_post,
-    run_w,
-    run_len,
-    weights,
-    thresholds,
-    fanout,
-    delay,
-    zero,
-    output_counts,
-    layer_counts,
-    first,
-    synops_curve,
-    potential,
-    neurons,
-):
-    n = keys.shape[0]
-    current = mode == CURRENT
+def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, delay, zero, out):
+    """Simulate every image (in parallel) for ``steps`` steps; ``net`` and ``out`` are the tuples that
+    :func:`fastsim.events.run_batch` builds (the network's flat tables; the recorded arrays)."""
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    output_counts, layer_counts, first, synops_curve, potential, neurons = out
     L = sizes.shape[0]
-    total = v_off[L]
-    n_in = pre_sizes[0]
-    K = checkpoints.shape[0]
-    record = neurons.shape[1] > 0
-    membrane = potential.shape[1] > 0
-    out_off = v_off[L - 1]
-    C = sizes[L - 1]
-    max_size = sizes.max()
-    for b in nb.prange(n):
-        v = np.zeros(total, weights.dtype)
-        cur = np.zeros(total, weights.dtype)
-        spk = np.zeros(total, np.int32)
+    n_in = pre_off[1]
+    out_off, C = v_off[L - 1], sizes[L - 1]
+    for b in nb.prange(keys.shape[0]):
+        v = np.zeros(v_off[L], weights.dtype)
+        cur = np.zeros(v_off[L], weights.dtype)
+        spk = np.zeros(v_off[L], np.int32)
         nsp = np.zeros(L, np.int64)
         inp = np.zeros(n_in, np.int32)
         syn = np.zeros(L, np.float64)
         running = np.zeros(C, np.int64)
-        n_cand = 0
-        cand = np.zeros(n_in, np.int32)
-        fired = np.zeros(max_size + 8, np.uint8)
-        for i in range(n_in):
-            if thr[b, i] > 0:
-                cand[n_cand] = i
-                n_cand += 1
+        fired = np.zeros(sizes.max() + 8, np.uint8)
+        cand = np.zeros(n_in, np.int32)  # the pixels that can spike (p > 0)
+        n_cand = _candidates(thr[b], cand) if mode == POISSON else 0
         ic = np.zeros(sizes[0], weights.dtype)
-        if current:  # the constant first-layer current W·x
-            for i in range(n_in):
-                xi = xw[b, i]
-                if xi != 0:
-                    for r in range(ptr[ptr_off[0] + i], ptr[ptr_off[0] + i + 1]):
-                        dst = run_post[r]
-                        w0 = run_w[r]
-                        for q in range(run_len[r]):
-                            ic[dst + q] += xi * weights[w0 + q]
+        if mode == CURRENT:
+            _constant_current(xw[b], net, ic)
+        thr_b = thr[b] if mode == POISSON else thr[0]
+        given_b = given[b] if mode == GIVEN else given[0]
         key = np.uint64(keys[b])
         k = 0
         for t in range(steps):
-            n0 = 0
-            if mode == GIVEN:
-                for i in range(n_in):
-                    if given[b, t, i]:
-                        inp[n0] = i
-                        n0 += 1
-                        syn[0] += fanout[i]
-            elif mode == POISSON:
-                sk = _mix32((key + np.uint64(t)) & _M)
-                for c in range(n_cand):
-                    i = cand[c]
-                    h = _mix32((sk + pixel_ids[i]) & _M)
-                    if h < thr[b, i]:
-                        inp[n0] = i
-                        n0 += 1
-                        syn[0] += fanout[i]
+            n0 = _input_spikes(mode, t, key, cand, n_cand, thr_b, given_b, pixel_ids, fanout, inp, syn)
+            if mode == CURRENT:
+                cur[: sizes[0]] = ic
+            else:
+                _scatter(inp, n0, ptr, ptr_off[0], run_post, run_w, run_len, weights, cur, 0)
             for layer in range(L):
-                base = v_off[layer]
-                size = sizes[layer]
-                if layer == 0:
-                    if current:
-                        for j in range(size):
-                            cur[j] = ic[j]
-                    else:
-                        _scatter(inp, n0, ptr, ptr_off[0], run_post, run_w, run_len, weights, cur, base)
-                else:
-                    pb = v_off[layer - 1]
-                    _scatter(spk[pb:], nsp[layer - 1], ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
-                th = thresholds[layer]
-                m = _update(v[base : base + size], cur[base : base + size], fired[: size], th, delay, zero)
-                if m > 0:
-                    _collect(fired, size, spk[base:])
-                nsp[layer] = m
-                layer_counts[b, layer] += m
-                if record:
-                    for q in range(m):
-                        neurons[b, base + spk[base + q]] += 1
-                if layer + 1 < L:
-                    fo = pre_off[layer + 1]
-                    for q in range(m):
-                        syn[layer + 1] += fanout[fo + spk[base + q]]
-                else:
-                    for q in range(m):
-                        running[spk[base + q]] += 1
-                    if m > 0 and first[b] < 0:
-                        first[b] = t
-            while k < K and checkpoints[k] == t + 1:
-                for j in range(C):
-                    output_counts[b, k, j] = running[j]
-                for layer in range(L):
-                    synops_curve[b, k, layer] = syn[layer]
-                if membrane:
+                m = _layer(layer, net, v, cur, fired, spk, nsp, delay, zero)
+                _record(b, layer, spk[v_off[layer] : v_off[layer] + m], net, out, syn, running)
+            if nsp[L - 1] > 0 and first[b] < 0:  # the first output spike
+                first[b] = t
+            while k < checkpoints.shape[0] and checkpoints[k] == t + 1:  # the checkpoints this step ends
+                output_counts[b, k] = running
+                synops_curve[b, k] = syn
+                if potential.shape[1] > 0:
                     for j in range(C):
                         potential[b, k, j] = v[out_off + j]
                 k += 1

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from convert.encoding import MASK32, image_keys
+from convert.encoding import image_keys
 from convert.spec import NetworkSpec
 from fastsim.encode import integer_thresholds
 from fastsim.recorder import BatchCounts
@@ -216,15 +216,14 @@ def run_batch(
     from fastsim._events_kernel import CURRENT, GIVEN, POISSON
 
     n = len(data)
-    n_in = int(tables.pre_sizes[0])
     L, C = len(tables.sizes), int(tables.sizes[-1])
     K = len(checkpoints)
     order = tables.input_spec_index
     wdtype = tables.weights.dtype
-    thr = np.zeros((0, 0), dtype=np.uint64)
+    thr = np.zeros((1, 0), dtype=np.uint64)  # the inputs of the other modes: placeholders
     keys = np.zeros(n, dtype=np.uint64)
-    xw = np.zeros((0, 0), dtype=wdtype)
-    given = np.zeros((0, 0, 0), dtype=np.bool_)
+    xw = np.zeros((1, 0), dtype=wdtype)
+    given = np.zeros((1, 0, 0), dtype=np.bool_)
     if spikes_given:
         mode = GIVEN
         given = np.ascontiguousarray(np.asarray(data, dtype=np.bool_)[:, :, order])
@@ -248,18 +247,9 @@ def run_batch(
     thresholds = tables.thresholds.copy()
     if membrane:
         thresholds[-1] = np.inf
-    _kernel()(
-        mode,
-        keys,
-        thr,
-        xw,
-        given,
-        pixel_ids,
-        steps,
-        np.asarray(checkpoints, dtype=np.int64),
+    net = (
         tables.sizes,
         tables.v_off,
-        tables.pre_sizes,
         tables.pre_off,
         tables.ptr_off,
         tables.ptr,
@@ -269,15 +259,11 @@ def run_batch(
         tables.weights,
         thresholds,
         tables.fanout,
-        spec.schedule == "delay",
-        spec.reset == "zero",
-        output_counts,
-        layer_counts,
-        first,
-        synops_curve,
-        potential,
-        neurons,
     )
+    out = (output_counts, layer_counts, first, synops_curve, potential, neurons)
+    ckpt = np.asarray(checkpoints, dtype=np.int64)
+    zero = spec.reset == "zero"
+    _kernel()(mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, spec.schedule == "delay", zero, out)
     if mode == CURRENT:  # the input's events as the recorder computes them: (c · x) @ fanout, in float64
         fan = torch.as_tensor(tables.input_fanout)
         x = torch.as_tensor(np.asarray(data, dtype=np.float64))

@@ -92,7 +92,9 @@ class SimOptions:
         check_mode(self.matmul, dtype)
         check_kernel(self.kernel, device, dtype)
         if self.kernel == "events" and self.matmul != "fp32":
-            raise ValueError(f"kernel='events' sums in the simulation dtype; matmul={self.matmul!r} needs kernel='torch'")
+            raise ValueError(
+                f"kernel='events' sums in the simulation dtype; matmul={self.matmul!r} needs kernel='torch'"
+            )
         object.__setattr__(self, "batch_size", _positive_int_or_none(self.batch_size, "batch_size"))
         object.__setattr__(self, "memory_budget", _positive_int_or_none(self.memory_budget, "memory_budget"))
         if self.compile not in (None, True, False):
