@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kernel",
         default="torch",
-        choices=("torch", "triton"),
-        help="triton: Dense layers as one fused Triton kernel per chunk (float32, CUDA)",
+        choices=("torch", "events", "triton"),
+        help="torch: time-batched; events: event-driven (CPU, the fastest there for sparse networks); "
+        "triton: Dense layers as one fused Triton kernel per chunk (float32, CUDA)",
     )
     run.add_argument(
         "--compile",
@@ -128,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--kernel",
         action="append",
-        choices=("torch", "triton"),
+        choices=("torch", "events", "triton"),
         default=None,
-        help="kernels to time (repeatable; default torch, and triton on a GPU with Triton)",
+        help="kernels to time (repeatable; default torch and events on a CPU, torch and triton on a GPU with Triton)",
     )
     bench.add_argument("--images", type=int, default=None, help="images per row (default: by device and --quick)")
     bench.add_argument("--steps", type=int, default=None, help="steps per image (default: 100 quick, else 300)")

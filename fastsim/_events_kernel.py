@@ -192,13 +192,13 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, d
     out_off, C = v_off[L - 1], sizes[L - 1]
     for b in nb.prange(keys.shape[0]):
         v = np.zeros(v_off[L], weights.dtype)
-        cur = np.zeros(v_off[L], weights.dtype)
+        cur = np.zeros(v_off[L] + run_len.max(), weights.dtype)  # padded runs may add zeros past the end
         spk = np.zeros(v_off[L], np.int32)
         nsp = np.zeros(L, np.int64)
         inp = np.zeros(n_in, np.int32)
         syn = np.zeros(L, np.float64)
         running = np.zeros(C, np.int64)
-        fired = np.zeros(sizes.max() + 8, np.uint8)
+        fired = np.zeros(8 * (sizes.max() // 8 + 1), np.uint8)  # whole uint64 words
         cand = np.zeros(n_in, np.int32)  # the pixels that can spike (p > 0)
         n_cand = _candidates(thr[b], cand) if mode == POISSON else 0
         ic = np.zeros(sizes[0], weights.dtype)

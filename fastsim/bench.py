@@ -205,8 +205,9 @@ def run_benchmark(
     """All rows of the benchmark; see the module docstring. ``compile``: torch.compile the engine's kernels
     (compiled once in a warm-up run, not timed); ``repeats``: timed runs per engine and row (median kept);
     ``matmuls``: the float32 product modes to time (default: fp32 on a CPU, also tf32x2 and tf32x3 on a GPU),
-    each with its agreement against the float64 run of the same images; ``kernels``: ``torch`` and, by default
-    on a GPU with Triton, ``triton`` (fused Dense layers), each with every float32 product mode;
+    each with its agreement against the float64 run of the same images; ``kernels``: by default ``torch`` and
+    ``events`` (event-driven) on a CPU, ``torch`` and, with Triton, ``triton`` (fused Dense layers) on a GPU,
+    each with every float32 product mode;
     ``n_images``, ``steps``: override the sizes that ``quick`` and the device choose."""
     for name, value, optional in (("repeats", repeats, False), ("n_images", n_images, True), ("steps", steps, True)):
         if optional and value is None:
@@ -227,7 +228,10 @@ def run_benchmark(
     if matmuls is None:
         matmuls = ("fp32",) if dev.type == "cpu" else ("fp32", "tf32x2", "tf32x3")
     if kernels is None:
-        kernels = ("torch",) if unavailable_reason(dev) else ("torch", "triton")
+        if dev.type == "cpu":
+            kernels = ("torch", "events")
+        else:
+            kernels = ("torch",) if unavailable_reason(dev) else ("torch", "triton")
     # float64 first: the reference
     cases = [("float64", "fp32", "torch")] + [("float32", m, k) for k in kernels for m in matmuls]
     rows = []

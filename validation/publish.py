@@ -25,8 +25,8 @@ def _tag(runs: Path) -> str:
 
 
 MAKE_TARGETS = {  # the Makefile's spelling of the main job's commands
-    "python -m validation reproduce --images 2000 --slow-images 1000 --agreement-steps 300": "make reproduce",
-    "python -m validation reproduce": "make reproduce-full",
+    "python -m validation reproduce": "make reproduce",
+    "python -m validation reproduce --images 2000 --slow-images 1000 --agreement-steps 300": "make reproduce-small",
 }
 
 

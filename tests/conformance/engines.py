@@ -62,6 +62,8 @@ GPU = (pytest.mark.gpu,)
 ENGINES = (
     Engine("fastsim-float64", "fastsim", {"device": "cpu", "dtype": "float64"}),
     Engine("fastsim-float32", "fastsim", {"device": "cpu", "dtype": "float32"}),
+    Engine("fastsim-events-float64", "fastsim", {"device": "cpu", "dtype": "float64", "kernel": "events"}),
+    Engine("fastsim-events-float32", "fastsim", {"device": "cpu", "dtype": "float32", "kernel": "events"}),
     Engine("fastsim-cuda-float32", "fastsim", {"device": "cuda", "dtype": "float32"}, GPU, unavailable=_cuda_torch),
     Engine("fastsim-cuda-float64", "fastsim", {"device": "cuda", "dtype": "float64"}, GPU, unavailable=_cuda_torch),
     Engine("brian2-runtime", "refsim", {"device": "runtime", "target": "numpy"}, counter_poisson=False),

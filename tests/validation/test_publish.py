@@ -69,6 +69,6 @@ def test_commands_are_published_without_local_folders():
     from validation.publish import _public
 
     local = "python -m validation reproduce --runs /some/where --images 2000 --slow-images 1000 --agreement-steps 300"
-    assert _public(local) == "make reproduce"
-    assert _public("python -m validation reproduce --root=/data") == "make reproduce-full"
+    assert _public(local) == "make reproduce-small"
+    assert _public("python -m validation reproduce --root=/data") == "make reproduce"
     assert _public("python -m validation reproduce --images 500") == "python -m validation reproduce --images 500"

@@ -1,0 +1,177 @@
+"""The event-driven engine (kernel='events') against the time-batched torch engine, and its tables.
+
+The dyadic specs make every sum exact in both dtypes, whatever the order, so the two engines must give
+identical records there; on specs with arbitrary weights they must agree exactly in float64 (the summation
+order moves a sum by ~1e-16, which crosses a threshold essentially never) and to the fastsim float32
+criterion (≥ 99.99 % of per-neuron counts) in float32. The semantics themselves are held for this engine too
+by tests/conformance (engines fastsim-events-*).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from fastsim.encode import poisson_spikes
+from fastsim.events import build_tables, internal_order
+from fastsim.network import Network, check_kernel
+from fastsim.simulate import simulate
+from fastsim.synthetic import mnist_like, random_spec
+from tests.fastsim.specs import dyadic_cnn, dyadic_mlp, random_images
+from tests.fastsim.test_simulate import assert_same_record
+
+VARIANTS = [
+    dict(schedule=s, reset=r, readout=o)
+    for s in ("delay", "cascade")
+    for r in ("zero", "subtract")
+    for o in ("spikes", "membrane")
+]
+
+
+def dense_weights(tables, layer: int) -> np.ndarray:
+    """The (post, pre) weight matrix of ``layer`` in spec order, rebuilt from the run tables."""
+    n_pre, n_post = int(tables.pre_sizes[layer]), int(tables.sizes[layer])
+    w = np.zeros((n_post, n_pre))
+    pre_spec = tables.input_spec_index if layer == 0 else tables.spec_index[tables.v_off[layer - 1] :]
+    post_spec = tables.spec_index[tables.v_off[layer] :]
+    for i in range(n_pre):
+        p = tables.ptr_off[layer] + i
+        for r in range(tables.ptr[p], tables.ptr[p + 1]):
+            for q in range(tables.run_len[r]):
+                post, weight = tables.run_post[r] + q, tables.weights[tables.run_w[r] + q]
+                if post >= n_post:  # a run's zero padding past the layer's last neuron
+                    assert weight == 0
+                    continue
+                w[post_spec[post], pre_spec[i]] += weight
+    return w
+
+
+def test_internal_order_is_channels_last() -> None:
+    order = internal_order((2, 3, 4))
+    assert order[:3].tolist() == [0, 12, 1]  # (y=0, x=0, c=0), (0, 0, 1), (0, 1, 0)
+    assert sorted(order.tolist()) == list(range(24))
+    assert internal_order((7,)).tolist() == list(range(7))
+
+
+def test_tables_hold_the_operators_weights(fastsim_rng) -> None:
+    spec = dyadic_cnn(fastsim_rng)
+    tables = build_tables(spec, torch.float64)
+    net = Network(spec, torch.device("cpu"), torch.float64)
+    for layer, stage in enumerate(net.stages):
+        n_pre = int(np.prod(stage.in_shape))
+        eye = torch.eye(n_pre, dtype=torch.float64).view(n_pre, *stage.in_shape)
+        expected = stage.synapse(eye).reshape(n_pre, -1).T.numpy()
+        assert np.array_equal(dense_weights(tables, layer), expected), layer
+    # a convolution's fan-out comes in runs longer than one neuron (channels-last), pooling's in runs of one
+    assert tables.run_len.max() > 1
+    assert np.array_equal(tables.fanout[: spec.n_inputs], net.stages[0].fanout.numpy()[tables.input_spec_index])
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(v.values()))
+@pytest.mark.parametrize("make_spec", [dyadic_cnn, dyadic_mlp])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dyadic_records_equal_the_torch_engine(make_spec, variant, dtype, fastsim_rng) -> None:
+    spec = dataclasses.replace(make_spec(fastsim_rng), **variant)
+    images = random_images(fastsim_rng, 12, spec.input_shape)
+    kw = dict(steps=40, seed=5, image_indices=np.arange(50, 62), record_neurons=True, dtype=dtype)
+    torch_rec = simulate(spec, images, **kw)
+    events_rec = simulate(spec, images, kernel="events", **kw)
+    assert torch_rec.layer_counts.sum() > 0
+    assert_same_record(torch_rec, events_rec)
+    assert events_rec.meta["kernel"] == "events"
+
+
+@pytest.mark.parametrize("make_spec", [dyadic_cnn, dyadic_mlp])
+def test_current_input_and_given_spikes(make_spec, fastsim_rng) -> None:
+    spec = make_spec(fastsim_rng)
+    images = random_images(fastsim_rng, 6, spec.input_shape)
+    current = dataclasses.replace(spec, encoding="current", schedule="cascade", readout="membrane")
+    a = simulate(current, images, steps=25, record_neurons=True, dtype="float64")
+    b = simulate(current, images, steps=25, record_neurons=True, dtype="float64", kernel="events")
+    assert_same_record(a, b)
+    spikes = poisson_spikes(images, np.arange(6), 25, seed=3)
+    a = simulate(spec, spikes=spikes, steps=25, record_neurons=True)
+    b = simulate(spec, spikes=spikes, steps=25, record_neurons=True, kernel="events")
+    assert a.layer_counts.sum() > 0
+    assert_same_record(a, b)
+
+
+def test_batches_do_not_change_the_record(fastsim_rng) -> None:
+    spec = dyadic_cnn(fastsim_rng)
+    images = random_images(fastsim_rng, 10, spec.input_shape)
+    recs = [simulate(spec, images, steps=30, kernel="events", batch_size=b, seed=2) for b in (1, 3, 10)]
+    for rec in recs[1:]:
+        assert_same_record(recs[0], rec)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_arbitrary_weights_float64_exact_float32_within_criterion(kind) -> None:
+    spec = random_spec(kind, seed=11)
+    images = mnist_like(24, np.random.default_rng(12))
+    kw = dict(steps=120, seed=1, record_neurons=True)
+    ref = simulate(spec, images, dtype="float64", **kw)
+    assert ref.layer_counts[:, -1].sum() > 0
+    assert_same_record(ref, simulate(spec, images, dtype="float64", kernel="events", **kw))
+    f32 = simulate(spec, images, dtype="float32", kernel="events", **kw)
+    same = np.concatenate([(a == b).ravel() for a, b in zip(ref.neuron_counts, f32.neuron_counts, strict=True)])
+    assert same.mean() >= 0.9999
+    assert np.mean(ref.predictions() == f32.predictions()) >= 0.99
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    hidden=st.integers(1, 12),
+    theta=st.sampled_from([0.25, 0.5, 1.0, 1.5]),
+    schedule=st.sampled_from(["delay", "cascade"]),
+    reset=st.sampled_from(["zero", "subtract"]),
+)
+def test_property_random_dense_nets_equal_in_float64(seed, hidden, theta, schedule, reset) -> None:
+    rng = np.random.default_rng(seed)
+    spec = NetworkSpec(
+        input_shape=(1, 3, 3),
+        layers=(
+            Flatten(),
+            Dense(rng.normal(0, 0.6, (hidden, 9)), threshold=theta),
+            Dense(rng.normal(0, 0.6, (3, hidden)), threshold=1.0),
+        ),
+        schedule=schedule,
+        reset=reset,
+    )
+    images = rng.integers(0, 256, (4, 1, 3, 3)).astype(np.uint8)
+    kw = dict(steps=20, seed=seed, record_neurons=True, dtype="float64")
+    assert_same_record(simulate(spec, images, **kw), simulate(spec, images, kernel="events", **kw))
+
+
+def test_pool_after_padded_strided_conv_tables(fastsim_rng) -> None:
+    spec = NetworkSpec(
+        input_shape=(2, 7, 7),
+        layers=(
+            Conv2d(fastsim_rng.normal(size=(3, 2, 3, 3)), threshold=1.0, padding=1, stride=2),
+            AvgPool2d(2, threshold=0.5),
+            Flatten(),
+            Dense(fastsim_rng.normal(size=(4, 12)), threshold=1.0),
+        ),
+    )
+    images = fastsim_rng.integers(0, 256, (5, 2, 7, 7)).astype(np.uint8)
+    kw = dict(steps=30, seed=4, record_neurons=True, dtype="float64")
+    a = simulate(spec, images, **kw)
+    assert a.layer_counts.sum() > 0
+    assert_same_record(a, simulate(spec, images, kernel="events", **kw))
+
+
+def test_bad_requests_say_what_to_use(fastsim_rng) -> None:
+    spec = dyadic_mlp(fastsim_rng)
+    images = random_images(fastsim_rng, 2, spec.input_shape)
+    with pytest.raises(ValueError, match="CPU engine"):
+        check_kernel("events", torch.device("cuda"), torch.float32)
+    with pytest.raises(ValueError, match="matmul"):
+        simulate(spec, images, steps=5, kernel="events", matmul="tf32x2")
+    with pytest.raises(ValueError, match="record_margins"):
+        simulate(spec, images, steps=5, kernel="events", record_margins=True)
