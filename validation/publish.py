@@ -75,6 +75,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
         runs / "REPORT.md": docs / "REPORT.md",
         table2 / "table2.md": docs / "table2.md",
         table2 / "convergence.md": docs / "convergence.md",
+        table2 / "horizon-check.md": docs / "horizon-check.md",
         table2 / "fig3_mnist.png": docs / "fig3_mnist.png",
         table2 / "fig4_fashion.png": docs / "fig4_fashion.png",
         runs / "replication-config" / "replication-config.md": docs / "replication-config.md",

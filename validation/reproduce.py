@@ -23,6 +23,8 @@ from convert.table1 import write_table1
 from convert.train import TrainConfig
 from validation.experiments import EvalConfig
 from validation.figures import convergence_markdown, make_figures
+from validation.horizon_check import HorizonCheck, run_horizon_check
+from validation.horizon_check import markdown as horizon_markdown
 from validation.replication_config import ReplicationConfig, run_replication_config
 from validation.replication_config import markdown as replication_markdown
 from validation.significance import wilson_interval
@@ -48,6 +50,7 @@ class ReproduceConfig:
     agreement_device: str = "cpp_standalone"
     float32_images: int = 1000  # fastsim float32 vs float64 (MNIST, data-based), at agreement_steps / 5
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    horizon: HorizonCheck = field(default_factory=HorizonCheck)  # Fashion's fast rows to 1 000 ms, 2 000 images
     command: str = "make reproduce"  # how this run was started, for the report
 
     @property
@@ -251,6 +254,10 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
     repl = run_replication_config(cfg.replication, cfg.eval, root, runs, PAIRS)
     _stage(log, "the replication's configuration (current input, membrane readout)", start)
     start = time.perf_counter()
+    hc = dataclasses.replace(cfg.horizon, images=min(cfg.horizon.images, cfg.eval.n_images))
+    horizon = run_horizon_check(hc, cfg.eval, root, runs, PAIRS)
+    _stage(log, f"horizon check ({', '.join(hc.datasets)} fast rows, {hc.images} images × {hc.steps} ms)", start)
+    start = time.perf_counter()
     agree = agreement_runs(cfg, root, runs)
     _stage(log, "agreement with Brian2", start)
     total = time.perf_counter() - t0
@@ -272,6 +279,9 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
             table2_markdown(results),
             HORIZONS.format(T=ev.steps, slow_steps=ev.slow_steps, slow_images=ev.slow_images),
             converged_markdown(results),
+            "### The horizon on Fashion-MNIST",
+            "",
+            horizon_markdown(horizon),
             "### The paper's claims at this scale",
             "",
             claims_markdown(results),
