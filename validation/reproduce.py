@@ -217,8 +217,9 @@ most 0.1 pp over the whole second half of the run. `python -m validation table2 
 
 def throughput_markdown(results: dict[str, Any]) -> str:
     lines = [
-        "Simulation cost of every Table 2 run (fastsim, float32, compiled; the wall time of the runs made now, or "
-        "of the cached run that made the record).",
+        f"Simulation cost of every Table 2 run (fastsim, {results['config']['dtype']}, kernel "
+        f"`{results['config']['kernel']}`; the wall time of the runs made now, or of the cached run that made the "
+        "record).",
         "",
         "| dataset | model | row | images × steps | wall (s) | image-steps / s |",
         "|---|---|---|---|---|---|",
