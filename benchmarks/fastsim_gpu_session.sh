@@ -23,7 +23,7 @@ nvidia-smi -L; python3 -c "import torch, numpy; print('torch', torch.__version__
 'numpy', numpy.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 start=$(date +%s)
 echo "== gpu tests (fastsim)"
-timeout 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/fastsim -rs 2>&1 | tail -15
+timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/fastsim tests/conformance -rs 2>&1 | tail -15
 echo "== fused Triton kernel against GEMM + scan, compiled for the GPU this time"
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/fastsim/test_fused.py 2>&1 | tail -5
 echo "== benchmark: random data-normalized MLP and CNN ($(( $(date +%s) - start )) s so far)"

@@ -125,9 +125,11 @@ if triton is not None:
                         cnt_in = tl.load(incnt_ptr + rm[:, None] * K + kk[None, :], mask=in_mk, other=0.0)
                         tl.store(incnt_ptr + rm[:, None] * K + kk[None, :], cnt_in + a, mask=in_mk)
                 else:
-                    a = tl.load(s_ptr + t * B * K + rm[:, None] * K + kk[None, :], mask=in_mk)
+                    a = tl.load(s_ptr + t * B * K + rm[:, None] * K + kk[None, :], mask=in_mk, other=0.0)
                 for p in tl.static_range(P):
-                    w = tl.load(w_ptr + p * K * N + kk[:, None] * N + rn[None, :], mask=in_k[:, None] & in_n[None, :])
+                    w = tl.load(
+                        w_ptr + p * K * N + kk[:, None] * N + rn[None, :], mask=in_k[:, None] & in_n[None, :], other=0.0
+                    )
                     if TF32:
                         acc += tl.dot(a, w, input_precision="tf32")
                     else:
