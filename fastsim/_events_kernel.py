@@ -45,46 +45,18 @@ def _scatter(pre, n_pre, ptr, p_off, run_post, run_w, run_len, weights, cur, bas
 
 @nb.njit(cache=True)
 def _update(v, cur, fired, th, delay, zero):
-    """The layer step of every neuron, branch-free so that it vectorizes: u = v + I; c = v (delay) or u;
-    s = [c ≥ θ]; v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes."""
+    """The layer step of every neuron, branch-free so that it vectorizes (``delay`` and ``zero`` are the same
+    for every neuron; LLVM takes them out of the loop): u = v + I; c = v (delay) or u; s = [c ≥ θ];
+    v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes."""
     m = 0
-    n = v.shape[0]
-    if delay:
-        if zero:
-            for j in range(n):
-                vj = v[j]
-                u = vj + cur[j]
-                s = vj >= th
-                v[j] = (u - u) if s else u
-                cur[j] = 0
-                fired[j] = s
-                m += s
-        else:
-            for j in range(n):
-                vj = v[j]
-                u = vj + cur[j]
-                s = vj >= th
-                v[j] = (u - th) if s else u
-                cur[j] = 0
-                fired[j] = s
-                m += s
-    else:
-        if zero:
-            for j in range(n):
-                u = v[j] + cur[j]
-                s = u >= th
-                v[j] = (u - u) if s else u
-                cur[j] = 0
-                fired[j] = s
-                m += s
-        else:
-            for j in range(n):
-                u = v[j] + cur[j]
-                s = u >= th
-                v[j] = (u - th) if s else u
-                cur[j] = 0
-                fired[j] = s
-                m += s
+    for j in range(v.shape[0]):
+        vj = v[j]
+        u = vj + cur[j]
+        s = (vj if delay else u) >= th
+        v[j] = ((u - u) if zero else (u - th)) if s else u
+        cur[j] = 0
+        fired[j] = s
+        m += s
     return m
 
 
