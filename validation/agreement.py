@@ -3,7 +3,10 @@
 
 Engines are named ``fastsim[:option...]`` or ``refsim[:device]``. fastsim's options, in any order: a dtype
 (``float32`` or ``float64``, default float64), a product mode (``fp32``, ``tf32x2``, ``tf32x3``; default
-fp32) and a device (``cpu``, ``cuda``, ``cuda:N``; default cpu), e.g. ``fastsim:float32:tf32x2:cuda``.
+fp32), a kernel (``torch``, ``events``, ``triton``; default torch) and a device (``cpu``, ``cuda``, ``cuda:N``;
+default cpu), e.g. ``fastsim:float32:tf32x2:cuda`` or ``fastsim:float32:events``. Threshold margins (which
+explain a count that differs by rounding) are measured by the torch kernel: an ``events`` engine has none,
+and the other engine's margins explain the differences.
 refsim's device: ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (default cpp_standalone). Third-party
 libraries: ``norse``, ``snntorch``, ``sinabs``, ``spikingjelly`` (the spec's NIR graph as the library's
 importer builds it) and ``<library>:adapter`` (with the importer's departures from NIR worked around;
@@ -29,7 +32,16 @@ from validation.compare import compare_counts, compare_poisson, markdown
 from validation.engines import run
 from validation.thirdparty import LIBRARIES
 
-FASTSIM_OPTIONS = {"float32": "dtype", "float64": "dtype", "fp32": "matmul", "tf32x2": "matmul", "tf32x3": "matmul"}
+FASTSIM_OPTIONS = {
+    "float32": "dtype",
+    "float64": "dtype",
+    "fp32": "matmul",
+    "tf32x2": "matmul",
+    "tf32x3": "matmul",
+    "torch": "kernel",
+    "events": "kernel",
+    "triton": "kernel",
+}
 
 
 def parse_engine(text: str) -> tuple[str, dict[str, Any]]:
@@ -67,7 +79,7 @@ def is_thirdparty(engine: str) -> bool:
 
 def _run(engine: str, spec: NetworkSpec, margins: bool = True, **kw: Any) -> SpikeRecord:
     name, options = parse_engine(engine)
-    if name == "fastsim" and (kw.get("spikes") is None or not margins):
+    if name == "fastsim" and (kw.get("spikes") is None or not margins or options.get("kernel") == "events"):
         options.pop("record_margins")
     return run(name, spec, **kw, **options)
 

@@ -105,7 +105,7 @@ def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dic
 def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
     """fastsim float64 against Brian2 on identical input spikes for every network's data- and model-based
     specs (and the cascade schedule of the MNIST MLP's), fastsim's Poisson input against Brian2's own
-    PoissonGroup on the MNIST data-based specs, and fastsim float32 against float64."""
+    PoissonGroup on the MNIST data-based specs, and fastsim float32 with Table 2's kernel against float64."""
     from convert.io import load_spec
 
     brian = f"refsim:{cfg.agreement_device}"
@@ -118,7 +118,16 @@ def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[
     plan.append(("mnist", "mlp", "data", "cascade", ("fastsim:float64", brian), n, steps, 0))
     for model in ("mlp", "cnn"):
         plan.append(
-            ("mnist", model, "data", None, ("fastsim:float32", "fastsim:float64"), cfg.float32_images, steps // 5, 0)
+            (
+                "mnist",
+                model,
+                "data",
+                None,
+                (f"fastsim:float32:{cfg.eval.kernel}", "fastsim:float64"),
+                cfg.float32_images,
+                steps // 5,
+                0,
+            )
         )
     summaries = []
     for ds, model, method, schedule, engines, images, n_steps, poisson in plan:

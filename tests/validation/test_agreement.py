@@ -33,7 +33,7 @@ def test_fastsim_float64_equals_brian2_runtime(rng, images, schedule, reset):
     assert ident["output_counts_equal"] and ident["first_spike_equal"]
 
 
-@pytest.mark.parametrize("engine", ["fastsim:float32", "fastsim:float32:tf32x3"])
+@pytest.mark.parametrize("engine", ["fastsim:float32", "fastsim:float32:tf32x3", "fastsim:float32:events"])
 def test_float32_vs_float64_fastsim(rng, images, engine):
     spec = small_mnist_spec(rng, "delay", "subtract")
     report, _ = agreement(spec, *images, steps=50, engines=(engine, "fastsim:float64"))
@@ -118,6 +118,7 @@ def test_parse_engine_options():
         "device": "cuda:1",
         "record_margins": True,
     }
+    assert parse_engine("fastsim:float32:events")[1] == {"dtype": "float32", "kernel": "events", "record_margins": True}
     assert parse_engine("refsim:runtime") == ("refsim", {"device": "runtime"})
     with pytest.raises(ValueError, match="unknown fastsim option 'bf16'"):
         parse_engine("fastsim:bf16")
