@@ -77,7 +77,6 @@ class EventTables:
 
     sizes: np.ndarray
     v_off: np.ndarray
-    pre_sizes: np.ndarray
     pre_off: np.ndarray
     ptr_off: np.ndarray
     ptr: np.ndarray
@@ -90,6 +89,10 @@ class EventTables:
     spec_index: np.ndarray
     input_spec_index: np.ndarray
     input_fanout: np.ndarray
+
+    @property
+    def pre_sizes(self) -> np.ndarray:
+        return np.diff(self.pre_off)
 
 
 def _runs(columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -185,7 +188,6 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     return EventTables(
         sizes=sizes_a,
         v_off=np.concatenate([[0], np.cumsum(sizes_a)]).astype(np.int64),
-        pre_sizes=pre_a,
         pre_off=np.concatenate([[0], np.cumsum(pre_a)]).astype(np.int64),
         ptr_off=ptr_off,
         ptr=np.concatenate(ptr_parts),
@@ -214,19 +216,6 @@ def tables_for(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     return _TABLES[key]
 
 
-_KERNEL = None
-
-
-def _kernel():
-    """The numba kernel, compiled on first use (and cached on disk by numba)."""
-    global _KERNEL
-    if _KERNEL is None:
-        from fastsim._events_kernel import run_images
-
-        _KERNEL = run_images
-    return _KERNEL
-
-
 def run_batch(
     tables: EventTables,
     spec: NetworkSpec,
@@ -241,7 +230,7 @@ def run_batch(
     """Simulate one batch for ``steps`` steps: ``data`` is the intensities (B, n_inputs) float64 in spec
     order, encoded as the spec says, or (``spikes_given``) input spike trains (B, steps, n_inputs) bool.
     Returns the counts of :class:`fastsim.recorder.BatchCounts`, with output counts at ``checkpoints``."""
-    from fastsim._events_kernel import CURRENT, GIVEN, POISSON
+    from fastsim._events_kernel import CURRENT, GIVEN, POISSON, run_images  # compiled on first use, cached on disk
 
     n = len(data)
     L, C = len(tables.sizes), int(tables.sizes[-1])
@@ -291,7 +280,7 @@ def run_batch(
     out = (output_counts, layer_counts, first, synops_curve, potential, neurons)
     ckpt = np.asarray(checkpoints, dtype=np.int64)
     zero = spec.reset == "zero"
-    _kernel()(mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, spec.schedule == "delay", zero, out)
+    run_images(mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, spec.schedule == "delay", zero, out)
     if mode == CURRENT:  # the input's events as the recorder computes them: (c · x) @ fanout, in float64
         fan = torch.as_tensor(tables.input_fanout)
         x = torch.as_tensor(np.asarray(data, dtype=np.float64))

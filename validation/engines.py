@@ -39,33 +39,21 @@ def run(
     **options: Any,
 ) -> SpikeRecord:
     """Simulate ``spec`` with ``engine`` (fastsim, refsim or a third-party library) and return its SpikeRecord."""
+    shared = dict(
+        spikes=spikes,
+        steps=steps,
+        labels=labels,
+        image_indices=image_indices,
+        checkpoints=checkpoints,
+        progress=progress,
+    )
     if engine in LIBRARIES:
         from validation.thirdparty import simulate as thirdparty_simulate
 
         if spikes is None:
             raise ValueError(f"engine {engine} runs on given input spikes only (identical-input comparisons)")
-        return thirdparty_simulate(
-            engine,
-            spec,
-            spikes=spikes,
-            steps=steps,
-            labels=labels,
-            image_indices=image_indices,
-            checkpoints=checkpoints,
-            progress=progress,
-            **options,
-        )
-    common = dict(
-        spikes=spikes,
-        steps=steps,
-        seed=seed,
-        labels=labels,
-        image_indices=image_indices,
-        record_neurons=record_neurons,
-        checkpoints=checkpoints,
-        progress=progress,
-        device=device or DEFAULT_DEVICE.get(engine),
-    )
+        return thirdparty_simulate(engine, spec, **shared, **options)
+    common = dict(**shared, seed=seed, record_neurons=record_neurons, device=device or DEFAULT_DEVICE.get(engine))
     if engine == "fastsim":
         from fastsim.simulate import simulate
 
