@@ -1,6 +1,7 @@
 """What every command line of the project shares: run the parsed subcommand and turn a user's mistake (a bad
 argument, a missing or damaged file, an unavailable device) into one line on stderr and exit status 2,
-without a traceback; and the argument types that refuse impossible values at parse time."""
+without a traceback, and an interruption (Ctrl-C, SIGINT) into one line and exit status 130, the shell's
+convention for a command ended by SIGINT; and the argument types that refuse impossible values at parse time."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from collections.abc import Callable
 
 # SpecError and DatasetError are ValueErrors; FileNotFoundError is an OSError
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+# Every file the project writes is written whole to a temporary name and renamed (convert.provenance), and every
+# long job caches each finished part by content, so an interrupted command leaves no partial file behind.
+INTERRUPTED = (
+    "interrupted: no partial file was written (results are written whole or not at all); "
+    "the parts that finished are kept, and the same command resumes from them"
+)
+EXIT_INTERRUPTED = 130
 
 ALL = "all"
 
@@ -114,7 +123,8 @@ def run_command(
     extra_errors: tuple[type[BaseException], ...] = (),
 ) -> int:
     """Parse ``argv`` and call the chosen subcommand's ``func(args)``; a bad argument, user errors (and
-    ``extra_errors``, such as a simulator's "device unavailable") print one line and exit with status 2."""
+    ``extra_errors``, such as a simulator's "device unavailable") print one line and exit with status 2;
+    Ctrl-C prints one line (what was kept) and exits with status 130."""
     _one_line_errors(parser)
     try:
         args = parser.parse_args(argv)
@@ -126,6 +136,9 @@ def run_command(
     except USER_ERRORS + extra_errors as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _one_line(err: BaseException) -> str:

@@ -54,6 +54,19 @@ def default_checkpoints(steps: int) -> np.ndarray:
     return np.asarray(sorted(points), dtype=np.int64)
 
 
+def checked_checkpoints(checkpoints: Any, steps: int) -> np.ndarray:
+    """The checkpoints every simulator records at: ``default_checkpoints(steps)`` when None; otherwise
+    strictly increasing step counts in [1, steps], with ``steps`` appended when they stop before it, so that a
+    record's last checkpoint (``SpikeRecord.steps``) is always the whole run. Anything else is a ValueError."""
+    if checkpoints is None:
+        return default_checkpoints(steps)
+    c = np.asarray(checkpoints, dtype=np.int64).reshape(-1)
+    if len(c) == 0 or np.any(np.diff(c) <= 0) or c[0] < 1 or c[-1] > steps:
+        got = np.asarray(checkpoints).tolist()
+        raise ValueError(f"checkpoints must be increasing step counts in [1, {steps}], got {got}")
+    return c if c[-1] == steps else np.append(c, steps)
+
+
 def predict(counts: np.ndarray) -> np.ndarray:
     """Argmax over the last axis, lowest index on ties, -1 where every count is zero."""
     counts = np.asarray(counts)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from convert.encoding import MASK32, intensity
-from convert.records import SpikeRecord, default_checkpoints
+from convert.records import SpikeRecord, checked_checkpoints
 from convert.spec import Conv2d, NetworkSpec
 from fastsim.encode import CurrentSource, InputSource, PoissonSource, SpikeTrainSource, _candidate_spikes
 from fastsim.jit import Compiled
@@ -83,15 +83,6 @@ def _spike_trains(spec: NetworkSpec, spikes: Any, steps: int) -> torch.Tensor:
         raise ValueError(f"spikes: expected shape (N, {steps}, {spec.n_inputs}), got {tuple(spikes.shape)}")
     _input_rows(spec, tuple(spikes.shape[2:]), "spikes")
     return spikes.reshape(spikes.shape[0], steps, spec.n_inputs)
-
-
-def _checkpoints(checkpoints: Any, steps: int) -> np.ndarray:
-    if checkpoints is None:
-        return default_checkpoints(steps)
-    c = np.asarray(checkpoints, dtype=np.int64).reshape(-1)
-    if len(c) == 0 or np.any(np.diff(c) <= 0) or c[0] < 1 or c[-1] > steps:
-        raise ValueError(f"checkpoints must be increasing step counts in [1, {steps}], got {list(checkpoints)}")
-    return c if c[-1] == steps else np.append(c, steps)
 
 
 def _vector(values: Any, n: int, name: str, default: np.ndarray) -> np.ndarray:
@@ -194,7 +185,7 @@ def simulate(
     if np.any(indices < 0) or np.any(indices > MASK32):
         raise ValueError("image_indices must lie in [0, 2^32)")
     true = _vector(labels, n, "labels", np.full(n, -1, dtype=np.int64))
-    ckpt = _checkpoints(checkpoints, steps)
+    ckpt = checked_checkpoints(checkpoints, steps)
     if opts.kernel == "events":
         if record_margins:
             raise ValueError("record_margins: the threshold margins are measured by kernel='torch'; use it")

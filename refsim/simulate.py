@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from convert.encoding import intensity
-from convert.records import SpikeRecord, concatenate, default_checkpoints
+from convert.records import SpikeRecord, checked_checkpoints, concatenate
 from convert.spec import NetworkSpec
 from refsim.connectivity import spec_fanouts
 from refsim.devices import STANDALONE, check_device_name
@@ -90,7 +90,7 @@ def simulate(
     n = batch.n_images
     labels = _per_image("labels", labels, n, -1)
     indices = _per_image("image_indices", image_indices, n, None)
-    checkpoints = default_checkpoints(steps) if checkpoints is None else np.asarray(checkpoints, dtype=np.int64)
+    checkpoints = checked_checkpoints(checkpoints, steps)
     size = max(1, min(n, int(batch_size or DEFAULT_BATCH_SIZE)))
     if device in STANDALONE:
         runner: Any = StandaloneRunner(

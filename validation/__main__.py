@@ -115,8 +115,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from validation.horizon_check import HorizonCheck
     from validation.replication_config import ReplicationConfig
-    from validation.reproduce import MAIN_JOB_EVAL, ReproduceConfig, reproduce
+    from validation.reproduce import MAIN_JOB_EVAL, PUBLISHED, ReproduceConfig, print_estimate, reproduce
 
     scale = {k: v for k, v in (("n_images", args.images), ("slow_images", args.slow_images)) if v is not None}
     evaluation = dataclasses.replace(MAIN_JOB_EVAL, **scale)
@@ -127,7 +128,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     agree = {} if args.agreement_steps is None else {"agreement_steps": args.agreement_steps}
     flags = " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else "reproduce"
     command = "make reproduce" if flags.strip() == "reproduce" else f"python -m validation {flags}"
-    cfg = ReproduceConfig(select=args.select, eval=evaluation, replication=repl, command=command, **agree)
+    horizon = {} if args.horizon_images is None else {"horizon": HorizonCheck(images=args.horizon_images)}
+    if args.models is not None and not args.models.is_dir():
+        raise ValueError(f"--models {args.models}: not a folder of checkpoints (<dataset>-<model>.pt and .json)")
+    cfg = ReproduceConfig(
+        select=args.select, eval=evaluation, replication=repl, command=command, models=args.models, **agree, **horizon
+    )
+    if args.estimate:
+        print_estimate(cfg, PUBLISHED)
+        return 0
     path = reproduce(cfg, args.root, args.runs or default_runs())
     print(path.read_text())
     return 0
@@ -214,8 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     test_images = at_most(N_IMAGES["test"], "a test split")
     p.add_argument("--images", type=test_images, default=None, help="Table 2's test images (default all 10 000)")
-    p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 2000)")
-    p.add_argument("--agreement-steps", type=positive_int, default=None, help="steps of the Brian2 checks (500)")
+    p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 1000)")
+    p.add_argument("--agreement-steps", type=positive_int, default=None, help="steps of the Brian2 checks (300)")
+    p.add_argument("--horizon-images", type=test_images, default=None, help="the horizon check's images (1000)")
+    p.add_argument(
+        "--models", type=Path, default=None, help="start from these checkpoints instead of training (a folder)"
+    )
+    p.add_argument("--estimate", action="store_true", help="print the expected wall time here and exit")
 
     p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
     p.add_argument("--docs", type=Path, default=Path("docs/results"))

@@ -66,6 +66,7 @@ def _refresh_report(text: str, results: dict, command: str | None = None) -> str
 def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     """Copy the results and refresh the README block; returns the files written."""
     from validation.reproduce import agreement_markdown
+    from validation.table2 import PAIRS
     from validation.table2_report import claims_markdown, converged_markdown, markdown
 
     tag = _tag(runs)
@@ -87,8 +88,13 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     report_md = runs / "REPORT.md"
     if report_md.exists():  # Table 2's claims and paired tests as the latest table2.json has them
         write_text_atomic(report_md, _refresh_report(report_md.read_text(), results, report.get("command")))
+    copies[runs / "reproduce.json"] = docs / "reproduce.json"  # the stage times --estimate scales
+    for ds, model in PAIRS:  # the trained networks, so that anyone can rerun Table 2 from them
+        for suffix in (".pt", ".json"):
+            copies[runs / "models" / f"{ds}-{model}{suffix}"] = docs / "models" / f"{ds}-{model}{suffix}"
     for src, dst in copies.items():
-        if src.exists():
+        if src.exists() and not (dst.exists() and dst.read_bytes() == src.read_bytes()):
+            dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             written.append(dst)
     cores = report["machine"].get("cpu_count", "?")

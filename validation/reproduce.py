@@ -8,6 +8,8 @@ collects the tables with the command, the machine and the wall time of every sta
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from convert import ann, datasets, methods
 from convert.io import save_spec
 from convert.nir_export import save_nir
 from convert.pipeline import copy_spec, normalized_spec, stats_for
-from convert.provenance import machine, provenance, write_json_atomic, write_text_atomic
+from convert.provenance import atomic_path, machine, provenance, write_json_atomic, write_text_atomic
 from convert.select import CANDIDATES, SELECTED, select_and_train
 from convert.table1 import write_table1
 from convert.train import TrainConfig
@@ -31,10 +33,11 @@ from validation.significance import wilson_interval
 from validation.table2 import PAIRS, run_table2
 
 # Table 2 of the main job: every row on the whole test sets for T = 300 ms, model-based normalization (which
-# needs seconds) on the first 2 000 test images for 5 000 ms; one input seed (the interval over images is the
-# larger error; `validation table2 --seeds 0 1 2` measures the spread over seeds).
+# needs seconds) on the first 1 000 test images for 5 000 ms; one input seed (the interval over images is the
+# larger error; `validation table2 --seeds 0 1 2` measures the spread over seeds). `make reproduce-full` runs
+# the model-based rows on 2 000 images, the horizon check on 2 000 and the Brian2 checks for 500 steps.
 MAIN_JOB_EVAL = EvalConfig(
-    n_images=10_000, steps=300, seeds=(0,), slow_rows=("model",), slow_steps=5000, slow_images=2000
+    n_images=10_000, steps=300, seeds=(0,), slow_rows=("model",), slow_steps=5000, slow_images=1000
 )
 
 
@@ -46,24 +49,97 @@ class ReproduceConfig:
     seed: int = 0
     eval: EvalConfig = field(default_factory=lambda: MAIN_JOB_EVAL)
     agreement_images: int = 100
-    agreement_steps: int = 500
+    agreement_steps: int = 300
     agreement_device: str = "cpp_standalone"
     float32_images: int = 1000  # fastsim float32 vs float64 (MNIST, data-based), at agreement_steps / 5
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
-    horizon: HorizonCheck = field(default_factory=HorizonCheck)  # Fashion's fast rows to 1 000 ms, 2 000 images
+    horizon: HorizonCheck = field(default_factory=lambda: HorizonCheck(images=1000))  # Fashion's fast rows, 1 000 ms
     command: str = "make reproduce"  # how this run was started, for the report
+    # a folder of trained checkpoints (<dataset>-<model>.pt and its .json, as runs/models/ holds them) to start
+    # from instead of training, e.g. the published networks in docs/results/models/
+    models: Path | None = None
 
     @property
     def candidates(self) -> dict[str, tuple[dict[str, Any], ...]]:
         return dict(CANDIDATES) if self.select else dict(SELECTED)
 
 
-def _stage(log: list[dict[str, Any]], name: str, start: float) -> None:
-    log.append({"stage": name, "wall_s": round(time.perf_counter() - start, 1)})
+def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
+    """Each stage's amount of work, the scale :mod:`validation.estimate` multiplies a published time by:
+    epochs trained, image-steps simulated (Table 2: every row of the four networks), Brian2 image-steps."""
+    from validation.rows import rows
+
+    ev = cfg.eval
+    names = [r.name for r in rows()]
+    table2 = sum(ev.plan(name)[0] * ev.plan(name)[1] for name in names) * len(PAIRS) * len(ev.seeds)
+    repl = cfg.replication
+    epochs = sum(c.get("epochs", TrainConfig.epochs) for ds, m in PAIRS for c in cfg.candidates[m])
+    return {
+        "training": 0.0 if cfg.models is not None else float(epochs),
+        "conversion": 1.0,
+        "table2": float(table2),
+        "figures": 1.0,
+        "replication": float(repl.images * repl.steps + repl.slow_images * repl.slow_steps),
+        "horizon": float(min(cfg.horizon.images, ev.n_images) * cfg.horizon.steps),
+        "agreement": float(cfg.agreement_images * cfg.agreement_steps),
+    }
+
+
+def _stage(log: list[dict[str, Any]], key: str, name: str, start: float, units: dict[str, float]) -> None:
+    log.append({"key": key, "stage": name, "wall_s": round(time.perf_counter() - start, 1), "units": units[key]})
     print(f"[reproduce] {name}: {log[-1]['wall_s']:.0f} s", flush=True)
 
 
+def print_estimate(cfg: ReproduceConfig, reference: Path) -> dict[str, float]:
+    """Measure this machine (:func:`validation.estimate.calibrate`), print the expected wall time against the
+    published run at ``reference`` (if there is one) and return the calibration."""
+    from validation import estimate
+
+    speed = estimate.calibrate()
+    ref = estimate.load_reference(reference)
+    if ref is None:
+        print(f"[reproduce] no published run with stage units at {reference}: no estimate", flush=True)
+    else:
+        expected = estimate.expected_seconds(stage_units(cfg), ref, speed)
+        print(f"[reproduce] {estimate.describe(expected, ref)}", flush=True)
+    return speed
+
+
+def use_given_models(folder: Path, runs: Path) -> None:
+    """Copy the four checkpoints (and their metrics) from ``folder`` into ``runs/models/``, after checking that
+    each loads as the project's network; a missing or foreign file is a ValueError naming it."""
+    from convert.train import checkpoint_paths, load_model
+
+    for ds, model in PAIRS:
+        src_pt, src_json = checkpoint_paths(folder.parent, ds, model)
+        src_pt, src_json = folder / src_pt.name, folder / src_json.name
+        if not src_pt.exists() or not src_json.exists():
+            raise ValueError(f"--models {folder}: {src_pt.name} and {src_json.name} are both needed")
+        if models_name(load_model(src_pt)) != model:
+            raise ValueError(f"--models {folder}: {src_pt.name} holds another architecture than the {model}")
+        dst_pt, dst_json = checkpoint_paths(runs, ds, model)
+        dst_pt.parent.mkdir(parents=True, exist_ok=True)
+        for src, dst in ((src_pt, dst_pt), (src_json, dst_json)):
+            if not dst.exists() or dst.read_bytes() != src.read_bytes():
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+        m = json.loads(dst_json.read_text())
+        print(f"  {ds}-{model}: given checkpoint {src_pt} (test {100 * m['test_accuracy']:.2f} %)")
+
+
+def models_name(net: Any) -> str:
+    """``mlp`` or ``cnn``: the project architecture a loaded checkpoint rebuilt."""
+    return "cnn" if any(type(m).__name__ == "Conv2d" for m in net.modules()) else "mlp"
+
+
+# the published run whose stage times --estimate scales (written by `python -m validation publish`)
+PUBLISHED = Path(__file__).resolve().parents[1] / "docs" / "results" / "reproduce.json"
+
+
 def train_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
+    if cfg.models is not None:
+        use_given_models(cfg.models, runs)
+        return
     for ds, model in PAIRS:
         base = TrainConfig(dataset=ds, model=model, seed=cfg.seed, validation_images=cfg.eval.holdout)
         m = select_and_train(base, cfg.candidates[model], root, runs)
@@ -241,35 +317,43 @@ def throughput_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
+def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Path = PUBLISHED) -> Path:
     from validation.table2_report import claims_markdown, converged_markdown, cost_markdown, paired_markdown
     from validation.table2_report import markdown as table2_markdown
 
+    speed = print_estimate(cfg, reference)
+    units = stage_units(cfg)
     log: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     start = time.perf_counter()
     train_all(cfg, root, runs)
     table1 = write_table1(runs)
-    _stage(log, "training + Table 1" + (" (with model selection)" if cfg.select else ""), start)
+    _stage(log, "training", "training + Table 1" + (" (with model selection)" if cfg.select else ""), start, units)
     start = time.perf_counter()
     write_specs(cfg, root, runs)
-    _stage(log, "conversion (statistics + specs)", start)
+    _stage(log, "conversion", "conversion (statistics + specs)", start, units)
     start = time.perf_counter()
     results = run_table2(cfg.eval, root, runs)
-    _stage(log, "Table 2 simulations (fastsim; threshold searches included)", start)
+    _stage(log, "table2", "Table 2 simulations (fastsim; threshold searches included)", start, units)
     start = time.perf_counter()
     conv = make_figures(results, runs)
-    _stage(log, "Figures 3/4", start)
+    _stage(log, "figures", "Figures 3/4", start, units)
     start = time.perf_counter()
     repl = run_replication_config(cfg.replication, cfg.eval, root, runs, PAIRS)
-    _stage(log, "the replication's configuration (current input, membrane readout)", start)
+    _stage(log, "replication", "the replication's configuration (current input, membrane readout)", start, units)
     start = time.perf_counter()
     hc = dataclasses.replace(cfg.horizon, images=min(cfg.horizon.images, cfg.eval.n_images))
     horizon = run_horizon_check(hc, cfg.eval, root, runs, PAIRS)
-    _stage(log, f"horizon check ({', '.join(hc.datasets)} fast rows, {hc.images} images × {hc.steps} ms)", start)
+    _stage(
+        log,
+        "horizon",
+        f"horizon check ({', '.join(hc.datasets)} fast rows, {hc.images} images × {hc.steps} ms)",
+        start,
+        units,
+    )
     start = time.perf_counter()
     agree = agreement_runs(cfg, root, runs)
-    _stage(log, "agreement with Brian2", start)
+    _stage(log, "agreement", "agreement with Brian2", start, units)
     total = time.perf_counter() - t0
     ev = cfg.eval
     tag = ev.tag
@@ -320,6 +404,14 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path) -> Path:
         ]
     )
     write_text_atomic(runs / "REPORT.md", report)
-    summary = {"stages": log, "total_s": total, "agreement": agree, "command": cfg.command}
-    write_json_atomic(runs / "reproduce.json", {**summary, **provenance({"tag": tag, "select": cfg.select}, cfg.seed)})
+    summary = {"stages": log, "total_s": total, "agreement": agree, "command": cfg.command, "calibration": speed}
+    write_json_atomic(
+        runs / "reproduce.json",
+        {
+            **summary,
+            **provenance(
+                {"tag": tag, "select": cfg.select, "models": None if cfg.models is None else str(cfg.models)}, cfg.seed
+            ),
+        },
+    )
     return runs / "REPORT.md"

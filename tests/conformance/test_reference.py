@@ -109,3 +109,17 @@ def test_poisson_input_is_the_counter_hash(engine, request):
     record = engine.run(spec, images, steps=STEPS, seed=SEED, image_indices=INDICES, record_neurons=True)
     want = reference.expected_record(spec, counter_spikes(spec, images, INDICES, STEPS, SEED), record.checkpoints)
     reference.assert_record_matches(record, want, engine.id)
+
+
+def test_checkpoint_rules_are_one_shell(engine):
+    """Every engine takes checkpoints by the one rule of convert.records.checked_checkpoints: those that stop
+    before ``steps`` get ``steps`` appended (the record's ``steps`` is the whole run, and its counts there are
+    the reference's), and unordered or out-of-range checkpoints are refused before anything runs."""
+    spec, inputs, args = _case(engine, "delay", "zero", "spikes", "Dense")
+    record = engine.run(spec, steps=STEPS, checkpoints=[2, 5], record_neurons=True, **args)
+    np.testing.assert_array_equal(record.checkpoints, [2, 5, STEPS])
+    assert record.steps == STEPS
+    reference.assert_record_matches(record, reference.expected_record(spec, inputs, record.checkpoints), engine.id)
+    for bad in ([5, 2], [0, 5], [STEPS + 1], []):
+        with pytest.raises(ValueError, match="checkpoints must be increasing"):
+            engine.run(spec, steps=STEPS, checkpoints=bad, **args)

@@ -87,4 +87,13 @@ def test_a_registered_method_reaches_every_part_of_the_project(toy_method, tmp_p
 
 
 def test_the_toy_method_is_gone_after_unregistering():
+    """Registering and unregistering within the test: it holds alone and in any order of the suite."""
     assert "toy" not in methods.names()
+    methods.register(methods.Method("toy", halved_threshold, needs_stats=False, options=("threshold",)))
+    try:
+        assert methods.names()[-1] == "toy"
+    finally:
+        methods.unregister("toy")
+    assert "toy" not in methods.names()
+    with pytest.raises(ValueError, match="toy"):
+        methods.get("toy")

@@ -30,8 +30,8 @@ def _sources(kind: str, spec, rng):
     x = images.reshape(N_IMAGES, -1) / 255.0
     if kind == "poisson":
         return lambda: PoissonSource(x, np.arange(N_IMAGES), 7, 1000.0, 1.0, CPU, torch.float32)
-    if kind == "current":
-        return lambda: CurrentSource(x, CPU, torch.float32)
+    if kind == "current":  # dyadic intensities (k/16): the constant current and its events are exact sums
+        return lambda: CurrentSource(np.round(x * 16) / 16, CPU, torch.float32)
     trains = poisson_spikes(images, np.arange(N_IMAGES), STEPS, seed=7)
     return lambda: SpikeTrainSource(trains, CPU, torch.float32)
 

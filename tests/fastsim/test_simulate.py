@@ -12,31 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from convert.records import SpikeRecord
 from fastsim.encode import PoissonSource, poisson_spikes
 from fastsim.network import Network
 from fastsim.simulate import simulate
 from fastsim.synthetic import random_spec
 from tests.fastsim.specs import dyadic_cnn, dyadic_mlp, random_images
-
-ARRAYS = (
-    "output_counts",
-    "layer_counts",
-    "first_spike_step",
-    "synops",
-    "synops_curve",
-    "output_potential",
-    "labels",
-    "image_indices",
-)
-
-
-def assert_same_record(a: SpikeRecord, b: SpikeRecord) -> None:
-    assert np.array_equal(a.checkpoints, b.checkpoints)
-    for name in ARRAYS:
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    for x, y in zip(a.neuron_counts or (), b.neuron_counts or (), strict=True):
-        assert np.array_equal(x, y)
+from tests.records import assert_same_record
 
 
 @pytest.mark.parametrize("readout", ["spikes", "membrane"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.records import SpikeRecord, default_checkpoints
+from convert.records import SpikeRecord, checked_checkpoints
 from convert.spec import NetworkSpec
 
 
@@ -136,7 +136,7 @@ def lib_error(lib: ModuleType, mode: str, err: BaseException) -> Exception:
 
 def _record(lib, spec, counts, out, steps, adapter, labels, image_indices, checkpoints) -> SpikeRecord:
     n = len(out)
-    cps = default_checkpoints(steps) if checkpoints is None else np.asarray(checkpoints, dtype=np.int64)
+    cps = checked_checkpoints(checkpoints, steps)
     cumulative = np.cumsum(out, axis=1, dtype=np.int64)  # (N, T, C)
     fired = out.any(axis=2)
     first = np.where(fired.any(axis=1), fired.argmax(axis=1), -1)
