@@ -132,6 +132,27 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    """The direct copy (θ = 1) of a model file: a ``torch.export`` archive (.pt2) of any model, or a checkpoint
+    of this project's MLP or CNN (.pt, a state dict and the model's name, as `convert train` writes)."""
+    from convert.extract import spec_from_model
+    from convert.from_torch import from_exported, load_exported
+    from convert.io import save_spec
+    from convert.train import load_model
+
+    if args.model.suffix == ".pt2":
+        spec = from_exported(load_exported(args.model), dataset=args.dataset)
+    else:
+        spec = spec_from_model(load_model(args.model), dataset=args.dataset)
+    save_spec(spec, args.out)
+    kinds = ", ".join(
+        type(layer).__name__ + ("+bias" if getattr(layer, "bias", None) is not None else "") for layer in spec.layers
+    )
+    print(f"{args.model}: input {spec.input_shape}; {kinds}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_import_nir(args: argparse.Namespace) -> int:
     from convert.io import save_spec
     from convert.nir_import import load_nir
@@ -237,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the .nir file to write")
     _lossy(p)
     p.set_defaults(func=cmd_export_nir)
+
+    p = sub.add_parser(
+        "extract", help="the direct copy (θ = 1) of a model file: a torch.export .pt2 or a .pt checkpoint"
+    )
+    p.add_argument("--model", type=Path, required=True, help="a torch.export.save archive (.pt2) or a checkpoint (.pt)")
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"), help="whose class labels it outputs")
+    p.add_argument("--out", type=Path, required=True, help="spec file (.npz), written atomically")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("import-nir", help="read a NIR graph (this project's or another tool's) as a spec file")
     p.add_argument("--nir", type=Path, required=True)

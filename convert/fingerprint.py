@@ -25,8 +25,8 @@ CACHE_FORMAT_VERSION = 1
 def spec_fingerprint(spec: NetworkSpec) -> str:
     """sha256 of everything in a spec that determines a simulation: layers, weights, thresholds, reset,
     schedule, dt, encoding, rate, labels and readout. ``provenance`` is free-form metadata and is left out.
-    The readout enters only when it is not the default ``"spikes"``, so that a default spec hashes exactly
-    as before the readout existed (every cached result keeps its key)."""
+    The readout enters only when it is not the default ``"spikes"``, and a layer's bias only when it has one,
+    so that such a spec hashes exactly as before either existed (every cached result keeps its key)."""
     return fingerprint(_spec_content(spec))
 
 
@@ -35,8 +35,9 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
     for layer in spec.layers:
         entry: dict[str, Any] = {"type": type(layer).__name__}
         for f in dataclasses.fields(layer):
-            if f.name != "bias":
-                entry[f.name] = getattr(layer, f.name)
+            value = getattr(layer, f.name)
+            if f.name != "bias" or value is not None:  # no bias: hashed as before biases existed
+                entry[f.name] = value
         layers.append(entry)
     content = {
         "input_shape": spec.input_shape,

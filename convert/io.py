@@ -7,10 +7,12 @@ replaced by the name of their array. One generic ``to_dict``/``from_dict`` keyed
 layer families (:mod:`convert.layers`; a family lists its array fields). Writing is atomic; loading checks
 the version and reports damage clearly.
 
-Versions: 2 added the header key ``readout``. A spec with the default ``readout="spikes"`` is written as
-version 1, without the key, so that its file is byte for byte what earlier code wrote and earlier code still
-reads it; a ``membrane`` readout is written as version 2. A version-1 file must not have the key (it loads with
-``readout="spikes"``), a version-2 file must have it.
+Versions: 2 added the header key ``readout``; 3 added layer biases (``layers.<i>.bias``, a layer key ``bias``
+naming it, present only on a layer with a nonzero bias). A spec is written as the oldest version that holds it:
+with the default ``readout="spikes"`` and no bias as version 1, without the key, so that its file is byte for byte
+what earlier code wrote and earlier code still reads it; a ``membrane`` readout as version 2; any bias as
+version 3 (which has the ``readout`` key). A version-1 file must not have the key (it loads with
+``readout="spikes"``), versions 2 and 3 must have it; only a version-3 file may hold a bias.
 
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
@@ -29,10 +31,12 @@ from convert.layers import FAMILIES, family_of, supported
 from convert.npzfile import read_npz, write_npz
 from convert.spec import NetworkSpec, SpecError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
 #: header keys each format version adds to _SPEC_FIELDS
-_VERSION_FIELDS = {1: (), 2: ("readout",)}
+_VERSION_FIELDS = {1: (), 2: ("readout",), 3: ("readout",)}
+#: layer array fields that may be absent (None), and the first version that holds them
+_OPTIONAL_ARRAYS = {"bias": 3}
 
 
 def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -44,7 +48,7 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         entry: dict[str, Any] = {"type": family.name}
         for f in dataclasses.fields(layer):
             value = getattr(layer, f.name)
-            if f.name == "bias":
+            if f.name in _OPTIONAL_ARRAYS and value is None:
                 continue
             if f.name in family.arrays:
                 key = f"layers.{i}.{f.name}"
@@ -53,7 +57,8 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             else:
                 entry[f.name] = list(value) if isinstance(value, tuple) else value
         layers.append(entry)
-    version = 1 if spec.readout == "spikes" else 2  # the oldest version that holds the spec (module doc)
+    has_bias = any(getattr(layer, "bias", None) is not None for layer in spec.layers)
+    version = 3 if has_bias else 1 if spec.readout == "spikes" else 2  # the oldest that holds it (module doc)
     header = {"format_version": version, "layers": layers}
     for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
         value = getattr(spec, name)
@@ -96,17 +101,19 @@ _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
 }
 
 
-def _layer_fields(cls: type) -> tuple[str, ...]:
-    """The fields a layer of type ``cls`` has in the file: its dataclass fields but the (unsupported) bias."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "bias")
+def _layer_fields(cls: type, version: int) -> tuple[str, ...]:
+    """The fields a layer of type ``cls`` may have in a file of ``version``: its dataclass fields, but the
+    optional arrays a version predates."""
+    return tuple(f.name for f in dataclasses.fields(cls) if _OPTIONAL_ARRAYS.get(f.name, 0) <= version)
 
 
-def _check_keys(where: str, keys: Any, allowed: tuple[str, ...]) -> None:
-    """Every allowed key present, no other: a typo must not silently fall back to a default."""
+def _check_keys(where: str, keys: Any, allowed: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Every allowed key present (but the ``optional`` ones), no other: a typo must not silently fall back to a
+    default."""
     unknown = [k for k in keys if k not in allowed]
     if unknown:
         raise SpecError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(allowed)}")
-    missing = [k for k in allowed if k not in keys]
+    missing = [k for k in allowed if k not in keys and k not in optional]
     if missing:
         raise SpecError(f"{where}: missing field {missing[0]!r}")
 
@@ -118,7 +125,7 @@ def _check_types(where: str, entry: dict[str, Any], types: dict[str, tuple[Any, 
             raise SpecError(f"{where}.{key}: must be {meaning}, got {json.dumps(value)[:60]}")
 
 
-def _layer_from_dict(i: int, entry: Any, arrays: dict[str, np.ndarray]):
+def _layer_from_dict(i: int, entry: Any, arrays: dict[str, np.ndarray], version: int):
     where = f"layers[{i}]"
     if not isinstance(entry, dict):
         raise SpecError(f"{where}: must be a JSON object with a 'type', got {json.dumps(entry)[:60]}")
@@ -128,9 +135,11 @@ def _layer_from_dict(i: int, entry: Any, arrays: dict[str, np.ndarray]):
     if family is None:
         raise SpecError(f"{where}: unknown layer type {kind!r}; supported: {supported()}")
     where = f"{where} ({kind})"
-    _check_keys(where, entry, _layer_fields(family.layer))
+    _check_keys(where, entry, _layer_fields(family.layer, version), optional=tuple(_OPTIONAL_ARRAYS))
     _check_types(where, entry, {**_LAYER_FIELD_TYPES, **{field: _ARRAY_FIELD for field in family.arrays}})
     for field in family.arrays:
+        if field in _OPTIONAL_ARRAYS and field not in entry:
+            continue
         name = entry[field]
         if name not in arrays:
             raise SpecError(f"{where}.{field}: array {name!r} missing from the file")
@@ -154,7 +163,7 @@ def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkS
     fields = (*_SPEC_FIELDS, *_VERSION_FIELDS[version])
     _check_keys(f"header (format_version {version})", header, ("format_version", "layers", *fields))
     _check_types("header", header, _HEADER_TYPES)
-    layers = tuple(_layer_from_dict(i, entry, arrays) for i, entry in enumerate(header["layers"]))
+    layers = tuple(_layer_from_dict(i, entry, arrays, version) for i, entry in enumerate(header["layers"]))
     kwargs = {name: header[name] for name in fields}
     try:
         return NetworkSpec(layers=layers, **kwargs)

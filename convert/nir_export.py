@@ -2,7 +2,7 @@
 Norse, snnTorch, sinabs and SpikingJelly import.
 
 Every layer becomes its family's node (:mod:`convert.layers`: ``Flatten`` → ``nir.Flatten(start_dim=0)``,
-``Dense`` → ``nir.Affine`` with a zero bias, ``Conv2d`` → ``nir.Conv2d`` with a zero bias, ``AvgPool2d`` →
+``Dense`` → ``nir.Affine`` with its bias (zero without), ``Conv2d`` → ``nir.Conv2d`` with its bias, ``AvgPool2d`` →
 ``nir.SumPool2d``); every spiking layer's node is followed by an ``IF`` node (``r = 1``, ``v_reset = 0``) whose
 ``v_threshold`` is
 

@@ -5,7 +5,8 @@ The graph must be a chain: ``Input`` → (layer node [→ ``IF``])* → ``Output
 A node's NIR class picks the layer family that imports it (``LayerFamily.nir_types``: ``Affine``/``Linear`` →
 Dense, ``Conv2d`` → Conv2d, ``SumPool2d``/``AvgPool2d`` → AvgPool2d, ``Flatten`` → Flatten); a spiking family's
 node must be followed by an ``IF`` node with ``r = 1``, one ``v_threshold`` for the whole layer and
-``v_reset = 0``. Anything else (a bias, a leaky neuron, a branch, a per-neuron threshold) raises
+``v_reset = 0``; an ``Affine``'s or ``Conv2d``'s bias becomes the layer's bias. Anything else (a leaky neuron, a
+branch, a per-neuron threshold) raises
 :class:`~convert.spec.SpecError` naming the node and saying what would fit.
 
 Thresholds: NIR's IF fires at v > t, ours at v ≥ θ. In float32 arithmetic v > t ⟺ v ≥ next float32 above t,

@@ -2,8 +2,10 @@
 
 None touches its input (spec arrays are read-only anyway); each returns a new spec and a
 :class:`NormalizationReport` giving every per-layer divisor. The normalized spec's weights are
-W_l / d_l for the divisors d_l below, its thresholds all 1 (the methods assume θ = 1), except
-``baseline``, which keeps the weights and sets the threshold.
+W_l / d_l for the divisors d_l below and its biases b_l / (d_1 ⋯ d_l) (with weights scaled layer by layer,
+layer l's activations are a_l / (d_1 ⋯ d_l), so its constant current must be scaled by the same product:
+Rueckauer et al. 2017, eq. 6), its thresholds all 1 (the methods assume θ = 1), except ``baseline``, which
+keeps the weights and biases and sets the threshold.
 
 Each layer family (:mod:`convert.layers`) supplies the per-layer quantities: its largest sum of positive
 input weights, its largest positive weight and W ← W / d. A family without weights of its own (average
@@ -77,10 +79,14 @@ def _apply(
     infos: list[dict[str, Any]],
 ) -> tuple[NetworkSpec, NormalizationReport]:
     layers = list(spec.layers)
+    cumulative = 1.0  # Λ_l = d_1 · … · d_l: the scale of layer l's activations in the normalized network
     for d, t, i in zip(divisors, thresholds, spec.spiking_indices, strict=True):
         layer, family = layers[i], _spiking_family(layers[i])
+        cumulative *= d
         if family.has_weights:
             layer = family.scaled(layer, d)
+        if getattr(layer, "bias", None) is not None:  # b_l ← b_l / Λ_l (Rueckauer et al. 2017, eq. 6)
+            layer = dataclasses.replace(layer, bias=layer.bias / cumulative)
         layers[i] = dataclasses.replace(layer, threshold=t)
     report = NormalizationReport(method, tuple(divisors), tuple(thresholds), dict(options), tuple(infos))
     provenance = {
@@ -134,8 +140,17 @@ def baseline(spec: NetworkSpec, threshold: float = 1.0) -> tuple[NetworkSpec, No
     return _apply(spec, [1.0] * n, [float(threshold)] * n, "baseline", {"threshold": threshold}, infos)
 
 
+def _max_drive(layer: Any, previous: float) -> float:
+    """max over neurons j of Σ_i max(W_ji, 0) + max(b_j, 0) / Λ_{l-1}: the most one step can bring to a neuron
+    of a biased layer whose inputs fire at most once per step, before dividing by d_l (the bias is divided
+    by Λ_{l-1} · d_l, the weights by d_l)."""
+    w = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
+    return float((w + np.clip(layer.bias, 0, None) / previous).max())
+
+
 def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[NetworkSpec, NormalizationReport]:
-    """Algorithm 1 (Diehl et al. 2015): divide each layer by its largest sum of positive input weights.
+    """Algorithm 1 (Diehl et al. 2015): divide each layer by its largest sum of positive input weights (with
+    a bias: plus its positive bias, in the scale of the layer's normalized input).
 
     Afterwards no neuron can receive more than θ = 1 in one step from one-spike-per-step inputs, so none
     needs to fire more than once per step. ``normalize_output=False`` leaves the output layer as is
@@ -143,17 +158,23 @@ def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[Netwo
     """
     divisors, infos = [], []
     last = spec.spiking_indices[-1]
+    cumulative = 1.0  # Λ_{l-1}: the bias of layer l is divided by Λ_{l-1} · d_l
     for i in spec.spiking_indices:
         layer = spec.layers[i]
         info = _info(layer)
         s = max_positive_input_sum(layer)
         info["max_positive_input_sum"] = s
+        bias = _spiking_family(layer).max_positive_bias
+        if bias is not None and bias(layer) > 0:  # the bias's constant current, in the scale of this input
+            s = _max_drive(layer, cumulative)
+            info["max_positive_drive"] = s
         if not _spiking_family(layer).has_weights or (i == last and not normalize_output):
             d = 1.0
         elif s == 0:
             d, info["note"] = 1.0, "no positive weight: cannot fire; left unscaled"
         else:
             d = s
+        cumulative *= d
         divisors.append(d)
         infos.append(info)
     options = {"normalize_output": normalize_output}

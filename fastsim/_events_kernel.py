@@ -47,14 +47,15 @@ def _scatter(pre, n_pre, ptr, p_off, run_post, run_w, run_len, weights, cur, bas
 
 
 @nb.njit(cache=True)
-def _update(v, cur, fired, th, delay, zero):
+def _update(v, cur, b, fired, th, delay, zero):
     """The layer step of every neuron, branch-free so that it vectorizes (``delay`` and ``zero`` are the same
-    for every neuron; LLVM takes them out of the loop): u = v + I; c = v (delay) or u; s = [c ≥ θ];
-    v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes."""
+    for every neuron; LLVM takes them out of the loop): I = (synaptic sum) + b; u = v + I; c = v (delay) or u;
+    s = [c ≥ θ]; v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes. (A layer without a bias has
+    b = 0, and x + 0 = x.)"""
     m = 0
     for j in range(v.shape[0]):
         vj = v[j]
-        u = vj + cur[j]
+        u = vj + (cur[j] + b[j])
         s = (vj if delay else u) >= th
         v[j] = ((u - u) if zero else (u - th)) if s else u
         cur[j] = 0
@@ -79,7 +80,7 @@ def _collect(fired, n, out):
 @nb.njit(cache=True)
 def _constant_current(xw_b, net, ic):
     """ic = W_1 · x, the first layer's current from the analog input x (``current`` encoding)."""
-    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     for i in range(xw_b.shape[0]):
         xi = xw_b[i]
         if xi != 0:
@@ -116,7 +117,7 @@ def _input_chunk(mode, t0, tn, key, cand, n_cand, thr_b, given_b, pixel_ids, net
     A pixel's weights stay in the core's cache across the chunk (instead of one read of every spiking pixel's
     weights per step), and for each step the spikes are still added in pixel order, then run order: the order
     of the per-step scatter, so every current is bit for bit the same sum."""
-    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     buf[:tn] = 0
     syn0[:tn] = 0
     if mode == POISSON:
@@ -144,12 +145,20 @@ def _input_chunk(mode, t0, tn, key, cand, n_cand, thr_b, given_b, pixel_ids, net
 def _layer(layer, net, v, cur, fired, spk, nsp, delay, zero):
     """Layer ``layer``'s step: its current from the spikes below (already in cur for the first layer), the
     update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
-    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     base, size = v_off[layer], sizes[layer]
     if layer > 0:
         pb = v_off[layer - 1]
         _scatter(spk[pb:], nsp[layer - 1], ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
-    m = _update(v[base : base + size], cur[base : base + size], fired[:size], thresholds[layer], delay, zero)
+    m = _update(
+        v[base : base + size],
+        cur[base : base + size],
+        bias[base : base + size],
+        fired[:size],
+        thresholds[layer],
+        delay,
+        zero,
+    )
     if m > 0:
         _collect(fired, size, spk[base:])
     nsp[layer] = m
@@ -172,7 +181,7 @@ def _candidates(mode, thr_b, n_in, cand):
 def _record(b, layer, fired, net, out, syn, running):
     """Image b's records of the neurons ``fired`` of ``layer`` in this step: counts, and the synaptic events
     they send into the next layer or (output layer) the running output counts."""
-    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     output_counts, layer_counts, first, synops_curve, potential, neurons = out
     layer_counts[b, layer] += fired.shape[0]
     if neurons.shape[1] > 0:
@@ -190,7 +199,7 @@ def _record(b, layer, fired, net, out, syn, running):
 def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, delay, zero, out):
     """Simulate every image (in parallel) for ``steps`` steps; ``net`` and ``out`` are the tuples that
     :func:`fastsim.events.run_batch` builds (the network's flat tables; the recorded arrays)."""
-    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout = net
+    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     output_counts, layer_counts, first, synops_curve, potential, neurons = out
     L = sizes.shape[0]
     n_in = pre_off[1]

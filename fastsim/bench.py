@@ -63,7 +63,7 @@ def _timed_loop(loop: Callable[..., Any], spec: NetworkSpec, x: torch.Tensor, st
 def plain_loop(spec: NetworkSpec, x: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """The baseline: a per-step loop over the network step with fresh ``torch.rand`` input each step."""
     net = Network(spec, x.device, dtype)
-    synapses = [s.synapse for s in net.stages]
+    synapses = [s.drive for s in net.stages]
     thresholds = [s.threshold for s in net.stages]
     step = network_step(spec.schedule)
     state = net.initial_state(len(x))

@@ -72,6 +72,7 @@ class EventTables:
     ``pre_sizes[l]`` neurons whose fan-outs start at ``ptr[ptr_off[l] + i]``: runs r of ``run_len[r]``
     consecutive postsynaptic neurons from ``run_post[r]`` with weights ``weights[run_w[r]:...]``.
     ``fanout`` (float64, internal order, offsets ``pre_off``): synapse counts of the synaptic-event sums.
+    ``bias`` (internal order, offsets ``v_off``): every neuron's constant current (0 in a layer without one).
     ``spec_index[v_off[l] + j]``: the spec index of internal neuron j of layer l; ``input_spec_index``
     likewise for the input; ``input_fanout``: the input's fan-out in spec order."""
 
@@ -86,6 +87,7 @@ class EventTables:
     weights: np.ndarray
     thresholds: np.ndarray
     fanout: np.ndarray
+    bias: np.ndarray
     spec_index: np.ndarray
     input_spec_index: np.ndarray
     input_fanout: np.ndarray
@@ -147,6 +149,7 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     sizes, pre_sizes, thresholds = [], [], []
     ptr_parts, post_parts, w_off_parts, len_parts, fan_parts, index_parts = [], [], [], [], [], []
+    bias_parts = []
     n_runs = 0
     store = _WeightStore(np_dtype)
     input_index = internal_order(tuple(spec.input_shape))
@@ -177,6 +180,8 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
         len_parts.append(length)
         fan_parts.append(stage.fanout.numpy()[pre_index])
         index_parts.append(post_index)
+        bias = np.zeros(n_post) if stage.bias is None else stage.bias.numpy().reshape(-1)[post_index]
+        bias_parts.append(bias.astype(np_dtype))  # float64 → dtype, as the torch engine rounds it
         n_runs += len(start)
         sizes.append(n_post)
         pre_sizes.append(n_pre)
@@ -197,6 +202,7 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
         weights=store.array(),
         thresholds=np.asarray(thresholds, dtype=np_dtype),
         fanout=np.concatenate(fan_parts).astype(np.float64),
+        bias=np.concatenate(bias_parts).astype(np_dtype),
         spec_index=np.concatenate(index_parts).astype(np.int64),
         input_spec_index=input_index.astype(np.int64),
         input_fanout=probe.stages[0].fanout.numpy().astype(np.float64),
@@ -276,6 +282,7 @@ def run_batch(
         tables.weights,
         thresholds,
         tables.fanout,
+        tables.bias,
     )
     out = (output_counts, layer_counts, first, synops_curve, potential, neurons)
     ckpt = np.asarray(checkpoints, dtype=np.int64)

@@ -92,7 +92,7 @@ def input_path(source: object, net: Network) -> InputPath:
 @input_path.register(CurrentSource)  # by class: the annotations name Network, imported only for type checkers
 def _(source: CurrentSource, net: Network) -> InputPath:
     x = source.chunk(0, 1)[0]
-    return ConstantCurrentPath(net.stages[0].synapse(x.reshape(len(x), *net.spec.input_shape)))
+    return ConstantCurrentPath(net.stages[0].drive(x.reshape(len(x), *net.spec.input_shape)))
 
 
 @input_path.register(PoissonSource)

@@ -22,7 +22,7 @@ def threshold_margins(net, source: InputSource, batch: int, steps: int) -> list[
     steps of ``source`` through ``net`` (a :class:`fastsim.network.Network`)."""
     stages, spec = net.stages, net.spec
     state = net.initial_state(batch)
-    synapses = [s.synapse for s in stages]
+    synapses = [s.drive for s in stages]
     thresholds = [s.threshold for s in stages]
     margins = [torch.full((batch, *s.shape), torch.inf, dtype=torch.float64, device=net.device) for s in stages]
     for t in range(steps):

@@ -95,6 +95,15 @@ class Stage:
     sparse_density: float
     band: BandConv | None = None
     fused: FusedDense | None = None
+    bias: torch.Tensor | None = None  # (*shape): the constant current b added to every step's W · s
+
+    def with_bias(self, current: torch.Tensor) -> torch.Tensor:
+        """I = (W · s) + b, the synaptic sum first (docs/semantics.md: bias); the identity without a bias."""
+        return current if self.bias is None else current + self.bias
+
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's whole input current for activity x (R, *in_shape): the synapses, then the bias."""
+        return self.with_bias(self.synapse(x))
 
     @property
     def has_sparse_product(self) -> bool:
@@ -107,25 +116,38 @@ class Stage:
         return spike_matmul(rows, self.ops[-1].weight_t)
 
     def synapse(self, x: torch.Tensor) -> torch.Tensor:
+        """The synaptic sum W · s alone (no bias: :meth:`drive` adds it)."""
         for op in self.ops:
             x = op(x)
         return x
 
     def current(self, x: torch.Tensor, nnz: torch.Tensor | None = None) -> torch.Tensor:
-        """Currents (R, *shape) for activity x (R, *in_shape): binary spikes, ``nnz`` of them (0-d), or any
-        activity with ``nnz`` None (then always ``ops``)."""
+        """Currents (R, *shape) for activity x (R, *in_shape), the bias included: binary spikes, ``nnz`` of them
+        (0-d), or any activity with ``nnz`` None (then always ``ops``)."""
         if nnz is not None:
             if self.has_sparse_product and int(nnz) <= self.sparse_density * x.numel():
-                return self.sparse_product(SpikeRows.from_dense(x))
+                return self.with_bias(self.sparse_product(SpikeRows.from_dense(x)))
             if self.band is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
-                return self.band(x)
-        return self.synapse(x)
+                return self.with_bias(self.band(x))
+        return self.drive(x)
 
     def current_from_rows(self, rows: SpikeRows) -> torch.Tensor:
-        """Currents (R, *shape) for input spikes given as :class:`SpikeRows` (R, n_in)."""
+        """Currents (R, *shape) for input spikes given as :class:`SpikeRows` (R, n_in), the bias included."""
         if self.has_sparse_product and rows.density <= self.sparse_density:
-            return self.sparse_product(rows)
-        return self.synapse(rows.to_dense(self.threshold.dtype).view(rows.n_rows, *self.in_shape))
+            return self.with_bias(self.sparse_product(rows))
+        return self.drive(rows.to_dense(self.threshold.dtype).view(rows.n_rows, *self.in_shape))
+
+
+def layer_bias(layer: object, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+    """A layer's bias as a (*shape) tensor, one value per neuron (a convolution's per-channel bias broadcast over
+    its positions), in the simulation dtype; None without a bias."""
+    bias = getattr(layer, "bias", None)
+    if bias is None:
+        return None
+    b = torch.as_tensor(np.array(bias), dtype=dtype, device=device)
+    if len(shape) == 3:  # (C,) → (C, H, W)
+        b = b.view(-1, 1, 1).expand(*shape)
+    return b.reshape(shape).contiguous()
 
 
 class Network:
@@ -176,6 +198,9 @@ class Network:
                     band = BandConv.build(layer, shapes[i], dtype, self.device)
                 theta = np.inf if self.membrane and i == output else layer.threshold  # membrane: never fires
                 threshold = torch.tensor(theta, dtype=dtype, device=self.device)
+                bias = layer_bias(layer, shapes[i + 1], dtype, self.device)
+                if bias is not None and kernel == "triton":
+                    raise ValueError("kernel='triton' does not support a layer bias; use kernel='torch' or 'events'")
                 stages.append(
                     Stage(
                         ops=tuple(pending),
@@ -186,6 +211,7 @@ class Network:
                         sparse_density=sparse_density,
                         band=band,
                         fused=self._fused(pending[-1], float(threshold), parts) if kernel == "triton" else None,
+                        bias=bias,
                     )
                 )
                 pending, in_shape = [], shapes[i + 1]
@@ -271,7 +297,7 @@ class Network:
         rec = self._recorder(batch, checkpoints)
         state = self.initial_state(batch)
         step = network_step(self.spec.schedule)
-        synapses = [s.synapse for s in self.stages]
+        synapses = [s.drive for s in self.stages]
         thresholds = [s.threshold for s in self.stages]
         for t in range(steps):
             x = source.chunk(t, 1)[0].reshape(batch, *self.spec.input_shape)

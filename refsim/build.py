@@ -12,11 +12,15 @@ standalone project would not be byte-identical and would recompile.)
 Schedules, at every step t:
 
 * ``delay`` (Brian2's default slots *thresholds → synapses → resets*): s_l(t) = [v_l ≥ θ_l] for all l on the
-  voltage left from t − 1; then v_l += W_l s_{l−1}(t) for all l; then reset (``zero``: v_l = 0, the input of
-  this step is lost; ``subtract``: v_l −= θ_l). Each layer adds one step of latency.
-* ``cascade``: for l = 1 … L in order, v_l += W_l s_{l−1}(t); s_l(t) = [v_l ≥ θ_l]; reset. In Brian2 the
-  pathway, thresholder and resetter of layer k all run in the ``synapses`` slot with orders 3k, 3k+1, 3k+2
-  (the input group's spikes come earlier, in the ``thresholds`` slot).
+  voltage left from t − 1; then v_l += W_l s_{l−1}(t) for all l, then v_l += b_l (a layer's bias, a
+  ``run_regularly`` in the ``synapses`` slot with order 1, after every pathway); then reset (``zero``: v_l = 0,
+  the input of this step is lost; ``subtract``: v_l −= θ_l). Each layer adds one step of latency.
+* ``cascade``: for l = 1 … L in order, v_l += W_l s_{l−1}(t); v_l += b_l; s_l(t) = [v_l ≥ θ_l]; reset. In
+  Brian2 the pathway, bias, thresholder and resetter of layer k all run in the ``synapses`` slot with orders
+  4k, 4k+1, 4k+2, 4k+3 (the input group's spikes come earlier, in the ``thresholds`` slot).
+
+Brian2 adds a bias after the synaptic events one by one, ((v + w_1) + w_2 …) + b, where fastsim adds
+v + ((w_1 + w_2 …) + b): the same sum up to its rounding order, exactly equal for dyadic weights.
 
 Readout ``membrane``: the output group is the same NeuronGroup with θ = +∞, so its threshold test never
 passes (no spike, no reset) and v_L is the running sum of its input; a ``StateMonitor`` of v_L in the ``end``
@@ -98,9 +102,11 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
 
     k = len(state.layers) + 1
     conn = connections(layer, state.shape)
+    biased = getattr(layer, "bias", None) is not None
     group = NeuronGroup(
         conn.n_post,
-        "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)",
+        "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)"
+        + ("\nb : 1 (constant)" if biased else ""),
         threshold="v >= theta",
         reset=RESETS[state.spec.reset],
         name=f"refsim_layer_{k}",
@@ -109,6 +115,10 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     group.theta = np.inf if membrane else layer.threshold  # a membrane output layer never fires (module doc)
     group.image_steps = state.steps
     group.run_regularly(IMAGE_START, when="start", name=f"refsim_layer_{k}_image_start")
+    bias = neuron_bias(layer, conn.n_post)
+    if bias is not None:  # b_j: added every step right after the synaptic events (module doc)
+        group.b = bias
+        group.run_regularly("v += b", when="synapses", order=1, name=f"refsim_layer_{k}_bias")
     syn = Synapses(
         state.source,
         group,
@@ -125,17 +135,29 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), group, "w", {}
 
 
+def neuron_bias(layer: object, n_post: int) -> np.ndarray | None:
+    """A layer's bias per neuron in C order (a convolution's per-channel bias repeated over its positions), or
+    None without a bias."""
+    bias = getattr(layer, "bias", None)
+    if bias is None:
+        return None
+    bias = np.asarray(bias, dtype=np.float64)
+    return np.repeat(bias, n_post // len(bias))
+
+
 def apply_schedule(layers: list[Any], synapses: list[Any], schedule: str) -> None:
-    """Set the slots of every pathway, thresholder and resetter for ``schedule`` (see the module doc)."""
+    """Set the slots of every pathway, bias, thresholder and resetter for ``schedule`` (see the module doc)."""
     if schedule == "delay":
-        return  # Brian2's default order: thresholds, synapses, resets
+        return  # Brian2's default order: thresholds, synapses (then the biases, order 1), resets
     if schedule != "cascade":
         raise ValueError(f"schedule must be 'delay' or 'cascade', got {schedule!r}")
     for k, (group, syn) in enumerate(zip(layers, synapses, strict=True), start=1):
+        biases = [op for op in group.contained_objects if op.name.endswith("_bias")]
         for obj, order in (
-            (syn.pre, 3 * k),
-            (group.thresholder["spike"], 3 * k + 1),
-            (group.resetter["spike"], 3 * k + 2),
+            (syn.pre, 4 * k),
+            *((op, 4 * k + 1) for op in biases),
+            (group.thresholder["spike"], 4 * k + 2),
+            (group.resetter["spike"], 4 * k + 3),
         ):
             obj.when, obj.order = "synapses", order
 

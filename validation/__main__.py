@@ -26,13 +26,15 @@ def _eval_config(args: argparse.Namespace):
 def cmd_agree(args: argparse.Namespace) -> int:
     from convert import datasets
     from convert.io import load_spec
-    from validation.agreement import agreement, write_report
+    from validation.agreement import agreement, parse_engine, write_report
 
     spec = load_spec(args.spec)
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
     engines = tuple(args.engines.split(","))
     if len(engines) != 2:
         raise ValueError(f"--engines takes two engines separated by a comma, got {args.engines!r}")
+    for engine in engines:  # a misspelt engine is refused before anything runs
+        parse_engine(engine)
     split = datasets.load(args.dataset, args.split, args.root)
     n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
     if args.poisson_images > n:
@@ -117,7 +119,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     from validation.horizon_check import HorizonCheck
     from validation.replication_config import ReplicationConfig
-    from validation.reproduce import MAIN_JOB_EVAL, PUBLISHED, ReproduceConfig, print_estimate, reproduce
+    from validation.reproduce import (
+        MAIN_JOB_EVAL,
+        PUBLISHED,
+        PUBLISHED_MODELS,
+        ReproduceConfig,
+        print_estimate,
+        reproduce,
+    )
 
     scale = {k: v for k, v in (("n_images", args.images), ("slow_images", args.slow_images)) if v is not None}
     evaluation = dataclasses.replace(MAIN_JOB_EVAL, **scale)
@@ -131,8 +140,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     horizon = {} if args.horizon_images is None else {"horizon": HorizonCheck(images=args.horizon_images)}
     if args.models is not None and not args.models.is_dir():
         raise ValueError(f"--models {args.models}: not a folder of checkpoints (<dataset>-<model>.pt and .json)")
+    if args.train and args.models is not None:
+        raise ValueError("--train and --models exclude each other: train from scratch, or start from checkpoints")
+    models = None if args.train or args.select else (args.models or PUBLISHED_MODELS)
     cfg = ReproduceConfig(
-        select=args.select, eval=evaluation, replication=repl, command=command, models=args.models, **agree, **horizon
+        select=args.select,
+        eval=evaluation,
+        replication=repl,
+        command=command,
+        models=models,
+        agreement_all=args.agreement == "all",
+        **agree,
+        **horizon,
     )
     if args.estimate:
         print_estimate(cfg, PUBLISHED)
@@ -219,15 +238,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = add("reproduce", cmd_reproduce, "the main job: training, conversion, Tables 1/2, Figures 3/4, agreement")
     p.add_argument(
-        "--select", action="store_true", help="rerun the model selection over every candidate (+~13 min on 2 cores)"
+        "--select", action="store_true", help="train and rerun the model selection over every candidate (+~35 min)"
     )
     test_images = at_most(N_IMAGES["test"], "a test split")
     p.add_argument("--images", type=test_images, default=None, help="Table 2's test images (default all 10 000)")
-    p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 1000)")
+    p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 500)")
     p.add_argument("--agreement-steps", type=positive_int, default=None, help="steps of the Brian2 checks (300)")
     p.add_argument("--horizon-images", type=test_images, default=None, help="the horizon check's images (1000)")
     p.add_argument(
-        "--models", type=Path, default=None, help="start from these checkpoints instead of training (a folder)"
+        "--models", type=Path, default=None, help="start from these checkpoints (default: docs/results/models)"
+    )
+    p.add_argument("--train", action="store_true", help="train the four networks from scratch instead")
+    p.add_argument(
+        "--agreement", default="main", choices=("main", "all"), help="Brian2 checks: the main job's six, or all ten"
     )
     p.add_argument("--estimate", action="store_true", help="print the expected wall time here and exit")
 

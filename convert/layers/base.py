@@ -69,12 +69,24 @@ def check_threshold(threshold: float, name: str) -> float:
     return t
 
 
-def check_bias(bias: Any, name: str) -> None:
-    if bias is not None and np.any(np.asarray(bias) != 0):
-        raise SpecError(
-            f"{name}.bias: biases are not supported (Diehl et al. 2015 convert zero-bias networks); "
-            "train with bias=False"
-        )
+def frozen_bias(bias: Any, n_out: int, name: str) -> np.ndarray | None:
+    """A layer's bias as a read-only float array of shape (n_out,) (one constant current per neuron, or per
+    output channel of a convolution), or None for no bias; an all-zero bias is None (the paper's networks and
+    every spec written before biases existed), NaN/inf or a wrong shape raise SpecError naming the field."""
+    if bias is None:
+        return None
+    arr = np.array(bias, copy=True)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.shape != (n_out,):
+        raise SpecError(f"{name}: expected shape ({n_out},) (one value per output neuron or channel), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise SpecError(f"{name}: {bad} biases are NaN or infinite; retrain or fix the checkpoint")
+    if not np.any(arr != 0):
+        return None
+    arr.setflags(write=False)
+    return arr
 
 
 def pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -88,10 +100,13 @@ def layers_equal(a: Any, b: Any) -> bool:
     """Field-wise equality of two layers of one type, weights compared by value (``==`` of arrays is not a bool)."""
     if type(a) is not type(b):
         return NotImplemented
-    return all(
-        np.array_equal(getattr(a, f), getattr(b, f)) if f == "weight" else getattr(a, f) == getattr(b, f)
-        for f in a.__dataclass_fields__
-    )
+
+    def same(x: Any, y: Any) -> bool:
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            return x is not None and y is not None and np.array_equal(x, y)
+        return x == y
+
+    return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
 
 
 # ------------------------------------------------------------------------------ helpers of weight layers
@@ -108,15 +123,26 @@ def max_positive_weight(layer: Any) -> float:
 
 
 def scale_weight(layer: Any, divisor: float) -> Any:
-    """The layer with W ← W / divisor (a new layer; the arrays are read-only)."""
+    """The layer with W ← W / divisor (a new layer; the arrays are read-only). The bias is scaled by
+    :func:`convert.normalize` by the product of every divisor up to this layer, not by this one alone."""
     return dataclasses.replace(layer, weight=layer.weight / divisor)
 
 
+def max_positive_bias(layer: Any) -> float:
+    """max(0, max_j b_j): the largest constant current one step brings (0 without a bias)."""
+    bias = getattr(layer, "bias", None)
+    return 0.0 if bias is None else float(max(0.0, bias.max()))
+
+
 def module_weight(module: Any) -> np.ndarray:
-    """A bias-free torch module's weights as float64; a bias raises SpecError naming the module type."""
-    if getattr(module, "bias", None) is not None:
-        raise SpecError(f"{type(module).__name__} has a bias: not supported; build it with bias=False")
+    """A torch module's weights as float64."""
     return module.weight.detach().cpu().numpy().astype(np.float64)
+
+
+def module_bias(module: Any) -> np.ndarray | None:
+    """A torch module's bias as float64, or None."""
+    bias = getattr(module, "bias", None)
+    return None if bias is None else bias.detach().cpu().numpy().astype(np.float64)
 
 
 def weight_tensor(weight: np.ndarray, like: Any) -> Any:
@@ -128,11 +154,17 @@ def weight_tensor(weight: np.ndarray, like: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- NIR import
-def nir_zero_bias(node: Any, where: str) -> None:
-    """A NIR node's bias must be absent or zero (spec layers have none)."""
+def nir_bias(node: Any, n_out: int, where: str) -> np.ndarray | None:
+    """A NIR node's bias (absent, a scalar or one value per output) as the layer's bias, or None if zero."""
     bias = getattr(node, "bias", None)
-    if bias is not None and np.any(np.asarray(bias) != 0):
-        raise SpecError(f"{where}: nonzero bias; spec layers have none (train the ANN with bias=False)")
+    if bias is None:
+        return None
+    arr = np.asarray(bias, dtype=np.float64)
+    if arr.size == 1:
+        arr = np.full(n_out, float(arr.reshape(-1)[0]))
+    if arr.shape != (n_out,):
+        raise SpecError(f"{where}: bias of shape {arr.shape}; expected ({n_out},) or a scalar")
+    return arr
 
 
 def nir_pair(value: Any, where: str, name: str) -> tuple[int, int]:
@@ -167,8 +199,10 @@ class LayerFamily:
       benchmarks). All three None: a family with no torch counterpart (extraction never produces it);
     * ``arrays``: the fields stored as arrays in a spec file (:mod:`convert.io`);
     * normalization (:mod:`convert.normalize`), spiking families only: ``max_positive_input_sum(layer)``,
-      ``max_positive_weight(layer)`` and ``scaled(layer, d)`` (W ← W / d); ``scaled`` is None for a layer
-      without weights of its own (pooling: its 1/k² stays, d = 1);
+      ``max_positive_weight(layer)``, ``max_positive_bias(layer)`` (None: the family has no bias) and
+      ``scaled(layer, d)`` (W ← W / d); ``scaled`` is None for a layer without weights of its own (pooling:
+      its 1/k² stays, d = 1). A family with a ``bias`` field has it divided by the product of the divisors up
+      to its layer (:func:`convert.normalize`), not by its own divisor alone;
     * ``synapses(layer, input_shape) -> int``, spiking families only: the number of (input, output) pairs the
       layer connects, i.e. the multiply-accumulates of one ANN forward pass and the synaptic events of one
       spike from every input (:func:`convert.ann.macs_per_image`).
@@ -183,6 +217,7 @@ class LayerFamily:
     arrays: tuple[str, ...] = ()
     max_positive_input_sum: Callable[[Any], float] | None = None
     max_positive_weight: Callable[[Any], float] | None = None
+    max_positive_bias: Callable[[Any], float] | None = None
     scaled: Callable[[Any, float], Any] | None = None
     synapses: Callable[[Any, tuple[int, ...]], int] | None = None
     nir_gain: Callable[[Any], float] | None = None

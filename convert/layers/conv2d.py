@@ -1,11 +1,12 @@
-"""Conv2d: 2-d convolution synapses, I = W ⋆ s (cross-correlation as torch, zero padding, stride);
-W of shape (out_c, in_c, kh, kw); IF neurons with threshold θ.
+"""Conv2d: 2-d convolution synapses, I = W ⋆ s + b (cross-correlation as torch, zero padding, stride);
+W of shape (out_c, in_c, kh, kw), an optional bias b (out_c,) added to every neuron of its channel every step;
+IF neurons with threshold θ.
 
-* ANN: z = W ⋆ a (``F.conv2d``, no bias); output H' = ⌊(H + 2 p_h − kh) / s_h⌋ + 1, likewise W';
+* ANN: z = W ⋆ a + b (``F.conv2d``); output H' = ⌊(H + 2 p_h − kh) / s_h⌋ + 1, likewise W';
 * normalization: as Dense with W reshaped to (out_c, in_c·kh·kw): max positive input sum per output channel
   (Algorithm 1 of Diehl et al. 2015), max positive weight, W ← W / d;
-* torch: ``nn.Conv2d(in_c, out_c, (kh, kw), stride, padding, bias=False)`` (no groups, no dilation, zero
-  padding); NIR: ``nir.Conv2d`` with a zero bias (and it imports from one: groups 1, dilation 1, integer padding).
+* torch: ``nn.Conv2d(in_c, out_c, (kh, kw), stride, padding, bias=...)`` (no groups, no dilation, zero
+  padding); NIR: ``nir.Conv2d`` with its bias (and it imports from one: groups 1, dilation 1, integer padding).
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ class Conv2d(SpikingLayer):
     threshold: float = 1.0
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
-    bias: Any = None
+    bias: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        base.check_bias(self.bias, "Conv2d")
-        object.__setattr__(self, "bias", None)
         object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Conv2d.weight", 4))
+        object.__setattr__(self, "bias", base.frozen_bias(self.bias, self.weight.shape[0], "Conv2d.bias"))
         object.__setattr__(self, "threshold", base.check_threshold(self.threshold, "Conv2d"))
         object.__setattr__(self, "stride", base.pair(self.stride, "Conv2d.stride", 1))
         object.__setattr__(self, "padding", base.pair(self.padding, "Conv2d.padding", 0))
@@ -54,13 +54,15 @@ class Conv2d(SpikingLayer):
 def forward(layer: Conv2d, x: Any) -> Any:
     import torch.nn.functional as F
 
-    return F.conv2d(x, base.weight_tensor(layer.weight, x), stride=layer.stride, padding=layer.padding)
+    bias = None if layer.bias is None else base.weight_tensor(layer.bias, x)
+    return F.conv2d(x, base.weight_tensor(layer.weight, x), bias, stride=layer.stride, padding=layer.padding)
 
 
 def from_module(module: Any, index: int) -> Conv2d:
     if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
         raise SpecError(f"module {index} (Conv2d): groups, dilation and non-zero padding are not supported")
-    return Conv2d(base.module_weight(module), stride=module.stride, padding=module.padding)
+    weight, bias = base.module_weight(module), base.module_bias(module)
+    return Conv2d(weight, stride=module.stride, padding=module.padding, bias=bias)
 
 
 def to_module(layer: Conv2d) -> Any:
@@ -69,11 +71,14 @@ def to_module(layer: Conv2d) -> Any:
 
     weight = torch.tensor(np.array(layer.weight))
     oc, ic, kh, kw = weight.shape
+    has_bias = layer.bias is not None
     module = nn.utils.skip_init(
-        nn.Conv2d, ic, oc, (kh, kw), layer.stride, layer.padding, bias=False, dtype=weight.dtype
+        nn.Conv2d, ic, oc, (kh, kw), layer.stride, layer.padding, bias=has_bias, dtype=weight.dtype
     )
     with torch.no_grad():
         module.weight.copy_(weight)
+        if has_bias:
+            module.bias.copy_(torch.tensor(np.array(layer.bias), dtype=weight.dtype))
     return module
 
 
@@ -87,12 +92,11 @@ def nir_node(layer: Conv2d, input_shape: tuple[int, ...]) -> Any:
         padding=layer.padding,
         dilation=(1, 1),
         groups=1,
-        bias=np.zeros(layer.weight.shape[0]),
+        bias=np.zeros(layer.weight.shape[0]) if layer.bias is None else np.array(layer.bias),
     )
 
 
 def from_nir(node: Any, threshold: float | None, where: str) -> Conv2d:
-    base.nir_zero_bias(node, where)
     if base.nir_pair(node.dilation, where, "dilation") != (1, 1) or int(node.groups) != 1:
         raise SpecError(f"{where}: dilation {node.dilation} / groups {node.groups}; only 1 and 1 are supported")
     return Conv2d(
@@ -100,6 +104,7 @@ def from_nir(node: Any, threshold: float | None, where: str) -> Conv2d:
         threshold=threshold,
         stride=base.nir_pair(node.stride, where, "stride"),
         padding=base.nir_pair(node.padding, where, "padding"),
+        bias=base.nir_bias(node, np.asarray(node.weight).shape[0], where),
     )
 
 
@@ -124,9 +129,10 @@ FAMILY = LayerFamily(
     torch_module="Conv2d",
     from_module=from_module,
     to_module=to_module,
-    arrays=("weight",),
+    arrays=("weight", "bias"),
     max_positive_input_sum=base.max_positive_input_sum,
     max_positive_weight=base.max_positive_weight,
+    max_positive_bias=base.max_positive_bias,
     scaled=base.scale_weight,
     synapses=synapses,
     nir_types=("Conv2d",),

@@ -1,10 +1,12 @@
-"""Dense: all-to-all synapses, I = W · s with W of shape (out, in); IF neurons with threshold θ.
+"""Dense: all-to-all synapses, I = W · s + b with W of shape (out, in) and an optional bias b (out,), a
+constant current added every step (docs/semantics.md); IF neurons with threshold θ.
 
-* ANN: z = W a for an input batch a (N, in) (no bias);
+* ANN: z = W a + b for an input batch a (N, in);
 * normalization (Diehl et al. 2015): max positive input sum max_j Σ_i max(W_ji, 0) (Algorithm 1), max
-  positive weight max(0, max W) (Algorithm 2), scaling by d: W ← W / d;
-* torch: ``nn.Linear(in, out, bias=False)``; NIR: ``nir.Affine(weight=W, bias=0)`` (Norse, snnTorch and sinabs
-  all map ``Affine``; sinabs maps no ``Linear``); ``nir.Linear`` and a zero-bias ``nir.Affine`` import.
+  positive weight max(0, max W) (Algorithm 2), scaling by d: W ← W / d (the bias is divided by the product of
+  the divisors up to this layer, :mod:`convert.normalize`);
+* torch: ``nn.Linear(in, out, bias=...)``; NIR: ``nir.Affine(weight=W, bias=b)`` (Norse, snnTorch and sinabs
+  all map ``Affine``; sinabs maps no ``Linear``); ``nir.Linear`` and ``nir.Affine`` import.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from convert.layers.base import LayerFamily, SpecError, SpikingLayer
 
 @dataclass(frozen=True, eq=False)
 class Dense(SpikingLayer):
-    """All-to-all synapses: the layer input I = W · s, W of shape (out, in); IF neurons with ``threshold``."""
+    """All-to-all synapses: the layer input I = W · s + b, W of shape (out, in), b of shape (out,) or None;
+    IF neurons with ``threshold``."""
 
     weight: np.ndarray
     threshold: float = 1.0
-    bias: Any = None
+    bias: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        base.check_bias(self.bias, "Dense")
-        object.__setattr__(self, "bias", None)
         object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Dense.weight", 2))
+        object.__setattr__(self, "bias", base.frozen_bias(self.bias, self.weight.shape[0], "Dense.bias"))
         object.__setattr__(self, "threshold", base.check_threshold(self.threshold, "Dense"))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -42,11 +44,12 @@ class Dense(SpikingLayer):
 
 
 def forward(layer: Dense, x: Any) -> Any:
-    return x @ base.weight_tensor(layer.weight, x).T
+    z = x @ base.weight_tensor(layer.weight, x).T
+    return z if layer.bias is None else z + base.weight_tensor(layer.bias, x)
 
 
 def from_module(module: Any, index: int) -> Dense:
-    return Dense(base.module_weight(module))
+    return Dense(base.module_weight(module), bias=base.module_bias(module))
 
 
 def to_module(layer: Dense) -> Any:
@@ -54,24 +57,27 @@ def to_module(layer: Dense) -> Any:
     from torch import nn
 
     weight = torch.tensor(np.array(layer.weight))
-    module = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=False, dtype=weight.dtype)
+    has_bias = layer.bias is not None
+    module = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=has_bias, dtype=weight.dtype)
     with torch.no_grad():
         module.weight.copy_(weight)
+        if has_bias:
+            module.bias.copy_(torch.tensor(np.array(layer.bias), dtype=weight.dtype))
     return module
 
 
 def nir_node(layer: Dense, input_shape: tuple[int, ...]) -> Any:
     import nir
 
-    return nir.Affine(weight=np.array(layer.weight), bias=np.zeros(layer.weight.shape[0], layer.weight.dtype))
+    bias = np.zeros(layer.weight.shape[0], layer.weight.dtype) if layer.bias is None else np.array(layer.bias)
+    return nir.Affine(weight=np.array(layer.weight), bias=bias)
 
 
 def from_nir(node: Any, threshold: float | None, where: str) -> Dense:
-    base.nir_zero_bias(node, where)
     weight = np.asarray(node.weight)
     if weight.ndim != 2:
         raise SpecError(f"{where}: weight of shape {weight.shape}; only 2-d (out, in) weights are supported")
-    return Dense(weight, threshold=threshold)
+    return Dense(weight, threshold=threshold, bias=base.nir_bias(node, weight.shape[0], where))
 
 
 def synapses(layer: Dense, input_shape: tuple[int, ...]) -> int:
@@ -86,9 +92,10 @@ FAMILY = LayerFamily(
     torch_module="Linear",
     from_module=from_module,
     to_module=to_module,
-    arrays=("weight",),
+    arrays=("weight", "bias"),
     max_positive_input_sum=base.max_positive_input_sum,
     max_positive_weight=base.max_positive_weight,
+    max_positive_bias=base.max_positive_bias,
     scaled=base.scale_weight,
     synapses=synapses,
     nir_types=("Affine", "Linear"),

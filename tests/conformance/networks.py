@@ -1,8 +1,8 @@
-"""Small networks, one per layer family, and their inputs of each kind.
+"""Small networks, one per layer family (and one with biases), and their inputs of each kind.
 
-Weights are multiples of 1/16, thresholds multiples of 1/4 and analog inputs multiples of 1/8: with 0/1 spikes
-every membrane sum is exact in float32 and float64 whatever the order of summation (Brian2 adds synapse by
-synapse, torch by matrix products), so every engine must agree with the reference loop exactly.
+Weights and biases are multiples of 1/16, thresholds multiples of 1/4 and analog inputs multiples of 1/8: with
+0/1 spikes every membrane sum is exact in float32 and float64 whatever the order of summation (Brian2 adds
+synapse by synapse, torch by matrix products), so every engine must agree with the reference loop exactly.
 """
 
 from __future__ import annotations
@@ -42,10 +42,17 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (4, 16)), threshold=0.5),
         )
+    if family == "Bias":  # biases, one per channel and one per neuron: conv pad 1 -> pool 2 -> flatten -> dense
+        return (1, 6, 6), (
+            Conv2d(dyadic(rng, (3, 1, 3, 3)), threshold=1.0, padding=1, bias=dyadic(rng, (3,), -3, 4)),
+            AvgPool2d(2, threshold=0.5),
+            Flatten(),
+            Dense(dyadic(rng, (4, 27)), threshold=0.75, bias=dyadic(rng, (4,), -4, 4)),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
-FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN")
+FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN", "Bias")
 
 
 def network(family: str, schedule: str, reset: str, encoding: str = "poisson") -> NetworkSpec:

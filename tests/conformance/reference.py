@@ -66,9 +66,14 @@ def _pathways(spec: NetworkSpec) -> list[list[tuple[object, tuple[int, ...]]]]:
 
 
 def _drive(pathway, below: np.ndarray) -> np.ndarray:
+    """The spiking layer's input current: the synaptic sum W · s, then its bias b (docs/semantics.md)."""
     h = below
     for layer, shape in pathway:
         h = linear_map(layer, h, shape)
+    layer, shape = pathway[-1]
+    bias = getattr(layer, "bias", None)
+    if bias is not None:  # one constant per neuron (Dense) or per output channel (Conv2d)
+        h = h + np.asarray(bias).reshape(-1, *([1] * (h.ndim - 2)))
     return h.reshape(len(below), -1)
 
 

@@ -28,8 +28,9 @@ SEED, INDICES = 5, np.array([7, 1000, 31])
 MODES = [(s, r) for s in ("delay", "cascade") for r in ("zero", "subtract")]
 KINDS = ("spikes", "current", "poisson")
 # what an engine that compiles a project per network (30-90 s each) runs by default: the network holding all
-# four layer families, on the schedule, reset and input kind that tests/refsim/test_standalone.py leaves out
-COVER = {("delay", "zero", "current", "CNN")}
+# four layer families, on the schedule, reset and input kind that tests/refsim/test_standalone.py leaves out,
+# and the biased network on the cascade schedule (its bias runs between the pathway and the thresholder)
+COVER = {("delay", "zero", "current", "CNN"), ("cascade", "subtract", "spikes", "Bias")}
 
 
 def _case(engine, schedule: str, reset: str, kind: str, family: str, readout: str = "spikes"):

@@ -9,7 +9,7 @@ import pytest
 
 from convert.io import FORMAT_VERSION, load_spec, save_spec
 from convert.nir_export import save_nir
-from convert.spec import SpecError
+from convert.spec import Dense, SpecError
 
 
 def test_save_load_exact(tmp_path, tiny_cnn):
@@ -42,9 +42,30 @@ def test_membrane_readout_round_trips_as_version_2(tmp_path, tiny_cnn):
     spec = dataclasses.replace(tiny_cnn, readout="membrane")
     save_spec(spec, tmp_path / "m.npz")
     header = json.loads(bytes(np.load(tmp_path / "m.npz")["header"]).decode())
-    assert header["format_version"] == FORMAT_VERSION == 2 and header["readout"] == "membrane"
+    assert header["format_version"] == 2 and header["readout"] == "membrane"
     back = load_spec(tmp_path / "m.npz")
     assert back == spec and back.readout == "membrane" and back != tiny_cnn
+
+
+def test_a_bias_is_written_as_version_3_and_only_there(tmp_path, tiny_cnn):
+    """A layer's bias: an array beside its weight and a ``bias`` key naming it, in a version-3 file; a
+    version-2 file with a bias is refused, and a version-3 file without any still loads."""
+    import dataclasses
+
+    biased = Dense(np.ones((4, 27)) / 8, bias=np.array([0.5, -0.25, 0.0, 1.0]))
+    spec = dataclasses.replace(tiny_cnn, layers=(*tiny_cnn.layers[:-1], biased))
+    save_spec(spec, tmp_path / "b.npz")
+    z = np.load(tmp_path / "b.npz")
+    header = json.loads(bytes(z["header"]).decode())
+    assert header["format_version"] == FORMAT_VERSION == 3 and header["readout"] == "spikes"
+    assert "bias" not in header["layers"][0] and header["layers"][-1]["bias"] in z
+    back = load_spec(tmp_path / "b.npz")
+    assert back == spec and back.layers[-1].bias.tolist() == [0.5, -0.25, 0.0, 1.0]
+    _rewrite_header(spec, tmp_path, "v2.npz", lambda h: h.update(format_version=2))
+    with pytest.raises(SpecError, match="unknown field 'bias'"):
+        load_spec(tmp_path / "v2.npz")
+    _rewrite_header(tiny_cnn, tmp_path, "v3.npz", lambda h: h.update(format_version=3, readout="spikes"))
+    assert load_spec(tmp_path / "v3.npz") == tiny_cnn
 
 
 def test_default_readout_file_is_unchanged_and_loads_as_spikes(tmp_path, tiny_cnn):

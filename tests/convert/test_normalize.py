@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -85,23 +86,46 @@ def test_pool_passes_factor_through():
 # ------------------------------------------------------------------------------------ property tests
 @st.composite
 def networks(draw):
-    """Random small zero-bias ReLU networks (dense or conv), log-uniform scales, optional dead rows."""
+    """Random small ReLU networks (dense or conv), with or without biases, log-uniform scales, optional dead
+    rows (a dead row's bias is negative too)."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     scales = [10.0 ** draw(st.floats(-3, 3)) for _ in range(3)]
     dead_row = draw(st.booleans())
+    biased = draw(st.booleans())
+
+    def bias(n: int, scale: float, dead: bool = False):
+        if not biased:
+            return None
+        b = rng.normal(size=n) * scale
+        if dead:
+            b[0] = -abs(b[0])
+        return b
+
     if draw(st.sampled_from(["dense", "conv"])) == "dense":
         n0, n1, n2, n3 = 9, draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(2, 4))
         ws = [rng.normal(size=s) * c for s, c in zip([(n1, n0), (n2, n1), (n3, n2)], scales, strict=True)]
         if dead_row:
             ws[0][0] = -np.abs(ws[0][0])
-        layers = (Flatten(), Dense(ws[0]), Dense(ws[1]), Dense(ws[2]))
+        cum = np.cumprod(scales)  # a bias in the scale of its layer's activations
+        layers = (
+            Flatten(),
+            Dense(ws[0], bias=bias(n1, cum[0], dead_row)),
+            Dense(ws[1], bias=bias(n2, cum[1])),
+            Dense(ws[2], bias=bias(n3, cum[2])),
+        )
     else:
         c_in, c1, n_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 4))
         conv = rng.normal(size=(c1, c_in, 3, 3)) * scales[0]
         if dead_row:
             conv[0] = -np.abs(conv[0])
-        layers = (Conv2d(conv), AvgPool2d(2), Flatten(), Dense(rng.normal(size=(n_out, c1 * 4)) * scales[1]))
+        dense = rng.normal(size=(n_out, c1 * 4)) * scales[1]
+        layers = (
+            Conv2d(conv, bias=bias(c1, scales[0], dead_row)),
+            AvgPool2d(2),
+            Flatten(),
+            Dense(dense, bias=bias(n_out, scales[0] * scales[1])),
+        )
     in_shape = (1, 3, 3) if isinstance(layers[0], Flatten) else (layers[0].weight.shape[1], 6, 6)
     spec = NetworkSpec(input_shape=in_shape, layers=layers)
     x = rng.uniform(size=(draw(st.integers(5, 40)), *in_shape))
@@ -146,12 +170,22 @@ def test_positive_homogeneity(net):
 @SETTINGS
 @given(networks())
 def test_model_based_bounds_positive_input(net):
+    """After Algorithm 1 (with a bias: plus the positive bias), no neuron can get more than θ = 1 in a step
+    from inputs that spike at most once per step: max_j Σ_i max(W_ji, 0) + max(b_j, 0) = 1."""
     spec, _ = net
     new, report = normalize.model_based(spec)
     for li, i in enumerate(new.spiking_indices):
-        s = normalize.max_positive_input_sum(new.layers[i])
-        if report.layers[li]["max_positive_input_sum"] == 0:
-            assert s == 0 and "note" in report.layers[li]
+        layer = new.layers[i]
+        if hasattr(layer, "weight"):
+            per_neuron = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
+            if layer.bias is not None:
+                per_neuron = per_neuron + np.clip(layer.bias, 0, None)
+            s = float(per_neuron.max())
+        else:  # pooling: weights 1/k² summing to 1, no bias
+            s = normalize.max_positive_input_sum(layer)
+        info = report.layers[li]
+        if info.get("max_positive_drive", info["max_positive_input_sum"]) == 0:
+            assert s == 0 and "note" in info
         else:
             assert s == pytest.approx(1.0, rel=1e-12)
     assert new.thresholds == [1.0] * len(new.thresholds)
@@ -199,16 +233,22 @@ def test_scale_equivariance_and_idempotence(net, log_c):
     spec, x = net
     layers = list(spec.layers)
     weighted = [i for i, layer in enumerate(layers) if hasattr(layer, "weight")]
+    cumulative = 1.0  # a ReLU network computes c · f(x) when layer l's weights are scaled by c_l, its bias by Π c_k
     for i, lc in zip(weighted, log_c, strict=False):
-        layers[i] = (
-            Dense(layers[i].weight * 10.0**lc) if isinstance(layers[i], Dense) else Conv2d(layers[i].weight * 10.0**lc)
-        )
+        cumulative *= 10.0**lc
+        b = None if layers[i].bias is None else layers[i].bias * cumulative
+        kind = Dense if isinstance(layers[i], Dense) else Conv2d
+        layers[i] = dataclasses.replace(layers[i], weight=layers[i].weight * 10.0**lc, bias=b)
+        assert isinstance(layers[i], kind)
     scaled = NetworkSpec(input_shape=spec.input_shape, layers=tuple(layers))
 
     def close(a, b):
         for la, lb in zip(a.layers, b.layers, strict=True):
             if hasattr(la, "weight"):
                 np.testing.assert_allclose(la.weight, lb.weight, rtol=1e-9, atol=1e-300)
+                assert (la.bias is None) == (lb.bias is None)
+                if la.bias is not None:
+                    np.testing.assert_allclose(la.bias, lb.bias, rtol=1e-9, atol=1e-300)
 
     s1, s2 = collect_stats(spec, x), collect_stats(scaled, x)
     m1, mrep = normalize.model_based(spec)

@@ -52,7 +52,9 @@ def test_arrays_are_read_only_copies(rng):
     [
         (lambda r: Dense(np.full((2, 3), np.nan)), "Dense.weight"),
         (lambda r: Dense(np.array([[1.0, np.inf]])), "Dense.weight"),
-        (lambda r: Dense(r.normal(size=(2, 3)), bias=np.ones(2)), "bias"),
+        (lambda r: Dense(r.normal(size=(2, 3)), bias=np.ones(3)), r"Dense.bias: expected shape \(2,\)"),
+        (lambda r: Dense(r.normal(size=(2, 3)), bias=np.array([1.0, np.nan])), "Dense.bias: 1 biases are NaN"),
+        (lambda r: Conv2d(r.normal(size=(2, 1, 3, 3)), bias=np.ones((2, 1))), "Conv2d.bias"),
         (lambda r: Dense(r.normal(size=(2, 3)), threshold=-1.0), "threshold"),
         (lambda r: Dense(r.normal(size=(2, 3)), threshold=0.0), "threshold"),
         (lambda r: Conv2d(r.normal(size=(2, 3))), "Conv2d.weight"),
@@ -65,8 +67,11 @@ def test_bad_layer_fields(rng, make, field):
         make(rng)
 
 
-def test_zero_bias_is_accepted(rng):
+def test_zero_bias_is_none_and_a_bias_is_frozen(rng):
     assert Dense(rng.normal(size=(2, 3)), bias=np.zeros(2)).bias is None
+    layer = Dense(rng.normal(size=(2, 3)), bias=[0.5, -1.0])
+    assert layer.bias.tolist() == [0.5, -1.0] and not layer.bias.flags.writeable
+    assert layer == Dense(layer.weight, bias=[0.5, -1.0]) and layer != Dense(layer.weight)
 
 
 @pytest.mark.parametrize(

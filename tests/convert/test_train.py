@@ -70,9 +70,10 @@ def test_extracted_spec_computes_the_model(name, mnist_test):
     np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_extract_refuses_bias_and_unknown_modules():
-    with pytest.raises(SpecError, match="bias"):
-        spec_from_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
+def test_extract_copies_bias_and_refuses_unknown_modules():
+    linear = torch.nn.Linear(784, 10)
+    spec = spec_from_model(torch.nn.Sequential(torch.nn.Flatten(), linear))
+    np.testing.assert_array_equal(spec.layers[1].bias, linear.bias.detach().numpy().astype(np.float64))
     with pytest.raises(SpecError, match="MaxPool2d"):
         spec_from_model(
             torch.nn.Sequential(torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(196, 10, bias=False))
