@@ -47,15 +47,15 @@ def _scatter(pre, n_pre, ptr, p_off, run_post, run_w, run_len, weights, cur, bas
 
 
 @nb.njit(cache=True)
-def _update(v, cur, b, fired, th, delay, zero):
-    """The layer step of every neuron, branch-free so that it vectorizes (``delay`` and ``zero`` are the same
-    for every neuron; LLVM takes them out of the loop): I = (synaptic sum) + b; u = v + I; c = v (delay) or u;
-    s = [c ≥ θ]; v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes. (A layer without a bias has
-    b = 0, and x + 0 = x.)"""
+def _update(v, cur, b, fired, th, delay, zero, biased):
+    """The layer step of every neuron, branch-free so that it vectorizes (``delay``, ``zero`` and ``biased`` are
+    the same for every neuron; LLVM takes them out of the loop): I = (synaptic sum) + b; u = v + I; c = v
+    (delay) or u; s = [c ≥ θ]; v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes. A layer
+    without a bias (``biased`` False) skips the add and the load of b."""
     m = 0
     for j in range(v.shape[0]):
         vj = v[j]
-        u = vj + (cur[j] + b[j])
+        u = vj + ((cur[j] + b[j]) if biased else cur[j])
         s = (vj if delay else u) >= th
         v[j] = ((u - u) if zero else (u - th)) if s else u
         cur[j] = 0
@@ -142,7 +142,7 @@ def _input_chunk(mode, t0, tn, key, cand, n_cand, thr_b, given_b, pixel_ids, net
 
 
 @nb.njit(cache=True)
-def _layer(layer, net, v, cur, fired, spk, nsp, delay, zero):
+def _layer(layer, net, v, cur, fired, spk, nsp, delay, zero, biased):
     """Layer ``layer``'s step: its current from the spikes below (already in cur for the first layer), the
     update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
@@ -158,6 +158,7 @@ def _layer(layer, net, v, cur, fired, spk, nsp, delay, zero):
         thresholds[layer],
         delay,
         zero,
+        biased[layer],
     )
     if m > 0:
         _collect(fired, size, spk[base:])
@@ -195,6 +196,17 @@ def _record(b, layer, fired, net, out, syn, running):
             running[j] += 1
 
 
+@nb.njit(cache=True)
+def _biased_layers(v_off, bias):
+    """Per layer, whether any of its neurons has a bias (the others skip its add)."""
+    biased = np.zeros(v_off.shape[0] - 1, np.bool_)
+    for layer in range(v_off.shape[0] - 1):
+        for j in range(v_off[layer], v_off[layer + 1]):
+            if bias[j] != 0:
+                biased[layer] = True
+    return biased
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
 def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, delay, zero, out):
     """Simulate every image (in parallel) for ``steps`` steps; ``net`` and ``out`` are the tuples that
@@ -204,6 +216,7 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, d
     L = sizes.shape[0]
     n_in = pre_off[1]
     out_off, C = v_off[L - 1], sizes[L - 1]
+    biased = _biased_layers(v_off, bias)
     for b in nb.prange(keys.shape[0]):
         v = np.zeros(v_off[L], weights.dtype)
         cur = np.zeros(v_off[L] + run_len.max(), weights.dtype)  # padded runs may add zeros past the end
@@ -238,7 +251,7 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, d
                 cur[: sizes[0]] = buf[tt, : sizes[0]]
                 syn[0] += syn0[tt]
             for layer in range(L):
-                m = _layer(layer, net, v, cur, fired, spk, nsp, delay, zero)
+                m = _layer(layer, net, v, cur, fired, spk, nsp, delay, zero, biased)
                 _record(b, layer, spk[v_off[layer] : v_off[layer] + m], net, out, syn, running)
             if nsp[L - 1] > 0 and first[b] < 0:  # the first output spike
                 first[b] = t

@@ -38,6 +38,7 @@ from convert.encoding import image_keys
 from convert.spec import NetworkSpec
 from fastsim.encode import integer_thresholds
 from fastsim.recorder import BatchCounts
+from fastsim.stages import build_stages
 
 PROBE_ROWS = 256  # one-hot rows per operator call while reading the fan-out tables
 RUN_PAD = 16  # runs are padded to whole 16-float vectors (AVX-512; two AVX2 vectors)
@@ -143,9 +144,8 @@ class _WeightStore:
 
 def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     """:class:`EventTables` of ``spec`` with weights and thresholds in ``dtype`` (float32 or float64)."""
-    from fastsim.network import Network  # the operators and fan-outs the torch engine uses
-
-    probe = Network(spec, torch.device("cpu"), torch.float64, compile=False, sparse=False)
+    # the operators and fan-outs the torch engine uses, in float64
+    probe_stages = build_stages(spec, torch.device("cpu"), torch.float64, compile=False, sparse=False)
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     sizes, pre_sizes, thresholds = [], [], []
     ptr_parts, post_parts, w_off_parts, len_parts, fan_parts, index_parts = [], [], [], [], [], []
@@ -154,7 +154,7 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     store = _WeightStore(np_dtype)
     input_index = internal_order(tuple(spec.input_shape))
     pre_index = input_index
-    for stage in probe.stages:
+    for stage in probe_stages:
         n_pre, n_post = int(np.prod(stage.in_shape)), int(np.prod(stage.shape))
         post_index = internal_order(stage.shape)
         rows_start, rows_len, rows_weights = [], [], []
@@ -205,7 +205,7 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
         bias=np.concatenate(bias_parts).astype(np_dtype),
         spec_index=np.concatenate(index_parts).astype(np.int64),
         input_spec_index=input_index.astype(np.int64),
-        input_fanout=probe.stages[0].fanout.numpy().astype(np.float64),
+        input_fanout=probe_stages[0].fanout.numpy().astype(np.float64),
     )
 
 

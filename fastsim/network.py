@@ -1,8 +1,8 @@
 """A spec built on a device, and the two ways of running it over one batch of images.
 
-:class:`Network` turns a :class:`~convert.spec.NetworkSpec` into one *stage* per spiking layer: the operators
-of the preceding ``Flatten`` layers and of the layer itself (:mod:`fastsim.layers`), its threshold as a 0-d
-tensor of the simulation dtype, and the fan-out of its presynaptic neurons.
+:class:`Network` turns a :class:`~convert.spec.NetworkSpec` into one *stage* per spiking layer
+(:mod:`fastsim.stages`: the operators of the preceding ``Flatten`` layers and of the layer itself, its threshold
+as a 0-d tensor of the simulation dtype, its bias, and the fan-out of its presynaptic neurons).
 
 * :meth:`Network.run` is the fast engine, *time-batched*: the network is feed-forward, so the spike train of
   layer l over a chunk of n steps depends only on the train of layer l−1 over the same steps (and on v_l at
@@ -23,24 +23,18 @@ chunk's final state (the fused Triton kernel does not support this readout).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from convert.spec import Conv2d, NetworkSpec, is_spiking
-from fastsim.bandconv import BandConv
+from convert.spec import NetworkSpec
 from fastsim.encode import InputSource
-from fastsim.fused import FusedDense, unavailable_reason
+from fastsim.fused import unavailable_reason
 from fastsim.input_paths import input_path
 from fastsim.jit import Compiled
-from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.limbs import check_mode
 from fastsim.recorder import BatchCounts, Recorder
 from fastsim.scan import LayerChunk, if_scan, scan_steps
-from fastsim.sparse import SpikeRows, spike_matmul
+from fastsim.stages import SPARSE_DENSITY, Stage, build_stages
 from fastsim.step import IFState, NetworkState, network_step
 
 KERNELS = ("torch", "triton", "events")
@@ -76,80 +70,6 @@ def chunk_bounds(steps: int, chunk_steps: int, cut_at: np.ndarray | None = None)
     return [(a, b - a) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One spiking layer: ``ops`` map presynaptic activity (R, *in_shape) to currents (R, *shape).
-
-    Where the currents come from (:meth:`current`): the sparse product (:func:`fastsim.sparse.spike_matmul`)
-    when the layer :attr:`has_sparse_product` and its input is binary spikes with density at most
-    ``sparse_density``; the banded table sum (:class:`fastsim.bandconv.BandConv`) when it is a convolution with
-    a ``band`` form and few spikes per row; otherwise ``ops``. ``fused``: the layer's fused Triton step
-    (``kernel="triton"``, Dense layers), which replaces currents and scan.
-    """
-
-    ops: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
-    threshold: torch.Tensor
-    in_shape: tuple[int, ...]
-    shape: tuple[int, ...]
-    fanout: torch.Tensor
-    sparse_density: float
-    band: BandConv | None = None
-    fused: FusedDense | None = None
-    bias: torch.Tensor | None = None  # (*shape): the constant current b added to every step's W · s
-
-    def with_bias(self, current: torch.Tensor) -> torch.Tensor:
-        """I = (W · s) + b, the synaptic sum first (docs/semantics.md: bias); the identity without a bias."""
-        return current if self.bias is None else current + self.bias
-
-    def drive(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer's whole input current for activity x (R, *in_shape): the synapses, then the bias."""
-        return self.with_bias(self.synapse(x))
-
-    @property
-    def has_sparse_product(self) -> bool:
-        """A Dense layer with sparse products on (CPU): sparse enough input spikes go through
-        :meth:`sparse_product`."""
-        return self.sparse_density > 0 and isinstance(self.ops[-1], DenseOp)
-
-    def sparse_product(self, rows: SpikeRows) -> torch.Tensor:
-        """I = S · Wᵀ as a sum of rows of Wᵀ (for a layer that :attr:`has_sparse_product`)."""
-        return spike_matmul(rows, self.ops[-1].weight_t)
-
-    def synapse(self, x: torch.Tensor) -> torch.Tensor:
-        """The synaptic sum W · s alone (no bias: :meth:`drive` adds it)."""
-        for op in self.ops:
-            x = op(x)
-        return x
-
-    def current(self, x: torch.Tensor, nnz: torch.Tensor | None = None) -> torch.Tensor:
-        """Currents (R, *shape) for activity x (R, *in_shape), the bias included: binary spikes, ``nnz`` of them
-        (0-d), or any activity with ``nnz`` None (then always ``ops``)."""
-        if nnz is not None:
-            if self.has_sparse_product and int(nnz) <= self.sparse_density * x.numel():
-                return self.with_bias(self.sparse_product(SpikeRows.from_dense(x)))
-            if self.band is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
-                return self.with_bias(self.band(x))
-        return self.drive(x)
-
-    def current_from_rows(self, rows: SpikeRows) -> torch.Tensor:
-        """Currents (R, *shape) for input spikes given as :class:`SpikeRows` (R, n_in), the bias included."""
-        if self.has_sparse_product and rows.density <= self.sparse_density:
-            return self.with_bias(self.sparse_product(rows))
-        return self.drive(rows.to_dense(self.threshold.dtype).view(rows.n_rows, *self.in_shape))
-
-
-def layer_bias(layer: object, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-    """A layer's bias as a (*shape) tensor, one value per neuron (a convolution's per-channel bias broadcast over
-    its positions), in the simulation dtype; None without a bias."""
-    bias = getattr(layer, "bias", None)
-    if bias is None:
-        return None
-    b = torch.as_tensor(np.array(bias), dtype=dtype, device=device)
-    if len(shape) == 3:  # (C,) → (C, H, W)
-        b = b.view(-1, 1, 1).expand(*shape)
-    return b.reshape(shape).contiguous()
-
-
 class Network:
     """``spec`` on ``device`` in ``dtype``; ``compile=True`` fuses the layer scan, pooling and (on a CPU)
     convolutions with a small fan-in with torch.compile.
@@ -165,8 +85,7 @@ class Network:
     Zen 4 box (measured: float32 ≈ 15 %, float64 ≈ 6 %).
     """
 
-    SPARSE_DENSITY = {torch.float32: 0.15, torch.float64: 0.06}
-    SHIFT_CONV_MAX_FAN_IN = 32  # compiled: convolutions with C·kh·kw up to this run as conv_by_shifts
+    SPARSE_DENSITY = SPARSE_DENSITY  # the dict of fastsim.stages (tests change its entries)
 
     def __init__(
         self,
@@ -184,67 +103,12 @@ class Network:
         if self.membrane and kernel == "triton":
             raise ValueError("kernel='triton' does not support the spec's readout='membrane'; use kernel='torch'")
         check_kernel(kernel, self.device, dtype)
-        output = spec.spiking_indices[-1]
-        shapes = spec.shapes
-        sparse = sparse and parts == 1  # split weights: every product goes through the limbs
-        sparse_density = self.SPARSE_DENSITY[dtype] if sparse and self.device.type == "cpu" else 0.0
-        stages, pending, in_shape = [], [], spec.input_shape
-        for i, layer in enumerate(spec.layers):
-            pending.append(self._adapt(operator(layer, shapes[i], self.device, dtype, parts), compile))
-            if is_spiking(layer):
-                fan = fanout(layer, shapes[i]).reshape(-1)
-                band = None
-                if sparse_density > 0 and isinstance(layer, Conv2d) and len(pending) == 1:
-                    band = BandConv.build(layer, shapes[i], dtype, self.device)
-                theta = np.inf if self.membrane and i == output else layer.threshold  # membrane: never fires
-                threshold = torch.tensor(theta, dtype=dtype, device=self.device)
-                bias = layer_bias(layer, shapes[i + 1], dtype, self.device)
-                if bias is not None and kernel == "triton":
-                    raise ValueError("kernel='triton' does not support a layer bias; use kernel='torch' or 'events'")
-                stages.append(
-                    Stage(
-                        ops=tuple(pending),
-                        threshold=threshold,
-                        in_shape=tuple(in_shape),
-                        shape=tuple(shapes[i + 1]),
-                        fanout=torch.as_tensor(fan, dtype=torch.float64, device=self.device),
-                        sparse_density=sparse_density,
-                        band=band,
-                        fused=self._fused(pending[-1], float(threshold), parts) if kernel == "triton" else None,
-                        bias=bias,
-                    )
-                )
-                pending, in_shape = [], shapes[i + 1]
-        self.stages: tuple[Stage, ...] = tuple(stages)
+        self.stages: tuple[Stage, ...] = build_stages(
+            spec, self.device, dtype, compile=compile, sparse=sparse, parts=parts, kernel=kernel
+        )
         self.sizes = [int(np.prod(s.shape)) for s in self.stages]
         # scans one group of UNROLL steps (fastsim.scan); not the kernel= option, which picks torch or Triton
         self.group_scan = Compiled(scan_steps, dynamic=True) if compile else scan_steps
-
-    def _fused(self, op, threshold: float, parts: int) -> FusedDense | None:
-        """The fused Triton step for a Dense layer (:mod:`fastsim.fused`), None for other layers;
-        ``threshold``: the layer's threshold rounded to the simulation dtype."""
-        if not isinstance(op, DenseOp):
-            return None
-        n_in, n_out = op.weight_t.shape[0], op.weight_t.shape[1] // parts
-        limbs = op.weight_t.view(n_in, parts, n_out).permute(1, 0, 2).contiguous()
-        return FusedDense(limbs, threshold, self.spec.reset, self.spec.schedule)
-
-    def _adapt(self, op, compile: bool):
-        """The fastest form of an operator here. Compiled: pooling, and convolutions with a small fan-in
-        (as :func:`~fastsim.layers.conv_by_shifts`, on a CPU), fuse well; GEMMs and larger convolutions stay
-        library calls. Every form computes the same sums (up to their order)."""
-        if not compile:
-            return op
-        if isinstance(op, PoolOp):
-            return Compiled(op, dynamic=True)
-        if (
-            isinstance(op, ConvOp)
-            and op.parts == 1
-            and self.device.type == "cpu"
-            and op.fan_in <= self.SHIFT_CONV_MAX_FAN_IN
-        ):
-            return Compiled(dataclasses.replace(op, by_shifts=True), dynamic=True, fallback=op)
-        return op
 
     @property
     def compiled(self) -> bool:

@@ -114,3 +114,94 @@ def test_allowed_imports_pass(tmp_path):
         (4, "convert"),
     ]
     assert imported_modules("from ..b import c\n", "refsim.a.mod") == [(1, "refsim.b")]
+
+
+# ------------------------------------------------------------------------------------------ no import cycles
+def _runtime_imports(source: str, module: str, is_package: bool) -> list[str]:
+    """Every module ``source`` may import at run time: :func:`imported_modules` and, for ``from pkg import
+    name``, also ``pkg.name`` (a submodule, if it is one); imports under ``if TYPE_CHECKING:`` (annotations
+    only, never run) are left out."""
+    tree = ast.parse(source)
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {n.lineno for stmt in node.body for n in ast.walk(stmt) if hasattr(n, "lineno")}
+    found = [t for line, t in imported_modules(source, module, is_package) if line not in skipped]
+    by_line = {line: t for line, t in imported_modules(source, module, is_package)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.lineno not in skipped and node.lineno in by_line:
+            found += [f"{by_line[node.lineno]}.{alias.name}" for alias in node.names]
+    return found
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """module → the modules of the project it imports at run time (function-local imports included)."""
+    paths = modules(root)
+    names = {module_name(p, root) for p in paths}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        module = module_name(path, root)
+        targets = set()
+        for target in _runtime_imports(path.read_text(), module, path.name == "__init__.py"):
+            while target and target not in names:  # `from pkg.mod import name`: the module pkg.mod
+                target = target.rpartition(".")[0]
+            if target and target != module and target.split(".")[0] == module.split(".")[0]:
+                if not module.startswith(target + "."):  # a submodule importing its own package's __init__
+                    targets.add(target)
+        graph[module] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    """Inside a package, imports form no cycle, not even through a function-local import (which only hides
+    it): a module that two others need lives below both."""
+    found = cycles(import_graph())
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "fastsim" / "a.py").write_text("def f():\n    from fastsim.b import g\n")
+    (tmp_path / "fastsim" / "b.py").write_text("from fastsim import a\n")
+    (tmp_path / "fastsim" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import fastsim.a\n"
+    )
+    (tmp_path / "fastsim" / "d.py").write_text("import fastsim.c\n")
+    assert cycles(import_graph(tmp_path)) == [["fastsim.a", "fastsim.b"]]

@@ -26,7 +26,9 @@ def _tag(runs: Path) -> str:
 
 MAKE_TARGETS = {  # the Makefile's spelling of the main job's commands
     "python -m validation reproduce": "make reproduce",
-    "python -m validation reproduce --images 2000 --slow-images 1000 --agreement-steps 300": "make reproduce-small",
+    "python -m validation reproduce --images 2000 --slow-images 200 --horizon-images 500": "make reproduce-small",
+    "python -m validation reproduce --train --slow-images 2000 --horizon-images 2000 --agreement-steps 500 "
+    "--agreement all": "make reproduce-full",
 }
 
 

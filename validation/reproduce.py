@@ -114,6 +114,17 @@ def print_estimate(cfg: ReproduceConfig, reference: Path) -> dict[str, float]:
     return speed
 
 
+def _shown(folder: Path | None) -> str | None:
+    """A folder as a results file records it: relative to the repository when inside it (no machine paths)."""
+    if folder is None:
+        return None
+    root = PUBLISHED.parents[2]
+    try:
+        return str(Path(folder).resolve().relative_to(root))
+    except ValueError:
+        return str(folder)
+
+
 def use_given_models(folder: Path, runs: Path) -> None:
     """Copy the four checkpoints (and their metrics) from ``folder`` into ``runs/models/``, after checking that
     each loads as the project's network; a missing or foreign file is a ValueError naming it."""
@@ -338,7 +349,8 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
     start = time.perf_counter()
     train_all(cfg, root, runs)
     table1 = write_table1(runs)
-    _stage(log, "training", "training + Table 1" + (" (with model selection)" if cfg.select else ""), start, units)
+    given = "Table 1 of the given networks (no training)" if cfg.models is not None else "training + Table 1"
+    _stage(log, "training", given + (" (with model selection)" if cfg.select else ""), start, units)
     start = time.perf_counter()
     write_specs(cfg, root, runs)
     _stage(log, "conversion", "conversion (statistics + specs)", start, units)
@@ -419,9 +431,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
         runs / "reproduce.json",
         {
             **summary,
-            **provenance(
-                {"tag": tag, "select": cfg.select, "models": None if cfg.models is None else str(cfg.models)}, cfg.seed
-            ),
+            **provenance({"tag": tag, "select": cfg.select, "models": _shown(cfg.models)}, cfg.seed),
         },
     )
     return runs / "REPORT.md"

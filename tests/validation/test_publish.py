@@ -68,7 +68,7 @@ def test_publish_needs_the_markers(tmp_path):
 def test_commands_are_published_without_local_folders():
     from validation.publish import _public
 
-    local = "python -m validation reproduce --runs /some/where --images 2000 --slow-images 1000 --agreement-steps 300"
+    local = "python -m validation reproduce --runs /some/where --images 2000 --slow-images 200 --horizon-images 500"
     assert _public(local) == "make reproduce-small"
     assert _public("python -m validation reproduce --root=/data") == "make reproduce"
     assert _public("python -m validation reproduce --images 500") == "python -m validation reproduce --images 500"

@@ -97,3 +97,10 @@ def test_given_models_are_checked_and_copied(tmp_path) -> None:
     (given / "fashion-cnn.pt").write_bytes((given / "mnist-mlp.pt").read_bytes())  # an MLP under a CNN's name
     with pytest.raises(ValueError, match="another architecture"):
         use_given_models(given, tmp_path / "runs3")
+
+
+def test_training_is_estimated_from_the_calibration_when_the_published_run_trained_nothing() -> None:
+    reference = {**REFERENCE, "stages": [{**REFERENCE["stages"][0], "units": 0.0}, REFERENCE["stages"][1]]}
+    speed = {"events_image_steps_per_s": 100_000.0, "train_images_per_s": 5_500.0}
+    got = estimate.expected_seconds({"training": 60.0, "table2": 1e8}, reference, speed)
+    assert got["training"] == 60.0 * 55_000 / 5_500.0 and got["table2"] == 900.0
