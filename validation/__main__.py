@@ -106,6 +106,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Per spiking layer, the SNN's rates against the ANN's (validation/diagnose.py): a Markdown table, a PNG
+    grid of hexbin plots and the numbers (JSON), written atomically to --out."""
+    from convert import datasets
+    from convert.io import load_spec
+    from convert.provenance import provenance, write_json_atomic, write_text_atomic
+    from fastsim.simulate import simulate
+    from validation.diagnose import diagnose, markdown, plot
+
+    spec = load_spec(args.spec)
+    datasets.check_spec_dataset(spec, args.dataset, args.spec)
+    split = datasets.load(args.dataset, args.split, args.root)
+    n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
+    images, labels = split.images[:n], split.labels[:n]
+    record = simulate(
+        spec,
+        images,
+        steps=args.steps,
+        seed=args.seed,
+        labels=labels,
+        record_neurons=True,
+        dtype="float64",
+        kernel="events" if args.device == "cpu" else "torch",
+        device=args.device,
+        progress=True,
+    )
+    result = diagnose(spec, images, record)
+    out = args.out or (args.runs or default_runs()) / "diagnose" / args.spec.stem
+    table = markdown(result)
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
+    numbers = {k: v for k, v in result.items() if k != "rates"}
+    plot(result, out / "diagnose.png")
+    write_json_atomic(out / "diagnose.json", {**numbers, **provenance(config, args.seed)})
+    write_text_atomic(out / "diagnose.md", f"# Diagnosis of {args.spec.name}\n\n{table}\n![per layer](diagnose.png)\n")
+    print(table)
+    print(f"written {out / 'diagnose.md'}, {out / 'diagnose.png'}, {out / 'diagnose.json'}")
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from validation.publish import publish
 
@@ -253,6 +292,16 @@ def main(argv: list[str] | None = None) -> int:
         "--agreement", default="main", choices=("main", "all"), help="Brian2 checks: the main job's six, or all ten"
     )
     p.add_argument("--estimate", action="store_true", help="print the expected wall time here and exit")
+
+    p = add("diagnose", cmd_diagnose, "per layer, the SNN's firing rates against the ANN's: where a conversion loses")
+    p.add_argument("--spec", type=Path, required=True)
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--images", type=positive_int, default=200)
+    p.add_argument("--steps", type=positive_int, default=300)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
+    p.add_argument("--out", type=Path, default=None, help="folder (default: <runs>/diagnose/<spec name>)")
 
     p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
     p.add_argument("--docs", type=Path, default=Path("docs/results"))

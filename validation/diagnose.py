@@ -1,0 +1,207 @@
+"""Where a conversion loses accuracy: every spiking population's SNN firing rate against the rate the ANN asks
+of it, on the same images.
+
+The rate model (Diehl et al. 2015; Rueckauer et al. 2017): an integrate-and-fire neuron without leak, driven by
+a constant input current I per step, fires I/θ times per step on average (at most once per step). So the ANN
+of a spec, run with every spiking layer's pre-activation divided by its threshold,
+
+    r_0 = x · max_rate · dt,    r_l = ReLU(W_l r_{l-1} + b_l) / θ_l    (average pooling: mean(r_{l-1}) / θ_l),
+
+gives the rate r_l (spikes per step) that each neuron of layer l should reach; the SNN's rate is its spike
+count over T steps divided by T. Per layer, :func:`diagnose` reports over every (image, neuron) pair:
+
+* ``correlation`` (Pearson) and ``slope`` (least squares through the origin) of the SNN rate on the ANN rate;
+* ``saturated``: the fraction of pairs that fired in every step they could (rate 1, less the l + 1 steps of
+  latency of spiking layer l under the ``delay`` schedule): the ANN asks for more than one spike per step
+  there, and the excess is lost;
+* ``silent``: among pairs whose ANN rate asks for at least one spike in T steps, the fraction that never fired;
+* ``error``: the mean |SNN rate − min(ANN rate, 1)| in spikes per step, and relative to the mean ANN rate.
+
+The first layer where the match breaks (correlation below :data:`MIN_CORRELATION`, or more than
+:data:`MAX_SATURATED` saturated, or more than :data:`MAX_SILENT` silent) is named with what the pattern usually
+means: saturation, a normalization scale that is too small (weights too large for θ); silence, a scale too
+large or T too short; a low correlation with neither, the errors of the layers below. Later layers inherit the
+errors of earlier ones, so the first broken layer is where to look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from convert.ann import as_input, layer_forward
+from convert.records import SpikeRecord
+from convert.spec import NetworkSpec, is_spiking
+
+MIN_CORRELATION = 0.9
+MAX_SATURATED = 0.01
+MAX_SILENT = 0.05
+SUBLINEAR = 0.8  # a first-layer slope below this, under reset to zero, is the reset's loss of charge
+
+ADVICE = {
+    "saturated": "neurons fire in every step: the ANN asks for more than one spike per step, so the "
+    "normalization scale of this layer is too small (weights too large for θ); normalize by a larger "
+    "activation (data-based max rather than a low percentile) or raise θ",
+    "silent": "neurons the ANN drives never fire: the scale is too large (weights too small for θ) or T too "
+    "short; normalize by a smaller activation (a robust percentile), lower θ, or simulate longer",
+    "correlation": "the rates follow the ANN only loosely without saturating or falling silent: the errors of "
+    "the layers below (their rates are this layer's input), or too few steps for rates to settle",
+}
+
+
+@dataclass(frozen=True)
+class LayerDiagnosis:
+    layer: int  # index among the spiking layers
+    kind: str  # the spec layer's class
+    neurons: int
+    ann_mean_rate: float  # spikes per step the ANN asks for, averaged over (image, neuron) pairs
+    snn_mean_rate: float
+    correlation: float
+    slope: float
+    saturated: float
+    silent: float
+    error: float
+    relative_error: float
+
+    def broken(self) -> str | None:
+        """The first pattern that breaks the match here (a key of :data:`ADVICE`), or None."""
+        if self.saturated > MAX_SATURATED:
+            return "saturated"
+        if self.silent > MAX_SILENT:
+            return "silent"
+        if not self.correlation >= MIN_CORRELATION:  # NaN (a constant layer) counts as broken
+            return "correlation"
+        return None
+
+
+def expected_rates(spec: NetworkSpec, images: np.ndarray) -> list[np.ndarray]:
+    """Per spiking layer (a membrane readout's output layer left out), the rate model's spikes per step for
+    every image and neuron, (N, n_l) float64 (module docstring)."""
+    rate = 1.0 if spec.encoding == "current" else spec.max_rate_hz * spec.dt_ms / 1000.0  # input spikes per step
+    x = as_input(spec, images) * rate
+    rates, spiking = [], [i for i, layer in enumerate(spec.layers) if is_spiking(layer)]
+    last = spiking[-1] if spec.readout == "membrane" else None
+    with torch.inference_mode():
+        for i, layer in enumerate(spec.layers):
+            x = layer_forward(layer, x)
+            if is_spiking(layer):
+                x = torch.relu(x) / layer.threshold
+                if i != last:
+                    rates.append(x.reshape(len(x), -1).numpy().astype(np.float64))
+    return rates
+
+
+def _layer(index: int, kind: str, ann: np.ndarray, snn: np.ndarray, steps: int, delay: bool) -> LayerDiagnosis:
+    a, r = ann.ravel(), snn.ravel()
+    # a spike in every step it could fire in: under `delay`, spiking layer l (0-based) is l + 1 steps late
+    full = (steps - (index + 1 if delay else 0)) / steps
+    corr = float(np.corrcoef(a, r)[0, 1]) if a.std() > 0 and r.std() > 0 else float("nan")
+    slope = float(a @ r / (a @ a)) if a @ a > 0 else float("nan")
+    active = a >= 1.0 / steps  # the ANN asks for at least one spike in T steps
+    err = np.abs(r - np.minimum(a, 1.0))
+    return LayerDiagnosis(
+        layer=index,
+        kind=kind,
+        neurons=ann.shape[1],
+        ann_mean_rate=float(a.mean()),
+        snn_mean_rate=float(r.mean()),
+        correlation=corr,
+        slope=slope,
+        saturated=float(np.mean(r >= full - 0.5 / steps)),
+        silent=float(np.mean(r[active] == 0)) if active.any() else 0.0,
+        error=float(err.mean()),
+        relative_error=float(err.mean() / a.mean()) if a.mean() > 0 else float("nan"),
+    )
+
+
+def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict[str, Any]:
+    """Every spiking layer's :class:`LayerDiagnosis` and the first broken one, from ``record`` (a simulation of
+    ``images`` with ``record_neurons=True``). Also returns the rates themselves, for plots."""
+    if record.neuron_counts is None:
+        raise ValueError("diagnose needs per-neuron counts: simulate with record_neurons=True")
+    if record.n_images != len(images):
+        raise ValueError(f"the record has {record.n_images} images, but {len(images)} were given")
+    steps = record.steps
+    ann = expected_rates(spec, images)
+    kinds = [type(spec.layers[i]).__name__ for i in spec.spiking_indices]
+    snn = [np.asarray(c, dtype=np.float64) / steps for c in record.neuron_counts[: len(ann)]]
+    delay = spec.schedule == "delay"
+    layers = [_layer(k, kinds[k], a, r, steps, delay) for k, (a, r) in enumerate(zip(ann, snn, strict=True))]
+    first = next((d for d in layers if d.broken()), None)
+    verdict = (
+        "every layer matches its ANN rates"
+        if first is None
+        else f"spiking layer {first.layer} ({first.kind}) is the first that breaks: {ADVICE[first.broken()]}"
+    )
+    if spec.reset == "zero" and layers and layers[0].slope < SUBLINEAR:
+        verdict += (
+            f"; the rates fall below the ANN's from the first layer on (slope {layers[0].slope:.2f}): a reset to "
+            "zero discards the charge above θ at every spike, so a neuron driven by I per step fires only once "
+            "in ⌈θ/I⌉ steps; reset by subtraction keeps it (Rueckauer et al. 2017)"
+        )
+    return {
+        "layers": [asdict(d) | {"broken": d.broken()} for d in layers],
+        "first_broken": None if first is None else first.layer,
+        "verdict": verdict,
+        "steps": steps,
+        "images": record.n_images,
+        "snn_accuracy": record.accuracy(),
+        "rates": {"ann": ann, "snn": snn},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    head = (
+        "| layer | kind | neurons | ANN rate | SNN rate | correlation | slope | saturated | silent | "
+        "error (spikes/step) | relative error | match |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for d in result["layers"]:
+        lines.append(
+            f"| {d['layer']} | {d['kind']} | {d['neurons']} | {d['ann_mean_rate']:.4f} | {d['snn_mean_rate']:.4f} "
+            f"| {d['correlation']:.3f} | {d['slope']:.3f} | {100 * d['saturated']:.2f} % | {100 * d['silent']:.2f} % "
+            f"| {d['error']:.4f} | {100 * d['relative_error']:.1f} % | {d['broken'] or 'ok'} |"
+        )
+    lines += [
+        "",
+        f"{result['images']} images × {result['steps']} steps; SNN accuracy {100 * result['snn_accuracy']:.2f} %. "
+        f"{result['verdict']}. Broken: correlation < {MIN_CORRELATION}, saturated > {100 * MAX_SATURATED:.0f} % "
+        f"or silent > {100 * MAX_SILENT:.0f} % (rates in spikes per step; the ANN rate is ReLU(W r + b) / θ).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Any, max_points: int = 200_000) -> None:
+    """A grid of per-layer hexbin plots, SNN rate against ANN rate, written atomically to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from convert.provenance import atomic_path
+
+    n = len(result["layers"])
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, d, a, r in zip(axes.flat, result["layers"], result["rates"]["ann"], result["rates"]["snn"], strict=False):
+        a, r = a.ravel(), r.ravel()
+        if len(a) > max_points:
+            keep = rng.choice(len(a), max_points, replace=False)
+            a, r = a[keep], r[keep]
+        top = max(1.0, float(a.max()) if len(a) else 1.0)
+        ax.hexbin(a, r, gridsize=40, bins="log", mincnt=1, extent=(0, top, 0, 1.05), cmap="viridis")
+        ax.plot([0, 1], [0, 1], "r--", lw=1)
+        ax.set_title(f"layer {d['layer']} {d['kind']}: r={d['correlation']:.3f} {d['broken'] or 'ok'}", fontsize=9)
+        ax.set_xlabel("ANN rate (spikes/step)")
+        ax.set_ylabel("SNN rate")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
