@@ -11,6 +11,7 @@ method receives only those it declares, so callers can hand every method the sam
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,13 +40,20 @@ class Method:
     description: str = ""
 
     def apply(self, spec: NetworkSpec, stats: ActivationStats | None = None, **options: Any) -> Result:
-        """Normalize ``spec``; ``options`` may hold more than this method takes (the rest is ignored)."""
+        """Normalize ``spec``; ``options`` may hold more than this method takes (the rest is ignored). The
+        report and the spec's provenance name the method as registered (a method built on another, like a
+        variant of ``baseline``, is recorded under its own name)."""
         kwargs = {k: options[k] for k in self.options if k in options and options[k] is not None}
         if not self.needs_stats:
-            return self.function(spec, **kwargs)
-        if stats is None:
+            new, report = self.function(spec, **kwargs)
+        elif stats is None:
             raise ValueError(f"method {self.name!r} needs activation statistics (convert.pipeline.stats_for)")
-        return self.function(spec, stats, **kwargs)
+        else:
+            new, report = self.function(spec, stats, **kwargs)
+        if report.method == self.name:
+            return new, report
+        provenance = {**new.provenance, "method": self.name}
+        return dataclasses.replace(new, provenance=provenance), dataclasses.replace(report, method=self.name)
 
     def title(self, **options: Any) -> str:
         """The label with the options filled in (e.g. ``robust p99.9``)."""

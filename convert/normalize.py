@@ -30,8 +30,6 @@ from convert.layers import LayerFamily, family_of
 from convert.spec import NetworkSpec, SpecError
 from convert.stats import ActivationStats
 
-METHODS = ("baseline", "model", "data", "robust")
-
 
 @dataclass(frozen=True)
 class NormalizationReport:

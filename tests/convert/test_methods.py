@@ -47,7 +47,7 @@ def test_a_registered_method_reaches_every_part_of_the_project(toy_method, tmp_p
     from validation.table2_report import markdown
 
     spec, report = normalized_spec(_spec(), "toy", threshold=3.0, percentile=50.0)  # extra options are ignored
-    assert spec.thresholds == [1.5] and report.method == "baseline"
+    assert spec.thresholds == [1.5] and report.method == "toy" and spec.provenance["method"] == "toy"
 
     # rows of Table 2 and lines of the figures: the toy method and, since it takes a threshold, a tuned row
     table = rows.rows()
