@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,44 +339,82 @@ def throughput_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the main job: its ``key`` (the unit :func:`stage_units` counts and the estimate scales), its
+    name in the report (``name(cfg)``) and its work, ``run(cfg, root, runs, done)`` → its result, ``done``
+    holding the results of the stages before it by key."""
+
+    key: str
+    name: Callable[[ReproduceConfig], str]
+    run: Callable[[ReproduceConfig, Path | None, Path, dict[str, Any]], Any]
+
+
+def _horizon(cfg: ReproduceConfig) -> HorizonCheck:
+    return dataclasses.replace(cfg.horizon, images=min(cfg.horizon.images, cfg.eval.n_images))
+
+
+def _training(cfg: ReproduceConfig, root: Path | None, runs: Path, done: dict[str, Any]) -> str:
+    train_all(cfg, root, runs)
+    return write_table1(runs)
+
+
+def _training_name(cfg: ReproduceConfig) -> str:
+    given = "Table 1 of the given networks (no training)" if cfg.models is not None else "training + Table 1"
+    return given + (" (with model selection)" if cfg.select else "")
+
+
+#: the main job, in order (every stage resumes from what an interrupted run finished)
+STAGES: tuple[Stage, ...] = (
+    Stage("training", _training_name, _training),
+    Stage("conversion", lambda cfg: "conversion (statistics + specs)", lambda c, r, w, d: write_specs(c, r, w)),
+    Stage(
+        "table2",
+        lambda cfg: "Table 2 simulations (fastsim; threshold searches included)",
+        lambda c, r, w, d: run_table2(c.eval, r, w),
+    ),
+    Stage("figures", lambda cfg: "Figures 3/4", lambda c, r, w, d: make_figures(d["table2"], w)),
+    Stage(
+        "replication",
+        lambda cfg: "the replication's configuration (current input, membrane readout)",
+        lambda c, r, w, d: run_replication_config(c.replication, c.eval, r, w, PAIRS),
+    ),
+    Stage(
+        "horizon",
+        lambda cfg: (
+            f"horizon check ({', '.join(_horizon(cfg).datasets)} fast rows, "
+            f"{_horizon(cfg).images} images × {_horizon(cfg).steps} ms)"
+        ),
+        lambda c, r, w, d: run_horizon_check(_horizon(c), c.eval, r, w, PAIRS),
+    ),
+    Stage("agreement", lambda cfg: "agreement with Brian2", lambda c, r, w, d: agreement_runs(c, r, w)),
+)
+
+
+def run_stages(
+    stages: tuple[Stage, ...], cfg: ReproduceConfig, root: Path | None, runs: Path, units: dict[str, float]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``stages`` in order, each timed: their results by key, and the log of stage times the report and
+    ``reproduce.json`` record."""
+    done: dict[str, Any] = {}
+    log: list[dict[str, Any]] = []
+    for stage in stages:
+        start = time.perf_counter()
+        done[stage.key] = stage.run(cfg, root, runs, done)
+        _stage(log, stage.key, stage.name(cfg), start, units)
+    return done, log
+
+
 def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Path = PUBLISHED) -> Path:
     from validation.table2_report import claims_markdown, converged_markdown, cost_markdown, paired_markdown
     from validation.table2_report import markdown as table2_markdown
 
     speed = print_estimate(cfg, reference)
     units = stage_units(cfg)
-    log: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    start = time.perf_counter()
-    train_all(cfg, root, runs)
-    table1 = write_table1(runs)
-    given = "Table 1 of the given networks (no training)" if cfg.models is not None else "training + Table 1"
-    _stage(log, "training", given + (" (with model selection)" if cfg.select else ""), start, units)
-    start = time.perf_counter()
-    write_specs(cfg, root, runs)
-    _stage(log, "conversion", "conversion (statistics + specs)", start, units)
-    start = time.perf_counter()
-    results = run_table2(cfg.eval, root, runs)
-    _stage(log, "table2", "Table 2 simulations (fastsim; threshold searches included)", start, units)
-    start = time.perf_counter()
-    conv = make_figures(results, runs)
-    _stage(log, "figures", "Figures 3/4", start, units)
-    start = time.perf_counter()
-    repl = run_replication_config(cfg.replication, cfg.eval, root, runs, PAIRS)
-    _stage(log, "replication", "the replication's configuration (current input, membrane readout)", start, units)
-    start = time.perf_counter()
-    hc = dataclasses.replace(cfg.horizon, images=min(cfg.horizon.images, cfg.eval.n_images))
-    horizon = run_horizon_check(hc, cfg.eval, root, runs, PAIRS)
-    _stage(
-        log,
-        "horizon",
-        f"horizon check ({', '.join(hc.datasets)} fast rows, {hc.images} images × {hc.steps} ms)",
-        start,
-        units,
-    )
-    start = time.perf_counter()
-    agree = agreement_runs(cfg, root, runs)
-    _stage(log, "agreement", "agreement with Brian2", start, units)
+    done, log = run_stages(STAGES, cfg, root, runs, units)
+    table1, results, conv = done["training"], done["table2"], done["figures"]
+    repl, horizon, agree = done["replication"], done["horizon"], done["agreement"]
     total = time.perf_counter() - t0
     ev = cfg.eval
     tag = ev.tag

@@ -104,3 +104,20 @@ def test_training_is_estimated_from_the_calibration_when_the_published_run_train
     speed = {"events_image_steps_per_s": 100_000.0, "train_images_per_s": 5_500.0}
     got = estimate.expected_seconds({"training": 60.0, "table2": 1e8}, reference, speed)
     assert got["training"] == 60.0 * 55_000 / 5_500.0 and got["table2"] == 900.0
+
+
+def test_the_main_job_is_one_list_of_named_stages_run_by_one_timed_loop(tmp_path, capsys) -> None:
+    from validation.reproduce import STAGES, Stage, run_stages
+
+    cfg = ReproduceConfig()
+    assert [s.key for s in STAGES] == list(stage_units(cfg))  # every stage has the units the estimate scales
+    assert all(isinstance(s.name(cfg), str) and s.name(cfg) for s in STAGES)
+    calls = []
+    stub = (
+        Stage("a", lambda c: "stage a", lambda c, r, w, d: calls.append(("a", dict(d))) or 1),
+        Stage("b", lambda c: f"stage b of {c.eval.n_images}", lambda c, r, w, d: calls.append(("b", dict(d))) or 2),
+    )
+    done, log = run_stages(stub, cfg, None, tmp_path, {"a": 3.0, "b": 4.0})
+    assert done == {"a": 1, "b": 2} and calls == [("a", {}), ("b", {"a": 1})]  # each sees the ones before it
+    assert [(e["key"], e["stage"], e["units"]) for e in log] == [("a", "stage a", 3.0), ("b", "stage b of 10000", 4.0)]
+    assert all(e["wall_s"] >= 0 for e in log) and "[reproduce] stage b of 10000" in capsys.readouterr().out
