@@ -87,13 +87,17 @@ def spec_from_model(
     **spec_fields: Any,
 ) -> NetworkSpec:
     """The direct copy of ``model`` as a spec (all thresholds 1; other fields from ``spec_fields``)."""
+    return direct_copy(layers_from_module(model), input_shape, dataset, **spec_fields)
+
+
+def direct_copy(
+    layers: list, input_shape: tuple[int, ...], dataset: str | None = None, **spec_fields: Any
+) -> NetworkSpec:
+    """A spec of copied ``layers`` (thresholds 1) with ``dataset``'s class labels and the provenance
+    ``method="copy"`` (plus ``spec_fields["provenance"]``); the other ``spec_fields`` are the spec's."""
     labels = CLASSES[dataset] if dataset else ()
     recorded = {"dataset": dataset} if dataset else {}  # what `check_spec_dataset` reads
     provenance = {"method": "copy", **recorded, **spec_fields.pop("provenance", {})}
     return NetworkSpec(
-        input_shape=input_shape,
-        layers=tuple(layers_from_module(model)),
-        labels=labels,
-        provenance=provenance,
-        **spec_fields,
+        input_shape=tuple(input_shape), layers=tuple(layers), labels=labels, provenance=provenance, **spec_fields
     )

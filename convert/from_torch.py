@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from convert.datasets import CLASSES
+from convert.extract import direct_copy
 from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
 
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -121,10 +121,6 @@ def _pair(value: Any, node: fx.Node, gm: fx.GraphModule, name: str) -> tuple[int
 def target_name(target: Any) -> str:
     """``conv2d.default`` for ``torch.ops.aten.conv2d.default``."""
     return str(target).removeprefix("aten.")
-
-
-def _at(args: list[Any], i: int) -> Any:
-    return args[i] if i < len(args) else None
 
 
 def _shape(node: fx.Node) -> tuple[int, ...]:
@@ -393,6 +389,7 @@ def _layers(ops: list[Op]) -> list[Any]:
 
 
 def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spec_fields: dict, source: str):
+    """The direct copy of the graph ``gm``, its shapes propagated from ``example`` (a batch of zero images)."""
     from torch.fx.passes.shape_prop import ShapeProp
 
     with torch.no_grad():
@@ -401,16 +398,8 @@ def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spe
     if not any(op.kind == "weight" for op in ops):
         raise SpecError("the model has no Linear or Conv2d layer: nothing to convert")
     check_chain(ops)
-    labels = CLASSES[dataset] if dataset else ()
-    recorded = {"dataset": dataset} if dataset else {}
-    provenance = {"method": "copy", "source": source, **recorded, **spec_fields.pop("provenance", {})}
-    return NetworkSpec(
-        input_shape=tuple(example.shape[1:]),
-        layers=tuple(_layers(ops)),
-        labels=labels,
-        provenance=provenance,
-        **spec_fields,
-    )
+    provenance = {"source": source, **spec_fields.pop("provenance", {})}
+    return direct_copy(_layers(ops), tuple(example.shape[1:]), dataset, provenance=provenance, **spec_fields)
 
 
 def from_exported(program: Any, dataset: str | None = None, **spec_fields: Any) -> NetworkSpec:
@@ -448,8 +437,6 @@ def from_torch(
     model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28), dataset: str | None = None, **spec_fields: Any
 ) -> NetworkSpec:
     """The direct copy (every threshold 1) of any model torch.fx can trace (module docstring)."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
     try:
         gm = fx.symbolic_trace(model)
     except Exception as err:  # torch.fx raises many kinds (TraceError, TypeError, NotImplementedError...)
@@ -458,19 +445,5 @@ def from_torch(
             "data-dependent control flow in forward() must go"
         ) from None
     gm.eval()
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype))
-    ops = fold_batchnorm(_Reader(gm).read())
-    if not any(op.kind == "weight" for op in ops):
-        raise SpecError("the model has no Linear or Conv2d layer: nothing to convert")
-    check_chain(ops)
-    labels = CLASSES[dataset] if dataset else ()
-    recorded = {"dataset": dataset} if dataset else {}
-    provenance = {"method": "copy", "source": "torch.fx", **recorded, **spec_fields.pop("provenance", {})}
-    return NetworkSpec(
-        input_shape=tuple(input_shape),
-        layers=tuple(_layers(ops)),
-        labels=labels,
-        provenance=provenance,
-        **spec_fields,
-    )
+    example = torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype)
+    return _convert(gm, example, dataset, dict(spec_fields), "torch.fx")

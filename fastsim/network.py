@@ -40,6 +40,11 @@ from fastsim.step import IFState, NetworkState, network_step
 KERNELS = ("torch", "triton", "events")
 
 
+def fastest_kernel(device: str | torch.device) -> str:
+    """The fastest exact kernel of a device: the event engine on a CPU, the torch engine on a GPU."""
+    return "events" if str(device).startswith("cpu") else "torch"
+
+
 def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
     """A ValueError that says why ``kernel`` cannot run here, if it cannot."""
     if kernel not in KERNELS:

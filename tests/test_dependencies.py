@@ -126,8 +126,9 @@ def _runtime_imports(source: str, module: str, is_package: bool) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped |= {n.lineno for stmt in node.body for n in ast.walk(stmt) if hasattr(n, "lineno")}
-    found = [t for line, t in imported_modules(source, module, is_package) if line not in skipped]
-    by_line = {line: t for line, t in imported_modules(source, module, is_package)}
+    imports = imported_modules(source, module, is_package)
+    found = [t for line, t in imports if line not in skipped]
+    by_line = dict(imports)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.lineno not in skipped and node.lineno in by_line:
             found += [f"{by_line[node.lineno]}.{alias.name}" for alias in node.names]

@@ -23,26 +23,45 @@ def _eval_config(args: argparse.Namespace):
     return EvalConfig(n_images=args.images, steps=args.steps, seeds=seeds, **slow, **engine)
 
 
-def cmd_agree(args: argparse.Namespace) -> int:
+def _spec_args(p: argparse.ArgumentParser, images: int, steps: int) -> None:
+    """The options of a command that runs one spec on the first images of a split."""
+    p.add_argument("--spec", type=Path, required=True)
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--images", type=positive_int, default=images)
+    p.add_argument("--steps", type=positive_int, default=steps)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+
+
+def _spec_and_images(args: argparse.Namespace):
+    """The spec of ``--spec`` (checked against ``--dataset``) and the first ``--images`` images and labels of
+    the split, or the one-line error that says why not."""
     from convert import datasets
     from convert.io import load_spec
-    from validation.agreement import agreement, parse_engine, write_report
 
     spec = load_spec(args.spec)
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
+    split = datasets.load(args.dataset, args.split, args.root)
+    n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
+    return spec, split.images[:n], split.labels[:n]
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    from validation.agreement import agreement, parse_engine, write_report
+
     engines = tuple(args.engines.split(","))
     if len(engines) != 2:
         raise ValueError(f"--engines takes two engines separated by a comma, got {args.engines!r}")
     for engine in engines:  # a misspelt engine is refused before anything runs
         parse_engine(engine)
-    split = datasets.load(args.dataset, args.split, args.root)
-    n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
+    spec, images, labels = _spec_and_images(args)
+    n = len(images)
     if args.poisson_images > n:
         raise ValueError(f"--poisson-images {args.poisson_images} exceeds --images {n}; ask for at most {n}")
     report, recs = agreement(
         spec,
-        split.images[:n],
-        split.labels[:n],
+        images,
+        labels,
         args.steps,
         engines,
         seed=args.seed,
@@ -109,17 +128,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Per spiking layer, the SNN's rates against the ANN's (validation/diagnose.py): a Markdown table, a PNG
     grid of hexbin plots and the numbers (JSON), written atomically to --out."""
-    from convert import datasets
-    from convert.io import load_spec
     from convert.provenance import provenance, write_json_atomic, write_text_atomic
+    from fastsim.network import fastest_kernel
     from fastsim.simulate import simulate
     from validation.diagnose import diagnose, markdown, plot
 
-    spec = load_spec(args.spec)
-    datasets.check_spec_dataset(spec, args.dataset, args.spec)
-    split = datasets.load(args.dataset, args.split, args.root)
-    n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
-    images, labels = split.images[:n], split.labels[:n]
+    spec, images, labels = _spec_and_images(args)
     record = simulate(
         spec,
         images,
@@ -128,7 +142,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         labels=labels,
         record_neurons=True,
         dtype="float64",
-        kernel="events" if args.device == "cpu" else "torch",
+        kernel=fastest_kernel(args.device),
         device=args.device,
         progress=True,
     )
@@ -238,17 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         return p
 
     p = add("agree", cmd_agree, "compare two engines on one spec, identical and independent inputs")
-    p.add_argument("--spec", type=Path, required=True)
-    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--images", type=positive_int, default=20)
-    p.add_argument("--steps", type=positive_int, default=100)
+    _spec_args(p, images=20, steps=100)
     p.add_argument(
         "--engines",
         default="fastsim:float64,refsim:cpp_standalone",
         help="two of fastsim[:opts], refsim[:device], {norse,snntorch,sinabs,spikingjelly}[:adapter]",
     )
-    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--poisson-images", type=nonnegative_int, default=0, help="also compare independent Poisson runs (<= --images)"
     )
@@ -294,12 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--estimate", action="store_true", help="print the expected wall time here and exit")
 
     p = add("diagnose", cmd_diagnose, "per layer, the SNN's firing rates against the ANN's: where a conversion loses")
-    p.add_argument("--spec", type=Path, required=True)
-    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--images", type=positive_int, default=200)
-    p.add_argument("--steps", type=positive_int, default=300)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    _spec_args(p, images=200, steps=300)
     p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
     p.add_argument("--out", type=Path, default=None, help="folder (default: <runs>/diagnose/<spec name>)")
 

@@ -71,7 +71,9 @@ class EvalConfig:
         if not self.seeds:
             raise ValueError("EvalConfig.seeds: give at least one input seed")
         if self.kernel == "auto":  # the fastest exact engine of the device (the records' keys name it)
-            object.__setattr__(self, "kernel", "events" if str(self.device).startswith("cpu") else "torch")
+            from fastsim.network import fastest_kernel
+
+            object.__setattr__(self, "kernel", fastest_kernel(self.device))
 
     @property
     def tag(self) -> str:

@@ -13,17 +13,10 @@ from convert.spec import Dense, NetworkSpec
 from refsim.devices import DeviceUnavailable, check_cuda
 from refsim.simulate import simulate
 from tests.conformance import reference
+from tests.records import assert_same_record
 from tests.refsim.conftest import dyadic_cnn
 
 STEPS = 30
-FIELDS = ("output_counts", "layer_counts", "first_spike_step", "synops", "labels", "image_indices")
-
-
-def assert_same_record(a, b):
-    for name in FIELDS:
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    for x, y in zip(a.neuron_counts, b.neuron_counts, strict=True):
-        np.testing.assert_array_equal(x, y)
 
 
 @pytest.fixture(scope="module")
