@@ -1,7 +1,9 @@
 """A spec run as the ReLU network it was converted from (torch, no dropout: eval semantics by construction).
 
-For every spiking layer the ANN activation is a_l = ReLU(W_l ∗ a_{l-1}) (pooling: the mean of each k×k
-window of a_{l-1}; ``Flatten`` reshapes); the logits are the output layer's pre-activation W_L ∗ a_{L-1}.
+For every spiking layer the ANN activation is a_l = ReLU(W_l ∗ a_{l-1} + b_l [+ S_l ∗ a_j]) (pooling: the
+mean of each k×k window of a_{l-1}; ``Flatten`` reshapes; ``MaxPool2d`` takes each window's max; a skip edge
+adds its map of the activity a_j after layer j, :mod:`convert.layers.skip`); the logits are the output
+layer's pre-activation W_L ∗ a_{L-1}.
 This is the only forward pass of the ANN that normalization and statistics use; each layer family's module
 in :mod:`convert.layers` holds its own ``forward``.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convert.layers import family_of
+from convert.layers import family_of, skip_synapses
+from convert.layers import skip as skip_edge
 from convert.spec import NetworkSpec, SpecError, is_spiking
 
 
@@ -35,14 +38,17 @@ def as_input(spec: NetworkSpec, images: np.ndarray | torch.Tensor, dtype=torch.f
 @torch.inference_mode()
 def activations(spec: NetworkSpec, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """ReLU activations of every spiking layer (flattened, (N, n_l)) and the logits (N, n_classes)."""
-    acts = []
+    acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
     z = x
     for layer in spec.layers:
         z = layer_forward(layer, z)
+        if skip_edge.has_skip(layer):  # a residual sum: the node gets the currents of both edges
+            z = z + skip_edge.forward(layer, after[layer.skip_source])
         if is_spiking(layer):
             logits = z.reshape(len(z), -1)
             z = torch.relu(z)
             acts.append(z.reshape(len(z), -1))
+        after.append(z)
     return acts, logits
 
 
@@ -64,5 +70,11 @@ def macs_per_image(spec: NetworkSpec) -> list[int]:
 
     The SNN's synaptic events of one image (``SpikeRecord.synops``) count the same synapses once per input
     spike, so their ratio to these is the SNN's cost per classification in units of ANN passes."""
-    shapes = spec.shapes
-    return [int(family_of(spec.layers[i]).synapses(spec.layers[i], shapes[i])) for i in spec.spiking_indices]
+    shapes, out = spec.shapes, []
+    for i in spec.spiking_indices:
+        layer = spec.layers[i]
+        n = int(family_of(layer).synapses(layer, shapes[i]))
+        if skip_edge.has_skip(layer):
+            n += skip_synapses(layer, shapes[layer.skip_source + 1])
+        out.append(n)
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.layers import skip as skip_edge
 from convert.spec import NetworkSpec
 
 # Bump when the meaning of a cached artifact changes (new record fields, new simulation semantics).
@@ -36,8 +37,11 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
         entry: dict[str, Any] = {"type": type(layer).__name__}
         for f in dataclasses.fields(layer):
             value = getattr(layer, f.name)
-            if f.name != "bias" or value is not None:  # no bias: hashed as before biases existed
-                entry[f.name] = value
+            if f.name == "bias" and value is None:  # no bias: hashed as before biases existed
+                continue
+            if f.name in skip_edge.FIELDS and layer.skip_source is None:  # no skip: likewise
+                continue
+            entry[f.name] = value
         layers.append(entry)
     content = {
         "input_shape": spec.input_shape,

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from convert.extract import direct_copy
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
 
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 # call_function targets: the functional API of a traced forward(), and (by name) the ATen ops of an exported one
@@ -79,6 +79,9 @@ class Op:
     padding: tuple[int, int] = (0, 0)
     kernel: int = 0
     bn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None  # γ, β, μ, σ², ε
+    source: str | None = None  # a weight op's skip edge: the tap node it comes from (a relu or a max-pool)
+    skip: list[Op] | None = None  # and its branch: [] (the identity), or one weight op and its BatchNorm
+    taps: tuple[str, ...] = ()  # a relu or max-pool op: the graph nodes whose value it is
 
 
 def _array(t: torch.Tensor | None) -> np.ndarray | None:
@@ -134,6 +137,8 @@ class _Reader:
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm, self.ops, self.current = gm, [], None
         self.shape_nodes: set[fx.Node] = set()
+        self.taps: dict[fx.Node, str] = {}  # a rectified value (after a relu or a max-pool) -> its op's node
+        self.branches: dict[fx.Node, tuple[str, list[Op]]] = {}  # a side branch's value -> (tap, its ops)
 
     def param(self, node: Any) -> torch.Tensor | None:
         """The tensor of a ``get_attr`` node (a functional call on the model's own parameters)."""
@@ -146,16 +151,63 @@ class _Reader:
             return value
         raise SpecError(f"node `{getattr(node, 'name', node)}`: a weight must be a parameter of the model")
 
-    def take(self, node: fx.Node) -> None:
-        """``node`` continues the chain: its first argument must be the chain's current tensor."""
+    def take(self, node: fx.Node) -> bool:
+        """``node`` continues the chain (True): its first argument must be the chain's current tensor; or it
+        starts or continues a side branch from a rectified value (False; the op goes to that branch)."""
         source = node.args[0] if node.args else None
-        if source is not self.current:
+        if source is self.current:
+            self.current = node
+            return True
+        if source in self.taps or source in self.branches:
+            tap, ops = self.branches.get(source, (self.taps.get(source), []))
+            self.branches[node] = (tap, list(ops))
+            return False
+        raise _refuse(
+            node,
+            self.gm,
+            "reads a tensor other than the previous layer's output or a rectified value before it: "
+            "a skip connection must leave from a ReLU or a max-pooling output",
+        )
+
+    def emit(self, node: fx.Node, on_trunk: bool, op: Op) -> None:
+        """Append ``op`` to the chain, or to the side branch ``node`` continues."""
+        if on_trunk:
+            self.ops.append(op)
+            if op.kind in ("relu", "maxpool"):
+                self.taps[node] = op.node
+            return
+        if op.kind not in ("weight", "bn"):
+            raise _refuse(
+                node, self.gm, "lies on a skip branch, which may hold only one Linear/Conv2d and its BatchNorm"
+            )
+        self.branches[node][1].append(op)
+
+    def add(self, node: fx.Node) -> None:
+        """``a + b``: the chain's pre-activation plus a skip (a rectified value, or a branch from one)."""
+        a, b = node.args[:2]
+        if b is self.current:
+            a, b = b, a
+        if a is not self.current or not isinstance(b, fx.Node):
+            raise _refuse(node, self.gm, "sums two tensors neither of which is the chain's current value")
+        if b in self.taps:
+            tap, ops = self.taps[b], []
+        elif b in self.branches:
+            tap, ops = self.branches[b]
+        else:
+            raise _refuse(
+                node, self.gm, "adds a tensor that is not a rectified value before it (nor a branch from one)"
+            )
+        last = next((op for op in reversed(self.ops) if op.kind not in ("bn",)), None)
+        if last is None or last.kind != "weight":
             raise _refuse(
                 node,
                 self.gm,
-                "reads a tensor other than the previous layer's output: the graph branches "
-                "(a residual connection or a second input), which a chain spec cannot hold yet",
+                "sums after a ReLU or a reshape: a residual sum must add the skip to a Linear/Conv2d's "
+                "output (before its ReLU), which is where the spiking neuron integrates both currents",
             )
+        if last.skip is not None:
+            raise _refuse(node, self.gm, f"is a second skip into `{last.node}`; one skip per layer is supported")
+        last.source, last.skip = tap, ops
         self.current = node
 
     def read(self) -> list[Op]:
@@ -204,18 +256,20 @@ class _Reader:
         return False
 
     def _module(self, node: fx.Node, m: nn.Module) -> None:
-        self.take(node)
+        trunk = self.take(node)
         if isinstance(m, nn.Linear):
-            self.ops.append(Op("weight", node.name, _array(m.weight), _array(m.bias)))
+            self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias)))
         elif isinstance(m, nn.Conv2d):
             if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
                 raise _refuse(node, self.gm, "has groups, dilation, string or non-zero padding: not supported")
             stride, padding = _pair(m.stride, node, self.gm, "stride"), _pair(m.padding, node, self.gm, "padding")
-            self.ops.append(Op("weight", node.name, _array(m.weight), _array(m.bias), stride, padding))
+            self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias), stride, padding))
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            self._batchnorm(node, m.weight, m.bias, m.running_mean, m.running_var, m.eps)
+            self.emit(node, trunk, self._batchnorm(node, m.weight, m.bias, m.running_mean, m.running_var, m.eps))
+        elif not trunk:
+            self.emit(node, trunk, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
         elif isinstance(m, nn.ReLU):
-            self.ops.append(Op("relu", node.name))
+            self.emit(node, trunk, Op("relu", node.name))
         elif isinstance(m, nn.Flatten):
             self._flatten(node)
         elif isinstance(m, nn.AvgPool2d):
@@ -225,11 +279,7 @@ class _Reader:
         elif isinstance(m, _DROP_MODULES):
             pass
         elif isinstance(m, nn.MaxPool2d):
-            raise _refuse(
-                node,
-                self.gm,
-                "has no spiking equivalent in this version: max-pooling needs a gate kind; use nn.AvgPool2d",
-            )
+            self._maxpool(node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
         else:
             raise _refuse(node, self.gm, "has no spiking equivalent")
 
@@ -241,12 +291,30 @@ class _Reader:
             self.current = node  # the output of an op that returns a tuple (an exported batch norm)
             return
         if key in _ADDS:
-            raise _refuse(node, self.gm, "sums two tensors (a residual connection): not supported in a chain spec yet")
-        if key in _MAXPOOLS:
-            raise _refuse(node, self.gm, "has no spiking equivalent in this version: max-pooling needs a gate kind")
-        self.take(node)
-        if key in _RELUS:
-            self.ops.append(Op("relu", node.name))
+            if len(node.args) != 2 or node.kwargs:
+                raise _refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
+            self.add(node)
+            return
+        trunk = self.take(node)
+        if key in _SIGNATURES and _SIGNATURES[key][0] in ("linear", "conv2d", "batch_norm"):
+            kind, names = _SIGNATURES[key]
+            named = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+            self.emit(node, trunk, getattr(self, f"_call_{kind}")(node, named))
+        elif not trunk:
+            self.emit(node, trunk, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
+        elif key in _MAXPOOLS:
+            names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
+            a = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+            self._maxpool(
+                node,
+                a["kernel_size"],
+                a.get("stride"),
+                a.get("padding", 0),
+                a.get("dilation", 1),
+                a.get("ceil_mode", False),
+            )
+        elif key in _RELUS:
+            self.emit(node, trunk, Op("relu", node.name))
         elif key in _DROPPED_CALLS:
             pass
         elif key in _FLATTENS:
@@ -258,22 +326,31 @@ class _Reader:
         else:
             raise _refuse(node, self.gm, "has no spiking equivalent")
 
-    def _call_linear(self, node: fx.Node, a: dict[str, Any]) -> None:
-        self.ops.append(Op("weight", node.name, _array(self.param(a["weight"])), _array(self.param(a.get("bias")))))
+    def _call_linear(self, node: fx.Node, a: dict[str, Any]) -> Op:
+        return Op("weight", node.name, _array(self.param(a["weight"])), _array(self.param(a.get("bias"))))
 
-    def _call_conv2d(self, node: fx.Node, a: dict[str, Any]) -> None:
+    def _call_conv2d(self, node: fx.Node, a: dict[str, Any]) -> Op:
         if (a.get("groups") or 1) != 1 or _pair(a.get("dilation") or 1, node, self.gm, "dilation") != (1, 1):
             raise _refuse(node, self.gm, "has groups or dilation: not supported")
         stride = _pair(a.get("stride") or 1, node, self.gm, "stride")
         padding = _pair(a.get("padding") or 0, node, self.gm, "padding")
         w, b = self.param(a["weight"]), self.param(a.get("bias"))
-        self.ops.append(Op("weight", node.name, _array(w), _array(b), stride, padding))
+        return Op("weight", node.name, _array(w), _array(b), stride, padding)
 
-    def _call_batch_norm(self, node: fx.Node, a: dict[str, Any]) -> None:
+    def _call_batch_norm(self, node: fx.Node, a: dict[str, Any]) -> Op:
         if a.get("training", False):
             raise _refuse(node, self.gm, "normalizes with batch statistics (training=True); convert in eval mode")
         params = (self.param(a.get(k)) for k in ("weight", "bias", "running_mean", "running_var"))
-        self._batchnorm(node, *params, a.get("eps", 1e-5))
+        return self._batchnorm(node, *params, a.get("eps", 1e-5))
+
+    def _maxpool(self, node: fx.Node, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> None:
+        from convert.layers.maxpool2d import pool_from
+
+        try:
+            gate = pool_from(kernel, stride, padding, dilation, bool(ceil_mode), f"node `{node.name}`")
+        except SpecError as err:
+            raise _refuse(node, self.gm, str(err).split(": ", 1)[-1]) from None
+        self.emit(node, True, Op("maxpool", node.name, kernel=gate.kernel_size))
 
     def _call_avg_pool2d(self, node: fx.Node, a: dict[str, Any]) -> None:
         self._avgpool(node, a["kernel_size"], a.get("stride"), a.get("padding") or 0, bool(a.get("ceil_mode")))
@@ -282,9 +359,10 @@ class _Reader:
         self._adaptive(node, a["output_size"])
 
     def _method(self, node: fx.Node) -> None:
-        self.take(node)
+        if not self.take(node):
+            self.emit(node, False, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
         if node.target in ("relu", "relu_"):
-            self.ops.append(Op("relu", node.name))
+            self.emit(node, True, Op("relu", node.name))
         elif node.target in ("view", "reshape", "flatten"):
             self._flatten(node)
         elif node.target in ("contiguous",):
@@ -322,19 +400,22 @@ class _Reader:
         k = h // out[0]
         self.ops.append(Op("pool", node.name, kernel=k, stride=(k, k)))
 
-    def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> None:
+    def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> Op:
         if mean is None or var is None:
             raise _refuse(node, self.gm, "has no running statistics (track_running_stats=False): cannot be folded")
         n = len(mean)
         g = np.ones(n) if gamma is None else _array(gamma)
         b = np.zeros(n) if beta is None else _array(beta)
-        self.ops.append(Op("bn", node.name, bn=(g, b, _array(mean), _array(var), float(eps))))
+        return Op("bn", node.name, bn=(g, b, _array(mean), _array(var), float(eps)))
 
 
 def fold_batchnorm(ops: list[Op]) -> list[Op]:
-    """Each BatchNorm folded into the weight layer right before it (only dropped nodes may lie between)."""
+    """Each BatchNorm folded into the weight layer right before it (only dropped nodes may lie between), on the
+    chain and on every skip branch."""
     out: list[Op] = []
     for op in ops:
+        if op.skip:
+            op.skip = fold_batchnorm(op.skip)
         if op.kind != "bn":
             out.append(op)
             continue
@@ -374,17 +455,53 @@ def check_chain(ops: list[Op]) -> None:
         )
 
 
+def gates_after_relus(ops: list[Op]) -> list[Op]:
+    """A max-pool right before a ReLU moved after it: max and ReLU commute, and the spike gate reads spikes."""
+    out = list(ops)
+    for i in range(len(out) - 1):
+        if out[i].kind == "maxpool" and out[i + 1].kind == "relu":  # the relu's value is the gate's output
+            pool, relu = out[i], out[i + 1]
+            out[i] = Op("relu", pool.node)
+            out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel)
+    return out
+
+
+def _skip_fields(op: Op, taps: dict[str, int]) -> dict[str, Any]:
+    """The skip fields of a weight op's layer (convert.layers.skip), and its branch's bias folded into it."""
+    if op.skip is None:
+        return {}
+    if len(op.skip) > 1:
+        raise SpecError(f"node `{op.node}`: its skip branch holds {len(op.skip)} layers; at most one is supported")
+    fields: dict[str, Any] = {"skip_source": taps[op.source], "skip_weight": np.array(1.0)}
+    if op.skip:
+        branch = op.skip[0]
+        fields.update(skip_weight=branch.weight)
+        if branch.weight.ndim == 4:
+            fields.update(skip_stride=branch.stride, skip_padding=branch.padding)
+        if branch.bias is not None:  # the node gets both edges' constant currents
+            op.bias = branch.bias if op.bias is None else op.bias + branch.bias
+    return fields
+
+
 def _layers(ops: list[Op]) -> list[Any]:
     layers: list[Any] = []
+    taps: dict[str, int] = {}  # a relu or max-pool node -> the index of the layer whose output it is
     for op in ops:
-        if op.kind == "weight" and op.weight.ndim == 2:
-            layers.append(Dense(op.weight, bias=op.bias))
-        elif op.kind == "weight":
-            layers.append(Conv2d(op.weight, stride=op.stride, padding=op.padding, bias=op.bias))
+        if op.kind == "weight":
+            skip = _skip_fields(op, taps)
+            if op.weight.ndim == 2:
+                layers.append(Dense(op.weight, bias=op.bias, **skip))
+            else:
+                layers.append(Conv2d(op.weight, stride=op.stride, padding=op.padding, bias=op.bias, **skip))
         elif op.kind == "pool":
             layers.append(AvgPool2d(op.kernel, stride=op.stride[0]))
         elif op.kind == "flatten":
             layers.append(Flatten())
+        elif op.kind == "maxpool":
+            layers.append(MaxPool2d(op.kernel))
+            taps[op.node] = len(layers) - 1
+        elif op.kind == "relu":
+            taps[op.node] = len(layers) - 1
     return layers
 
 
@@ -394,7 +511,7 @@ def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spe
 
     with torch.no_grad():
         ShapeProp(gm).propagate(example)
-    ops = fold_batchnorm(_Reader(gm).read())
+    ops = gates_after_relus(fold_batchnorm(_Reader(gm).read()))
     if not any(op.kind == "weight" for op in ops):
         raise SpecError("the model has no Linear or Conv2d layer: nothing to convert")
     check_chain(ops)

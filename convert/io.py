@@ -12,7 +12,10 @@ naming it, present only on a layer with a nonzero bias). A spec is written as th
 with the default ``readout="spikes"`` and no bias as version 1, without the key, so that its file is byte for byte
 what earlier code wrote and earlier code still reads it; a ``membrane`` readout as version 2; any bias as
 version 3 (which has the ``readout`` key). A version-1 file must not have the key (it loads with
-``readout="spikes"``), versions 2 and 3 must have it; only a version-3 file may hold a bias.
+``readout="spikes"``), versions 2 to 4 must have it; only a version-3 or 4 file may hold a bias. Version 4 added
+the graph: ``MaxPool2d`` gates and skip edges (a layer's ``skip_source``, ``skip_weight`` (an array),
+``skip_stride``, ``skip_padding``, present only on a layer with a skip); a spec with either is written as
+version 4, every other spec as before.
 
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
@@ -28,15 +31,18 @@ from typing import Any
 import numpy as np
 
 from convert.layers import FAMILIES, family_of, supported
+from convert.layers import skip as skip_edge
 from convert.npzfile import read_npz, write_npz
 from convert.spec import NetworkSpec, SpecError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
 #: header keys each format version adds to _SPEC_FIELDS
-_VERSION_FIELDS = {1: (), 2: ("readout",), 3: ("readout",)}
+_VERSION_FIELDS = {1: (), 2: ("readout",), 3: ("readout",), 4: ("readout",)}
 #: layer array fields that may be absent (None), and the first version that holds them
 _OPTIONAL_ARRAYS = {"bias": 3}
+#: layer fields present only on a layer with a skip edge (convert.layers.skip), from version 4
+_SKIP_FIELDS = {name: 4 for name in skip_edge.FIELDS}
 
 
 def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -50,6 +56,8 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             value = getattr(layer, f.name)
             if f.name in _OPTIONAL_ARRAYS and value is None:
                 continue
+            if f.name in _SKIP_FIELDS and layer.skip_source is None:
+                continue
             if f.name in family.arrays:
                 key = f"layers.{i}.{f.name}"
                 arrays[key] = value
@@ -59,6 +67,8 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         layers.append(entry)
     has_bias = any(getattr(layer, "bias", None) is not None for layer in spec.layers)
     version = 3 if has_bias else 1 if spec.readout == "spikes" else 2  # the oldest that holds it (module doc)
+    if not spec.is_chain:  # a gate or a skip edge
+        version = 4
     header = {"format_version": version, "layers": layers}
     for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
         value = getattr(spec, name)
@@ -98,13 +108,17 @@ _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "kernel_size": (_is_int, "an integer"),
     "stride": (lambda v: v is None or _is_int_or_pair(v), "an integer or a pair of integers"),
     "padding": (_is_int_or_pair, "an integer or a pair of integers"),
+    "skip_source": (_is_int, "an integer (the index of the layer the skip edge comes from)"),
+    "skip_stride": (_is_int_or_pair, "an integer or a pair of integers"),
+    "skip_padding": (_is_int_or_pair, "an integer or a pair of integers"),
 }
 
 
 def _layer_fields(cls: type, version: int) -> tuple[str, ...]:
     """The fields a layer of type ``cls`` may have in a file of ``version``: its dataclass fields, but the
     optional arrays a version predates."""
-    return tuple(f.name for f in dataclasses.fields(cls) if _OPTIONAL_ARRAYS.get(f.name, 0) <= version)
+    since = {**_OPTIONAL_ARRAYS, **_SKIP_FIELDS}
+    return tuple(f.name for f in dataclasses.fields(cls) if since.get(f.name, 0) <= version)
 
 
 def _check_keys(where: str, keys: Any, allowed: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
@@ -135,10 +149,12 @@ def _layer_from_dict(i: int, entry: Any, arrays: dict[str, np.ndarray], version:
     if family is None:
         raise SpecError(f"{where}: unknown layer type {kind!r}; supported: {supported()}")
     where = f"{where} ({kind})"
-    _check_keys(where, entry, _layer_fields(family.layer, version), optional=tuple(_OPTIONAL_ARRAYS))
+    if kind == "MaxPool2d" and version < 4:
+        raise SpecError(f"{where}: a max-pool gate needs format_version 4, the file says {version}")
+    _check_keys(where, entry, _layer_fields(family.layer, version), optional=(*_OPTIONAL_ARRAYS, *_SKIP_FIELDS))
     _check_types(where, entry, {**_LAYER_FIELD_TYPES, **{field: _ARRAY_FIELD for field in family.arrays}})
     for field in family.arrays:
-        if field in _OPTIONAL_ARRAYS and field not in entry:
+        if field in (*_OPTIONAL_ARRAYS, *_SKIP_FIELDS) and field not in entry:
             continue
         name = entry[field]
         if name not in arrays:

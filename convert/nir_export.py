@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from convert.io import to_dict
-from convert.layers import family_of
+from convert.layers import family_of, skip_map_layer
+from convert.layers import skip as skip_edge
 from convert.provenance import atomic_path
 from convert.spec import NetworkSpec
 
@@ -141,9 +142,23 @@ def to_nir(spec: NetworkSpec, *, lossy: bool = False):
             )
             edges.append((prev, if_name))
             prev = if_name
+        if skip_edge.has_skip(layer):  # a second edge into the neuron: NIR sums a node's inputs
+            skip_name = f"{i}_skip"  # from the source's IF node (a gate has no NIR node: refused above)
+            nodes[skip_name] = _skip_node(layer, shapes[layer.skip_source + 1])
+            edges += [(f"{layer.skip_source}_if", skip_name), (skip_name, prev)]
     nodes["output"] = nir.Output(output_type={"output": np.asarray(shapes[-1])})
     edges.append((prev, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_metadata(spec, lost))
+
+
+def _skip_node(layer: Any, source_shape: tuple[int, ...]) -> Any:
+    """The NIR node of a skip edge's map: ``Scale`` for the identity times g, else the Dense/Conv2d node."""
+    import nir
+
+    edge = skip_map_layer(layer)
+    if edge is None:
+        return nir.Scale(scale=np.full(tuple(source_shape), float(layer.skip_weight)))
+    return family_of(edge).nir_node(edge, source_shape)
 
 
 def save_nir(spec: NetworkSpec, path: str | os.PathLike[str], *, lossy: bool = False) -> Path:

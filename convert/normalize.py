@@ -3,9 +3,11 @@
 None touches its input (spec arrays are read-only anyway); each returns a new spec and a
 :class:`NormalizationReport` giving every per-layer divisor. The normalized spec's weights are
 W_l / d_l for the divisors d_l below and its biases b_l / (d_1 ⋯ d_l) (with weights scaled layer by layer,
-layer l's activations are a_l / (d_1 ⋯ d_l), so its constant current must be scaled by the same product:
-Rueckauer et al. 2017, eq. 6), its thresholds all 1 (the methods assume θ = 1), except ``baseline``, which
-keeps the weights and biases and sets the threshold.
+layer l's activations are a_l / Λ_l, Λ_l = d_1 ⋯ d_l, so its constant current must be scaled by the same
+product: Rueckauer et al. 2017, eq. 6); a skip edge from the activity after layer j into layer l has its
+weights multiplied by Λ_j / Λ_l (each edge by λ_source / λ_target; Hu et al. 2018 for residual blocks), and a
+max-pool gate passes Λ through (:func:`node_scales`); its thresholds are all 1 (the methods assume θ = 1),
+except ``baseline``, which keeps the weights and biases and sets the threshold.
 
 Each layer family (:mod:`convert.layers`) supplies the per-layer quantities: its largest sum of positive
 input weights, its largest positive weight and W ← W / d. A family without weights of its own (average
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from convert.layers import LayerFamily, family_of
+from convert.layers import skip as skip_edge
 from convert.spec import NetworkSpec, SpecError
 from convert.stats import ActivationStats
 
@@ -77,14 +80,16 @@ def _apply(
     infos: list[dict[str, Any]],
 ) -> tuple[NetworkSpec, NormalizationReport]:
     layers = list(spec.layers)
-    cumulative = 1.0  # Λ_l = d_1 · … · d_l: the scale of layer l's activations in the normalized network
+    scales = node_scales(spec, divisors)
     for d, t, i in zip(divisors, thresholds, spec.spiking_indices, strict=True):
         layer, family = layers[i], _spiking_family(layers[i])
-        cumulative *= d
+        cumulative = scales[i]  # Λ_l
         if family.has_weights:
             layer = family.scaled(layer, d)
         if getattr(layer, "bias", None) is not None:  # b_l ← b_l / Λ_l (Rueckauer et al. 2017, eq. 6)
             layer = dataclasses.replace(layer, bias=layer.bias / cumulative)
+        if skip_edge.has_skip(layer):  # S_l ← S_l · Λ_j / Λ_l (each edge by λ_source / λ_target)
+            layer = skip_edge.scaled(layer, scales[layer.skip_source] / cumulative)
         layers[i] = dataclasses.replace(layer, threshold=t)
     report = NormalizationReport(method, tuple(divisors), tuple(thresholds), dict(options), tuple(infos))
     provenance = {
@@ -95,6 +100,19 @@ def _apply(
         "normalized_from": spec.provenance.get("method", "copy"),
     }
     return dataclasses.replace(spec, layers=tuple(layers), provenance=provenance), report
+
+
+def node_scales(spec: NetworkSpec, divisors: list[float]) -> list[float]:
+    """Λ after every layer of ``spec`` for the per-population divisors d_l: Λ_l = Λ_{l−1} · d_l along the
+    trunk (the scale by which the normalized network's activity after that layer is smaller than the ANN's);
+    Flatten and a max-pool gate pass the scale below them through (max(a / Λ) = max(a) / Λ)."""
+    scales, current, k = [], 1.0, 0
+    for layer in spec.layers:
+        if family_of(layer).spiking:
+            current *= divisors[k]
+            k += 1
+        scales.append(current)
+    return scales
 
 
 def _info(layer) -> dict[str, Any]:
@@ -138,12 +156,17 @@ def baseline(spec: NetworkSpec, threshold: float = 1.0) -> tuple[NetworkSpec, No
     return _apply(spec, [1.0] * n, [float(threshold)] * n, "baseline", {"threshold": threshold}, infos)
 
 
-def _max_drive(layer: Any, previous: float) -> float:
-    """max over neurons j of Σ_i max(W_ji, 0) + max(b_j, 0) / Λ_{l-1}: the most one step can bring to a neuron
-    of a biased layer whose inputs fire at most once per step, before dividing by d_l (the bias is divided
-    by Λ_{l-1} · d_l, the weights by d_l)."""
+def _max_drive(layer: Any, previous: float, skip_scale: float) -> float:
+    """max over neurons j of Σ_i max(W_ji, 0) + Σ_i max(S_ji, 0) · Λ_src / Λ_{l-1} + max(b_j, 0) / Λ_{l-1}: the
+    most one step can bring to a neuron whose inputs (the trunk's and the skip's, each normalized) fire at
+    most once per step, before dividing by d_l (the bias is divided by Λ_{l-1} · d_l, the skip weights by
+    Λ_{l-1} · d_l / Λ_src, the trunk's weights by d_l). ``skip_scale``: Λ_src / Λ_{l-1}."""
     w = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
-    return float((w + np.clip(layer.bias, 0, None) / previous).max())
+    if layer.bias is not None:
+        w = w + np.clip(layer.bias, 0, None) / previous
+    if skip_edge.has_skip(layer):
+        w = w + skip_edge.positive_input_rows(layer) * skip_scale
+    return float(w.max())
 
 
 def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[NetworkSpec, NormalizationReport]:
@@ -163,8 +186,14 @@ def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[Netwo
         s = max_positive_input_sum(layer)
         info["max_positive_input_sum"] = s
         bias = _spiking_family(layer).max_positive_bias
-        if bias is not None and bias(layer) > 0:  # the bias's constant current, in the scale of this input
-            s = _max_drive(layer, cumulative)
+        has_bias = bias is not None and bias(layer) > 0
+        if has_bias or skip_edge.has_skip(layer):  # the bias and the skip, in the scale of this input
+            source = 1.0
+            if skip_edge.has_skip(layer):  # Λ of the skip's source, from the divisors so far
+                source = node_scales(spec, divisors + [1.0] * (len(spec.spiking_indices) - len(divisors)))[
+                    layer.skip_source
+                ]
+            s = _max_drive(layer, cumulative, source / cumulative)
             info["max_positive_drive"] = s
         if not _spiking_family(layer).has_weights or (i == last and not normalize_output):
             d = 1.0

@@ -39,11 +39,14 @@ from convert.layers import (
     Dense,
     Flatten,
     Layer,
+    MaxPool2d,
     SpecError,
     UnknownLayerError,
     family_of,
+    is_gate,
     is_spiking,
 )
+from convert.layers import skip as skip_edge
 
 __all__ = [
     "ENCODINGS",
@@ -57,9 +60,11 @@ __all__ = [
     "Dense",
     "Flatten",
     "Layer",
+    "MaxPool2d",
     "NetworkSpec",
     "SpecError",
     "UnknownLayerError",
+    "is_gate",
     "is_spiking",
 ]
 
@@ -110,6 +115,7 @@ class NetworkSpec:
                 raise SpecError(f"{name} must be a positive finite number, got {getattr(self, name)!r}")
             object.__setattr__(self, name, value)
         shapes = self.shapes  # raises SpecError if the layers do not chain
+        self._check_graph(shapes)
         n_out = int(np.prod(shapes[-1]))
         labels = tuple(str(x) for x in self.labels) or tuple(str(i) for i in range(n_out))
         if len(labels) != n_out:
@@ -127,6 +133,55 @@ class NetworkSpec:
             except SpecError as err:
                 raise SpecError(f"layers[{i}] ({type(layer).__name__}): shapes do not chain: {err}") from None
         return out
+
+    def _check_graph(self, shapes: list[tuple[int, ...]]) -> None:
+        """Gates directly after a spiking layer; skip edges from an earlier tap, of the target's shape."""
+        for i, layer in enumerate(self.layers):
+            if is_gate(layer) and (i == 0 or not is_spiking(self.layers[i - 1])):
+                raise SpecError(
+                    f"layers[{i}] (MaxPool2d): a max-pool gate must directly follow a spiking layer "
+                    "(it compares the spike counts of the population below)"
+                )
+            if not skip_edge.has_skip(layer):
+                continue
+            j = layer.skip_source
+            where = f"layers[{i}] ({type(layer).__name__}).skip_source={j}"
+            if j >= i:
+                raise SpecError(f"{where}: a skip edge must come from an earlier layer (index below {i})")
+            if not (is_spiking(self.layers[j]) or is_gate(self.layers[j])):
+                raise SpecError(
+                    f"{where}: the skip source must be a spiking layer or a MaxPool2d gate, "
+                    f"not {type(self.layers[j]).__name__}"
+                )
+            try:
+                got = skip_edge.output_shape(layer, shapes[j + 1])
+            except SpecError as err:
+                raise SpecError(f"{where}: {err}") from None
+            if tuple(got) != tuple(shapes[i + 1]):
+                raise SpecError(f"{where}: the skip map gives shape {got}, the layer has {shapes[i + 1]}")
+
+    @property
+    def is_chain(self) -> bool:
+        """No max-pool gate and no skip edge: the paper's feed-forward chain of populations."""
+        return not any(is_gate(layer) or skip_edge.has_skip(layer) for layer in self.layers)
+
+    def tap(self, index: int) -> tuple[str, int]:
+        """Where the activity after ``layers[index]`` comes from: ``("pop", p)`` for spiking population p
+        (0-based), ``("gate", p)`` for the max-pool gate on population p's spikes."""
+        layer = self.layers[index]
+        if is_spiking(layer):
+            return ("pop", self.spiking_indices.index(index))
+        if is_gate(layer):
+            return ("gate", self.spiking_indices.index(index - 1))
+        raise SpecError(f"layers[{index}] ({type(layer).__name__}) is neither a population nor a gate")
+
+    def gate_before(self, population: int) -> MaxPool2d | None:
+        """The max-pool gate between population ``population`` − 1 and ``population`` (0-based), if any."""
+        start = 0 if population == 0 else self.spiking_indices[population - 1] + 1
+        for layer in self.layers[start : self.spiking_indices[population]]:
+            if is_gate(layer):
+                return layer
+        return None
 
     @property
     def spiking_indices(self) -> list[int]:

@@ -27,7 +27,7 @@ import torch
 
 from convert.ann import activations, as_input
 from convert.npzfile import read_npz, write_npz
-from convert.spec import NetworkSpec, SpecError
+from convert.spec import NetworkSpec, SpecError, is_gate
 
 STATS_FORMAT_VERSION = 1
 _RECOMPUTE = "delete it: the statistics are recomputed"
@@ -41,6 +41,14 @@ def weights_fingerprint(spec: NetworkSpec) -> str:
         h.update(type(layer).__name__.encode())
         if w is not None:
             h.update(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+        for name in ("bias", "skip_weight"):  # absent: hashed as before biases and skips existed
+            extra = getattr(layer, name, None)
+            if extra is not None:
+                h.update(name.encode() + np.ascontiguousarray(extra, dtype=np.float64).tobytes())
+        if getattr(layer, "skip_source", None) is not None:
+            h.update(repr((layer.skip_source, layer.skip_stride, layer.skip_padding)).encode())
+        if is_gate(layer):
+            h.update(str(layer.kernel_size).encode())
     return h.hexdigest()
 
 

@@ -144,6 +144,11 @@ class _WeightStore:
 
 def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     """:class:`EventTables` of ``spec`` with weights and thresholds in ``dtype`` (float32 or float64)."""
+    if not spec.is_chain:
+        raise ValueError(
+            "kernel='events' runs chains of populations; this spec has a max-pool gate or a skip edge: "
+            "use kernel='torch' (or kernel='auto' where offered)"
+        )
     # the operators and fan-outs the torch engine uses, in float64
     probe_stages = build_stages(spec, torch.device("cpu"), torch.float64, compile=False, sparse=False)
     np_dtype = np.float32 if dtype == torch.float32 else np.float64

@@ -14,20 +14,19 @@ from __future__ import annotations
 import torch
 
 from fastsim.encode import InputSource
-from fastsim.step import NetworkState, network_update
+from fastsim.step import NetworkState
 
 
 def threshold_margins(net, source: InputSource, batch: int, steps: int) -> list[torch.Tensor]:
     """Per spiking layer, (batch, n_l) min relative distance |c − θ| / θ over the threshold checks of ``steps``
     steps of ``source`` through ``net`` (a :class:`fastsim.network.Network`)."""
     stages, spec = net.stages, net.spec
-    state = net.initial_state(batch)
-    synapses = [s.drive for s in stages]
+    state, gates = net.initial_state(batch), net.initial_gates(batch)
     thresholds = [s.threshold for s in stages]
     margins = [torch.full((batch, *s.shape), torch.inf, dtype=torch.float64, device=net.device) for s in stages]
     for t in range(steps):
         x = source.chunk(t, 1)[0].reshape(batch, *spec.input_shape)
-        updates = network_update(x, state, synapses, thresholds, spec.reset, spec.schedule)
+        updates, gates, _ = net.step_updates(x, state, gates)
         for margin, update, th in zip(margins, updates, thresholds, strict=True):
             if torch.isinf(th):  # a membrane readout's output layer: no threshold check, the margin stays +inf
                 continue

@@ -11,8 +11,14 @@ as a 0-d tensor of the simulation dtype, its bias, and the fan-out of its presyn
   schedule (:func:`fastsim.scan.if_scan`), or runs both in one fused Triton kernel (``kernel="triton"``,
   Dense layers, :mod:`fastsim.fused`). Spikes are exactly those of stepping the network. The first layer takes
   the input by one of four paths, chosen by the input source's class (:mod:`fastsim.input_paths`).
-* :meth:`Network.run_stepwise` is the plain loop: one :func:`fastsim.step.network_step` per time step. It is
-  the reference the engine is tested against and the baseline of the benchmark.
+* :meth:`Network.run_stepwise` is the plain loop: one network step (:meth:`Network.step_updates`, the layer
+  step :func:`fastsim.step.if_update` layer by layer) per time step. It is the reference the engine is tested
+  against and the baseline of the benchmark.
+
+A max-pool gate (:class:`fastsim.gate.MaxGate`) sits between a population and the next layer and carries its
+spike counts from chunk to chunk; a skip edge reads the same chunk's activity of an earlier population or gate
+(a *tap*), so the time-batched engine stays exact: every layer's train still depends only on trains of layers
+before it over the same steps.
 
 ``readout="membrane"`` (docs/semantics.md): the output layer integrates v_L += W_L · s_{L−1}(t) at the step
 the schedule gives it, but never spikes nor resets. Both engines run it as the same layer with the threshold
@@ -35,13 +41,16 @@ from fastsim.limbs import check_mode
 from fastsim.recorder import BatchCounts, Recorder
 from fastsim.scan import LayerChunk, if_scan, scan_steps
 from fastsim.stages import SPARSE_DENSITY, Stage, build_stages
-from fastsim.step import IFState, NetworkState, network_step
+from fastsim.step import IFState, LayerUpdate, NetworkState, if_update
 
 KERNELS = ("torch", "triton", "events")
 
 
-def fastest_kernel(device: str | torch.device) -> str:
-    """The fastest exact kernel of a device: the event engine on a CPU, the torch engine on a GPU."""
+def fastest_kernel(device: str | torch.device, spec: NetworkSpec | None = None) -> str:
+    """The fastest exact kernel of a device for ``spec``: the event engine on a CPU, the torch engine on a GPU
+    and for a spec with a max-pool gate or a skip edge (which the event engine does not run)."""
+    if spec is not None and not spec.is_chain:
+        return "torch"
     return "events" if str(device).startswith("cpu") else "torch"
 
 
@@ -126,20 +135,39 @@ class Network:
 
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
         fanouts = [s.fanout for s in self.stages]
-        return Recorder(batch, self.sizes, checkpoints, self.device, fanouts, membrane=self.membrane)
+        skips = [None if s.skip is None else (s.skip.tap, s.skip.fanout) for s in self.stages]
+        gated = [s.gate is not None for s in self.stages]
+        return Recorder(
+            batch, self.sizes, checkpoints, self.device, fanouts, membrane=self.membrane, skips=skips, gated=gated
+        )
+
+    def initial_gates(self, batch: int) -> list[torch.Tensor | None]:
+        """The spike counts of every max-pool gate (None for a stage without one) at the start of an image."""
+        return [None if s.gate is None else s.gate.initial(batch, self.device) for s in self.stages]
+
+    def _taps_read(self) -> set[tuple[str, int]]:
+        return {s.skip.tap for s in self.stages if s.skip is not None}
 
     def scan_chunk(self, stage: Stage, current: torch.Tensor, state: IFState) -> LayerChunk:
         """``stage`` over n steps from its currents (n, B, *shape): the layer step, scanned in time."""
         return if_scan(current, state, stage.threshold, self.spec.reset, self.spec.schedule, self.group_scan)
 
-    def layer_chunk(self, stage: Stage, x: torch.Tensor, nnz: torch.Tensor | None, state: IFState) -> LayerChunk:
+    def layer_chunk(
+        self,
+        stage: Stage,
+        x: torch.Tensor,
+        nnz: torch.Tensor | None,
+        state: IFState,
+        skip: torch.Tensor | None = None,
+    ) -> LayerChunk:
         """``stage`` over n steps from its input activity x (n·B, *in_shape), time first (``nnz``: the number of
-        spikes when x is binary, see :meth:`Stage.current`): the fused step, or currents then the scan."""
+        spikes when x is binary, see :meth:`Stage.current`; ``skip``: the skip edge's currents (n·B, *shape)):
+        the fused step, or currents then the scan."""
         batch = state.v.shape[0]
         n = x.shape[0] // batch
         if stage.fused is not None:
             return stage.fused(x.reshape(n, batch, -1), state)
-        return self.scan_chunk(stage, stage.current(x, nnz).reshape(n, batch, *stage.shape), state)
+        return self.scan_chunk(stage, stage.current(x, nnz, skip).reshape(n, batch, *stage.shape), state)
 
     def run(self, source: InputSource, batch: int, steps: int, checkpoints: np.ndarray, chunk_steps: int) -> Recorder:
         """Simulate ``steps`` steps of ``batch`` images from ``source`` in chunks of ``chunk_steps`` steps: the
@@ -147,33 +175,73 @@ class Network:
         later layer the spikes of the layer before."""
         rec = self._recorder(batch, checkpoints)
         states = list(self.initial_state(batch).layers)
+        gates, read = self.initial_gates(batch), self._taps_read()
         path = input_path(source, self)
         for start, n in chunk_bounds(steps, chunk_steps, checkpoints if self.membrane else None):
             out = path.first_layer(self, states[0], start, n)
             rec.add_input(source, start, n)
+            taps: dict[tuple[str, int], torch.Tensor] = {}  # this chunk's activity of the taps a skip reads
             for layer, stage in enumerate(self.stages):
                 states[layer] = out.state
                 nnz = rec.add_layer(layer, out.spikes, out.counts, start)
-                if layer + 1 < len(self.stages):  # the next layer, from these spikes
-                    x = out.spikes.reshape(n * batch, *stage.shape)
-                    out = self.layer_chunk(self.stages[layer + 1], x, nnz, states[layer + 1])
+                if layer + 1 == len(self.stages):
+                    break
+                nxt, spikes = self.stages[layer + 1], out.spikes  # the next layer, from these spikes
+                if ("pop", layer) in read:
+                    taps[("pop", layer)] = spikes
+                if nxt.gate is not None:
+                    spikes, gates[layer + 1] = nxt.gate(spikes.reshape(n, batch, *stage.shape), gates[layer + 1])
+                    nnz = rec.add_gate(layer, spikes, start)
+                    taps[("gate", layer)] = spikes
+                x = spikes.reshape(n * batch, *nxt.in_shape)
+                skip = None
+                if nxt.skip is not None:
+                    skip = nxt.skip.current(taps[nxt.skip.tap].reshape(n * batch, -1))
+                out = self.layer_chunk(nxt, x, nnz, states[layer + 1], skip)
             rec.add_potential(states[-1].v, start + n)
         rec.set_input_counts(source.input_counts(steps))
         return rec
 
+    def step_updates(
+        self, x: torch.Tensor, state: NetworkState, gates: list[torch.Tensor | None]
+    ) -> tuple[tuple[LayerUpdate, ...], list[torch.Tensor | None], dict[int, torch.Tensor]]:
+        """One step of the whole network for input x (B, *input shape): for l = 1..L, the layer step of layer l
+        with this step's spikes of the layer below (through its gate) and of its skip's tap
+        (:func:`fastsim.step.if_update`). Returns the updates, the gates' counts after the step and the spikes
+        each gate passed (by the population below it)."""
+        updates: list[LayerUpdate] = []
+        taps: dict[tuple[str, int], torch.Tensor] = {}
+        passed: dict[int, torch.Tensor] = {}
+        gates = list(gates)
+        pre = x.to(self.dtype)
+        for layer, stage in enumerate(self.stages):
+            if layer > 0:
+                pre = updates[-1].spikes.to(self.dtype)
+                taps[("pop", layer - 1)] = pre
+                if stage.gate is not None:
+                    out, gates[layer] = stage.gate(pre.unsqueeze(0), gates[layer])
+                    pre = passed[layer - 1] = taps[("gate", layer - 1)] = out[0]
+            skip = None if stage.skip is None else stage.skip.current(taps[stage.skip.tap])
+            current = stage.drive(pre.reshape(len(pre), *stage.in_shape), skip)
+            updates.append(
+                if_update(current, state.layers[layer], stage.threshold, self.spec.reset, self.spec.schedule)
+            )
+        return tuple(updates), gates, passed
+
     def run_stepwise(self, source: InputSource, batch: int, steps: int, checkpoints: np.ndarray) -> Recorder:
-        """The plain loop: ``steps`` calls of the schedule's network step, recorded step by step."""
+        """The plain loop: ``steps`` network steps (:meth:`step_updates`), recorded step by step."""
         rec = self._recorder(batch, checkpoints)
-        state = self.initial_state(batch)
-        step = network_step(self.spec.schedule)
-        synapses = [s.drive for s in self.stages]
-        thresholds = [s.threshold for s in self.stages]
+        state, gates = self.initial_state(batch), self.initial_gates(batch)
         for t in range(steps):
             x = source.chunk(t, 1)[0].reshape(batch, *self.spec.input_shape)
-            spikes, state = step(x, state, synapses, thresholds, self.spec.reset)
+            updates, gates, passed = self.step_updates(x, state, gates)
+            state = NetworkState(tuple(u.state for u in updates))
             rec.add_input(source, t, 1)
-            for layer, s in enumerate(spikes):
+            for layer, u in enumerate(updates):
+                s = u.spikes
                 rec.add_layer(layer, s.unsqueeze(0).to(self.dtype), s.to(self.dtype), t)
+                if layer in passed:
+                    rec.add_gate(layer, passed[layer].unsqueeze(0), t)
             rec.add_potential(state.layers[-1].v, t + 1)
         rec.set_input_counts(source.input_counts(steps))
         return rec

@@ -9,7 +9,8 @@ each chunk (:meth:`Recorder.add_input`). From them, with c_k the checkpoints (nu
 * ``output_counts`` (B, K, C): Σ_{t < c_k} s_L(t) at every checkpoint;
 * ``first_spike_step`` (B,): min{t : Σ_i s_L,i(t) > 0}, 0-based, -1 if the output layer never spiked;
 * ``synops`` (B, L): Σ_t Σ_i s_{l-1,i}(t) · fanout_{l,i} = neuron_counts[l-1] · fanout_l, with the input
-  counts Σ_t s_0,i(t) for l = 1 (for analog ``current`` input: steps · x_i);
+  counts Σ_t s_0,i(t) for l = 1 (for analog ``current`` input: steps · x_i); behind a max-pool gate, the
+  gate's passed spikes replace s_{l−1}, and a skip edge adds its source's counts times its own fan-out;
 * ``synops_curve`` (B, K, L): the same sums over t < c_k. A checkpoint inside a chunk takes the counts of the
   chunk's first c_k − start steps; the input counts come from the source (``input_counts(c_k)``). The last
   checkpoint is the whole run and is computed by the very expression of ``synops``, so the two are equal;
@@ -40,8 +41,16 @@ class BatchCounts:
 
 
 class Recorder:
-    """``fanouts[l]`` (float64, one entry per neuron of the population below spiking layer l): the synapse
-    counts of the synaptic-event sums; ``membrane``: record the output potential at the checkpoints."""
+    """``fanouts[l]`` (float64, one entry per unit of the activity that reaches spiking layer l through its
+    trunk: the population below, or the max-pool gate on it): the synapse counts of the synaptic-event sums;
+    ``skips[l]``: None, or (tap, fanout) of layer l's skip edge (``tap`` as :meth:`NetworkSpec.tap` gives it);
+    ``gated[l]``: whether a max-pool gate sits before layer l; ``membrane``: record the output potential at the
+    checkpoints.
+
+    Synaptic events are counted per *tap*, an activity some layer reads: ``("input", 0)``, ``("pop", p)`` (the
+    spikes of population p) or ``("gate", p)`` (the spikes the gate on population p passes). Every tap has its
+    consumers (layer, fanout); the events into layer l are the sum over its incoming edges of the tap's counts
+    times the edge's fan-out (integers in float64: exact below 2^53 whatever the order)."""
 
     def __init__(
         self,
@@ -51,15 +60,26 @@ class Recorder:
         device: torch.device,
         fanouts: list[torch.Tensor],
         membrane: bool = False,
+        skips: list[tuple[tuple[str, int], torch.Tensor] | None] | None = None,
+        gated: list[bool] | None = None,
     ) -> None:
         self.batch = batch
         self.checkpoints = np.asarray(checkpoints, dtype=np.int64)
         self.fanouts = fanouts
         zeros = dict(dtype=torch.int64, device=device)
         k = len(self.checkpoints)
+        gated = gated or [False] * len(sizes)
+        self.consumers: dict[tuple[str, int], list[tuple[int, torch.Tensor]]] = {}
+        for layer, fan in enumerate(fanouts):
+            trunk = ("input", 0) if layer == 0 else ("gate" if gated[layer] else "pop", layer - 1)
+            self.consumers.setdefault(trunk, []).append((layer, fan))
+        for layer, edge in enumerate(skips or []):
+            if edge is not None:
+                self.consumers.setdefault(edge[0], []).append((layer, edge[1]))
         self.input_counts: torch.Tensor | None = None
         # float64 accumulators: exact for counts below 2^53, and a float chunk's sums add in one pass
         self.neuron_counts = [torch.zeros(batch, n, dtype=torch.float64, device=device) for n in sizes]
+        self.gate_counts: dict[int, torch.Tensor] = {}
         self.running = torch.zeros(batch, sizes[-1], **zeros)
         self.output_counts = torch.zeros(batch, k, sizes[-1], **zeros)
         self.first = torch.full((batch,), -1, **zeros)
@@ -70,6 +90,11 @@ class Recorder:
         """Indices of the checkpoints in (start, start + n]: those the chunk of steps start..start+n-1 ends."""
         return np.flatnonzero((self.checkpoints > start) & (self.checkpoints <= start + n))
 
+    def _curve(self, tap: tuple[str, int], k: int, cum: torch.Tensor) -> None:
+        """The synaptic events a tap with counts ``cum`` (B, n) so far sends at checkpoint k, to every consumer."""
+        for layer, fan in self.consumers.get(tap, ()):
+            self.synops_curve[:, k, layer] += cum @ fan
+
     def set_input_counts(self, counts: torch.Tensor) -> None:
         """Σ_t s_0,i(t) per image and input (B, n_inputs), float64 (analog input: steps · x_i)."""
         self.input_counts = counts.reshape(self.batch, -1).to(torch.float64)
@@ -79,7 +104,17 @@ class Recorder:
         in the chunk, from ``source.input_counts(c)`` (Σ_{t < c} s_0(t))."""
         for k in self._inside(start, n):
             counts = source.input_counts(int(self.checkpoints[k])).reshape(self.batch, -1).to(torch.float64)
-            self.synops_curve[:, k, 0] = counts @ self.fanouts[0]
+            self._curve(("input", 0), k, counts)
+
+    def _add_tap(self, tap: tuple[str, int], before: torch.Tensor, spikes: torch.Tensor, start: int) -> torch.Tensor:
+        """Counts of a tap after a chunk of its spikes (n, B, ...), and its events at the chunk's checkpoints."""
+        n = spikes.shape[0]
+        after = before + spikes.sum(0).reshape(self.batch, -1).to(torch.float64)
+        for k in self._inside(start, n):
+            upto = int(self.checkpoints[k]) - start
+            cum = after if upto == n else before + spikes[:upto].sum(0).reshape(self.batch, -1).to(torch.float64)
+            self._curve(tap, k, cum)
+        return after
 
     def add_layer(self, layer: int, spikes: torch.Tensor, counts: torch.Tensor, start: int) -> torch.Tensor:
         """Spikes (n, B, *shape) of steps start..start+n-1 as 0/1 floats and their sums over the n steps
@@ -88,17 +123,27 @@ class Recorder:
         n = spikes.shape[0]
         before = self.neuron_counts[layer]
         self.neuron_counts[layer] = before + chunk_counts
-        if layer + 1 < len(self.neuron_counts):  # the synaptic events this layer sends into the next
+        if ("pop", layer) in self.consumers:  # the synaptic events this layer sends on
             for k in self._inside(start, n):
                 upto = int(self.checkpoints[k]) - start
                 if upto == n:
                     cum = self.neuron_counts[layer]
                 else:
                     cum = before + spikes[:upto].sum(0).reshape(self.batch, -1).to(torch.float64)
-                self.synops_curve[:, k, layer + 1] = cum @ self.fanouts[layer + 1]
-        else:
+                self._curve(("pop", layer), k, cum)
+        if layer + 1 == len(self.neuron_counts):
             self._add_output(spikes.reshape(n, self.batch, -1).to(torch.int64), start)
         return chunk_counts.sum()
+
+    def add_gate(self, population: int, spikes: torch.Tensor, start: int) -> torch.Tensor:
+        """The spikes (n, B, *pooled shape) the max-pool gate on ``population`` passed in steps start..; returns
+        their number (0-d)."""
+        before = self.gate_counts.get(population)
+        if before is None:
+            before = torch.zeros(self.batch, spikes[0, 0].numel(), dtype=torch.float64, device=spikes.device)
+        after = self._add_tap(("gate", population), before, spikes, start)
+        self.gate_counts[population] = after
+        return (after - before).sum()
 
     def add_potential(self, v: torch.Tensor, end: int) -> None:
         """The output layer's membrane (B, *shape) after ``end`` steps; kept if ``end`` is a checkpoint."""
@@ -121,8 +166,15 @@ class Recorder:
         self.first = torch.where((self.first < 0) & fired.any(0), step, self.first)
 
     def finish(self, record_neurons: bool) -> BatchCounts:
-        pre = [self.input_counts] + self.neuron_counts[:-1]
-        synops = torch.stack([p @ f for p, f in zip(pre, self.fanouts, strict=True)], dim=1)
+        synops = torch.zeros(self.batch, len(self.neuron_counts), dtype=torch.float64, device=self.first.device)
+        for (kind, index), consumers in self.consumers.items():
+            counts = {"input": self.input_counts, "pop": None, "gate": self.gate_counts.get(index)}[kind]
+            if kind == "pop":
+                counts = self.neuron_counts[index]
+            if counts is None:  # a gate that passed nothing in any chunk (never called): no events
+                continue
+            for layer, fan in consumers:
+                synops[:, layer] += counts @ fan
         counts = [c.to(torch.int64) for c in self.neuron_counts]
         layer_counts = torch.stack([c.sum(1) for c in counts], dim=1)
         return BatchCounts(

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from convert.spec import Conv2d, NetworkSpec, is_spiking
+from convert.layers import skip as skip_edge
+from convert.layers import skip_map_layer
+from convert.spec import Conv2d, NetworkSpec, is_gate, is_spiking
 from fastsim.bandconv import BandConv
 from fastsim.fused import FusedDense
+from fastsim.gate import Gain, MaxGate, SkipEdge
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
 from fastsim.sparse import SpikeRows, spike_matmul
@@ -50,14 +53,20 @@ class Stage:
     band: BandConv | None = None
     fused: FusedDense | None = None
     bias: torch.Tensor | None = None  # (*shape): the constant current b added to every step's W · s
+    gate: MaxGate | None = None  # the max-pool gate on the population below, before ``ops``
+    skip: SkipEdge | None = None  # a second incoming edge (a residual sum)
 
-    def with_bias(self, current: torch.Tensor) -> torch.Tensor:
-        """I = (W · s) + b, the synaptic sum first (docs/semantics.md: bias); the identity without a bias."""
+    def with_bias(self, current: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """I = (W · s + S · s_j) + b: the synaptic sums first, the trunk's then the skip's, then the bias
+        (docs/semantics.md); the identity without a skip current and a bias."""
+        if skip is not None:
+            current = current + skip
         return current if self.bias is None else current + self.bias
 
-    def drive(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer's whole input current for activity x (R, *in_shape): the synapses, then the bias."""
-        return self.with_bias(self.synapse(x))
+    def drive(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer's whole input current for activity x (R, *in_shape) and the skip edge's current ``skip``:
+        the synapses, then the bias."""
+        return self.with_bias(self.synapse(x), skip)
 
     @property
     def has_sparse_product(self) -> bool:
@@ -75,15 +84,17 @@ class Stage:
             x = op(x)
         return x
 
-    def current(self, x: torch.Tensor, nnz: torch.Tensor | None = None) -> torch.Tensor:
-        """Currents (R, *shape) for activity x (R, *in_shape), the bias included: binary spikes, ``nnz`` of them
-        (0-d), or any activity with ``nnz`` None (then always ``ops``)."""
+    def current(
+        self, x: torch.Tensor, nnz: torch.Tensor | None = None, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Currents (R, *shape) for activity x (R, *in_shape), the skip edge's current ``skip`` and the bias
+        included: binary spikes, ``nnz`` of them (0-d), or any activity with ``nnz`` None (then always ``ops``)."""
         if nnz is not None:
             if self.has_sparse_product and int(nnz) <= self.sparse_density * x.numel():
-                return self.with_bias(self.sparse_product(SpikeRows.from_dense(x)))
+                return self.with_bias(self.sparse_product(SpikeRows.from_dense(x)), skip)
             if self.band is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
-                return self.with_bias(self.band(x))
-        return self.drive(x)
+                return self.with_bias(self.band(x), skip)
+        return self.drive(x, skip)
 
     def current_from_rows(self, rows: SpikeRows) -> torch.Tensor:
         """Currents (R, *shape) for input spikes given as :class:`SpikeRows` (R, n_in), the bias included."""
@@ -145,8 +156,11 @@ def build_stages(
     shapes = spec.shapes
     sparse = sparse and parts == 1  # split weights: every product goes through the limbs
     sparse_density = SPARSE_DENSITY[dtype] if sparse and device.type == "cpu" else 0.0
-    stages, pending, in_shape = [], [], spec.input_shape
+    stages, pending, in_shape, gate = [], [], spec.input_shape, None
     for i, layer in enumerate(spec.layers):
+        if is_gate(layer):  # a stateful gate on the population below, not an operator (fastsim.gate)
+            gate, in_shape = MaxGate(layer.kernel_size, tuple(shapes[i])), shapes[i + 1]
+            continue
         pending.append(adapt(operator(layer, shapes[i], device, dtype, parts), compile, device))
         if not is_spiking(layer):
             continue
@@ -159,6 +173,9 @@ def build_stages(
         bias = layer_bias(layer, shapes[i + 1], dtype, device)
         if bias is not None and kernel == "triton":
             raise ValueError("kernel='triton' does not support a layer bias; use kernel='torch' or 'events'")
+        skip = skip_of(spec, i, device, dtype, parts)
+        if (gate is not None or skip is not None) and kernel == "triton":
+            raise ValueError("kernel='triton' does not support max-pool gates or skip edges; use kernel='torch'")
         stages.append(
             Stage(
                 ops=tuple(pending),
@@ -170,7 +187,29 @@ def build_stages(
                 band=band,
                 fused=fused_step(pending[-1], float(threshold), parts, spec) if kernel == "triton" else None,
                 bias=bias,
+                gate=gate,
+                skip=skip,
             )
         )
-        pending, in_shape = [], shapes[i + 1]
+        pending, in_shape, gate = [], shapes[i + 1], None
     return tuple(stages)
+
+
+def skip_of(spec: NetworkSpec, i: int, device: torch.device, dtype: torch.dtype, parts: int) -> SkipEdge | None:
+    """The skip edge into ``spec.layers[i]`` on the device, or None."""
+    layer = spec.layers[i]
+    if not skip_edge.has_skip(layer):
+        return None
+    source_shape = tuple(spec.shapes[layer.skip_source + 1])
+    edge = skip_map_layer(layer)
+    if edge is None:  # the identity times a gain: one synapse per unit
+        op = Gain(torch.tensor(float(layer.skip_weight), dtype=dtype, device=device))
+        fan = np.ones(int(np.prod(source_shape)))
+    else:
+        op, fan = operator(edge, source_shape, device, dtype, parts), fanout(edge, source_shape)
+    return SkipEdge(
+        tap=spec.tap(layer.skip_source),
+        op=op,
+        in_shape=source_shape,
+        fanout=torch.as_tensor(np.asarray(fan, dtype=np.float64).reshape(-1), device=device),
+    )

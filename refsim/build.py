@@ -39,11 +39,19 @@ from typing import Any
 import numpy as np
 
 from convert.layers import SpikingLayer
-from convert.spec import Flatten, NetworkSpec, UnknownLayerError
-from refsim.connectivity import connections, fanout
+from convert.layers import skip as skip_edge
+from convert.layers.maxpool2d import window_rank
+from convert.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError, is_gate
+from refsim.connectivity import connections, fanout, gate_connections, skip_connections
 from refsim.inputs import InputBatch, InputLayer, build_input
 
 RESETS = {"zero": "v = 0", "subtract": "v -= theta"}
+#: orders per layer in the cascade schedule's synapses slot (module doc)
+CASCADE = 10
+#: a population a max-pool gate reads: its spike count so far, how many mates of its window beat it (a
+#: summed variable) and its position in the window (ties go to the lower)
+GATE_VARIABLES = "\nc : 1\nbeaten : 1\nr : integer (constant)"
+GATE_START = "c = c * int(t_in_timesteps % image_steps != 0)"
 #: v = 0 in the first step of every image (v·1 = v exactly otherwise), before that step's threshold test
 IMAGE_START = "v = v * int(t_in_timesteps % image_steps != 0)"
 
@@ -62,6 +70,7 @@ class BuiltNetwork:
     n_images: int
     steps: int
     dt_s: float
+    gate_monitors: dict[int, Any] = field(default_factory=dict)  # by the population below each max-pool gate
 
     @property
     def duration_s(self) -> float:
@@ -81,6 +90,12 @@ class _BuildState:
     layers: list[Any] = field(default_factory=list)
     synapses: list[Any] = field(default_factory=list)
     fanouts: list[np.ndarray] = field(default_factory=list)
+    index: int = 0  # the index in spec.layers of the layer being built
+    taps: dict[int, Any] = field(default_factory=dict)  # layer index -> the group whose spikes are its activity
+    gates: dict[int, Any] = field(default_factory=dict)  # population below -> the gate group on it
+    extra: list[Any] = field(default_factory=list)  # skip pathways and the gates' objects
+    #: (object, delay slot, delay order, cascade order) of every skip and gate object (apply_schedule)
+    slotted: list[tuple[Any, str, int, int]] = field(default_factory=list)
 
 
 @functools.singledispatch
@@ -103,10 +118,13 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     k = len(state.layers) + 1
     conn = connections(layer, state.shape)
     biased = getattr(layer, "bias", None) is not None
+    layers = state.spec.layers
+    gated = state.index + 1 < len(layers) and is_gate(layers[state.index + 1])  # a max-pool gate reads it
     group = NeuronGroup(
         conn.n_post,
         "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)"
-        + ("\nb : 1 (constant)" if biased else ""),
+        + ("\nb : 1 (constant)" if biased else "")
+        + (GATE_VARIABLES if gated else ""),
         threshold="v >= theta",
         reset=RESETS[state.spec.reset],
         name=f"refsim_layer_{k}",
@@ -114,7 +132,8 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     membrane = state.spec.readout == "membrane" and k == len(state.spec.spiking_indices)
     group.theta = np.inf if membrane else layer.threshold  # a membrane output layer never fires (module doc)
     group.image_steps = state.steps
-    group.run_regularly(IMAGE_START, when="start", name=f"refsim_layer_{k}_image_start")
+    start = IMAGE_START + ("\n" + GATE_START if gated else "")
+    group.run_regularly(start, when="start", name=f"refsim_layer_{k}_image_start")
     bias = neuron_bias(layer, conn.n_post)
     if bias is not None:  # b_j: added every step right after the synaptic events (module doc)
         group.b = bias
@@ -129,10 +148,55 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     )
     syn.connect(i=conn.i, j=conn.j)
     syn.w = conn.w
+    if skip_edge.has_skip(layer):  # a residual sum: a second pathway from the skip's tap, same slot as the trunk
+        source = state.taps[layer.skip_source]
+        skip_conn = skip_connections(layer, state.spec.shapes[layer.skip_source + 1])
+        path = Synapses(source, group, "w : 1 (constant)", on_pre="v_post += w", name=f"refsim_skip_{k}")
+        path.connect(i=skip_conn.i, j=skip_conn.j)
+        path.w = skip_conn.w
+        state.extra.append(path)
+        state.slotted.append((path.pre, "synapses", 0, CASCADE * k))
     state.layers.append(group)
     state.synapses.append(syn)
     state.fanouts.append(fanout(conn))
+    state.taps[state.index] = group
     state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), group, "w", {}
+
+
+@build_layer.register
+def _maxpool(layer: MaxPool2d, state: _BuildState) -> None:
+    """The max-pool gate (module doc): counts, the mates' comparison and the gate group on the population
+    ``state.source`` (which :func:`_spiking` gave the gate's variables)."""
+    from brian2 import NeuronGroup, Synapses
+
+    k = len(state.layers)  # the population below, 1-based
+    population = state.source
+    to_gate, mates = gate_connections(layer, state.shape)
+    population.r = window_rank(state.shape, layer.kernel_size)  # type: ignore[arg-type]
+    count = population.run_regularly("c += int(v >= theta)", when="thresholds", order=1, name=f"refsim_gate_{k}_count")
+    pairs = Synapses(
+        population,
+        population,
+        "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
+        name=f"refsim_gate_{k}_mates",
+    )
+    pairs.connect(i=mates.i, j=mates.j)
+    gate = NeuronGroup(
+        to_gate.n_post, "passed : 1", threshold="passed > 0.5", reset="passed = 0", name=f"refsim_gate_{k}"
+    )
+    feed = Synapses(population, gate, on_pre="passed_post += int(beaten_pre == 0)", name=f"refsim_gate_{k}_feed")
+    feed.connect(i=to_gate.i, j=to_gate.j)
+    beaten = pairs.summed_updaters["beaten_post"]
+    state.extra += [pairs, gate, feed]
+    state.slotted += [  # after population k's thresholder (cascade: 10k + 2), before its resetter (10k + 5)
+        (count, "thresholds", 1, CASCADE * k + 3),
+        (beaten, "thresholds", 2, CASCADE * k + 4),
+        (feed.pre, "synapses", -3, CASCADE * k + 6),
+        (gate.thresholder["spike"], "synapses", -2, CASCADE * k + 7),
+    ]
+    state.gates[k - 1] = gate
+    state.taps[state.index] = gate
+    state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), gate, "w", {}
 
 
 def neuron_bias(layer: object, n_post: int) -> np.ndarray | None:
@@ -145,21 +209,26 @@ def neuron_bias(layer: object, n_post: int) -> np.ndarray | None:
     return np.repeat(bias, n_post // len(bias))
 
 
-def apply_schedule(layers: list[Any], synapses: list[Any], schedule: str) -> None:
-    """Set the slots of every pathway, bias, thresholder and resetter for ``schedule`` (see the module doc)."""
-    if schedule == "delay":
-        return  # Brian2's default order: thresholds, synapses (then the biases, order 1), resets
+def apply_schedule(state: _BuildState, schedule: str) -> None:
+    """Set the slots of every pathway, bias, thresholder, resetter and gate object for ``schedule`` (see the
+    module doc)."""
+    if schedule == "delay":  # Brian2's order: thresholds, synapses (then the biases, order 1), resets
+        for obj, when, order, _ in state.slotted:
+            obj.when, obj.order = when, order
+        return
     if schedule != "cascade":
         raise ValueError(f"schedule must be 'delay' or 'cascade', got {schedule!r}")
-    for k, (group, syn) in enumerate(zip(layers, synapses, strict=True), start=1):
+    for k, (group, syn) in enumerate(zip(state.layers, state.synapses, strict=True), start=1):
         biases = [op for op in group.contained_objects if op.name.endswith("_bias")]
         for obj, order in (
-            (syn.pre, 4 * k),
-            *((op, 4 * k + 1) for op in biases),
-            (group.thresholder["spike"], 4 * k + 2),
-            (group.resetter["spike"], 4 * k + 3),
+            (syn.pre, CASCADE * k),
+            *((op, CASCADE * k + 1) for op in biases),
+            (group.thresholder["spike"], CASCADE * k + 2),
+            (group.resetter["spike"], CASCADE * k + 5),
         ):
             obj.when, obj.order = "synapses", order
+    for obj, _, _, cascade_order in state.slotted:
+        obj.when, obj.order = "synapses", cascade_order
 
 
 def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_source: str = "generator") -> BuiltNetwork:
@@ -179,18 +248,23 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
         raise ValueError(f"dt_ms: defaultclock.dt is {defaultclock.dt}, the spec needs {spec.dt_ms} ms (brian_device)")
     inp = build_input(batch, steps, defaultclock.dt, spec.max_rate_hz, spike_source)
     state = _BuildState(spec, spec.input_shape, inp.group, inp.payload, inp.namespace, steps)
-    for layer in spec.layers:
+    for index, layer in enumerate(spec.layers):
+        state.index = index
         build_layer(layer, state)
-    apply_schedule(state.layers, state.synapses, spec.schedule)
+    apply_schedule(state, spec.schedule)
     sources = [None if batch.mode == "current" else inp.group, *state.layers]
     monitors = [
         None if src is None else SpikeMonitor(src, when="end", name=f"refsim_monitor_{k}")
         for k, src in enumerate(sources)
     ]
+    gate_monitors = {
+        p: SpikeMonitor(g, when="end", name=f"refsim_gate_monitor_{p + 1}") for p, g in state.gates.items()
+    }
     potential = None
     if spec.readout == "membrane":
         potential = StateMonitor(state.layers[-1], "v", record=True, when="end", name="refsim_potential")
-    objects = [inp.group, *state.layers, *state.synapses, *(m for m in monitors if m is not None)]
+    objects = [inp.group, *state.layers, *state.synapses, *state.extra, *(m for m in monitors if m is not None)]
+    objects += list(gate_monitors.values())
     if potential is not None:
         objects.append(potential)
     return BuiltNetwork(
@@ -201,6 +275,7 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
         monitors=monitors,
         potential=potential,
         fanouts=state.fanouts,
+        gate_monitors=gate_monitors,
         n_images=batch.n_images,
         steps=steps,
         dt_s=dt_s,

@@ -22,7 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, NetworkSpec, UnknownLayerError, is_spiking
+from convert.layers import skip as skip_edge
+from convert.layers import skip_map_layer
+from convert.layers.maxpool2d import window_index
+from convert.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
 
 
 class Connections(NamedTuple):
@@ -125,11 +128,56 @@ def _avgpool2d(layer: AvgPool2d, input_shape: tuple[int, ...]) -> Connections:
     )
 
 
+def skip_connections(layer: object, source_shape: tuple[int, ...]) -> Connections:
+    """The synapse list of a layer's skip edge (:mod:`convert.layers.skip`) from a source of ``source_shape``:
+    one synapse i → i of weight g per unit for the identity, else the Dense/Conv2d map's."""
+    edge = skip_map_layer(layer)
+    if edge is not None:
+        return connections(edge, source_shape)
+    n = int(np.prod(source_shape))
+    idx = np.arange(n, dtype=np.int32)
+    return Connections(idx, idx.copy(), np.full(n, float(layer.skip_weight)), n, n)
+
+
+def gate_connections(layer: MaxPool2d, input_shape: tuple[int, ...]) -> tuple[Connections, Connections]:
+    """A max-pool gate's two synapse lists on a population of ``input_shape``: ``to_gate`` from every unit
+    inside a window to its window's gate unit, and ``mates`` between every ordered pair of units of one window
+    (j → i, j ≠ i), through which each unit counts the mates that beat it (refsim.build)."""
+    k = layer.kernel_size
+    win = window_index(input_shape, k)  # type: ignore[arg-type]
+    units = np.flatnonzero(win >= 0)
+    n_pre, n_gate = int(np.prod(input_shape)), int(np.prod(layer.output_shape(input_shape)))
+    to_gate = Connections(units.astype(np.int32), win[units].astype(np.int32), np.ones(len(units)), n_pre, n_gate)
+    by_window = units[np.argsort(win[units], kind="stable")].reshape(n_gate, k * k)  # each row: one window
+    pre = np.repeat(by_window, k * k, axis=1).reshape(-1)
+    post = np.tile(by_window, (1, k * k)).reshape(-1)
+    keep = pre != post
+    mates = Connections(pre[keep].astype(np.int32), post[keep].astype(np.int32), np.ones(int(keep.sum())), n_pre, n_pre)
+    return to_gate, mates
+
+
+def spec_edges(spec: NetworkSpec) -> list[tuple[int, tuple[str, int], np.ndarray]]:
+    """Every synapse map into a spiking layer as (layer, tap, fanout of the tap's units): the trunk's (from the
+    input, the population below, or the max-pool gate on it) and a skip edge's (taps as
+    :meth:`NetworkSpec.tap`); the synaptic events into a layer are Σ over its edges of the tap's counts times
+    the fan-out."""
+    fans, out = spec_fanouts(spec), []
+    shapes = spec.shapes
+    for k, i in enumerate(spec.spiking_indices):
+        trunk = ("input", 0) if k == 0 else ("gate" if spec.gate_before(k) is not None else "pop", k - 1)
+        out.append((k, trunk, fans[k]))
+        layer = spec.layers[i]
+        if skip_edge.has_skip(layer):
+            conn = skip_connections(layer, shapes[layer.skip_source + 1])
+            out.append((k, spec.tap(layer.skip_source), fanout(conn)))
+    return out
+
+
 def spec_fanouts(spec: NetworkSpec) -> list[np.ndarray]:
     """Per spiking layer l, the fanout of every neuron of the population below it (input for l = 1)."""
     shape, out = spec.input_shape, []
     for layer in spec.layers:
         if is_spiking(layer):
             out.append(fanout(connections(layer, shape)))
-        shape = layer.output_shape(shape)
+        shape = layer.output_shape(shape)  # after a gate: the fan-out of its output units
     return out

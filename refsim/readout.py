@@ -7,7 +7,9 @@ For image n, spiking layer l (l = 1 … L) and output neuron k:
 * ``layer_counts[n, l−1]`` = total spikes of layer l; ``neuron_counts[l−1][n, j]`` per neuron;
 * ``first_spike_step[n]`` = min t over output spikes, −1 without any;
 * ``synops[n, l−1]`` = Σ_t Σ_i s_{l−1,i}(t) · fanout_i = Σ_i count_{l−1,i} · fanout_i (layer 0 is the input;
-  for the ``current`` encoding count_{0,i} = T · x_i, the analog input of every step);
+  for the ``current`` encoding count_{0,i} = T · x_i, the analog input of every step), summed over the
+  layer's edges: behind a max-pool gate the gate's passed spikes take the place of s_{l−1}, and a skip edge
+  adds its source's counts times its own fan-out;
 * ``synops_curve[n, c, l−1]``: the same sum over the steps t < checkpoints[c] (``current``: checkpoints[c] · x_i),
   one checkpoint at a time by the expression of ``synops``, so that the last equals it;
 * ``output_potential[n, c, k]`` (membrane readout) = v_L,k after checkpoints[c] steps, read off the
@@ -85,7 +87,7 @@ def to_record(
     inputs: InputActivity,
     layer_tables: list[SpikeTable],
     layer_sizes: list[int],
-    fanouts: list[np.ndarray],
+    edges: list[tuple[int, tuple[str, int], np.ndarray]],
     steps: int,
     checkpoints: np.ndarray,
     labels: np.ndarray,
@@ -94,35 +96,41 @@ def to_record(
     meta: dict[str, Any] | None = None,
     readout: str = "spikes",
     potential: np.ndarray | None = None,
+    gate_tables: dict[int, tuple[SpikeTable, int]] | None = None,
 ) -> SpikeRecord:
     """The record of ``len(labels)`` images from their input activity, the spiking layers' tables and, for the
-    ``membrane`` readout, the output potential after every step (N, steps, n_out)."""
+    ``membrane`` readout, the output potential after every step (N, steps, n_out). ``edges``: every synapse map
+    into a spiking layer as (layer, tap, fan-out), :func:`refsim.connectivity.spec_edges`; ``gate_tables``:
+    the spikes each max-pool gate passed (and its number of units), by the population below it."""
     n = len(labels)
     checkpoints = np.asarray(checkpoints, dtype=np.int64)
     if checkpoints.size == 0 or checkpoints.min() < 1 or checkpoints.max() > steps:
         raise ValueError(f"checkpoints must lie in 1..{steps}, got {checkpoints.tolist()}")
     if readout == "membrane" and potential is None:
         raise ValueError("potential: a membrane readout needs the output layer's potential trace")
-    fanouts = [f.astype(np.float64) for f in fanouts]
+    gate_tables = gate_tables or {}
+
+    def tap_counts(tap: tuple[str, int], upto: int) -> np.ndarray:
+        kind, p = tap
+        if kind == "input":
+            return np.asarray(inputs.counts(upto), dtype=np.float64)[:n]
+        table, size = (layer_tables[p], layer_sizes[p]) if kind == "pop" else gate_tables[p]
+        return per_neuron_counts(table.before(upto), n, size).astype(np.float64)
 
     def synops_upto(upto: int) -> np.ndarray:
-        below = [inputs.counts(upto)[:n]]
-        below += [
-            per_neuron_counts(t.before(upto), n, size)
-            for t, size in zip(layer_tables[:-1], layer_sizes[:-1], strict=True)
-        ]
-        return np.stack([c @ f for c, f in zip(below, fanouts, strict=True)], axis=1)
+        out = np.zeros((n, len(layer_sizes)))
+        for layer, tap, fan in edges:
+            out[:, layer] += tap_counts(tap, upto) @ np.asarray(fan, dtype=np.float64)
+        return out
 
     counts = [per_neuron_counts(t, n, size) for t, size in zip(layer_tables, layer_sizes, strict=True)]
-    below = [np.asarray(inputs.counts(steps), dtype=np.float64)[:n], *counts[:-1]]
-    synops = np.stack([c @ f for c, f in zip(below, fanouts, strict=True)], axis=1)
     output_counts, first = output_readout(layer_tables[-1], n, layer_sizes[-1], steps, checkpoints)
     return SpikeRecord(
         checkpoints=checkpoints,
         output_counts=output_counts,
         layer_counts=np.stack([c.sum(axis=1) for c in counts], axis=1),
         first_spike_step=first,
-        synops=synops,
+        synops=synops_upto(steps),
         labels=np.asarray(labels, dtype=np.int64),
         image_indices=np.asarray(image_indices, dtype=np.int64),
         neuron_counts=tuple(counts) if record_neurons else None,

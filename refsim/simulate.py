@@ -23,7 +23,7 @@ import numpy as np
 from convert.encoding import intensity
 from convert.records import SpikeRecord, checked_checkpoints, concatenate
 from convert.spec import NetworkSpec
-from refsim.connectivity import spec_fanouts
+from refsim.connectivity import spec_edges
 from refsim.devices import STANDALONE, check_device_name
 from refsim.inputs import InputBatch
 from refsim.readout import to_record
@@ -98,7 +98,7 @@ def simulate(
         )
     else:
         runner = RuntimeRunner(spec, steps, seed=seed, target=target)
-    fanouts, sizes = spec_fanouts(spec), spec.population_sizes
+    edges, sizes = spec_edges(spec), spec.population_sizes
     records, build_s, run_s = [], 0.0, 0.0
     t0 = time.perf_counter()
     with runner if device in STANDALONE else contextlib.nullcontext():
@@ -113,7 +113,7 @@ def simulate(
                     result.inputs,
                     result.tables,
                     sizes,
-                    fanouts,
+                    edges,
                     steps,
                     checkpoints,
                     labels[sl],
@@ -121,6 +121,7 @@ def simulate(
                     record_neurons,
                     readout=spec.readout,
                     potential=result.potential,
+                    gate_tables=result.gate_tables,
                 )
             )
             if bar is not None:

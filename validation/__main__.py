@@ -142,7 +142,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         labels=labels,
         record_neurons=True,
         dtype="float64",
-        kernel=fastest_kernel(args.device),
+        kernel=fastest_kernel(args.device, spec),
         device=args.device,
         progress=True,
     )

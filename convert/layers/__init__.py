@@ -9,16 +9,17 @@ builder per simulator: ``fastsim.layers.operator``/``fanout``, ``refsim.connecti
 
 from __future__ import annotations
 
-from convert.layers import avgpool2d, conv2d, dense, flatten
+from convert.layers import avgpool2d, conv2d, dense, flatten, maxpool2d, skip
 from convert.layers.avgpool2d import AvgPool2d
 from convert.layers.base import Layer, LayerFamily, SpecError, SpikingLayer, UnknownLayerError
 from convert.layers.conv2d import Conv2d
 from convert.layers.dense import Dense
 from convert.layers.flatten import Flatten
+from convert.layers.maxpool2d import MaxPool2d
 
 #: the registry: class name → family, in the order error messages list them
 FAMILIES: dict[str, LayerFamily] = {
-    fam.name: fam for fam in (flatten.FAMILY, dense.FAMILY, conv2d.FAMILY, avgpool2d.FAMILY)
+    fam.name: fam for fam in (flatten.FAMILY, dense.FAMILY, conv2d.FAMILY, avgpool2d.FAMILY, maxpool2d.FAMILY)
 }
 
 #: the registered layer classes when this module was imported (kept for ``isinstance`` checks and type hints;
@@ -43,8 +44,34 @@ def family_of(layer: object) -> LayerFamily:
 
 
 def is_spiking(layer: object) -> bool:
-    """Whether ``layer`` is a population of IF neurons (every registered family but Flatten)."""
+    """Whether ``layer`` is a population of IF neurons (every registered family but Flatten and MaxPool2d)."""
     return family_of(layer).spiking
+
+
+def skip_map_layer(layer: object) -> Dense | Conv2d | None:
+    """The skip edge's map of ``layer`` (:mod:`convert.layers.skip`) as a layer of its own family (threshold 1,
+    no bias, no skip), for the simulators' builders; None for the identity."""
+    kind = skip.kind(layer)
+    if kind == "identity":
+        return None
+    if kind == "dense":
+        return Dense(layer.skip_weight)
+    return Conv2d(layer.skip_weight, stride=layer.skip_stride, padding=layer.skip_padding)
+
+
+def skip_synapses(layer: object, source_shape: tuple[int, ...]) -> int:
+    """The (source, target) pairs ``layer``'s skip edge connects: one per unit for the identity."""
+    edge = skip_map_layer(layer)
+    if edge is None:
+        import numpy as np
+
+        return int(np.prod(source_shape))
+    return int(family_of(edge).synapses(edge, source_shape))
+
+
+def is_gate(layer: object) -> bool:
+    """Whether ``layer`` is the max-pooling gate (:mod:`convert.layers.maxpool2d`): stateful, not a reshape."""
+    return isinstance(layer, MaxPool2d)
 
 
 __all__ = [
@@ -57,10 +84,14 @@ __all__ = [
     "Flatten",
     "Layer",
     "LayerFamily",
+    "MaxPool2d",
     "SpecError",
     "SpikingLayer",
     "UnknownLayerError",
     "family_of",
+    "is_gate",
+    "skip_map_layer",
+    "skip_synapses",
     "is_spiking",
     "supported",
 ]

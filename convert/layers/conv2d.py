@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.layers import base
+from convert.layers import base, skip
 from convert.layers.base import LayerFamily, SpecError, SpikingLayer
 
 
@@ -29,11 +29,16 @@ class Conv2d(SpikingLayer):
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     bias: np.ndarray | None = None
+    skip_source: int | None = None  # a residual edge (convert.layers.skip)
+    skip_weight: np.ndarray | None = None
+    skip_stride: tuple[int, int] = (1, 1)
+    skip_padding: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Conv2d.weight", 4))
         object.__setattr__(self, "bias", base.frozen_bias(self.bias, self.weight.shape[0], "Conv2d.bias"))
         object.__setattr__(self, "threshold", base.check_threshold(self.threshold, "Conv2d"))
+        skip.check_fields(self, "Conv2d", (4,))
         object.__setattr__(self, "stride", base.pair(self.stride, "Conv2d.stride", 1))
         object.__setattr__(self, "padding", base.pair(self.padding, "Conv2d.padding", 0))
 
@@ -66,6 +71,8 @@ def from_module(module: Any, index: int) -> Conv2d:
 
 
 def to_module(layer: Conv2d) -> Any:
+    if layer.skip_source is not None:
+        raise SpecError("Conv2d with a skip edge: a residual sum is no single torch module")
     import torch
     from torch import nn
 
@@ -129,7 +136,7 @@ FAMILY = LayerFamily(
     torch_module="Conv2d",
     from_module=from_module,
     to_module=to_module,
-    arrays=("weight", "bias"),
+    arrays=("weight", "bias", "skip_weight"),
     max_positive_input_sum=base.max_positive_input_sum,
     max_positive_weight=base.max_positive_weight,
     max_positive_bias=base.max_positive_bias,

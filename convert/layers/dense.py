@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.layers import base
+from convert.layers import base, skip
 from convert.layers.base import LayerFamily, SpecError, SpikingLayer
 
 
@@ -28,11 +28,16 @@ class Dense(SpikingLayer):
     weight: np.ndarray
     threshold: float = 1.0
     bias: np.ndarray | None = None
+    skip_source: int | None = None  # a residual edge (convert.layers.skip)
+    skip_weight: np.ndarray | None = None
+    skip_stride: tuple[int, int] = (1, 1)
+    skip_padding: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Dense.weight", 2))
         object.__setattr__(self, "bias", base.frozen_bias(self.bias, self.weight.shape[0], "Dense.bias"))
         object.__setattr__(self, "threshold", base.check_threshold(self.threshold, "Dense"))
+        skip.check_fields(self, "Dense", (2,))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if input_shape != (self.weight.shape[1],):
@@ -53,6 +58,8 @@ def from_module(module: Any, index: int) -> Dense:
 
 
 def to_module(layer: Dense) -> Any:
+    if layer.skip_source is not None:
+        raise SpecError("Dense with a skip edge: a residual sum is no single torch module")
     import torch
     from torch import nn
 
@@ -92,7 +99,7 @@ FAMILY = LayerFamily(
     torch_module="Linear",
     from_module=from_module,
     to_module=to_module,
-    arrays=("weight", "bias"),
+    arrays=("weight", "bias", "skip_weight"),
     max_positive_input_sum=base.max_positive_input_sum,
     max_positive_weight=base.max_positive_weight,
     max_positive_bias=base.max_positive_bias,

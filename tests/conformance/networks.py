@@ -1,4 +1,5 @@
-"""Small networks, one per layer family (and one with biases), and their inputs of each kind.
+"""Small networks, one per layer family (one with biases, one with a max-pool gate, one with every kind: gate,
+biases and skip edges), and their inputs of each kind.
 
 Weights and biases are multiples of 1/16, thresholds multiples of 1/4 and analog inputs multiples of 1/8: with
 0/1 spikes every membrane sum is exact in float32 and float64 whatever the order of summation (Brian2 adds
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from convert.encoding import poisson_spikes
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
 
 
 def dyadic(rng: np.random.Generator, shape: tuple[int, ...], low: int = -4, high: int = 9) -> np.ndarray:
@@ -49,10 +50,36 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (4, 27)), threshold=0.75, bias=dyadic(rng, (4,), -4, 4)),
         )
+    if family == "MaxPool":  # a max-pool gate: conv pad 1 -> gate 2 (6x6 -> 3x3) -> flatten -> dense
+        return (1, 6, 6), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.75, padding=1),
+            MaxPool2d(2),
+            Flatten(),
+            Dense(dyadic(rng, (4, 18)), threshold=0.5),
+        )
+    if family == "Residual":  # every kind at once: conv+bias -> gate -> conv -> conv + identity skip from the
+        # gate -> conv stride 2 + 1x1 conv skip from the first conv of the block -> flatten -> dense
+        return (1, 8, 8), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.75, padding=1, bias=dyadic(rng, (2,), -2, 3)),
+            MaxPool2d(2),
+            Conv2d(dyadic(rng, (2, 2, 3, 3)), threshold=1.0, padding=1),
+            Conv2d(dyadic(rng, (2, 2, 3, 3)), threshold=0.75, padding=1, skip_source=1, skip_weight=0.5),
+            Conv2d(
+                dyadic(rng, (3, 2, 3, 3)),
+                threshold=0.5,
+                stride=2,
+                padding=1,
+                skip_source=2,
+                skip_weight=dyadic(rng, (3, 2, 1, 1)),
+                skip_stride=2,
+            ),
+            Flatten(),
+            Dense(dyadic(rng, (3, 12)), threshold=0.5, bias=dyadic(rng, (3,), -2, 3)),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
-FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN", "Bias")
+FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN", "Bias", "MaxPool", "Residual")
 
 
 def network(family: str, schedule: str, reset: str, encoding: str = "poisson") -> NetworkSpec:

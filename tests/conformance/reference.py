@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
 
 
 def _taps(kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]):
@@ -65,16 +65,44 @@ def _pathways(spec: NetworkSpec) -> list[list[tuple[object, tuple[int, ...]]]]:
     return out
 
 
-def _drive(pathway, below: np.ndarray) -> np.ndarray:
-    """The spiking layer's input current: the synaptic sum W · s, then its bias b (docs/semantics.md)."""
-    h = below
-    for layer, shape in pathway:
-        h = linear_map(layer, h, shape)
-    layer, shape = pathway[-1]
+def gate_step(kernel: int, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """One step of a k×k max-pool gate, literally: add this step's spikes to the counts (N, C, H, W), then
+    in every window the unit with the most spikes so far wins (scanning the window row by row, a later unit
+    must have strictly more to win: ties to the lowest index), and its spike of this step passes."""
+    n = len(spikes)
+    s = spikes.reshape(n, *shape)
+    counts += s
+    c, h, w = shape
+    out = np.zeros((n, c, h // kernel, w // kernel))
+    for y in range(h // kernel):
+        for x in range(w // kernel):
+            best = np.full((n, c), -1.0)
+            passed = np.zeros((n, c))
+            for ky in range(kernel):
+                for kx in range(kernel):
+                    cnt = counts[:, :, y * kernel + ky, x * kernel + kx]
+                    wins = cnt > best
+                    best = np.where(wins, cnt, best)
+                    passed = np.where(wins, s[:, :, y * kernel + ky, x * kernel + kx], passed)
+            out[:, :, y, x] = passed
+    return out
+
+
+def skip_map(layer, x: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+    """The current a skip edge sends for the activity x of its source: the identity times the gain, or the
+    Dense/Conv2d map of its weights (:func:`linear_map`)."""
+    w = np.asarray(layer.skip_weight)
+    if w.ndim == 0:
+        return x.reshape(len(x), *source_shape) * float(w)
+    edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=layer.skip_stride, padding=layer.skip_padding)
+    return linear_map(edge, x, source_shape)
+
+
+def _bias(layer, h: np.ndarray) -> np.ndarray:
     bias = getattr(layer, "bias", None)
-    if bias is not None:  # one constant per neuron (Dense) or per output channel (Conv2d)
-        h = h + np.asarray(bias).reshape(-1, *([1] * (h.ndim - 2)))
-    return h.reshape(len(below), -1)
+    if bias is None:
+        return h
+    return h + np.asarray(bias).reshape(-1, *([1] * (h.ndim - 2)))  # per neuron (Dense) or per channel (Conv2d)
 
 
 def _window_cover(shape: tuple[int, ...], kernel, stride, padding, out_hw) -> np.ndarray:
@@ -86,83 +114,153 @@ def _window_cover(shape: tuple[int, ...], kernel, stride, padding, out_hw) -> np
     return count[0, 0, padding[0] : padding[0] + shape[1], padding[1] : padding[1] + shape[2]]
 
 
+def _fanout(layer, shape: tuple[int, ...]) -> np.ndarray:
+    if isinstance(layer, Dense):
+        counts = np.full(int(np.prod(shape)), layer.weight.shape[0])
+    elif isinstance(layer, Conv2d):
+        oc, _, kh, kw = layer.weight.shape
+        cover = _window_cover(shape, (kh, kw), layer.stride, layer.padding, layer.output_shape(shape)[1:])
+        counts = np.broadcast_to(oc * cover, shape).ravel()
+    elif isinstance(layer, AvgPool2d):
+        k, s = layer.kernel_size, layer.stride
+        cover = _window_cover(shape, (k, k), (s, s), (0, 0), layer.output_shape(shape)[1:])
+        counts = np.broadcast_to(cover, shape).ravel()
+    else:
+        raise TypeError(f"reference: no fan-out rule for layer type {type(layer).__name__}")
+    return counts.astype(np.int64)
+
+
 def fanouts(spec: NetworkSpec) -> list[np.ndarray]:
-    """fanout_i for each spiking layer: the synapses from neuron i of the population below into it.
+    """fanout_i for each spiking layer: the synapses from unit i of the activity below (the population, or the
+    max-pool gate's output units) into it.
 
     Dense: every output neuron. Conv2d: every output channel, once per (output position, tap) whose window
     covers i. AvgPool2d: once per window covering i, in i's channel. Flatten renumbers nothing (C order)."""
-    out = []
-    for pathway in _pathways(spec):
-        layer, shape = pathway[-1]
-        if isinstance(layer, Dense):
-            counts = np.full(int(np.prod(shape)), layer.weight.shape[0])
-        elif isinstance(layer, Conv2d):
-            oc, _, kh, kw = layer.weight.shape
-            cover = _window_cover(shape, (kh, kw), layer.stride, layer.padding, layer.output_shape(shape)[1:])
-            counts = np.broadcast_to(oc * cover, shape).ravel()
-        elif isinstance(layer, AvgPool2d):
-            k, s = layer.kernel_size, layer.stride
-            cover = _window_cover(shape, (k, k), (s, s), (0, 0), layer.output_shape(shape)[1:])
-            counts = np.broadcast_to(cover, shape).ravel()
+    return [_fanout(*pathway[-1]) for pathway in _pathways(spec)]
+
+
+def skip_fanouts(spec: NetworkSpec) -> list[np.ndarray | None]:
+    """For each spiking layer, the fan-out of its skip edge's source units (None without a skip): one synapse
+    per unit for the identity, else as :func:`fanouts` for the skip's Dense/Conv2d map."""
+    shapes, out = spec.shapes, []
+    for i in spec.spiking_indices:
+        layer = spec.layers[i]
+        if getattr(layer, "skip_source", None) is None:
+            out.append(None)
+            continue
+        shape, w = shapes[layer.skip_source + 1], np.asarray(layer.skip_weight)
+        if w.ndim == 0:
+            out.append(np.ones(int(np.prod(shape)), dtype=np.int64))
         else:
-            raise TypeError(f"reference: no fan-out rule for layer type {type(layer).__name__}")
-        out.append(counts.astype(np.int64))
+            edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=layer.skip_stride, padding=layer.skip_padding)
+            out.append(_fanout(edge, shape))
     return out
 
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Per spiking layer: spike trains (N, T, n_l) bool and membranes after each step (N, T, n_l)."""
+    """Per spiking layer: spike trains (N, T, n_l) bool and membranes after each step (N, T, n_l); per spiking
+    layer behind a max-pool gate, the gate's passed spikes (N, T, n_pooled) (None where no gate is)."""
 
     spikes: list[np.ndarray]
     v: list[np.ndarray]
+    gated: list[np.ndarray | None]
+
+
+def _gate_buffers(spec: NetworkSpec, n: int, steps: int) -> tuple[list, list]:
+    """Per spiking layer k behind a max-pool gate: the gate's spike counts (N, *shape of population k − 1)
+    and its passed spikes (N, T, n_pooled); None for a layer without a gate."""
+    shapes, pops = spec.shapes, spec.spiking_indices
+    counts, gated = [], []
+    for k, pathway in enumerate(_pathways(spec)):
+        if not any(isinstance(layer, MaxPool2d) for layer, _ in pathway):
+            counts.append(None)
+            gated.append(None)
+            continue
+        counts.append(np.zeros((n, *shapes[pops[k - 1] + 1])))
+        gated.append(np.zeros((n, steps, int(np.prod(shapes[pops[k - 1] + 2])))))
+    return counts, gated
+
+
+class _Loop:
+    """The state of the loop over one batch: membranes, the gates' counts and passed spikes."""
+
+    def __init__(self, spec: NetworkSpec, n: int, steps: int) -> None:
+        self.spec, self.n = spec, n
+        self.pathways, self.shapes, self.pops, self.thetas = (
+            _pathways(spec),
+            spec.shapes,
+            spec.spiking_indices,
+            spec.thresholds,
+        )
+        self.v = [np.zeros((n, size)) for size in spec.population_sizes]
+        self.counts, self.gated = _gate_buffers(spec, n, steps)
+        self.membrane = spec.readout == "membrane"  # the output layer integrates, never fires, never resets
+
+    def fire(self, k: int) -> np.ndarray:
+        if self.membrane and k == len(self.v) - 1:
+            return np.zeros_like(self.v[k], dtype=bool)
+        return self.v[k] >= self.thetas[k]
+
+    def reset(self, k: int, s: np.ndarray) -> None:
+        after = 0.0 if self.spec.reset == "zero" else self.v[k] - self.thetas[k]
+        self.v[k] = np.where(s, after, self.v[k])
+
+    def integrate(self, k: int, below: np.ndarray, after: dict[int, np.ndarray], t: int) -> None:
+        """v_k += I_k(t) = (W_k · s_below [through the gate] + S_k · s_j) + b_k: the trunk's synaptic sum, the
+        skip's, then the bias (docs/semantics.md). ``after``: this step's activity after each layer so far."""
+        h = below
+        for layer, shape in self.pathways[k]:
+            if isinstance(layer, MaxPool2d):
+                h = gate_step(layer.kernel_size, shape, h, self.counts[k])
+                self.gated[k][:, t] = h.reshape(self.n, -1)
+                after[self.pops[k - 1] + 1] = h
+            else:
+                h = linear_map(layer, h, shape)
+        layer = self.spec.layers[self.pops[k]]
+        if getattr(layer, "skip_source", None) is not None:
+            j = layer.skip_source
+            h = h + skip_map(layer, after[j], self.shapes[j + 1]).reshape(h.shape)
+        self.v[k] = self.v[k] + _bias(layer, h).reshape(self.n, -1)
+
+    def step(self, x_t: np.ndarray, t: int) -> list[np.ndarray]:
+        """One step of the spec's schedule; returns every layer's spikes."""
+        layers = range(len(self.v))
+        if self.spec.schedule == "delay":
+            # 1. thresholds of all layers on the voltage of t-1; 2. synapses of all layers; 3. resets
+            s = [self.fire(k) for k in layers]
+            after = {self.pops[k]: sk.astype(np.float64) for k, sk in enumerate(s)}
+            below = [x_t, *(sk.astype(np.float64) for sk in s[:-1])]
+            for k in layers:
+                self.integrate(k, below[k], after, t)
+            for k in layers:
+                self.reset(k, s[k])
+            return s
+        if self.spec.schedule == "cascade":
+            # for l = 1..L in order: integrate, threshold, reset
+            s, below_k, after = [], x_t, {}
+            for k in layers:
+                self.integrate(k, below_k, after, t)
+                s.append(self.fire(k))
+                self.reset(k, s[k])
+                below_k = after[self.pops[k]] = s[k].astype(np.float64)
+            return s
+        raise ValueError(f"reference: unknown schedule {self.spec.schedule!r}")
 
 
 def simulate(spec: NetworkSpec, inputs: np.ndarray) -> Trajectory:
     """Run the loop of docs/semantics.md on ``inputs`` (N, T, n_inputs): s_0(t), 0/1 spikes or analog values."""
     x = np.asarray(inputs, dtype=np.float64)
     n, steps = x.shape[:2]
-    pathways = _pathways(spec)
-    thetas = spec.thresholds
-    v = [np.zeros((n, size)) for size in spec.population_sizes]
+    loop = _Loop(spec, n, steps)
     trains = [np.zeros((n, steps, size), dtype=bool) for size in spec.population_sizes]
     volts = [np.zeros((n, steps, size)) for size in spec.population_sizes]
-
-    membrane = spec.readout == "membrane"  # the output layer integrates, never fires, never resets
-    last = len(thetas) - 1
-
-    def fire(k: int) -> np.ndarray:
-        if membrane and k == last:
-            return np.zeros_like(v[k], dtype=bool)
-        return v[k] >= thetas[k]
-
-    def reset(k: int, s: np.ndarray) -> None:
-        after = 0.0 if spec.reset == "zero" else v[k] - thetas[k]
-        v[k] = np.where(s, after, v[k])
-
     for t in range(steps):
-        if spec.schedule == "delay":
-            # 1. thresholds of all layers on the voltage of t-1; 2. synapses of all layers; 3. resets
-            s = [fire(k) for k in range(len(v))]
-            below = [x[:, t], *(sk.astype(np.float64) for sk in s[:-1])]
-            for k, pathway in enumerate(pathways):
-                v[k] = v[k] + _drive(pathway, below[k])
-            for k in range(len(v)):
-                reset(k, s[k])
-        elif spec.schedule == "cascade":
-            # for l = 1..L in order: integrate, threshold, reset
-            s, below_k = [], x[:, t]
-            for k, pathway in enumerate(pathways):
-                v[k] = v[k] + _drive(pathway, below_k)
-                s.append(fire(k))
-                reset(k, s[k])
-                below_k = s[k].astype(np.float64)
-        else:
-            raise ValueError(f"reference: unknown schedule {spec.schedule!r}")
-        for k in range(len(v)):
+        s = loop.step(x[:, t], t)
+        for k in range(len(s)):
             trains[k][:, t] = s[k]
-            volts[k][:, t] = v[k]
-    return Trajectory(trains, volts)
+            volts[k][:, t] = loop.v[k]
+    return Trajectory(trains, volts, loop.gated)
 
 
 @dataclass(frozen=True)
@@ -188,10 +286,19 @@ def expected_record(spec: NetworkSpec, inputs: np.ndarray, checkpoints: np.ndarr
     out = trains[-1].cumsum(axis=1)[:, at]
     fired = trains[-1].any(axis=2)
     first = np.where(fired.any(axis=1), fired.argmax(axis=1), -1)
-    below = [inputs.sum(axis=1), *(t.sum(axis=1) for t in trains[:-1])]
+    # the activity each layer's trunk reads: the input, the population below, or the gate on it
+    trunk = [inputs, *(g if g is not None else t for g, t in zip(trajectory.gated[1:], trains[:-1], strict=True))]
+    below = [tr.sum(axis=1) for tr in trunk]
     synops = np.stack([b @ f for b, f in zip(below, fanouts(spec), strict=True)], axis=1)
-    so_far = [inputs.cumsum(axis=1)[:, at], *(t.cumsum(axis=1)[:, at] for t in trains[:-1])]  # (N, K, n_l-1)
+    so_far = [tr.cumsum(axis=1)[:, at] for tr in trunk]  # (N, K, n_l-1)
     curve = np.stack([b @ f for b, f in zip(so_far, fanouts(spec), strict=True)], axis=2)
+    for k, fan in enumerate(skip_fanouts(spec)):  # a skip edge adds its source's events
+        if fan is None:
+            continue
+        kind, p = spec.tap(spec.layers[spec.spiking_indices[k]].skip_source)
+        source = trains[p] if kind == "pop" else trajectory.gated[p + 1]
+        synops[:, k] += source.sum(axis=1) @ fan
+        curve[:, :, k] += source.cumsum(axis=1)[:, at] @ fan
     return Expected(
         output_counts=out,
         layer_counts=np.stack([t.sum(axis=(1, 2)) for t in trains], axis=1),

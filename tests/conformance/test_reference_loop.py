@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convert.spec import AvgPool2d, Conv2d, Flatten
+from convert.spec import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from tests.conformance import reference
 from tests.conformance.networks import FAMILIES, network
 
@@ -22,6 +22,8 @@ def test_linear_maps_are_torchs(family):
     spec = network(family, "delay", "zero")
     rng = np.random.default_rng(3)
     for layer, shape in zip(spec.layers, spec.shapes, strict=False):
+        if isinstance(layer, MaxPool2d):  # a gate, not a linear map: test_gate_step_is_the_argmax_of_counts
+            continue
         x = rng.random((2, *shape))
         got = reference.linear_map(layer, x, shape)
         t = torch.as_tensor(x)
@@ -42,6 +44,8 @@ def test_fanouts_count_the_synapses(family):
     spec = network(family, "delay", "zero")
     pathways = [[]]
     for layer, shape in zip(spec.layers, spec.shapes, strict=False):
+        if isinstance(layer, MaxPool2d):  # the synapses leave from the gate's output units
+            continue
         pathways[-1].append((layer, shape))
         if not isinstance(layer, Flatten):
             pathways.append([])
@@ -54,3 +58,31 @@ def test_fanouts_count_the_synapses(family):
                 layer = dataclasses.replace(layer, weight=np.ones_like(layer.weight))
             h = reference.linear_map(layer, h, s)
         np.testing.assert_array_equal(got, (h.reshape(n_in, -1) != 0).sum(axis=1), err_msg=f"layer {k}")
+    for k, got in enumerate(reference.skip_fanouts(spec)):  # a skip edge's synapses, by the same brute force
+        layer = spec.layers[spec.spiking_indices[k]]
+        if got is None:
+            continue
+        shape = spec.shapes[layer.skip_source + 1]
+        n_in = int(np.prod(shape))
+        ones = dataclasses.replace(layer, skip_weight=np.ones_like(layer.skip_weight))
+        h = reference.skip_map(ones, np.eye(n_in), shape)
+        np.testing.assert_array_equal(got, (h.reshape(n_in, -1) != 0).sum(axis=1), err_msg=f"skip into {k}")
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_gate_step_is_the_argmax_of_counts(k):
+    """The reference's gate, against torch's max-pooling of a unique key: count · k² + (k² − 1 − position in
+    the window), whose maximum is the unit with the most spikes so far and, among those, the first."""
+    rng = np.random.default_rng(k)
+    shape = (2, 2 * k + 1, 2 * k)  # one row past the last whole window: dropped
+    counts = rng.integers(0, 3, size=(4, *shape)).astype(np.float64)
+    spikes = (rng.random((4, *shape)) < 0.5).astype(np.float64)
+    after = counts + spikes
+    got = reference.gate_step(k, shape, spikes, counts)
+    np.testing.assert_array_equal(counts, after)  # the counts now include this step's spikes
+    rank = np.add.outer(np.arange(shape[1]) % k * k, np.arange(shape[2]) % k)
+    key = torch.as_tensor(after * k * k + (k * k - 1 - rank))
+    _, index = F.max_pool2d(key, k, return_indices=True)
+    want = torch.as_tensor(spikes).flatten(2).gather(2, index.flatten(2)).reshape(index.shape)
+    np.testing.assert_array_equal(got, want.numpy())
+    assert 0 < got.sum() < spikes.sum(), "some spikes pass and some are held back"

@@ -12,7 +12,7 @@ from torch import nn
 from convert.ann import activations, as_input
 from convert.extract import spec_from_model
 from convert.from_torch import from_torch
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, SpecError
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, SpecError
 
 
 class Net(nn.Module):
@@ -114,10 +114,14 @@ class BnAfterRelu(nn.Module):
     "model, shape, fragment",
     [
         (Sigmoid(), (1, 2, 2), "node `sigmoid` (torch.sigmoid) has no spiking equivalent"),
-        (Residual(), (1, 2, 2), "(a residual connection)"),
+        (Residual(), (1, 2, 2), "adds a tensor that is not a rectified value"),
         (NoRelu(), (1, 2, 2), "node `a` is not followed by a ReLU"),
         (BnAfterRelu(), (1, 2, 2), "node `bn` (BatchNorm) does not follow a Linear or Conv2d"),
-        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)), (1, 6, 6), "(MaxPool2d) has no spiking"),
+        (
+            nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(8, 2)),
+            (1, 7, 7),
+            "overlapping windows are not supported",
+        ),
         (nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.Tanh()), (1, 2, 2), "(Tanh) has no spiking equivalent"),
     ],
     ids=["sigmoid", "residual", "no-relu", "bn-after-relu", "maxpool", "tanh"],
@@ -168,7 +172,7 @@ def test_an_exported_program_converts_like_the_traced_model(tmp_path) -> None:
 def test_an_exported_residual_is_named(tmp_path) -> None:
     from convert.from_torch import from_exported
 
-    with pytest.raises(SpecError, match=r"\(aten.add.Tensor\) sums two tensors"):
+    with pytest.raises(SpecError, match=r"\(aten.add.Tensor\) adds a tensor that is not a rectified value"):
         from_exported(_exported(Residual(), (1, 2, 2), tmp_path / "res.pt2"))
 
 
@@ -190,3 +194,80 @@ def test_extract_cli_reads_a_pt2_and_refuses_a_foreign_file(tmp_path, capsys) ->
     err = capsys.readouterr().err
     assert "not a torch.export archive" in err and err.count("\n") == 1
     assert not (tmp_path / "x.npz").exists()
+
+
+class Block(nn.Module):
+    """A residual block: conv-BN-ReLU-conv-BN plus the identity, or a strided 1×1 conv-BN shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+        return F.relu(y + (x if self.down is None else self.down(x)))
+
+
+class ResNet(nn.Module):
+    """Every kind: conv with bias + BN, max-pool (before its ReLU: they commute), an identity block, a
+    downsampling block, global average pooling and a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.block1, self.block2 = Block(4, 4, 1), Block(4, 6, 2)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = F.relu(F.max_pool2d(self.bn(self.stem(x)), 2))
+        x = self.block2(self.block1(x))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_max_pooling_and_residual_sums_convert_to_gates_and_skip_edges() -> None:
+    torch.manual_seed(4)
+    model = _trained_like(ResNet()).double()
+    spec = from_torch(model, (1, 12, 12))
+    kinds = [type(layer) for layer in spec.layers]
+    assert kinds == [Conv2d, MaxPool2d, Conv2d, Conv2d, Conv2d, Conv2d, AvgPool2d, Flatten, Dense]
+    identity, down = spec.layers[3], spec.layers[5]
+    assert identity.skip_source == 1 and identity.skip_weight.shape == ()  # from the gate's output
+    assert down.skip_source == 3 and down.skip_weight.shape == (6, 4, 1, 1) and down.skip_stride == (2, 2)
+    assert spec.layers[2].skip_source is None and spec.layers[4].skip_source is None
+    x = np.random.default_rng(5).uniform(size=(16, 1, 12, 12))
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+        _, got = activations(spec, as_input(spec, x))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_an_exported_resnet_converts_like_the_traced_one(tmp_path) -> None:
+    from convert.from_torch import from_exported
+
+    torch.manual_seed(6)
+    model = _trained_like(ResNet())
+    spec = from_exported(_exported(model, (1, 12, 12), tmp_path / "resnet.pt2"))
+    traced = from_torch(model, (1, 12, 12))
+    assert [type(a) for a in spec.layers] == [type(b) for b in traced.layers]
+    for a, b in zip(spec.layers, traced.layers, strict=True):
+        assert getattr(a, "skip_source", None) == getattr(b, "skip_source", None)
+        if getattr(a, "skip_weight", None) is not None:
+            np.testing.assert_allclose(a.skip_weight, b.skip_weight, rtol=1e-6)
+
+
+def test_a_skip_branch_with_a_relu_is_named() -> None:
+    class BadBranch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.s = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = F.relu(self.a(x.flatten(1)))
+            return self.b(h) + F.relu(self.s(h))
+
+    with pytest.raises(SpecError, match="lies on a skip branch"):
+        from_torch(BadBranch(), (1, 2, 2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from convert.io import FORMAT_VERSION, load_spec, save_spec
 from convert.nir_export import save_nir
-from convert.spec import Dense, SpecError
+from convert.spec import Conv2d, Dense, NetworkSpec, SpecError
 
 
 def test_save_load_exact(tmp_path, tiny_cnn):
@@ -57,7 +58,7 @@ def test_a_bias_is_written_as_version_3_and_only_there(tmp_path, tiny_cnn):
     save_spec(spec, tmp_path / "b.npz")
     z = np.load(tmp_path / "b.npz")
     header = json.loads(bytes(z["header"]).decode())
-    assert header["format_version"] == FORMAT_VERSION == 3 and header["readout"] == "spikes"
+    assert header["format_version"] == 3 and FORMAT_VERSION == 4 and header["readout"] == "spikes"
     assert "bias" not in header["layers"][0] and header["layers"][-1]["bias"] in z
     back = load_spec(tmp_path / "b.npz")
     assert back == spec and back.layers[-1].bias.tolist() == [0.5, -0.25, 0.0, 1.0]
@@ -66,6 +67,29 @@ def test_a_bias_is_written_as_version_3_and_only_there(tmp_path, tiny_cnn):
         load_spec(tmp_path / "v2.npz")
     _rewrite_header(tiny_cnn, tmp_path, "v3.npz", lambda h: h.update(format_version=3, readout="spikes"))
     assert load_spec(tmp_path / "v3.npz") == tiny_cnn
+
+
+def test_a_graph_is_written_as_version_4_and_only_there(tmp_path):
+    """A max-pool gate and a skip edge: a version-4 file (the skip's four keys only on the layer that has one,
+    its weights an array), read back equal; in a version-3 file both are refused by name."""
+    from tests.conformance.networks import network
+
+    spec = network("Residual", "delay", "zero")
+    save_spec(spec, tmp_path / "g.npz")
+    z = np.load(tmp_path / "g.npz")
+    header = json.loads(bytes(z["header"]).decode())
+    assert header["format_version"] == 4
+    assert [("skip_source" in entry) for entry in header["layers"]] == [False, False, False, True, True, False, False]
+    assert header["layers"][3]["skip_weight"] in z and z[header["layers"][3]["skip_weight"]].shape == ()
+    assert load_spec(tmp_path / "g.npz") == spec
+    _rewrite_header(spec, tmp_path, "v3.npz", lambda h: h.update(format_version=3))
+    with pytest.raises(SpecError, match="MaxPool2d.*needs format_version 4"):
+        load_spec(tmp_path / "v3.npz")
+    conv = Conv2d(np.ones((2, 2, 3, 3)) / 16, padding=1)
+    no_gate = NetworkSpec((2, 4, 4), (conv, dataclasses.replace(conv, skip_source=0, skip_weight=0.5)))
+    _rewrite_header(no_gate, tmp_path, "v3b.npz", lambda h: h.update(format_version=3))
+    with pytest.raises(SpecError, match="unknown field 'skip_source'"):
+        load_spec(tmp_path / "v3b.npz")
 
 
 def test_default_readout_file_is_unchanged_and_loads_as_spikes(tmp_path, tiny_cnn):
@@ -103,8 +127,8 @@ def test_damaged_and_missing(tmp_path, tiny_cnn):
 
 
 def test_unknown_layer_in_file(tmp_path, tiny_cnn):
-    _rewrite_header(tiny_cnn, tmp_path, "u.npz", lambda h: h["layers"][1].update(type="MaxPool2d"))
-    with pytest.raises(SpecError, match="unknown layer type 'MaxPool2d'"):
+    _rewrite_header(tiny_cnn, tmp_path, "u.npz", lambda h: h["layers"][1].update(type="LPPool2d"))
+    with pytest.raises(SpecError, match="unknown layer type 'LPPool2d'"):
         load_spec(tmp_path / "u.npz")
 
 

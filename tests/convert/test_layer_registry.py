@@ -23,7 +23,7 @@ from convert.layers import FAMILIES, family_of
 from convert.layers import base as layer_base
 from convert.layers.base import LayerFamily, SpikingLayer
 from convert.nir_export import to_nir
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
 from convert.stats import collect_stats
 from fastsim import layers as fastsim_layers
 from fastsim.network import Network
@@ -211,12 +211,13 @@ BUILT_IN = {
     "Dense": (Dense(np.arange(12.0).reshape(3, 4) / 8 - 0.5), (4,)),
     "Conv2d": (Conv2d(np.arange(36.0).reshape(2, 2, 3, 3) / 32 - 0.5, stride=(2, 1), padding=(1, 0)), (2, 5, 6)),
     "AvgPool2d": (AvgPool2d(3, stride=2), (2, 7, 7)),
+    "MaxPool2d": (MaxPool2d(2), (2, 5, 6)),
 }
 
 
 def test_every_registered_family_is_covered_here() -> None:
     assert set(BUILT_IN) == set(FAMILIES)
-    assert [f.spiking for f in FAMILIES.values()] == [False, True, True, True]
+    assert [f.spiking for f in FAMILIES.values()] == [False, True, True, True, False]
 
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN))
