@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from convert import normalize
 from convert.ann import activations, as_input
 from convert.io import load_spec, save_spec
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
+from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
 from convert.stats import collect_stats
 
 W1 = [[1.0, 2.0, -1.0], [0.5, -3.0, 1.0]]
@@ -102,7 +102,36 @@ def networks(draw):
             b[0] = -abs(b[0])
         return b
 
-    if draw(st.sampled_from(["dense", "conv"])) == "dense":
+    arch = draw(st.sampled_from(["dense", "conv", "graph"]))
+    if arch == "graph":  # every kind: a max-pool gate, an identity skip from it, a strided 1x1-conv skip
+        c1, c2, n_out = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 4))
+        stem = rng.normal(size=(c1, 1, 3, 3)) * scales[0]
+        if dead_row:
+            stem[0] = -np.abs(stem[0])
+        layers = (
+            Conv2d(stem, padding=1, bias=bias(c1, scales[0], dead_row)),
+            MaxPool2d(2),  # 8x8 -> 4x4
+            Conv2d(rng.normal(size=(c1, c1, 3, 3)) * scales[1], padding=1, bias=bias(c1, scales[0] * scales[1])),
+            Conv2d(
+                rng.normal(size=(c1, c1, 3, 3)),
+                padding=1,
+                skip_source=1,
+                skip_weight=np.array(rng.uniform(0.5, 2.0)) / scales[1],
+            ),
+            Conv2d(
+                rng.normal(size=(c2, c1, 3, 3)) * scales[2],
+                stride=2,
+                padding=1,
+                skip_source=3,
+                skip_weight=rng.normal(size=(c2, c1, 1, 1)) * scales[2],
+                skip_stride=2,
+            ),
+            Flatten(),
+            Dense(rng.normal(size=(n_out, c2 * 4)), bias=bias(n_out, float(np.prod(scales)))),
+        )
+        spec = NetworkSpec(input_shape=(1, 8, 8), layers=layers)
+        return spec, rng.uniform(size=(draw(st.integers(5, 40)), 1, 8, 8))
+    if arch == "dense":
         n0, n1, n2, n3 = 9, draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(2, 4))
         ws = [rng.normal(size=s) * c for s, c in zip([(n1, n0), (n2, n1), (n3, n2)], scales, strict=True)]
         if dead_row:
@@ -180,6 +209,9 @@ def test_model_based_bounds_positive_input(net):
             per_neuron = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
             if layer.bias is not None:
                 per_neuron = per_neuron + np.clip(layer.bias, 0, None)
+            if layer.skip_source is not None:  # the skip's source fires at most once per step too
+                w = np.clip(layer.skip_weight, 0, None)
+                per_neuron = per_neuron + (float(w) if w.ndim == 0 else w.reshape(w.shape[0], -1).sum(axis=1))
             s = float(per_neuron.max())
         else:  # pooling: weights 1/k² summing to 1, no bias
             s = normalize.max_positive_input_sum(layer)
@@ -234,12 +266,20 @@ def test_scale_equivariance_and_idempotence(net, log_c):
     layers = list(spec.layers)
     weighted = [i for i, layer in enumerate(layers) if hasattr(layer, "weight")]
     cumulative = 1.0  # a ReLU network computes c · f(x) when layer l's weights are scaled by c_l, its bias by Π c_k
-    for i, lc in zip(weighted, log_c, strict=False):
-        cumulative *= 10.0**lc
-        b = None if layers[i].bias is None else layers[i].bias * cumulative
-        kind = Dense if isinstance(layers[i], Dense) else Conv2d
-        layers[i] = dataclasses.replace(layers[i], weight=layers[i].weight * 10.0**lc, bias=b)
-        assert isinstance(layers[i], kind)
+    factors = dict(zip(weighted, log_c, strict=False))
+    cum_at = []  # Π c_k up to each layer: a skip edge from j into l is scaled by cum_at[l] / cum_at[j]
+    for i, layer in enumerate(layers):
+        if i in weighted:  # a layer past the drawn factors keeps its weights (c = 1), its bias follows Π c_k
+            lc = factors.get(i, 0.0)
+            cumulative *= 10.0**lc
+            b = None if layer.bias is None else layer.bias * cumulative
+            kind = Dense if isinstance(layer, Dense) else Conv2d
+            layers[i] = dataclasses.replace(layer, weight=layer.weight * 10.0**lc, bias=b)
+            assert isinstance(layers[i], kind)
+        cum_at.append(cumulative)
+        if getattr(layers[i], "skip_source", None) is not None:
+            ratio = cumulative / cum_at[layers[i].skip_source]
+            layers[i] = dataclasses.replace(layers[i], skip_weight=layers[i].skip_weight * ratio)
     scaled = NetworkSpec(input_shape=spec.input_shape, layers=tuple(layers))
 
     def close(a, b):
@@ -249,6 +289,8 @@ def test_scale_equivariance_and_idempotence(net, log_c):
                 assert (la.bias is None) == (lb.bias is None)
                 if la.bias is not None:
                     np.testing.assert_allclose(la.bias, lb.bias, rtol=1e-9, atol=1e-300)
+                if la.skip_weight is not None:
+                    np.testing.assert_allclose(la.skip_weight, lb.skip_weight, rtol=1e-9, atol=1e-300)
 
     s1, s2 = collect_stats(spec, x), collect_stats(scaled, x)
     m1, mrep = normalize.model_based(spec)
