@@ -14,13 +14,17 @@ node into a chain of operations:
   (any view whose result is (N, features));
 * average pooling: ``nn.AvgPool2d``/``F.avg_pool2d`` (no padding), ``nn.AdaptiveAvgPool2d`` and
   ``F.adaptive_avg_pool2d`` whose output size divides the input (then it is an ordinary average pool);
+* max-pooling: ``nn.MaxPool2d``/``F.max_pool2d`` with stride = kernel, no padding (the spike gate
+  :class:`~convert.spec.MaxPool2d`; one right before its ReLU is moved after it, as max and ReLU commute);
+* a residual sum ``a + b`` of a weight layer's output (before its ReLU) and a rectified value before it (an
+  identity skip) or a branch from one holding one Linear/Conv2d and its BatchNorm (a skip edge,
+  :mod:`convert.layers.skip`; the branch's bias joins the layer's);
 * dropped: ``nn.Dropout``, ``F.dropout``, ``nn.Identity`` (training devices and no-ops); shape queries
   (``x.size(0)``, ``x.shape``) that only feed a view.
 
 Anything else is a :class:`SpecError` naming the graph node and its op ("node `head_act` (torch.sigmoid) has
-no spiking equivalent"), never a silent skip: a max-pooling layer and a residual sum (an ``add`` of two
-branches) have no spiking kind in a chain spec yet, and a graph that is not a chain is refused at the node
-where it branches. A weight layer that is not the last must be followed by a rectifier (only re-indexing and
+no spiking equivalent"), never a silent skip; so is any other branching (a second input, a sum after a ReLU, a
+second skip into one layer). A weight layer that is not the last must be followed by a rectifier (only re-indexing and
 dropped nodes in between), as :func:`convert.extract.check_rectifiers` requires of an ``nn.Sequential``.
 """
 

@@ -105,11 +105,12 @@ def _apply(
 def node_scales(spec: NetworkSpec, divisors: list[float]) -> list[float]:
     """Λ after every layer of ``spec`` for the per-population divisors d_l: Λ_l = Λ_{l−1} · d_l along the
     trunk (the scale by which the normalized network's activity after that layer is smaller than the ANN's);
-    Flatten and a max-pool gate pass the scale below them through (max(a / Λ) = max(a) / Λ)."""
+    Flatten and a max-pool gate pass the scale below them through (max(a / Λ) = max(a) / Λ). Given the
+    divisors of the first populations only, it is exact for the layers up to the last of them."""
     scales, current, k = [], 1.0, 0
     for layer in spec.layers:
         if family_of(layer).spiking:
-            current *= divisors[k]
+            current *= divisors[k] if k < len(divisors) else 1.0
             k += 1
         scales.append(current)
     return scales
@@ -188,12 +189,8 @@ def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[Netwo
         bias = _spiking_family(layer).max_positive_bias
         has_bias = bias is not None and bias(layer) > 0
         if has_bias or skip_edge.has_skip(layer):  # the bias and the skip, in the scale of this input
-            source = 1.0
-            if skip_edge.has_skip(layer):  # Λ of the skip's source, from the divisors so far
-                source = node_scales(spec, divisors + [1.0] * (len(spec.spiking_indices) - len(divisors)))[
-                    layer.skip_source
-                ]
-            s = _max_drive(layer, cumulative, source / cumulative)
+            source = node_scales(spec, divisors)[layer.skip_source] if skip_edge.has_skip(layer) else 1.0
+            s = _max_drive(layer, cumulative, source / cumulative)  # Λ of the skip's source: from the divisors so far
             info["max_positive_drive"] = s
         if not _spiking_family(layer).has_weights or (i == last and not normalize_output):
             d = 1.0

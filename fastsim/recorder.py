@@ -106,15 +106,25 @@ class Recorder:
             counts = source.input_counts(int(self.checkpoints[k])).reshape(self.batch, -1).to(torch.float64)
             self._curve(("input", 0), k, counts)
 
-    def _add_tap(self, tap: tuple[str, int], before: torch.Tensor, spikes: torch.Tensor, start: int) -> torch.Tensor:
-        """Counts of a tap after a chunk of its spikes (n, B, ...), and its events at the chunk's checkpoints."""
+    def _add_tap(
+        self, tap: tuple[str, int], before: torch.Tensor, after: torch.Tensor, spikes: torch.Tensor, start: int
+    ) -> None:
+        """A tap's events at the checkpoints of a chunk of its spikes (n, B, ...), from its counts ``before`` and
+        ``after`` the chunk (B, n_units) (a checkpoint inside the chunk sums the spikes of its first steps)."""
+        if tap not in self.consumers:
+            return
         n = spikes.shape[0]
-        after = before + spikes.sum(0).reshape(self.batch, -1).to(torch.float64)
         for k in self._inside(start, n):
             upto = int(self.checkpoints[k]) - start
             cum = after if upto == n else before + spikes[:upto].sum(0).reshape(self.batch, -1).to(torch.float64)
             self._curve(tap, k, cum)
-        return after
+
+    def _tap_counts(self, tap: tuple[str, int]) -> torch.Tensor | None:
+        """A tap's counts over the whole run (None: a gate that never ran)."""
+        kind, index = tap
+        if kind == "input":
+            return self.input_counts
+        return self.neuron_counts[index] if kind == "pop" else self.gate_counts.get(index)
 
     def add_layer(self, layer: int, spikes: torch.Tensor, counts: torch.Tensor, start: int) -> torch.Tensor:
         """Spikes (n, B, *shape) of steps start..start+n-1 as 0/1 floats and their sums over the n steps
@@ -123,14 +133,7 @@ class Recorder:
         n = spikes.shape[0]
         before = self.neuron_counts[layer]
         self.neuron_counts[layer] = before + chunk_counts
-        if ("pop", layer) in self.consumers:  # the synaptic events this layer sends on
-            for k in self._inside(start, n):
-                upto = int(self.checkpoints[k]) - start
-                if upto == n:
-                    cum = self.neuron_counts[layer]
-                else:
-                    cum = before + spikes[:upto].sum(0).reshape(self.batch, -1).to(torch.float64)
-                self._curve(("pop", layer), k, cum)
+        self._add_tap(("pop", layer), before, self.neuron_counts[layer], spikes, start)  # the events it sends on
         if layer + 1 == len(self.neuron_counts):
             self._add_output(spikes.reshape(n, self.batch, -1).to(torch.int64), start)
         return chunk_counts.sum()
@@ -141,7 +144,8 @@ class Recorder:
         before = self.gate_counts.get(population)
         if before is None:
             before = torch.zeros(self.batch, spikes[0, 0].numel(), dtype=torch.float64, device=spikes.device)
-        after = self._add_tap(("gate", population), before, spikes, start)
+        after = before + spikes.sum(0).reshape(self.batch, -1).to(torch.float64)
+        self._add_tap(("gate", population), before, after, spikes, start)
         self.gate_counts[population] = after
         return (after - before).sum()
 
@@ -167,11 +171,9 @@ class Recorder:
 
     def finish(self, record_neurons: bool) -> BatchCounts:
         synops = torch.zeros(self.batch, len(self.neuron_counts), dtype=torch.float64, device=self.first.device)
-        for (kind, index), consumers in self.consumers.items():
-            counts = {"input": self.input_counts, "pop": None, "gate": self.gate_counts.get(index)}[kind]
-            if kind == "pop":
-                counts = self.neuron_counts[index]
-            if counts is None:  # a gate that passed nothing in any chunk (never called): no events
+        for tap, consumers in self.consumers.items():
+            counts = self._tap_counts(tap)
+            if counts is None:  # a gate that never ran: no events
                 continue
             for layer, fan in consumers:
                 synops[:, layer] += counts @ fan

@@ -173,7 +173,7 @@ def build_stages(
         bias = layer_bias(layer, shapes[i + 1], dtype, device)
         if bias is not None and kernel == "triton":
             raise ValueError("kernel='triton' does not support a layer bias; use kernel='torch' or 'events'")
-        skip = skip_of(spec, i, device, dtype, parts)
+        skip = skip_of(spec, shapes, i, device, dtype, parts)
         if (gate is not None or skip is not None) and kernel == "triton":
             raise ValueError("kernel='triton' does not support max-pool gates or skip edges; use kernel='torch'")
         stages.append(
@@ -195,12 +195,14 @@ def build_stages(
     return tuple(stages)
 
 
-def skip_of(spec: NetworkSpec, i: int, device: torch.device, dtype: torch.dtype, parts: int) -> SkipEdge | None:
-    """The skip edge into ``spec.layers[i]`` on the device, or None."""
+def skip_of(
+    spec: NetworkSpec, shapes: list[tuple[int, ...]], i: int, device: torch.device, dtype: torch.dtype, parts: int
+) -> SkipEdge | None:
+    """The skip edge into ``spec.layers[i]`` on the device, or None (``shapes``: ``spec.shapes``)."""
     layer = spec.layers[i]
     if not skip_edge.has_skip(layer):
         return None
-    source_shape = tuple(spec.shapes[layer.skip_source + 1])
+    source_shape = tuple(shapes[layer.skip_source + 1])
     edge = skip_map_layer(layer)
     if edge is None:  # the identity times a gain: one synapse per unit
         op = Gain(torch.tensor(float(layer.skip_weight), dtype=dtype, device=device))

@@ -58,18 +58,11 @@ def forward(layer: AvgPool2d, x: Any) -> Any:
     return F.avg_pool2d(x, layer.kernel_size, stride=layer.stride)
 
 
-def _pool_size(value: Any, name: str) -> int:
-    values = {value} if isinstance(value, int) else set(value)
-    if len(values) != 1:
-        raise SpecError(f"AvgPool2d.{name}: only square pooling is supported, got {value}")
-    return int(values.pop())
-
-
 def from_module(module: Any, index: int) -> AvgPool2d:
     if module.padding not in (0, (0, 0)) or module.ceil_mode:
         raise SpecError(f"module {index} (AvgPool2d): padding and ceil_mode are not supported")
-    k = _pool_size(module.kernel_size, "kernel_size")
-    return AvgPool2d(k, stride=_pool_size(module.stride or k, "stride"))
+    k = base.square_size(module.kernel_size, "AvgPool2d.kernel_size")
+    return AvgPool2d(k, stride=base.square_size(module.stride or k, "AvgPool2d.stride"))
 
 
 def to_module(layer: AvgPool2d) -> Any:

@@ -96,6 +96,14 @@ def pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     return int(pair_[0]), int(pair_[1])
 
 
+def square_size(value: Any, name: str) -> int:
+    """A torch pooling size (an int or a pair) as one int; a non-square one raises SpecError naming ``name``."""
+    values = {value} if isinstance(value, int) else set(value)
+    if len(values) != 1:
+        raise SpecError(f"{name}: only square pooling is supported, got {value}")
+    return int(values.pop())
+
+
 def layers_equal(a: Any, b: Any) -> bool:
     """Field-wise equality of two layers of one type, weights compared by value (``==`` of arrays is not a bool)."""
     if type(a) is not type(b):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.layers.base import Layer, LayerFamily, SpecError
+from convert.layers.base import Layer, LayerFamily, SpecError, square_size
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,10 @@ def forward(layer: MaxPool2d, x: Any) -> Any:
     return F.max_pool2d(x, layer.kernel_size, stride=layer.kernel_size)
 
 
-def _one(value: Any, name: str) -> int:
-    values = {value} if isinstance(value, int) else set(value)
-    if len(values) != 1:
-        raise SpecError(f"MaxPool2d.{name}: only square pooling is supported, got {value}")
-    return int(values.pop())
-
-
 def pool_from(kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool, where: str) -> MaxPool2d:
     """The gate of a torch max-pooling with these settings; a SpecError naming ``where`` for one it cannot be."""
-    k = _one(kernel, "kernel_size")
-    s = k if stride is None or stride == [] or stride == () else _one(stride, "stride")
+    k = square_size(kernel, "MaxPool2d.kernel_size")
+    s = k if stride is None or stride == [] or stride == () else square_size(stride, "MaxPool2d.stride")
     if padding not in (0, (0, 0), [0, 0]) or dilation not in (1, (1, 1), [1, 1]) or ceil_mode:
         raise SpecError(f"{where} (max-pooling): padding, dilation and ceil_mode are not supported")
     if s != k:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.layers.base import SpecError, pair
+from convert.layers.base import SpecError, pair, weight_tensor
 
 #: the layer fields of a skip edge, in file order
 FIELDS = ("skip_source", "skip_weight", "skip_stride", "skip_padding")
@@ -95,8 +95,6 @@ def output_shape(layer: Any, source_shape: tuple[int, ...]) -> tuple[int, ...]:
 def forward(layer: Any, a: Any) -> Any:
     """The ANN current the skip map sends for the source activity ``a`` (N, *source shape), torch."""
     import torch.nn.functional as F
-
-    from convert.layers.base import weight_tensor
 
     w, k = layer.skip_weight, kind(layer)
     if k == "identity":
