@@ -47,18 +47,22 @@ def _scatter(pre, n_pre, ptr, p_off, run_post, run_w, run_len, weights, cur, bas
 
 
 @nb.njit(cache=True)
-def _update(v, cur, b, fired, th, delay, zero, biased):
-    """The layer step of every neuron, branch-free so that it vectorizes (``delay``, ``zero`` and ``biased`` are
-    the same for every neuron; LLVM takes them out of the loop): I = (synaptic sum) + b; u = v + I; c = v
-    (delay) or u; s = [c ≥ θ]; v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes. A layer
-    without a bias (``biased`` False) skips the add and the load of b."""
+def _update(v, cur, sk, b, fired, th, delay, zero, biased, skipped):
+    """The layer step of every neuron, branch-free so that it vectorizes (``delay``, ``zero``, ``biased`` and
+    ``skipped`` are the same for every neuron; LLVM takes them out of the loop): I = (W·s + S·s_j) + b (the
+    trunk's sum in ``cur``, the skip edge's in ``sk``); u = v + I; c = v (delay) or u; s = [c ≥ θ];
+    v' = reset(u, s); I ← 0; fired ← s. Returns the number of spikes. A layer without a bias (``biased``
+    False) or a skip edge skips their adds and loads."""
     m = 0
     for j in range(v.shape[0]):
         vj = v[j]
-        u = vj + ((cur[j] + b[j]) if biased else cur[j])
+        i = (cur[j] + sk[j]) if skipped else cur[j]
+        u = vj + ((i + b[j]) if biased else i)
         s = (vj if delay else u) >= th
         v[j] = ((u - u) if zero else (u - th)) if s else u
         cur[j] = 0
+        if skipped:
+            sk[j] = 0
         fired[j] = s
         m += s
     return m
@@ -142,23 +146,85 @@ def _input_chunk(mode, t0, tn, key, cand, n_cand, thr_b, given_b, pixel_ids, net
 
 
 @nb.njit(cache=True)
-def _layer(layer, net, v, cur, fired, spk, nsp, delay, zero, biased):
-    """Layer ``layer``'s step: its current from the spikes below (already in cur for the first layer), the
-    update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
+def _events(pre, n_pre, fanout, off):
+    """The synaptic events that presynaptic units pre[:n_pre] send through an edge: Σ fanout[off + i]."""
+    e = 0.0
+    for s in range(n_pre):
+        e += fanout[off + pre[s]]
+    return e
+
+
+@nb.njit(cache=True)
+def _gate(g, t, net, graph, spk, nsp, counts, last, visited, gspk, gnsp):
+    """Gate g's step t: count the spikes of its population (already stepped), then pass the spike of every
+    window whose unit with the highest count so far (ties to the lowest rank) fired in this step; the passed
+    output units into gspk at the gate's offset, gnsp[g] of them (docs/semantics.md: max-pooling)."""
+    v_off = net[1]
+    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_unit = graph[:8]
+    p = g_pop[g]
+    base, n = v_off[p], nsp[p]
+    for s in range(n):
+        j = base + spk[base + s]
+        counts[j] += 1
+        last[j] = t
+    kk, go = g_kk[g], g_off[g]
+    m = 0
+    for s in range(n):
+        u = g_unit[base + spk[base + s]]
+        if u < 0 or visited[go + u] == t:
+            continue
+        visited[go + u] = t
+        mo = g_moff[g] + u * kk
+        best = base + g_members[mo]
+        for r in range(1, kk):
+            q = base + g_members[mo + r]
+            if counts[q] > counts[best]:
+                best = q
+        if last[best] == t:
+            gspk[go + m] = u
+            m += 1
+    gnsp[g] = m
+
+
+@nb.njit(cache=True)
+def _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, delay, zero, biased):
+    """Layer ``layer``'s step t: its currents from the spikes below (already in cur for the first layer; through
+    its max-pool gate if it has one) and from its skip edge's source, the events they carry into syn[layer],
+    the update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
+    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_unit = graph[:8]
+    skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[8:]
+    counts, last, visited, gspk, gnsp = gate_state
     base, size = v_off[layer], sizes[layer]
     if layer > 0:
-        pb = v_off[layer - 1]
-        _scatter(spk[pb:], nsp[layer - 1], ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
+        g = gate_of[layer]
+        if g >= 0:
+            _gate(g, t, net, graph, spk, nsp, counts, last, visited, gspk, gnsp)
+            pre, n_pre = gspk[g_off[g] :], gnsp[g]
+        else:
+            pre, n_pre = spk[v_off[layer - 1] :], nsp[layer - 1]
+        _scatter(pre, n_pre, ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
+        syn[layer] += _events(pre, n_pre, fanout, pre_off[layer])
+    skipped = skip_kind[layer] >= 0
+    if skipped:
+        src = skip_src[layer]
+        if skip_kind[layer] == 0:
+            pre, n_pre = spk[v_off[src] :], nsp[src]
+        else:
+            pre, n_pre = gspk[g_off[src] :], gnsp[src]
+        _scatter(pre, n_pre, ptr, skip_ptr_off[layer], run_post, run_w, run_len, weights, sk, base)
+        syn[layer] += _events(pre, n_pre, fanout, skip_fan_off[layer])
     m = _update(
         v[base : base + size],
         cur[base : base + size],
+        sk[base : base + size],
         bias[base : base + size],
         fired[:size],
         thresholds[layer],
         delay,
         zero,
         biased[layer],
+        skipped,
     )
     if m > 0:
         _collect(fired, size, spk[base:])
@@ -179,19 +245,16 @@ def _candidates(mode, thr_b, n_in, cand):
 
 
 @nb.njit(cache=True)
-def _record(b, layer, fired, net, out, syn, running):
-    """Image b's records of the neurons ``fired`` of ``layer`` in this step: counts, and the synaptic events
-    they send into the next layer or (output layer) the running output counts."""
-    sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
+def _record(b, layer, fired, net, out, running):
+    """Image b's records of the neurons ``fired`` of ``layer`` in this step: counts, and (output layer) the
+    running output counts. (The synaptic events are counted by the layers they reach, in :func:`_layer`.)"""
+    sizes, v_off = net[0], net[1]
     output_counts, layer_counts, first, synops_curve, potential, neurons = out
     layer_counts[b, layer] += fired.shape[0]
     if neurons.shape[1] > 0:
         for j in fired:
             neurons[b, v_off[layer] + j] += 1
-    if layer + 1 < sizes.shape[0]:
-        for j in fired:
-            syn[layer + 1] += fanout[pre_off[layer + 1] + j]
-    else:
+    if layer + 1 == sizes.shape[0]:
         for j in fired:
             running[j] += 1
 
@@ -208,9 +271,10 @@ def _biased_layers(v_off, bias):
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, delay, zero, out):
-    """Simulate every image (in parallel) for ``steps`` steps; ``net`` and ``out`` are the tuples that
-    :func:`fastsim.events.run_batch` builds (the network's flat tables; the recorded arrays)."""
+def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, graph, delay, zero, out):
+    """Simulate every image (in parallel) for ``steps`` steps; ``net``, ``graph`` and ``out`` are the tuples
+    that :func:`fastsim.events.run_batch` builds (the network's flat tables, its gates and skip edges
+    (:class:`fastsim.events.GraphTables`); the recorded arrays)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     output_counts, layer_counts, first, synops_curve, potential, neurons = out
     L = sizes.shape[0]
@@ -220,6 +284,15 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, d
     for b in nb.prange(keys.shape[0]):
         v = np.zeros(v_off[L], weights.dtype)
         cur = np.zeros(v_off[L] + run_len.max(), weights.dtype)  # padded runs may add zeros past the end
+        sk = np.zeros(v_off[L] + run_len.max(), weights.dtype)  # the skip edges' currents
+        g_off = graph[3]
+        gate_state = (
+            np.zeros(v_off[L], np.int64),  # every neuron's spike count so far (read for gated populations)
+            np.full(v_off[L], -1, np.int64),  # the last step it fired in
+            np.full(g_off[-1], -1, np.int64),  # the last step each gate's window was looked at
+            np.zeros(g_off[-1], np.int32),  # the gates' passed spikes of this step
+            np.zeros(g_off.shape[0] - 1, np.int64),  # their numbers
+        )
         spk = np.zeros(v_off[L], np.int32)
         nsp = np.zeros(L, np.int64)
         syn = np.zeros(L, np.float64)
@@ -251,8 +324,8 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, d
                 cur[: sizes[0]] = buf[tt, : sizes[0]]
                 syn[0] += syn0[tt]
             for layer in range(L):
-                m = _layer(layer, net, v, cur, fired, spk, nsp, delay, zero, biased)
-                _record(b, layer, spk[v_off[layer] : v_off[layer] + m], net, out, syn, running)
+                m = _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, delay, zero, biased)
+                _record(b, layer, spk[v_off[layer] : v_off[layer] + m], net, out, running)
             if nsp[L - 1] > 0 and first[b] < 0:  # the first output spike
                 first[b] = t
             while k < checkpoints.shape[0] and checkpoints[k] == t + 1:  # the checkpoints this step ends

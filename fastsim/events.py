@@ -17,6 +17,12 @@ only difference from the torch engine is the order in which each current I = W·
 there, the spikes' order here); in float64 that is invisible in practice, in float32 it moves a neuron that
 sits within rounding of its threshold (tests/fastsim/test_events.py holds it to the float64 reference).
 
+A max-pool gate between population p and layer p + 1 counts p's spikes and, for every window holding a
+spike of this step, passes it iff the window's unit with the highest count so far fired (ties to the lowest
+rank); the passed output units are layer p + 1's presynaptic spikes. A skip edge scatters its source's spikes
+(a population's or a gate's) into a second current buffer that the update adds to the trunk's sum before the
+bias (:class:`GraphTables`; docs/semantics.md).
+
 Poisson input is drawn inside the kernel from the counter hash of :mod:`convert.encoding`, bit for bit the
 spikes of :class:`fastsim.encode.PoissonSource`; analog ``current`` input adds the constant current W·x
 every step. Images run in parallel over the cores (numba ``prange``).
@@ -29,12 +35,14 @@ convolution's fan-out from one neuron is kh·kw runs of C_out consecutive neuron
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from convert.encoding import image_keys
+from convert.layers.maxpool2d import window_index, window_rank
 from convert.spec import NetworkSpec
 from fastsim.encode import integer_thresholds
 from fastsim.recorder import BatchCounts
@@ -92,6 +100,7 @@ class EventTables:
     spec_index: np.ndarray
     input_spec_index: np.ndarray
     input_fanout: np.ndarray
+    graph: GraphTables
 
     @property
     def pre_sizes(self) -> np.ndarray:
@@ -142,56 +151,110 @@ class _WeightStore:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=self.dtype)
 
 
+def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype):
+    """The fan-out runs of one synapse map (activity (R, *in_shape) → currents): probed with one-hot rows in
+    float64, presynaptic units in ``pre_index`` order and postsynaptic neurons in internal order. Returns the
+    run starts, lengths and weights back to back, and each presynaptic unit's number of runs."""
+    n_pre, n_post = len(pre_index), len(post_index)
+    starts, lengths, weights, counts = [], [], [], np.zeros(n_pre, dtype=np.int64)
+    for lo in range(0, n_pre, PROBE_ROWS):
+        hi = min(n_pre, lo + PROBE_ROWS)
+        onehot = torch.zeros(hi - lo, n_pre, dtype=torch.float64)
+        onehot[torch.arange(hi - lo), torch.as_tensor(pre_index[lo:hi])] = 1.0
+        with torch.inference_mode():
+            cols = synapse(onehot.view(hi - lo, *in_shape)).reshape(hi - lo, n_post)
+        (r, start, length), w = _runs(cols.numpy()[:, post_index])  # postsynaptic neurons in internal order
+        starts.append(start)
+        lengths.append(length)
+        weights.append(w.astype(np_dtype))
+        counts[lo:hi] = np.bincount(r, minlength=hi - lo)
+    return np.concatenate(starts).astype(np.int32), np.concatenate(lengths), np.concatenate(weights), counts
+
+
+@dataclass(frozen=True)
+class GraphTables:
+    """The max-pool gates and skip edges of a spec that is not a chain (all arrays empty or -1 for a chain).
+
+    Gate g sits on population ``g_pop[g]`` and feeds layer ``g_pop[g] + 1`` (``gate_of[l]`` = g, else -1); it
+    has ``g_size[g]`` output units (internal order of the pooled shape; their spike lists at ``g_off[g]``) of
+    ``g_kk[g]`` members each: ``g_members[g_moff[g] + u·kk + r]``, the population's internal index of the unit
+    of rank r (row-major position in the window, the tie order) of output unit u. ``g_unit[v_off[p] + j]``: the
+    output unit of neuron j of a gated population p (-1: past the last whole window, or not gated).
+
+    Layer l's skip edge (``skip_kind[l]`` 0: from a population, 1: from a gate, -1: none) leaves from source
+    ``skip_src[l]`` (a population or a gate id); its runs start at ``ptr[skip_ptr_off[l] + i]`` and its fan-out
+    counts at ``fanout[skip_fan_off[l] + i]`` (source units in internal order)."""
+
+    gate_of: np.ndarray
+    g_pop: np.ndarray
+    g_size: np.ndarray
+    g_off: np.ndarray
+    g_kk: np.ndarray
+    g_moff: np.ndarray
+    g_members: np.ndarray
+    g_unit: np.ndarray
+    skip_kind: np.ndarray
+    skip_src: np.ndarray
+    skip_ptr_off: np.ndarray
+    skip_fan_off: np.ndarray
+
+    def as_tuple(self) -> tuple[np.ndarray, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+def _gate_members(shape: tuple[int, int, int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For a k×k gate on a (C, H, W) population, in internal orders: each output unit's k² members by rank,
+    and each neuron's output unit (-1 past the last whole window)."""
+    pooled = (shape[0], shape[1] // k, shape[2] // k)
+    pop_order, pool_order = internal_order(shape), internal_order(pooled)
+    pop_internal = np.argsort(pop_order)  # spec index → internal index
+    pool_internal = np.argsort(pool_order)
+    window, rank = window_index(shape, k), window_rank(shape, k)
+    members = np.zeros((len(pool_order), k * k), dtype=np.int64)
+    inside = window >= 0
+    members[pool_internal[window[inside]], rank[inside]] = pop_internal[np.flatnonzero(inside)]
+    unit = np.full(len(pop_order), -1, dtype=np.int64)
+    spec_unit = window[pop_order]  # neuron j (internal) → its window's spec index
+    unit[spec_unit >= 0] = pool_internal[spec_unit[spec_unit >= 0]]
+    return members.reshape(-1), unit
+
+
 def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     """:class:`EventTables` of ``spec`` with weights and thresholds in ``dtype`` (float32 or float64)."""
-    if not spec.is_chain:
-        raise ValueError(
-            "kernel='events' runs chains of populations; this spec has a max-pool gate or a skip edge: "
-            "use kernel='torch' (or kernel='auto' where offered)"
-        )
     # the operators and fan-outs the torch engine uses, in float64
     probe_stages = build_stages(spec, torch.device("cpu"), torch.float64, compile=False, sparse=False)
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     sizes, pre_sizes, thresholds = [], [], []
     ptr_parts, post_parts, w_off_parts, len_parts, fan_parts, index_parts = [], [], [], [], [], []
     bias_parts = []
-    n_runs = 0
+    n_runs, n_ptr, n_fan = 0, 0, 0
     store = _WeightStore(np_dtype)
-    input_index = internal_order(tuple(spec.input_shape))
-    pre_index = input_index
-    for stage in probe_stages:
-        n_pre, n_post = int(np.prod(stage.in_shape)), int(np.prod(stage.shape))
-        post_index = internal_order(stage.shape)
-        rows_start, rows_len, rows_weights = [], [], []
-        row_ids, counts = [], np.zeros(n_pre, dtype=np.int64)
-        for lo in range(0, n_pre, PROBE_ROWS):
-            hi = min(n_pre, lo + PROBE_ROWS)
-            onehot = torch.zeros(hi - lo, n_pre, dtype=torch.float64)
-            onehot[torch.arange(hi - lo), torch.as_tensor(pre_index[lo:hi])] = 1.0
-            with torch.inference_mode():
-                cols = stage.synapse(onehot.view(hi - lo, *stage.in_shape)).reshape(hi - lo, n_post)
-            cols = cols.numpy()[:, post_index]  # postsynaptic neurons in internal order
-            (r, start, length), w = _runs(cols)
-            rows_start.append(start)
-            rows_len.append(length)
-            rows_weights.append(w.astype(np_dtype))
-            row_ids.append(r + lo)
-            counts[lo:hi] = np.bincount(r, minlength=hi - lo)
-        start = np.concatenate(rows_start).astype(np.int32)
-        w_off, length = store.add_runs(np.concatenate(rows_weights), np.concatenate(rows_len))
+
+    def add_edge(synapse, in_shape, post_index, fan):
+        """Append one edge's runs and fan-out; returns the offsets of its ptr and fan-out entries."""
+        nonlocal n_runs, n_ptr, n_fan
+        pre_index = internal_order(tuple(in_shape))
+        start, length, weights, counts = _edge_table(synapse, in_shape, pre_index, post_index, np_dtype)
+        w_off, padded = store.add_runs(weights, length)
         ptr_parts.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64) + n_runs)
         post_parts.append(start)
         w_off_parts.append(w_off)
-        len_parts.append(length)
-        fan_parts.append(stage.fanout.numpy()[pre_index])
+        len_parts.append(padded)
+        fan_parts.append(fan.numpy()[pre_index])
+        offsets = (n_ptr, n_fan)
+        n_runs, n_ptr, n_fan = n_runs + len(start), n_ptr + len(pre_index) + 1, n_fan + len(pre_index)
+        return offsets
+
+    for stage in probe_stages:  # the trunk edges first: ptr_off[l] and pre_off[l] as in a chain
+        post_index = internal_order(stage.shape)
+        add_edge(stage.synapse, stage.in_shape, post_index, stage.fanout)
         index_parts.append(post_index)
-        bias = np.zeros(n_post) if stage.bias is None else stage.bias.numpy().reshape(-1)[post_index]
+        bias = np.zeros(len(post_index)) if stage.bias is None else stage.bias.numpy().reshape(-1)[post_index]
         bias_parts.append(bias.astype(np_dtype))  # float64 → dtype, as the torch engine rounds it
-        n_runs += len(start)
-        sizes.append(n_post)
-        pre_sizes.append(n_pre)
+        sizes.append(len(post_index))
+        pre_sizes.append(int(np.prod(stage.in_shape)))
         thresholds.append(float(stage.threshold))
-        pre_index = post_index
+    graph = _graph_tables(probe_stages, add_edge)
     sizes_a = np.asarray(sizes, dtype=np.int64)
     pre_a = np.asarray(pre_sizes, dtype=np.int64)
     ptr_off = np.concatenate([[0], np.cumsum(pre_a + 1)[:-1]]).astype(np.int64)
@@ -209,8 +272,54 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
         fanout=np.concatenate(fan_parts).astype(np.float64),
         bias=np.concatenate(bias_parts).astype(np_dtype),
         spec_index=np.concatenate(index_parts).astype(np.int64),
-        input_spec_index=input_index.astype(np.int64),
+        input_spec_index=internal_order(tuple(spec.input_shape)).astype(np.int64),
         input_fanout=probe_stages[0].fanout.numpy().astype(np.float64),
+        graph=graph,
+    )
+
+
+def _graph_tables(stages, add_edge) -> GraphTables:
+    """The gates and skip edges of the stages (:class:`GraphTables`); ``add_edge`` appends a skip's runs."""
+    L = len(stages)
+    gate_of = np.full(L, -1, dtype=np.int64)
+    g_pop, g_size, g_kk, members = [], [], [], []
+    unit_all = [np.full(int(np.prod(s.shape)), -1, dtype=np.int64) for s in stages]
+    for layer, stage in enumerate(stages):
+        if stage.gate is not None:
+            gate_of[layer] = len(g_pop)
+            m, unit = _gate_members(stage.gate.in_shape, stage.gate.kernel)
+            g_pop.append(layer - 1)
+            g_size.append(int(np.prod(stage.gate.shape)))
+            g_kk.append(stage.gate.kernel**2)
+            members.append(m)
+            unit_all[layer - 1] = unit
+    skip_kind = np.full(L, -1, dtype=np.int64)
+    skip_src = np.full(L, -1, dtype=np.int64)
+    skip_ptr_off = np.zeros(L, dtype=np.int64)
+    skip_fan_off = np.zeros(L, dtype=np.int64)
+    for layer, stage in enumerate(stages):
+        if stage.skip is None:
+            continue
+        kind, index = stage.skip.tap
+        skip_kind[layer] = 0 if kind == "pop" else 1
+        skip_src[layer] = index if kind == "pop" else g_pop.index(index)
+        p, f = add_edge(stage.skip.current, stage.skip.in_shape, internal_order(stage.shape), stage.skip.fanout)
+        skip_ptr_off[layer], skip_fan_off[layer] = p, f
+    sizes = np.asarray(g_size, dtype=np.int64)
+    kk = np.asarray(g_kk, dtype=np.int64)
+    return GraphTables(
+        gate_of=gate_of,
+        g_pop=np.asarray(g_pop, dtype=np.int64),
+        g_size=sizes,
+        g_off=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        g_kk=kk,
+        g_moff=np.concatenate([[0], np.cumsum(sizes * kk)]).astype(np.int64),
+        g_members=np.concatenate(members) if members else np.zeros(0, dtype=np.int64),
+        g_unit=np.concatenate(unit_all),
+        skip_kind=skip_kind,
+        skip_src=skip_src,
+        skip_ptr_off=skip_ptr_off,
+        skip_fan_off=skip_fan_off,
     )
 
 
@@ -292,7 +401,8 @@ def run_batch(
     out = (output_counts, layer_counts, first, synops_curve, potential, neurons)
     ckpt = np.asarray(checkpoints, dtype=np.int64)
     zero = spec.reset == "zero"
-    run_images(mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, spec.schedule == "delay", zero, out)
+    graph = tables.graph.as_tuple()
+    run_images(mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, graph, spec.schedule == "delay", zero, out)
     if mode == CURRENT:  # the input's events as the recorder computes them: (c · x) @ fanout, in float64
         fan = torch.as_tensor(tables.input_fanout)
         x = torch.as_tensor(np.asarray(data, dtype=np.float64))

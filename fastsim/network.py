@@ -47,10 +47,8 @@ KERNELS = ("torch", "triton", "events")
 
 
 def fastest_kernel(device: str | torch.device, spec: NetworkSpec | None = None) -> str:
-    """The fastest exact kernel of a device for ``spec``: the event engine on a CPU, the torch engine on a GPU
-    and for a spec with a max-pool gate or a skip edge (which the event engine does not run)."""
-    if spec is not None and not spec.is_chain:
-        return "torch"
+    """The fastest exact kernel of a device (for every spec): the event engine on a CPU, the torch engine on a
+    GPU."""
     return "events" if str(device).startswith("cpu") else "torch"
 
 

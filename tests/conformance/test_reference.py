@@ -64,10 +64,6 @@ def test_engine_matches_the_reference_loop(engine, schedule, reset, kind, family
     spec, inputs, args = _case(engine, schedule, reset, kind, family)
     images = args.pop("images", None)
     labels = np.arange(N) % spec.n_classes
-    if engine.options.get("kernel") == "events" and not spec.is_chain:  # refused, with the way out
-        with pytest.raises(ValueError, match="kernel='events' runs chains.*use kernel='torch'"):
-            engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, labels=labels, **args)
-        return
     record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, labels=labels, **args)
     want = reference.expected_record(spec, inputs, CHECKPOINTS)
     assert np.all(want.layer_counts.sum(axis=0) > 0), "every layer of the test network must spike"
