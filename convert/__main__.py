@@ -8,8 +8,8 @@ from pathlib import Path
 
 from convert import datasets, methods, models
 from convert.cli import check_count, count_or_all, nonnegative_int, positive_float, positive_int, run_command
+from convert.contract.spec import ENCODINGS, READOUTS
 from convert.pipeline import default_runs
-from convert.spec import ENCODINGS, READOUTS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -82,7 +82,7 @@ def cmd_table1(args: argparse.Namespace) -> int:
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
-    from convert.io import save_spec
+    from convert.contract.io import save_spec
     from convert.nir_export import save_nir, to_nir
     from convert.pipeline import copy_spec, normalized_spec, stats_for
 
@@ -120,7 +120,7 @@ def _variant(args: argparse.Namespace) -> str:
 def cmd_export_nir(args: argparse.Namespace) -> int:
     import warnings
 
-    from convert.io import load_spec
+    from convert.contract.io import load_spec
     from convert.nir_export import NIRSemanticsWarning, save_nir
 
     with warnings.catch_warnings(record=True) as caught:
@@ -135,9 +135,9 @@ def cmd_export_nir(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     """The direct copy (θ = 1) of a model file: a ``torch.export`` archive (.pt2) of any model, or a checkpoint
     of this project's MLP or CNN (.pt, a state dict and the model's name, as `convert train` writes)."""
+    from convert.contract.io import save_spec
     from convert.extract import spec_from_model
     from convert.from_torch import from_exported, load_exported
-    from convert.io import save_spec
     from convert.train import load_model
 
     if args.model.suffix == ".pt2":
@@ -154,7 +154,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_import_nir(args: argparse.Namespace) -> int:
-    from convert.io import save_spec
+    from convert.contract.io import save_spec
     from convert.nir_import import load_nir
 
     spec = load_nir(args.nir, semantics=args.semantics)

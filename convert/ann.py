@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from convert.contract.spec import NetworkSpec, SpecError, is_spiking
 from convert.layers import family_of, skip_synapses
 from convert.layers import skip as skip_edge
-from convert.spec import NetworkSpec, SpecError, is_spiking
 
 
 def layer_forward(layer: object, x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 # SpecError and DatasetError are ValueErrors; FileNotFoundError is an OSError
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
-# Every file the project writes is written whole to a temporary name and renamed (convert.provenance), and every
-# long job caches each finished part by content, so an interrupted command leaves no partial file behind.
+# Every file the project writes is written whole to a temporary name and renamed (convert.contract.provenance),
+# and every long job caches each finished part by content, so an interrupted command leaves no partial file behind.
 INTERRUPTED = (
     "interrupted: no partial file was written (results are written whole or not at all); "
     "the parts that finished are kept, and the same command resumes from them"

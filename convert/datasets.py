@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.provenance import atomic_path, write_json_atomic
+from convert.contract.provenance import atomic_path, write_json_atomic
 from convert.rawfiles import DatasetError, read_idx, safe_load_pickle, write_idx
 
 DATASETS = ("mnist", "fashion")

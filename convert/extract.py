@@ -20,9 +20,9 @@ from typing import Any
 
 from torch import nn
 
+from convert.contract.spec import NetworkSpec, SpecError
 from convert.datasets import CLASSES
 from convert.layers import FAMILIES, LayerFamily
-from convert.spec import NetworkSpec, SpecError
 
 _DROPPED = (nn.ReLU, nn.Dropout, nn.Identity)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convert import normalize
-from convert.spec import NetworkSpec
+from convert.contract.spec import NetworkSpec
 from convert.stats import ActivationStats
 
 Result = tuple[NetworkSpec, normalize.NormalizationReport]

@@ -5,7 +5,7 @@
   flatten 1024 → dropout 0.25 → linear 10.
 
 Both are ``nn.Sequential`` chains of Flatten/Linear/Conv2d/AvgPool2d/ReLU/Dropout only, so that
-:mod:`convert.extract` can copy them module by module into a :class:`~convert.spec.NetworkSpec`.
+:mod:`convert.extract` can copy them module by module into a :class:`~convert.contract.spec.NetworkSpec`.
 The output layer has no ReLU in the ANN (logits); as spiking neurons it becomes an IF layer like the others.
 """
 

@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from convert.io import to_dict
+from convert.contract.io import to_dict
+from convert.contract.provenance import atomic_path
+from convert.contract.spec import NetworkSpec
 from convert.layers import family_of, skip_map_layer
 from convert.layers import skip as skip_edge
-from convert.provenance import atomic_path
-from convert.spec import NetworkSpec
 
 #: the schedule and reset a NIR graph of IF nodes means (and the three libraries run)
 GRAPH_SCHEDULE = "cascade"

@@ -1,13 +1,15 @@
 """Import of a NIR graph (neuromorphs/NIR) as a spec: the inverse of :mod:`convert.nir_export`, and a reader
 of graphs written by other tools when they fit the spec's layer families.
 
-The graph must be a chain: ``Input`` → (layer node [→ ``IF``])* → ``Output``, every node with one successor.
+The graph is a chain, ``Input`` → (layer node [→ ``IF``])* → ``Output`` (the trunk: the longest path), plus skip
+edges: a single ``Scale`` (the identity times a gain), ``Affine`` or ``Conv2d`` node off the trunk from an IF
+node into a later IF node, which NIR sums with the trunk's input (a residual sum; :mod:`convert.layers.skip`).
 A node's NIR class picks the layer family that imports it (``LayerFamily.nir_types``: ``Affine``/``Linear`` →
 Dense, ``Conv2d`` → Conv2d, ``SumPool2d``/``AvgPool2d`` → AvgPool2d, ``Flatten`` → Flatten); a spiking family's
 node must be followed by an ``IF`` node with ``r = 1``, one ``v_threshold`` for the whole layer and
 ``v_reset = 0``; an ``Affine``'s or ``Conv2d``'s bias becomes the layer's bias. Anything else (a leaky neuron, a
-branch, a per-neuron threshold) raises
-:class:`~convert.spec.SpecError` naming the node and saying what would fit.
+branch of another form, a per-neuron threshold) raises
+:class:`~convert.contract.spec.SpecError` naming the node and saying what would fit.
 
 Thresholds: NIR's IF fires at v > t, ours at v ≥ θ. In float32 arithmetic v > t ⟺ v ≥ next float32 above t,
 so θ = nextafter(float32(t), +∞) (divided by the family's gain, k² for sum pooling); for a graph that this
@@ -26,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import FAMILIES, LayerFamily
 from convert.nir_export import GRAPH_RESET, GRAPH_SCHEDULE, nir_threshold
-from convert.spec import NetworkSpec, SpecError
 
 SEMANTICS = ("spec", "graph")
 
@@ -45,28 +47,104 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _chain(graph: Any) -> list[tuple[str, Any]]:
-    """The nodes between Input and Output, in order; a branch, a cycle or a dead end names the node."""
+def _edges(graph: Any) -> tuple[str, dict[str, list[str]], dict[str, list[str]]]:
+    """The Input node's name and the successors and predecessors of every node (in edge order)."""
     nodes = graph.nodes
     inputs = [n for n, node in nodes.items() if type(node).__name__ == "Input"]
     if len(inputs) != 1:
         raise SpecError(f"NIR graph: expected one Input node, found {len(inputs)} ({', '.join(inputs) or 'none'})")
     successors: dict[str, list[str]] = {}
+    predecessors: dict[str, list[str]] = {}
     for src, dst in graph.edges:
+        for name in (src, dst):
+            if name not in nodes:
+                raise SpecError(f"NIR node {name!r}: an edge to a missing node")
         successors.setdefault(src, []).append(dst)
-    chain, name, seen = [], inputs[0], {inputs[0]}
-    while True:
-        after = successors.get(name, [])
-        if len(after) != 1:
-            what = "no successor" if not after else f"{len(after)} successors ({', '.join(after)})"
-            raise SpecError(f"NIR node {name!r}: {what}; only a chain Input → ... → Output imports as a spec")
-        name = after[0]
-        if name in seen or name not in nodes:
-            raise SpecError(f"NIR node {name!r}: {'a cycle' if name in seen else 'an edge to a missing node'}")
-        seen.add(name)
-        if type(nodes[name]).__name__ == "Output":
-            return chain
-        chain.append((name, nodes[name]))
+        predecessors.setdefault(dst, []).append(src)
+    return inputs[0], successors, predecessors
+
+
+def _topological(start: str, successors: dict, predecessors: dict) -> list[str]:
+    """The nodes reachable from ``start`` in a topological order (Kahn's); a cycle names a node on it."""
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in successors.get(stack.pop(), []):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    pending = {n: sum(p in seen for p in predecessors.get(n, [])) for n in seen}
+    order, ready = [], [start]
+    while ready:
+        name = ready.pop()
+        order.append(name)
+        for nxt in successors.get(name, []):
+            pending[nxt] -= 1
+            if pending[nxt] == 0:
+                ready.append(nxt)
+    if len(order) != len(seen):
+        stuck = sorted(n for n in seen if pending[n] > 0)
+        raise SpecError(f"NIR node {stuck[0]!r}: a cycle; only a graph without cycles imports as a spec")
+    return order
+
+
+def _longest_path(graph: Any, start: str, successors: dict, predecessors: dict) -> list[str]:
+    """The longest path from ``start`` to the Output node (a skip branch is a shortcut, so the trunk is the
+    longest way through); a tie prefers a predecessor that is no ``Scale`` and not named ``*skip``, then the
+    first edge. A cycle, a dead end or a second Output names the node."""
+    nodes = graph.nodes
+    order = _topological(start, successors, predecessors)
+    outputs = [n for n in order if type(nodes[n]).__name__ == "Output"]
+    if len(outputs) != 1:
+        raise SpecError(f"NIR graph: expected one Output node reachable from the input, found {len(outputs)}")
+    for name in order:
+        if name != outputs[0] and not successors.get(name):
+            raise SpecError(f"NIR node {name!r}: no successor; only a chain Input → ... → Output imports as a spec")
+
+    def skip_like(name: str) -> bool:
+        return type(nodes[name]).__name__ == "Scale" or name.endswith("skip")
+
+    length, back = {start: 0}, {}
+    for name in order[1:]:
+        preds = [p for p in predecessors[name] if p in length]
+        best = max(preds, key=lambda p: (length[p], not skip_like(p), -preds.index(p)))
+        length[name], back[name] = length[best] + 1, best
+    path = [outputs[0]]
+    while path[-1] != start:
+        path.append(back[path[-1]])
+    return path[::-1]
+
+
+def _chain(graph: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, str, str]]]:
+    """The trunk (the nodes between Input and Output, in order) and the skip branches: (source node, branch
+    node, target node), each a single node off the trunk from an IF node into a later IF (or I) node. Any
+    other branch, a cycle or a dead end names the node."""
+    nodes = graph.nodes
+    start, successors, predecessors = _edges(graph)
+    path = _longest_path(graph, start, successors, predecessors)
+    position = {name: i for i, name in enumerate(path)}
+    skips, targets = [], set()
+    for name in nodes:
+        if name in position:
+            continue
+        kind = type(nodes[name]).__name__
+        pred, succ = predecessors.get(name, []), successors.get(name, [])
+        ok = len(pred) == 1 and len(succ) == 1 and pred[0] in position and succ[0] in position
+        ok = ok and type(nodes[pred[0]]).__name__ == "IF" and type(nodes[succ[0]]).__name__ in ("IF", "I")
+        ok = ok and position[pred[0]] < position[succ[0]] and kind in ("Scale", "Affine", "Linear", "Conv2d")
+        if not ok:
+            raise SpecError(
+                f"NIR node {name!r} ({kind}): off the chain Input → ... → Output; a branch imports only as a "
+                "skip edge: one Scale, Affine or Conv2d node from an IF node into a later IF node"
+            )
+        if succ[0] in targets:
+            raise SpecError(f"NIR node {succ[0]!r}: more than one skip edge into one layer; the spec takes one")
+        targets.add(succ[0])
+        skips.append((pred[0], name, succ[0]))
+    for name in path:
+        extra = [p for p in predecessors.get(name, []) if p in position and p != path[position[name] - 1]]
+        if extra:
+            raise SpecError(f"NIR node {name!r}: an edge from {extra[0]!r} skips trunk nodes without a branch node")
+    return [(name, nodes[name]) for name in path[1:-1]], sorted(skips, key=lambda e: position[e[2]])
 
 
 def _uniform(node: Any, field: str, where: str) -> float:
@@ -91,12 +169,13 @@ def _if_threshold(node: Any, where: str, reset: str) -> float:
 
 
 def _layers(graph: Any, reset: str) -> tuple[tuple[int, ...], list[Any], list[float]]:
-    """Input shape, layers, and each spiking layer's gain (for matching the metadata's thresholds)."""
+    """Input shape, layers (skip edges attached), and each spiking layer's gain (for matching the metadata's
+    thresholds)."""
     by_type = _families_by_nir_type()
     input_node = next(node for node in graph.nodes.values() if type(node).__name__ == "Input")
     input_shape = tuple(int(d) for d in np.atleast_1d(input_node.input_type["input"]))
-    chain = _chain(graph)
-    layers, gains, i = [], [], 0
+    chain, skips = _chain(graph)
+    layers, gains, neurons, i = [], [], {}, 0
     while i < len(chain):
         name, node = chain[i]
         kind = type(node).__name__
@@ -110,13 +189,41 @@ def _layers(graph: Any, reset: str) -> tuple[tuple[int, ...], list[Any], list[fl
                 raise SpecError(f"{where}: a spiking layer's node must be followed by an IF node, found Output")
             if_name, if_node = chain[i + 1]
             threshold = _if_threshold(if_node, f"NIR node {if_name!r} ({type(if_node).__name__})", reset)
+            neurons[if_name] = len(layers)
             i += 1
         layer = family.from_nir(node, threshold, where)
         if family.spiking:
             gains.append(family.nir_gain(layer) if family.nir_gain else 1.0)
         layers.append(layer)
         i += 1
+    for source, branch, target in skips:
+        index = neurons[target]
+        layers[index] = _with_skip(layers[index], neurons[source], graph.nodes[branch], branch, by_type)
     return input_shape, layers, gains
+
+
+def _with_skip(layer: Any, source: int, node: Any, name: str, by_type: dict[str, LayerFamily]) -> Any:
+    """``layer`` with the skip edge from layer ``source`` that the branch node carries (``Scale``: the identity
+    times its one gain; ``Affine``/``Conv2d``: their weights; a branch bias joins the layer's bias)."""
+    import dataclasses
+
+    kind = type(node).__name__
+    where = f"NIR node {name!r} ({kind})"
+    if kind == "Scale":
+        fields = {"skip_weight": np.float64(_uniform(node, "scale", where))}
+        bias = None
+    else:
+        edge = by_type[kind].from_nir(node, 1.0, where)
+        fields = {"skip_weight": edge.weight}
+        if kind == "Conv2d":
+            fields.update(skip_stride=edge.stride, skip_padding=edge.padding)
+        bias = edge.bias
+    if bias is not None and np.any(bias):  # I = (W·s + S·s_j) + (b + b_S): one constant current
+        fields["bias"] = bias if layer.bias is None else np.asarray(layer.bias) + bias
+    try:
+        return dataclasses.replace(layer, skip_source=source, **fields)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
 
 
 def _with_thresholds(layers: list[Any], thresholds: list[float]) -> list[Any]:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import LayerFamily, family_of
 from convert.layers import skip as skip_edge
-from convert.spec import NetworkSpec, SpecError
 from convert.stats import ActivationStats
 
 

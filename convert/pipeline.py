@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from convert import datasets, methods, normalize
+from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
+from convert.contract.spec import NetworkSpec
 from convert.extract import spec_from_model
-from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
-from convert.spec import NetworkSpec
 from convert.stats import ActivationStats, collect_stats, load_stats, save_stats, weights_fingerprint
 from convert.train import checkpoint_paths, load_model
 

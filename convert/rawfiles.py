@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.provenance import atomic_path
+from convert.contract.provenance import atomic_path
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4")}
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from convert import datasets
-from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
-from convert.provenance import atomic_path, provenance, write_json_atomic
+from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
+from convert.contract.provenance import atomic_path, provenance, write_json_atomic
 from convert.train import TrainConfig, accuracy, checkpoint_paths, images_to_tensor, load_model, train_model
 
 # The settings tried for each model by `python -m convert select` and the main job: overrides of TrainConfig.

@@ -11,7 +11,7 @@ batches and keeps, per spiking layer:
   p-quantile's rank error has standard deviation sqrt(p (1 - p) / max_samples) (for p = 0.999 and 2·10⁶
   samples: 2.2·10⁻⁵, i.e. ±2 % of the 0.1 % tail).
 
-:func:`save_stats` / :func:`load_stats` keep them in an ``.npz`` cache (:mod:`convert.npzfile`): a JSON header
+:func:`save_stats` / :func:`load_stats` keep them in an ``.npz`` cache (:mod:`convert.contract.npzfile`): a JSON header
 with the scalars and one array ``samples.<l>`` per spiking layer.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from convert.ann import activations, as_input
-from convert.npzfile import read_npz, write_npz
-from convert.spec import NetworkSpec, SpecError, is_gate
+from convert.contract.npzfile import read_npz, write_npz
+from convert.contract.spec import NetworkSpec, SpecError, is_gate
 
 STATS_FORMAT_VERSION = 1
 _RECOMPUTE = "delete it: the statistics are recomputed"

@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from convert.provenance import write_text_atomic
+from convert.contract.provenance import write_text_atomic
 
 REPLICATION = {
     ("mnist", "mlp"): (99.81, 97.91),

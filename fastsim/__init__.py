@@ -1,7 +1,7 @@
 """fastsim: a batched PyTorch integrate-and-fire simulator of a NetworkSpec, on CPU and CUDA.
 
 It implements docs/semantics.md exactly (schedules ``delay`` and ``cascade``, resets ``zero`` and
-``subtract``, ``poisson`` and ``current`` input) and returns a :class:`convert.records.SpikeRecord`:
+``subtract``, ``poisson`` and ``current`` input) and returns a :class:`convert.contract.records.SpikeRecord`:
 
     from fastsim import SimOptions, simulate
     record = simulate(spec, images, steps=300, device="cpu", dtype="float32", seed=0)

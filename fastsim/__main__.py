@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 from convert.cli import check_count, count_or_all, nonnegative_int, positive_int, run_command
-from convert.records import record_summary
+from convert.contract.records import record_summary
 
 
 def _run(args: argparse.Namespace) -> int:
     from convert import datasets
-    from convert.io import load_spec
-    from convert.provenance import provenance
+    from convert.contract.io import load_spec
+    from convert.contract.provenance import provenance
     from fastsim.options import SimOptions
     from fastsim.simulate import simulate
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convert.spec import Conv2d
+from convert.contract.spec import Conv2d
 
 # Use the banded sum while spikes per row ≤ BAND_RATIO · (s · Ho · C · kw), the point where its additions
 # cost as much as the dense convolution. Measured on a 2-core Zen 4 box, float32, the CNN's second

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from convert.contract.provenance import machine, package_versions, write_json_atomic, write_text_atomic
+from convert.contract.spec import NetworkSpec
 from convert.encoding import intensity
 from convert.layers import family_of
-from convert.provenance import machine, package_versions, write_json_atomic, write_text_atomic
-from convert.spec import NetworkSpec
 from fastsim.fused import unavailable_reason
 from fastsim.layers import fanout
 from fastsim.network import Network
@@ -220,7 +220,7 @@ def run_benchmark(
     batches = (None, 128) if dev.type == "cpu" else (None, 2048)  # None: simulate's own choice
     images, source = bench_images(max(n_images, 256))
     if spec_paths:
-        from convert.io import load_spec
+        from convert.contract.io import load_spec
 
         nets = {Path(p).stem: load_spec(p) for p in spec_paths}
     else:

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from convert.contract.spec import NetworkSpec
 from convert.encoding import image_keys
 from convert.layers.maxpool2d import window_index, window_rank
-from convert.spec import NetworkSpec
 from fastsim.encode import integer_thresholds
 from fastsim.recorder import BatchCounts
 from fastsim.stages import build_stages
@@ -326,7 +326,7 @@ def _graph_tables(stages, add_edge) -> GraphTables:
 def tables_for(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     """:func:`build_tables`, kept for the last few specs (keyed by the spec's content): Table 2 simulates one
     spec in many parts."""
-    from convert.fingerprint import spec_fingerprint
+    from convert.contract.fingerprint import spec_fingerprint
 
     key = (spec_fingerprint(spec), str(dtype))
     if key not in _TABLES:

@@ -1,6 +1,6 @@
 """The max-pool gate and the skip edge on a device: what a stage adds to the chain of docs/semantics.md.
 
-:class:`MaxGate` runs the gate of :class:`convert.spec.MaxPool2d` over a chunk of steps, time first: for
+:class:`MaxGate` runs the gate of :class:`convert.contract.spec.MaxPool2d` over a chunk of steps, time first: for
 spikes s (n, B, C, H, W) of the population below and the spike counts c (B, C, H', W', k²) of its units so far,
 the count of every unit after step t is c + Σ_{t' ≤ t} s(t') (the spikes of step t included), each window's
 winner is the unit with the highest count, ties to the lowest position in the window (the lowest C-order
@@ -9,7 +9,7 @@ exact on every device; the output spikes are the input's own 0/1 values, in thei
 
 :class:`SkipEdge` is a skip edge's synapse map (identity times a gain, or a Dense/Conv2d operator of
 :mod:`fastsim.layers`) and the fan-out of its source units; it reads the activity of the tap it names
-(:meth:`convert.spec.NetworkSpec.tap`).
+(:meth:`convert.contract.spec.NetworkSpec.tap`).
 """
 
 from __future__ import annotations

@@ -2,15 +2,15 @@
 
 Dispatch is on the spec layer's type (:func:`functools.singledispatch`, one small function per type): this
 module is fastsim's one builder per layer family (:mod:`convert.layers`). An unknown type raises
-:class:`~convert.spec.UnknownLayerError` (a ``SpecError`` and a ``TypeError``) naming its class. Every operator
+:class:`~convert.contract.spec.UnknownLayerError` (a ``SpecError`` and a ``TypeError``) naming its class. Every operator
 maps a batch of presynaptic activity (R, *input shape) to currents (R, *output shape) on the given device and
 dtype:
 
-* :class:`~convert.spec.Dense`:     I = s · Wᵀ,  W of shape (out, in);
-* :class:`~convert.spec.Conv2d`:    I = W ⋆ s  (cross-correlation as torch, zero padding, stride);
-* :class:`~convert.spec.AvgPool2d`: I = (1/k²) · Σ_{k×k window} s  (Diehl's pooling neurons; the window sum
+* :class:`~convert.contract.spec.Dense`:     I = s · Wᵀ,  W of shape (out, in);
+* :class:`~convert.contract.spec.Conv2d`:    I = W ⋆ s  (cross-correlation as torch, zero padding, stride);
+* :class:`~convert.contract.spec.AvgPool2d`: I = (1/k²) · Σ_{k×k window} s  (Diehl's pooling neurons; the window sum
   of spikes is an exact integer, multiplied once by the weight 1/k² rounded to the dtype);
-* :class:`~convert.spec.Flatten`:   a C-order reshape (R, C, H, W) → (R, C·H·W); not a population.
+* :class:`~convert.contract.spec.Flatten`:   a C-order reshape (R, C, H, W) → (R, C·H·W); not a population.
 
 With ``parts`` > 1 (float32 only), Dense and Conv2d weights are split into TF32 limbs, concatenated along the
 output dimension, and the product runs with TF32 on and sums the limbs' partial currents
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, UnknownLayerError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, UnknownLayerError
 from fastsim.limbs import split_limbs, sum_limbs, tf32_enabled
 
 

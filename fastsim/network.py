@@ -1,6 +1,6 @@
 """A spec built on a device, and the two ways of running it over one batch of images.
 
-:class:`Network` turns a :class:`~convert.spec.NetworkSpec` into one *stage* per spiking layer
+:class:`Network` turns a :class:`~convert.contract.spec.NetworkSpec` into one *stage* per spiking layer
 (:mod:`fastsim.stages`: the operators of the preceding ``Flatten`` layers and of the layer itself, its threshold
 as a 0-d tensor of the simulation dtype, its bias, and the fan-out of its presynaptic neurons).
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convert.spec import NetworkSpec
+from convert.contract.spec import NetworkSpec
 from fastsim.encode import InputSource
 from fastsim.fused import unavailable_reason
 from fastsim.input_paths import input_path

@@ -29,7 +29,7 @@ import torch
 
 @dataclass(frozen=True)
 class BatchCounts:
-    """What one batch contributes to a :class:`convert.records.SpikeRecord` (numpy arrays)."""
+    """What one batch contributes to a :class:`convert.contract.records.SpikeRecord` (numpy arrays)."""
 
     output_counts: np.ndarray
     layer_counts: np.ndarray

@@ -3,7 +3,7 @@
 The thin shell around :class:`fastsim.network.Network`: it checks the arguments (errors name the field),
 encodes the input (:mod:`fastsim.encode`), splits the images into batches sized to a memory budget, runs
 the time-batched engine on each batch and joins the per-batch counts into one
-:class:`convert.records.SpikeRecord`. Poisson input spikes depend only on (seed, image index, step, pixel),
+:class:`convert.contract.records.SpikeRecord`. Poisson input spikes depend only on (seed, image index, step, pixel),
 so the record does not depend on the batch size or the device (up to float rounding of the synaptic sums).
 How the engine computes (device, dtype, kernel, batching, ...) is a :class:`fastsim.options.SimOptions`,
 given whole (``options=``) or field by field as keywords.
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from convert.contract.records import SpikeRecord, checked_checkpoints
+from convert.contract.spec import Conv2d, NetworkSpec
 from convert.encoding import MASK32, intensity
-from convert.records import SpikeRecord, checked_checkpoints
-from convert.spec import Conv2d, NetworkSpec
 from fastsim.encode import CurrentSource, InputSource, PoissonSource, SpikeTrainSource, _candidate_spikes
 from fastsim.jit import Compiled
 from fastsim.limbs import tf32_mode
@@ -172,7 +172,7 @@ def simulate(
     ``options``; any other keyword is a TypeError.
     """
     if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"spec must be a convert.spec.NetworkSpec, got {type(spec).__name__}")
+        raise TypeError(f"spec must be a convert.contract.spec.NetworkSpec, got {type(spec).__name__}")
     steps = _check_steps(steps)
     opts = SimOptions.merge(options, engine)
     if (images is None) == (spikes is None):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from convert.contract.spec import Conv2d, NetworkSpec, is_gate, is_spiking
 from convert.layers import skip as skip_edge
 from convert.layers import skip_map_layer
-from convert.spec import Conv2d, NetworkSpec, is_gate, is_spiking
 from fastsim.bandconv import BandConv
 from fastsim.fused import FusedDense
 from fastsim.gate import Gain, MaxGate, SkipEdge

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from convert.normalize import data_based
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from convert.stats import collect_stats
 
 ARCHITECTURES = ("mlp", "cnn")

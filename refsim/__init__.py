@@ -1,7 +1,7 @@
 """refsim: the Brian2 ground-truth simulator of a NetworkSpec (runtime, cpp_standalone, cuda_standalone).
 
 Real Brian2 objects: ``NeuronGroup``s of integrate-and-fire neurons, ``Synapses`` with per-synapse weights,
-Poisson or supplied input spikes; results as :class:`convert.records.SpikeRecord`, like fastsim's.
+Poisson or supplied input spikes; results as :class:`convert.contract.records.SpikeRecord`, like fastsim's.
 
 * :mod:`refsim.connectivity`: (i, j, w) synapse lists of each layer type (numpy);
 * :mod:`refsim.inputs`: the input layer (PoissonGroup, supplied spikes, analog current);

@@ -18,11 +18,11 @@ import time
 import numpy as np
 
 from convert.cli import check_count, count_or_all, nonnegative_int, positive_int, run_command
+from convert.contract.io import load_spec
+from convert.contract.provenance import provenance
+from convert.contract.records import SpikeRecord, concatenate, record_summary
 from convert.datasets import check_spec_dataset, load
 from convert.encoding import poisson_spikes
-from convert.io import load_spec
-from convert.provenance import provenance
-from convert.records import SpikeRecord, concatenate, record_summary
 from refsim.devices import DEVICES, DeviceUnavailable
 from refsim.simulate import DEFAULT_BATCH_SIZE, simulate
 

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError, is_gate
 from convert.layers import SpikingLayer
 from convert.layers import skip as skip_edge
 from convert.layers.maxpool2d import window_rank
-from convert.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError, is_gate
 from refsim.connectivity import connections, fanout, gate_connections, skip_connections
 from refsim.inputs import InputBatch, InputLayer, build_input
 

@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
 from convert.layers import skip as skip_edge
 from convert.layers import skip_map_layer
 from convert.layers.maxpool2d import window_index
-from convert.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
 
 
 class Connections(NamedTuple):

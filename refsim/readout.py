@@ -1,4 +1,4 @@
-"""Spike monitors -> :class:`convert.records.SpikeRecord`: pure numpy on (image, step, neuron) spike tables.
+"""Spike monitors -> :class:`convert.contract.records.SpikeRecord`: pure numpy on (image, step, neuron) spike tables.
 
 With T steps per image, a spike at global step g belongs to image ``g // T`` at step ``g % T`` (0-based).
 For image n, spiking layer l (l = 1 … L) and output neuron k:
@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from convert.records import SpikeRecord
+from convert.contract.records import SpikeRecord
 
 
 class SpikeTable(NamedTuple):

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.io import to_dict
-from convert.spec import NetworkSpec
+from convert.contract.io import to_dict
+from convert.contract.spec import NetworkSpec
 from refsim.build import BuiltNetwork, build_network
 from refsim.devices import STANDALONE, brian_device, build_directory, build_key
 from refsim.inputs import InputBatch

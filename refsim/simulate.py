@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.records import SpikeRecord, checked_checkpoints, concatenate
+from convert.contract.spec import NetworkSpec
 from convert.encoding import intensity
-from convert.records import SpikeRecord, checked_checkpoints, concatenate
-from convert.spec import NetworkSpec
 from refsim.connectivity import spec_edges
 from refsim.devices import STANDALONE, check_device_name
 from refsim.inputs import InputBatch
@@ -76,7 +76,7 @@ def simulate(
     ``device``: ``runtime`` (``target`` numpy or cython), ``cpp_standalone`` or ``cuda_standalone`` (compiled
     once into ``build_dir``, default ``build/refsim/``, and rerun per batch of ``batch_size`` images, default
     100; ``threads`` > 0 turns on OpenMP in cpp_standalone). ``checkpoints`` default to
-    ``convert.records.default_checkpoints(steps)``; ``labels`` default to -1, ``image_indices`` to 0..N-1.
+    ``convert.contract.records.default_checkpoints(steps)``; ``labels`` default to -1, ``image_indices`` to 0..N-1.
     Settings and timings go into ``record.meta`` (``image_steps_per_s`` counts simulation time only, without
     building or compiling; ``wall_s`` counts everything).
     """

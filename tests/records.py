@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.records import SpikeRecord
+from convert.contract.records import SpikeRecord
 
 UNIT_ROUNDOFF = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
 

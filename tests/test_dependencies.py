@@ -206,3 +206,57 @@ def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
     )
     (tmp_path / "fastsim" / "d.py").write_text("import fastsim.c\n")
     assert cycles(import_graph(tmp_path)) == [["fastsim.a", "fastsim.b"]]
+
+
+# ------------------------------------------------------------------------------------------ the contract
+# what the simulators' engines may read of convert: the contract, the layer families and the input encoding
+# (their command lines, benchmarks and synthetic networks also use datasets and normalization)
+CONTRACT = ("convert.contract", "convert.layers", "convert.encoding")
+SIMULATOR_TOOLS = {"__main__", "bench", "synthetic"}
+
+
+def _outside(targets: set[str], allowed: tuple[str, ...]) -> set[str]:
+    return {t for t in targets if not any(t == a or t.startswith(a + ".") for a in allowed)}
+
+
+def test_the_simulators_read_only_the_contract_of_convert():
+    graph = _cross_package_graph()
+    assert "convert.contract.spec" in graph["fastsim.stages"]  # the graph sees cross-package imports
+    assert "convert.normalize" in graph["fastsim.synthetic"]  # and the tools' wider ones
+    problems = {
+        module: sorted(_outside({t for t in targets if t.startswith("convert")}, CONTRACT))
+        for module, targets in graph.items()
+        if module.split(".")[0] in ("fastsim", "refsim") and module.split(".")[-1] not in SIMULATOR_TOOLS
+    }
+    problems = {m: t for m, t in problems.items() if t}
+    assert not problems, f"simulator modules importing convert beyond its contract: {problems}"
+
+
+def test_the_contract_stands_below_the_rest_of_convert():
+    """convert.contract imports nothing of convert but itself and the layer families (never training,
+    datasets or normalization)."""
+    graph = _cross_package_graph()
+    problems = {
+        module: sorted(_outside({t for t in targets if t.startswith("convert")}, CONTRACT[:2]))
+        for module, targets in graph.items()
+        if module.startswith("convert.contract")
+    }
+    problems = {m: t for m, t in problems.items() if t}
+    assert not problems, f"convert.contract importing the rest of convert: {problems}"
+
+
+def _cross_package_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """module → every module of the project it imports at run time (across packages too)."""
+    paths = modules(root)
+    names = {module_name(p, root) for p in paths} | {"convert.contract", "convert.layers"}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        module = module_name(path, root)
+        targets = set()
+        for target in _runtime_imports(path.read_text(), module, path.name == "__init__.py"):
+            while target and target not in names:
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                targets.add(target)
+        graph[module] = targets
+    return graph

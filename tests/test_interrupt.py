@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from convert.cli import EXIT_INTERRUPTED, INTERRUPTED, run_command
-from convert.io import save_spec
+from convert.contract.io import save_spec
 from fastsim.synthetic import random_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert import datasets, provenance
-from convert.io import save_spec
-from convert.records import SpikeRecord
+from convert import datasets
+from convert.contract import provenance
+from convert.contract.io import save_spec
+from convert.contract.records import SpikeRecord
 from fastsim.__main__ import main as fastsim_main
 from fastsim.synthetic import random_spec
 from validation.__main__ import main as validation_main

@@ -37,7 +37,7 @@ def _spec_and_images(args: argparse.Namespace):
     """The spec of ``--spec`` (checked against ``--dataset``) and the first ``--images`` images and labels of
     the split, or the one-line error that says why not."""
     from convert import datasets
-    from convert.io import load_spec
+    from convert.contract.io import load_spec
 
     spec = load_spec(args.spec)
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
@@ -128,7 +128,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Per spiking layer, the SNN's rates against the ANN's (validation/diagnose.py): a Markdown table, a PNG
     grid of hexbin plots and the numbers (JSON), written atomically to --out."""
-    from convert.provenance import provenance, write_json_atomic, write_text_atomic
+    from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
     from fastsim.network import fastest_kernel
     from fastsim.simulate import simulate
     from validation.diagnose import diagnose, markdown, plot

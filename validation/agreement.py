@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.provenance import provenance, write_bytes_atomic, write_json_atomic, write_text_atomic
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import NetworkSpec
 from convert.encoding import poisson_spikes
-from convert.provenance import provenance, write_bytes_atomic, write_json_atomic, write_text_atomic
-from convert.records import SpikeRecord
-from convert.spec import NetworkSpec
 from validation.compare import compare_counts, compare_poisson, markdown
 from validation.engines import run
 from validation.thirdparty import LIBRARIES

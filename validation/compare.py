@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.records import SpikeRecord
+from convert.contract.records import SpikeRecord
 
 EXPLAIN_MARGIN = 1e-4  # relative |v − θ| / θ below which float32 rounding can flip a threshold check
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.records import SpikeRecord
+from convert.contract.records import SpikeRecord
 
 TOLERANCE_PP = 0.1
 

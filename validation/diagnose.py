@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from convert.ann import as_input, layer_forward
-from convert.records import SpikeRecord
-from convert.spec import NetworkSpec, is_spiking
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import NetworkSpec, is_spiking
 
 MIN_CORRELATION = 0.9
 MAX_SATURATED = 0.01
@@ -181,7 +181,7 @@ def plot(result: dict[str, Any], path: Any, max_points: int = 200_000) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convert.provenance import atomic_path
+    from convert.contract.provenance import atomic_path
 
     n = len(result["layers"])
     cols = min(n, 3)

@@ -1,7 +1,7 @@
 """The simulators as validation sees them: ``run(engine, spec, ...) -> SpikeRecord``.
 
 validation/ never touches Brian2 or torch objects: it calls the two simulators' ``simulate`` functions,
-which return the neutral :class:`convert.records.SpikeRecord`. The imports are lazy so that a machine
+which return the neutral :class:`convert.contract.records.SpikeRecord`. The imports are lazy so that a machine
 without Brian2 can still use fastsim and vice versa. Third-party libraries (Norse, snnTorch, sinabs) run the
 spec's NIR graph on given input spikes (:mod:`validation.thirdparty`); ``adapter=True`` works around their
 importers' departures from NIR.
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.records import SpikeRecord
-from convert.spec import NetworkSpec
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import NetworkSpec
 from validation.thirdparty import LIBRARIES
 
 ENGINES = ("fastsim", "refsim", *LIBRARIES)

@@ -8,7 +8,7 @@ calibration excludes), ``model`` (Algorithm 1), ``data`` (Algorithm 2) and ``rob
 of activations, Rueckauer et al. 2017).
 
 Every cached artifact (the threshold search, each run's SpikeRecord) is named by a content fingerprint of
-everything that determines it (:mod:`convert.fingerprint`): the spec's weights and semantics, the dataset
+everything that determines it (:mod:`convert.contract.fingerprint`): the spec's weights and semantics, the dataset
 split's recorded hash, the evaluation settings that matter to it, the engine options, the input seed and the
 format versions. An interrupted Table 2 resumes where it stopped, and a retrained checkpoint or a changed
 setting recomputes exactly the entries it changes; an old entry is never read for a new question.
@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from convert import datasets, methods
-from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short, spec_fingerprint
+from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short, spec_fingerprint
+from convert.contract.provenance import provenance, write_json_atomic
+from convert.contract.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, default_checkpoints
+from convert.contract.spec import NetworkSpec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
-from convert.provenance import provenance, write_json_atomic
-from convert.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, default_checkpoints
-from convert.spec import NetworkSpec
 from validation.engines import run
 from validation.rows import rows
 

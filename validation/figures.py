@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.provenance import atomic_path, write_json_atomic, write_text_atomic
-from convert.records import SpikeRecord
+from convert.contract.provenance import atomic_path, write_json_atomic, write_text_atomic
+from convert.contract.records import SpikeRecord
 from validation import rows
 from validation.convergence import convergence
 from validation.significance import wilson_interval

@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from convert.provenance import write_json_atomic, write_text_atomic
+from convert.contract.provenance import write_json_atomic, write_text_atomic
 from validation.convergence import convergence, correct_at
 from validation.experiments import EvalConfig, Job, build_specs, evaluate
 from validation.significance import mcnemar, wilson_interval

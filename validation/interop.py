@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.provenance import provenance, write_json_atomic, write_text_atomic
-from convert.spec import NetworkSpec
+from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.spec import NetworkSpec
 from validation.compare import compare_counts
 from validation.thirdparty import LIBRARIES, ThirdPartyError, graph_spec, library
 
@@ -86,8 +86,8 @@ def run_cell(name: str, spec: NetworkSpec, spikes: np.ndarray, labels: np.ndarra
 def run_interop(cfg: InteropConfig, root: Path | None, specs_dir: Path) -> dict[str, Any]:
     """Every (spec, library, mode) cell; see the module docstring."""
     from convert import ann, datasets
+    from convert.contract.io import load_spec
     from convert.encoding import poisson_spikes
-    from convert.io import load_spec
     from validation.engines import run
 
     split = datasets.load(cfg.dataset, "test", root)

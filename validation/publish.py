@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from convert.provenance import write_text_atomic
+from convert.contract.provenance import write_text_atomic
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

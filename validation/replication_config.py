@@ -15,9 +15,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from convert.io import load_spec
-from convert.provenance import write_json_atomic, write_text_atomic
-from convert.spec import NetworkSpec
+from convert.contract.io import load_spec
+from convert.contract.provenance import write_json_atomic, write_text_atomic
+from convert.contract.spec import NetworkSpec
 from validation.convergence import convergence, correct_at
 from validation.experiments import EvalConfig, Job, evaluate
 from validation.significance import wilson_interval

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from convert import ann, datasets, methods
-from convert.io import save_spec
+from convert.contract.io import save_spec
+from convert.contract.provenance import atomic_path, machine, provenance, write_json_atomic, write_text_atomic
 from convert.nir_export import save_nir
 from convert.pipeline import copy_spec, normalized_spec, stats_for
-from convert.provenance import atomic_path, machine, provenance, write_json_atomic, write_text_atomic
 from convert.select import CANDIDATES, SELECTED, select_and_train
 from convert.table1 import write_table1
 from convert.train import TrainConfig
@@ -202,7 +202,7 @@ def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[
     """fastsim float64 against Brian2 on identical input spikes for every network's data- and model-based
     specs (and the cascade schedule of the MNIST MLP's), fastsim's Poisson input against Brian2's own
     PoissonGroup on the MNIST data-based specs, and fastsim float32 with Table 2's kernel against float64."""
-    from convert.io import load_spec
+    from convert.contract.io import load_spec
 
     brian = f"refsim:{cfg.agreement_device}"
     n, steps = cfg.agreement_images, cfg.agreement_steps

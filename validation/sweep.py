@@ -22,7 +22,7 @@ killed mid-write) is dropped with a warning and its cell rerun; any other malfor
 the line. If two runs finish the same cell, both lines stay and the first counts. ``<out>.meta.json``
 holds the provenance of the latest run.
 
-**Cell identity.** ``key`` is a content fingerprint (:mod:`convert.fingerprint`) of everything that
+**Cell identity.** ``key`` is a content fingerprint (:mod:`convert.contract.fingerprint`) of everything that
 determines the result: the built spec's content (``spec_fingerprint``: it changes with the checkpoint, a spec
 file's weights and the statistics, so with calib_images/holdout where they change them), the cell, ``images``, ``dtype``
 and ``device``, the test split's recorded sha256 and ``CACHE_FORMAT_VERSION``. ``batch_size`` is left out:
@@ -54,8 +54,8 @@ import numpy as np
 from tqdm import tqdm
 
 from convert import datasets, methods
-from convert.fingerprint import CACHE_FORMAT_VERSION, fingerprint, spec_fingerprint
-from convert.provenance import provenance, write_json_atomic
+from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, spec_fingerprint
+from convert.contract.provenance import provenance, write_json_atomic
 from validation.executors import make_executor
 from validation.results_log import append_row, read_results
 
@@ -166,7 +166,7 @@ def cell_key(cell: dict[str, Any], run: dict[str, Any], spec_fp: str) -> str:
 
 
 def build_spec(cell: dict[str, Any], run: dict[str, Any]):
-    from convert.io import load_spec
+    from convert.contract.io import load_spec
     from convert.pipeline import copy_spec, default_runs, normalized_spec, stats_for
 
     if "spec" in cell:

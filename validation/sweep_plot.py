@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.provenance import write_bytes_atomic
+from convert.contract.provenance import write_bytes_atomic
 from validation.results_log import first_by_key, read_results
 
 

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from convert import ann, datasets
-from convert.provenance import provenance
-from convert.records import SpikeRecord
+from convert.contract.provenance import provenance
+from convert.contract.records import SpikeRecord
 from convert.train import checkpoint_paths
 from validation.convergence import checkpoint_index, convergence, correct_at
 from validation.engines import run

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from convert.provenance import write_json_atomic, write_text_atomic
+from convert.contract.provenance import write_json_atomic, write_text_atomic
 from validation.experiments import REPLICATION_THRESHOLD
 
 

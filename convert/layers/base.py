@@ -205,7 +205,7 @@ class LayerFamily:
       the direct copy (threshold 1) of such a module, a :class:`SpecError` naming ``index`` for a setting the
       spec cannot hold; ``to_module(layer)``: the inverse, a module computing ``forward`` (:mod:`convert.extract`,
       benchmarks). All three None: a family with no torch counterpart (extraction never produces it);
-    * ``arrays``: the fields stored as arrays in a spec file (:mod:`convert.io`);
+    * ``arrays``: the fields stored as arrays in a spec file (:mod:`convert.contract.io`);
     * normalization (:mod:`convert.normalize`), spiking families only: ``max_positive_input_sum(layer)``,
       ``max_positive_weight(layer)``, ``max_positive_bias(layer)`` (None: the family has no bias) and
       ``scaled(layer, d)`` (W ← W / d); ``scaled`` is None for a layer without weights of its own (pooling:

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from convert import ann, datasets
+from convert.contract.io import save_spec
 from convert.from_torch import from_torch
-from convert.io import save_spec
 from convert.pipeline import normalized_spec
 from convert.stats import collect_stats
 from fastsim.simulate import simulate

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convert.records import SpikeRecord
-from convert.spec import NetworkSpec
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import NetworkSpec
 from validation.engines import run
 
 

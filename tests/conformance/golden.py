@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convert.spec import Dense, NetworkSpec
+from convert.contract.spec import Dense, NetworkSpec
 
 STEPS = 8
 INPUTS = {"every step": "11111111", "steps 3-4": "00011000"}

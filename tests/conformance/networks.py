@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
 from convert.encoding import poisson_spikes
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
 
 
 def dyadic(rng: np.random.Generator, shape: tuple[int, ...], low: int = -4, high: int = 9) -> np.ndarray:

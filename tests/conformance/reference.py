@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
 
 
 def _taps(kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.spec import Dense, NetworkSpec
+from convert.contract.spec import Dense, NetworkSpec
 from tests.conformance import reference
 from tests.conformance.golden import (
     GOLDEN,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.spec import Dense, NetworkSpec
+from convert.contract.spec import Dense, NetworkSpec
 
 RATIOS = np.array([0.0, 0.05, 0.3, 1 / 3, 0.55, 0.8, 0.999, 1.0, 1.7])  # J / θ at input x = 1
 X = np.array([[1.0], [0.5], [0.15]])  # three images: J = x · w

@@ -119,7 +119,7 @@ def test_poisson_input_is_the_counter_hash(engine, request):
 
 
 def test_checkpoint_rules_are_one_shell(engine):
-    """Every engine takes checkpoints by the one rule of convert.records.checked_checkpoints: those that stop
+    """Every engine takes checkpoints by the one rule of convert.contract.records.checked_checkpoints: those that stop
     before ``steps`` get ``steps`` appended (the record's ``steps`` is the whole run, and its counts there are
     the reference's), and unordered or out-of-range checkpoints are refused before anything runs."""
     spec, inputs, args = _case(engine, "delay", "zero", "spikes", "Dense")

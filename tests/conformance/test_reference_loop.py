@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convert.spec import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from convert.contract.spec import AvgPool2d, Conv2d, Flatten, MaxPool2d
 from tests.conformance import reference
 from tests.conformance.networks import FAMILIES, network
 

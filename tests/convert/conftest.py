@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from convert import datasets
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from convert.ann import macs_per_image
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from refsim.connectivity import connections
 
 

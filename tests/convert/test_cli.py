@@ -9,7 +9,7 @@ import pytest
 
 from convert import ann
 from convert.__main__ import main
-from convert.io import load_spec
+from convert.contract.io import load_spec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 
 

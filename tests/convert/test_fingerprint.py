@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from convert.fingerprint import fingerprint, spec_fingerprint
-from convert.spec import Dense, Flatten, NetworkSpec
+from convert.contract.fingerprint import fingerprint, spec_fingerprint
+from convert.contract.spec import Dense, Flatten, NetworkSpec
 
 
 def _spec(w: np.ndarray, **fields) -> NetworkSpec:
@@ -36,7 +36,7 @@ def test_spec_fingerprint_follows_content_not_metadata():
 
 def test_default_readout_keeps_the_fingerprint_of_before_the_field():
     """The readout enters the hash only when it is not the default: every cached result keeps its key."""
-    from convert.fingerprint import _spec_content
+    from convert.contract.fingerprint import _spec_content
 
     spec = _spec(np.arange(8.0).reshape(2, 4) / 10)
     content = _spec_content(spec)

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from convert.ann import activations, as_input
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, SpecError
 from convert.extract import spec_from_model
 from convert.from_torch import from_torch
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, SpecError
 
 
 class Net(nn.Module):
@@ -178,7 +178,7 @@ def test_an_exported_residual_is_named(tmp_path) -> None:
 
 def test_extract_cli_reads_a_pt2_and_refuses_a_foreign_file(tmp_path, capsys) -> None:
     from convert.__main__ import main
-    from convert.io import load_spec
+    from convert.contract.io import load_spec
 
     torch.manual_seed(3)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 20), nn.ReLU(), nn.Linear(20, 10))

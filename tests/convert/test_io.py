@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from convert.io import FORMAT_VERSION, load_spec, save_spec
+from convert.contract.io import FORMAT_VERSION, load_spec, save_spec
+from convert.contract.spec import Conv2d, Dense, NetworkSpec, SpecError
 from convert.nir_export import save_nir
-from convert.spec import Conv2d, Dense, NetworkSpec, SpecError
 
 
 def test_save_load_exact(tmp_path, tiny_cnn):

@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from convert import ann, normalize
-from convert.io import load_spec, save_spec
+from convert.contract.io import load_spec, save_spec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
 from convert.layers import FAMILIES, family_of
 from convert.layers import base as layer_base
 from convert.layers.base import LayerFamily, SpikingLayer
 from convert.nir_export import to_nir
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
 from convert.stats import collect_stats
 from fastsim import layers as fastsim_layers
 from fastsim.network import Network

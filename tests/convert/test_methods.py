@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from convert import methods, normalize
+from convert.contract.spec import Dense, Flatten, NetworkSpec
 from convert.pipeline import normalized_spec
-from convert.spec import Dense, Flatten, NetworkSpec
 
 
 def halved_threshold(spec: NetworkSpec, threshold: float = 1.0):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from convert.__main__ import main
-from convert.io import load_spec, save_spec
+from convert.contract.io import load_spec, save_spec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
 from convert.nir_export import NIRExportError, NIRSemanticsWarning, nir_threshold, save_nir, to_nir
 from convert.nir_import import from_nir, load_nir
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
 
 
 def cascade(spec: NetworkSpec, **kw) -> NetworkSpec:
@@ -223,7 +223,7 @@ def test_branching_graph_names_the_node():
         },
         edges=[("input", "a"), ("input", "b"), ("a", "output"), ("b", "output")],
     )
-    with pytest.raises(SpecError, match="'input': 2 successors"):
+    with pytest.raises(SpecError, match="'b' .*off the chain.*only as a skip edge"):
         from_nir(graph)
 
 
@@ -265,3 +265,137 @@ def test_biases_export_and_import(tiny_cnn, tmp_path):
     for a, b in zip(bare.layers, spec.layers, strict=True):
         if hasattr(a, "weight"):
             np.testing.assert_array_equal(a.bias, b.bias)
+
+
+# ------------------------------------------------------------------------------------------ skip edges
+def residual_spec(schedule: str = "cascade") -> NetworkSpec:
+    """Every skip map NIR carries: the identity times a gain, a strided 1×1 convolution and a dense skip, with
+    biases; dyadic weights (exact in float32)."""
+    rng = np.random.default_rng(5)
+
+    def w(*shape):
+        return rng.integers(-4, 5, size=shape) / 8.0
+
+    layers = (
+        Conv2d(w(2, 1, 3, 3), threshold=0.75, padding=1, bias=w(2)),
+        AvgPool2d(2, threshold=1.0),
+        Conv2d(w(2, 2, 3, 3), threshold=1.0, padding=1),
+        Conv2d(w(2, 2, 3, 3), threshold=0.75, padding=1, skip_source=1, skip_weight=0.5),
+        Conv2d(
+            w(3, 2, 3, 3), threshold=0.5, stride=2, padding=1, skip_source=2, skip_weight=w(3, 2, 1, 1), skip_stride=2
+        ),
+        Flatten(),
+        Dense(w(4, 12), threshold=0.5, bias=w(4)),
+        Dense(w(3, 4), threshold=0.5, skip_source=6, skip_weight=w(3, 4)),
+    )
+    return NetworkSpec((1, 8, 8), layers, schedule=schedule, reset="zero")
+
+
+def test_skip_edges_export_as_branch_nodes_into_the_if_node():
+    spec = residual_spec()
+    graph = to_nir(spec)
+    into = {}
+    for src, dst in graph.edges:
+        into.setdefault(dst, []).append(src)
+    assert into["3_if"] == ["3_conv2d", "3_skip"]  # NIR sums a node's inputs: the trunk and the skip
+    assert into["3_skip"] == ["1_if"] and type(graph.nodes["3_skip"]).__name__ == "Scale"
+    assert into["4_skip"] == ["2_if"] and type(graph.nodes["4_skip"]).__name__ == "Conv2d"
+    assert into["7_skip"] == ["6_if"] and type(graph.nodes["7_skip"]).__name__ == "Affine"
+    np.testing.assert_array_equal(graph.nodes["4_skip"].weight, spec.layers[4].skip_weight)
+    assert np.all(graph.nodes["3_skip"].scale == 0.5)
+
+
+@pytest.mark.parametrize("semantics", ["spec", "graph"])
+def test_graph_with_sums_round_trips(semantics, tmp_path):
+    spec = residual_spec()
+    save_nir(spec, tmp_path / "r.nir")
+    back = load_nir(tmp_path / "r.nir", semantics=semantics)
+    if semantics == "spec":
+        assert back == spec
+    else:  # the nodes' own meaning: thresholds are the float32 steps, the skips the same
+        assert [la.skip_source if hasattr(la, "skip_source") else None for la in back.layers] == [
+            la.skip_source if hasattr(la, "skip_source") else None for la in spec.layers
+        ]
+        for a, b in zip(back.layers, spec.layers, strict=True):
+            if getattr(b, "skip_source", None) is not None:
+                np.testing.assert_array_equal(a.skip_weight, b.skip_weight)
+                assert (a.skip_stride, a.skip_padding) == (b.skip_stride, b.skip_padding)
+
+
+def test_a_foreign_graph_with_a_sum_imports_with_the_branch_bias_folded():
+    """A graph another tool wrote: the skip's node names say nothing, its Affine carries a bias, and the edges
+    come in any order; the trunk is the longest path and the branch bias joins the layer's."""
+    rng = np.random.default_rng(1)
+    w1, w2, w3, ws = rng.normal(size=(4, 3)), rng.normal(size=(4, 4)), rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    if_node = lambda: nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.zeros(4))  # noqa: E731
+    graph = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([3])}),
+            "fc1": nir.Affine(weight=w1, bias=np.zeros(4)),
+            "lif1": if_node(),
+            "side": nir.Affine(weight=ws, bias=np.full(4, 0.25)),
+            "fc2": nir.Affine(weight=w2, bias=np.zeros(4)),
+            "lif2": if_node(),
+            "fc3": nir.Affine(weight=w3, bias=np.full(4, 0.5)),
+            "lif3": if_node(),
+            "out": nir.Output(output_type={"output": np.array([4])}),
+        },
+        edges=[
+            ("lif1", "side"),
+            ("in", "fc1"),
+            ("side", "lif3"),
+            ("fc1", "lif1"),
+            ("lif1", "fc2"),
+            ("fc2", "lif2"),
+            ("lif2", "fc3"),
+            ("fc3", "lif3"),
+            ("lif3", "out"),
+        ],
+    )
+    spec = from_nir(graph)
+    assert [type(la).__name__ for la in spec.layers] == ["Dense"] * 3
+    top = spec.layers[2]
+    assert top.skip_source == 0 and spec.layers[1].skip_source is None
+    np.testing.assert_array_equal(top.weight, w3)
+    np.testing.assert_array_equal(top.skip_weight, ws)
+    np.testing.assert_array_equal(top.bias, np.full(4, 0.75))
+
+
+@pytest.mark.parametrize(
+    ("edges", "says"),
+    [
+        # a branch of two nodes
+        (
+            [
+                ("in", "a"),
+                ("a", "if1"),
+                ("if1", "b"),
+                ("b", "if2"),
+                ("if1", "s1"),
+                ("s1", "s2"),
+                ("s2", "if2"),
+                ("if2", "out"),
+            ],
+            "NIR node 's2' .*followed by an IF node",  # the longer way is the trunk
+        ),
+        # a branch from the input (no spikes to sum)
+        ([("in", "a"), ("a", "if1"), ("if1", "b"), ("b", "if2"), ("in", "s1"), ("s1", "if2"), ("if2", "out")], "'s1'"),
+        # a cycle
+        ([("in", "a"), ("a", "if1"), ("if1", "b"), ("b", "if2"), ("if2", "b"), ("if2", "out")], "a cycle"),
+    ],
+)
+def test_a_branch_that_is_no_skip_edge_names_the_node(edges, says):
+    nodes = {
+        "in": nir.Input(input_type={"input": np.array([4])}),
+        "a": nir.Affine(weight=np.eye(4), bias=np.zeros(4)),
+        "b": nir.Affine(weight=np.eye(4), bias=np.zeros(4)),
+        "s1": nir.Affine(weight=np.eye(4), bias=np.zeros(4)),
+        "s2": nir.Affine(weight=np.eye(4), bias=np.zeros(4)),
+        "if1": nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
+        "if2": nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
+        "out": nir.Output(output_type={"output": np.array([4])}),
+    }
+    used = {n for e in edges for n in e}
+    graph = nir.NIRGraph(nodes={k: v for k, v in nodes.items() if k in used}, edges=edges)
+    with pytest.raises(SpecError, match=says):
+        from_nir(graph)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from convert import normalize
 from convert.ann import activations, as_input
-from convert.io import load_spec, save_spec
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
+from convert.contract.io import load_spec, save_spec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
 from convert.stats import collect_stats
 
 W1 = [[1.0, 2.0, -1.0], [0.5, -3.0, 1.0]]

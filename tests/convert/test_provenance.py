@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from convert.provenance import atomic_path, current_umask, write_text_atomic
+from convert.contract.provenance import atomic_path, current_umask, write_text_atomic
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from convert.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, predict_potential, record_summary
+from convert.contract.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, predict_potential, record_summary
 
 CHECKPOINTS = np.array([1, 5, 10])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec, SpecError
 
 
 def mlp_spec(rng, **kw):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from convert import ann, models
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, SpecError
 from convert.extract import spec_from_model
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, SpecError
 from convert.train import TrainConfig, images_to_tensor, train_model
 
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from fastsim import bandconv
 from fastsim.bandconv import BandConv
 from fastsim.encode import PoissonSource

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from convert import datasets
-from convert.io import save_spec
-from convert.records import SpikeRecord
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.io import save_spec
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from fastsim.__main__ import main
 from fastsim.bench import dense_flops, markdown
 from fastsim.synthetic import random_spec
@@ -43,7 +43,7 @@ def test_run_writes_record(tmp_path, fastsim_mnist_root, capsys) -> None:
 def test_run_membrane_readout_prints_its_accuracy(tmp_path, fastsim_mnist_root, capsys) -> None:
     import dataclasses
 
-    from convert.records import predict_potential
+    from convert.contract.records import predict_potential
 
     spec_path = tmp_path / "mlp.npz"
     save_spec(dataclasses.replace(random_spec("mlp", seed=3), readout="membrane", encoding="current"), spec_path)

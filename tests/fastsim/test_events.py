@@ -17,7 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from fastsim.encode import poisson_spikes
 from fastsim.events import build_tables, internal_order
 from fastsim.network import Network, check_kernel

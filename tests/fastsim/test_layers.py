@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten
 from fastsim.layers import fanout, operator
 
 CPU = torch.device("cpu")

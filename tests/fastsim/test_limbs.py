@@ -61,7 +61,7 @@ def test_three_limbs_hold_the_float32_weight_exactly(fastsim_rng):
 
 
 def test_split_operators_match_float64(fastsim_rng):
-    from convert.spec import Conv2d, Dense
+    from convert.contract.spec import Conv2d, Dense
 
     dense = Dense(fastsim_rng.normal(size=(7, 30)))
     conv = Conv2d(fastsim_rng.normal(size=(5, 3, 3, 3)), stride=(2, 1), padding=(1, 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from convert.spec import Dense
+from convert.contract.spec import Dense
 from fastsim.layers import operator
 from fastsim.scan import if_scan
 from fastsim.step import (

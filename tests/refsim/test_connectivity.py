@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from refsim.connectivity import connections, fanout, spec_fanouts
 from tests.conformance.reference import fanouts as reference_fanouts
 from tests.refsim.conftest import dyadic_cnn

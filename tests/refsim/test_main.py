@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from convert import datasets
+from convert.contract.io import save_spec
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import Dense, Flatten, NetworkSpec
 from convert.datasets import raw_paths
 from convert.encoding import poisson_spikes
-from convert.io import save_spec
 from convert.rawfiles import write_idx
-from convert.records import SpikeRecord
-from convert.spec import Dense, Flatten, NetworkSpec
 from refsim.__main__ import main
 from refsim.simulate import simulate
 from tests.refsim.conftest import dyadic
@@ -70,7 +70,7 @@ def test_cli_run_membrane_readout_prints_its_accuracy(fake_fashion, spec_file, t
     """A membrane-readout spec: the record holds the potentials and the printed accuracy is read from them."""
     import dataclasses
 
-    from convert.records import predict_potential
+    from convert.contract.records import predict_potential
 
     root, images, labels = fake_fashion
     spec, _ = spec_file

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.records import default_checkpoints
-from convert.spec import Dense, NetworkSpec
+from convert.contract.records import default_checkpoints
+from convert.contract.spec import Dense, NetworkSpec
 from refsim.simulate import simulate
 from tests.refsim.conftest import dyadic_mlp
 

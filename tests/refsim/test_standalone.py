@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convert.contract.spec import Dense, NetworkSpec
 from convert.encoding import poisson_spikes
-from convert.spec import Dense, NetworkSpec
 from refsim.devices import DeviceUnavailable, check_cuda
 from refsim.simulate import simulate
 from tests.conformance import reference

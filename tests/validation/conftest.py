@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 
 
 def small_mnist_spec(rng: np.random.Generator, schedule: str = "delay", reset: str = "zero") -> NetworkSpec:

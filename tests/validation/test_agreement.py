@@ -86,7 +86,7 @@ def test_independent_poisson_fastsim_vs_brian2(rng):
 
 
 def test_compare_poisson_flags_a_rate_difference():
-    from convert.records import SpikeRecord
+    from convert.contract.records import SpikeRecord
     from validation.compare import compare_poisson
 
     gen = np.random.default_rng(0)

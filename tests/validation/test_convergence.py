@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.records import SpikeRecord
+from convert.contract.records import SpikeRecord
 from validation.convergence import convergence, correct_at, time_to_accuracy, tolerance_images
 
 
@@ -71,7 +71,7 @@ def test_horizon_logic_on_a_tiny_network():
     delay schedule and zero reset output 1 spikes at steps 3, 6, 9, ... and output 0 at 9, 18, ..., so
     output 1 leads from step 3 on: the accuracy is 0 before step 3 and 1 from it on, time to accuracy 3 ms,
     converged."""
-    from convert.spec import Dense, NetworkSpec
+    from convert.contract.spec import Dense, NetworkSpec
     from fastsim.simulate import simulate
 
     w = np.array([[1 / 8, 0.0], [0.0, 1 / 2]])

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from convert.spec import Dense, Flatten, NetworkSpec
+from convert.contract.spec import Dense, Flatten, NetworkSpec
 from fastsim.simulate import simulate
 from validation.diagnose import diagnose, expected_rates, markdown, plot
 
@@ -79,7 +79,7 @@ def test_outputs_and_bad_input(tmp_path) -> None:
 
 def test_the_command_writes_the_table_the_plot_and_the_numbers(tmp_path, capsys) -> None:
     from convert import datasets
-    from convert.io import save_spec
+    from convert.contract.io import save_spec
     from validation.__main__ import main
 
     try:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from convert import datasets
-from convert.io import save_spec
-from convert.spec import Dense, Flatten, NetworkSpec
+from convert.contract.io import save_spec
+from convert.contract.spec import Dense, Flatten, NetworkSpec
 from validation.__main__ import main
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from convert import datasets
-from convert.io import save_spec
+from convert.contract.io import save_spec
 from validation import sweep
 from validation.__main__ import main
 from validation.results_log import TornLineWarning, first_by_key, read_results

@@ -10,7 +10,7 @@ import pytest
 
 from convert import datasets
 from convert.__main__ import main as convert_main
-from convert.records import SpikeRecord
+from convert.contract.records import SpikeRecord
 from validation.experiments import EvalConfig
 from validation.figures import make_figures
 from validation.rows import row_names
@@ -76,7 +76,7 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
 
 def _count_simulations(monkeypatch) -> list[str]:
     """Record the spec fingerprint of every simulation Table 2 and the threshold search start."""
-    from convert.fingerprint import spec_fingerprint
+    from convert.contract.fingerprint import spec_fingerprint
     from validation import experiments
 
     calls: list[str] = []

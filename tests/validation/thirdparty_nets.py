@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from validation.engines import run
 from validation.thirdparty import ThirdPartyError
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.records import SpikeRecord
-from convert.spec import NetworkSpec
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import NetworkSpec
 
 #: engine name → module of validation.thirdparty
 LIBRARIES = {

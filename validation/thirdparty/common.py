@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.records import SpikeRecord, checked_checkpoints
-from convert.spec import NetworkSpec
+from convert.contract.records import SpikeRecord, checked_checkpoints
+from convert.contract.spec import NetworkSpec
 
 
 def read_graph(spec: NetworkSpec) -> Any:

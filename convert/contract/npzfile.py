@@ -1,7 +1,7 @@
 """Our ``.npz`` files (spec files, statistics caches): a JSON header stored as a uint8 array beside named arrays.
 
 Readable with numpy alone: ``json.loads(bytes(np.load(path)["header"]).decode("utf-8"))``. Writing is atomic;
-reading reports damage as a :class:`~convert.spec.SpecError` naming the file and the fix.
+reading reports damage as a :class:`~convert.contract.spec.SpecError` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.provenance import atomic_path
 from convert.layers.base import SpecError
-from convert.provenance import atomic_path
 
 
 def write_npz(path: str | os.PathLike[str], header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:

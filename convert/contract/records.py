@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.provenance import atomic_path
+from convert.contract.provenance import atomic_path
 
 RECORD_FORMAT_VERSION = 1  # readout, output_potential and synops_curve are optional: version-1 files load
 READOUTS = ("spikes", "membrane")

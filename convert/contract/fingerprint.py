@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.spec import NetworkSpec
 from convert.layers import skip as skip_edge
-from convert.spec import NetworkSpec
 
 # Bump when the meaning of a cached artifact changes (new record fields, new simulation semantics).
 CACHE_FORMAT_VERSION = 1

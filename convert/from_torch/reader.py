@@ -1,37 +1,10 @@
-"""Any traceable PyTorch model → NetworkSpec (the direct copy, θ = 1), through torch.fx.
-
-``from_torch(model, input_shape)`` traces ``model`` with :func:`torch.fx.symbolic_trace`, propagates the shape
-of one zero image through the graph (:class:`torch.fx.passes.shape_prop.ShapeProp`) and reads the graph node by
-node into a chain of operations:
-
-* a weight layer: ``nn.Linear``, ``nn.Conv2d`` (stride, zero padding; bias on or off), and the functional
-  ``F.linear``/``F.conv2d`` of the model's own parameters;
-* ``nn.BatchNorm1d``/``nn.BatchNorm2d`` and ``F.batch_norm`` in eval mode (running statistics), folded into
-  the weight layer right before it: W ← W · γ/√(σ² + ε) per output channel, b ← (b − μ) · γ/√(σ² + ε) + β;
-* a rectifier: ``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place forms (it becomes the
-  integrate-and-fire neuron);
-* a re-indexing: ``nn.Flatten``, ``torch.flatten(x, 1)``, ``x.flatten(1)``, ``x.view(n, -1)``/``reshape``
-  (any view whose result is (N, features));
-* average pooling: ``nn.AvgPool2d``/``F.avg_pool2d`` (no padding), ``nn.AdaptiveAvgPool2d`` and
-  ``F.adaptive_avg_pool2d`` whose output size divides the input (then it is an ordinary average pool);
-* max-pooling: ``nn.MaxPool2d``/``F.max_pool2d`` with stride = kernel, no padding (the spike gate
-  :class:`~convert.spec.MaxPool2d`; one right before its ReLU is moved after it, as max and ReLU commute);
-* a residual sum ``a + b`` of a weight layer's output (before its ReLU) and a rectified value before it (an
-  identity skip) or a branch from one holding one Linear/Conv2d and its BatchNorm (a skip edge,
-  :mod:`convert.layers.skip`; the branch's bias joins the layer's);
-* dropped: ``nn.Dropout``, ``F.dropout``, ``nn.Identity`` (training devices and no-ops); shape queries
-  (``x.size(0)``, ``x.shape``) that only feed a view.
-
-Anything else is a :class:`SpecError` naming the graph node and its op ("node `head_act` (torch.sigmoid) has
-no spiking equivalent"), never a silent skip; so is any other branching (a second input, a sum after a ReLU, a
-second skip into one layer). A weight layer that is not the last must be followed by a rectifier (only re-indexing and
-dropped nodes in between), as :func:`convert.extract.check_rectifiers` requires of an ``nn.Sequential``.
-"""
+"""The torch.fx graph reader: walks a traced (or exported) graph along its one chain of tensors and its skip
+branches, node by node, into :class:`~convert.from_torch.ops.Op` s; anything without a spiking equivalent is a
+:class:`SpecError` naming the node and its op."""
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from convert.extract import direct_copy
-from convert.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
+from convert.contract.spec import SpecError
+from convert.from_torch.ops import Op
 
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 # call_function targets: the functional API of a traced forward(), and (by name) the ATen ops of an exported one
@@ -69,23 +42,6 @@ _SIGNATURES: dict[Any, tuple[str, tuple[str, ...]]] = {
     F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", ("input", "output_size")),
     "adaptive_avg_pool2d.default": ("adaptive_avg_pool2d", ("input", "output_size")),
 }
-
-
-@dataclass
-class Op:
-    """One operation of the chain: ``kind`` is weight, bn, relu, flatten or pool; ``node`` names it."""
-
-    kind: str
-    node: str
-    weight: np.ndarray | None = None
-    bias: np.ndarray | None = None
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    kernel: int = 0
-    bn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None  # γ, β, μ, σ², ε
-    source: str | None = None  # a weight op's skip edge: the tap node it comes from (a relu or a max-pool)
-    skip: list[Op] | None = None  # and its branch: [] (the identity), or one weight op and its BatchNorm
-    taps: tuple[str, ...] = ()  # a relu or max-pool op: the graph nodes whose value it is
 
 
 def _array(t: torch.Tensor | None) -> np.ndarray | None:
@@ -413,158 +369,6 @@ class _Reader:
         return Op("bn", node.name, bn=(g, b, _array(mean), _array(var), float(eps)))
 
 
-def fold_batchnorm(ops: list[Op]) -> list[Op]:
-    """Each BatchNorm folded into the weight layer right before it (only dropped nodes may lie between), on the
-    chain and on every skip branch."""
-    out: list[Op] = []
-    for op in ops:
-        if op.skip:
-            op.skip = fold_batchnorm(op.skip)
-        if op.kind != "bn":
-            out.append(op)
-            continue
-        if not out or out[-1].kind != "weight":
-            raise SpecError(
-                f"node `{op.node}` (BatchNorm) does not follow a Linear or Conv2d directly: it cannot be "
-                "folded into a weight layer; move it right after one"
-            )
-        layer = out[-1]
-        gamma, beta, mean, var, eps = op.bn
-        scale = gamma / np.sqrt(var + eps)
-        if len(scale) != layer.weight.shape[0]:
-            raise SpecError(
-                f"node `{op.node}` normalizes {len(scale)} channels, but `{layer.node}` has "
-                f"{layer.weight.shape[0]} outputs"
-            )
-        bias = np.zeros(len(scale)) if layer.bias is None else layer.bias
-        layer.weight = layer.weight * scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
-        layer.bias = (bias - mean) * scale + beta
-        layer.node = f"{layer.node}+{op.node}"
-    return out
-
-
-def check_chain(ops: list[Op]) -> None:
-    """Every weight layer but the last is followed by a rectifier, with only re-indexing in between."""
-    weights = [i for i, op in enumerate(ops) if op.kind == "weight"]
-    for i in weights[:-1]:
-        j = i + 1
-        while j < len(ops) and ops[j].kind == "flatten":
-            j += 1
-        if j < len(ops) and ops[j].kind == "relu":
-            continue
-        found = f"`{ops[j].node}` ({ops[j].kind})" if j < len(ops) else "the end of the model"
-        raise SpecError(
-            f"node `{ops[i].node}` is not followed by a ReLU (found {found} first): the spiking network rectifies "
-            "after every weight layer but the last, so it would not compute this model; add a ReLU right after it"
-        )
-
-
-def gates_after_relus(ops: list[Op]) -> list[Op]:
-    """A max-pool right before a ReLU moved after it: max and ReLU commute, and the spike gate reads spikes."""
-    out = list(ops)
-    for i in range(len(out) - 1):
-        if out[i].kind == "maxpool" and out[i + 1].kind == "relu":  # the relu's value is the gate's output
-            pool, relu = out[i], out[i + 1]
-            out[i] = Op("relu", pool.node)
-            out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel)
-    return out
-
-
-def _skip_fields(op: Op, taps: dict[str, int]) -> dict[str, Any]:
-    """The skip fields of a weight op's layer (convert.layers.skip), and its branch's bias folded into it."""
-    if op.skip is None:
-        return {}
-    if len(op.skip) > 1:
-        raise SpecError(f"node `{op.node}`: its skip branch holds {len(op.skip)} layers; at most one is supported")
-    fields: dict[str, Any] = {"skip_source": taps[op.source], "skip_weight": np.array(1.0)}
-    if op.skip:
-        branch = op.skip[0]
-        fields.update(skip_weight=branch.weight)
-        if branch.weight.ndim == 4:
-            fields.update(skip_stride=branch.stride, skip_padding=branch.padding)
-        if branch.bias is not None:  # the node gets both edges' constant currents
-            op.bias = branch.bias if op.bias is None else op.bias + branch.bias
-    return fields
-
-
-def _layers(ops: list[Op]) -> list[Any]:
-    layers: list[Any] = []
-    taps: dict[str, int] = {}  # a relu or max-pool node -> the index of the layer whose output it is
-    for op in ops:
-        if op.kind == "weight":
-            skip = _skip_fields(op, taps)
-            if op.weight.ndim == 2:
-                layers.append(Dense(op.weight, bias=op.bias, **skip))
-            else:
-                layers.append(Conv2d(op.weight, stride=op.stride, padding=op.padding, bias=op.bias, **skip))
-        elif op.kind == "pool":
-            layers.append(AvgPool2d(op.kernel, stride=op.stride[0]))
-        elif op.kind == "flatten":
-            layers.append(Flatten())
-        elif op.kind == "maxpool":
-            layers.append(MaxPool2d(op.kernel))
-            taps[op.node] = len(layers) - 1
-        elif op.kind == "relu":
-            taps[op.node] = len(layers) - 1
-    return layers
-
-
-def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spec_fields: dict, source: str):
-    """The direct copy of the graph ``gm``, its shapes propagated from ``example`` (a batch of zero images)."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    with torch.no_grad():
-        ShapeProp(gm).propagate(example)
-    ops = gates_after_relus(fold_batchnorm(_Reader(gm).read()))
-    if not any(op.kind == "weight" for op in ops):
-        raise SpecError("the model has no Linear or Conv2d layer: nothing to convert")
-    check_chain(ops)
-    provenance = {"source": source, **spec_fields.pop("provenance", {})}
-    return direct_copy(_layers(ops), tuple(example.shape[1:]), dataset, provenance=provenance, **spec_fields)
-
-
-def from_exported(program: Any, dataset: str | None = None, **spec_fields: Any) -> NetworkSpec:
-    """The direct copy of a ``torch.export`` program (:func:`torch.export.load` of a ``.pt2`` archive): its
-    ATen graph read as :func:`from_torch` reads a traced one, the input shape from the program's example."""
-    gm = program.module()
-    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(inputs) != 1 or "val" not in inputs[0].meta:
-        raise SpecError(f"the exported program takes {len(inputs)} inputs; export a model of one image batch")
-    shape = tuple(int(d) for d in inputs[0].meta["val"].shape)
-    example = torch.zeros(shape, dtype=inputs[0].meta["val"].dtype)
-    return _convert(gm, example, dataset, spec_fields, "torch.export")
-
-
-def load_exported(path: Any) -> Any:
-    """:func:`torch.export.load` of a ``.pt2`` archive (its graph is serialized data, its weights are read
-    as tensors: no pickled code runs); a file that is not one is a ValueError naming it."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file; write it with torch.export.save(torch.export.export(model, (example,)), path)"
-        )
-    try:
-        return torch.export.load(path)
-    except Exception as err:  # a zip error, a version mismatch, a foreign archive
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ValueError(
-            f"{path}: not a torch.export archive ({type(err).__name__}: {detail}); write one with torch.export.save"
-        ) from None
-
-
-def from_torch(
-    model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28), dataset: str | None = None, **spec_fields: Any
-) -> NetworkSpec:
-    """The direct copy (every threshold 1) of any model torch.fx can trace (module docstring)."""
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as err:  # torch.fx raises many kinds (TraceError, TypeError, NotImplementedError...)
-        raise SpecError(
-            f"torch.fx cannot trace this model ({type(err).__name__}: {err}); "
-            "data-dependent control flow in forward() must go"
-        ) from None
-    gm.eval()
-    example = torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype)
-    return _convert(gm, example, dataset, dict(spec_fields), "torch.fx")
+def read_ops(gm: fx.GraphModule) -> list[Op]:
+    """The chain of operations of a graph whose shapes were propagated (module docstring)."""
+    return _Reader(gm).read()

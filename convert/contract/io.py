@@ -1,8 +1,8 @@
-"""The spec file: the versioned ``.npz`` format of a :class:`~convert.spec.NetworkSpec`.
+"""The spec file: the versioned ``.npz`` format of a :class:`~convert.contract.spec.NetworkSpec`.
 
 File format (docs/spec-format.md): one ``.npz`` holding ``header`` (UTF-8 JSON as a uint8 array) and one
 array per weight, ``layers.<i>.weight``. The header holds ``format_version``, every scalar field of the
-:class:`~convert.spec.NetworkSpec` and, per layer, ``{"type": <class name>, <fields>}`` with weights
+:class:`~convert.contract.spec.NetworkSpec` and, per layer, ``{"type": <class name>, <fields>}`` with weights
 replaced by the name of their array. One generic ``to_dict``/``from_dict`` keyed by class name serves all
 layer families (:mod:`convert.layers`; a family lists its array fields). Writing is atomic; loading checks
 the version and reports damage clearly.
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from convert.contract.npzfile import read_npz, write_npz
+from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import FAMILIES, family_of, supported
 from convert.layers import skip as skip_edge
-from convert.npzfile import read_npz, write_npz
-from convert.spec import NetworkSpec, SpecError
 
 FORMAT_VERSION = 4
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
@@ -187,7 +187,7 @@ def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkS
         raise SpecError(str(err)) from None
 
 
-_REMAKE = "re-create it with `python -m convert normalize ...` (or convert.io.save_spec)"
+_REMAKE = "re-create it with `python -m convert normalize ...` (or convert.contract.io.save_spec)"
 
 
 def save_spec(spec: NetworkSpec, path: str | os.PathLike[str]) -> Path:

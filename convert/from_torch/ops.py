@@ -1,0 +1,130 @@
+"""The chain of operations read off a traced graph, and its turning into the spec's layers.
+
+:class:`Op` is one operation (a weight layer, a BatchNorm, a rectifier, a re-indexing, a pool, a max-pool
+gate), possibly with a skip branch; :mod:`convert.from_torch.reader` reads them off the graph. Here they are
+folded (each BatchNorm into the weight layer before it), ordered (a max-pool before its ReLU moved after it),
+checked (a ReLU after every weight layer but the last) and built into layers (:func:`layers_of`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, SpecError
+
+
+@dataclass
+class Op:
+    """One operation of the chain: ``kind`` is weight, bn, relu, flatten or pool; ``node`` names it."""
+
+    kind: str
+    node: str
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    kernel: int = 0
+    bn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None  # γ, β, μ, σ², ε
+    source: str | None = None  # a weight op's skip edge: the tap node it comes from (a relu or a max-pool)
+    skip: list[Op] | None = None  # and its branch: [] (the identity), or one weight op and its BatchNorm
+    taps: tuple[str, ...] = ()  # a relu or max-pool op: the graph nodes whose value it is
+
+
+def fold_batchnorm(ops: list[Op]) -> list[Op]:
+    """Each BatchNorm folded into the weight layer right before it (only dropped nodes may lie between), on the
+    chain and on every skip branch."""
+    out: list[Op] = []
+    for op in ops:
+        if op.skip:
+            op.skip = fold_batchnorm(op.skip)
+        if op.kind != "bn":
+            out.append(op)
+            continue
+        if not out or out[-1].kind != "weight":
+            raise SpecError(
+                f"node `{op.node}` (BatchNorm) does not follow a Linear or Conv2d directly: it cannot be "
+                "folded into a weight layer; move it right after one"
+            )
+        layer = out[-1]
+        gamma, beta, mean, var, eps = op.bn
+        scale = gamma / np.sqrt(var + eps)
+        if len(scale) != layer.weight.shape[0]:
+            raise SpecError(
+                f"node `{op.node}` normalizes {len(scale)} channels, but `{layer.node}` has "
+                f"{layer.weight.shape[0]} outputs"
+            )
+        bias = np.zeros(len(scale)) if layer.bias is None else layer.bias
+        layer.weight = layer.weight * scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
+        layer.bias = (bias - mean) * scale + beta
+        layer.node = f"{layer.node}+{op.node}"
+    return out
+
+
+def check_chain(ops: list[Op]) -> None:
+    """Every weight layer but the last is followed by a rectifier, with only re-indexing in between."""
+    weights = [i for i, op in enumerate(ops) if op.kind == "weight"]
+    for i in weights[:-1]:
+        j = i + 1
+        while j < len(ops) and ops[j].kind == "flatten":
+            j += 1
+        if j < len(ops) and ops[j].kind == "relu":
+            continue
+        found = f"`{ops[j].node}` ({ops[j].kind})" if j < len(ops) else "the end of the model"
+        raise SpecError(
+            f"node `{ops[i].node}` is not followed by a ReLU (found {found} first): the spiking network rectifies "
+            "after every weight layer but the last, so it would not compute this model; add a ReLU right after it"
+        )
+
+
+def gates_after_relus(ops: list[Op]) -> list[Op]:
+    """A max-pool right before a ReLU moved after it: max and ReLU commute, and the spike gate reads spikes."""
+    out = list(ops)
+    for i in range(len(out) - 1):
+        if out[i].kind == "maxpool" and out[i + 1].kind == "relu":  # the relu's value is the gate's output
+            pool, relu = out[i], out[i + 1]
+            out[i] = Op("relu", pool.node)
+            out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel)
+    return out
+
+
+def _skip_fields(op: Op, taps: dict[str, int]) -> dict[str, Any]:
+    """The skip fields of a weight op's layer (convert.layers.skip), and its branch's bias folded into it."""
+    if op.skip is None:
+        return {}
+    if len(op.skip) > 1:
+        raise SpecError(f"node `{op.node}`: its skip branch holds {len(op.skip)} layers; at most one is supported")
+    fields: dict[str, Any] = {"skip_source": taps[op.source], "skip_weight": np.array(1.0)}
+    if op.skip:
+        branch = op.skip[0]
+        fields.update(skip_weight=branch.weight)
+        if branch.weight.ndim == 4:
+            fields.update(skip_stride=branch.stride, skip_padding=branch.padding)
+        if branch.bias is not None:  # the node gets both edges' constant currents
+            op.bias = branch.bias if op.bias is None else op.bias + branch.bias
+    return fields
+
+
+def layers_of(ops: list[Op]) -> list[Any]:
+    """The spec's layers of a folded, ordered and checked chain of operations (skip edges attached)."""
+    layers: list[Any] = []
+    taps: dict[str, int] = {}  # a relu or max-pool node -> the index of the layer whose output it is
+    for op in ops:
+        if op.kind == "weight":
+            skip = _skip_fields(op, taps)
+            if op.weight.ndim == 2:
+                layers.append(Dense(op.weight, bias=op.bias, **skip))
+            else:
+                layers.append(Conv2d(op.weight, stride=op.stride, padding=op.padding, bias=op.bias, **skip))
+        elif op.kind == "pool":
+            layers.append(AvgPool2d(op.kernel, stride=op.stride[0]))
+        elif op.kind == "flatten":
+            layers.append(Flatten())
+        elif op.kind == "maxpool":
+            layers.append(MaxPool2d(op.kernel))
+            taps[op.node] = len(layers) - 1
+        elif op.kind == "relu":
+            taps[op.node] = len(layers) - 1
+    return layers
