@@ -41,6 +41,7 @@ def _train_config(args: argparse.Namespace):
         train_images=args.train_images,
         dropout=tuple(args.dropout) if args.dropout else None,
         validation_images=args.validation_images,
+        shift=args.shift,
     )
 
 
@@ -180,8 +181,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--dropout", type=float, nargs="+", default=None, help="mlp: P_IN P_HIDDEN; cnn: P")
+    p.add_argument("--dropout", type=float, nargs="+", default=None, help="mlp: P_IN P_HIDDEN; others: P")
     p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--shift", type=nonnegative_int, default=0, help="augmentation: move images by up to ±N pixels")
     p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
     p.add_argument(
         "--validation-images",

@@ -1,4 +1,5 @@
-"""The two ANNs of Diehl et al. 2015, zero bias everywhere, ReLU, dropout.
+"""The two ANNs of Diehl et al. 2015 (zero bias everywhere, ReLU, dropout), and two deeper networks beyond the
+paper (bias, BatchNorm, max-pooling, residual connections).
 
 * MLP 784-1200-1200-10: dropout on the input (p=0.2) and on both hidden layers (p=0.5).
 * CNN 28x28-12c5-2s-64c5-2s-10o: conv 12@5x5 → ReLU → avg-pool 2 → conv 64@5x5 → ReLU → avg-pool 2 →
@@ -7,13 +8,25 @@
 Both are ``nn.Sequential`` chains of Flatten/Linear/Conv2d/AvgPool2d/ReLU/Dropout only, so that
 :mod:`convert.extract` can copy them module by module into a :class:`~convert.contract.spec.NetworkSpec`.
 The output layer has no ReLU in the ANN (logits); as spiking neurons it becomes an IF layer like the others.
+
+The deeper networks are read by :func:`convert.from_torch.from_torch` (BatchNorm folded into the convolution
+before it, max-pooling as the spike gate, each residual sum as a skip edge):
+
+* ``vgg``: [conv 3×3 + BN + ReLU] ×2 (c1 channels) → max-pool 2 → [conv 3×3 + BN + ReLU] ×2 (c2) → max-pool 2
+  → flatten → dropout → linear (hidden, bias) + ReLU → dropout → linear 10;
+* ``resnet``: conv 3×3 (c1) + BN + ReLU → residual block (c1, identity shortcut) → block (c2, stride 2, 1×1
+  convolution + BN shortcut) → block (c3, stride 2) → global average pooling (7×7) → dropout → linear 10.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-MODELS = ("mlp", "cnn")
+PAPER_MODELS = ("mlp", "cnn")  # the paper's two: nn.Sequential chains, zero bias
+DEEPER_MODELS = ("vgg", "resnet")  # beyond the paper: read through torch.fx
+MODELS = (*PAPER_MODELS, *DEEPER_MODELS)
 
 
 def mlp(hidden: int = 1200, p_in: float = 0.2, p_hidden: float = 0.5) -> nn.Sequential:
@@ -44,12 +57,68 @@ def cnn(c1: int = 12, c2: int = 64, p: float = 0.25) -> nn.Sequential:
     )
 
 
-def build(name: str, dropout: tuple[float, ...] | None = None) -> nn.Sequential:
-    """The model called ``name`` (``mlp`` or ``cnn``), freshly initialised from torch's global RNG.
+def vgg(c1: int = 32, c2: int = 64, hidden: int = 256, p: float = 0.5) -> nn.Sequential:
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
 
-    ``dropout`` overrides the dropout probabilities: ``(p_in, p_hidden)`` for the MLP, ``(p,)`` for the CNN.
+    return nn.Sequential(
+        *block(1, c1),
+        *block(c1, c1),
+        nn.MaxPool2d(2),
+        *block(c1, c2),
+        *block(c2, c2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(p),
+        nn.Linear(c2 * 49, hidden),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(hidden, 10),
+    )
+
+
+class Block(nn.Module):
+    """A residual block: conv-BN-ReLU-conv-BN plus the shortcut (identity, or a strided 1×1 conv with BN), then
+    ReLU: the sum is the second convolution's pre-activation plus the block's rectified input."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+        return F.relu(y + (x if self.down is None else self.down(x)))
+
+
+class ResNet(nn.Module):
+    """conv + BN + ReLU, three residual blocks (28 → 14 → 7), global average pooling, dropout, linear 10."""
+
+    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 64, p: float = 0.2) -> None:
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1)
+        self.blocks = nn.Sequential(Block(c1, c1, 1), Block(c1, c2, 2), Block(c2, c3, 2))
+        self.pool, self.drop, self.head = nn.AdaptiveAvgPool2d(1), nn.Dropout(p), nn.Linear(c3, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(F.relu(self.bn(self.stem(x))))
+        return self.head(self.drop(torch.flatten(self.pool(x), 1)))
+
+
+def build(name: str, dropout: tuple[float, ...] | None = None) -> nn.Module:
+    """The model called ``name`` (one of :data:`MODELS`), freshly initialised from torch's global RNG.
+
+    ``dropout`` overrides the dropout probabilities: ``(p_in, p_hidden)`` for the MLP, ``(p,)`` for the others.
     Dropout is off in eval mode and absent from the spiking network, so it changes training only."""
-    builders = {"mlp": (mlp, ("p_in", "p_hidden")), "cnn": (cnn, ("p",))}
+    builders = {
+        "mlp": (mlp, ("p_in", "p_hidden")),
+        "cnn": (cnn, ("p",)),
+        "vgg": (vgg, ("p",)),
+        "resnet": (ResNet, ("p",)),
+    }
     if name not in builders:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
     make, names = builders[name]

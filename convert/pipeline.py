@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from convert import datasets, methods, normalize
+from convert import datasets, methods, models, normalize
 from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
 from convert.contract.spec import NetworkSpec
 from convert.extract import spec_from_model
@@ -31,7 +31,12 @@ def copy_spec(dataset: str, model: str, runs: Path, **spec_fields: Any) -> Netwo
     """The direct copy of the trained checkpoint ``runs/models/<dataset>-<model>.pt``."""
     ckpt, _ = checkpoint_paths(runs, dataset, model)
     prov = {"source_checkpoint": ckpt.name, "dataset": dataset, "model": model}
-    return spec_from_model(load_model(ckpt), dataset=dataset, provenance=prov, **spec_fields)
+    net = load_model(ckpt)
+    if model in models.DEEPER_MODELS:  # BatchNorm, max-pooling, residual sums: traced
+        from convert.from_torch import from_torch
+
+        return from_torch(net, dataset=dataset, provenance=prov, **spec_fields)
+    return spec_from_model(net, dataset=dataset, provenance=prov, **spec_fields)
 
 
 def calibration_images(dataset: str, root: Path | None, n: int | None, holdout: int = 0) -> np.ndarray:

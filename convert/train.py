@@ -8,6 +8,7 @@ cross-entropy on the logits. Which setting is trained, on which images, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -33,6 +35,7 @@ class TrainConfig:
     train_images: int | None = None  # a prefix of the training part, for quick runs and tests
     dropout: tuple[float, ...] | None = None  # the model's dropout probabilities (models.build); None: defaults
     validation_images: int = 5000  # the training split's last images: held out for model selection
+    shift: int = 0  # augmentation: every training image moved by up to ±shift pixels each way (0: none)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings (0 epochs would save an untrained network) with a ValueError naming them."""
@@ -50,6 +53,7 @@ class TrainConfig:
             "lr": (_is_finite(self.lr) and self.lr > 0, "a positive finite number"),
             "weight_decay": (_is_finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             "validation_images": (_is_int(self.validation_images) and self.validation_images >= 0, "an integer >= 0"),
+            "shift": (_is_int(self.shift) and 0 <= self.shift < 14, "an integer in [0, 14)"),
         }
         for name, (ok, what) in checks.items():
             if not ok:
@@ -65,6 +69,29 @@ def _is_int(value: Any) -> bool:
 
 def _is_finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record(config: TrainConfig) -> dict[str, Any]:
+    """The config as its records and cache keys hold it: fields added later (``shift``) appear only when set, so
+    every earlier key and selection request stays valid."""
+    out = dataclasses.asdict(config)
+    if out["shift"] == 0:
+        del out["shift"]
+    return out
+
+
+def shifted(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image of the batch x (B, 1, H, W) moved by (dy, dx) drawn uniformly from [-shift, shift]², the
+    pixels moved in from outside zero (the background)."""
+    if shift == 0:
+        return x
+    b, _, h, w = x.shape
+    d = torch.randint(-shift, shift + 1, (b, 2), generator=gen)
+    padded = F.pad(x, (shift, shift, shift, shift))
+    rows = (torch.arange(h).view(1, h) + shift - d[:, :1]).view(b, 1, h, 1).expand(b, 1, h, w + 2 * shift)
+    out = padded.gather(2, rows)
+    cols = (torch.arange(w).view(1, w) + shift - d[:, 1:]).view(b, 1, 1, w).expand(b, 1, h, w)
+    return out.gather(3, cols)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -89,7 +116,7 @@ def train_model(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
     progress: bool = False,
-) -> tuple[nn.Sequential, list[float]]:
+) -> tuple[nn.Module, list[float]]:
     """Train a fresh model; return it (in eval mode) and the mean training loss of every epoch."""
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.dropout)
@@ -112,7 +139,7 @@ def train_model(
         for i in bar:
             idx = order[i : i + config.batch_size]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(train_x[idx]), train_y[idx])
+            loss = loss_fn(model(shifted(train_x[idx], config.shift, gen)), train_y[idx])
             loss.backward()
             opt.step()
             sched.step()
@@ -126,7 +153,7 @@ def checkpoint_paths(runs: Path, dataset: str, model: str) -> tuple[Path, Path]:
     return runs / "models" / f"{dataset}-{model}.pt", runs / "models" / f"{dataset}-{model}.json"
 
 
-def load_model(path: Path) -> nn.Sequential:
+def load_model(path: Path) -> nn.Module:
     """Rebuild a trained model (eval mode) from a checkpoint written by :mod:`convert.select`; any other file
     (damaged, foreign, or a pickle that would run code) raises a ValueError naming it."""
     path = Path(path)

@@ -45,6 +45,7 @@ from convert.contract.spec import NetworkSpec
 from convert.encoding import image_keys
 from convert.layers.maxpool2d import window_index, window_rank
 from fastsim.encode import integer_thresholds
+from fastsim.layers import ConvOp, PoolOp
 from fastsim.recorder import BatchCounts
 from fastsim.stages import build_stages
 
@@ -151,10 +152,15 @@ class _WeightStore:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=self.dtype)
 
 
-def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype):
-    """The fan-out runs of one synapse map (activity (R, *in_shape) → currents): probed with one-hot rows in
-    float64, presynaptic units in ``pre_index`` order and postsynaptic neurons in internal order. Returns the
-    run starts, lengths and weights back to back, and each presynaptic unit's number of runs."""
+def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, geometry=None):
+    """The fan-out runs of one synapse map (activity (R, *in_shape) → currents), presynaptic units in
+    ``pre_index`` order and postsynaptic neurons in internal order. Returns the run starts, lengths and weights
+    back to back, and each presynaptic unit's number of runs.
+
+    Probed with one-hot rows in float64; a local map (``geometry``: a convolution's or pool's kernel, stride
+    and padding) is probed with one row per (channel, kernel offset) class instead (:func:`_local_columns`)."""
+    if geometry is not None:
+        return _csr_runs(_local_columns(synapse, in_shape, geometry)[pre_index][:, post_index], np_dtype)
     n_pre, n_post = len(pre_index), len(post_index)
     starts, lengths, weights, counts = [], [], [], np.zeros(n_pre, dtype=np.int64)
     for lo in range(0, n_pre, PROBE_ROWS):
@@ -169,6 +175,64 @@ def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype):
         weights.append(w.astype(np_dtype))
         counts[lo:hi] = np.bincount(r, minlength=hi - lo)
     return np.concatenate(starts).astype(np.int32), np.concatenate(lengths), np.concatenate(weights), counts
+
+
+def local_geometry(ops) -> tuple[int, int, int, int, int, int] | None:
+    """(kh, kw, sh, sw, ph, pw) of a synapse map that is one convolution or one pool (every input unit reaches
+    only the outputs whose window holds it), else None."""
+    if len(ops) != 1:
+        return None
+    op = ops[0]
+    if isinstance(op, ConvOp) and op.parts == 1:
+        (sh, sw), (ph, pw) = op.stride, op.padding
+        return (int(op.weight.shape[2]), int(op.weight.shape[3]), sh, sw, ph, pw)
+    if isinstance(op, PoolOp):
+        return (op.kernel_size, op.kernel_size, op.stride, op.stride, 0, 0)
+    return None
+
+
+def _local_columns(synapse, in_shape, geometry):
+    """The synapse map of a local operator as a sparse (n_in, n_out) matrix in spec (C) order, from C·kh·kw
+    probes: probe (c, a, b) is one at every input (c, y, x) with y ≡ a (mod kh), x ≡ b (mod kw). Two such
+    inputs are at least a kernel apart, so no output window holds both: the output at (oy, ox) is the weight
+    from the one input of the class inside its window, y = y0 + ((a − y0) mod kh) with y0 = oy·sh − ph (and
+    likewise x), or nothing when that input lies in the padding."""
+    import scipy.sparse
+
+    kh, kw, sh, sw, ph, pw = geometry
+    c, h, w = in_shape
+    probe = torch.zeros(c, kh, kw, c, h, w, dtype=torch.float64)
+    for a in range(kh):
+        for b in range(kw):
+            probe[torch.arange(c), a, b, torch.arange(c), a::kh, b::kw] = 1.0
+    with torch.inference_mode():
+        out = synapse(probe.view(c * kh * kw, c, h, w))
+    oc, oh, ow = out.shape[1:]
+    out = out.reshape(c, kh, kw, oc, oh, ow).numpy()
+    y0, x0 = np.arange(oh) * sh - ph, np.arange(ow) * sw - pw
+    ys = y0[None, :] + (np.arange(kh)[:, None] - y0[None, :]) % kh  # (kh, oh): the input row of class a
+    xs = x0[None, :] + (np.arange(kw)[:, None] - x0[None, :]) % kw
+    inside = ((ys >= 0) & (ys < h))[:, None, :, None] & ((xs >= 0) & (xs < w))[None, :, None, :]  # (kh, kw, oh, ow)
+    src = (ys[:, None, :, None] * w + xs[None, :, None, :])[None] + (np.arange(c) * h * w)[:, None, None, None, None]
+    src = np.broadcast_to(src[:, :, :, None], (c, kh, kw, oc, oh, ow))
+    dst = np.broadcast_to(np.arange(oc * oh * ow).reshape(1, 1, 1, oc, oh, ow), out.shape)
+    keep = (out != 0) & np.broadcast_to(inside[None, :, :, None], out.shape)
+    return scipy.sparse.csr_matrix((out[keep], (src[keep], dst[keep])), shape=(c * h * w, oc * oh * ow))
+
+
+def _csr_runs(m, np_dtype):
+    """:func:`_edge_table`'s result from a sparse matrix (rows: presynaptic units, columns: postsynaptic
+    neurons in internal order): the runs of consecutive columns of every row, in row order."""
+    m = m.tocsr()
+    m.sort_indices()
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    cols = m.indices.astype(np.int64)
+    new = np.ones(len(cols), dtype=bool)
+    new[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1] + 1)
+    first = np.flatnonzero(new)
+    lengths = np.diff(np.append(first, len(cols)))
+    counts = np.bincount(rows[first], minlength=m.shape[0]).astype(np.int64)
+    return cols[first].astype(np.int32), lengths, m.data.astype(np_dtype), counts
 
 
 @dataclass(frozen=True)
@@ -230,11 +294,11 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     n_runs, n_ptr, n_fan = 0, 0, 0
     store = _WeightStore(np_dtype)
 
-    def add_edge(synapse, in_shape, post_index, fan):
+    def add_edge(synapse, in_shape, post_index, fan, geometry=None):
         """Append one edge's runs and fan-out; returns the offsets of its ptr and fan-out entries."""
         nonlocal n_runs, n_ptr, n_fan
         pre_index = internal_order(tuple(in_shape))
-        start, length, weights, counts = _edge_table(synapse, in_shape, pre_index, post_index, np_dtype)
+        start, length, weights, counts = _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, geometry)
         w_off, padded = store.add_runs(weights, length)
         ptr_parts.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64) + n_runs)
         post_parts.append(start)
@@ -247,7 +311,7 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
 
     for stage in probe_stages:  # the trunk edges first: ptr_off[l] and pre_off[l] as in a chain
         post_index = internal_order(stage.shape)
-        add_edge(stage.synapse, stage.in_shape, post_index, stage.fanout)
+        add_edge(stage.synapse, stage.in_shape, post_index, stage.fanout, local_geometry(stage.ops))
         index_parts.append(post_index)
         bias = np.zeros(len(post_index)) if stage.bias is None else stage.bias.numpy().reshape(-1)[post_index]
         bias_parts.append(bias.astype(np_dtype))  # float64 → dtype, as the torch engine rounds it
@@ -303,7 +367,10 @@ def _graph_tables(stages, add_edge) -> GraphTables:
         kind, index = stage.skip.tap
         skip_kind[layer] = 0 if kind == "pop" else 1
         skip_src[layer] = index if kind == "pop" else g_pop.index(index)
-        p, f = add_edge(stage.skip.current, stage.skip.in_shape, internal_order(stage.shape), stage.skip.fanout)
+        geometry = local_geometry((stage.skip.op,))
+        p, f = add_edge(
+            stage.skip.current, stage.skip.in_shape, internal_order(stage.shape), stage.skip.fanout, geometry
+        )
         skip_ptr_off[layer], skip_fan_off[layer] = p, f
     sizes = np.asarray(g_size, dtype=np.int64)
     kk = np.asarray(g_kk, dtype=np.int64)

@@ -128,34 +128,41 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Per spiking layer, the SNN's rates against the ANN's (validation/diagnose.py): a Markdown table, a PNG
     grid of hexbin plots and the numbers (JSON), written atomically to --out."""
-    from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-    from fastsim.network import fastest_kernel
-    from fastsim.simulate import simulate
-    from validation.diagnose import diagnose, markdown, plot
+    from validation.diagnose import run_diagnosis
 
     spec, images, labels = _spec_and_images(args)
-    record = simulate(
-        spec,
-        images,
-        steps=args.steps,
-        seed=args.seed,
-        labels=labels,
-        record_neurons=True,
-        dtype="float64",
-        kernel=fastest_kernel(args.device, spec),
-        device=args.device,
-        progress=True,
-    )
-    result = diagnose(spec, images, record)
     out = args.out or (args.runs or default_runs()) / "diagnose" / args.spec.stem
-    table = markdown(result)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
-    numbers = {k: v for k, v in result.items() if k != "rates"}
-    plot(result, out / "diagnose.png")
-    write_json_atomic(out / "diagnose.json", {**numbers, **provenance(config, args.seed)})
-    write_text_atomic(out / "diagnose.md", f"# Diagnosis of {args.spec.name}\n\n{table}\n![per layer](diagnose.png)\n")
-    print(table)
+    result = run_diagnosis(
+        spec, args.spec.name, images, labels, args.steps, out, config, seed=args.seed, device=args.device
+    )
+    print(result["markdown"])
     print(f"written {out / 'diagnose.md'}, {out / 'diagnose.png'}, {out / 'diagnose.json'}")
+    return 0
+
+
+def cmd_beyond(args: argparse.Namespace) -> int:
+    """The deeper networks' table (validation/beyond.py) on its own: trains nothing, so their checkpoints must
+    be in <runs>/models (the main job copies the published ones there)."""
+    import dataclasses
+
+    from validation.beyond import BeyondConfig, run_beyond
+
+    cfg = BeyondConfig()
+    ev = dataclasses.replace(cfg.eval, n_images=args.images, steps=args.steps, device=args.device)
+    cfg = dataclasses.replace(
+        cfg, eval=ev, agreement_images=args.agreement_images, agreement_steps=args.agreement_steps
+    )
+    from convert.train import checkpoint_paths
+
+    runs = args.runs or default_runs()
+    if not any(checkpoint_paths(runs, ds, m)[1].exists() for ds, m in cfg.networks):
+        raise ValueError(
+            f"no checkpoint of {', '.join(m for _, m in cfg.networks)} in {runs / 'models'}: run `make reproduce` "
+            "(it copies the published ones there) or train them with `python -m convert select`"
+        )
+    run_beyond(cfg, args.root, runs)
+    print((runs / "beyond" / "beyond.md").read_text())
     return 0
 
 
@@ -196,7 +203,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.train and args.models is not None:
         raise ValueError("--train and --models exclude each other: train from scratch, or start from checkpoints")
     models = None if args.train or args.select else (args.models or PUBLISHED_MODELS)
+    small = {}
+    if args.images is not None:  # a smaller main job: the deeper networks and the diagnosis shrink with it
+        from validation.beyond import BeyondConfig
+
+        beyond = BeyondConfig()
+        n = max(100, min(beyond.eval.n_images, args.images // 5))
+        small = {
+            "beyond": dataclasses.replace(beyond, eval=dataclasses.replace(beyond.eval, n_images=n)),
+            "diagnose_images": max(100, min(500, args.images // 20)),
+        }
     cfg = ReproduceConfig(
+        **small,
         select=args.select,
         eval=evaluation,
         replication=repl,
@@ -306,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     _spec_args(p, images=200, steps=300)
     p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
     p.add_argument("--out", type=Path, default=None, help="folder (default: <runs>/diagnose/<spec name>)")
+
+    p = add("beyond", cmd_beyond, "the deeper Fashion-MNIST networks (vgg, resnet): fast rows, tests, Brian2 sample")
+    p.add_argument("--images", type=test_images, default=2000, help="test images (default 2000)")
+    p.add_argument("--steps", type=positive_int, default=300, help="the horizon T in steps (default 300)")
+    p.add_argument("--agreement-images", type=nonnegative_int, default=10, help="Brian2 sample images (0: none)")
+    p.add_argument("--agreement-steps", type=positive_int, default=100, help="Brian2 sample steps")
+    p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
 
     p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
     p.add_argument("--docs", type=Path, default=Path("docs/results"))

@@ -30,6 +30,7 @@ from convert.contract.spec import NetworkSpec
 from convert.encoding import poisson_spikes
 from validation.compare import compare_counts, compare_poisson, markdown
 from validation.engines import run
+from validation.significance import wilson_interval
 from validation.thirdparty import LIBRARIES
 
 FASTSIM_OPTIONS = {
@@ -160,3 +161,91 @@ def write_report(report: dict[str, Any], recs, out: Path, name: str, config: dic
     write_text_atomic(paths[1], markdown(report))
     write_bytes_atomic(paths[2], plot_differences(recs, tuple(report["engines"])))
     return paths
+
+
+def agreement_summary(
+    spec: NetworkSpec,
+    name: str,
+    engines: tuple[str, str],
+    images: int,
+    steps: int,
+    poisson: int,
+    seed: int,
+    root: Path | None,
+    runs: Path,
+) -> dict[str, Any]:
+    """:func:`agreement` of ``spec`` (called ``name``, ``<dataset>-...``) on the first ``images`` test images,
+    its report written under ``runs/agreement/``; returns the one-line summary the reports tabulate."""
+    import time
+
+    from convert import datasets
+
+    ds = name.split("-")[0]
+    test = datasets.load(ds, "test", root)
+    start = time.perf_counter()
+    report, _recs = agreement(
+        spec, test.images[:images], test.labels[:images], steps, engines, seed=seed, poisson_images=poisson
+    )
+    wall = time.perf_counter() - start
+    file = f"{name}-{spec.schedule}-{engines[0].replace(':', '_')}-vs-{engines[1].replace(':', '_')}"
+    config = {"spec": name, "schedule": spec.schedule, "images": images, "steps": steps, "seed": seed}
+    write_report(report, _recs, runs / "agreement", file, config)
+    ident = report["identical"]
+    summary = {
+        "network": name,
+        "schedule": spec.schedule,
+        "engines": " vs ".join(engines),
+        "images": images,
+        "steps": steps,
+        "exact_fraction": ident["exact_fraction"],
+        "mismatches": ident["mismatches"],
+        "explained": ident["mismatches_explained"],
+        "prediction_agreement": ident["prediction_agreement"],
+        "wall_s": round(wall, 1),
+    }
+    if "poisson" in report:
+        summary["poisson"] = report["poisson"]
+    print(f"  {file}: {100 * ident['exact_fraction']:.4f} % equal counts ({wall:.0f} s)", flush=True)
+    return summary
+
+
+def agreement_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "Identical input spikes (the counter-based Poisson trains, fed to Brian2 as a SpikeGeneratorGroup): "
+        "per-neuron spike counts of every layer and image compared.",
+        "",
+        "| network (spec) | schedule | engines | images × steps | equal per-neuron counts | mismatches "
+        "(explained) | same prediction | wall (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['network']} | {r['schedule']} | {r['engines']} | {r['images']} × {r['steps']} "
+        f"| {100 * r['exact_fraction']:.4f} % | {r['mismatches']} ({r['explained']}) "
+        f"| {100 * r['prediction_agreement']:.1f} % | {r['wall_s']:.0f} |"
+        for r in rows
+    ]
+    poisson = [r for r in rows if "poisson" in r]
+    if poisson:
+        lines += [
+            "",
+            "Independent Poisson draws (fastsim's counter-based generator vs Brian2's own PoissonGroup) on the same "
+            "images: the two are different samples of the same input process, so agreement means accuracies "
+            "within the 95 % interval of a difference of two binomial proportions, not equal counts.",
+            "",
+            "| network (spec) | images × steps | fastsim Poisson, accuracy % (95 % Wilson) | Brian2 PoissonGroup "
+            "| difference (pp) | 95 % interval of the difference (pp) | within |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in poisson:
+            p = r["poisson"]
+            n = p["images"]
+            cells = []
+            for acc in p["accuracy"]:
+                lo, hi = wilson_interval(round(acc * n), n)
+                cells.append(f"{100 * acc:.1f} ({100 * lo:.1f}–{100 * hi:.1f})")
+            lines.append(
+                f"| {r['network']} | {n} × {p['steps']} | {cells[0]} | {cells[1]} "
+                f"| {100 * p['accuracy_difference']:+.1f} | ±{100 * p['interval_95']:.1f} "
+                f"| {'yes' if p['accuracy_within_interval'] else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -205,3 +205,46 @@ def plot(result: dict[str, Any], path: Any, max_points: int = 200_000) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def run_diagnosis(
+    spec: NetworkSpec,
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    steps: int,
+    out: Any,
+    config: dict[str, Any],
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Simulate ``spec`` (float64, per-neuron counts) on ``images`` for ``steps`` steps, diagnose it and write
+    ``diagnose.md``, ``diagnose.png`` and ``diagnose.json`` (with ``config`` and provenance) atomically to the
+    folder ``out``; returns the numbers (without the per-pair rates)."""
+    from pathlib import Path
+
+    from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+    from fastsim.network import fastest_kernel
+    from fastsim.simulate import simulate
+
+    record = simulate(
+        spec,
+        images,
+        steps=steps,
+        seed=seed,
+        labels=labels,
+        record_neurons=True,
+        dtype="float64",
+        kernel=fastest_kernel(device, spec),
+        device=device,
+        progress=progress,
+    )
+    result = diagnose(spec, images, record)
+    out = Path(out)
+    numbers = {k: v for k, v in result.items() if k != "rates"}
+    plot(result, out / "diagnose.png")
+    write_json_atomic(out / "diagnose.json", {**numbers, **provenance(config, seed)})
+    table = markdown(result)
+    write_text_atomic(out / "diagnose.md", f"# Diagnosis of {name}\n\n{table}\n![per layer](diagnose.png)\n")
+    return {**numbers, "markdown": table}

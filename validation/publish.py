@@ -67,7 +67,8 @@ def _refresh_report(text: str, results: dict, command: str | None = None) -> str
 
 def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     """Copy the results and refresh the README block; returns the files written."""
-    from validation.reproduce import agreement_markdown
+    from validation.agreement import agreement_markdown
+    from validation.beyond import markdown as beyond_markdown
     from validation.table2 import PAIRS
     from validation.table2_report import claims_markdown, converged_markdown, markdown
 
@@ -91,7 +92,16 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     if report_md.exists():  # Table 2's claims and paired tests as the latest table2.json has them
         write_text_atomic(report_md, _refresh_report(report_md.read_text(), results, report.get("command")))
     copies[runs / "reproduce.json"] = docs / "reproduce.json"  # the stage times --estimate scales
-    for ds, model in PAIRS:  # the trained networks, so that anyone can rerun Table 2 from them
+    beyond_json = runs / "beyond" / "beyond.json"
+    beyond = json.loads(beyond_json.read_text()) if beyond_json.exists() else None
+    deeper = [tuple(n) for n in beyond["config"]["networks"]] if beyond else []
+    if beyond:
+        copies[runs / "beyond" / "beyond.md"] = docs / "beyond.md"
+    diagnosis = report.get("diagnose", [])
+    for d in diagnosis:  # the per-layer pictures and tables
+        for name in ("diagnose.png", "diagnose.md"):
+            copies[runs / "diagnose" / d["network"] / name] = docs / "diagnose" / d["network"] / name
+    for ds, model in (*PAIRS, *deeper):  # the trained networks, so that anyone can rerun the tables from them
         for suffix in (".pt", ".json"):
             copies[runs / "models" / f"{ds}-{model}{suffix}"] = docs / "models" / f"{ds}-{model}{suffix}"
     for src, dst in copies.items():
@@ -117,6 +127,8 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
             "Agreement with Brian2 in the same run:",
             "",
             agreement_markdown(report.get("agreement", [])),
+            *(["Beyond the paper's two networks:", "", beyond_markdown(beyond)] if beyond else []),
+            *(["Where the conversions lose accuracy:", "", _diagnose_block(diagnosis)] if diagnosis else []),
             END,
         ]
     )
@@ -128,3 +140,14 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     write_text_atomic(readme, head + block + tail)
     written.append(readme)
     return written
+
+
+def _diagnose_block(rows: list[dict]) -> str:
+    """The diagnosis summary with links to the published per-layer pictures."""
+    from validation.reproduce import diagnose_markdown
+
+    linked = [{**r, "picture": f"docs/results/diagnose/{r['network']}/diagnose.png"} for r in rows]
+    text = diagnose_markdown(linked).replace("`runs/docs/results/", "`docs/results/")
+    for r in linked:  # the backquoted paths become links
+        text = text.replace(f"`{r['picture']}`", f"[per layer]({r['picture']})")
+    return text

@@ -24,13 +24,15 @@ from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.select import CANDIDATES, SELECTED, select_and_train
 from convert.table1 import write_table1
 from convert.train import TrainConfig
+from validation.agreement import agreement_markdown, agreement_summary
+from validation.beyond import BeyondConfig, run_beyond
+from validation.beyond import markdown as beyond_markdown
 from validation.experiments import EvalConfig
 from validation.figures import convergence_markdown, make_figures
 from validation.horizon_check import HorizonCheck, run_horizon_check
 from validation.horizon_check import markdown as horizon_markdown
 from validation.replication_config import ReplicationConfig, run_replication_config
 from validation.replication_config import markdown as replication_markdown
-from validation.significance import wilson_interval
 from validation.table2 import PAIRS, run_table2
 
 # the published run whose stage times --estimate scales, and its trained networks (`validation publish`)
@@ -68,6 +70,16 @@ class ReproduceConfig:
     # from: by default the published networks (docs/results/models/), so that Table 2 comes out as published on
     # any machine; None trains them from scratch (`--train`, make reproduce-full)
     models: Path | None = field(default_factory=lambda: PUBLISHED_MODELS)
+    # beyond the paper: the deeper Fashion-MNIST networks (validation/beyond.py), and every network's data-based
+    # spec diagnosed layer by layer (validation/diagnose.py) on this many test images and steps
+    beyond: BeyondConfig = field(default_factory=BeyondConfig)
+    diagnose_images: int = 500
+    diagnose_steps: int = 300
+
+    @property
+    def networks(self) -> tuple[tuple[str, str], ...]:
+        """Every network of the job: the paper's four, then the deeper ones."""
+        return (*PAIRS, *self.beyond.networks)
 
     @property
     def candidates(self) -> dict[str, tuple[dict[str, Any], ...]]:
@@ -83,7 +95,9 @@ def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
     names = [r.name for r in rows()]
     table2 = sum(ev.plan(name)[0] * ev.plan(name)[1] for name in names) * len(PAIRS) * len(ev.seeds)
     repl = cfg.replication
-    epochs = sum(c.get("epochs", TrainConfig.epochs) for ds, m in PAIRS for c in cfg.candidates[m])
+    epochs = sum(c.get("epochs", TrainConfig.epochs) for ds, m in cfg.networks for c in cfg.candidates[m])
+    beyond = cfg.beyond.eval
+    beyond_steps = sum(beyond.plan(r)[0] * beyond.plan(r)[1] for r in cfg.beyond.rows) * len(cfg.beyond.networks)
     return {
         "training": 0.0 if cfg.models is not None else float(epochs),
         "conversion": 1.0,
@@ -92,6 +106,8 @@ def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
         "replication": float(repl.images * repl.steps + repl.slow_images * repl.slow_steps),
         "horizon": float(min(cfg.horizon.images, ev.n_images) * cfg.horizon.steps),
         "agreement": float(cfg.agreement_images * cfg.agreement_steps * (2 if cfg.agreement_all else 1)),
+        "beyond": float(beyond_steps * len(beyond.seeds)),
+        "diagnose": float(cfg.diagnose_images * cfg.diagnose_steps * len(cfg.networks)),
     }
 
 
@@ -126,12 +142,12 @@ def _shown(folder: Path | None) -> str | None:
         return str(folder)
 
 
-def use_given_models(folder: Path, runs: Path) -> None:
-    """Copy the four checkpoints (and their metrics) from ``folder`` into ``runs/models/``, after checking that
-    each loads as the project's network; a missing or foreign file is a ValueError naming it."""
+def use_given_models(folder: Path, runs: Path, networks: tuple[tuple[str, str], ...] = PAIRS) -> None:
+    """Copy the checkpoints of ``networks`` (and their metrics) from ``folder`` into ``runs/models/``, after
+    checking that each loads as the project's network; a missing or foreign file is a ValueError naming it."""
     from convert.train import checkpoint_paths, load_model
 
-    for ds, model in PAIRS:
+    for ds, model in networks:
         src_pt, src_json = checkpoint_paths(folder.parent, ds, model)
         src_pt, src_json = folder / src_pt.name, folder / src_json.name
         if not src_pt.exists() or not src_json.exists():
@@ -152,15 +168,20 @@ def use_given_models(folder: Path, runs: Path) -> None:
 
 
 def models_name(net: Any) -> str:
-    """``mlp`` or ``cnn``: the project architecture a loaded checkpoint rebuilt."""
-    return "cnn" if any(type(m).__name__ == "Conv2d" for m in net.modules()) else "mlp"
+    """``mlp``, ``cnn``, ``vgg`` or ``resnet``: the project architecture a loaded checkpoint rebuilt."""
+    kinds = {type(m).__name__ for m in net.modules()}
+    if "Block" in kinds:
+        return "resnet"
+    if "MaxPool2d" in kinds:
+        return "vgg"
+    return "cnn" if "Conv2d" in kinds else "mlp"
 
 
 def train_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
     if cfg.models is not None:
-        use_given_models(cfg.models, runs)
+        use_given_models(cfg.models, runs, cfg.networks)
         return
-    for ds, model in PAIRS:
+    for ds, model in cfg.networks:
         base = TrainConfig(dataset=ds, model=model, seed=cfg.seed, validation_images=cfg.eval.holdout)
         m = select_and_train(base, cfg.candidates[model], root, runs)
         sel = m["selection"]
@@ -232,82 +253,10 @@ def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[
         spec = load_spec(runs / "specs" / f"{ds}-{model}-{method}.npz")
         if schedule is not None:
             spec = dataclasses.replace(spec, schedule=schedule)
-        summaries.append(_agreement(spec, f"{ds}-{model}-{method}", engines, images, n_steps, poisson, cfg, root, runs))
+        summaries.append(
+            agreement_summary(spec, f"{ds}-{model}-{method}", engines, images, n_steps, poisson, cfg.seed, root, runs)
+        )
     return summaries
-
-
-def _agreement(spec, name, engines, images, steps, poisson, cfg, root, runs) -> dict[str, Any]:
-    from validation.agreement import agreement, write_report
-
-    ds = name.split("-")[0]
-    test = datasets.load(ds, "test", root)
-    start = time.perf_counter()
-    report, _recs = agreement(
-        spec, test.images[:images], test.labels[:images], steps, engines, seed=cfg.seed, poisson_images=poisson
-    )
-    wall = time.perf_counter() - start
-    file = f"{name}-{spec.schedule}-{engines[0].replace(':', '_')}-vs-{engines[1].replace(':', '_')}"
-    config = {"spec": name, "schedule": spec.schedule, "images": images, "steps": steps, "seed": cfg.seed}
-    write_report(report, _recs, runs / "agreement", file, config)
-    ident = report["identical"]
-    summary = {
-        "network": name,
-        "schedule": spec.schedule,
-        "engines": " vs ".join(engines),
-        "images": images,
-        "steps": steps,
-        "exact_fraction": ident["exact_fraction"],
-        "mismatches": ident["mismatches"],
-        "explained": ident["mismatches_explained"],
-        "prediction_agreement": ident["prediction_agreement"],
-        "wall_s": round(wall, 1),
-    }
-    if "poisson" in report:
-        summary["poisson"] = report["poisson"]
-    print(f"  {file}: {100 * ident['exact_fraction']:.4f} % equal counts ({wall:.0f} s)", flush=True)
-    return summary
-
-
-def agreement_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "Identical input spikes (the counter-based Poisson trains, fed to Brian2 as a SpikeGeneratorGroup): "
-        "per-neuron spike counts of every layer and image compared.",
-        "",
-        "| network (spec) | schedule | engines | images × steps | equal per-neuron counts | mismatches "
-        "(explained) | same prediction | wall (s) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['network']} | {r['schedule']} | {r['engines']} | {r['images']} × {r['steps']} "
-        f"| {100 * r['exact_fraction']:.4f} % | {r['mismatches']} ({r['explained']}) "
-        f"| {100 * r['prediction_agreement']:.1f} % | {r['wall_s']:.0f} |"
-        for r in rows
-    ]
-    poisson = [r for r in rows if "poisson" in r]
-    if poisson:
-        lines += [
-            "",
-            "Independent Poisson draws (fastsim's counter-based generator vs Brian2's own PoissonGroup) on the same "
-            "images: the two are different samples of the same input process, so agreement means accuracies "
-            "within the 95 % interval of a difference of two binomial proportions, not equal counts.",
-            "",
-            "| network (spec) | images × steps | fastsim Poisson, accuracy % (95 % Wilson) | Brian2 PoissonGroup "
-            "| difference (pp) | 95 % interval of the difference (pp) | within |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in poisson:
-            p = r["poisson"]
-            n = p["images"]
-            cells = []
-            for acc in p["accuracy"]:
-                lo, hi = wilson_interval(round(acc * n), n)
-                cells.append(f"{100 * acc:.1f} ({100 * lo:.1f}–{100 * hi:.1f})")
-            lines.append(
-                f"| {r['network']} | {n} × {p['steps']} | {cells[0]} | {cells[1]} "
-                f"| {100 * p['accuracy_difference']:+.1f} | ±{100 * p['interval_95']:.1f} "
-                f"| {'yes' if p['accuracy_within_interval'] else 'no'} |"
-            )
-    return "\n".join(lines) + "\n"
 
 
 HORIZONS = """Horizons. Every row runs once, for its horizon H, with checkpoints on a log grid; the table above reads
@@ -388,7 +337,76 @@ STAGES: tuple[Stage, ...] = (
         lambda c, r, w, d: run_horizon_check(_horizon(c), c.eval, r, w, PAIRS),
     ),
     Stage("agreement", lambda cfg: "agreement with Brian2", lambda c, r, w, d: agreement_runs(c, r, w)),
+    Stage(
+        "beyond",
+        lambda cfg: (
+            f"beyond the paper ({', '.join(m for _, m in cfg.beyond.networks)}: "
+            f"{cfg.beyond.eval.n_images} images × {cfg.beyond.eval.steps} ms, Brian2 sample)"
+        ),
+        lambda c, r, w, d: run_beyond(c.beyond, r, w),
+    ),
+    Stage(
+        "diagnose",
+        lambda cfg: f"diagnosis of every data-based spec ({cfg.diagnose_images} images × {cfg.diagnose_steps} ms)",
+        lambda c, r, w, d: diagnose_all(c, r, w),
+    ),
 )
+
+
+def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
+    """:func:`validation.diagnose.run_diagnosis` of every network's data-based spec (runs/specs/) on the first
+    ``diagnose_images`` test images, written to runs/diagnose/<spec>/; one summary per network."""
+    from convert.contract.io import load_spec
+    from validation.diagnose import run_diagnosis
+
+    out = []
+    for ds, model in cfg.networks:
+        name = f"{ds}-{model}-data"
+        path = runs / "specs" / f"{name}.npz"
+        if not path.exists():  # a deeper network without a checkpoint (beyond skipped it)
+            continue
+        test = datasets.load(ds, "test", root)
+        n = cfg.diagnose_images
+        config = {"spec": name, "images": n, "steps": cfg.diagnose_steps, "seed": cfg.seed}
+        result = run_diagnosis(
+            load_spec(path),
+            name,
+            test.images[:n],
+            test.labels[:n],
+            cfg.diagnose_steps,
+            runs / "diagnose" / name,
+            config,
+            seed=cfg.seed,
+            progress=False,
+        )
+        first = result["first_broken"]
+        out.append(
+            {
+                "network": name,
+                "snn_accuracy": result["snn_accuracy"],
+                "first_broken": first,
+                "verdict": result["verdict"],
+                "picture": f"diagnose/{name}/diagnose.png",
+            }
+        )
+        print(f"  {name}: {result['verdict']}", flush=True)
+    return out
+
+
+def diagnose_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "Per spiking layer, the SNN's firing rates against the rates the ANN asks for (validation/diagnose.py); "
+        "the first layer where they part and what that usually means.",
+        "",
+        "| network (spec) | SNN accuracy % | first broken layer | verdict | picture |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        first = "–" if r["first_broken"] is None else r["first_broken"]
+        lines.append(
+            f"| {r['network']} | {100 * r['snn_accuracy']:.2f} | {first} | {r['verdict']} | `runs/{r['picture']}` |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def run_stages(
@@ -415,6 +433,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
     done, log = run_stages(STAGES, cfg, root, runs, units)
     table1, results, conv = done["training"], done["table2"], done["figures"]
     repl, horizon, agree = done["replication"], done["horizon"], done["agreement"]
+    beyond, diagnosis = done["beyond"], done["diagnose"]
     total = time.perf_counter() - t0
     ev = cfg.eval
     tag = ev.tag
@@ -457,6 +476,12 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
             "## Agreement with Brian2",
             "",
             agreement_markdown(agree),
+            "## Beyond the paper's two networks",
+            "",
+            beyond_markdown(beyond),
+            "## Where the conversions lose accuracy",
+            "",
+            diagnose_markdown(diagnosis),
             "## Stage wall times",
             "",
             "\n".join(f"- {x['stage']}: {x['wall_s']:.0f} s" for x in log),
@@ -465,7 +490,14 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
         ]
     )
     write_text_atomic(runs / "REPORT.md", report)
-    summary = {"stages": log, "total_s": total, "agreement": agree, "command": cfg.command, "calibration": speed}
+    summary = {
+        "stages": log,
+        "total_s": total,
+        "agreement": agree,
+        "diagnose": diagnosis,
+        "command": cfg.command,
+        "calibration": speed,
+    }
     write_json_atomic(
         runs / "reproduce.json",
         {

@@ -40,10 +40,12 @@ REPLICATION = {  # Table 2 of the replication: SNN test accuracy after 10 000 ms
 PAIRS = tuple(REPLICATION)
 
 
-def _jobs(cfg: EvalConfig, built: dict, ds: str, model: str) -> dict[tuple[str, int], Job]:
+def network_jobs(cfg: EvalConfig, built: dict, ds: str, model: str, row_names=None) -> dict[tuple[str, int], Job]:
+    """Every (row, seed) record of one network (``row_names``: a subset of the rows; None: all)."""
     return {
         (r.name, seed): Job(built["specs"][r.name][0], ds, model, seed, *cfg.plan(r.name))
         for r in rows()
+        if row_names is None or r.name in row_names
         for seed in cfg.seeds
     }
 
@@ -66,7 +68,7 @@ def run_table2(
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
     cache = runs / "table2"  # searches and records, keyed by content: shared by every tag (scale) of the table
     built = {(ds, m): build_specs(ds, m, root, runs, cfg, cache) for ds, m in todo}
-    jobs = {(ds, m): _jobs(cfg, built[(ds, m)], ds, m) for ds, m in todo}
+    jobs = {(ds, m): network_jobs(cfg, built[(ds, m)], ds, m) for ds, m in todo}
     missing: dict[tuple[str, str], int] = {}
     for (ds, m), by_row in jobs.items():
         unique = {j.key(cfg): j for j in by_row.values()}  # equal specs share a record
@@ -77,7 +79,7 @@ def run_table2(
         print(f"table2: {total:,} image-steps to simulate; expected wall time on this machine ~{_hms(seconds)}")
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="table2", disable=not progress or total == 0)
     for ds, model in todo:
-        entries, correct = _network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
+        entries, correct = network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
         results["entries"] += entries
         results["paired"] += paired_tests(ds, model, correct)
     bar.close()
@@ -88,10 +90,10 @@ def run_table2(
     return results
 
 
-def _network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[str, Any]], dict]:
-    """Every row's entry of one network (records under ``cache``, runs/table2, paths relative to it), and per
-    row and for the ANN the per-image correctness (first input seed) at T and at the row's horizon, for the
-    paired tests."""
+def network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[str, Any]], dict]:
+    """Every row's entry of one network (the rows ``jobs`` holds; records under ``cache``, runs/table2, paths
+    relative to it), and per row and for the ANN the per-image correctness (first input seed) at T and at the
+    row's horizon, for the paired tests."""
     ds, model = next(iter(jobs.values())).dataset, next(iter(jobs.values())).model
     ann_all = json.loads(checkpoint_paths(cache.parent, ds, model)[1].read_text())["test_accuracy"]
     test = datasets.load(ds, "test", root)
@@ -101,6 +103,8 @@ def _network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[s
     correct = {"ANN": {"T": ann_correct, "H": ann_correct}}
     for row_def in rows():
         row = row_def.name
+        if (row, cfg.seeds[0]) not in jobs:
+            continue
         spec, report = built["specs"][row]
         images, horizon = cfg.plan(row)
         recs = [evaluate(jobs[(row, seed)], root, cfg, cache, update) for seed in cfg.seeds]
@@ -142,7 +146,7 @@ def _network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[s
                 "synops_per_image_at_convergence": None if conv_index is None else _synops_at(first, conv_index),
                 "ann_macs_per_image": macs,
                 "divisors": list(report.divisors),
-                "replication": REPLICATION[(ds, model)].get(row),
+                "replication": REPLICATION.get((ds, model), {}).get(row),
                 "search": built["search"] if row_def.tuned else None,
                 "wall_s": float(sum(r.meta.get("wall_s", 0.0) for r in recs)),
                 "image_steps_per_s": first.meta.get("image_steps_per_s"),
@@ -154,10 +158,9 @@ def _network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[s
 
 def _synops_at(record: SpikeRecord, index: int) -> float | None:
     """Mean synaptic events per image up to checkpoint ``index`` (None for records without the curve)."""
-    curve = getattr(record, "synops_curve", None)
-    if curve is None:
+    if record.synops_curve is None:
         return float(record.synops.sum(axis=1).mean()) if index == len(record.checkpoints) - 1 else None
-    return float(curve[:, index].sum(axis=-1).mean())
+    return float(record.synops_at(index).mean())
 
 
 def expected_seconds(built: dict, missing: dict, root: Path | None, cfg: EvalConfig, probe=(256, 40)) -> float:

@@ -21,25 +21,10 @@ from torch import nn
 from convert import ann, datasets
 from convert.contract.io import save_spec
 from convert.from_torch import from_torch
+from convert.models import Block
 from convert.pipeline import normalized_spec
 from convert.stats import collect_stats
 from fastsim.simulate import simulate
-
-
-class Block(nn.Module):
-    """A residual block: conv-BN-ReLU-conv-BN, plus the shortcut (identity, or a strided 1×1 conv with BN)."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
-        return F.relu(y + (x if self.down is None else self.down(x)))
 
 
 class Net(nn.Module):

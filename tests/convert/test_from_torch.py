@@ -13,6 +13,7 @@ from convert.ann import activations, as_input
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, SpecError
 from convert.extract import spec_from_model
 from convert.from_torch import from_torch
+from convert.models import Block
 
 
 class Net(nn.Module):
@@ -194,22 +195,6 @@ def test_extract_cli_reads_a_pt2_and_refuses_a_foreign_file(tmp_path, capsys) ->
     err = capsys.readouterr().err
     assert "not a torch.export archive" in err and err.count("\n") == 1
     assert not (tmp_path / "x.npz").exists()
-
-
-class Block(nn.Module):
-    """A residual block: conv-BN-ReLU-conv-BN plus the identity, or a strided 1×1 conv-BN shortcut."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
-        return F.relu(y + (x if self.down is None else self.down(x)))
 
 
 class ResNet(nn.Module):

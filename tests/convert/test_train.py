@@ -14,7 +14,7 @@ from convert.extract import spec_from_model
 from convert.train import TrainConfig, images_to_tensor, train_model
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", models.PAPER_MODELS)
 def test_models_have_no_bias_and_documented_shapes(name):
     model = models.build(name)
     assert not [n for n, _ in model.named_parameters() if "bias" in n]
@@ -27,6 +27,81 @@ def test_architectures():
     cnn = [p.shape for p in models.cnn().parameters()]
     assert cnn == [(12, 1, 5, 5), (64, 12, 5, 5), (10, 1024)]
     assert sum(isinstance(m, torch.nn.AvgPool2d) for m in models.cnn()) == 2
+
+
+def test_deeper_architectures():
+    vgg = models.vgg()
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in vgg) == 2
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in vgg) == 4
+    resnet = models.build("resnet")
+    assert sum(isinstance(m, models.Block) for m in resnet.modules()) == 3
+    assert sum(m.down is not None for m in resnet.modules() if isinstance(m, models.Block)) == 2
+    for net in (vgg, resnet):
+        assert net.eval()(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", models.DEEPER_MODELS)
+def test_deeper_models_convert_to_the_same_function(name, mnist_test):
+    """BatchNorm (random running statistics) folded, max-pooling a gate, residual sums skip edges: the spec's
+    ANN computes the model's logits (float64 throughout: only the folding's rounding differs)."""
+    from convert.contract.spec import MaxPool2d
+    from convert.from_torch import from_torch
+
+    torch.manual_seed(1)
+    model = models.build(name).double()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    model.eval()
+    spec = from_torch(model, dataset="fashion")
+    kinds = [type(layer).__name__ for layer in spec.layers]
+    if name == "vgg":
+        assert kinds.count("MaxPool2d") == 2 and all(layer.bias is not None for layer in spec.layers[:2])
+        assert not any(isinstance(layer, MaxPool2d) for layer in spec.layers[-2:])
+    else:
+        assert [getattr(layer, "skip_source", None) for layer in spec.layers[:7]] == [None, None, 0, None, 2, None, 4]
+        assert kinds[7] == "AvgPool2d"  # global average pooling of 7×7
+    x = mnist_test.images[:20]
+    with torch.inference_mode():
+        expected = model(images_to_tensor(x).double())
+    _, logits = ann.activations(spec, ann.as_input(spec, x))
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_shift_moves_each_image_within_bounds_and_fills_with_background():
+    from convert.train import shifted
+
+    x = torch.rand(64, 1, 28, 28) + 0.5  # no zero pixel inside
+    gen = torch.Generator().manual_seed(3)
+    y = shifted(x, 2, gen)
+    assert y.shape == x.shape
+    found = set()
+    for i in range(len(x)):  # each output is the input moved by one (dy, dx) in [-2, 2]²
+        hits = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(y[i], torch.nn.functional.pad(x[i], (2, 2, 2, 2))[:, 2 - dy : 30 - dy, 2 - dx : 30 - dx])
+        ]
+        assert len(hits) == 1
+        found.add(hits[0])
+    assert len(found) > 10  # the shifts vary
+    assert torch.equal(shifted(x, 0, gen), x)
+    again = shifted(x, 2, torch.Generator().manual_seed(3))
+    assert torch.equal(again, y)  # one generator seed, one draw
+
+
+def test_the_shift_is_recorded_only_when_set():
+    from convert.select import candidate_key
+    from convert.train import record
+
+    assert "shift" not in record(TrainConfig()) and record(TrainConfig(shift=2))["shift"] == 2
+    assert candidate_key(TrainConfig()) != candidate_key(TrainConfig(shift=2))
+    with pytest.raises(ValueError, match="shift"):
+        TrainConfig(shift=-1)
 
 
 def _tiny_data(mnist_test, n=256):
@@ -53,7 +128,7 @@ def test_same_seed_same_weights(mnist_test, name):
     assert not all(torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", models.PAPER_MODELS)
 def test_extracted_spec_computes_the_model(name, mnist_test):
     torch.manual_seed(0)
     model = models.build(name).eval()
@@ -92,8 +167,9 @@ def test_extract_copies_bias_and_refuses_unknown_modules():
         ("lr", float("nan")),
         ("train_images", 0),
         ("weight_decay", -1.0),
+        ("shift", 14),
         ("dataset", "cifar10"),
-        ("model", "resnet"),
+        ("model", "resnet50"),
     ],
 )
 def test_train_config_refuses_impossible_values(field, value):

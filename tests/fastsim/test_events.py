@@ -204,3 +204,43 @@ def test_bad_requests_say_what_to_use(fastsim_rng) -> None:
         simulate(spec, images, steps=5, kernel="events", matmul="tf32x2")
     with pytest.raises(ValueError, match="record_margins"):
         simulate(spec, images, steps=5, kernel="events", record_margins=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    c=st.integers(1, 3),
+    oc=st.integers(1, 4),
+    h=st.integers(3, 9),
+    w=st.integers(3, 9),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    pool=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_local_probing_gives_the_one_hot_tables(c, oc, h, w, kh, kw, stride, padding, pool, seed) -> None:
+    """A convolution's or pool's tables from one probe per (channel, kernel offset) class are exactly the
+    tables of one probe per input unit, for any kernel, stride and padding that fit."""
+    from fastsim.events import _edge_table, local_geometry
+    from fastsim.layers import ConvOp, PoolOp
+
+    if pool:
+        k = min(kh, h, w)
+        op = PoolOp(k, stride, 0.25)
+    else:
+        if kh > h + 2 * padding or kw > w + 2 * padding:
+            return
+        weight = torch.as_tensor(np.random.default_rng(seed).normal(size=(oc, c, kh, kw)))
+        weight[weight.abs() < 0.3] = 0.0  # zero weights: no synapse, no run
+        op = ConvOp(weight, (stride, stride), (padding, padding))
+    in_shape = (c, h, w)
+    out_shape = tuple(op(torch.zeros(1, *in_shape, dtype=torch.float64)).shape[1:])
+    pre, post = internal_order(in_shape), internal_order(out_shape)
+    geometry = local_geometry((op,))
+    assert geometry is not None
+    got = _edge_table(op, in_shape, pre, post, np.float64, geometry)
+    want = _edge_table(op, in_shape, pre, post, np.float64)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert local_geometry((op, op)) is None
