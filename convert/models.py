@@ -97,7 +97,7 @@ class Block(nn.Module):
 class ResNet(nn.Module):
     """conv + BN + ReLU, three residual blocks (28 → 14 → 7), global average pooling, dropout, linear 10."""
 
-    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 64, p: float = 0.2) -> None:
+    def __init__(self, c1: int = 24, c2: int = 48, c3: int = 96, p: float = 0.2) -> None:
         super().__init__()
         self.stem, self.bn = nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1)
         self.blocks = nn.Sequential(Block(c1, c1, 1), Block(c1, c2, 2), Block(c2, c3, 2))
@@ -133,3 +133,9 @@ def input_shape(name: str) -> tuple[int, ...]:
     """Shape of one input sample as the spec sees it: always the image (1, 28, 28)."""
     build(name)  # validates the name
     return (1, 28, 28)
+
+
+def architecture(name: str) -> list[tuple[str, tuple[int, ...]]]:
+    """Every parameter and buffer of the model ``name`` with its shape: what a trained candidate's cache key
+    holds, so that a changed architecture never reuses old weights."""
+    return [(key, tuple(value.shape)) for key, value in build(name).state_dict().items()]

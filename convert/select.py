@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from convert import datasets
+from convert import datasets, models
 from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
 from convert.contract.provenance import atomic_path, provenance, write_json_atomic
 from convert.train import TrainConfig, accuracy, checkpoint_paths, images_to_tensor, load_model, record, train_model
@@ -46,7 +46,7 @@ CANDIDATES: dict[str, tuple[dict[str, Any], ...]] = {
         {"lr": 1e-3, "dropout": (0.5,), "epochs": 10, "shift": 2},
         {"lr": 1e-3, "dropout": (0.25,), "epochs": 15, "shift": 1},
     ),
-    "resnet": ({"lr": 2e-3, "dropout": (0.2,), "epochs": 12, "shift": 2},),
+    "resnet": ({"lr": 2e-3, "dropout": (0.1,), "epochs": 15, "shift": 1},),
 }
 
 
@@ -95,6 +95,7 @@ def candidate_key(config: TrainConfig) -> str:
             "kind": "trained-candidate",
             "cache_format": CACHE_FORMAT_VERSION,
             "config": record(config),
+            "architecture": models.architecture(config.model),
             "data": datasets.recorded_hashes(config.dataset, "train"),
             "torch": torch.__version__,
         }

@@ -116,6 +116,9 @@ def collect_stats(
             if pos.numel():
                 maxima[li] = max(maxima[li], float(pos.max()))
             keys = torch.rand(pos.numel(), generator=gen, dtype=torch.float64)
+            if 0 < max_samples <= len(keep_keys[li]):  # full: only keys below the largest kept one can enter
+                enter = keys < keep_keys[li].max()
+                pos, keys = pos[enter], keys[enter]
             vals = torch.cat([keep_vals[li], pos])
             allk = torch.cat([keep_keys[li], keys])
             if len(allk) > max_samples:

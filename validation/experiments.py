@@ -96,16 +96,20 @@ class EvalConfig:
         return dataclasses.asdict(self)
 
     @property
-    def engine(self) -> dict[str, Any]:
-        """The simulator options that can change a record (float rounding differs between them)."""
+    def simulator_options(self) -> dict[str, Any]:
+        """fastsim's keyword arguments for every run of this config (the one place they are spelled out)."""
         return {
-            "engine": "fastsim",
             "device": self.device,
             "dtype": self.dtype,
             "matmul": self.matmul,
             "kernel": self.kernel,
             "batch_size": self.batch_size,
         }
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        """The simulator options that can change a record (float rounding differs between them)."""
+        return {"engine": "fastsim", **self.simulator_options}
 
 
 def figure_checkpoints(steps: int, points: int = 60) -> np.ndarray:
@@ -140,12 +144,8 @@ def search_threshold(
             seed=cfg.search_seed,
             labels=labels,
             image_indices=indices,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            matmul=cfg.matmul,
-            kernel=cfg.kernel,
-            batch_size=cfg.batch_size,
             compile=True,  # many runs of one network: torch.compile pays for itself (2x on the CNN)
+            **cfg.simulator_options,
         )
         scores[float(theta)] = rec.accuracy()
     best = max(scores, key=lambda t: (scores[t], -t))
@@ -301,13 +301,9 @@ def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=No
                 seed=job.seed,
                 labels=test.labels[lo:hi],
                 image_indices=np.arange(lo, hi),
-                device=cfg.device,
-                dtype=cfg.dtype,
-                matmul=cfg.matmul,
-                kernel=cfg.kernel,
-                batch_size=cfg.batch_size,
                 compile=True,
                 checkpoints=checkpoints,
+                **cfg.simulator_options,
             ).with_meta(cache_key=part_key)
             part.save(part_path)
             if on_part is not None:

@@ -172,7 +172,7 @@ def expected_seconds(built: dict, missing: dict, root: Path | None, cfg: EvalCon
             continue
         spec = built[(ds, model)]["specs"].get("data", next(iter(built[(ds, model)]["specs"].values())))[0]
         images = datasets.load(ds, "test", root).images[: probe[0]]
-        kw = dict(steps=probe[1], device=cfg.device, dtype=cfg.dtype, matmul=cfg.matmul, kernel=cfg.kernel)
+        kw = {"steps": probe[1], **cfg.simulator_options}
         run("fastsim", spec, images[:32], compile=True, **kw)
         rec = run("fastsim", spec, images, compile=True, **kw)
         seconds += todo / rec.meta["image_steps_per_s"]
