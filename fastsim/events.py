@@ -45,6 +45,7 @@ from convert.contract.spec import NetworkSpec
 from convert.encoding import image_keys
 from convert.layers.maxpool2d import window_index, window_rank
 from fastsim.encode import integer_thresholds
+from fastsim.gate import Gain
 from fastsim.layers import ConvOp, PoolOp
 from fastsim.recorder import BatchCounts
 from fastsim.stages import build_stages
@@ -152,15 +153,15 @@ class _WeightStore:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=self.dtype)
 
 
-def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, geometry=None):
+def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, matrix=None):
     """The fan-out runs of one synapse map (activity (R, *in_shape) → currents), presynaptic units in
     ``pre_index`` order and postsynaptic neurons in internal order. Returns the run starts, lengths and weights
     back to back, and each presynaptic unit's number of runs.
 
-    Probed with one-hot rows in float64; a local map (``geometry``: a convolution's or pool's kernel, stride
-    and padding) is probed with one row per (channel, kernel offset) class instead (:func:`_local_columns`)."""
-    if geometry is not None:
-        return _csr_runs(_local_columns(synapse, in_shape, geometry)[pre_index][:, post_index], np_dtype)
+    Probed with one-hot rows in float64, unless the map is given as a sparse ``matrix`` (n_in, n_out) in spec
+    order (:func:`known_matrix`)."""
+    if matrix is not None:
+        return _csr_runs(matrix[pre_index][:, post_index], np_dtype)
     n_pre, n_post = len(pre_index), len(post_index)
     starts, lengths, weights, counts = [], [], [], np.zeros(n_pre, dtype=np.int64)
     for lo in range(0, n_pre, PROBE_ROWS):
@@ -175,6 +176,19 @@ def _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, geometry=Non
         weights.append(w.astype(np_dtype))
         counts[lo:hi] = np.bincount(r, minlength=hi - lo)
     return np.concatenate(starts).astype(np.int32), np.concatenate(lengths), np.concatenate(weights), counts
+
+
+def known_matrix(ops, synapse, in_shape):
+    """The synapse map of ``ops`` as a sparse matrix in spec order when its structure is known without one probe
+    per input: a convolution or a pool (:func:`_local_columns`), or the identity times a gain (a skip edge);
+    None otherwise."""
+    import scipy.sparse
+
+    if len(ops) == 1 and isinstance(ops[0], Gain):
+        n = int(np.prod(in_shape))
+        return scipy.sparse.identity(n, dtype=np.float64, format="csr") * float(ops[0].gain)
+    geometry = local_geometry(ops)
+    return None if geometry is None else _local_columns(synapse, in_shape, geometry)
 
 
 def local_geometry(ops) -> tuple[int, int, int, int, int, int] | None:
@@ -294,11 +308,12 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     n_runs, n_ptr, n_fan = 0, 0, 0
     store = _WeightStore(np_dtype)
 
-    def add_edge(synapse, in_shape, post_index, fan, geometry=None):
+    def add_edge(synapse, in_shape, post_index, fan, ops):
         """Append one edge's runs and fan-out; returns the offsets of its ptr and fan-out entries."""
         nonlocal n_runs, n_ptr, n_fan
         pre_index = internal_order(tuple(in_shape))
-        start, length, weights, counts = _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, geometry)
+        matrix = known_matrix(ops, synapse, in_shape)
+        start, length, weights, counts = _edge_table(synapse, in_shape, pre_index, post_index, np_dtype, matrix)
         w_off, padded = store.add_runs(weights, length)
         ptr_parts.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64) + n_runs)
         post_parts.append(start)
@@ -311,7 +326,7 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
 
     for stage in probe_stages:  # the trunk edges first: ptr_off[l] and pre_off[l] as in a chain
         post_index = internal_order(stage.shape)
-        add_edge(stage.synapse, stage.in_shape, post_index, stage.fanout, local_geometry(stage.ops))
+        add_edge(stage.synapse, stage.in_shape, post_index, stage.fanout, stage.ops)
         index_parts.append(post_index)
         bias = np.zeros(len(post_index)) if stage.bias is None else stage.bias.numpy().reshape(-1)[post_index]
         bias_parts.append(bias.astype(np_dtype))  # float64 → dtype, as the torch engine rounds it
@@ -367,10 +382,8 @@ def _graph_tables(stages, add_edge) -> GraphTables:
         kind, index = stage.skip.tap
         skip_kind[layer] = 0 if kind == "pop" else 1
         skip_src[layer] = index if kind == "pop" else g_pop.index(index)
-        geometry = local_geometry((stage.skip.op,))
-        p, f = add_edge(
-            stage.skip.current, stage.skip.in_shape, internal_order(stage.shape), stage.skip.fanout, geometry
-        )
+        edge = stage.skip
+        p, f = add_edge(edge.current, edge.in_shape, internal_order(stage.shape), edge.fanout, (edge.op,))
         skip_ptr_off[layer], skip_fan_off[layer] = p, f
     sizes = np.asarray(g_size, dtype=np.int64)
     kk = np.asarray(g_kk, dtype=np.int64)

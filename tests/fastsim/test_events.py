@@ -222,7 +222,7 @@ def test_bad_requests_say_what_to_use(fastsim_rng) -> None:
 def test_local_probing_gives_the_one_hot_tables(c, oc, h, w, kh, kw, stride, padding, pool, seed) -> None:
     """A convolution's or pool's tables from one probe per (channel, kernel offset) class are exactly the
     tables of one probe per input unit, for any kernel, stride and padding that fit."""
-    from fastsim.events import _edge_table, local_geometry
+    from fastsim.events import _edge_table, known_matrix, local_geometry
     from fastsim.layers import ConvOp, PoolOp
 
     if pool:
@@ -237,10 +237,23 @@ def test_local_probing_gives_the_one_hot_tables(c, oc, h, w, kh, kw, stride, pad
     in_shape = (c, h, w)
     out_shape = tuple(op(torch.zeros(1, *in_shape, dtype=torch.float64)).shape[1:])
     pre, post = internal_order(in_shape), internal_order(out_shape)
-    geometry = local_geometry((op,))
-    assert geometry is not None
-    got = _edge_table(op, in_shape, pre, post, np.float64, geometry)
+    assert local_geometry((op,)) is not None
+    got = _edge_table(op, in_shape, pre, post, np.float64, known_matrix((op,), op, in_shape))
     want = _edge_table(op, in_shape, pre, post, np.float64)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert local_geometry((op, op)) is None
+
+
+def test_the_identity_skip_matrix_gives_the_one_hot_tables() -> None:
+    from fastsim.events import _edge_table, known_matrix
+    from fastsim.gate import Gain
+
+    op = Gain(torch.tensor(0.375, dtype=torch.float64))
+    in_shape = (3, 4, 5)
+    order = internal_order(in_shape)
+    got = _edge_table(op, in_shape, order, order, np.float32, known_matrix((op,), op, in_shape))
+    want = _edge_table(op, in_shape, order, order, np.float32)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(got[2] == np.float32(0.375)) and np.all(got[1] == 1)
