@@ -25,7 +25,7 @@ def test_beyond_on_a_briefly_trained_resnet(tmp_path):
         thresholds=(1.0, 2.0),
         search_images=20,
         holdout=100,
-        calib_images=500,
+        calib_images=200,
         part_images=10,
     )
     cfg = BeyondConfig(eval=ev, networks=(("fashion", "resnet"), ("fashion", "vgg")), agreement_images=0)
