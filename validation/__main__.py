@@ -215,6 +215,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         }
     cfg = ReproduceConfig(
         **small,
+        beyond_stages=args.beyond,
         select=args.select,
         eval=evaluation,
         replication=repl,
@@ -319,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         "--agreement", default="main", choices=("main", "all"), help="Brian2 checks: the main job's six, or all ten"
     )
     p.add_argument("--estimate", action="store_true", help="print the expected wall time here and exit")
+    p.add_argument(
+        "--beyond", action="store_true", help="also the deeper networks' table and every network's diagnosis"
+    )
 
     p = add("diagnose", cmd_diagnose, "per layer, the SNN's firing rates against the ANN's: where a conversion loses")
     _spec_args(p, images=200, steps=300)

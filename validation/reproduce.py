@@ -72,14 +72,16 @@ class ReproduceConfig:
     models: Path | None = field(default_factory=lambda: PUBLISHED_MODELS)
     # beyond the paper: the deeper Fashion-MNIST networks (validation/beyond.py), and every network's data-based
     # spec diagnosed layer by layer (validation/diagnose.py) on this many test images and steps
+    # (`--beyond`: off by default, they add more than the main job's own half hour on the 2-core box)
+    beyond_stages: bool = False
     beyond: BeyondConfig = field(default_factory=BeyondConfig)
     diagnose_images: int = 500
     diagnose_steps: int = 300
 
     @property
     def networks(self) -> tuple[tuple[str, str], ...]:
-        """Every network of the job: the paper's four, then the deeper ones."""
-        return (*PAIRS, *self.beyond.networks)
+        """Every network of the job: the paper's four, then (``beyond_stages``) the deeper ones."""
+        return (*PAIRS, *self.beyond.networks) if self.beyond_stages else PAIRS
 
     @property
     def candidates(self) -> dict[str, tuple[dict[str, Any], ...]]:
@@ -106,8 +108,8 @@ def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
         "replication": float(repl.images * repl.steps + repl.slow_images * repl.slow_steps),
         "horizon": float(min(cfg.horizon.images, ev.n_images) * cfg.horizon.steps),
         "agreement": float(cfg.agreement_images * cfg.agreement_steps * (2 if cfg.agreement_all else 1)),
-        "beyond": float(beyond_steps * len(beyond.seeds)),
-        "diagnose": float(cfg.diagnose_images * cfg.diagnose_steps * len(cfg.networks)),
+        "beyond": float(beyond_steps * len(beyond.seeds)) if cfg.beyond_stages else 0.0,
+        "diagnose": float(cfg.diagnose_images * cfg.diagnose_steps * len(cfg.networks)) if cfg.beyond_stages else 0.0,
     }
 
 
@@ -343,13 +345,19 @@ STAGES: tuple[Stage, ...] = (
             f"beyond the paper ({', '.join(m for _, m in cfg.beyond.networks)}: "
             f"{cfg.beyond.eval.n_images} images × {cfg.beyond.eval.steps} ms, Brian2 sample)"
         ),
-        lambda c, r, w, d: run_beyond(c.beyond, r, w),
+        lambda c, r, w, d: run_beyond(c.beyond, r, w) if c.beyond_stages else None,
     ),
     Stage(
         "diagnose",
         lambda cfg: f"diagnosis of every data-based spec ({cfg.diagnose_images} images × {cfg.diagnose_steps} ms)",
-        lambda c, r, w, d: diagnose_all(c, r, w),
+        lambda c, r, w, d: diagnose_all(c, r, w) if c.beyond_stages else [],
     ),
+)
+
+
+NOT_RUN = (
+    "Not run in this job: `python -m validation reproduce --beyond` adds the deeper networks' table and the "
+    "diagnosis of every network (or `python -m validation beyond` and `python -m validation diagnose` alone).\n"
 )
 
 
@@ -478,10 +486,10 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
             agreement_markdown(agree),
             "## Beyond the paper's two networks",
             "",
-            beyond_markdown(beyond),
+            beyond_markdown(beyond) if beyond else NOT_RUN,
             "## Where the conversions lose accuracy",
             "",
-            diagnose_markdown(diagnosis),
+            diagnose_markdown(diagnosis) if diagnosis else NOT_RUN,
             "## Stage wall times",
             "",
             "\n".join(f"- {x['stage']}: {x['wall_s']:.0f} s" for x in log),

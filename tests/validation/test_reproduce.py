@@ -48,6 +48,9 @@ def test_stage_units_follow_the_config(tmp_path) -> None:
     assert stage_units(dataclasses.replace(cfg, models=tmp_path))["training"] == 0.0
     assert stage_units(dataclasses.replace(cfg, select=True))["training"] > units["training"]
     assert stage_units(dataclasses.replace(cfg, agreement_all=True))["agreement"] > units["agreement"]
+    assert units["beyond"] == units["diagnose"] == 0.0  # off by default
+    deeper = stage_units(dataclasses.replace(cfg, beyond_stages=True))
+    assert deeper["beyond"] > 0 and deeper["diagnose"] > 0 and deeper["training"] > units["training"]
 
 
 def test_the_published_networks_are_there_and_load() -> None:
@@ -56,7 +59,8 @@ def test_the_published_networks_are_there_and_load() -> None:
     from convert.train import load_model
     from validation.reproduce import PUBLISHED_MODELS, models_name
 
-    for ds, model in ReproduceConfig().networks:  # the paper's four and the deeper ones
+    assert ReproduceConfig().networks == PAIRS  # the default main job: the paper's four
+    for ds, model in ReproduceConfig(beyond_stages=True).networks:  # and the deeper ones
         assert models_name(load_model(PUBLISHED_MODELS / f"{ds}-{model}.pt")) == model
         metrics = json.loads((PUBLISHED_MODELS / f"{ds}-{model}.json").read_text())
         assert metrics["dataset"] == ds and metrics["model"] == model and 0.85 < metrics["test_accuracy"] <= 1
