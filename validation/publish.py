@@ -143,11 +143,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
 
 
 def _diagnose_block(rows: list[dict]) -> str:
-    """The diagnosis summary with links to the published per-layer pictures."""
+    """The diagnosis summary with its picture links pointing at the published copies (the README's folder)."""
     from validation.reproduce import diagnose_markdown
 
-    linked = [{**r, "picture": f"docs/results/diagnose/{r['network']}/diagnose.png"} for r in rows]
-    text = diagnose_markdown(linked).replace("`runs/docs/results/", "`docs/results/")
-    for r in linked:  # the backquoted paths become links
-        text = text.replace(f"`{r['picture']}`", f"[per layer]({r['picture']})")
-    return text
+    return diagnose_markdown([{**r, "picture": f"docs/results/{r['picture']}"} for r in rows])

@@ -411,9 +411,8 @@ def diagnose_markdown(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         first = "–" if r["first_broken"] is None else r["first_broken"]
-        lines.append(
-            f"| {r['network']} | {100 * r['snn_accuracy']:.2f} | {first} | {r['verdict']} | `runs/{r['picture']}` |"
-        )
+        cells = (r["network"], f"{100 * r['snn_accuracy']:.2f}", first, r["verdict"], f"[per layer]({r['picture']})")
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
