@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 POISSON, CURRENT, GIVEN = 0, 1, 2  # the input modes
 # steps whose first-layer current is built at once (_input_chunk): the chunk of currents (CHUNK × the first
@@ -19,6 +21,20 @@ CHUNK = 32
 _M = np.uint64(0xFFFFFFFF)
 _C1 = np.uint64(0x7FEB352D)
 _C2 = np.uint64(0x846CA68B)
+
+
+@intrinsic
+def _read_flag(typingctx, flag):
+    """``flag[0]`` (a uint8 array another thread may set) as an atomic load, made afresh at every call: a
+    plain read of memory that the loop never writes would be hoisted out of the loop by LLVM."""
+    if not (isinstance(flag, types.Array) and flag.dtype == types.uint8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.load_atomic(data, "monotonic", 1)
+
+    return types.uint8(flag), codegen
 
 
 @nb.njit(cache=True)
@@ -271,10 +287,11 @@ def _biased_layers(v_off, bias):
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, graph, delay, zero, out):
+def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, graph, delay, zero, out, stop):
     """Simulate every image (in parallel) for ``steps`` steps; ``net``, ``graph`` and ``out`` are the tuples
     that :func:`fastsim.events.run_batch` builds (the network's flat tables, its gates and skip edges
-    (:class:`fastsim.events.GraphTables`); the recorded arrays)."""
+    (:class:`fastsim.events.GraphTables`); the recorded arrays). ``stop[0] != 0``, set by another thread,
+    ends every image at its next chunk of ``CHUNK`` steps (what was recorded is then incomplete)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     output_counts, layer_counts, first, synops_curve, potential, neurons = out
     L = sizes.shape[0]
@@ -312,6 +329,8 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, g
         key = np.uint64(keys[b])
         k = 0
         for t in range(steps):
+            if t % CHUNK == 0 and _read_flag(stop) != 0:  # asked to stop (Ctrl-C): a load per CHUNK steps
+                break
             if mode == CURRENT:
                 cur[: sizes[0]] = ic
             else:

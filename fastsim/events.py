@@ -36,6 +36,7 @@ convolution's fan-out from one neuron is kh·kw runs of C_out consecutive neuron
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -416,6 +417,36 @@ def tables_for(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     return _TABLES[key]
 
 
+def _interruptible(kernel, args: tuple) -> None:
+    """Run ``kernel(*args, stop)`` on a worker thread (the kernel releases the GIL) while this thread waits,
+    so that Ctrl-C (KeyboardInterrupt, raised only in the main thread between bytecodes) arrives within a
+    chunk of steps instead of after the whole batch: the wait sets ``stop``, waits for the kernel to return
+    and re-raises. (The wait is an Event, not ``Thread.join``: an interrupted join marks a live thread as
+    ended on Python 3.11.)"""
+    stop = np.zeros(1, dtype=np.uint8)
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            kernel(*args, stop)
+        except BaseException as err:  # handed to the waiting thread
+            failure.append(err)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="fastsim-events", daemon=True).start()
+    try:
+        while not done.wait(0.25):
+            pass
+    except BaseException:
+        stop[0] = 1
+        done.wait()
+        raise
+    if failure:
+        raise failure[0]
+
+
 def run_batch(
     tables: EventTables,
     spec: NetworkSpec,
@@ -482,7 +513,8 @@ def run_batch(
     ckpt = np.asarray(checkpoints, dtype=np.int64)
     zero = spec.reset == "zero"
     graph = tables.graph.as_tuple()
-    run_images(mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, graph, spec.schedule == "delay", zero, out)
+    args = (mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, graph, spec.schedule == "delay", zero, out)
+    _interruptible(run_images, args)
     if mode == CURRENT:  # the input's events as the recorder computes them: (c · x) @ fanout, in float64
         fan = torch.as_tensor(tables.input_fanout)
         x = torch.as_tensor(np.asarray(data, dtype=np.float64))

@@ -10,6 +10,8 @@ by tests/conformance (engines fastsim-events-*).
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -257,3 +259,48 @@ def test_the_identity_skip_matrix_gives_the_one_hot_tables() -> None:
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.all(got[2] == np.float32(0.375)) and np.all(got[1] == 1)
+
+
+def test_ctrl_c_stops_the_kernel_within_a_chunk_and_is_raised() -> None:
+    """KeyboardInterrupt reaches the waiting thread while the kernel runs; the kernel is told to stop (it
+    would otherwise run forever here) and has returned before the interrupt propagates."""
+    import _thread
+
+    from fastsim.events import _interruptible
+
+    seen = []
+
+    def kernel(x, stop) -> None:
+        while stop[0] == 0:  # a kernel that only ends when asked to
+            time.sleep(0.01)
+        seen.append(x)
+
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        _interruptible(kernel, (7,))
+    assert seen == [7]
+
+
+def test_an_error_in_the_kernel_reaches_the_caller() -> None:
+    from fastsim.events import _interruptible
+
+    def kernel(stop) -> None:
+        raise ValueError("bad table")
+
+    with pytest.raises(ValueError, match="bad table"):
+        _interruptible(kernel, ())
+
+
+def test_the_compiled_kernel_stops_when_asked() -> None:
+    """Ctrl-C during a batch that would take minutes ends it within seconds (the kernel reads its stop flag
+    every chunk of steps); before, the interrupt waited for the whole batch."""
+    import _thread
+
+    spec = random_spec("mlp", seed=3)
+    images = mnist_like(4, np.random.default_rng(0))
+    simulate(spec, images, steps=64, kernel="events", dtype=torch.float32)  # compiled (or loaded) first
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        simulate(spec, images, steps=2_000_000, checkpoints=[2_000_000], kernel="events", dtype=torch.float32)
+    assert time.monotonic() - start < 30
