@@ -153,6 +153,11 @@ def cmd_beyond(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(
         cfg, eval=ev, agreement_images=args.agreement_images, agreement_steps=args.agreement_steps
     )
+    if args.rows:
+        from validation.rows import named
+
+        named(tuple(args.rows))  # an unknown row is an error before anything runs
+        cfg = dataclasses.replace(cfg, rows=tuple(args.rows))
     from convert.train import checkpoint_paths
 
     runs = args.runs or default_runs()
@@ -335,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agreement-images", type=nonnegative_int, default=10, help="Brian2 sample images (0: none)")
     p.add_argument("--agreement-steps", type=positive_int, default=100, help="Brian2 sample steps")
     p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
+    p.add_argument(
+        "--rows", nargs="+", default=None, help="rows to run (default: data, data-subtract, robust, baseline-tuned)"
+    )
 
     p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
     p.add_argument("--docs", type=Path, default=Path("docs/results"))

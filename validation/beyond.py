@@ -2,8 +2,9 @@
 convolutions with bias and BatchNorm, max-pooling, a hidden dense layer; ``resnet``: residual blocks with
 BatchNorm, global average pooling) converted with the methods that apply to them and simulated like Table 2.
 
-For each network and each row of :data:`ROWS` (data-based and robust normalization with θ = 1, the copy with
-the threshold tuned on held-out training images) on the first ``n_images`` test images for T steps (one input
+For each network and each row of :data:`ROWS` (data-based normalization with θ = 1, the same spec with the
+reset by subtraction, robust normalization with θ = 1, the copy with the threshold tuned on held-out training
+images) on the first ``n_images`` test images for T steps (one input
 seed, the records cached by content with Table 2's under ``runs/table2``): the ANN's and the SNN's accuracy on
 the same images with 95 % Wilson intervals, the exact McNemar test of the SNN against the ANN, the time after
 which the accuracy stays within 1 pp and within 0.1 pp of its value at T, the synaptic events per image at T
@@ -32,7 +33,7 @@ from validation.significance import mcnemar
 from validation.table2 import network_entries, network_jobs
 
 NETWORKS: tuple[tuple[str, str], ...] = (("fashion", "vgg"), ("fashion", "resnet"))
-ROWS: tuple[str, ...] = ("data", "robust", "baseline-tuned")
+ROWS: tuple[str, ...] = ("data", "data-subtract", "robust", "baseline-tuned")
 WITHIN_PP: tuple[float, ...] = (1.0, 0.1)
 
 

@@ -31,7 +31,7 @@ from convert.contract.records import RECORD_FORMAT_VERSION, SpikeRecord, concate
 from convert.contract.spec import NetworkSpec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from validation.engines import run
-from validation.rows import rows
+from validation.rows import VARIANTS, rows
 
 REPLICATION_THRESHOLD = {"mlp": 4.0, "cnn": 20.0}
 
@@ -199,6 +199,9 @@ def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: Ev
     for row in table:
         options = {**shared, "threshold": search["chosen"]} if row.tuned else shared
         specs[row.name] = normalized_spec(base, row.method, stats, **options)
+    for row in VARIANTS:  # the same spec with one simulation option changed (built always: cheap)
+        spec, report = specs[row.method]
+        specs[row.name] = (dataclasses.replace(spec, reset=row.reset), report)
     return {"base": base, "specs": specs, "search": search}
 
 

@@ -4,6 +4,10 @@ Every registered method (:mod:`convert.methods`) is a row, run with the evaluati
 1, the configured percentile, ...). A method that takes a ``threshold`` gets a second row, ``<name>-tuned``,
 whose threshold is chosen by a search on held-out *training* images (the paper's "baseline, tuned θ").
 Registering a method adds its rows everywhere: tables, figures, the main job.
+
+A *variant* row (:data:`VARIANTS`) runs a registered method's spec with one simulation option changed (the
+reset by subtraction of Rueckauer et al. 2017 instead of the paper's reset to zero); it runs only where a
+table names it (the deeper networks' table), never in the paper's Table 2.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ class Row:
     name: str  # the row's key in results files, e.g. "baseline-tuned"
     method: str  # the registered method it runs
     tuned: bool = False  # threshold from the held-out search
+    reset: str | None = None  # a variant's reset ("subtract"); None: the spec's own (the paper's "zero")
 
     @property
     def color(self) -> str:
@@ -29,7 +34,11 @@ class Row:
     def label(self, **options: Any) -> str:
         if self.tuned:
             return f"{self.method} tuned θ"
-        return methods.get(self.method).title(**{"threshold": 1.0, **options})
+        title = methods.get(self.method).title(**{"threshold": 1.0, **options})
+        return f"{title}, reset by subtraction" if self.reset == "subtract" else title
+
+
+VARIANTS: tuple[Row, ...] = (Row("data-subtract", "data", reset="subtract"),)
 
 
 def rows() -> tuple[Row, ...]:
@@ -42,10 +51,22 @@ def rows() -> tuple[Row, ...]:
     return tuple(out)
 
 
+def named(names: tuple[str, ...] | None) -> tuple[Row, ...]:
+    """The rows called ``names`` (registry rows and variants; an unknown name is an error), in registry
+    order then variant order; None: every registry row (no variants)."""
+    if names is None:
+        return rows()
+    known = rows() + VARIANTS
+    unknown = set(names) - {r.name for r in known}
+    if unknown:
+        raise ValueError(f"unknown rows {sorted(unknown)}; known: {', '.join(r.name for r in known)}")
+    return tuple(r for r in known if r.name in names)
+
+
 def row_names() -> tuple[str, ...]:
     return tuple(r.name for r in rows())
 
 
 def color(row_name: str) -> str:
     """A row's colour; a row no longer registered (an old results file) is drawn in grey."""
-    return next((r.color for r in rows() if r.name == row_name), "0.5")
+    return next((r.color for r in rows() + VARIANTS if r.name == row_name), "0.5")

@@ -27,7 +27,7 @@ from convert.train import checkpoint_paths
 from validation.convergence import checkpoint_index, convergence, correct_at
 from validation.engines import run
 from validation.experiments import EvalConfig, Job, build_specs, evaluate
-from validation.rows import rows
+from validation.rows import VARIANTS, named, rows
 from validation.significance import mcnemar, wilson_interval
 from validation.table2_report import claims, write_outputs
 
@@ -44,8 +44,7 @@ def network_jobs(cfg: EvalConfig, built: dict, ds: str, model: str, row_names=No
     """Every (row, seed) record of one network (``row_names``: a subset of the rows; None: all)."""
     return {
         (r.name, seed): Job(built["specs"][r.name][0], ds, model, seed, *cfg.plan(r.name))
-        for r in rows()
-        if row_names is None or r.name in row_names
+        for r in named(row_names)
         for seed in cfg.seeds
     }
 
@@ -101,7 +100,7 @@ def network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[st
     ann_correct = ann.predict(built["base"], test.images[: cfg.n_images]) == test.labels[: cfg.n_images]
     entries = []
     correct = {"ANN": {"T": ann_correct, "H": ann_correct}}
-    for row_def in rows():
+    for row_def in rows() + VARIANTS:
         row = row_def.name
         if (row, cfg.seeds[0]) not in jobs:
             continue

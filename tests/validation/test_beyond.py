@@ -3,6 +3,7 @@ times within 1 and 0.1 pp, events against MACs, outputs and resumption."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -49,6 +50,12 @@ def test_beyond_on_a_briefly_trained_resnet(tmp_path):
 
     base = copy_spec("fashion", "resnet", tmp_path)
     assert entries[0]["ann_macs_per_image"] == sum(ann.macs_per_image(base))
+    # the variant row is the data-based spec with the reset by subtraction, nothing else changed
+    from convert.contract.io import load_spec
+
+    data, sub = (load_spec(tmp_path / "specs" / f"fashion-resnet-{r}.npz") for r in ("data", "data-subtract"))
+    assert (data.reset, sub.reset) == ("zero", "subtract")
+    assert dataclasses.replace(sub, reset="zero") == data
     md = (tmp_path / "beyond" / "beyond.md").read_text()
     assert "fashion-resnet" in md and "McNemar" in md and all(f"| {r} |" in md for r in ROWS)
     saved = json.loads((tmp_path / "beyond" / "beyond.json").read_text())
@@ -60,3 +67,13 @@ def test_beyond_on_a_briefly_trained_resnet(tmp_path):
     assert [e["accuracy_at_T_mean"] for e in again["entries"]] == [e["accuracy_at_T_mean"] for e in entries]
     assert [p.stat().st_mtime_ns for p in records] == mtimes
     assert np.isfinite([e["time_within_pp_ms"]["0.1"] for e in again["entries"]]).all()
+
+
+def test_variant_rows_are_named_not_run_by_default() -> None:
+    from validation.rows import VARIANTS, named, rows
+
+    assert set(ROWS) >= {v.name for v in VARIANTS}  # the deeper networks' table runs the variant
+    assert named(None) == rows() and not set(VARIANTS) & set(rows())  # Table 2 does not
+    assert [r.name for r in named(("data-subtract", "data"))] == ["data", "data-subtract"]
+    with pytest.raises(ValueError, match="unknown rows \\['nope'\\]"):
+        named(("data", "nope"))
