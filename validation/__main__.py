@@ -93,7 +93,8 @@ def cmd_table2(args: argparse.Namespace) -> int:
     from validation.table2_report import markdown
 
     cfg = _eval_config(args)
-    results = run_table2(cfg, args.root, args.runs or default_runs(), estimate=args.full or args.estimate)
+    runs = args.runs or default_runs()
+    results = run_table2(cfg, args.root, runs, estimate=args.full or args.estimate, dask=args.dask)
     print(markdown(results))
     return 0
 
@@ -247,7 +248,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slow-steps", type=positive_int, default=5000, help="their horizon in ms (default 5000)")
     p.add_argument("--slow-images", type=test_images, default=2000, help="their images (default 2000)")
     p.add_argument("--estimate", action="store_true", help="print the expected wall time before simulating")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or (with --dask) worker: each worker's own")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--matmul", default="fp32", choices=("fp32", "tf32x2", "tf32x3"), help="fastsim float32 products")
     p.add_argument(
@@ -297,7 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--docs", type=Path, default=Path("docs"), help="where interop.md and results/ go")
 
-    _eval_args(add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method"))
+    p = add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method")
+    _eval_args(p)
+    p.add_argument(
+        "--dask",
+        default=None,
+        help="run the simulations on a Dask cluster: a scheduler address (tcp://host:8786) or local:N (N worker "
+        "processes here); with --device worker each worker uses its GPU if it has one (docs/scale-out.md)",
+    )
     _eval_args(add("figures", cmd_figures, "Figures 3/4: error vs simulated time, and convergence times"))
 
     p = add("sweep", cmd_sweep, "a resumable grid of fastsim evaluations from a TOML config")

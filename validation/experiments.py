@@ -70,7 +70,7 @@ class EvalConfig:
                 raise ValueError(f"EvalConfig.{name} must be a positive int, got {value!r}")
         if not self.seeds:
             raise ValueError("EvalConfig.seeds: give at least one input seed")
-        if self.kernel == "auto":  # the fastest exact engine of the device (the records' keys name it)
+        if self.kernel == "auto" and self.device != "worker":  # the device's fastest exact engine (keys name it)
             from fastsim.network import fastest_kernel
 
             object.__setattr__(self, "kernel", fastest_kernel(self.device))
@@ -259,16 +259,20 @@ class Job:
     def path(self, cfg: EvalConfig, out: Path) -> Path:
         return record_path(out, self.key(cfg), self.dataset, self.model, self.seed)
 
+    def part(self, cfg: EvalConfig, out: Path, lo: int, hi: int) -> tuple[str, Path]:
+        """The cache key and file of the part holding test images [lo, hi)."""
+        key = record_key(self.spec, self.dataset, cfg, self.seed, (lo, hi), self.steps)
+        return key, record_path(out, key, self.dataset, self.model, self.seed, part=True)
+
+    def missing_parts(self, cfg: EvalConfig, out: Path) -> list[tuple[int, int]]:
+        """The image ranges still to simulate (none when the record or all its parts are cached)."""
+        if _cached(self.path(cfg, out), self.key(cfg)) is not None:
+            return []
+        return [(lo, hi) for lo, hi in self.parts(cfg) if not self.part(cfg, out, lo, hi)[1].exists()]
+
     def missing_image_steps(self, cfg: EvalConfig, out: Path) -> int:
         """Image-steps still to simulate (0 when the record or all its parts are cached)."""
-        if _cached(self.path(cfg, out), self.key(cfg)) is not None:
-            return 0
-        todo = 0
-        for lo, hi in self.parts(cfg):
-            key = record_key(self.spec, self.dataset, cfg, self.seed, (lo, hi), self.steps)
-            if not record_path(out, key, self.dataset, self.model, self.seed, part=True).exists():
-                todo += (hi - lo) * self.steps
-        return todo
+        return sum((hi - lo) * self.steps for lo, hi in self.missing_parts(cfg, out))
 
 
 def _cached(path: Path, key: str) -> SpikeRecord | None:
@@ -277,6 +281,52 @@ def _cached(path: Path, key: str) -> SpikeRecord | None:
         if rec.meta.get("cache_key") == key:
             return rec
     return None
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """Everything one part of a record needs besides its spec, so that a worker without the dataset or the
+    cache (a Dask worker on another machine, :mod:`validation.cluster`) can simulate it: the part's test
+    images [lo, hi) and labels, the steps, input seed, checkpoints, simulator options and cache key."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    lo: int
+    hi: int
+    steps: int
+    seed: int
+    checkpoints: np.ndarray
+    options: dict[str, Any]
+    key: str
+
+    @classmethod
+    def of(cls, job: Job, cfg: EvalConfig, lo: int, hi: int, images, labels, key: str) -> PartTask:
+        checkpoints = record_checkpoints(job.steps, cfg.steps, cfg.extra_checkpoints)
+        return cls(images, labels, lo, hi, job.steps, job.seed, checkpoints, cfg.simulator_options, key)
+
+    @property
+    def image_steps(self) -> int:
+        return (self.hi - self.lo) * self.steps
+
+
+def simulate_part(task: PartTask, spec: NetworkSpec, **override: Any) -> SpikeRecord:
+    """The record of one part (``override``: simulator options that replace the task's, e.g. a cluster
+    worker's device; the record's meta says what ran it)."""
+    options = {**task.options, **override}
+    if options["device"] == "worker":
+        raise ValueError("device 'worker' (each cluster worker picks its own) needs a cluster: add --dask ADDRESS")
+    return run(
+        "fastsim",
+        spec,
+        task.images,
+        steps=task.steps,
+        seed=task.seed,
+        labels=task.labels,
+        image_indices=np.arange(task.lo, task.hi),
+        compile=True,
+        checkpoints=task.checkpoints,
+        **options,
+    ).with_meta(cache_key=task.key)
 
 
 def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=None) -> SpikeRecord:
@@ -289,25 +339,13 @@ def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=No
     test = datasets.load(job.dataset, "test", root)
     if job.images > len(test.images):
         raise ValueError(f"{job.images} images exceed the {job.dataset} test split ({len(test.images)} images)")
-    checkpoints = record_checkpoints(job.steps, cfg.steps, cfg.extra_checkpoints)
     parts = []
     for lo, hi in job.parts(cfg):
-        part_key = record_key(job.spec, job.dataset, cfg, job.seed, (lo, hi), job.steps)
-        part_path = record_path(out, part_key, job.dataset, job.model, job.seed, part=True)
+        part_key, part_path = job.part(cfg, out, lo, hi)
         part = _cached(part_path, part_key)
         if part is None:
-            part = run(
-                "fastsim",
-                job.spec,
-                test.images[lo:hi],
-                steps=job.steps,
-                seed=job.seed,
-                labels=test.labels[lo:hi],
-                image_indices=np.arange(lo, hi),
-                compile=True,
-                checkpoints=checkpoints,
-                **cfg.simulator_options,
-            ).with_meta(cache_key=part_key)
+            task = PartTask.of(job, cfg, lo, hi, test.images[lo:hi], test.labels[lo:hi], part_key)
+            part = simulate_part(task, job.spec)
             part.save(part_path)
             if on_part is not None:
                 on_part((hi - lo) * job.steps)

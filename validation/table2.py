@@ -56,12 +56,15 @@ def run_table2(
     pairs: tuple[tuple[str, str], ...] = PAIRS,
     progress: bool = True,
     estimate: bool = False,
+    dask: str | None = None,
 ) -> dict[str, Any]:
     """Every (dataset, model, row, seed) evaluation; returns the results dictionary (also written).
 
     Threshold searches and statistics come first; then the simulations still missing are counted, and a
     progress bar in image-steps shows the ETA. ``estimate``: first print the expected wall time on this
-    machine, from a short timed run of each network (:func:`expected_seconds`)."""
+    machine, from a short timed run of each network (:func:`expected_seconds`), and with ``dask`` on the
+    cluster. ``dask``: a scheduler address or ``local:N`` (:mod:`validation.cluster`): the missing parts run
+    there first, then the records are joined and the table built here as without it."""
     out = runs / "table2" / cfg.tag
     results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": [], "paired": []}
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
@@ -77,6 +80,14 @@ def run_table2(
         seconds = expected_seconds(built, missing, root, cfg)
         print(f"table2: {total:,} image-steps to simulate; expected wall time on this machine ~{_hms(seconds)}")
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="table2", disable=not progress or total == 0)
+    if dask and total:
+        from validation import cluster
+
+        every = [job for by_row in jobs.values() for job in by_row.values()]
+        with cluster.connect(dask) as client:
+            if estimate:
+                print(cluster.estimate_line(client, seconds, total))
+            cluster.simulate_parts(client, cluster.missing_parts(every, cfg, root, cache), bar.update)
     for ds, model in todo:
         entries, correct = network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
         results["entries"] += entries

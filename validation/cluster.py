@@ -1,0 +1,191 @@
+"""Records simulated on a Dask cluster: Table 2's parts (row × block of test images) as Dask tasks.
+
+The unit of work is the part of :class:`validation.experiments.Job` that the single-process path caches
+(``cfg.part_images`` test images of one record). Each task carries what the part needs (the images and
+labels of the block, steps, seed, checkpoints, simulator options and cache key; the spec is scattered to the
+cluster once and shared by the tasks that use it), so workers need neither the dataset nor a shared
+filesystem. The client writes each finished part atomically under its content key, exactly where the
+single-process path would; the joined records and tables are then built by the same code, so a run on a
+cluster, on one machine, or interrupted and resumed gives the same results. Dask reruns the tasks of a
+worker that is lost; a part is written, and counted by the progress bar, once, when its result arrives.
+
+Addresses: ``tcp://host:8786`` (a running ``dask scheduler``; see docs/scale-out.md) or ``local:N``, a
+:class:`distributed.LocalCluster` of N worker processes on this machine sharing its cores.
+
+Devices: with the config's device ``worker``, each worker picks its own: a worker started with a ``GPU``
+resource (``dask worker ADDRESS --resources GPU=1``) and a usable CUDA device runs the torch engine there, any
+other the event engine on its CPU. Each part's record says in its meta which worker, device and kernel
+produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert import datasets
+from convert.contract.fingerprint import spec_fingerprint
+from convert.contract.records import SpikeRecord
+from convert.contract.spec import NetworkSpec
+from validation.experiments import EvalConfig, Job, PartTask, simulate_part
+
+LOCAL = "local:"
+WORKER_DEVICE = "worker"  # EvalConfig.device: each cluster worker uses its own best device
+
+
+class ClusterError(ValueError):
+    """A cluster address that cannot be used (a user error: one line, exit status 2)."""
+
+
+def local_workers(address: str) -> int | None:
+    """N of ``local:N`` (None for a scheduler address); a bad N is an error that says what to write."""
+    if not address.startswith(LOCAL):
+        return None
+    text = address[len(LOCAL) :]
+    if not text.isdigit() or int(text) < 1:
+        raise ClusterError(f"--dask {address!r}: write local:N with N ≥ 1 worker processes, e.g. local:2")
+    return int(text)
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Any]:
+    """A :class:`distributed.Client` of ``address`` (closed, and a local cluster shut down, on exit)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as err:
+        raise ClusterError(f"--dask needs the distributed package ({err}): pip install 'dask[distributed]'") from None
+    n = local_workers(address)
+    if n is None:
+        try:
+            client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as err:
+            msg = f"--dask {address}: no scheduler answers there ({err}); start one with `dask scheduler`"
+            raise ClusterError(msg) from None
+        with client:
+            yield client
+        return
+    threads = max(1, (os.cpu_count() or 1) // n)
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=threads,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def worker_options(options: dict[str, Any], resources: dict[str, float], cuda: bool) -> dict[str, Any]:
+    """The simulator options a worker runs a task with: the config's own, except that the device ``worker``
+    becomes the worker's GPU (torch engine) when it was started with a ``GPU`` resource and CUDA works, and
+    its CPU (event engine) otherwise."""
+    if options.get("device") != WORKER_DEVICE:
+        return {}
+    if resources.get("GPU", 0) > 0 and cuda:
+        return {"device": "cuda", "kernel": "torch"}
+    return {"device": "cpu", "kernel": "events"}
+
+
+def _limit_threads(n: int) -> None:
+    """The worker's share of the cores for the engines' own thread pools (numba's and torch's)."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+
+
+def run_part_on_worker(task: PartTask, spec: NetworkSpec) -> SpikeRecord:
+    """A Dask task: simulate one part on this worker with its share of the cores."""
+    import torch
+    from distributed import get_worker
+
+    worker = get_worker()
+    threads = int(worker.state.nthreads)
+    _limit_threads(threads)
+    override = worker_options(task.options, dict(worker.state.total_resources), torch.cuda.is_available())
+    rec = simulate_part(task, spec, **override)
+    return rec.with_meta(ran_on={"worker": worker.address, "threads": threads, **task.options, **override})
+
+
+@dataclass(frozen=True)
+class Part:
+    """One missing part on the client: where its record goes, and its task."""
+
+    job: Job
+    path: Path
+    task: PartTask
+
+
+def missing_parts(jobs: list[Job], cfg: EvalConfig, root: Path | None, out: Path) -> list[Part]:
+    """Every part of ``jobs`` not cached under ``out`` (jobs with equal keys count once)."""
+    unique = {job.key(cfg): job for job in jobs}
+    todo = []
+    for job in unique.values():
+        ranges = job.missing_parts(cfg, out)
+        if not ranges:
+            continue
+        test = datasets.load(job.dataset, "test", root)
+        if job.images > len(test.images):
+            raise ValueError(f"{job.images} images exceed the {job.dataset} test split ({len(test.images)} images)")
+        for lo, hi in ranges:
+            key, path = job.part(cfg, out, lo, hi)
+            images, labels = np.ascontiguousarray(test.images[lo:hi]), np.ascontiguousarray(test.labels[lo:hi])
+            todo.append(Part(job, path, PartTask.of(job, cfg, lo, hi, images, labels, key)))
+    return todo
+
+
+def simulate_parts(client: Any, parts: list[Part], on_part: Callable[[int], None] | None = None) -> int:
+    """Run ``parts`` on the cluster, writing each record as it arrives; returns how many were written.
+
+    Tasks are named by their parts' content keys (a part asked for twice runs once); each spec is sent to the
+    cluster once. If this process is interrupted, the parts already written stay and a rerun skips them."""
+    from distributed import as_completed
+
+    specs: dict[str, Any] = {}
+    futures = {}
+    for part in parts:
+        skey = spec_fingerprint(part.job.spec)
+        if skey not in specs:
+            specs[skey] = client.scatter(part.job.spec, hash=False)
+        fut = client.submit(run_part_on_worker, part.task, specs[skey], key=f"part-{part.task.key}", pure=False)
+        futures[fut] = part
+    written = 0
+    try:
+        for fut in as_completed(list(futures)):
+            part = futures[fut]
+            record = fut.result()
+            record.save(part.path)
+            written += 1
+            if on_part is not None:
+                on_part(part.task.image_steps)
+    finally:
+        client.cancel(list(futures))
+    return written
+
+
+def estimate_line(client: Any, local_seconds: float, image_steps: int) -> str:
+    """The expected wall time on the cluster, assuming its cores are as fast as this machine's (the measured
+    single-process time scaled by cores; docs/scale-out.md gives the measured efficiency)."""
+    cores = sum(client.nthreads().values())
+    here = os.cpu_count() or 1
+    seconds = local_seconds * here / max(cores, 1)
+    return (
+        f"table2 on the cluster: {image_steps:,} image-steps over {cores} worker threads; expected ~{seconds / 60:.1f} "
+        f"min if its cores are as fast as this machine's {here}"
+    )
