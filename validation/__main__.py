@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def _spec_and_images(args: argparse.Namespace):
     return spec, split.images[:n], split.labels[:n]
 
 
+@contextlib.contextmanager
+def _cluster_runner(args: argparse.Namespace, desc: str, run_fn):
+    """None (run here), or with --dask a runner of ``run_fn`` that shards the images over the cluster."""
+    if not args.dask:
+        yield None
+        return
+    from validation import cluster
+
+    with cluster.connect(args.dask) as client:
+        yield cluster.sharded(client, run_fn, block=args.block_images, desc=desc)
+
+
 def cmd_agree(args: argparse.Namespace) -> int:
     from validation.agreement import agreement, parse_engine, write_report
 
@@ -58,16 +71,20 @@ def cmd_agree(args: argparse.Namespace) -> int:
     n = len(images)
     if args.poisson_images > n:
         raise ValueError(f"--poisson-images {args.poisson_images} exceeds --images {n}; ask for at most {n}")
-    report, recs = agreement(
-        spec,
-        images,
-        labels,
-        args.steps,
-        engines,
-        seed=args.seed,
-        poisson_images=args.poisson_images,
-        progress=True,
-    )
+    from validation.agreement import _run
+
+    with _cluster_runner(args, "agree", _run) as runner:
+        report, recs = agreement(
+            spec,
+            images,
+            labels,
+            args.steps,
+            engines,
+            seed=args.seed,
+            poisson_images=args.poisson_images,
+            progress=True,
+            runner=runner,
+        )
     config = {k: str(v) for k, v in vars(args).items() if k != "func"}
     name = args.name or f"{Path(args.spec).stem}-{'-vs-'.join(e.replace(':', '_') for e in engines)}"
     paths = write_report(report, recs, args.out or default_runs() / "agreement", name, config)
@@ -134,9 +151,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     spec, images, labels = _spec_and_images(args)
     out = args.out or (args.runs or default_runs()) / "diagnose" / args.spec.stem
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
-    result = run_diagnosis(
-        spec, args.spec.name, images, labels, args.steps, out, config, seed=args.seed, device=args.device
-    )
+    from validation.engines import run
+
+    with _cluster_runner(args, "diagnose", run) as runner:
+        result = run_diagnosis(
+            spec,
+            args.spec.name,
+            images,
+            labels,
+            args.steps,
+            out,
+            config,
+            seed=args.seed,
+            device=args.device,
+            runner=runner,
+        )
     print(result["markdown"])
     print(f"written {out / 'diagnose.md'}, {out / 'diagnose.png'}, {out / 'diagnose.json'}")
     return 0
@@ -265,6 +294,21 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _dask_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dask",
+        default=None,
+        help="shard the images over a Dask cluster: a scheduler address (tcp://host:8786) or local:N (N worker "
+        "processes here); see docs/scale-out.md",
+    )
+    p.add_argument(
+        "--block-images",
+        type=positive_int,
+        default=None,
+        help="images per cluster task (default: one per worker)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--name", default=None)
     p.add_argument("--out", type=Path, default=None)
+    _dask_args(p)
 
     p = add("interop", cmd_interop, "NIR conformance table: Norse, snnTorch, sinabs, SpikingJelly x network vs fastsim")
     p.add_argument("--specs", nargs="+", default=["mnist-mlp-data", "mnist-cnn-data"], help="spec names")
@@ -341,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     _spec_args(p, images=200, steps=300)
     p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
     p.add_argument("--out", type=Path, default=None, help="folder (default: <runs>/diagnose/<spec name>)")
+    _dask_args(p)
 
     p = add("beyond", cmd_beyond, "the deeper Fashion-MNIST networks (vgg, resnet): fast rows, tests, Brian2 sample")
     p.add_argument("--images", type=test_images, default=2000, help="test images (default 2000)")

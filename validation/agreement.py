@@ -19,6 +19,7 @@ zero, the thresholds as float32), and the report lists what of the spec the grap
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,13 @@ def agreement(
     seed: int = 0,
     poisson_images: int = 0,
     progress: bool = False,
+    runner: Callable[..., SpikeRecord] | None = None,
 ) -> tuple[dict[str, Any], tuple[SpikeRecord, SpikeRecord]]:
     """Identical-input comparison on ``images`` (and, if ``poisson_images``, an independent-noise one).
 
-    With a third-party engine, every engine runs the spec the NIR graph encodes (identical inputs only)."""
+    With a third-party engine, every engine runs the spec the NIR graph encodes (identical inputs only).
+    ``runner``: how an engine runs (default here; :func:`validation.cluster.sharded` for a Dask cluster)."""
+    run_engine = runner or _run
     nir_report = None
     if any(is_thirdparty(e) for e in engines):
         from validation.thirdparty import graph_spec
@@ -111,11 +115,11 @@ def agreement(
     common = dict(steps=steps, seed=seed, labels=labels, image_indices=idx, record_neurons=True, progress=progress)
     # threshold margins (which explain a count that differs by rounding) cost a second, stepwise pass: they
     # are recorded only when the counts differ somewhere
-    recs = tuple(_run(e, spec, margins=False, spikes=spikes, **common) for e in engines)
+    recs = tuple(run_engine(e, spec, margins=False, spikes=spikes, **common) for e in engines)
     identical = compare_counts(*recs)
     if identical["mismatches"]:
         recs = tuple(
-            _run(e, spec, spikes=spikes, **common) if e.startswith("fastsim") else r
+            run_engine(e, spec, spikes=spikes, **common) if e.startswith("fastsim") else r
             for e, r in zip(engines, recs, strict=True)
         )
         identical = compare_counts(*recs)
@@ -125,7 +129,7 @@ def agreement(
     if poisson_images:
         n = min(poisson_images, len(images))
         common = dict(steps=steps, seed=seed, labels=labels[:n], image_indices=idx[:n], progress=progress)
-        pois = tuple(_run(e, spec, images=images[:n], **common) for e in engines)
+        pois = tuple(run_engine(e, spec, images=images[:n], **common) for e in engines)
         report["poisson"] = compare_poisson(*pois)
     return report, recs
 

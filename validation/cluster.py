@@ -189,3 +189,56 @@ def estimate_line(client: Any, local_seconds: float, image_steps: int) -> str:
         f"table2 on the cluster: {image_steps:,} image-steps over {cores} worker threads; expected ~{seconds / 60:.1f} "
         f"min if its cores are as fast as this machine's {here}"
     )
+
+
+PER_IMAGE = ("images", "spikes", "labels", "image_indices")  # the arguments cut into blocks of images
+
+
+def _run_block(run_fn: Callable[..., SpikeRecord], engine: str, spec: NetworkSpec, kw: dict) -> SpikeRecord:
+    """A Dask task: one block of images through ``run_fn(engine, spec, **kw)`` with this worker's share of
+    the cores; a Brian2 standalone project is built in a folder of this worker's own (two workers building
+    the same project in one folder would overwrite each other's files)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    threads = int(worker.state.nthreads)
+    _limit_threads(threads)
+    if engine.startswith("refsim"):
+        from refsim.devices import DEFAULT_BUILD_ROOT
+
+        kw = {**kw, "build_dir": Path(DEFAULT_BUILD_ROOT) / f"worker-{os.getpid()}"}
+    rec = run_fn(engine, spec, **kw)
+    return rec.with_meta(ran_on={"worker": worker.address, "threads": threads})
+
+
+def sharded(client: Any, run_fn: Callable[..., SpikeRecord], block: int | None = None, desc: str = "cluster"):
+    """A drop-in for ``run_fn(engine, spec, **kw)`` that cuts the per-image arguments (:data:`PER_IMAGE`) into
+    blocks of ``block`` images (default: one block per worker), runs each block as a Dask task and joins the
+    records in image order. Per-image inputs (Poisson spikes from the counter hash of the image index, given
+    spikes) do not depend on the block, so the joined record is the one a single run gives."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    from convert.contract.records import concatenate
+
+    def runner(engine: str, spec: NetworkSpec, **kw: Any) -> SpikeRecord:
+        n = len(next(kw[k] for k in PER_IMAGE if kw.get(k) is not None))
+        if kw.get("image_indices") is None:  # each block's Poisson input is that of its images' own indices
+            kw = {**kw, "image_indices": np.arange(n)}
+        size = block or -(-n // max(1, len(client.nthreads())))
+        spec_future = client.scatter(spec, hash=False)
+        futures = {}
+        for lo in range(0, n, size):
+            sub = {k: (v[lo : lo + size] if k in PER_IMAGE and v is not None else v) for k, v in kw.items()}
+            sub["progress"] = False
+            futures[client.submit(_run_block, run_fn, engine, spec_future, sub, pure=False)] = lo
+        done = {}
+        with tqdm(total=n, unit="img", desc=f"{desc} {engine}", disable=not kw.get("progress")) as bar:
+            for fut in as_completed(list(futures)):
+                rec = fut.result()
+                done[futures[fut]] = rec
+                bar.update(rec.n_images)
+        blocks = [done[lo] for lo in sorted(done)]
+        return concatenate(blocks).with_meta(ran_on=[r.meta["ran_on"] for r in blocks])
+
+    return runner

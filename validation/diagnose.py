@@ -218,19 +218,22 @@ def run_diagnosis(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    runner: Any = None,
 ) -> dict[str, Any]:
     """Simulate ``spec`` (float64, per-neuron counts) on ``images`` for ``steps`` steps, diagnose it and write
     ``diagnose.md``, ``diagnose.png`` and ``diagnose.json`` (with ``config`` and provenance) atomically to the
-    folder ``out``; returns the numbers (without the per-pair rates)."""
+    folder ``out``; returns the numbers (without the per-pair rates). ``runner``: how fastsim runs
+    (default :func:`validation.engines.run` here; :func:`validation.cluster.sharded` for a Dask cluster)."""
     from pathlib import Path
 
     from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
     from fastsim.network import fastest_kernel
-    from fastsim.simulate import simulate
+    from validation.engines import run
 
-    record = simulate(
+    record = (runner or run)(
+        "fastsim",
         spec,
-        images,
+        images=images,
         steps=steps,
         seed=seed,
         labels=labels,

@@ -128,3 +128,34 @@ def test_a_worker_killed_mid_run_loses_nothing(trained, tmp_path) -> None:
     alone = evaluate(job, None, cfg, tmp_path / "alone")
     np.testing.assert_array_equal(joined.output_counts, alone.output_counts)
     np.testing.assert_array_equal(joined.synops_curve, alone.synops_curve)
+
+
+@pytest.mark.slow
+def test_agreement_and_diagnosis_sharded_over_workers_equal_one_process(tmp_path) -> None:
+    """fastsim float64 against the reference loop and a diagnosis, images cut in blocks of 3 over two workers:
+    the joined records equal the single-process ones neuron for neuron."""
+    from fastsim.synthetic import mnist_like, random_spec
+    from validation.agreement import _run, agreement
+    from validation.diagnose import run_diagnosis
+    from validation.engines import run
+
+    spec = random_spec("mlp", seed=1)
+    images = mnist_like(8, np.random.default_rng(0))
+    labels = np.arange(8, dtype=np.uint8) % 10
+    engines = ("fastsim:float64", "fastsim:float64:torch")
+    here, recs_here = agreement(spec, images, labels, 40, engines, poisson_images=4)
+    with cluster.connect("local:2") as client:
+        there, recs_there = agreement(
+            spec, images, labels, 40, engines, poisson_images=4, runner=cluster.sharded(client, _run, block=3)
+        )
+        sharded_run = cluster.sharded(client, run, block=3)
+        diag_there = run_diagnosis(
+            spec, "x", images, labels, 40, tmp_path / "b", {}, progress=False, runner=sharded_run
+        )
+    diag_here = run_diagnosis(spec, "x", images, labels, 40, tmp_path / "a", {}, progress=False)
+    assert there["identical"] == here["identical"] and there["poisson"] == here["poisson"]
+    for a, b in zip(recs_here, recs_there, strict=True):
+        for x, y in zip(a.neuron_counts, b.neuron_counts, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert len(recs_there[0].meta["ran_on"]) == 3  # blocks of 3, 3, 2 images
+    assert diag_there["markdown"] == diag_here["markdown"]
