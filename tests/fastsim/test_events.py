@@ -224,7 +224,7 @@ def test_bad_requests_say_what_to_use(fastsim_rng) -> None:
 def test_local_probing_gives_the_one_hot_tables(c, oc, h, w, kh, kw, stride, padding, pool, seed) -> None:
     """A convolution's or pool's tables from one probe per (channel, kernel offset) class are exactly the
     tables of one probe per input unit, for any kernel, stride and padding that fit."""
-    from fastsim.events import _edge_table, known_matrix, local_geometry
+    from fastsim.event_tables import _edge_table, known_matrix, local_geometry
     from fastsim.layers import ConvOp, PoolOp
 
     if pool:
@@ -248,7 +248,7 @@ def test_local_probing_gives_the_one_hot_tables(c, oc, h, w, kh, kw, stride, pad
 
 
 def test_the_identity_skip_matrix_gives_the_one_hot_tables() -> None:
-    from fastsim.events import _edge_table, known_matrix
+    from fastsim.event_tables import _edge_table, known_matrix
     from fastsim.gate import Gain
 
     op = Gain(torch.tensor(0.375, dtype=torch.float64))
