@@ -179,16 +179,24 @@ def simulate_parts(client: Any, parts: list[Part], on_part: Callable[[int], None
     return written
 
 
-def estimate_line(client: Any, local_seconds: float, image_steps: int) -> str:
-    """The expected wall time on the cluster, assuming its cores are as fast as this machine's (the measured
-    single-process time scaled by cores; docs/scale-out.md gives the measured efficiency)."""
-    cores = sum(client.nthreads().values())
+OVERHEAD_S_PER_TASK = 0.05  # measured per-task cost on a LocalCluster (docs/scale-out.md), rounded up
+CORE_COUNTS = (2, 8, 16, 32, 64, 128)
+
+
+def expected_seconds(local_seconds: float, tasks: int, cores: int) -> float:
+    """Wall time on ``cores`` cores as fast as this machine's: the single-process estimate scaled by cores,
+    plus the tasks' overhead spread over them. It assumes at least as many tasks as workers (a part's images do
+    not split between workers: smaller ``--part-images`` make more tasks)."""
     here = os.cpu_count() or 1
-    seconds = local_seconds * here / max(cores, 1)
-    return (
-        f"table2 on the cluster: {image_steps:,} image-steps over {cores} worker threads; expected ~{seconds / 60:.1f} "
-        f"min if its cores are as fast as this machine's {here}"
-    )
+    return (local_seconds * here + OVERHEAD_S_PER_TASK * tasks) / max(cores, 1)
+
+
+def estimate_lines(local_seconds: float, tasks: int, cluster_cores: int | None = None) -> str:
+    """The expected wall time on the cluster (``cluster_cores``) or per core count, for ``tasks`` parts."""
+    counts = (cluster_cores,) if cluster_cores else CORE_COUNTS
+    lines = [f"  {c:>4} cores: ~{expected_seconds(local_seconds, tasks, c) / 3600:.2f} h" for c in counts]
+    head = f"on a cluster ({tasks} tasks; cores as fast as this machine's {os.cpu_count() or 1}):"
+    return "\n".join([head, *lines])
 
 
 PER_IMAGE = ("images", "spikes", "labels", "image_indices")  # the arguments cut into blocks of images

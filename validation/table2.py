@@ -79,15 +79,21 @@ def run_table2(
     if estimate and total:
         seconds = expected_seconds(built, missing, root, cfg)
         print(f"table2: {total:,} image-steps to simulate; expected wall time on this machine ~{_hms(seconds)}")
+        if not dask:
+            from validation import cluster
+
+            tasks = sum(len(j.missing_parts(cfg, cache)) for by_row in jobs.values() for j in by_row.values())
+            print(cluster.estimate_lines(seconds, tasks))
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="table2", disable=not progress or total == 0)
     if dask and total:
         from validation import cluster
 
         every = [job for by_row in jobs.values() for job in by_row.values()]
         with cluster.connect(dask) as client:
+            parts = cluster.missing_parts(every, cfg, root, cache)
             if estimate:
-                print(cluster.estimate_line(client, seconds, total))
-            cluster.simulate_parts(client, cluster.missing_parts(every, cfg, root, cache), bar.update)
+                print(cluster.estimate_lines(seconds, len(parts), sum(client.nthreads().values())))
+            cluster.simulate_parts(client, parts, bar.update)
     for ds, model in todo:
         entries, correct = network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
         results["entries"] += entries

@@ -159,3 +159,13 @@ def test_agreement_and_diagnosis_sharded_over_workers_equal_one_process(tmp_path
             np.testing.assert_array_equal(x, y)
     assert len(recs_there[0].meta["ran_on"]) == 3  # blocks of 3, 3, 2 images
     assert diag_there["markdown"] == diag_here["markdown"]
+
+
+def test_the_cluster_estimate_scales_with_cores_and_counts_the_overhead() -> None:
+    here = os.cpu_count() or 1
+    one = cluster.expected_seconds(3600.0, 100, here)
+    assert one == pytest.approx(3600.0 + cluster.OVERHEAD_S_PER_TASK * 100 / here)
+    assert cluster.expected_seconds(3600.0, 100, 4 * here) == pytest.approx(one / 4)
+    text = cluster.estimate_lines(3600.0, 100)
+    assert all(f"{c:>4} cores" in text for c in cluster.CORE_COUNTS)
+    assert "16 cores" in cluster.estimate_lines(3600.0, 100, 16) and "128 cores" not in cluster.estimate_lines(1, 1, 16)
