@@ -31,6 +31,7 @@ from convert.contract.spec import NetworkSpec
 from convert.encoding import poisson_spikes
 from validation.compare import compare_counts, compare_poisson, markdown
 from validation.engines import run
+from validation.markdown import table
 from validation.significance import wilson_interval
 from validation.thirdparty import LIBRARIES
 
@@ -218,16 +219,21 @@ def agreement_markdown(rows: list[dict[str, Any]]) -> str:
         "Identical input spikes (the counter-based Poisson trains, fed to Brian2 as a SpikeGeneratorGroup): "
         "per-neuron spike counts of every layer and image compared.",
         "",
-        "| network (spec) | schedule | engines | images × steps | equal per-neuron counts | mismatches "
-        "(explained) | same prediction | wall (s) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['network']} | {r['schedule']} | {r['engines']} | {r['images']} × {r['steps']} "
-        f"| {100 * r['exact_fraction']:.4f} % | {r['mismatches']} ({r['explained']}) "
-        f"| {100 * r['prediction_agreement']:.1f} % | {r['wall_s']:.0f} |"
-        for r in rows
-    ]
+    header = ("network (spec)", "schedule", "engines", "images × steps", "equal per-neuron counts")
+    lines += table(
+        (*header, "mismatches (explained)", "same prediction", "wall (s)"),
+        (
+            (
+                *(r["network"], r["schedule"], r["engines"], f"{r['images']} × {r['steps']}"),
+                f"{100 * r['exact_fraction']:.4f} %",
+                f"{r['mismatches']} ({r['explained']})",
+                f"{100 * r['prediction_agreement']:.1f} %",
+                f"{r['wall_s']:.0f}",
+            )
+            for r in rows
+        ),
+    )
     poisson = [r for r in rows if "poisson" in r]
     if poisson:
         lines += [
@@ -236,10 +242,8 @@ def agreement_markdown(rows: list[dict[str, Any]]) -> str:
             "images: the two are different samples of the same input process, so agreement means accuracies "
             "within the 95 % interval of a difference of two binomial proportions, not equal counts.",
             "",
-            "| network (spec) | images × steps | fastsim Poisson, accuracy % (95 % Wilson) | Brian2 PoissonGroup "
-            "| difference (pp) | 95 % interval of the difference (pp) | within |",
-            "|---|---|---|---|---|---|---|",
         ]
+        body = []
         for r in poisson:
             p = r["poisson"]
             n = p["images"]
@@ -247,9 +251,15 @@ def agreement_markdown(rows: list[dict[str, Any]]) -> str:
             for acc in p["accuracy"]:
                 lo, hi = wilson_interval(round(acc * n), n)
                 cells.append(f"{100 * acc:.1f} ({100 * lo:.1f}–{100 * hi:.1f})")
-            lines.append(
-                f"| {r['network']} | {n} × {p['steps']} | {cells[0]} | {cells[1]} "
-                f"| {100 * p['accuracy_difference']:+.1f} | ±{100 * p['interval_95']:.1f} "
-                f"| {'yes' if p['accuracy_within_interval'] else 'no'} |"
+            body.append(
+                (
+                    *(r["network"], f"{n} × {p['steps']}", cells[0], cells[1]),
+                    f"{100 * p['accuracy_difference']:+.1f}",
+                    f"±{100 * p['interval_95']:.1f}",
+                    "yes" if p["accuracy_within_interval"] else "no",
+                )
             )
+        header = ("network (spec)", "images × steps", "fastsim Poisson, accuracy % (95 % Wilson)")
+        header += ("Brian2 PoissonGroup", "difference (pp)", "95 % interval of the difference (pp)", "within")
+        lines += table(header, body)
     return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ from convert.train import checkpoint_paths
 from validation.agreement import agreement_markdown, agreement_summary
 from validation.convergence import correct_at, time_to_accuracy, tolerance_images
 from validation.experiments import EvalConfig, build_specs, evaluate
+from validation.markdown import table
 from validation.significance import mcnemar
 from validation.table2 import network_entries, network_jobs
 
@@ -113,22 +114,26 @@ def markdown(results: dict[str, Any]) -> str:
         "against the ANN; time within x pp: after it the accuracy stays within x pp of its value at T; events: "
         "synaptic events per image up to T against the ANN's multiply-accumulates.",
         "",
-        "| network | row | θ | ANN % | SNN % at T (95 % CI) | SNN − ANN (pp) | McNemar p | within 1 pp (ms) "
-        "| within 0.1 pp (ms) | events at T | ANN MACs | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for e in results["entries"]:
         lo, hi = e["ci95_at_T"]
         within = e["time_within_pp_ms"]
         events = e["synops_per_image_at_T"]
         ratio = "–" if events is None else f"{events / e['ann_macs_per_image']:.2f}"
         ann, snn = e["ann_accuracy_same_images"], e["accuracy_at_T_mean"]
-        lines.append(
-            f"| {e['dataset']}-{e['model']} | {e['row']} | {e['threshold']:.3g} | {_pct(ann)} "
-            f"| {_pct(snn)} ({_pct(lo)}–{_pct(hi)}) | {100 * (snn - ann):+.2f} | {e['vs_ann']['p_value']:.2g} "
-            f"| {within['1.0']:.0f} | {within['0.1']:.0f} | {events or 0:.3g} | {e['ann_macs_per_image']:.3g} "
-            f"| {ratio} |"
+        rows.append(
+            (
+                *(f"{e['dataset']}-{e['model']}", e["row"], f"{e['threshold']:.3g}", _pct(ann)),
+                f"{_pct(snn)} ({_pct(lo)}–{_pct(hi)})",
+                f"{100 * (snn - ann):+.2f}",
+                f"{e['vs_ann']['p_value']:.2g}",
+                *(f"{within['1.0']:.0f}", f"{within['0.1']:.0f}", f"{events or 0:.3g}"),
+                *(f"{e['ann_macs_per_image']:.3g}", ratio),
+            )
         )
+    header = ("network", "row", "θ", "ANN %", "SNN % at T (95 % CI)", "SNN − ANN (pp)", "McNemar p")
+    lines += table((*header, "within 1 pp (ms)", "within 0.1 pp (ms)", "events at T", "ANN MACs", "ratio"), rows)
     if results["agreement"]:
         lines += ["", "fastsim against Brian2 on identical input spikes (data-based specs):", ""]
         lines.append(agreement_markdown(results["agreement"]))

@@ -20,6 +20,7 @@ from convert.contract.io import load_spec
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from validation import cluster
 from validation.experiments import EvalConfig, Job, evaluate
+from validation.markdown import table
 
 
 def _job(spec, dataset: str, images: int, steps: int) -> Job:
@@ -92,14 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         f"process. Overhead per task (one image × one step, {args.overhead_tasks} tasks, local:1): "
         f"{1000 * overhead:.1f} ms.",
         "",
-        "| images per part | run | wall (s) | image-steps/s | speed-up vs one process | cluster start-up (s) |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['part_images']} | {r['mode']} | {r['wall_s']:.1f} | {r['image_steps_per_s']:,.0f} "
-            f"| {base[r['part_images']] / r['wall_s']:.2f}× | {r['startup_s']:.1f} |"
-        )
+    lines += table(
+        ("images per part", "run", "wall (s)", "image-steps/s", "speed-up vs one process", "cluster start-up (s)"),
+        (
+            (
+                *(r["part_images"], r["mode"], f"{r['wall_s']:.1f}", f"{r['image_steps_per_s']:,.0f}"),
+                *(f"{base[r['part_images']] / r['wall_s']:.2f}×", f"{r['startup_s']:.1f}"),
+            )
+            for r in rows
+        ),
+    )
     text = "\n".join(lines) + "\n"
     write_json_atomic(args.out.with_suffix(".json"), results)
     write_text_atomic(args.out.with_suffix(".md"), text)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from convert.contract.records import SpikeRecord
+from validation.markdown import table
 
 EXPLAIN_MARGIN = 1e-4  # relative |v − θ| / θ below which float32 rounding can flip a threshold check
 
@@ -156,14 +157,14 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## Identical inputs ({ident['images']} images x {ident['steps']} steps)",
             "",
-            "| layer | neurons | (image, neuron) pairs | exact match | largest difference |",
-            "|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {x['layer']} | {x['neurons']} | {x['pairs']} | {100 * x['exact_fraction']:.4f} % "
-            f"| {x['max_abs_diff']} |"
-            for x in ident["layers"]
-        ]
+        lines += table(
+            ("layer", "neurons", "(image, neuron) pairs", "exact match", "largest difference"),
+            (
+                (x["layer"], x["neurons"], x["pairs"], f"{100 * x['exact_fraction']:.4f} %", x["max_abs_diff"])
+                for x in ident["layers"]
+            ),
+        )
         lines += [
             "",
             f"All layers: {100 * ident['exact_fraction']:.4f} % equal; {ident['mismatches']} mismatches "
@@ -197,12 +198,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"95 % interval ±{100 * pois['interval_95']:.2f} pp:"
             f" {'inside' if pois['accuracy_within_interval'] else 'OUTSIDE'}).",
             "",
-            "| layer | mean spikes/image A | B | relative difference | within tolerance |",
-            "|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {x['layer']} | {x['mean_spikes_per_image'][0]:.1f} | {x['mean_spikes_per_image'][1]:.1f} "
-            f"| {100 * x['relative_difference']:.2f} % | {x['within_tolerance']} |"
-            for x in pois["layers"]
-        ]
+        lines += table(
+            ("layer", "mean spikes/image A", "B", "relative difference", "within tolerance"),
+            (
+                (
+                    x["layer"],
+                    f"{x['mean_spikes_per_image'][0]:.1f}",
+                    f"{x['mean_spikes_per_image'][1]:.1f}",
+                    f"{100 * x['relative_difference']:.2f} %",
+                    x["within_tolerance"],
+                )
+                for x in pois["layers"]
+            ),
+        )
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from convert.contract.provenance import atomic_path, write_json_atomic, write_te
 from convert.contract.records import SpikeRecord
 from validation import rows
 from validation.convergence import convergence
+from validation.markdown import table
 from validation.significance import wilson_interval
 
 STYLE = {"mlp": "-", "cnn": "--"}
@@ -82,18 +83,21 @@ def convergence_markdown(rows: list[dict[str, Any]], steps: int | None = None) -
         "(replication: ~21 ms for MNIST MLP data-based, ~2 000 ms for model-based, in its current-input, "
         "membrane-readout configuration).",
         "",
-        "| dataset | model | row | images | H (ms) | accuracy at H (%) | time to accuracy (ms) | converged |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    body = []
     for r in rows:
         if r["time_to_accuracy_ms"] is None:
             t = f"not started ({100 * r['no_output_spike_fraction']:.0f} % of images without an output spike)"
         else:
             t = f"{r['time_to_accuracy_ms']:g}"
-        lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['row']} | {r['images']} | {r['horizon_ms']:g} "
-            f"| {100 * r['final_accuracy']:.2f} | {t} | {'yes' if r['converged'] else 'no'} |"
+        body.append(
+            (
+                *(r["dataset"], r["model"], r["row"], r["images"], f"{r['horizon_ms']:g}"),
+                *(f"{100 * r['final_accuracy']:.2f}", t, "yes" if r["converged"] else "no"),
+            )
         )
+    header = ("dataset", "model", "row", "images", "H (ms)", "accuracy at H (%)", "time to accuracy (ms)")
+    lines += table((*header, "converged"), body)
     return "\n".join(lines) + "\n"
 
 

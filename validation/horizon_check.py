@@ -18,6 +18,7 @@ from typing import Any
 from convert.contract.provenance import write_json_atomic, write_text_atomic
 from validation.convergence import convergence, correct_at
 from validation.experiments import EvalConfig, Job, build_specs, evaluate
+from validation.markdown import table
 from validation.significance import mcnemar, wilson_interval
 
 
@@ -92,19 +93,24 @@ def markdown(results: dict[str, Any]) -> str:
         "the same images, their exact McNemar test (images right only at T / only at the longer horizon), and "
         "the convergence verdict of the longer run (time to accuracy at most half of it).",
         "",
-        f"| dataset | model | row | accuracy at {t} ms (%) | accuracy at {hc['steps']} ms (%) | right only at T / "
-        "only later | p | time to acc. (ms) | converged |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for e in results["entries"]:
         m, c = e["mcnemar_T_vs_H"], e["convergence"]
         lo_t, hi_t = e["ci95_T"]
         lo_h, hi_h = e["ci95_H"]
         tta = c["time_to_accuracy_ms"]
-        lines.append(
-            f"| {e['dataset']} | {e['model']} | {e['row']} | {100 * e['accuracy_T']:.2f} "
-            f"({100 * lo_t:.1f}–{100 * hi_t:.1f}) | {100 * e['accuracy_H']:.2f} ({100 * lo_h:.1f}–{100 * hi_h:.1f}) "
-            f"| {m['a_only']} / {m['b_only']} | {m['p_value']:.3g} | {'–' if tta is None else f'{tta:.0f}'} "
-            f"| {'yes' if c['converged'] else 'no'} |"
+        rows.append(
+            (
+                *(e["dataset"], e["model"], e["row"]),
+                f"{100 * e['accuracy_T']:.2f} ({100 * lo_t:.1f}–{100 * hi_t:.1f})",
+                f"{100 * e['accuracy_H']:.2f} ({100 * lo_h:.1f}–{100 * hi_h:.1f})",
+                f"{m['a_only']} / {m['b_only']}",
+                f"{m['p_value']:.3g}",
+                "–" if tta is None else f"{tta:.0f}",
+                "yes" if c["converged"] else "no",
+            )
         )
+    header = ("dataset", "model", "row", f"accuracy at {t} ms (%)", f"accuracy at {hc['steps']} ms (%)")
+    lines += table((*header, "right only at T / only later", "p", "time to acc. (ms)", "converged"), rows)
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ import numpy as np
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.contract.spec import NetworkSpec
 from validation.compare import compare_counts
+from validation.markdown import table as md_table
 from validation.thirdparty import LIBRARIES, ThirdPartyError, graph_spec, library
 
 MODES = ("as imported", "adapter")
@@ -170,27 +171,28 @@ COMMAND = "SNN_DATA=data .venv/bin/python -m validation interop --images 1000 --
 
 def table(results: dict[str, Any]) -> str:
     """The Markdown conformance table of a results dict."""
-    lines = [
-        "| library | network | mode | images | verdict | exact counts | predictions agree | accuracy | fastsim | ANN "
-        "| wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for net in results["networks"]:
         for key, cell in net["cells"].items():
             lib, mode = key.split("/")
-            head = f"| {lib} {cell['version']} | {net['spec']} | {mode} | {cell['images']} | {cell['verdict']} "
+            head = (f"{lib} {cell['version']}", net["spec"], mode, cell["images"], cell["verdict"])
             if "error" in cell:
-                lines.append(
-                    head + f"| fails: {cell['error'].split(': ', 1)[-1][:90]} | – | – | – | – "
-                    f"| {cell['wall_s']:.0f} s |"
-                )
+                fails = f"fails: {cell['error'].split(': ', 1)[-1][:90]}"
+                rows.append((*head, fails, "–", "–", "–", "–", f"{cell['wall_s']:.0f} s"))
                 continue
-            lines.append(
-                head + f"| {100 * cell['exact_fraction']:.3f} % | {100 * cell['prediction_agreement']:.1f} % "
-                f"| {100 * cell['accuracy']:.1f} % | {100 * cell['fastsim_accuracy']:.1f} % "
-                f"| {100 * net['ann_accuracy']:.1f} % | {cell['wall_s']:.0f} s |"
+            rows.append(
+                (
+                    *head,
+                    f"{100 * cell['exact_fraction']:.3f} %",
+                    f"{100 * cell['prediction_agreement']:.1f} %",
+                    f"{100 * cell['accuracy']:.1f} %",
+                    f"{100 * cell['fastsim_accuracy']:.1f} %",
+                    f"{100 * net['ann_accuracy']:.1f} %",
+                    f"{cell['wall_s']:.0f} s",
+                )
             )
-    return "\n".join(lines) + "\n"
+    header = ("library", "network", "mode", "images", "verdict", "exact counts", "predictions agree", "accuracy")
+    return "\n".join(md_table((*header, "fastsim", "ANN", "wall"), rows)) + "\n"
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from convert.contract.provenance import write_json_atomic, write_text_atomic
 from convert.contract.spec import NetworkSpec
 from validation.convergence import convergence, correct_at
 from validation.experiments import EvalConfig, Job, evaluate
+from validation.markdown import table
 from validation.significance import wilson_interval
 
 # the replication's reported times and accuracies in its configuration (PAPER.md)
@@ -105,10 +106,8 @@ def markdown(results: dict[str, Any]) -> str:
         "potential), same weights and thresholds: accuracy after 16 steps and at the horizon H (95 % Wilson "
         "interval), time to within 0.1 pp of the value at H, and the replication's own numbers.",
         "",
-        "| dataset | model | row | images × H | at 16 ms (%) | at H (%) | time to accuracy (ms) | converged "
-        "| replication |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for e in results["entries"]:
         conv = e["convergence"]
         lo, hi = e["ci95"]
@@ -118,9 +117,16 @@ def markdown(results: dict[str, Any]) -> str:
             repl.append(f"{e['replication_early'][1]:.1f} % at {e['replication_early'][0]} ms")
         if e["replication_ms"]:
             repl.append(f"~{e['replication_ms']} ms to within 0.1 pp")
-        lines.append(
-            f"| {e['dataset']} | {e['model']} | {e['row']} | {e['images']} × {e['horizon_steps']} "
-            f"| {100 * e['accuracy_early']:.2f} | {100 * e['accuracy']:.2f} ({100 * lo:.2f}–{100 * hi:.2f}) | {t} "
-            f"| {'yes' if conv['converged'] else 'no'} | {'; '.join(repl) or '–'} |"
+        rows.append(
+            (
+                *(e["dataset"], e["model"], e["row"], f"{e['images']} × {e['horizon_steps']}"),
+                f"{100 * e['accuracy_early']:.2f}",
+                f"{100 * e['accuracy']:.2f} ({100 * lo:.2f}–{100 * hi:.2f})",
+                t,
+                "yes" if conv["converged"] else "no",
+                "; ".join(repl) or "–",
+            )
         )
+    header = ("dataset", "model", "row", "images × H", "at 16 ms (%)", "at H (%)", "time to accuracy (ms)")
+    lines += table((*header, "converged", "replication"), rows)
     return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ from validation.experiments import EvalConfig
 from validation.figures import convergence_markdown, make_figures
 from validation.horizon_check import HorizonCheck, run_horizon_check
 from validation.horizon_check import markdown as horizon_markdown
+from validation.markdown import table
 from validation.replication_config import ReplicationConfig, run_replication_config
 from validation.replication_config import markdown as replication_markdown
 from validation.table2 import PAIRS, run_table2
@@ -281,14 +282,17 @@ def throughput_markdown(results: dict[str, Any]) -> str:
         f"`{results['config']['kernel']}`; the wall time of the runs made now, or of the cached run that made the "
         "record).",
         "",
-        "| dataset | model | row | images × steps | wall (s) | image-steps / s |",
-        "|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {e['dataset']} | {e['model']} | {e['row']} | {e['images']} × {e['horizon_steps']} | {e['wall_s']:.0f} "
-        f"| {e['image_steps_per_s'] or 0:,.0f} |"
-        for e in results["entries"]
-    ]
+    lines += table(
+        ("dataset", "model", "row", "images × steps", "wall (s)", "image-steps / s"),
+        (
+            (
+                *(e["dataset"], e["model"], e["row"], f"{e['images']} × {e['horizon_steps']}"),
+                *(f"{e['wall_s']:.0f}", f"{e['image_steps_per_s'] or 0:,.0f}"),
+            )
+            for e in results["entries"]
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -408,13 +412,14 @@ def diagnose_markdown(rows: list[dict[str, Any]]) -> str:
         "Per spiking layer, the SNN's firing rates against the rates the ANN asks for (validation/diagnose.py); "
         "the first layer where they part and what that usually means.",
         "",
-        "| network (spec) | SNN accuracy % | first broken layer | verdict | picture |",
-        "|---|---|---|---|---|",
     ]
+    body = []
     for r in rows:
         first = "–" if r["first_broken"] is None else r["first_broken"]
-        cells = (r["network"], f"{100 * r['snn_accuracy']:.2f}", first, r["verdict"], f"[per layer]({r['picture']})")
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
+        body.append(
+            (r["network"], f"{100 * r['snn_accuracy']:.2f}", first, r["verdict"], f"[per layer]({r['picture']})")
+        )
+    lines += table(("network (spec)", "SNN accuracy %", "first broken layer", "verdict", "picture"), body)
     return "\n".join(lines) + "\n"
 
 

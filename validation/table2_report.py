@@ -15,6 +15,7 @@ from typing import Any
 
 from convert.contract.provenance import write_json_atomic, write_text_atomic
 from validation.experiments import REPLICATION_THRESHOLD
+from validation.markdown import table
 
 
 def _find(results: dict[str, Any], ds: str, model: str, **match: str) -> dict[str, Any] | None:
@@ -104,11 +105,13 @@ def _reached(conv: dict[str, Any]) -> str:
 
 
 def claims_markdown(results: dict[str, Any]) -> str:
-    lines = ["| dataset | model | claim | evidence | holds here |", "|---|---|---|---|---|"]
-    lines += [
-        f"| {c['dataset']} | {c['model']} | {c['claim']} | {c['evidence']} | {'yes' if c['holds'] else 'no'} |"
-        for c in results.get("claims", [])
-    ]
+    lines = table(
+        ("dataset", "model", "claim", "evidence", "holds here"),
+        (
+            (c["dataset"], c["model"], c["claim"], c["evidence"], "yes" if c["holds"] else "no")
+            for c in results.get("claims", [])
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -118,15 +121,18 @@ def paired_markdown(results: dict[str, Any]) -> str:
         "count the images one classifies correctly and the other does not; at = T (the common horizon) or H "
         "(each row at its own horizon); n = the images both ran.",
         "",
-        "| dataset | model | A | B | at | n | A % | B % | A only | B only | p |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {p['dataset']} | {p['model']} | {p['a']} | {p['b']} | {p.get('at', 'T')} | {p['n']} "
-        f"| {100 * p['accuracy_a']:.2f} | {100 * p['accuracy_b']:.2f} | {p['a_only']} | {p['b_only']} "
-        f"| {p['p_value']:.3g} |"
-        for p in results.get("paired", [])
-    ]
+    lines += table(
+        ("dataset", "model", "A", "B", "at", "n", "A %", "B %", "A only", "B only", "p"),
+        (
+            (
+                *(p["dataset"], p["model"], p["a"], p["b"], p.get("at", "T"), p["n"]),
+                *(f"{100 * p['accuracy_a']:.2f}", f"{100 * p['accuracy_b']:.2f}", p["a_only"], p["b_only"]),
+                f"{p['p_value']:.3g}",
+            )
+            for p in results.get("paired", [])
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -143,20 +149,23 @@ def cost_markdown(results: dict[str, Any]) -> str:
         "row's time to accuracy and at its horizon H, beside the ANN's multiply-accumulates per image; ratio = "
         "events at the time to accuracy / MACs.",
         "",
-        "| dataset | model | row | events at T | time to acc. (ms) | events then | events at H | ANN MACs | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for e in results["entries"]:
         if "synops_per_image_mean" not in e:
             continue
         at_conv = e.get("synops_per_image_at_convergence")
         ratio = None if at_conv is None else at_conv / e["ann_macs_per_image"]
         t_acc = e.get("convergence", {}).get("time_to_accuracy_ms")
-        lines.append(
-            f"| {e['dataset']} | {e['model']} | {e['row']} | {_fmt(e.get('synops_per_image_at_T'))} "
-            f"| {_fmt(t_acc, 'g')} | {_fmt(at_conv)} | {e['synops_per_image_mean']:.3g} "
-            f"| {e['ann_macs_per_image']:.3g} | {_fmt(ratio, '.2f')} |"
+        rows.append(
+            (
+                *(e["dataset"], e["model"], e["row"], _fmt(e.get("synops_per_image_at_T")), _fmt(t_acc, "g")),
+                *(_fmt(at_conv), f"{e['synops_per_image_mean']:.3g}", f"{e['ann_macs_per_image']:.3g}"),
+                _fmt(ratio, ".2f"),
+            )
         )
+    header = ("dataset", "model", "row", "events at T", "time to acc. (ms)", "events then", "events at H")
+    lines += table((*header, "ANN MACs", "ratio"), rows)
     return "\n".join(lines) + "\n"
 
 
@@ -175,15 +184,15 @@ def markdown(results: dict[str, Any]) -> str:
         "(first seed) in parentheses, on the first n test images (n in the ANN column; a row on fewer images "
         "says so); the replication's (10 000 ms, 10 000 images) in brackets.",
         "",
-        "| dataset | model | ANN (all / these n) | " + " | ".join(labels[c] for c in columns) + " |",
-        "|---|---|---|" + "---|" * len(columns),
     ]
+    rows = []
     for (ds, model), entries in by_pair.items():
         cells = [_cell(entries[c], model, "T") if c in entries else "" for c in columns]
         first = next(iter(entries.values()))
         n = cfg["n_images"]
         ann_cell = f"{100 * first['ann_test_accuracy']:.2f} / {100 * _ann_same(first, n):.2f} (n = {n})"
-        lines.append(f"| {ds} | {model} | {ann_cell} | " + " | ".join(cells) + " |")
+        rows.append((ds, model, ann_cell, *cells))
+    lines += table(("dataset", "model", "ANN (all / these n)", *(labels[c] for c in columns)), rows)
     return "\n".join(lines) + "\n"
 
 
@@ -198,19 +207,23 @@ def converged_markdown(results: dict[str, Any]) -> str:
         "at H here). Time to accuracy: the first time after which the accuracy stays within 0.1 pp (⌊n/1000⌋ "
         "images) of its value at H; converged: that time is at most H/2 and most images have an output spike.",
         "",
-        "| dataset | model | row | images × H (ms) | accuracy at H (%) | ANN on these images | time to acc. (ms) "
-        "| converged | replication (10 000 ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for e in results["entries"]:
         conv = e.get("convergence", {})
         lo, hi = e["ci95_first_seed"]
-        lines.append(
-            f"| {e['dataset']} | {e['model']} | {e.get('label', e['row'])} | {e.get('images')} × "
-            f"{e.get('horizon_steps')} | {100 * e['accuracy_mean']:.2f} ({100 * lo:.2f}–{100 * hi:.2f}) "
-            f"| {100 * e['ann_accuracy_same_images']:.2f} | {_fmt(conv.get('time_to_accuracy_ms'), 'g')} "
-            f"| {'yes' if conv.get('converged') else 'no'} | {_fmt(e.get('replication'), '.2f')} |"
+        rows.append(
+            (
+                *(e["dataset"], e["model"], e.get("label", e["row"]), f"{e.get('images')} × {e.get('horizon_steps')}"),
+                f"{100 * e['accuracy_mean']:.2f} ({100 * lo:.2f}–{100 * hi:.2f})",
+                f"{100 * e['ann_accuracy_same_images']:.2f}",
+                _fmt(conv.get("time_to_accuracy_ms"), "g"),
+                "yes" if conv.get("converged") else "no",
+                _fmt(e.get("replication"), ".2f"),
+            )
         )
+    header = ("dataset", "model", "row", "images × H (ms)", "accuracy at H (%)", "ANN on these images")
+    lines += table((*header, "time to acc. (ms)", "converged", "replication (10 000 ms)"), rows)
     return "\n".join(lines) + "\n"
 
 
