@@ -18,10 +18,12 @@ def _eval_config(args: argparse.Namespace):
     engine = dict(device=args.device, dtype=args.dtype, matmul=args.matmul, kernel=args.kernel)
     if args.full:  # the replication's scale: every row on the whole test set for 10 000 ms
         seeds = tuple(args.seeds) if args.seeds else (0,)
-        return EvalConfig(n_images=10_000, steps=10_000, seeds=seeds, **engine)
+        return EvalConfig(n_images=10_000, steps=10_000, seeds=seeds, part_images=args.part_images, **engine)
     slow = dict(slow_rows=tuple(args.slow_rows), slow_steps=args.slow_steps, slow_images=args.slow_images)
     seeds = tuple(args.seeds) if args.seeds else (0, 1, 2)
-    return EvalConfig(n_images=args.images, steps=args.steps, seeds=seeds, **slow, **engine)
+    return EvalConfig(
+        n_images=args.images, steps=args.steps, seeds=seeds, part_images=args.part_images, **slow, **engine
+    )
 
 
 def _spec_args(p: argparse.ArgumentParser, images: int, steps: int) -> None:
@@ -277,6 +279,13 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slow-steps", type=positive_int, default=5000, help="their horizon in ms (default 5000)")
     p.add_argument("--slow-images", type=test_images, default=2000, help="their images (default 2000)")
     p.add_argument("--estimate", action="store_true", help="print the expected wall time before simulating")
+    p.add_argument(
+        "--part-images",
+        type=positive_int,
+        default=1000,
+        help="images per cached part, the unit of resumption and "
+        "of a cluster task (default 1000; smaller parts keep more cluster workers busy)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, or (with --dask) worker: each worker's own")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--matmul", default="fp32", choices=("fp32", "tf32x2", "tf32x3"), help="fastsim float32 products")
