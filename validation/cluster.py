@@ -36,6 +36,11 @@ from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
 from validation.experiments import EvalConfig, Job, PartTask, simulate_part
 
+try:
+    from distributed import WorkerPlugin
+except ImportError:  # pragma: no cover - connect() says what to install
+    WorkerPlugin = object
+
 LOCAL = "local:"
 WORKER_DEVICE = "worker"  # EvalConfig.device: each cluster worker uses its own best device
 
@@ -202,6 +207,16 @@ def estimate_lines(local_seconds: float, tasks: int, cluster_cores: int | None =
 PER_IMAGE = ("images", "spikes", "labels", "image_indices")  # the arguments cut into blocks of images
 
 
+class ImportBrian2(WorkerPlugin):
+    """Imports Brian2 on every worker, now and on workers that join later, in the worker's main thread: its
+    import installs a SIGINT handler, which Python allows only there (tasks run in other threads)."""
+
+    name = "snn-balance-import-brian2"
+
+    def setup(self, worker) -> None:
+        import brian2  # noqa: F401
+
+
 def _run_block(run_fn: Callable[..., SpikeRecord], engine: str, spec: NetworkSpec, kw: dict) -> SpikeRecord:
     """A Dask task: one block of images through ``run_fn(engine, spec, **kw)`` with this worker's share of
     the cores; a Brian2 standalone project is built in a folder of this worker's own (two workers building
@@ -234,6 +249,8 @@ def sharded(client: Any, run_fn: Callable[..., SpikeRecord], block: int | None =
         if kw.get("image_indices") is None:  # each block's Poisson input is that of its images' own indices
             kw = {**kw, "image_indices": np.arange(n)}
         size = block or -(-n // max(1, len(client.nthreads())))
+        if engine.startswith("refsim"):
+            client.register_plugin(ImportBrian2())
         spec_future = client.scatter(spec, hash=False)
         futures = {}
         for lo in range(0, n, size):

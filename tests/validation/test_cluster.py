@@ -169,3 +169,29 @@ def test_the_cluster_estimate_scales_with_cores_and_counts_the_overhead() -> Non
     text = cluster.estimate_lines(3600.0, 100)
     assert all(f"{c:>4} cores" in text for c in cluster.CORE_COUNTS)
     assert "16 cores" in cluster.estimate_lines(3600.0, 100, 16) and "128 cores" not in cluster.estimate_lines(1, 1, 16)
+
+
+@pytest.mark.slow
+def test_brian2_runs_on_the_workers_and_agrees_with_fastsim_spike_for_spike() -> None:
+    """Brian2 on the workers (its import needs a worker's main thread: a worker plugin does it there), blocks
+    of 2 images; a dyadic network, so every count is exact in both engines."""
+    from tests.fastsim.specs import dyadic_mlp, random_images
+    from validation.agreement import _run, agreement
+
+    rng = np.random.default_rng(5)
+    spec = dyadic_mlp(rng)
+    images = random_images(rng, 4, (6, 6))
+    with cluster.connect("local:2") as client:
+        report, recs = agreement(
+            spec,
+            images,
+            np.zeros(4, np.uint8),
+            30,
+            ("fastsim:float64", "refsim:runtime"),
+            runner=cluster.sharded(client, _run, block=2),
+        )
+        assert cluster.ImportBrian2.name in client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.worker_plugins)
+        )
+    assert report["identical"]["exact_fraction"] == 1.0 and recs[1].n_images == 4
+    assert len(recs[1].meta["ran_on"]) == 2
