@@ -88,7 +88,12 @@ def test_the_pipeline_flows_one_way():
         ("fastsim", "import refsim.build\n", 1, "refsim.build"),
         ("fastsim", "def f():\n    from refsim import simulate\n", 2, "refsim"),
         ("refsim", "import numpy\nif True:\n    import fastsim.step as s\n", 3, "fastsim.step"),
-        ("convert", "class A:\n    def m(self):\n        import validation.engines\n", 3, "validation.engines"),
+        (
+            "convert",
+            "class A:\n    def m(self):\n        import validation.harness.engines\n",
+            3,
+            "validation.harness.engines",
+        ),
         ("convert", "import importlib\nimportlib.import_module('fastsim.simulate')\n", 2, "fastsim.simulate"),
     ],
 )
@@ -260,3 +265,26 @@ def _cross_package_graph(root: Path = ROOT) -> dict[str, set[str]]:
                 targets.add(target)
         graph[module] = targets
     return graph
+
+
+# validation/ by what it does: the agreement harness is the base; the paper's experiments and the sweeps build
+# on it and not on each other. The shared helpers at the top (markdown, significance, cluster) are open to all.
+VALIDATION_LAYERS = {
+    "validation.harness": {"validation.paper", "validation.grid"},
+    "validation.grid": {"validation.paper"},
+    "validation.paper": {"validation.grid"},
+}
+
+
+def test_validation_sub_packages_import_only_downwards():
+    found = []
+    for path in modules():
+        name = module_name(path)
+        layer = next((p for p in VALIDATION_LAYERS if name == p or name.startswith(p + ".")), None)
+        if layer is None:
+            continue
+        for line, target in imported_modules(path.read_text(), name, path.name == "__init__.py"):
+            if any(target == f or target.startswith(f + ".") for f in VALIDATION_LAYERS[layer]):
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert found == []
+    assert (ROOT / "validation" / "harness" / "agreement.py").exists()  # the layout this test is about

@@ -13,7 +13,7 @@ from convert.pipeline import default_runs
 
 
 def _eval_config(args: argparse.Namespace):
-    from validation.experiments import EvalConfig
+    from validation.paper.experiments import EvalConfig
 
     engine = dict(device=args.device, dtype=args.dtype, matmul=args.matmul, kernel=args.kernel)
     if args.full:  # the replication's scale: every row on the whole test set for 10 000 ms
@@ -62,7 +62,7 @@ def _cluster_runner(args: argparse.Namespace, desc: str, run_fn):
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
-    from validation.agreement import agreement, parse_engine, write_report
+    from validation.harness.agreement import agreement, parse_engine, write_report
 
     engines = tuple(args.engines.split(","))
     if len(engines) != 2:
@@ -73,7 +73,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
     n = len(images)
     if args.poisson_images > n:
         raise ValueError(f"--poisson-images {args.poisson_images} exceeds --images {n}; ask for at most {n}")
-    from validation.agreement import _run
+    from validation.harness.agreement import _run
 
     with _cluster_runner(args, "agree", _run) as runner:
         report, recs = agreement(
@@ -96,7 +96,7 @@ def cmd_agree(args: argparse.Namespace) -> int:
 
 
 def cmd_interop(args: argparse.Namespace) -> int:
-    from validation.interop import InteropConfig, run_interop, table, write
+    from validation.harness.interop import InteropConfig, run_interop, table, write
 
     libs = tuple(args.libraries)
     cfg = InteropConfig(specs=tuple(args.specs), images=args.images, steps=args.steps, seed=args.seed, libraries=libs)
@@ -108,8 +108,8 @@ def cmd_interop(args: argparse.Namespace) -> int:
 
 
 def cmd_table2(args: argparse.Namespace) -> int:
-    from validation.table2 import run_table2
-    from validation.table2_report import markdown
+    from validation.paper.table2 import run_table2
+    from validation.paper.table2_report import markdown
 
     cfg = _eval_config(args)
     runs = args.runs or default_runs()
@@ -119,8 +119,8 @@ def cmd_table2(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from validation.figures import convergence_markdown, make_figures
-    from validation.table2 import run_table2
+    from validation.paper.figures import convergence_markdown, make_figures
+    from validation.paper.table2 import run_table2
 
     cfg = _eval_config(args)
     runs = args.runs or default_runs()
@@ -131,9 +131,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from validation.results_log import first_by_key, read_results
-    from validation.sweep import execute, plan_sweep
-    from validation.sweep_plot import plot_sweep
+    from validation.grid.results_log import first_by_key, read_results
+    from validation.grid.sweep import execute, plan_sweep
+    from validation.grid.sweep_plot import plot_sweep
 
     plan = plan_sweep(args.config, out=args.out, root=args.root, runs=args.runs)
     ran = execute(plan, workers=args.workers, dask=args.dask)
@@ -146,14 +146,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Per spiking layer, the SNN's rates against the ANN's (validation/diagnose.py): a Markdown table, a PNG
+    """Per spiking layer, the SNN's rates against the ANN's (validation/harness/diagnose.py): a Markdown table, a PNG
     grid of hexbin plots and the numbers (JSON), written atomically to --out."""
-    from validation.diagnose import run_diagnosis
+    from validation.harness.diagnose import run_diagnosis
 
     spec, images, labels = _spec_and_images(args)
     out = args.out or (args.runs or default_runs()) / "diagnose" / args.spec.stem
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
-    from validation.engines import run
+    from validation.harness.engines import run
 
     with _cluster_runner(args, "diagnose", run) as runner:
         result = run_diagnosis(
@@ -174,11 +174,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_beyond(args: argparse.Namespace) -> int:
-    """The deeper networks' table (validation/beyond.py) on its own: trains nothing, so their checkpoints must
+    """The deeper networks' table (validation/paper/beyond.py) on its own: trains nothing, so their checkpoints must
     be in <runs>/models (the main job copies the published ones there)."""
     import dataclasses
 
-    from validation.beyond import BeyondConfig, run_beyond
+    from validation.paper.beyond import BeyondConfig, run_beyond
 
     cfg = BeyondConfig()
     ev = dataclasses.replace(cfg.eval, n_images=args.images, steps=args.steps, device=args.device)
@@ -186,7 +186,7 @@ def cmd_beyond(args: argparse.Namespace) -> int:
         cfg, eval=ev, agreement_images=args.agreement_images, agreement_steps=args.agreement_steps
     )
     if args.rows:
-        from validation.rows import named
+        from validation.paper.rows import named
 
         named(tuple(args.rows))  # an unknown row is an error before anything runs
         cfg = dataclasses.replace(cfg, rows=tuple(args.rows))
@@ -204,7 +204,7 @@ def cmd_beyond(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from validation.publish import publish
+    from validation.paper.publish import publish
 
     for path in publish(args.runs or default_runs(), args.docs, args.readme):
         print(f"wrote {path}")
@@ -214,9 +214,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from validation.horizon_check import HorizonCheck
-    from validation.replication_config import ReplicationConfig
-    from validation.reproduce import (
+    from validation.paper.horizon_check import HorizonCheck
+    from validation.paper.replication_config import ReplicationConfig
+    from validation.paper.reproduce import (
         MAIN_JOB_EVAL,
         PUBLISHED,
         PUBLISHED_MODELS,
@@ -242,7 +242,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     models = None if args.train or args.select else (args.models or PUBLISHED_MODELS)
     small = {}
     if args.images is not None:  # a smaller main job: the deeper networks and the diagnosis shrink with it
-        from validation.beyond import BeyondConfig
+        from validation.paper.beyond import BeyondConfig
 
         beyond = BeyondConfig()
         n = max(100, min(beyond.eval.n_images, args.images // 5))
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", type=Path, default=Path("docs/results"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
 
-    from validation.thirdparty import ThirdPartyError
+    from validation.harness.thirdparty import ThirdPartyError
 
     return run_command(parser, argv, extra_errors=(ThirdPartyError,))
 

@@ -1,6 +1,6 @@
 """Records simulated on a Dask cluster: Table 2's parts (row × block of test images) as Dask tasks.
 
-The unit of work is the part of :class:`validation.experiments.Job` that the single-process path caches
+The unit of work is the part of :class:`validation.paper.experiments.Job` that the single-process path caches
 (``cfg.part_images`` test images of one record). Each task carries what the part needs (the images and
 labels of the block, steps, seed, checkpoints, simulator options and cache key; the spec is scattered to the
 cluster once and shared by the tasks that use it), so workers need neither the dataset nor a shared
@@ -34,7 +34,7 @@ from convert import datasets
 from convert.contract.fingerprint import spec_fingerprint
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
-from validation.experiments import EvalConfig, Job, PartTask, simulate_part
+from validation.paper.experiments import EvalConfig, Job, PartTask, simulate_part
 
 try:
     from distributed import WorkerPlugin

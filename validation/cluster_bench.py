@@ -21,8 +21,8 @@ from convert import datasets
 from convert.contract.io import load_spec
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from validation import cluster
-from validation.experiments import EvalConfig, Job, evaluate
 from validation.markdown import table
+from validation.paper.experiments import EvalConfig, Job, evaluate
 
 
 def _job(spec, dataset: str, images: int, steps: int) -> Job:

@@ -1,4 +1,4 @@
-"""Every engine the conformance suite runs, as ``validation.engines.run`` sees it.
+"""Every engine the conformance suite runs, as ``validation.harness.engines.run`` sees it.
 
 An :class:`Engine` is a simulator (``fastsim`` or ``refsim``) with fixed options (device, dtype, Brian2 target).
 Engines that need hardware carry the ``gpu`` mark and are skipped with the reason when it is absent; engines
@@ -17,7 +17,7 @@ import pytest
 
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
-from validation.engines import run
+from validation.harness.engines import run
 
 
 def _cuda_torch() -> str | None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from convert import datasets
-from validation.agreement import agreement, write_report
-from validation.compare import binomial_difference_interval, compare_counts
+from validation.harness.agreement import agreement, write_report
+from validation.harness.compare import binomial_difference_interval, compare_counts
 
 from .conftest import small_mnist_spec
 
@@ -87,7 +87,7 @@ def test_independent_poisson_fastsim_vs_brian2(rng):
 
 def test_compare_poisson_flags_a_rate_difference():
     from convert.contract.records import SpikeRecord
-    from validation.compare import compare_poisson
+    from validation.harness.compare import compare_poisson
 
     gen = np.random.default_rng(0)
 
@@ -108,7 +108,7 @@ def test_compare_poisson_flags_a_rate_difference():
 
 
 def test_parse_engine_options():
-    from validation.agreement import parse_engine
+    from validation.harness.agreement import parse_engine
 
     assert parse_engine("fastsim") == ("fastsim", {"dtype": "float64", "record_margins": True})
     name, opts = parse_engine("fastsim:tf32x2:float32:cuda:1")

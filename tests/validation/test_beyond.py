@@ -11,8 +11,8 @@ import pytest
 
 from convert import ann
 from convert.__main__ import main as convert_main
-from validation.beyond import ROWS, BeyondConfig, run_beyond
-from validation.experiments import EvalConfig
+from validation.paper.beyond import ROWS, BeyondConfig, run_beyond
+from validation.paper.experiments import EvalConfig
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_beyond_on_a_briefly_trained_resnet(tmp_path):
 
 
 def test_variant_rows_are_named_not_run_by_default() -> None:
-    from validation.rows import VARIANTS, named, rows
+    from validation.paper.rows import VARIANTS, named, rows
 
     assert set(ROWS) >= {v.name for v in VARIANTS}  # the deeper networks' table runs the variant
     assert named(None) == rows() and not set(VARIANTS) & set(rows())  # Table 2 does not

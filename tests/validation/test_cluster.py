@@ -13,8 +13,8 @@ import pytest
 from convert.__main__ import main as convert_main
 from convert.contract.records import SpikeRecord
 from validation import cluster
-from validation.experiments import EvalConfig, Job, PartTask, simulate_part
-from validation.table2 import run_table2
+from validation.paper.experiments import EvalConfig, Job, PartTask, simulate_part
+from validation.paper.table2 import run_table2
 
 pytest.importorskip("distributed")
 
@@ -122,7 +122,7 @@ def test_a_worker_killed_mid_run_loses_nothing(trained, tmp_path) -> None:
     by_key = {p.task.key: SpikeRecord.load(p.path).meta["ran_on"]["worker"] for p in parts}
     assert all(by_key[key] != victim for victim, key in lost), "its tasks ran again on another worker"
     assert job.missing_parts(cfg, out) == []
-    from validation.experiments import evaluate
+    from validation.paper.experiments import evaluate
 
     joined = evaluate(job, None, cfg, out)
     alone = evaluate(job, None, cfg, tmp_path / "alone")
@@ -135,9 +135,9 @@ def test_agreement_and_diagnosis_sharded_over_workers_equal_one_process(tmp_path
     """fastsim float64 against the reference loop and a diagnosis, images cut in blocks of 3 over two workers:
     the joined records equal the single-process ones neuron for neuron."""
     from fastsim.synthetic import mnist_like, random_spec
-    from validation.agreement import _run, agreement
-    from validation.diagnose import run_diagnosis
-    from validation.engines import run
+    from validation.harness.agreement import _run, agreement
+    from validation.harness.diagnose import run_diagnosis
+    from validation.harness.engines import run
 
     spec = random_spec("mlp", seed=1)
     images = mnist_like(8, np.random.default_rng(0))
@@ -176,7 +176,7 @@ def test_brian2_runs_on_the_workers_and_agrees_with_fastsim_spike_for_spike() ->
     """Brian2 on the workers (its import needs a worker's main thread: a worker plugin does it there), blocks
     of 2 images; a dyadic network, so every count is exact in both engines."""
     from tests.fastsim.specs import dyadic_mlp, random_images
-    from validation.agreement import _run, agreement
+    from validation.harness.agreement import _run, agreement
 
     rng = np.random.default_rng(5)
     spec = dyadic_mlp(rng)

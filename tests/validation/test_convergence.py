@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from convert.contract.records import SpikeRecord
-from validation.convergence import convergence, correct_at, time_to_accuracy, tolerance_images
+from validation.paper.convergence import convergence, correct_at, time_to_accuracy, tolerance_images
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""validation.diagnose: the rate model against the SNN, per layer, and the first layer where the match breaks."""
+"""validation.harness.diagnose: the rate model against the SNN, per layer, and the first layer where the match
+breaks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from convert.contract.spec import Dense, Flatten, NetworkSpec
 from fastsim.simulate import simulate
-from validation.diagnose import diagnose, expected_rates, markdown, plot
+from validation.harness.diagnose import diagnose, expected_rates, markdown, plot
 
 
 def _spec(scale1: float = 1.0, scale2: float = 1.0, reset: str = "subtract") -> NetworkSpec:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from convert import datasets
-from validation import experiments
-from validation.experiments import EvalConfig, figure_checkpoints, search_threshold
+from validation.paper import experiments
+from validation.paper.experiments import EvalConfig, figure_checkpoints, search_threshold
 
 from .conftest import small_mnist_spec
 
@@ -99,7 +99,7 @@ def test_row_plans_give_slow_rows_fewer_images_and_more_time():
 
 
 def test_record_checkpoints_include_the_common_horizon():
-    from validation.experiments import record_checkpoints
+    from validation.paper.experiments import record_checkpoints
 
     c = record_checkpoints(5000, 300)
     assert 300 in c and c[-1] == 5000 and np.all(np.diff(c) > 0)
@@ -113,10 +113,19 @@ def test_engine_options_reach_the_config_and_its_tag():
 
     assert EvalConfig().tag == "n500-t300-float32"  # cached records of the default engine keep their folder
     args = argparse.Namespace(
-        full=True, seeds=[0], device="cuda", dtype="float32", matmul="tf32x2", kernel="triton", images=1, steps=1
+        full=True,
+        seeds=[0],
+        device="cuda",
+        dtype="float32",
+        matmul="tf32x2",
+        kernel="triton",
+        images=1,
+        steps=1,
+        part_images=250,
     )
     cfg = _eval_config(args)
     assert (cfg.n_images, cfg.steps, cfg.matmul, cfg.kernel) == (10_000, 10_000, "tf32x2", "triton")
+    assert cfg.part_images == 250  # --part-images reaches --full too
     assert cfg.tag == "n10000-t10000-float32-tf32x2-triton"
 
 

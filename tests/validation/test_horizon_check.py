@@ -6,10 +6,10 @@ import numpy as np
 
 from convert import datasets
 from tests.validation.conftest import small_mnist_spec
-from validation import horizon_check
-from validation.engines import run
-from validation.experiments import EvalConfig
-from validation.horizon_check import HorizonCheck, markdown, run_horizon_check
+from validation.harness.engines import run
+from validation.paper import horizon_check
+from validation.paper.experiments import EvalConfig
+from validation.paper.horizon_check import HorizonCheck, markdown, run_horizon_check
 
 
 def test_rows_at_t_and_at_the_longer_horizon_on_the_same_images(tmp_path, monkeypatch, rng) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.validation.thirdparty_nets import library_verdict
-from validation.interop import MODES, markdown, table
-from validation.thirdparty import LIBRARIES
+from validation.harness.interop import MODES, markdown, table
+from validation.harness.thirdparty import LIBRARIES
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = json.loads((ROOT / "docs" / "results" / "interop.json").read_text())

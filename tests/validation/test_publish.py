@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from validation.publish import END, START, publish
+from validation.paper.publish import END, START, publish
 
 
 def _entry(row: str, acc: float) -> dict:
@@ -66,7 +66,7 @@ def test_publish_needs_the_markers(tmp_path):
 
 
 def test_commands_are_published_without_local_folders():
-    from validation.publish import _public
+    from validation.paper.publish import _public
 
     local = "python -m validation reproduce --runs /some/where --images 2000 --slow-images 200 --horizon-images 500"
     assert _public(local) == "make reproduce-small"

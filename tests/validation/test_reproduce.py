@@ -1,4 +1,4 @@
-"""The main job's set-up: its expected wall time (validation/estimate.py) and starting from given checkpoints."""
+"""The main job's set-up: its expected wall time (validation/paper/estimate.py) and starting from given checkpoints."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from convert import models
-from validation import estimate
-from validation.reproduce import ReproduceConfig, print_estimate, stage_units, use_given_models
-from validation.table2 import PAIRS
+from validation.paper import estimate
+from validation.paper.reproduce import ReproduceConfig, print_estimate, stage_units, use_given_models
+from validation.paper.table2 import PAIRS
 
 REFERENCE = {
     "total_s": 1500.0,
@@ -57,7 +57,7 @@ def test_the_published_networks_are_there_and_load() -> None:
     """The main job's default start: the six checkpoints in docs/results/models/ load as the project's
     networks and their metrics name the test accuracy Table 1 prints."""
     from convert.train import load_model
-    from validation.reproduce import PUBLISHED_MODELS, models_name
+    from validation.paper.reproduce import PUBLISHED_MODELS, models_name
 
     assert ReproduceConfig().networks == PAIRS  # the default main job: the paper's four
     for ds, model in ReproduceConfig(beyond_stages=True).networks:  # and the deeper ones
@@ -111,7 +111,7 @@ def test_training_is_estimated_from_the_calibration_when_the_published_run_train
 
 
 def test_the_main_job_is_one_list_of_named_stages_run_by_one_timed_loop(tmp_path, capsys) -> None:
-    from validation.reproduce import STAGES, Stage, run_stages
+    from validation.paper.reproduce import STAGES, Stage, run_stages
 
     cfg = ReproduceConfig()
     assert [s.key for s in STAGES] == list(stage_units(cfg))  # every stage has the units the estimate scales

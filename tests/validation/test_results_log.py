@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from validation.results_log import TornLineWarning, append_row, first_by_key, lock_path, read_results
+from validation.grid.results_log import TornLineWarning, append_row, first_by_key, lock_path, read_results
 
 REPO = Path(__file__).resolve().parents[2]
 
 _WRITER = """
 import sys
-from validation.results_log import append_row
+from validation.grid.results_log import append_row
 path, writer, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for i in range(n):
     append_row(path, {"key": f"{writer}-{i}", "cell": {"writer": writer, "i": i}, "result": {"pad": "x" * 3000}})

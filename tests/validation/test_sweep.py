@@ -17,11 +17,11 @@ import pytest
 
 from convert import datasets
 from convert.contract.io import save_spec
-from validation import sweep
 from validation.__main__ import main
-from validation.results_log import TornLineWarning, first_by_key, read_results
-from validation.sweep import cell_key, cells, load_config, plan_sweep, run_sweep
-from validation.sweep_plot import plot_sweep
+from validation.grid import sweep
+from validation.grid.results_log import TornLineWarning, first_by_key, read_results
+from validation.grid.sweep import cell_key, cells, load_config, plan_sweep, run_sweep
+from validation.grid.sweep_plot import plot_sweep
 
 from .conftest import small_mnist_spec
 
@@ -249,7 +249,7 @@ def test_workers_die_with_a_killed_sweep(tmp_path, rng):
 
 _ORPHAN = """
 import os, subprocess, sys, time
-child = "import os; from validation.executors import _watch_parent; p = os.getppid(); "
+child = "import os; from validation.grid.executors import _watch_parent; p = os.getppid(); "
 child += "print(os.getpid(), flush=True); _watch_parent(p)"
 subprocess.Popen([sys.executable, "-c", child])
 time.sleep(120)

@@ -11,10 +11,10 @@ import pytest
 from convert import datasets
 from convert.__main__ import main as convert_main
 from convert.contract.records import SpikeRecord
-from validation.experiments import EvalConfig
-from validation.figures import make_figures
-from validation.rows import row_names
-from validation.table2 import run_table2
+from validation.paper.experiments import EvalConfig
+from validation.paper.figures import make_figures
+from validation.paper.rows import row_names
+from validation.paper.table2 import run_table2
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
 def _count_simulations(monkeypatch) -> list[str]:
     """Record the spec fingerprint of every simulation Table 2 and the threshold search start."""
     from convert.contract.fingerprint import spec_fingerprint
-    from validation import experiments
+    from validation.paper import experiments
 
     calls: list[str] = []
     real_run = experiments.run
@@ -140,9 +140,9 @@ def test_cached_results_are_keyed_by_content(tmp_path, monkeypatch):
 def test_an_interrupted_record_resumes_from_its_finished_parts(tmp_path, monkeypatch, capsys):
     """A record is simulated in parts; a run killed after the first part keeps it, and the rerun simulates
     only the rest, giving the record an uninterrupted run gives. ``estimate`` prints the expected time."""
-    from validation import experiments
-    from validation.experiments import Job, evaluate
-    from validation.table2 import expected_seconds
+    from validation.paper import experiments
+    from validation.paper.experiments import Job, evaluate
+    from validation.paper.table2 import expected_seconds
 
     argv = ["train", "--dataset", "mnist", "--model", "mlp", "--epochs", "1", "--train-images", "256"]
     assert convert_main([*argv, "--runs", str(tmp_path)]) == 0

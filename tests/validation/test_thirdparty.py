@@ -1,4 +1,4 @@
-"""Third-party engines (validation/thirdparty/): the spec's NIR graph run in Norse, snnTorch and sinabs, against
+"""Third-party engines (validation/harness/thirdparty/): the spec's NIR graph run in Norse, snnTorch and sinabs, against
 fastsim on the spec the graph encodes, on small networks with exact (dyadic) arithmetic.
 
 With the adapter every library must reproduce fastsim's per-neuron counts exactly; as imported, each one's
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from tests.validation.thirdparty_nets import NETWORKS, STEPS, fastsim_counts, input_spikes, library_verdict
-from validation.agreement import agreement, parse_engine
-from validation.engines import run
-from validation.thirdparty import LIBRARIES, ThirdPartyError, graph_spec
+from validation.harness.agreement import agreement, parse_engine
+from validation.harness.engines import run
+from validation.harness.thirdparty import LIBRARIES, ThirdPartyError, graph_spec
 
 
 def installed(name: str):

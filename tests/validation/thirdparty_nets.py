@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
-from validation.engines import run
-from validation.thirdparty import ThirdPartyError
+from validation.harness.engines import run
+from validation.harness.thirdparty import ThirdPartyError
 
 STEPS = 30
 

@@ -21,7 +21,7 @@ import numpy as np
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
 
-#: engine name → module of validation.thirdparty
+#: engine name → module of validation.harness.thirdparty
 LIBRARIES = {
     "norse": "norse_lib",
     "snntorch": "snntorch_lib",
@@ -69,7 +69,7 @@ def simulate(
 ) -> SpikeRecord:
     """Run the NIR graph of ``spec`` in library ``name`` on ``spikes`` (N, steps, n_inputs) and return the
     SpikeRecord (per-neuron counts included; synaptic events are not recorded and read 0)."""
-    from validation.thirdparty import common
+    from validation.harness.thirdparty import common
 
     lib = library(name)
     return common.simulate(

@@ -49,7 +49,7 @@ def _public(command: str) -> str:
 def _refresh_report(text: str, results: dict, command: str | None = None) -> str:
     """The report with its claims and paired-test sections rebuilt from ``results`` (table2.json), and its
     command line as a user types it (:func:`_public`)."""
-    from validation.table2_report import claims_markdown, paired_markdown
+    from validation.paper.table2_report import claims_markdown, paired_markdown
 
     if command:
         text = text.replace(f"Command: `{command}`", f"Command: `{_public(command)}`")
@@ -67,10 +67,10 @@ def _refresh_report(text: str, results: dict, command: str | None = None) -> str
 
 def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     """Copy the results and refresh the README block; returns the files written."""
-    from validation.agreement import agreement_markdown
-    from validation.beyond import markdown as beyond_markdown
-    from validation.table2 import PAIRS
-    from validation.table2_report import claims_markdown, converged_markdown, markdown
+    from validation.harness.agreement import agreement_markdown
+    from validation.paper.beyond import markdown as beyond_markdown
+    from validation.paper.table2 import PAIRS
+    from validation.paper.table2_report import claims_markdown, converged_markdown, markdown
 
     tag = _tag(runs)
     table2 = runs / "table2" / tag
@@ -144,6 +144,6 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
 
 def _diagnose_block(rows: list[dict]) -> str:
     """The diagnosis summary with its picture links pointing at the published copies (the README's folder)."""
-    from validation.reproduce import diagnose_markdown
+    from validation.paper.reproduce import diagnose_markdown
 
     return diagnose_markdown([{**r, "picture": f"docs/results/{r['picture']}"} for r in rows])

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from convert.contract.provenance import write_bytes_atomic
-from validation.results_log import first_by_key, read_results
+from validation.grid.results_log import first_by_key, read_results
 
 
 def _plot_rows(path: Path, keys: Iterable[str] | None) -> list[dict[str, Any]]:

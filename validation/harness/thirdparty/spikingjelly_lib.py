@@ -35,7 +35,7 @@ def run(graph: Any, if_names: list[str], x: Any, adapter: bool) -> list[Any]:
     import numpy as np
     from spikingjelly.activation_based.nir_exchange import import_from_nir
 
-    from validation.thirdparty.common import SpikeTap, step_loop
+    from validation.harness.thirdparty.common import SpikeTap, step_loop
 
     module = import_from_nir(graph, dt=1.0)
     if adapter:

@@ -3,7 +3,7 @@
 validation/ never touches Brian2 or torch objects: it calls the two simulators' ``simulate`` functions,
 which return the neutral :class:`convert.contract.records.SpikeRecord`. The imports are lazy so that a machine
 without Brian2 can still use fastsim and vice versa. Third-party libraries (Norse, snnTorch, sinabs) run the
-spec's NIR graph on given input spikes (:mod:`validation.thirdparty`); ``adapter=True`` works around their
+spec's NIR graph on given input spikes (:mod:`validation.harness.thirdparty`); ``adapter=True`` works around their
 importers' departures from NIR.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
-from validation.thirdparty import LIBRARIES
+from validation.harness.thirdparty import LIBRARIES
 
 ENGINES = ("fastsim", "refsim", *LIBRARIES)
 DEFAULT_DEVICE = {"fastsim": "cpu", "refsim": "cpp_standalone"}
@@ -48,7 +48,7 @@ def run(
         progress=progress,
     )
     if engine in LIBRARIES:
-        from validation.thirdparty import simulate as thirdparty_simulate
+        from validation.harness.thirdparty import simulate as thirdparty_simulate
 
         if spikes is None:
             raise ValueError(f"engine {engine} runs on given input spikes only (identical-input comparisons)")

@@ -14,7 +14,7 @@ A TOML config names the grid and the run settings (see ``validation/sweeps/examp
 Instead of dataset/model/method a cell may name ``spec = "<file.npz>"`` (then ``dataset`` picks the images).
 Paths are relative to the working folder. The data root must exist (else a ValueError says how to fetch it).
 
-**Results file** (JSON lines, :mod:`validation.results_log`): one line per finished cell,
+**Results file** (JSON lines, :mod:`validation.grid.results_log`): one line per finished cell,
 ``{"key", "cell", "spec_fingerprint", "settings", "result"}``, appended under an exclusive lock on
 ``<out>.lock`` with one write and an fsync, so a sweep killed at any moment loses no finished cell, and two
 sweeps sharing the file (same or overlapping grids) keep every cell of both. A torn last line (a writer
@@ -33,8 +33,8 @@ setting appends new rows rather than reusing stale ones. The parent builds every
 
 Tasks run on a ``concurrent.futures`` executor: local processes by default (``workers=0``: in this process),
 or a Dask distributed cluster (``--dask <scheduler address>``), whose ``Client.get_executor()`` is one too.
-Local workers die with the sweep process, even after ``kill -9`` (:mod:`validation.executors`); the plot is
-:mod:`validation.sweep_plot`.
+Local workers die with the sweep process, even after ``kill -9`` (:mod:`validation.grid.executors`); the plot is
+:mod:`validation.grid.sweep_plot`.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ from tqdm import tqdm
 from convert import datasets, methods
 from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, spec_fingerprint
 from convert.contract.provenance import provenance, write_json_atomic
-from validation.executors import make_executor
-from validation.results_log import append_row, read_results
+from validation.grid.executors import make_executor
+from validation.grid.results_log import append_row, read_results
 
 GRID_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist",
@@ -78,7 +78,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "out": "runs/sweeps/sweep.jsonl",
     "calib_images": 20_000,  # calibration images of data/robust statistics ("all": all but the holdout)
-    "holdout": 5_000,  # the last training images, left out of calibration (validation/experiments.py)
+    "holdout": 5_000,  # the last training images, left out of calibration (validation/paper/experiments.py)
 }
 RUN_OPTIONAL = ("root", "runs", "batch_size")
 RESULT_SETTINGS = ("images", "dtype", "device")  # the run settings in a cell's key
@@ -196,7 +196,7 @@ def build_spec(cell: dict[str, Any], run: dict[str, Any]):
 def run_cell(cell: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """One sweep task (a top-level function, so process pools and Dask can ship it). The result carries
     the ``spec_fingerprint`` of the spec it simulated."""
-    from validation.engines import run as simulate
+    from validation.harness.engines import run as simulate
 
     start = time.perf_counter()
     spec = build_spec(cell, run)

@@ -33,7 +33,7 @@ def run(graph: Any, if_names: list[str], x: Any, adapter: bool) -> list[Any]:
     """Spikes (n, T, neurons) of each IF node for inputs x (n, T, *input shape)."""
     import norse.torch
 
-    from validation.thirdparty.common import SpikeTap, step_loop
+    from validation.harness.thirdparty.common import SpikeTap, step_loop
 
     module = norse.torch.from_nir(graph)
     if adapter:

@@ -1,5 +1,5 @@
 """Running an agreement check: two engines on one spec, identical inputs and independent Poisson inputs
-(the comparisons themselves are :mod:`validation.compare`).
+(the comparisons themselves are :mod:`validation.harness.compare`).
 
 Engines are named ``fastsim[:option...]`` or ``refsim[:device]``. fastsim's options, in any order: a dtype
 (``float32`` or ``float64``, default float64), a product mode (``fp32``, ``tf32x2``, ``tf32x3``; default
@@ -10,7 +10,7 @@ and the other engine's margins explain the differences.
 refsim's device: ``runtime``, ``cpp_standalone`` or ``cuda_standalone`` (default cpp_standalone). Third-party
 libraries: ``norse``, ``snntorch``, ``sinabs``, ``spikingjelly`` (the spec's NIR graph as the library's
 importer builds it) and ``<library>:adapter`` (with the importer's departures from NIR worked around;
-:mod:`validation.thirdparty`).
+:mod:`validation.harness.thirdparty`).
 With a third-party engine every engine runs the spec the NIR graph encodes (the ``cascade`` schedule, reset to
 zero, the thresholds as float32), and the report lists what of the spec the graph does not express. The report
 (JSON, Markdown and a PNG of per-layer count differences) is written atomically under ``out``.
@@ -29,11 +29,11 @@ from convert.contract.provenance import provenance, write_bytes_atomic, write_js
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
 from convert.encoding import poisson_spikes
-from validation.compare import compare_counts, compare_poisson, markdown
-from validation.engines import run
+from validation.harness.compare import compare_counts, compare_poisson, markdown
+from validation.harness.engines import run
+from validation.harness.thirdparty import LIBRARIES
 from validation.markdown import table
 from validation.significance import wilson_interval
-from validation.thirdparty import LIBRARIES
 
 FASTSIM_OPTIONS = {
     "float32": "dtype",
@@ -105,7 +105,7 @@ def agreement(
     run_engine = runner or _run
     nir_report = None
     if any(is_thirdparty(e) for e in engines):
-        from validation.thirdparty import graph_spec
+        from validation.harness.thirdparty import graph_spec
 
         if poisson_images:
             raise ValueError("third-party engines run on identical inputs only: leave out --poisson-images")

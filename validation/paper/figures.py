@@ -3,7 +3,7 @@
 One figure per dataset (Figure 3: MNIST, Figure 4: Fashion-MNIST), log time axis from 1 ms to each row's own
 horizon (a row that needs seconds runs for seconds, on the images its Table 2 entry names), the band the
 95 % Wilson interval over images at every checkpoint (first input seed). The convergence table gives each
-row's time to accuracy and verdict (:mod:`validation.convergence`).
+row's time to accuracy and verdict (:mod:`validation.paper.convergence`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 
 from convert.contract.provenance import atomic_path, write_json_atomic, write_text_atomic
 from convert.contract.records import SpikeRecord
-from validation import rows
-from validation.convergence import convergence
 from validation.markdown import table
+from validation.paper import rows
+from validation.paper.convergence import convergence
 from validation.significance import wilson_interval
 
 STYLE = {"mlp": "-", "cnn": "--"}

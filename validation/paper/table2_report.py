@@ -1,6 +1,6 @@
 """Table 2 as people read it: the paper's claims checked against the paired tests, and the Markdown/CSV tables.
 
-Everything here reads the results dictionary of :func:`validation.table2.run_table2` (or its ``table2.json``)
+Everything here reads the results dictionary of :func:`validation.paper.table2.run_table2` (or its ``table2.json``)
 and simulates nothing: :func:`claims` states which of the paper's claims hold, each with the test behind it;
 :func:`markdown` (accuracy at T), :func:`converged_markdown` (each row at its horizon), :func:`paired_markdown`
 and :func:`cost_markdown` render the tables; :func:`write_outputs` writes them atomically.
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from convert.contract.provenance import write_json_atomic, write_text_atomic
-from validation.experiments import REPLICATION_THRESHOLD
 from validation.markdown import table
+from validation.paper.experiments import REPLICATION_THRESHOLD
 
 
 def _find(results: dict[str, Any], ds: str, model: str, **match: str) -> dict[str, Any] | None:

@@ -223,12 +223,12 @@ def run_diagnosis(
     """Simulate ``spec`` (float64, per-neuron counts) on ``images`` for ``steps`` steps, diagnose it and write
     ``diagnose.md``, ``diagnose.png`` and ``diagnose.json`` (with ``config`` and provenance) atomically to the
     folder ``out``; returns the numbers (without the per-pair rates). ``runner``: how fastsim runs
-    (default :func:`validation.engines.run` here; :func:`validation.cluster.sharded` for a Dask cluster)."""
+    (default :func:`validation.harness.engines.run` here; :func:`validation.cluster.sharded` for a Dask cluster)."""
     from pathlib import Path
 
     from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
     from fastsim.network import fastest_kernel
-    from validation.engines import run
+    from validation.harness.engines import run
 
     record = (runner or run)(
         "fastsim",

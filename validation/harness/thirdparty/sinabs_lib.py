@@ -45,7 +45,7 @@ def run(graph: Any, if_names: list[str], x: Any, adapter: bool) -> list[Any]:
     import torch
     from sinabs.activation import MembraneReset, SingleSpike
 
-    from validation.thirdparty.common import SpikeTap
+    from validation.harness.thirdparty.common import SpikeTap
 
     n, steps = x.shape[:2]
     module = sinabs.from_nir(graph, batch_size=n)

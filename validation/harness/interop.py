@@ -1,7 +1,7 @@
 """The NIR conformance table: each third-party library × network × {as imported, with adapter}, against fastsim.
 
 For every spec, the NIR graph (:func:`convert.nir_export.to_nir`, lossy for a delay spec: the graph is the
-cascade schedule's) runs in each library (:mod:`validation.thirdparty`) on the same counter-based Poisson input
+cascade schedule's) runs in each library (:mod:`validation.harness.thirdparty`) on the same counter-based Poisson input
 spikes as fastsim (float64) on the spec the graph encodes; a row gives the fraction of (image, neuron) spike
 counts that equal fastsim's over all spiking layers, the prediction agreement, the library's accuracy and
 fastsim's, the ANN's accuracy on the same images, and the wall time. A run the library cannot complete is a row
@@ -21,9 +21,9 @@ import numpy as np
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.contract.spec import NetworkSpec
-from validation.compare import compare_counts
+from validation.harness.compare import compare_counts
+from validation.harness.thirdparty import LIBRARIES, ThirdPartyError, graph_spec, library
 from validation.markdown import table as md_table
-from validation.thirdparty import LIBRARIES, ThirdPartyError, graph_spec, library
 
 MODES = ("as imported", "adapter")
 
@@ -62,7 +62,7 @@ def verdict(cell: dict[str, Any]) -> str:
 
 def run_cell(name: str, spec: NetworkSpec, spikes: np.ndarray, labels: np.ndarray, steps: int, adapter: bool, ref):
     """One library × mode on the given spikes, compared with the fastsim record ``ref`` of the same images."""
-    from validation.engines import run
+    from validation.harness.engines import run
 
     start = time.perf_counter()
     idx = ref.image_indices
@@ -89,7 +89,7 @@ def run_interop(cfg: InteropConfig, root: Path | None, specs_dir: Path) -> dict[
     from convert import ann, datasets
     from convert.contract.io import load_spec
     from convert.encoding import poisson_spikes
-    from validation.engines import run
+    from validation.harness.engines import run
 
     split = datasets.load(cfg.dataset, "test", root)
     images, labels = split.images[: cfg.images], split.labels[: cfg.images]

@@ -24,20 +24,20 @@ from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.select import CANDIDATES, SELECTED, select_and_train
 from convert.table1 import write_table1
 from convert.train import TrainConfig
-from validation.agreement import agreement_markdown, agreement_summary
-from validation.beyond import BeyondConfig, run_beyond
-from validation.beyond import markdown as beyond_markdown
-from validation.experiments import EvalConfig
-from validation.figures import convergence_markdown, make_figures
-from validation.horizon_check import HorizonCheck, run_horizon_check
-from validation.horizon_check import markdown as horizon_markdown
+from validation.harness.agreement import agreement_markdown, agreement_summary
 from validation.markdown import table
-from validation.replication_config import ReplicationConfig, run_replication_config
-from validation.replication_config import markdown as replication_markdown
-from validation.table2 import PAIRS, run_table2
+from validation.paper.beyond import BeyondConfig, run_beyond
+from validation.paper.beyond import markdown as beyond_markdown
+from validation.paper.experiments import EvalConfig
+from validation.paper.figures import convergence_markdown, make_figures
+from validation.paper.horizon_check import HorizonCheck, run_horizon_check
+from validation.paper.horizon_check import markdown as horizon_markdown
+from validation.paper.replication_config import ReplicationConfig, run_replication_config
+from validation.paper.replication_config import markdown as replication_markdown
+from validation.paper.table2 import PAIRS, run_table2
 
 # the published run whose stage times --estimate scales, and its trained networks (`validation publish`)
-PUBLISHED = Path(__file__).resolve().parents[1] / "docs" / "results" / "reproduce.json"
+PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results" / "reproduce.json"
 PUBLISHED_MODELS = PUBLISHED.parent / "models"
 
 # Table 2 of the main job: every row on the whole test sets for T = 300 ms, model-based normalization (which
@@ -71,8 +71,8 @@ class ReproduceConfig:
     # from: by default the published networks (docs/results/models/), so that Table 2 comes out as published on
     # any machine; None trains them from scratch (`--train`, make reproduce-full)
     models: Path | None = field(default_factory=lambda: PUBLISHED_MODELS)
-    # beyond the paper: the deeper Fashion-MNIST networks (validation/beyond.py), and every network's data-based
-    # spec diagnosed layer by layer (validation/diagnose.py) on this many test images and steps
+    # beyond the paper: the deeper Fashion-MNIST networks (validation/paper/beyond.py), and every network's data-based
+    # spec diagnosed layer by layer (validation/harness/diagnose.py) on this many test images and steps
     # (`--beyond`: off by default, they add more than the main job's own half hour on the 2-core box)
     beyond_stages: bool = False
     beyond: BeyondConfig = field(default_factory=BeyondConfig)
@@ -90,9 +90,9 @@ class ReproduceConfig:
 
 
 def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
-    """Each stage's amount of work, the scale :mod:`validation.estimate` multiplies a published time by:
+    """Each stage's amount of work, the scale :mod:`validation.paper.estimate` multiplies a published time by:
     epochs trained, image-steps simulated (Table 2: every row of the four networks), Brian2 image-steps."""
-    from validation.rows import rows
+    from validation.paper.rows import rows
 
     ev = cfg.eval
     names = [r.name for r in rows()]
@@ -120,9 +120,9 @@ def _stage(log: list[dict[str, Any]], key: str, name: str, start: float, units: 
 
 
 def print_estimate(cfg: ReproduceConfig, reference: Path) -> dict[str, float]:
-    """Measure this machine (:func:`validation.estimate.calibrate`), print the expected wall time against the
+    """Measure this machine (:func:`validation.paper.estimate.calibrate`), print the expected wall time against the
     published run at ``reference`` (if there is one) and return the calibration."""
-    from validation import estimate
+    from validation.paper import estimate
 
     speed = estimate.calibrate()
     ref = estimate.load_reference(reference)
@@ -368,10 +368,10 @@ NOT_RUN = (
 
 
 def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
-    """:func:`validation.diagnose.run_diagnosis` of every network's data-based spec (runs/specs/) on the first
+    """:func:`validation.harness.diagnose.run_diagnosis` of every network's data-based spec (runs/specs/) on the first
     ``diagnose_images`` test images, written to runs/diagnose/<spec>/; one summary per network."""
     from convert.contract.io import load_spec
-    from validation.diagnose import run_diagnosis
+    from validation.harness.diagnose import run_diagnosis
 
     out = []
     for ds, model in cfg.networks:
@@ -409,8 +409,8 @@ def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[di
 
 def diagnose_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "Per spiking layer, the SNN's firing rates against the rates the ANN asks for (validation/diagnose.py); "
-        "the first layer where they part and what that usually means.",
+        "Per spiking layer, the SNN's firing rates against the rates the ANN asks for "
+        "(validation/harness/diagnose.py); the first layer where they part and what that usually means.",
         "",
     ]
     body = []
@@ -438,8 +438,8 @@ def run_stages(
 
 
 def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Path = PUBLISHED) -> Path:
-    from validation.table2_report import claims_markdown, converged_markdown, cost_markdown, paired_markdown
-    from validation.table2_report import markdown as table2_markdown
+    from validation.paper.table2_report import claims_markdown, converged_markdown, cost_markdown, paired_markdown
+    from validation.paper.table2_report import markdown as table2_markdown
 
     speed = print_estimate(cfg, reference)
     units = stage_units(cfg)

@@ -1,11 +1,11 @@
 """Table 2: SNN test accuracy per dataset × model × row, at a common horizon T and at each row's own horizon.
 
-``python -m validation table2`` runs (or resumes) every evaluation of :mod:`validation.experiments`: one
+``python -m validation table2`` runs (or resumes) every evaluation of :mod:`validation.paper.experiments`: one
 long run per row (its checkpoints give the accuracy at T and at the row's horizon H, the time to accuracy
-and the convergence verdict of :mod:`validation.convergence`), with a 95 % Wilson interval over images for
+and the convergence verdict of :mod:`validation.paper.convergence`), with a 95 % Wilson interval over images for
 every accuracy, exact McNemar tests on the same images (:func:`paired_tests`), the paper's claims checked
-against them (:func:`validation.table2_report.claims`) and the cost per classification in synaptic events
-beside the ANN's MACs. :mod:`validation.table2_report` writes ``table2.md``, ``table2.csv`` and ``table2.json``
+against them (:func:`validation.paper.table2_report.claims`) and the cost per classification in synaptic events
+beside the ANN's MACs. :mod:`validation.paper.table2_report` writes ``table2.md``, ``table2.csv`` and ``table2.json``
 (config, seeds, versions, git commit, and the content-addressed record file behind every accuracy) under
 ``runs/table2/<tag>/``. The replication's numbers
 (10 000 ms, the whole test set) stand beside ours.
@@ -24,12 +24,12 @@ from convert import ann, datasets
 from convert.contract.provenance import provenance
 from convert.contract.records import SpikeRecord
 from convert.train import checkpoint_paths
-from validation.convergence import checkpoint_index, convergence, correct_at
-from validation.engines import run
-from validation.experiments import EvalConfig, Job, build_specs, evaluate
-from validation.rows import VARIANTS, named, rows
+from validation.harness.engines import run
+from validation.paper.convergence import checkpoint_index, convergence, correct_at
+from validation.paper.experiments import EvalConfig, Job, build_specs, evaluate
+from validation.paper.rows import VARIANTS, named, rows
+from validation.paper.table2_report import claims, write_outputs
 from validation.significance import mcnemar, wilson_interval
-from validation.table2_report import claims, write_outputs
 
 REPLICATION = {  # Table 2 of the replication: SNN test accuracy after 10 000 ms
     ("mnist", "mlp"): {"baseline": 98.64, "baseline-tuned": 98.68, "model": 98.65, "data": 98.66},

@@ -43,7 +43,7 @@ def run(graph: Any, if_names: list[str], x: Any, adapter: bool) -> list[Any]:
     import snntorch
     from snntorch.import_nir import import_from_nir
 
-    from validation.thirdparty.common import SpikeTap, step_loop
+    from validation.harness.thirdparty.common import SpikeTap, step_loop
 
     with contextlib.redirect_stdout(io.StringIO()):  # the importer prints its progress
         module = import_from_nir(graph)

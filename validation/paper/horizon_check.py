@@ -6,7 +6,7 @@ accuracy still moves by more than 0.1 pp in the second half of the run), and run
 three times longer does not fit the main job's time budget on a CPU. So each such row runs once more on the
 first ``images`` test images for ``steps`` ms, with a checkpoint at T: on the same images and input seed this
 gives the accuracy at T and at the longer horizon, their exact McNemar test, and whether the longer run has
-converged. The records are cached like Table 2's (:mod:`validation.experiments`), by content.
+converged. The records are cached like Table 2's (:mod:`validation.paper.experiments`), by content.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from convert.contract.provenance import write_json_atomic, write_text_atomic
-from validation.convergence import convergence, correct_at
-from validation.experiments import EvalConfig, Job, build_specs, evaluate
 from validation.markdown import table
+from validation.paper.convergence import convergence, correct_at
+from validation.paper.experiments import EvalConfig, Job, build_specs, evaluate
 from validation.significance import mcnemar, wilson_interval
 
 

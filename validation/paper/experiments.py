@@ -1,6 +1,6 @@
 """Evaluation runs shared by Table 2, the figures and the main job: one (dataset, model, row, seed) at a time.
 
-Rows come from :mod:`validation.rows` (one per registered normalization method, and a tuned-threshold row
+Rows come from :mod:`validation.paper.rows` (one per registered normalization method, and a tuned-threshold row
 for the baseline); with the built-in methods they are the paper's Table 2 columns plus robust normalization:
 ``baseline`` (the direct copy, threshold 1), ``baseline-tuned`` (the threshold chosen by a search on a
 held-out part of the *training* set, never the test set: the last ``holdout`` training images, which
@@ -30,8 +30,8 @@ from convert.contract.provenance import provenance, write_json_atomic
 from convert.contract.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, default_checkpoints
 from convert.contract.spec import NetworkSpec
 from convert.pipeline import copy_spec, normalized_spec, stats_for
-from validation.engines import run
-from validation.rows import VARIANTS, rows
+from validation.harness.engines import run
+from validation.paper.rows import VARIANTS, rows
 
 REPLICATION_THRESHOLD = {"mlp": 4.0, "cnn": 20.0}
 

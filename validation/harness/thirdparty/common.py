@@ -126,7 +126,7 @@ def simulate(
 
 
 def lib_error(lib: ModuleType, mode: str, err: BaseException) -> Exception:
-    from validation.thirdparty import ThirdPartyError
+    from validation.harness.thirdparty import ThirdPartyError
 
     return ThirdPartyError(
         f"{lib.NAME} {lib.version()} ({lib.IMPORTER}) fails {mode}: {type(err).__name__}: {err}"

@@ -26,12 +26,12 @@ from tqdm import tqdm
 from convert.contract.io import save_spec
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.train import checkpoint_paths
-from validation.agreement import agreement_markdown, agreement_summary
-from validation.convergence import correct_at, time_to_accuracy, tolerance_images
-from validation.experiments import EvalConfig, build_specs, evaluate
+from validation.harness.agreement import agreement_markdown, agreement_summary
 from validation.markdown import table
+from validation.paper.convergence import correct_at, time_to_accuracy, tolerance_images
+from validation.paper.experiments import EvalConfig, build_specs, evaluate
+from validation.paper.table2 import network_entries, network_jobs
 from validation.significance import mcnemar
-from validation.table2 import network_entries, network_jobs
 
 NETWORKS: tuple[tuple[str, str], ...] = (("fashion", "vgg"), ("fashion", "resnet"))
 ROWS: tuple[str, ...] = ("data", "data-subtract", "robust", "baseline-tuned")

@@ -18,9 +18,9 @@ from typing import Any
 from convert.contract.io import load_spec
 from convert.contract.provenance import write_json_atomic, write_text_atomic
 from convert.contract.spec import NetworkSpec
-from validation.convergence import convergence, correct_at
-from validation.experiments import EvalConfig, Job, evaluate
 from validation.markdown import table
+from validation.paper.convergence import convergence, correct_at
+from validation.paper.experiments import EvalConfig, Job, evaluate
 from validation.significance import wilson_interval
 
 # the replication's reported times and accuracies in its configuration (PAPER.md)
