@@ -9,7 +9,7 @@ SINABS_VERSION ?= 3.1.3
 SPIKINGJELLY_VERSION ?= 2.0.0
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: all venv data reproduce reproduce-full reproduce-small estimate test lint format clean-venv
+.PHONY: all venv data reproduce reproduce-full reproduce-small reproduce-seeds estimate test lint format clean-venv
 all: reproduce
 
 # 1. the virtual environment: the pinned CPU torch first (a bare `torch` would pull a multi-GB CUDA
@@ -54,6 +54,12 @@ reproduce: data
 # horizon check on 2 000 images and all ten Brian2 checks for 500 steps (about an hour on a 2-core box).
 reproduce-full: data
 	$(PY) -m validation reproduce --root $(DATA) --train --slow-images 2000 --horizon-images 2000 --agreement-steps 500 --agreement all
+
+# Training-seed spread: every network retrained with training seeds 0, 1 and 2 (the main job's setting), Table 2
+# on each, mean and spread per row beside the image-level intervals, and the paper's claims per seed
+# (runs/seeds/seeds.md). Hours on a 2-core box (four trainings and one Table 2 per seed); resumable.
+reproduce-seeds: data
+	$(PY) -m validation seeds --root $(DATA)
 
 # The same job at a fifth of the scale (Table 2 on the first 2 000 test images, model-based 200 x 5 000 ms,
 # the horizon check on 500 images): a quicker look.

@@ -173,6 +173,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    """Table 1 and Table 2 over several training seeds (validation/paper/seeds.py): mean and spread."""
+    import dataclasses
+
+    from validation.paper.seeds import SeedsConfig, markdown, run_seeds
+
+    cfg = SeedsConfig(seeds=tuple(args.seeds))
+    scale = {k: v for k, v in (("n_images", args.images), ("slow_images", args.slow_images)) if v is not None}
+    if scale:
+        scale["slow_images"] = min(scale.get("slow_images", cfg.eval.slow_images), scale.get("n_images", 10_000))
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **scale))
+    print(markdown(run_seeds(cfg, args.root, args.runs or default_runs())))
+    return 0
+
+
 def cmd_beyond(args: argparse.Namespace) -> int:
     """The deeper networks' table (validation/paper/beyond.py) on its own: trains nothing, so their checkpoints must
     be in <runs>/models (the main job copies the published ones there)."""
@@ -406,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--rows", nargs="+", default=None, help="rows to run (default: data, data-subtract, robust, baseline-tuned)"
     )
+
+    p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")
+    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--images", type=test_images, default=None, help="Table 2 test images (default the main job's)")
+    p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 500)")
 
     p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
     p.add_argument("--docs", type=Path, default=Path("docs/results"))
