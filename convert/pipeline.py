@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from convert import datasets, methods, models, normalize
-from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
+from convert.contract.fingerprint import (
+    CACHE_FORMAT_VERSION,
+    KEY_FIELD,
+    fingerprint,
+    read_cached,
+    short,
+)
 from convert.contract.spec import NetworkSpec
 from convert.extract import spec_from_model
 from convert.stats import ActivationStats, collect_stats, load_stats, save_stats, weights_fingerprint
@@ -74,14 +80,13 @@ def stats_for(
         }
     )
     path = runs / "stats" / f"{dataset}-{short(key)}.npz"
-    if path.exists():
-        stats = load_stats(path)
-        if stats.meta.get("cache_key") == key:
-            return stats
+    stats = read_cached(path, key, load_stats, lambda s: s.meta)
+    if stats is not None:
+        return stats
     stats = collect_stats(
         spec, calibration_images(dataset, root, n_calib, holdout), progress=progress, **STATS_SETTINGS
     )
-    stats = dataclasses.replace(stats, meta={**stats.meta, "cache_key": key})
+    stats = dataclasses.replace(stats, meta={**stats.meta, KEY_FIELD: key})
     save_stats(stats, path)
     return stats
 

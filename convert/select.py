@@ -24,7 +24,13 @@ import numpy as np
 import torch
 
 from convert import datasets, models
-from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short
+from convert.contract.fingerprint import (
+    CACHE_FORMAT_VERSION,
+    KEY_FIELD,
+    fingerprint,
+    read_cached_json,
+    short,
+)
 from convert.contract.provenance import atomic_path, provenance, write_json_atomic
 from convert.train import TrainConfig, accuracy, checkpoint_paths, images_to_tensor, load_model, record, train_model
 
@@ -105,22 +111,22 @@ def candidate_key(config: TrainConfig) -> str:
 def fit_candidate(config: TrainConfig, root: Path | None, runs: Path, progress: bool = True) -> dict[str, Any]:
     """Train one candidate (or reuse its cached weights) and score it on the validation split.
 
-    Returns ``{"config", "key", "path", "train_accuracy", "validation_accuracy", "epoch_losses", "train_wall_s"}``.
+    Returns ``{"config", "cache_key", "path", "train_accuracy", "validation_accuracy", "epoch_losses",
+    "train_wall_s"}``.
     """
     key = candidate_key(config)
     path = runs / "models" / "candidates" / f"{config.dataset}-{config.model}-{short(key)}.pt"
     meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
-            return meta
+    cached = read_cached_json(meta_path, key) if path.exists() else None
+    if cached is not None:
+        return cached
     torch.use_deterministic_algorithms(True)
     tx, ty, vx, vy = split_train(config.dataset, root, config)
     start = time.perf_counter()
     model, losses = train_model(config, tx, ty, progress=progress)
     meta = {
         "config": record(config),
-        "key": key,
+        KEY_FIELD: key,
         "path": path.name,
         "train_accuracy": accuracy(model, tx, ty),
         "validation_accuracy": accuracy(model, vx, vy) if len(vx) else None,

@@ -11,13 +11,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from convert.contract.spec import NetworkSpec
 from convert.layers import skip as skip_edge
+
+T = TypeVar("T")
 
 # Bump when the meaning of a cached artifact changes (new record fields, new simulation semantics).
 CACHE_FORMAT_VERSION = 1
@@ -109,3 +112,23 @@ def _feed(h: Any, value: Any) -> None:
         h.update(b"J" + json.dumps(value).encode() + b";")
     else:
         raise TypeError(f"fingerprint: cannot hash a {type(value).__name__}; pass JSON-able values or arrays")
+
+
+KEY_FIELD = "cache_key"  # where every cached result stores the key it was computed under
+_OLD_KEY_FIELD = "key"  # the field threshold searches and trained candidates used before (still read)
+
+
+def read_cached(path: Path, key: str, load: Callable[[Path], T], meta: Callable[[T], Mapping[str, Any]]) -> T | None:
+    """The result stored at ``path`` if it was computed under ``key`` (``meta(result)[KEY_FIELD]``); None when
+    the file is missing or holds another key: a cached result is recomputed, never read under another key.
+    The one cache lookup of the project: records, activation statistics, threshold searches, candidates."""
+    if not path.exists():
+        return None
+    result = load(path)
+    stored = meta(result)
+    return result if stored.get(KEY_FIELD, stored.get(_OLD_KEY_FIELD)) == key else None
+
+
+def read_cached_json(path: Path, key: str) -> dict[str, Any] | None:
+    """:func:`read_cached` of a JSON file whose top level holds the key."""
+    return read_cached(path, key, lambda p: json.loads(p.read_text()), lambda d: d)

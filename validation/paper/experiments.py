@@ -17,7 +17,6 @@ setting recomputes exactly the entries it changes; an old entry is never read fo
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from convert import datasets, methods
-from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, short, spec_fingerprint
+from convert.contract.fingerprint import (
+    CACHE_FORMAT_VERSION,
+    KEY_FIELD,
+    fingerprint,
+    read_cached,
+    read_cached_json,
+    short,
+    spec_fingerprint,
+)
 from convert.contract.provenance import provenance, write_json_atomic
 from convert.contract.records import RECORD_FORMAT_VERSION, SpikeRecord, concatenate, default_checkpoints
 from convert.contract.spec import NetworkSpec
@@ -170,13 +177,12 @@ def cached_search(base: NetworkSpec, dataset: str, root: Path | None, cfg: EvalC
     """The baseline threshold search, cached under ``out/searches/`` by :func:`search_key`."""
     key = search_key(base, dataset, cfg)
     path = out / "searches" / f"threshold-{dataset}-{short(key)}.json"
-    if path.exists():
-        search = json.loads(path.read_text())
-        if search.get("key") == key:
-            return search
+    search = read_cached_json(path, key)
+    if search is not None:
+        return search
     tuned, scores = search_threshold(base, *heldout(dataset, root, cfg), cfg)
     search = {
-        "key": key,
+        KEY_FIELD: key,
         "chosen": tuned,
         "accuracy": {str(k): v for k, v in scores.items()},
         "on": "held-out train",
@@ -276,11 +282,7 @@ class Job:
 
 
 def _cached(path: Path, key: str) -> SpikeRecord | None:
-    if path.exists():
-        rec = SpikeRecord.load(path)
-        if rec.meta.get("cache_key") == key:
-            return rec
-    return None
+    return read_cached(path, key, SpikeRecord.load, lambda r: r.meta)
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,7 @@ def simulate_part(task: PartTask, spec: NetworkSpec, **override: Any) -> SpikeRe
         compile=True,
         checkpoints=task.checkpoints,
         **options,
-    ).with_meta(cache_key=task.key)
+    ).with_meta(**{KEY_FIELD: task.key})
 
 
 def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=None) -> SpikeRecord:
@@ -353,7 +355,7 @@ def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=No
     wall = sum(float(p.meta.get("wall_s", 0.0)) for p in parts)
     rec = concatenate(parts).with_meta(
         dataset=job.dataset,
-        cache_key=key,
+        **{KEY_FIELD: key},
         wall_s=wall,
         image_steps_per_s=job.images * job.steps / wall if wall > 0 else None,
         provenance=provenance(cfg.to_dict(), job.seed),
