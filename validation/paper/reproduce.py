@@ -21,7 +21,7 @@ from convert.contract.io import save_spec
 from convert.contract.provenance import atomic_path, machine, provenance, write_json_atomic, write_text_atomic
 from convert.nir_export import save_nir
 from convert.pipeline import copy_spec, normalized_spec, stats_for
-from convert.select import CANDIDATES, SELECTED, select_and_train
+from convert.select import CANDIDATES, select_and_train, selected
 from convert.table1 import write_table1
 from convert.train import TrainConfig
 from validation.harness.agreement import agreement_markdown, agreement_summary
@@ -84,9 +84,9 @@ class ReproduceConfig:
         """Every network of the job: the paper's four, then (``beyond_stages``) the deeper ones."""
         return (*PAIRS, *self.beyond.networks) if self.beyond_stages else PAIRS
 
-    @property
-    def candidates(self) -> dict[str, tuple[dict[str, Any], ...]]:
-        return dict(CANDIDATES) if self.select else dict(SELECTED)
+    def candidates(self, dataset: str, model: str) -> tuple[dict[str, Any], ...]:
+        """The settings trained for a network: every candidate (``select``) or the one chosen."""
+        return CANDIDATES[model] if self.select else selected(dataset, model)
 
 
 def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
@@ -98,7 +98,7 @@ def stage_units(cfg: ReproduceConfig) -> dict[str, float]:
     names = [r.name for r in rows()]
     table2 = sum(ev.plan(name)[0] * ev.plan(name)[1] for name in names) * len(PAIRS) * len(ev.seeds)
     repl = cfg.replication
-    epochs = sum(c.get("epochs", TrainConfig.epochs) for ds, m in cfg.networks for c in cfg.candidates[m])
+    epochs = sum(c.get("epochs", TrainConfig.epochs) for ds, m in cfg.networks for c in cfg.candidates(ds, m))
     beyond = cfg.beyond.eval
     beyond_steps = sum(beyond.plan(r)[0] * beyond.plan(r)[1] for r in cfg.beyond.rows) * len(cfg.beyond.networks)
     return {
@@ -186,7 +186,7 @@ def train_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
         return
     for ds, model in cfg.networks:
         base = TrainConfig(dataset=ds, model=model, seed=cfg.seed, validation_images=cfg.eval.holdout)
-        m = select_and_train(base, cfg.candidates[model], root, runs)
+        m = select_and_train(base, cfg.candidates(ds, model), root, runs)
         sel = m["selection"]
         print(
             f"  {ds}-{model}: candidate {sel['chosen']} of {len(sel['candidates'])} "

@@ -3,7 +3,7 @@
 Retraining one setting with another seed (or on another CPU) moves the data-based SNN rows by a few tenths of
 a point, as much as most differences between methods; the image-level intervals of one network do not show
 that. For every training seed this trains each network with the setting the main job uses
-(:data:`convert.select.SELECTED`, the seed replaced; cached by content under ``runs/seeds/s<seed>/``), runs
+(:func:`convert.select.selected`, the seed replaced; cached by content under ``runs/seeds/s<seed>/``), runs
 Table 2 on it (the same config as the main job's, one input seed) and then reports per network and row the
 mean and spread over training seeds beside the first seed's Wilson interval, and in how many seeds each of
 the paper's claims holds. Written to ``runs/seeds/seeds.{json,md}``. The main job keeps one training seed.
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from convert.select import SELECTED, select_and_train
+from convert.select import select_and_train, selected
 from convert.train import TrainConfig
 from validation.markdown import table
 from validation.paper.experiments import EvalConfig
@@ -55,7 +55,7 @@ def train_seed(cfg: SeedsConfig, seed: int, root: Path | None, runs: Path) -> di
     out = {}
     for ds, model in cfg.pairs:
         base = TrainConfig(dataset=ds, model=model, seed=seed, validation_images=cfg.eval.holdout)
-        chosen = tuple({**c, **cfg.train} for c in SELECTED[model])
+        chosen = tuple({**c, **cfg.train} for c in selected(ds, model))
         out[(ds, model)] = select_and_train(base, chosen, root, runs, progress=False)
     return out
 
