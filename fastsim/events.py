@@ -44,8 +44,8 @@ from fastsim.event_tables import EventTables, GraphTables, build_tables, interna
 from fastsim.recorder import BatchCounts
 
 __all__ = ["BATCH", "EventTables", "GraphTables", "build_tables", "internal_order", "run_batch", "tables_for"]
-# images per kernel call: the progress bar's step, and the unit an interrupt waits for (MNIST CNN, 5000 steps:
-# ~10 s on the 2-core box); the cores split each call's images between them
+# images per kernel call: the progress bar's step; the cores split each call's images between them (Ctrl-C
+# stops a call within CHUNK steps of each image: _interruptible)
 BATCH = 128
 
 

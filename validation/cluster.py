@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from convert import datasets
 from convert.contract.fingerprint import spec_fingerprint
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
@@ -102,10 +101,14 @@ def worker_options(options: dict[str, Any], resources: dict[str, float], cuda: b
     return {"device": "cpu", "kernel": "events"}
 
 
-def _limit_threads(n: int) -> None:
-    """The worker's share of the cores for the engines' own thread pools (numba's and torch's)."""
+def _this_worker() -> tuple[Any, int]:
+    """(the Dask worker running this task, its threads), the engines' own thread pools (numba's and
+    torch's) limited to that share of the cores."""
     import torch
+    from distributed import get_worker
 
+    worker = get_worker()
+    n = int(worker.state.nthreads)
     torch.set_num_threads(n)
     try:
         import numba
@@ -113,16 +116,14 @@ def _limit_threads(n: int) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     except ImportError:
         pass
+    return worker, n
 
 
 def run_part_on_worker(task: PartTask, spec: NetworkSpec) -> SpikeRecord:
     """A Dask task: simulate one part on this worker with its share of the cores."""
     import torch
-    from distributed import get_worker
 
-    worker = get_worker()
-    threads = int(worker.state.nthreads)
-    _limit_threads(threads)
+    worker, threads = _this_worker()
     override = worker_options(task.options, dict(worker.state.total_resources), torch.cuda.is_available())
     rec = simulate_part(task, spec, **override)
     return rec.with_meta(ran_on={"worker": worker.address, "threads": threads, **task.options, **override})
@@ -145,9 +146,7 @@ def missing_parts(jobs: list[Job], cfg: EvalConfig, root: Path | None, out: Path
         ranges = job.missing_parts(cfg, out)
         if not ranges:
             continue
-        test = datasets.load(job.dataset, "test", root)
-        if job.images > len(test.images):
-            raise ValueError(f"{job.images} images exceed the {job.dataset} test split ({len(test.images)} images)")
+        test = job.test_split(root)
         for lo, hi in ranges:
             key, path = job.part(cfg, out, lo, hi)
             images, labels = np.ascontiguousarray(test.images[lo:hi]), np.ascontiguousarray(test.labels[lo:hi])
@@ -221,11 +220,7 @@ def _run_block(run_fn: Callable[..., SpikeRecord], engine: str, spec: NetworkSpe
     """A Dask task: one block of images through ``run_fn(engine, spec, **kw)`` with this worker's share of
     the cores; a Brian2 standalone project is built in a folder of this worker's own (two workers building
     the same project in one folder would overwrite each other's files)."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    threads = int(worker.state.nthreads)
-    _limit_threads(threads)
+    worker, threads = _this_worker()
     if engine.startswith("refsim"):
         from refsim.devices import DEFAULT_BUILD_ROOT
 

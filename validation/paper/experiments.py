@@ -265,6 +265,13 @@ class Job:
     def path(self, cfg: EvalConfig, out: Path) -> Path:
         return record_path(out, self.key(cfg), self.dataset, self.model, self.seed)
 
+    def test_split(self, root: Path | None) -> datasets.Split:
+        """The test split the job's images come from; more images than it holds is an error."""
+        test = datasets.load(self.dataset, "test", root)
+        if self.images > len(test.images):
+            raise ValueError(f"{self.images} images exceed the {self.dataset} test split ({len(test.images)} images)")
+        return test
+
     def part(self, cfg: EvalConfig, out: Path, lo: int, hi: int) -> tuple[str, Path]:
         """The cache key and file of the part holding test images [lo, hi)."""
         key = record_key(self.spec, self.dataset, cfg, self.seed, (lo, hi), self.steps)
@@ -338,9 +345,7 @@ def evaluate(job: Job, root: Path | None, cfg: EvalConfig, out: Path, on_part=No
     rec = _cached(path, key)
     if rec is not None:
         return rec
-    test = datasets.load(job.dataset, "test", root)
-    if job.images > len(test.images):
-        raise ValueError(f"{job.images} images exceed the {job.dataset} test split ({len(test.images)} images)")
+    test = job.test_split(root)
     parts = []
     for lo, hi in job.parts(cfg):
         part_key, part_path = job.part(cfg, out, lo, hi)

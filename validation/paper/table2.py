@@ -71,10 +71,10 @@ def run_table2(
     cache = runs / "table2"  # searches and records, keyed by content: shared by every tag (scale) of the table
     built = {(ds, m): build_specs(ds, m, root, runs, cfg, cache) for ds, m in todo}
     jobs = {(ds, m): network_jobs(cfg, built[(ds, m)], ds, m) for ds, m in todo}
-    missing: dict[tuple[str, str], int] = {}
-    for (ds, m), by_row in jobs.items():
-        unique = {j.key(cfg): j for j in by_row.values()}  # equal specs share a record
-        missing[(ds, m)] = sum(j.missing_image_steps(cfg, cache) for j in unique.values())
+    unique = {j.key(cfg): j for by_row in jobs.values() for j in by_row.values()}  # equal specs share a record
+    missing: dict[tuple[str, str], int] = {pair: 0 for pair in jobs}
+    for j in unique.values():
+        missing[(j.dataset, j.model)] += j.missing_image_steps(cfg, cache)
     total = sum(missing.values())
     if estimate and total:
         seconds = expected_seconds(built, missing, root, cfg)
@@ -82,15 +82,13 @@ def run_table2(
         if not dask:
             from validation import cluster
 
-            tasks = sum(len(j.missing_parts(cfg, cache)) for by_row in jobs.values() for j in by_row.values())
-            print(cluster.estimate_lines(seconds, tasks))
+            print(cluster.estimate_lines(seconds, sum(len(j.missing_parts(cfg, cache)) for j in unique.values())))
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="table2", disable=not progress or total == 0)
     if dask and total:
         from validation import cluster
 
-        every = [job for by_row in jobs.values() for job in by_row.values()]
         with cluster.connect(dask) as client:
-            parts = cluster.missing_parts(every, cfg, root, cache)
+            parts = cluster.missing_parts(list(unique.values()), cfg, root, cache)
             if estimate:
                 print(cluster.estimate_lines(seconds, len(parts), sum(client.nthreads().values())))
             cluster.simulate_parts(client, parts, bar.update)
