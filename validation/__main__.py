@@ -179,7 +179,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
     from validation.paper.seeds import SeedsConfig, markdown, run_seeds
 
-    cfg = SeedsConfig(seeds=tuple(args.seeds))
+    cfg = SeedsConfig(seeds=tuple(args.seeds), **({"models": None} if args.train else {}))
     scale = {k: v for k, v in (("n_images", args.images), ("slow_images", args.slow_images)) if v is not None}
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **scale))  # plan() caps slow rows at n
     print(markdown(run_seeds(cfg, args.root, args.runs or default_runs())))
@@ -424,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--images", type=test_images, default=None, help="Table 2 test images (default the main job's)")
     p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 500)")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="train every seed, the main job's too (default: its published networks stand for seed 0)",
+    )
 
     p = add("publish", cmd_publish, "copy the main job's results to docs/results and the README's results block")
     p.add_argument("--docs", type=Path, default=Path("docs/results"))

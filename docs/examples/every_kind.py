@@ -13,18 +13,19 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from convert import ann, datasets
 from convert.contract.io import save_spec
+from convert.contract.provenance import provenance, write_json_atomic
 from convert.from_torch import from_torch
 from convert.models import Block
 from convert.pipeline import normalized_spec
 from convert.stats import collect_stats
 from fastsim.simulate import simulate
+from validation.significance import mcnemar, wilson_interval
 
 
 class Net(nn.Module):
@@ -47,8 +48,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/every-kind"))
     parser.add_argument("--images", type=int, default=1000, help="test images simulated")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0, help="training, and the Poisson input of the SNN")
     args = parser.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     train = datasets.load("mnist", "train", root=args.root)
     test = datasets.load("mnist", "test", root=args.root)
     model = Net()
@@ -67,8 +69,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     save_spec(spec, args.out / "spec.npz")
     images, labels = test.images[: args.images], test.labels[: args.images]
-    ann_acc = float(np.mean(ann.predict(spec, images) == labels))
-    rec = simulate(spec, images, steps=args.steps, seed=0, labels=labels, dtype="float64", progress=True)
+    ann_correct = ann.predict(spec, images) == labels
+    rec = simulate(spec, images, steps=args.steps, seed=args.seed, labels=labels, dtype="float64", progress=True)
+    snn_correct = rec.predictions() == labels
+    n = len(labels)
     result = {
         "layers": [
             type(layer).__name__ + ("+skip" if getattr(layer, "skip_source", None) is not None else "")
@@ -76,14 +80,19 @@ def main() -> None:
         ],
         "images": args.images,
         "steps": args.steps,
-        "ann_accuracy": ann_acc,
-        "snn_accuracy": rec.accuracy(),
+        "ann_accuracy": float(ann_correct.mean()),
+        "ann_interval_95": wilson_interval(int(ann_correct.sum()), n),
+        "snn_accuracy": float(snn_correct.mean()),
+        "snn_interval_95": wilson_interval(int(snn_correct.sum()), n),
+        "snn_vs_ann_mcnemar": mcnemar(snn_correct, ann_correct).to_dict(),
         "snn_accuracy_by_checkpoint": dict(
             zip(map(int, rec.checkpoints), map(float, rec.accuracy_curve()), strict=True)
         ),
     }
-    (args.out / "result.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "root"}
+    result |= provenance(config, seed=args.seed)
+    write_json_atomic(args.out / "result.json", result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("versions", "machine")}, indent=1))
 
 
 if __name__ == "__main__":

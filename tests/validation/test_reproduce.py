@@ -10,7 +10,8 @@ import torch
 
 from convert import models
 from validation.paper import estimate
-from validation.paper.reproduce import ReproduceConfig, print_estimate, stage_units, use_given_models
+from validation.paper.networks import use_given_models
+from validation.paper.reproduce import ReproduceConfig, print_estimate, stage_units
 from validation.paper.table2 import PAIRS
 
 REFERENCE = {
@@ -57,7 +58,7 @@ def test_the_published_networks_are_there_and_load() -> None:
     """The main job's default start: the six checkpoints in docs/results/models/ load as the project's
     networks and their metrics name the test accuracy Table 1 prints."""
     from convert.train import load_model
-    from validation.paper.reproduce import PUBLISHED_MODELS, models_name
+    from validation.paper.networks import PUBLISHED_MODELS, models_name
 
     assert ReproduceConfig().networks == PAIRS  # the default main job: the paper's four
     for ds, model in ReproduceConfig(beyond_stages=True).networks:  # and the deeper ones

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from validation.paper.experiments import EvalConfig
-from validation.paper.seeds import SeedsConfig, aggregate, markdown, run_seeds
+from validation.paper.networks import PUBLISHED_MODELS
+from validation.paper.seeds import SeedsConfig, aggregate, markdown, run_seeds, train_seed
 
 
 def _t2(acc_data: float, acc_model: float, holds: bool) -> dict:
@@ -62,3 +63,17 @@ def test_two_training_seeds_on_a_briefly_trained_mlp(tmp_path) -> None:
     saved = json.loads((tmp_path / "seeds" / "seeds.json").read_text())
     assert saved["seeds"] == [0, 1] and "git_commit" in saved
     assert "Training-seed spread" in (tmp_path / "seeds" / "seeds.md").read_text()
+
+
+def test_the_main_jobs_seed_starts_from_the_published_networks_and_other_seeds_train(tmp_path) -> None:
+    cfg = SeedsConfig(seeds=(0, 1), pairs=(("mnist", "mlp"),))
+    assert cfg.given(0) == PUBLISHED_MODELS and cfg.given(1) is None
+    assert SeedsConfig(seeds=(0, 1), train={"epochs": 1}).given(0) is None  # another setting: train it
+    assert SeedsConfig(seeds=(0, 1), models=None).given(0) is None  # --train
+    metrics = train_seed(cfg, 0, None, tmp_path)
+    published = json.loads((PUBLISHED_MODELS / "mnist-mlp.json").read_text())
+    assert metrics[("mnist", "mlp")]["test_accuracy"] == published["test_accuracy"]
+    assert (tmp_path / "models" / "mnist-mlp.pt").read_bytes() == (PUBLISHED_MODELS / "mnist-mlp.pt").read_bytes()
+    wrong = SeedsConfig(seeds=(0, 1), pairs=(("mnist", "mlp"),), models_seed=1)
+    with pytest.raises(ValueError, match="trained with seed 0, not 1"):
+        train_seed(wrong, 1, None, tmp_path / "other")

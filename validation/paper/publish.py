@@ -144,6 +144,6 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
 
 def _diagnose_block(rows: list[dict]) -> str:
     """The diagnosis summary with its picture links pointing at the published copies (the README's folder)."""
-    from validation.paper.reproduce import diagnose_markdown
+    from validation.paper.report import diagnose_markdown
 
     return diagnose_markdown([{**r, "picture": f"docs/results/{r['picture']}"} for r in rows])

@@ -8,37 +8,32 @@ collects the tables with the command, the machine and the wall time of every sta
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from convert import ann, datasets, methods
 from convert.contract.io import save_spec
-from convert.contract.provenance import atomic_path, machine, provenance, write_json_atomic, write_text_atomic
+from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.nir_export import save_nir
 from convert.pipeline import copy_spec, normalized_spec, stats_for
 from convert.select import CANDIDATES, select_and_train, selected
 from convert.table1 import write_table1
 from convert.train import TrainConfig
-from validation.harness.agreement import agreement_markdown, agreement_summary
-from validation.markdown import table
+from validation.harness.agreement import agreement_summary
 from validation.paper.beyond import BeyondConfig, run_beyond
-from validation.paper.beyond import markdown as beyond_markdown
 from validation.paper.experiments import EvalConfig
-from validation.paper.figures import convergence_markdown, make_figures
+from validation.paper.figures import make_figures
 from validation.paper.horizon_check import HorizonCheck, run_horizon_check
-from validation.paper.horizon_check import markdown as horizon_markdown
+from validation.paper.networks import PUBLISHED_MODELS, shown, use_given_models
 from validation.paper.replication_config import ReplicationConfig, run_replication_config
-from validation.paper.replication_config import markdown as replication_markdown
+from validation.paper.report import report_markdown
 from validation.paper.table2 import PAIRS, run_table2
 
-# the published run whose stage times --estimate scales, and its trained networks (`validation publish`)
-PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results" / "reproduce.json"
-PUBLISHED_MODELS = PUBLISHED.parent / "models"
+# the published run whose stage times --estimate scales (`validation publish` writes it beside the networks)
+PUBLISHED = PUBLISHED_MODELS.parent / "reproduce.json"
 
 # Table 2 of the main job: every row on the whole test sets for T = 300 ms, model-based normalization (which
 # needs seconds) on the first 500 test images for 5 000 ms; one input seed (the interval over images is the
@@ -134,52 +129,6 @@ def print_estimate(cfg: ReproduceConfig, reference: Path) -> dict[str, float]:
     return speed
 
 
-def _shown(folder: Path | None) -> str | None:
-    """A folder as a results file records it: relative to the repository when inside it (no machine paths)."""
-    if folder is None:
-        return None
-    root = PUBLISHED.parents[2]
-    try:
-        return str(Path(folder).resolve().relative_to(root))
-    except ValueError:
-        return str(folder)
-
-
-def use_given_models(folder: Path, runs: Path, networks: tuple[tuple[str, str], ...] = PAIRS) -> None:
-    """Copy the checkpoints of ``networks`` (and their metrics) from ``folder`` into ``runs/models/``, after
-    checking that each loads as the project's network; a missing or foreign file is a ValueError naming it."""
-    from convert.train import checkpoint_paths, load_model
-
-    for ds, model in networks:
-        src_pt, src_json = checkpoint_paths(folder.parent, ds, model)
-        src_pt, src_json = folder / src_pt.name, folder / src_json.name
-        if not src_pt.exists() or not src_json.exists():
-            raise ValueError(
-                f"--models {folder}: {src_pt.name} and {src_json.name} are both needed; "
-                "or train the networks from scratch with --train (make reproduce-full)"
-            )
-        if models_name(load_model(src_pt)) != model:
-            raise ValueError(f"--models {folder}: {src_pt.name} holds another architecture than the {model}")
-        dst_pt, dst_json = checkpoint_paths(runs, ds, model)
-        dst_pt.parent.mkdir(parents=True, exist_ok=True)
-        for src, dst in ((src_pt, dst_pt), (src_json, dst_json)):
-            if not dst.exists() or dst.read_bytes() != src.read_bytes():
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
-        m = json.loads(dst_json.read_text())
-        print(f"  {ds}-{model}: given checkpoint {src_pt} (test {100 * m['test_accuracy']:.2f} %)")
-
-
-def models_name(net: Any) -> str:
-    """``mlp``, ``cnn``, ``vgg`` or ``resnet``: the project architecture a loaded checkpoint rebuilt."""
-    kinds = {type(m).__name__ for m in net.modules()}
-    if "Block" in kinds:
-        return "resnet"
-    if "MaxPool2d" in kinds:
-        return "vgg"
-    return "cnn" if "Conv2d" in kinds else "mlp"
-
-
 def train_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> None:
     if cfg.models is not None:
         use_given_models(cfg.models, runs, cfg.networks)
@@ -222,78 +171,58 @@ def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dic
     return rows
 
 
-def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
-    """fastsim float64 against Brian2 on identical input spikes for every network's data- and model-based
-    specs (and the cascade schedule of the MNIST MLP's), fastsim's Poisson input against Brian2's own
-    PoissonGroup on the MNIST data-based specs, and fastsim float32 with Table 2's kernel against float64."""
-    from convert.contract.io import load_spec
+class Check(NamedTuple):
+    """One agreement check of the main job: the spec ``<dataset>-<model>-<method>`` (run with ``schedule`` when
+    given), two engines, and how many images (``poisson``: of them also on each engine's own Poisson input)."""
 
-    brian = f"refsim:{cfg.agreement_device}"
+    dataset: str
+    model: str
+    method: str
+    engines: tuple[str, str]
+    images: int
+    steps: int
+    poisson: int = 0
+    schedule: str | None = None
+
+    @property
+    def spec_name(self) -> str:
+        return f"{self.dataset}-{self.model}-{self.method}"
+
+
+def agreement_plan(cfg: ReproduceConfig) -> list[Check]:
+    """fastsim float64 against Brian2 on identical input spikes for every network's data-based spec and one
+    model-based spec (every one with ``agreement_all``), the MNIST MLP's on the cascade schedule, fastsim's
+    Poisson input against Brian2's own PoissonGroup on the MNIST data-based specs, and fastsim float32 with
+    Table 2's kernel against float64."""
+    against_brian = ("fastsim:float64", f"refsim:{cfg.agreement_device}")
     n, steps = cfg.agreement_images, cfg.agreement_steps
-    plan = []  # (dataset, model, method, schedule, engines, images, steps, poisson images)
+    plan = []
     for ds, model in PAIRS:
         for method in ("data", "model"):
             if method == "model" and not cfg.agreement_all and (ds, model) != ("mnist", "mlp"):
-                continue  # the main job checks one model-based spec; `--agreement all` every one
+                continue
             poisson = n if (ds, method) == ("mnist", "data") else 0
-            plan.append((ds, model, method, None, ("fastsim:float64", brian), n, steps, poisson))
-    plan.append(("mnist", "mlp", "data", "cascade", ("fastsim:float64", brian), n, steps, 0))
+            plan.append(Check(ds, model, method, against_brian, n, steps, poisson))
+    plan.append(Check("mnist", "mlp", "data", against_brian, n, steps, schedule="cascade"))
+    float32 = (f"fastsim:float32:{cfg.eval.kernel}", "fastsim:float64")
     for model in ("mlp", "cnn") if cfg.agreement_all else ("mlp",):
-        plan.append(
-            (
-                "mnist",
-                model,
-                "data",
-                None,
-                (f"fastsim:float32:{cfg.eval.kernel}", "fastsim:float64"),
-                cfg.float32_images,
-                steps // 5,
-                0,
-            )
-        )
+        plan.append(Check("mnist", model, "data", float32, cfg.float32_images, steps // 5))
+    return plan
+
+
+def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
+    """Every check of :func:`agreement_plan` on the specs under runs/specs/: their one-line summaries."""
+    from convert.contract.io import load_spec
+
     summaries = []
-    for ds, model, method, schedule, engines, images, n_steps, poisson in plan:
-        spec = load_spec(runs / "specs" / f"{ds}-{model}-{method}.npz")
-        if schedule is not None:
-            spec = dataclasses.replace(spec, schedule=schedule)
+    for c in agreement_plan(cfg):
+        spec = load_spec(runs / "specs" / f"{c.spec_name}.npz")
+        if c.schedule is not None:
+            spec = dataclasses.replace(spec, schedule=c.schedule)
         summaries.append(
-            agreement_summary(spec, f"{ds}-{model}-{method}", engines, images, n_steps, poisson, cfg.seed, root, runs)
+            agreement_summary(spec, c.spec_name, c.engines, c.images, c.steps, c.poisson, cfg.seed, root, runs)
         )
     return summaries
-
-
-HORIZONS = """Horizons. Every row runs once, for its horizon H, with checkpoints on a log grid; the table above reads
-each run at T, the table below at H. T = {T} ms is where the fast rows (threshold 1 with data-based or robust
-normalization, the copy with θ = 1 or with the threshold tuned on held-out training images) have converged on
-MNIST (their curves are flat from ~100 ms on) and are close on Fashion-MNIST; model-based normalization scales
-the weights by worst-case bounds and needs seconds (Diehl et al. and the replication run 10 000 ms), so it runs
-for {slow_steps} ms on the first {slow_images} test images, as much as the time budget allows. The convergence
-column says for every row whether the evidence supports its horizon: converged = the accuracy moved by at
-most 0.1 pp over the whole second half of the run. `python -m validation table2 --full` runs every row on all
-10 000 images for 10 000 ms, on this machine or, with `--dask ADDRESS`, over a Dask cluster
-(docs/scale-out.md). The model-based rows on all 10 000 images are left to it: at 5 000 ms they are
-2·10⁸ image-steps, about 40 min of a 2-core machine, and a local cluster adds no cores to it.
-"""
-
-
-def throughput_markdown(results: dict[str, Any]) -> str:
-    lines = [
-        f"Simulation cost of every Table 2 run (fastsim, {results['config']['dtype']}, kernel "
-        f"`{results['config']['kernel']}`; the wall time of the runs made now, or of the cached run that made the "
-        "record).",
-        "",
-    ]
-    lines += table(
-        ("dataset", "model", "row", "images × steps", "wall (s)", "image-steps / s"),
-        (
-            (
-                *(e["dataset"], e["model"], e["row"], f"{e['images']} × {e['horizon_steps']}"),
-                *(f"{e['wall_s']:.0f}", f"{e['image_steps_per_s'] or 0:,.0f}"),
-            )
-            for e in results["entries"]
-        ),
-    )
-    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -361,12 +290,6 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-NOT_RUN = (
-    "Not run in this job: `python -m validation reproduce --beyond` adds the deeper networks' table and the "
-    "diagnosis of every network (or `python -m validation beyond` and `python -m validation diagnose` alone).\n"
-)
-
-
 def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
     """:func:`validation.harness.diagnose.run_diagnosis` of every network's data-based spec (runs/specs/) on the first
     ``diagnose_images`` test images, written to runs/diagnose/<spec>/; one summary per network."""
@@ -407,22 +330,6 @@ def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[di
     return out
 
 
-def diagnose_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "Per spiking layer, the SNN's firing rates against the rates the ANN asks for "
-        "(validation/harness/diagnose.py); the first layer where they part and what that usually means.",
-        "",
-    ]
-    body = []
-    for r in rows:
-        first = "–" if r["first_broken"] is None else r["first_broken"]
-        body.append(
-            (r["network"], f"{100 * r['snn_accuracy']:.2f}", first, r["verdict"], f"[per layer]({r['picture']})")
-        )
-    lines += table(("network (spec)", "SNN accuracy %", "first broken layer", "verdict", "picture"), body)
-    return "\n".join(lines) + "\n"
-
-
 def run_stages(
     stages: tuple[Stage, ...], cfg: ReproduceConfig, root: Path | None, runs: Path, units: dict[str, float]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -438,77 +345,17 @@ def run_stages(
 
 
 def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Path = PUBLISHED) -> Path:
-    from validation.paper.table2_report import claims_markdown, converged_markdown, cost_markdown, paired_markdown
-    from validation.paper.table2_report import markdown as table2_markdown
-
     speed = print_estimate(cfg, reference)
     units = stage_units(cfg)
     t0 = time.perf_counter()
     done, log = run_stages(STAGES, cfg, root, runs, units)
-    table1, results, conv = done["training"], done["table2"], done["figures"]
-    repl, horizon, agree = done["replication"], done["horizon"], done["agreement"]
-    beyond, diagnosis = done["beyond"], done["diagnose"]
     total = time.perf_counter() - t0
-    ev = cfg.eval
-    tag = ev.tag
-    report = "\n".join(
-        [
-            "# Reproduction of Diehl et al. 2015 on MNIST and Fashion-MNIST",
-            "",
-            f"Command: `{cfg.command}`. Machine: {machine()}. Total wall time {total / 60:.1f} min. Table 2: "
-            f"{ev.n_images} test images × {ev.steps} ms per row, model-based {ev.plan('model')[0]} × "
-            f"{ev.plan('model')[1]} ms.",
-            "",
-            "## Table 1 (ANN accuracy, eval mode)",
-            "",
-            table1,
-            "## Table 2 (SNN accuracy)",
-            "",
-            table2_markdown(results),
-            HORIZONS.format(T=ev.steps, slow_steps=ev.slow_steps, slow_images=ev.slow_images),
-            converged_markdown(results),
-            "### The horizon on Fashion-MNIST",
-            "",
-            horizon_markdown(horizon),
-            "### The paper's claims at this scale",
-            "",
-            claims_markdown(results),
-            "### Paired tests",
-            "",
-            paired_markdown(results),
-            "### Cost per classification",
-            "",
-            cost_markdown(results),
-            f"Figures: `runs/table2/{tag}/fig3_mnist.png`, `runs/table2/{tag}/fig4_fashion.png`.",
-            "",
-            "## Convergence",
-            "",
-            convergence_markdown(conv),
-            "## The replication's configuration",
-            "",
-            replication_markdown(repl),
-            "## Agreement with Brian2",
-            "",
-            agreement_markdown(agree),
-            "## Beyond the paper's two networks",
-            "",
-            beyond_markdown(beyond) if beyond else NOT_RUN,
-            "## Where the conversions lose accuracy",
-            "",
-            diagnose_markdown(diagnosis) if diagnosis else NOT_RUN,
-            "## Stage wall times",
-            "",
-            "\n".join(f"- {x['stage']}: {x['wall_s']:.0f} s" for x in log),
-            "",
-            throughput_markdown(results),
-        ]
-    )
-    write_text_atomic(runs / "REPORT.md", report)
+    write_text_atomic(runs / "REPORT.md", report_markdown(cfg, done, log, total))
     summary = {
         "stages": log,
         "total_s": total,
-        "agreement": agree,
-        "diagnose": diagnosis,
+        "agreement": done["agreement"],
+        "diagnose": done["diagnose"],
         "command": cfg.command,
         "calibration": speed,
     }
@@ -516,7 +363,7 @@ def reproduce(cfg: ReproduceConfig, root: Path | None, runs: Path, reference: Pa
         runs / "reproduce.json",
         {
             **summary,
-            **provenance({"tag": tag, "select": cfg.select, "models": _shown(cfg.models)}, cfg.seed),
+            **provenance({"tag": cfg.eval.tag, "select": cfg.select, "models": shown(cfg.models)}, cfg.seed),
         },
     )
     return runs / "REPORT.md"

@@ -3,7 +3,8 @@
 Retraining one setting with another seed (or on another CPU) moves the data-based SNN rows by a few tenths of
 a point, as much as most differences between methods; the image-level intervals of one network do not show
 that. For every training seed this trains each network with the setting the main job uses
-(:func:`convert.select.selected`, the seed replaced; cached by content under ``runs/seeds/s<seed>/``), runs
+(:func:`convert.select.selected`, the seed replaced; cached by content under ``runs/seeds/s<seed>/``; the
+main job's own training seed starts from its published networks unless asked to retrain), runs
 Table 2 on it (the same config as the main job's, one input seed) and then reports per network and row the
 mean and spread over training seeds beside the first seed's Wilson interval, and in how many seeds each of
 the paper's claims holds. Written to ``runs/seeds/seeds.{json,md}``. The main job keeps one training seed.
@@ -23,6 +24,7 @@ from convert.select import select_and_train, selected
 from convert.train import TrainConfig
 from validation.markdown import table
 from validation.paper.experiments import EvalConfig
+from validation.paper.networks import PUBLISHED_MODELS, shown, use_given_models
 from validation.paper.table2 import PAIRS, run_table2
 
 
@@ -35,23 +37,42 @@ def _main_job_eval() -> EvalConfig:
 @dataclass(frozen=True)
 class SeedsConfig:
     """``seeds``: the training seeds; ``eval``: Table 2's config for each (the main job's by default);
-    ``train``: overrides of every training config (e.g. fewer epochs, for a quick look or a test)."""
+    ``train``: overrides of every training config (e.g. fewer epochs, for a quick look or a test); ``models``:
+    the networks trained with training seed ``models_seed`` and the main job's setting (the published ones),
+    used for that seed instead of training it again (None, or any ``train`` override: every seed is trained)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     pairs: tuple[tuple[str, str], ...] = PAIRS
     eval: EvalConfig = field(default_factory=_main_job_eval)
     train: dict[str, Any] = field(default_factory=dict)
+    models: Path | None = PUBLISHED_MODELS
+    models_seed: int = 0
 
     def __post_init__(self) -> None:
         if len(set(self.seeds)) < 2:
             raise ValueError(f"a spread needs at least two distinct training seeds, got {self.seeds}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "eval": self.eval.to_dict()}
+        return {**dataclasses.asdict(self), "eval": self.eval.to_dict(), "models": shown(self.models)}
+
+    def given(self, seed: int) -> Path | None:
+        """The folder of networks that stand for training seed ``seed``, or None: train it."""
+        return self.models if self.models is not None and not self.train and seed == self.models_seed else None
 
 
 def train_seed(cfg: SeedsConfig, seed: int, root: Path | None, runs: Path) -> dict[tuple[str, str], dict]:
-    """Every network trained with training seed ``seed`` into ``runs``; their metrics (Table 1's row)."""
+    """Every network trained with training seed ``seed`` into ``runs`` (or copied there, :meth:`SeedsConfig.given`);
+    their metrics (Table 1's row)."""
+    given = cfg.given(seed)
+    if given is not None:
+        metrics = use_given_models(given, runs, cfg.pairs)
+        for (ds, model), m in metrics.items():
+            if m.get("seed") != seed:
+                raise ValueError(
+                    f"{given}: {ds}-{model} was trained with seed {m.get('seed')}, not {seed}; "
+                    "pass models=None (--train) to train every seed"
+                )
+        return metrics
     out = {}
     for ds, model in cfg.pairs:
         base = TrainConfig(dataset=ds, model=model, seed=seed, validation_images=cfg.eval.holdout)
