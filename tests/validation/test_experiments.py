@@ -109,7 +109,7 @@ def test_record_checkpoints_include_the_common_horizon():
 def test_engine_options_reach_the_config_and_its_tag():
     import argparse
 
-    from validation.__main__ import _eval_config
+    from validation.commands.paper import eval_config as _eval_config
 
     assert EvalConfig().tag == "n500-t300-float32"  # cached records of the default engine keep their folder
     args = argparse.Namespace(
