@@ -29,8 +29,8 @@ from convert.train import checkpoint_paths
 from validation.harness.agreement import agreement_markdown, agreement_summary
 from validation.markdown import table
 from validation.paper.convergence import correct_at, time_to_accuracy, tolerance_images
-from validation.paper.experiments import EvalConfig, build_specs, evaluate
-from validation.paper.table2 import network_entries, network_jobs
+from validation.paper.experiments import EvalConfig, build_specs
+from validation.paper.table2 import network_entries, network_jobs, network_records
 from validation.significance import mcnemar
 
 NETWORKS: tuple[tuple[str, str], ...] = (("fashion", "vgg"), ("fashion", "resnet"))
@@ -76,11 +76,12 @@ def run_beyond(cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool 
     bar = tqdm(total=total, unit="img-step", unit_scale=True, desc="beyond", disable=not progress or total == 0)
     entries, agreement = [], []
     for ds, model in todo:
-        found, correct = network_entries(ev, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
+        recs = network_records(ev, jobs[(ds, model)], root, cache, bar.update)
+        found, correct = network_entries(ev, built[(ds, model)], jobs[(ds, model)], recs, root, cache)
         found.sort(key=lambda e: cfg.rows.index(e["row"]))
         for entry in found:
             row = entry["row"]
-            record = evaluate(jobs[(ds, model)][(row, ev.seeds[0])], root, ev, cache)
+            record = recs[row][0]
             dt = built[(ds, model)]["specs"][row][0].dt_ms
             entry["time_within_pp_ms"] = {str(pp): time_within(record, pp, dt) for pp in WITHIN_PP}
             entry["vs_ann"] = mcnemar(correct[row]["T"], correct["ANN"]["T"]).to_dict()

@@ -93,7 +93,8 @@ def run_table2(
                 print(cluster.estimate_lines(seconds, len(parts), sum(client.nthreads().values())))
             cluster.simulate_parts(client, parts, bar.update)
     for ds, model in todo:
-        entries, correct = network_entries(cfg, built[(ds, model)], jobs[(ds, model)], root, cache, bar.update)
+        recs = network_records(cfg, jobs[(ds, model)], root, cache, bar.update)
+        entries, correct = network_entries(cfg, built[(ds, model)], jobs[(ds, model)], recs, root, cache)
         results["entries"] += entries
         results["paired"] += paired_tests(ds, model, correct)
     bar.close()
@@ -104,10 +105,20 @@ def run_table2(
     return results
 
 
-def network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[str, Any]], dict]:
-    """Every row's entry of one network (the rows ``jobs`` holds; records under ``cache``, runs/table2, paths
-    relative to it), and per row and for the ANN the per-image correctness (first input seed) at T and at the
-    row's horizon, for the paired tests."""
+def network_records(cfg, jobs, root, cache, update) -> dict[str, list[SpikeRecord]]:
+    """Every row's records of one network, one per input seed (the rows ``jobs`` holds, in the table's order;
+    simulated where missing, else read from ``cache``)."""
+    return {
+        r.name: [evaluate(jobs[(r.name, seed)], root, cfg, cache, update) for seed in cfg.seeds]
+        for r in rows() + VARIANTS
+        if (r.name, cfg.seeds[0]) in jobs
+    }
+
+
+def network_entries(cfg, built, jobs, records, root, cache) -> tuple[list[dict[str, Any]], dict]:
+    """Every row's entry of one network from its ``records`` (:func:`network_records`; paths relative to
+    ``cache``, runs/table2), and per row and for the ANN the per-image correctness (first input seed) at T and
+    at the row's horizon, for the paired tests."""
     ds, model = next(iter(jobs.values())).dataset, next(iter(jobs.values())).model
     ann_all = json.loads(checkpoint_paths(cache.parent, ds, model)[1].read_text())["test_accuracy"]
     test = datasets.load(ds, "test", root)
@@ -115,13 +126,11 @@ def network_entries(cfg, built, jobs, root, cache, update) -> tuple[list[dict[st
     ann_correct = ann.predict(built["base"], test.images[: cfg.n_images]) == test.labels[: cfg.n_images]
     entries = []
     correct = {"ANN": {"T": ann_correct, "H": ann_correct}}
-    for row_def in rows() + VARIANTS:
-        row = row_def.name
-        if (row, cfg.seeds[0]) not in jobs:
-            continue
+    row_defs = {r.name: r for r in rows() + VARIANTS}
+    for row, recs in records.items():
+        row_def = row_defs[row]
         spec, report = built["specs"][row]
         images, horizon = cfg.plan(row)
-        recs = [evaluate(jobs[(row, seed)], root, cfg, cache, update) for seed in cfg.seeds]
         first = recs[0]
         conv = convergence(first, spec.dt_ms)
         at_t = [float(np.mean(correct_at(r, cfg.steps))) for r in recs]
