@@ -13,12 +13,16 @@ from validation.paper.seeds import SeedsConfig, aggregate, markdown, run_seeds, 
 
 
 def _t2(acc_data: float, acc_model: float, holds: bool) -> dict:
-    entry = {"dataset": "mnist", "model": "mlp", "ci95_at_T": [acc_data - 0.01, acc_data + 0.01]}
+    data = {"dataset": "mnist", "model": "mlp", "row": "data", "images": 10000, "horizon_steps": 300}
+    data |= {
+        "accuracy_mean": acc_data,
+        "accuracy_at_T_mean": acc_data,
+        "ci95_first_seed": [acc_data - 0.01, acc_data + 0.01],
+    }
+    model = {**data, "row": "model", "images": 500, "horizon_steps": 5000}  # at T = 300 still near chance
+    model |= {"accuracy_mean": acc_model, "accuracy_at_T_mean": 0.1, "ci95_first_seed": [acc_model - 0.02, acc_model]}
     return {
-        "entries": [
-            {**entry, "row": "data", "accuracy_at_T_mean": acc_data},
-            {**entry, "row": "model", "accuracy_at_T_mean": acc_model},
-        ],
+        "entries": [data, model],
         "claims": [{"dataset": "mnist", "model": "mlp", "claim": "data beats model", "holds": holds}],
     }
 
@@ -28,9 +32,11 @@ def test_the_spread_is_over_training_seeds_and_the_interval_is_the_first_seeds()
     t2 = [_t2(0.97, 0.95, True), _t2(0.974, 0.96, False), _t2(0.972, 0.955, True)]
     s = aggregate((0, 1, 2), t1, t2)
     data = next(e for e in s["entries"] if e["row"] == "data")
-    assert data["accuracy_at_T"] == [0.97, 0.974, 0.972]
+    assert data["accuracy"] == [0.97, 0.974, 0.972]
     assert data["mean"] == pytest.approx(0.972) and data["std"] == pytest.approx(0.002)
     assert data["range"] == pytest.approx(0.004) and data["ci95_first_seed"] == [0.96, 0.98]
+    model = next(e for e in s["entries"] if e["row"] == "model")  # at its own horizon, not at T
+    assert model["accuracy"] == [0.95, 0.96, 0.955] and (model["images"], model["horizon_steps"]) == (500, 5000)
     assert s["ann_test_accuracy"] == {"mnist-mlp": [0.98, 0.982, 0.981]}
     assert s["claims"] == [
         {"dataset": "mnist", "model": "mlp", "claim": "data beats model", "holds": [True, False, True]}
@@ -58,7 +64,7 @@ def test_two_training_seeds_on_a_briefly_trained_mlp(tmp_path) -> None:
         meta = json.loads((tmp_path / "seeds" / f"s{seed}" / "models" / "mnist-mlp.json").read_text())
         assert meta["selection"]["request"]["base"]["seed"] == seed
     assert {e["row"] for e in s["entries"]} >= {"data", "model", "robust"}
-    assert all(len(e["accuracy_at_T"]) == 2 and np.isfinite(e["std"]) for e in s["entries"])
+    assert all(len(e["accuracy"]) == 2 and np.isfinite(e["std"]) for e in s["entries"])
     assert all(len(c["holds"]) == 2 for c in s["claims"])
     saved = json.loads((tmp_path / "seeds" / "seeds.json").read_text())
     assert saved["seeds"] == [0, 1] and "git_commit" in saved
