@@ -71,4 +71,5 @@ def test_commands_are_published_without_local_folders():
     local = "python -m validation reproduce --runs /some/where --images 2000 --slow-images 200 --horizon-images 500"
     assert _public(local) == "make reproduce-small"
     assert _public("python -m validation reproduce --root=/data") == "make reproduce"
+    assert _public("python -m validation reproduce --root data --beyond") == "make reproduce-beyond"
     assert _public("python -m validation reproduce --images 500") == "python -m validation reproduce --images 500"

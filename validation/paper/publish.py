@@ -1,7 +1,8 @@
 """Copy the main job's results into ``docs/results/`` and the README's generated block.
 
 ``python -m validation publish --runs runs`` copies ``runs/REPORT.md``, Table 2's tables and figures, the
-convergence table and the replication-configuration table into ``docs/results/``, and rewrites the part of
+convergence table, the replication-configuration table and (when run) the training-seed spread into
+``docs/results/``, and rewrites the part of
 ``README.md`` between ``<!-- results:start -->`` and ``<!-- results:end -->`` from the same files, so the
 README's numbers are the report's numbers, never retyped.
 """
@@ -27,6 +28,7 @@ def _tag(runs: Path) -> str:
 MAKE_TARGETS = {  # the Makefile's spelling of the main job's commands
     "python -m validation reproduce": "make reproduce",
     "python -m validation reproduce --images 2000 --slow-images 200 --horizon-images 500": "make reproduce-small",
+    "python -m validation reproduce --beyond": "make reproduce-beyond",
     "python -m validation reproduce --train --slow-images 2000 --horizon-images 2000 --agreement-steps 500 "
     "--agreement all": "make reproduce-full",
 }
@@ -84,6 +86,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
         table2 / "fig4_fashion.png": docs / "fig4_fashion.png",
         runs / "replication-config" / "replication-config.md": docs / "replication-config.md",
         runs / "table1.md": docs / "table1.md",
+        runs / "seeds" / "seeds.md": docs / "seeds.md",  # `make reproduce-seeds`, when it was run
     }
     written = []
     results = json.loads((table2 / "table2.json").read_text())
