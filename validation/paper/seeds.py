@@ -130,7 +130,7 @@ def markdown(summary: dict[str, Any]) -> str:
     seeds = summary["seeds"]
     lines = [
         f"Training seeds {', '.join(map(str, seeds))}: each network retrained with the main job's setting and "
-        "the seed replaced, Table 2 run on each (one input seed). SNN accuracy at T per training seed, their "
+        "the seed replaced, Table 2 run on each (one input seed). SNN accuracy per training seed, their "
         "mean ± sample standard deviation and range, beside the 95 % Wilson half-width over images of the first "
         "seed: a spread as large as the half-width means the training seed matters as much as the images. Each "
         "row at its horizon (images × steps): T for the fast rows, longer for model-based normalization.",
