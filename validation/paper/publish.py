@@ -87,6 +87,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
         runs / "replication-config" / "replication-config.md": docs / "replication-config.md",
         runs / "table1.md": docs / "table1.md",
         runs / "seeds" / "seeds.md": docs / "seeds.md",  # `make reproduce-seeds`, when it was run
+        runs / "seeds" / "seeds.json": docs / "seeds.json",
     }
     written = []
     results = json.loads((table2 / "table2.json").read_text())
