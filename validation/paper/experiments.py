@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from convert import datasets, methods
 from convert.contract.fingerprint import (
@@ -141,7 +142,8 @@ def search_threshold(
     from convert.normalize import baseline
 
     scores = {}
-    for theta in cfg.thresholds:
+    # one bar per search: on the deeper networks each candidate takes minutes of the CPU
+    for theta in tqdm(cfg.thresholds, desc="threshold search", unit="θ", leave=False):
         spec, _ = baseline(base, theta)
         rec = run(
             "fastsim",
