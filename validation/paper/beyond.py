@@ -67,7 +67,7 @@ def run_beyond(cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool 
     cache = runs / "table2"  # records and searches shared with Table 2 (keyed by content)
     ev = cfg.eval
     todo = [(ds, m) for ds, m in cfg.networks if checkpoint_paths(runs, ds, m)[1].exists()]
-    built = {(ds, m): build_specs(ds, m, root, runs, ev, cache) for ds, m in todo}
+    built = {(ds, m): build_specs(ds, m, root, runs, ev, cache, progress) for ds, m in todo}
     for (ds, m), b in built.items():  # the specs the table runs, for the diagnosis and for other tools
         for row in cfg.rows:
             save_spec(b["specs"][row][0], runs / "specs" / f"{ds}-{m}-{row}.npz")

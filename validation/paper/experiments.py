@@ -134,7 +134,12 @@ def heldout(dataset: str, root: Path | None, cfg: EvalConfig) -> tuple[np.ndarra
 
 
 def search_threshold(
-    base: NetworkSpec, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, cfg: EvalConfig
+    base: NetworkSpec,
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    cfg: EvalConfig,
+    progress: bool = True,
 ) -> tuple[float, dict[float, float]]:
     """The baseline threshold with the best accuracy on the given (held-out training) images.
 
@@ -143,7 +148,7 @@ def search_threshold(
 
     scores = {}
     # one bar per search: on the deeper networks each candidate takes minutes of the CPU
-    for theta in tqdm(cfg.thresholds, desc="threshold search", unit="θ", leave=False):
+    for theta in tqdm(cfg.thresholds, desc="threshold search", unit="θ", leave=False, disable=not progress):
         spec, _ = baseline(base, theta)
         rec = run(
             "fastsim",
@@ -175,14 +180,16 @@ def search_key(base: NetworkSpec, dataset: str, cfg: EvalConfig) -> str:
     )
 
 
-def cached_search(base: NetworkSpec, dataset: str, root: Path | None, cfg: EvalConfig, out: Path) -> dict[str, Any]:
+def cached_search(
+    base: NetworkSpec, dataset: str, root: Path | None, cfg: EvalConfig, out: Path, progress: bool = True
+) -> dict[str, Any]:
     """The baseline threshold search, cached under ``out/searches/`` by :func:`search_key`."""
     key = search_key(base, dataset, cfg)
     path = out / "searches" / f"threshold-{dataset}-{short(key)}.json"
     search = read_cached_json(path, key)
     if search is not None:
         return search
-    tuned, scores = search_threshold(base, *heldout(dataset, root, cfg), cfg)
+    tuned, scores = search_threshold(base, *heldout(dataset, root, cfg), cfg, progress)
     search = {
         KEY_FIELD: key,
         "chosen": tuned,
@@ -194,11 +201,13 @@ def cached_search(base: NetworkSpec, dataset: str, root: Path | None, cfg: EvalC
     return search
 
 
-def build_specs(dataset: str, model: str, root: Path | None, runs: Path, cfg: EvalConfig, out: Path) -> dict:
+def build_specs(
+    dataset: str, model: str, root: Path | None, runs: Path, cfg: EvalConfig, out: Path, progress: bool = True
+) -> dict:
     """Every row's spec for one trained model (threshold search and statistics cached by content)."""
     base = copy_spec(dataset, model, runs)
     table = rows()
-    search = cached_search(base, dataset, root, cfg, out) if any(r.tuned for r in table) else None
+    search = cached_search(base, dataset, root, cfg, out, progress) if any(r.tuned for r in table) else None
     stats = None
     if any(methods.get(r.method).needs_stats for r in table):
         stats = stats_for(base, dataset, root, runs, cfg.calib_images, holdout=cfg.holdout, progress=False)
