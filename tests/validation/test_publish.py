@@ -73,3 +73,46 @@ def test_commands_are_published_without_local_folders():
     assert _public("python -m validation reproduce --root=/data") == "make reproduce"
     assert _public("python -m validation reproduce --root data --beyond") == "make reproduce-beyond"
     assert _public("python -m validation reproduce --images 500") == "python -m validation reproduce --images 500"
+
+
+def test_publish_adds_the_beyond_table_and_the_diagnosis(tmp_path):
+    """With `make reproduce-beyond`'s results, the block holds the deeper networks' table (with the commit that
+    made it) and the diagnosis summary whose picture links point at the published copies, which are copied."""
+    runs = _runs(tmp_path)
+    entry = {
+        "dataset": "fashion",
+        "model": "vgg",
+        "row": "data-subtract-half",
+        "threshold": 1.0,
+        "ann_accuracy_same_images": 0.9465,
+        "accuracy_at_T_mean": 0.9312,
+        "ci95_at_T": (0.92, 0.94),
+        "vs_ann": {"p_value": 1e-3},
+        "time_within_pp_ms": {"1.0": 120.0, "0.1": 240.0},
+        "synops_per_image_at_T": 1.5e8,
+        "ann_macs_per_image": 1.77e7,
+    }
+    config = {"eval": {"n_images": 2000, "steps": 300, "seeds": [0]}, "networks": [["fashion", "vgg"]]}
+    beyond = {"config": config, "entries": [entry], "agreement": [], "git_commit": "fedcba9876543"}
+    (runs / "beyond").mkdir()
+    (runs / "beyond" / "beyond.json").write_text(json.dumps(beyond))
+    (runs / "beyond" / "beyond.md").write_text("beyond")
+    picture = "diagnose/fashion-vgg-data/diagnose.png"
+    (runs / "diagnose" / "fashion-vgg-data").mkdir(parents=True)
+    (runs / picture).write_bytes(b"png")
+    (runs / "diagnose" / "fashion-vgg-data" / "diagnose.md").write_text("diagnosis")
+    meta = json.loads((runs / "reproduce.json").read_text())
+    verdict = "spiking layer 2 (Conv2d) is the first that breaks"
+    meta["diagnose"] = [
+        {"network": "fashion-vgg-data", "snn_accuracy": 0.92, "first_broken": 2, "verdict": verdict, "picture": picture}
+    ]
+    (runs / "reproduce.json").write_text(json.dumps(meta))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    docs = tmp_path / "docs" / "results"
+    publish(runs, docs, readme)
+    block = readme.read_text()
+    assert "Beyond the paper's two networks (git commit `fedcba9876`):" in block
+    assert "| fashion-vgg | data-subtract-half | 1 | 94.65 | 93.12 (92.00–94.00) | -1.53 |" in block
+    assert f"| fashion-vgg-data | 92.00 | 2 | {verdict} | [per layer](docs/results/{picture}) |" in block
+    assert (docs / picture).read_bytes() == b"png" and (docs / "beyond.md").read_text() == "beyond"

@@ -131,7 +131,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
             "Agreement with Brian2 in the same run:",
             "",
             agreement_markdown(report.get("agreement", [])),
-            *(["Beyond the paper's two networks:", "", beyond_markdown(beyond)] if beyond else []),
+            *([f"Beyond the paper's two networks{_commit(beyond)}:", "", beyond_markdown(beyond)] if beyond else []),
             *(["Where the conversions lose accuracy:", "", _diagnose_block(diagnosis)] if diagnosis else []),
             END,
         ]
@@ -144,6 +144,12 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     write_text_atomic(readme, head + block + tail)
     written.append(readme)
     return written
+
+
+def _commit(results: dict) -> str:
+    """`` (git commit `abc`)`` of a results file (its table may come from a later run than the main job's)."""
+    commit = results.get("git_commit")
+    return f" (git commit `{commit[:10]}`)" if commit else ""
 
 
 def _diagnose_block(rows: list[dict]) -> str:
