@@ -55,8 +55,9 @@ reproduce: data
 reproduce-full: data
 	$(PY) -m validation reproduce --root $(DATA) --train --slow-images 2000 --horizon-images 2000 --agreement-steps 500 --agreement all
 
-# The main job and beyond the paper: the deeper Fashion-MNIST networks' table (2 000 test images x 300 ms, a
-# Brian2 sample) and every network's per-layer diagnosis; about 40 min more than `make reproduce` on a 2-core box.
+# The main job and beyond the paper: the deeper Fashion-MNIST networks' table (five rows, 2 000 test images x
+# 300 ms, Brian2 samples) and every network's per-layer diagnosis; the published run took 90 min more than the
+# main job's stages on a 2-core box on a slow day (with four rows and a seven-candidate threshold search).
 reproduce-beyond: data
 	$(PY) -m validation reproduce --root $(DATA) --beyond
 

@@ -91,7 +91,9 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     n_calib = datasets.N_IMAGES["train"] - args.holdout
     where = f"the {args.dataset} training split less the {args.holdout} held-out images"
     check_count("--calib-images", args.calib_images, n_calib, where)
-    fields = dict(reset=args.reset, schedule=args.schedule, encoding=args.encoding, readout=args.readout)
+    fields = dict(
+        reset=args.reset, schedule=args.schedule, encoding=args.encoding, readout=args.readout, v_init=args.v_init
+    )
     base = copy_spec(args.dataset, args.model, runs, **fields)
     stats = None
     if methods.get(args.method).needs_stats:
@@ -113,9 +115,10 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 
 
 def _variant(args: argparse.Namespace) -> str:
-    """The default spec file name's suffix for a non-default encoding or readout ("-current", "-membrane"), so
-    that such a spec never overwrites the default one."""
-    return "".join(f"-{v}" for v, default in ((args.encoding, "poisson"), (args.readout, "spikes")) if v != default)
+    """The default spec file name's suffix for a non-default encoding, readout or initial potential ("-current",
+    "-membrane", "-vinit0.5"), so that such a spec never overwrites the default one."""
+    suffix = "".join(f"-{v}" for v, default in ((args.encoding, "poisson"), (args.readout, "spikes")) if v != default)
+    return suffix + (f"-vinit{args.v_init:g}" if args.v_init else "")
 
 
 def cmd_export_nir(args: argparse.Namespace) -> int:
@@ -235,6 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         default="spikes",
         help="spikes: argmax of output spike counts; membrane: non-spiking output layer, argmax of its potential "
         "(a non-default encoding or readout is appended to the default --out name, e.g. -current-membrane)",
+    )
+    p.add_argument(
+        "--v-init",
+        type=float,
+        default=0.0,
+        help="every membrane's potential at the start of an image, as a fraction of its threshold, in [0, 1) "
+        "(default 0; 0.5 with --reset subtract centres the rounding error, Bu et al. 2022; appended to the "
+        "default --out name, e.g. -vinit0.5)",
     )
     p.add_argument(
         "--calib-images",

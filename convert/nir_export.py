@@ -19,7 +19,8 @@ What NIR's IF cannot express is refused unless ``lossy=True`` (then written with
   it layer by layer within a step, i.e. the ``cascade`` schedule. NIR's ``Delay`` node would not help: with zero
   reset the delay schedule drops the input that arrives in a spike's step, which no delayed cascade does, and
   none of the four importers maps ``Delay``;
-* ``reset="subtract"``: NIR's IF resets to ``v_reset``; there is no reset by subtraction.
+* ``reset="subtract"``: NIR's IF resets to ``v_reset``; there is no reset by subtraction;
+* ``v_init`` ≠ 0: an IF node has no initial potential (the metadata keeps it for the round trip).
 
 The graph's metadata holds ``snn_balance`` (JSON: the spec's header, with its exact float64 thresholds), from
 which :func:`convert.nir_import.from_nir` restores the spec exactly, and ``graph_semantics`` (what the nodes
@@ -70,6 +71,8 @@ def unexpressed(spec: NetworkSpec) -> list[str]:
         )
     if spec.reset != GRAPH_RESET:
         out.append(f"reset {spec.reset!r}: NIR's IF resets to v_reset (here 0) and has no reset by subtraction")
+    if spec.v_init != 0.0:
+        out.append(f"v_init {spec.v_init:g}: NIR's IF nodes hold no initial potential; other simulators start at 0")
     return out
 
 

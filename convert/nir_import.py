@@ -255,6 +255,8 @@ def from_nir(graph: Any, semantics: str = "spec") -> NetworkSpec:
         ):
             layers = _with_thresholds(layers, exact)
         kw = {k: header[k] for k in ("reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")}
+        if "v_init" in header:  # a format-5 header: the initial potential the IF nodes cannot hold
+            kw["v_init"] = header["v_init"]
     try:
         return NetworkSpec(input_shape, tuple(layers), **kw)
     except (TypeError, ValueError) as err:

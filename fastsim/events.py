@@ -154,7 +154,9 @@ def run_batch(
     ckpt = np.asarray(checkpoints, dtype=np.int64)
     zero = spec.reset == "zero"
     graph = tables.graph.as_tuple()
-    args = (mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, graph, spec.schedule == "delay", zero, out)
+    v_start = np.asarray([spec.v_init * theta for theta in spec.thresholds], dtype=wdtype)  # rounded once
+    delay = spec.schedule == "delay"
+    args = (mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, v_start, graph, delay, zero, out)
     _interruptible(run_images, args)
     if mode == CURRENT:  # the input's events as the recorder computes them: (c · x) @ fanout, in float64
         fan = torch.as_tensor(tables.input_fanout)

@@ -54,6 +54,9 @@ GATE_VARIABLES = "\nc : 1\nbeaten : 1\nr : integer (constant)"
 GATE_START = "c = c * int(t_in_timesteps % image_steps != 0)"
 #: v = 0 in the first step of every image (v·1 = v exactly otherwise), before that step's threshold test
 IMAGE_START = "v = v * int(t_in_timesteps % image_steps != 0)"
+#: the same with a nonzero initial potential v0 = v_init · θ (the spec's ``v_init``): v·0 + v0·1 = v0 in the first
+#: step, v·1 + v0·0 = v exactly otherwise; a spec with v_init = 0 keeps IMAGE_START (and its compiled projects)
+IMAGE_START_AT_V0 = "v = v * int(t_in_timesteps % image_steps != 0) + v0 * int(t_in_timesteps % image_steps == 0)"
 
 
 @dataclass
@@ -120,9 +123,11 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     biased = getattr(layer, "bias", None) is not None
     layers = state.spec.layers
     gated = state.index + 1 < len(layers) and is_gate(layers[state.index + 1])  # a max-pool gate reads it
+    v_init = state.spec.v_init != 0.0
     group = NeuronGroup(
         conn.n_post,
         "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)"
+        + ("\nv0 : 1 (constant, shared)" if v_init else "")
         + ("\nb : 1 (constant)" if biased else "")
         + (GATE_VARIABLES if gated else ""),
         threshold="v >= theta",
@@ -132,7 +137,9 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     membrane = state.spec.readout == "membrane" and k == len(state.spec.spiking_indices)
     group.theta = np.inf if membrane else layer.threshold  # a membrane output layer never fires (module doc)
     group.image_steps = state.steps
-    start = IMAGE_START + ("\n" + GATE_START if gated else "")
+    if v_init:
+        group.v0 = state.spec.v_init * layer.threshold  # the spec's θ, also for a membrane output layer
+    start = (IMAGE_START_AT_V0 if v_init else IMAGE_START) + ("\n" + GATE_START if gated else "")
     group.run_regularly(start, when="start", name=f"refsim_layer_{k}_image_start")
     bias = neuron_bias(layer, conn.n_post)
     if bias is not None:  # b_j: added every step right after the synaptic events (module doc)

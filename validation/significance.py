@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,8 +43,17 @@ class Paired:
     b_only: int  # images B classifies correctly and A does not (c)
     p_value: float
 
+    def difference_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Interval for accuracy A − accuracy B on these images: the Wald interval of a paired difference of
+        proportions, d = (a_only − b_only)/n, se = √(a_only + b_only − n·d²)/n (Agresti, Categorical Data
+        Analysis, §10.1), clipped to [−1, 1]."""
+        n, d = self.n, (self.a_only - self.b_only) / self.n
+        z = float(stats.norm.ppf(0.5 + confidence / 2))
+        se = math.sqrt(max(self.a_only + self.b_only - n * d * d, 0.0)) / n
+        return max(-1.0, d - z * se), min(1.0, d + z * se)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "difference_ci95": self.difference_interval()}
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> Paired:

@@ -29,8 +29,9 @@ CACHE_FORMAT_VERSION = 1
 def spec_fingerprint(spec: NetworkSpec) -> str:
     """sha256 of everything in a spec that determines a simulation: layers, weights, thresholds, reset,
     schedule, dt, encoding, rate, labels and readout. ``provenance`` is free-form metadata and is left out.
-    The readout enters only when it is not the default ``"spikes"``, and a layer's bias only when it has one,
-    so that such a spec hashes exactly as before either existed (every cached result keeps its key)."""
+    The readout enters only when it is not the default ``"spikes"``, ``v_init`` only when it is not 0, and a
+    layer's bias only when it has one, so that such a spec hashes exactly as before either existed (every
+    cached result keeps its key)."""
     return fingerprint(_spec_content(spec))
 
 
@@ -58,6 +59,8 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
     }
     if spec.readout != "spikes":
         content["readout"] = spec.readout
+    if spec.v_init != 0.0:
+        content["v_init"] = spec.v_init
     return content
 
 

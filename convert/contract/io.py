@@ -15,7 +15,9 @@ version 3 (which has the ``readout`` key). A version-1 file must not have the ke
 ``readout="spikes"``), versions 2 to 4 must have it; only a version-3 or 4 file may hold a bias. Version 4 added
 the graph: ``MaxPool2d`` gates and skip edges (a layer's ``skip_source``, ``skip_weight`` (an array),
 ``skip_stride``, ``skip_padding``, present only on a layer with a skip); a spec with either is written as
-version 4, every other spec as before.
+version 4, every other spec as before. Version 5 added the header key ``v_init`` (the initial membrane potential
+as a fraction of the threshold); a spec with ``v_init`` ≠ 0 is written as version 5, which may hold everything
+of version 4, and every other spec as before.
 
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
@@ -35,10 +37,10 @@ from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import FAMILIES, family_of, supported
 from convert.layers import skip as skip_edge
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
 #: header keys each format version adds to _SPEC_FIELDS
-_VERSION_FIELDS = {1: (), 2: ("readout",), 3: ("readout",), 4: ("readout",)}
+_VERSION_FIELDS = {1: (), 2: ("readout",), 3: ("readout",), 4: ("readout",), 5: ("readout", "v_init")}
 #: layer array fields that may be absent (None), and the first version that holds them
 _OPTIONAL_ARRAYS = {"bias": 3}
 #: layer fields present only on a layer with a skip edge (convert.layers.skip), from version 4
@@ -69,6 +71,8 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     version = 3 if has_bias else 1 if spec.readout == "spikes" else 2  # the oldest that holds it (module doc)
     if not spec.is_chain:  # a gate or a skip edge
         version = 4
+    if spec.v_init != 0.0:  # an initial membrane potential
+        version = 5
     header = {"format_version": version, "layers": layers}
     for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
         value = getattr(spec, name)
@@ -101,6 +105,7 @@ _HEADER_TYPES: dict[str, tuple[Any, str]] = {
     "labels": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "provenance": (lambda v: isinstance(v, dict), "a JSON object"),
     "readout": (lambda v: isinstance(v, str), "a string"),
+    "v_init": (_is_number, "a number (the initial membrane potential as a fraction of the threshold)"),
 }
 _ARRAY_FIELD: tuple[Any, str] = (lambda v: isinstance(v, str), "the name of an array in the file")
 _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {

@@ -18,7 +18,10 @@ simulator takes neuron parameters or time semantics as arguments:
 * ``labels``: the class names of the output neurons; ``provenance``: free-form JSON-able metadata
   (source checkpoint, method, factors, seed);
 * ``readout``: how the class is read from the output layer: ``"spikes"`` (argmax of its spike counts) or
-  ``"membrane"`` (the output layer integrates but never spikes nor resets; argmax of its potential).
+  ``"membrane"`` (the output layer integrates but never spikes nor resets; argmax of its potential);
+* ``v_init``: every population's membrane potential at the start of each image, as a fraction of its own
+  threshold: v_l(0) = v_init · θ_l, in [0, 1). 0 is the paper's (and Brian2's) rest; ½ centres the
+  rate's rounding error of reset by subtraction (Bu et al. 2022, "Optimal ANN-SNN conversion").
 
 The exact discrete-time semantics are in docs/semantics.md; the file format in docs/spec-format.md.
 """
@@ -74,6 +77,17 @@ ENCODINGS = ("poisson", "current")
 READOUTS = ("spikes", "membrane")
 
 
+def _fraction(value: Any) -> float:
+    """``v_init`` as a float in [0, 1), or a :class:`SpecError` that says what it must be."""
+    v = float(value) if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) else math.nan
+    if not (0.0 <= v < 1.0):  # NaN fails too
+        raise SpecError(
+            f"v_init must be a fraction of the threshold in [0, 1), got {value!r}: 0 starts every membrane at "
+            "rest, 0.5 at half its threshold"
+        )
+    return v
+
+
 @dataclass(frozen=True, eq=False)
 class NetworkSpec:
     """A converted spiking network; see the module docstring for every field's meaning."""
@@ -88,6 +102,7 @@ class NetworkSpec:
     labels: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
     readout: str = "spikes"
+    v_init: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -114,6 +129,7 @@ class NetworkSpec:
             if not math.isfinite(value) or value <= 0:
                 raise SpecError(f"{name} must be a positive finite number, got {getattr(self, name)!r}")
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "v_init", _fraction(self.v_init))
         shapes = self.shapes  # raises SpecError if the layers do not chain
         self._check_graph(shapes)
         n_out = int(np.prod(shapes[-1]))
@@ -216,6 +232,7 @@ class NetworkSpec:
             and (self.reset, self.schedule, self.dt_ms, self.encoding, self.max_rate_hz, self.labels)
             == (other.reset, other.schedule, other.dt_ms, other.encoding, other.max_rate_hz, other.labels)
             and self.readout == other.readout
+            and self.v_init == other.v_init
             and self.provenance == other.provenance
         )
 

@@ -193,7 +193,9 @@ class _Loop:
             spec.spiking_indices,
             spec.thresholds,
         )
-        self.v = [np.zeros((n, size)) for size in spec.population_sizes]
+        # v_l(0) = v_init · θ_l (0 by default), the spec's θ also for a membrane readout's output layer
+        sizes = zip(spec.population_sizes, self.thetas, strict=True)
+        self.v = [np.full((n, size), spec.v_init * theta) for size, theta in sizes]
         self.counts, self.gated = _gate_buffers(spec, n, steps)
         self.membrane = spec.readout == "membrane"  # the output layer integrates, never fires, never resets
 

@@ -8,6 +8,8 @@ included, so a wrong loop cannot hide behind agreeing engines.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -125,3 +127,17 @@ def test_membrane_starts_at_zero_for_every_image(engine, schedule):
     np.testing.assert_array_equal(engine.run(spec, spikes=spikes, steps=4).layer_counts, [[0], [0]])
     spikes[1, 1, 0] = True  # two input spikes within image 1 do reach the threshold
     np.testing.assert_array_equal(engine.run(spec, spikes=spikes, steps=4).layer_counts, [[0], [1]])
+
+
+@pytest.mark.parametrize("schedule", ["delay", "cascade"])
+def test_membrane_starts_at_v_init_for_every_image(engine, schedule):
+    """v_init = ½, θ = 1, w = ¼: one input spike leaves v = .75 (no spike) in every image, also the one after an
+    image that ended at .75 (not carried over); two reach 1 and fire, which from rest (v = 0) they would not."""
+    spec = NetworkSpec((1,), (Dense([[0.25]], threshold=1.0),), schedule=schedule, v_init=0.5)
+    spikes = np.zeros((2, 4, 1), dtype=bool)
+    spikes[0, 2, 0] = spikes[1, 0, 0] = True
+    np.testing.assert_array_equal(engine.run(spec, spikes=spikes, steps=4).layer_counts, [[0], [0]])
+    spikes[1, 1, 0] = True
+    np.testing.assert_array_equal(engine.run(spec, spikes=spikes, steps=4).layer_counts, [[0], [1]])
+    rest = dataclasses.replace(spec, v_init=0.0)
+    np.testing.assert_array_equal(engine.run(rest, spikes=spikes, steps=4).layer_counts, [[0], [0]])

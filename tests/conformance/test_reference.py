@@ -130,3 +130,36 @@ def test_checkpoint_rules_are_one_shell(engine):
     for bad in ([5, 2], [0, 5], [STEPS + 1], []):
         with pytest.raises(ValueError, match="checkpoints must be increasing"):
             engine.run(spec, steps=STEPS, checkpoints=bad, **args)
+
+
+# an initial membrane potential (the spec's v_init: v_l(0) = v_init · θ_l, a multiple of 1/8 here, so exact) on
+# a chain, the CNN and the network with every kind; compiling engines run it on the every-kind network once
+V_INIT_FAMILIES = ("Dense", "CNN", "Residual")
+V_INIT_COVER = {("delay", "subtract", "poisson", "Residual")}
+
+
+@pytest.mark.conformance_cover(("schedule", "reset", "kind", "family"), V_INIT_COVER)
+@pytest.mark.parametrize("family", V_INIT_FAMILIES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("schedule", "reset"), MODES)
+def test_initial_membrane_matches_the_reference_loop(engine, schedule, reset, kind, family):
+    spec, inputs, args = _case(engine, schedule, reset, kind, family)
+    spec = dataclasses.replace(spec, v_init=0.5)
+    images = args.pop("images", None)
+    record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, **args)
+    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    at_rest = reference.expected_record(dataclasses.replace(spec, v_init=0.0), inputs, CHECKPOINTS)
+    assert not np.array_equal(want.layer_counts, at_rest.layer_counts), "v_init must change this case's counts"
+    reference.assert_record_matches(record, want, f"{engine.id} v_init=0.5 {schedule}/{reset} {kind} {family}")
+
+
+@pytest.mark.parametrize(("schedule", "reset"), MODES)
+def test_membrane_readout_starts_at_v_init(engine, schedule, reset):
+    """A membrane output layer starts at v_init · θ of its spec's θ too (it never fires; its potential is read)."""
+    spec, inputs, args = _case(engine, schedule, reset, "spikes", "Dense", readout="membrane")
+    spec = dataclasses.replace(spec, v_init=0.25)
+    record = engine.run(spec, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, **args)
+    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    reference.assert_record_matches(record, want, f"{engine.id} membrane v_init=0.25 {schedule}/{reset}")
+    at_rest = reference.expected_record(dataclasses.replace(spec, v_init=0.0), inputs, CHECKPOINTS)
+    assert not np.array_equal(want.output_potential, at_rest.output_potential), "v_init must change the potential"

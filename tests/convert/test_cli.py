@@ -205,3 +205,18 @@ def test_check_count_names_the_split_size():
 
     with pytest.raises(argparse.ArgumentTypeError, match="20000 exceeds the 10000 images of a test split"):
         at_most(10_000, "a test split")("20000")
+
+
+def test_normalize_cli_sets_the_initial_potential(tiny_runs, capsys):
+    """--v-init reaches the spec (with the reset) and its default file name; a value outside [0, 1) is one clear
+    error and writes nothing."""
+    argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "data", "--calib-images", "500"]
+    argv += ["--runs", str(tiny_runs), "--reset", "subtract"]
+    assert main([*argv, "--v-init", "0.5"]) == 0
+    spec = load_spec(tiny_runs / "specs" / "mnist-mlp-data-vinit0.5.npz")
+    assert (spec.v_init, spec.reset) == (0.5, "subtract")
+    capsys.readouterr()
+    assert main([*argv, "--v-init", "1", "--out", str(tiny_runs / "bad.npz")]) != 0
+    err = capsys.readouterr().err
+    assert "v_init must be a fraction of the threshold in [0, 1)" in err and len(err.strip().splitlines()) == 1
+    assert not (tiny_runs / "bad.npz").exists()

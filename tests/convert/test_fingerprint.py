@@ -28,6 +28,7 @@ def test_spec_fingerprint_follows_content_not_metadata():
         _spec(w, max_rate_hz=500.0),
         _spec(w, encoding="current"),
         _spec(w, readout="membrane"),
+        _spec(w, v_init=0.5),
         NetworkSpec(input_shape=(1, 2, 2), layers=(Flatten(), Dense(w, threshold=2.0))),
     ]
     keys = {spec_fingerprint(s) for s in changed}
@@ -46,6 +47,8 @@ def test_default_readout_keeps_the_fingerprint_of_before_the_field():
     old.update(max_rate_hz=spec.max_rate_hz, labels=spec.labels)
     assert spec_fingerprint(spec) == fingerprint(old)
     assert spec_fingerprint(dataclasses.replace(spec, readout="membrane")) != fingerprint(old)
+    assert "v_init" not in content  # likewise the initial potential at its default 0
+    assert spec_fingerprint(dataclasses.replace(spec, v_init=0.0)) == fingerprint(old)
 
 
 def test_fingerprint_is_canonical_and_type_aware():

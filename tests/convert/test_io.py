@@ -58,7 +58,7 @@ def test_a_bias_is_written_as_version_3_and_only_there(tmp_path, tiny_cnn):
     save_spec(spec, tmp_path / "b.npz")
     z = np.load(tmp_path / "b.npz")
     header = json.loads(bytes(z["header"]).decode())
-    assert header["format_version"] == 3 and FORMAT_VERSION == 4 and header["readout"] == "spikes"
+    assert header["format_version"] == 3 and FORMAT_VERSION == 5 and header["readout"] == "spikes"
     assert "bias" not in header["layers"][0] and header["layers"][-1]["bias"] in z
     back = load_spec(tmp_path / "b.npz")
     assert back == spec and back.layers[-1].bias.tolist() == [0.5, -0.25, 0.0, 1.0]
@@ -195,6 +195,11 @@ def _int_weights(header, arrays):
     return header
 
 
+def _v5(**fields):
+    """A version-5 header (the one with ``v_init``) with ``fields`` set."""
+    return _header(lambda h: h.update({"format_version": 5, "readout": "spikes", **fields}))
+
+
 def _layer0(**fields):
     return _header(lambda h: h["layers"][0].update(fields))
 
@@ -219,6 +224,10 @@ MALFORMED = {
     "version 2 without readout": (_header(lambda h: h.update(format_version=2)), "missing field 'readout'"),
     "unknown readout": (_header(lambda h: h.update(format_version=2, readout="rate")), "readout must be one of"),
     "wrong-typed readout": (_header(lambda h: h.update(format_version=2, readout=1)), "header.readout: must be a"),
+    "v_init in a version-4 file": (_v5(format_version=4, v_init=0.5), "unknown field 'v_init'"),
+    "version 5 without v_init": (_v5(), "missing field 'v_init'"),
+    "v_init of a threshold": (_v5(v_init=1.0), "v_init must be a fraction"),
+    "wrong-typed v_init": (_v5(v_init="half"), "header.v_init: must be a number"),
 }
 
 
@@ -238,3 +247,15 @@ def test_malformed_spec_file_is_a_clear_error(name, tmp_path, tiny_cnn):
     assert fragment in message and str(path) in message
     assert "python -m convert normalize" in message  # the fix
     assert "\n" not in message
+
+
+def test_an_initial_potential_is_written_as_version_5_and_only_there(tmp_path, tiny_cnn):
+    """v_init ≠ 0: a version-5 file with the key, read back equal; a spec at rest keeps its older version."""
+    spec = dataclasses.replace(tiny_cnn, v_init=0.5, reset="subtract")
+    save_spec(spec, tmp_path / "v.npz")
+    header = json.loads(bytes(np.load(tmp_path / "v.npz")["header"]).decode())
+    assert header["format_version"] == 5 and header["v_init"] == 0.5 and header["readout"] == "spikes"
+    back = load_spec(tmp_path / "v.npz")
+    assert back == spec and back.v_init == 0.5 and back != dataclasses.replace(spec, v_init=0.0)
+    save_spec(dataclasses.replace(spec, v_init=0.0), tmp_path / "rest.npz")
+    assert json.loads(bytes(np.load(tmp_path / "rest.npz")["header"]).decode())["format_version"] == 1

@@ -86,7 +86,11 @@ def test_pooling_neurons_at_exactly_theta_fire_in_float32():
 
 @pytest.mark.parametrize(
     ("changes", "named"),
-    [({"schedule": "delay"}, "schedule 'delay'"), ({"reset": "subtract"}, "reset 'subtract'")],
+    [
+        ({"schedule": "delay"}, "schedule 'delay'"),
+        ({"reset": "subtract"}, "reset 'subtract'"),
+        ({"v_init": 0.5}, "v_init 0.5"),
+    ],
 )
 def test_what_nir_cannot_express_is_refused_with_no_file_written(tiny_cnn, tmp_path, changes, named):
     spec = dataclasses.replace(cascade(tiny_cnn), **changes)
@@ -97,13 +101,13 @@ def test_what_nir_cannot_express_is_refused_with_no_file_written(tiny_cnn, tmp_p
 
 
 def test_lossy_export_warns_and_records_the_spec_semantics(tiny_cnn, tmp_path):
-    spec = dataclasses.replace(tiny_cnn, schedule="delay", reset="subtract", dt_ms=0.5)
-    with pytest.warns(NIRSemanticsWarning, match="schedule 'delay'.*reset 'subtract'"):
+    spec = dataclasses.replace(tiny_cnn, schedule="delay", reset="subtract", dt_ms=0.5, v_init=0.5)
+    with pytest.warns(NIRSemanticsWarning, match="schedule 'delay'.*reset 'subtract'.*v_init 0.5"):
         save_nir(spec, tmp_path / "s.nir", lossy=True)
     graph = nir.read(str(tmp_path / "s.nir"))
     assert load_nir(tmp_path / "s.nir") == spec  # the spec itself comes back from the metadata
     as_graph = load_nir(tmp_path / "s.nir", semantics="graph")  # what the nodes mean in NIR
-    assert (as_graph.schedule, as_graph.reset, as_graph.dt_ms) == ("cascade", "zero", 0.5)
+    assert (as_graph.schedule, as_graph.reset, as_graph.dt_ms, as_graph.v_init) == ("cascade", "zero", 0.5, 0.0)
     assert len(graph.metadata["graph_semantics"]) > 0
 
 

@@ -84,6 +84,10 @@ def test_zero_bias_is_none_and_a_bias_is_frozen(rng):
         ({"max_rate_hz": float("nan")}, "max_rate_hz"),
         ({"labels": ("a", "b")}, "labels"),
         ({"readout": "potential"}, "readout"),
+        ({"v_init": 1.0}, "v_init"),
+        ({"v_init": -0.25}, "v_init"),
+        ({"v_init": float("nan")}, "v_init"),
+        ({"v_init": True}, "v_init"),
     ],
 )
 def test_bad_spec_fields(rng, kw, field):

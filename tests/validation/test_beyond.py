@@ -11,7 +11,7 @@ import pytest
 
 from convert import ann
 from convert.__main__ import main as convert_main
-from validation.paper.beyond import ROWS, BeyondConfig, run_beyond
+from validation.paper.beyond import PAIRED, ROWS, BeyondConfig, run_beyond
 from validation.paper.experiments import EvalConfig
 
 
@@ -58,6 +58,14 @@ def test_beyond_on_a_briefly_trained_resnet(tmp_path):
     assert dataclasses.replace(sub, reset="zero") == data
     md = (tmp_path / "beyond" / "beyond.md").read_text()
     assert "fashion-resnet" in md and "McNemar" in md and all(f"| {r} |" in md for r in ROWS)
+    # each variant row against the row it changes, on the same images: the difference with its interval
+    assert [(p["a"], p["b"]) for p in results["paired"]] == list(PAIRED)
+    for p in results["paired"]:
+        by_row = {e["row"]: e["accuracy_at_T_mean"] for e in entries}
+        assert p["n"] == 20 and p["accuracy_a"] == pytest.approx(by_row[p["a"]])
+        lo, hi = p["difference_ci95"]
+        assert lo <= p["accuracy_a"] - p["accuracy_b"] <= hi
+    assert "A − B (pp, 95 % CI)" in md
     saved = json.loads((tmp_path / "beyond" / "beyond.json").read_text())
     assert "git_commit" in saved and saved["config"]["eval"]["steps"] == 30
     # a rerun reads the cached records: the same numbers, nothing simulated again
@@ -77,3 +85,10 @@ def test_variant_rows_are_named_not_run_by_default() -> None:
     assert [r.name for r in named(("data-subtract", "data"))] == ["data", "data-subtract"]
     with pytest.raises(ValueError, match="unknown rows \\['nope'\\]"):
         named(("data", "nope"))
+
+
+def test_deeper_networks_search_a_part_of_table2s_grid() -> None:
+    from validation.paper.beyond import DEEPER_THRESHOLDS
+
+    assert BeyondConfig().eval.thresholds == DEEPER_THRESHOLDS
+    assert set(DEEPER_THRESHOLDS) < set(EvalConfig().thresholds)  # its choices are candidates of Table 2's too

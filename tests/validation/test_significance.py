@@ -54,3 +54,18 @@ def test_mcnemar_detects_a_real_difference_that_intervals_hide():
     lo_b, hi_b = wilson_interval(int(b.sum()), 2000)
     assert lo_b < hi_a  # the intervals overlap
     assert mcnemar(a, b).p_value < 1e-5
+
+
+def test_paired_difference_interval_known_values():
+    """10 images only A gets right, 2 only B, of 100: d = 0.08, se = √(12 − 100·0.08²)/100 (a hand computation)."""
+    a = np.zeros(100, bool)
+    b = np.zeros(100, bool)
+    a[:10] = True
+    b[10:12] = True
+    a[20:60] = b[20:60] = True  # concordant images do not move it
+    lo, hi = mcnemar(a, b).difference_interval()
+    half = 1.959963984540054 * np.sqrt(12 - 100 * 0.08**2) / 100
+    assert (lo, hi) == pytest.approx((0.08 - half, 0.08 + half), abs=1e-12)
+    assert mcnemar(b, a).difference_interval() == pytest.approx((-0.08 - half, -0.08 + half), abs=1e-12)
+    assert mcnemar(a, a).difference_interval() == (0.0, 0.0)  # no discordant image: no spread
+    assert mcnemar(a, b).to_dict()["difference_ci95"] == (lo, hi)

@@ -20,7 +20,7 @@ from convert.contract.io import save_spec
 from validation.__main__ import main
 from validation.grid import sweep
 from validation.grid.results_log import TornLineWarning, first_by_key, read_results
-from validation.grid.sweep import cell_key, cells, load_config, plan_sweep, run_sweep
+from validation.grid.sweep import build_spec, cell_key, cells, load_config, plan_sweep, run_sweep
 from validation.grid.sweep_plot import plot_sweep
 
 from .conftest import small_mnist_spec
@@ -73,6 +73,20 @@ def test_grid_expansion_and_bad_keys(tmp_path, rng):
     bad.write_text("[run]\nholdout = -1\n")
     with pytest.raises(ValueError, match="run.holdout"):
         load_config(bad)
+
+
+def test_v_init_is_an_optional_grid_key(tmp_path, rng):
+    """``v_init`` reaches the cell's spec where the grid names it; a grid without it keeps its cells (and so
+    the keys of results written before the key existed)."""
+    cfg = _config(tmp_path, rng, 1)
+    plain = cells(load_config(cfg))
+    assert all("v_init" not in c for c in plain)
+    cfg.write_text(cfg.read_text().replace("steps = [20]", "steps = [20]\nv_init = [0.0, 0.5]"))
+    grid = cells(load_config(cfg))
+    assert sorted(c["v_init"] for c in grid) == [0.0, 0.0, 0.5, 0.5]
+    run = load_config(cfg)["run"]
+    half = next(c for c in grid if c["v_init"] == 0.5)
+    assert build_spec(half, run).v_init == 0.5 and build_spec(plain[0], run).v_init == 0.0
 
 
 def test_cell_key_covers_everything_that_determines_a_result():

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert.cli import at_most, nonnegative_int, positive_int
+from convert.cli import at_most, nonnegative_int, positive_float, positive_int
 from convert.datasets import N_IMAGES
 from convert.pipeline import default_runs
 from validation.commands.common import Add
@@ -151,6 +151,8 @@ def cmd_beyond(args: argparse.Namespace) -> int:
 
     cfg = BeyondConfig()
     ev = dataclasses.replace(cfg.eval, n_images=args.images, steps=args.steps, device=args.device)
+    if args.thresholds:
+        ev = dataclasses.replace(ev, thresholds=tuple(args.thresholds))
     cfg = dataclasses.replace(
         cfg, eval=ev, agreement_images=args.agreement_images, agreement_steps=args.agreement_steps
     )
@@ -235,7 +237,17 @@ def register(add: Add) -> None:
     p.add_argument("--agreement-steps", type=positive_int, default=100, help="Brian2 sample steps")
     p.add_argument("--device", default="cpu", help="cpu (the event engine) or cuda")
     p.add_argument(
-        "--rows", nargs="+", default=None, help="rows to run (default: data, data-subtract, robust, baseline-tuned)"
+        "--rows",
+        nargs="+",
+        default=None,
+        help="rows to run (default: data, data-subtract, data-subtract-half, robust, baseline-tuned)",
+    )
+    p.add_argument(
+        "--thresholds",
+        type=positive_float,
+        nargs="+",
+        default=None,
+        help="the baseline's threshold candidates (default 1 4 16; Table 2's grid: 1 2 4 8 16 20 32)",
     )
 
     p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")

@@ -216,9 +216,9 @@ def build_specs(
     for row in table:
         options = {**shared, "threshold": search["chosen"]} if row.tuned else shared
         specs[row.name] = normalized_spec(base, row.method, stats, **options)
-    for row in VARIANTS:  # the same spec with one simulation option changed (built always: cheap)
+    for row in VARIANTS:  # the same spec with simulation options changed (built always: cheap)
         spec, report = specs[row.method]
-        specs[row.name] = (dataclasses.replace(spec, reset=row.reset), report)
+        specs[row.name] = (dataclasses.replace(spec, **row.changes), report)
     return {"base": base, "specs": specs, "search": search}
 
 

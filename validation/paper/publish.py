@@ -149,7 +149,9 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
 def _commit(results: dict) -> str:
     """`` (git commit `abc`)`` of a results file (its table may come from a later run than the main job's)."""
     commit = results.get("git_commit")
-    return f" (git commit `{commit[:10]}`)" if commit else ""
+    if not commit:
+        return ""
+    return f" (git commit `{commit[:10]}`{', with uncommitted changes' if commit.endswith('+dirty') else ''})"
 
 
 def _diagnose_block(rows: list[dict]) -> str:

@@ -5,8 +5,9 @@ Every registered method (:mod:`convert.methods`) is a row, run with the evaluati
 whose threshold is chosen by a search on held-out *training* images (the paper's "baseline, tuned θ").
 Registering a method adds its rows everywhere: tables, figures, the main job.
 
-A *variant* row (:data:`VARIANTS`) runs a registered method's spec with one simulation option changed (the
-reset by subtraction of Rueckauer et al. 2017 instead of the paper's reset to zero); it runs only where a
+A *variant* row (:data:`VARIANTS`) runs a registered method's spec with simulation options changed: the reset
+by subtraction of Rueckauer et al. 2017 instead of the paper's reset to zero (``data-subtract``), and with it
+every membrane starting at half its threshold (``data-subtract-half``, Bu et al. 2022); it runs only where a
 table names it (the deeper networks' table), never in the paper's Table 2.
 """
 
@@ -26,6 +27,12 @@ class Row:
     method: str  # the registered method it runs
     tuned: bool = False  # threshold from the held-out search
     reset: str | None = None  # a variant's reset ("subtract"); None: the spec's own (the paper's "zero")
+    v_init: float | None = None  # a variant's initial potential (fraction of θ); None: the spec's own (0)
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        """The spec fields a variant row replaces (empty for a registry row)."""
+        return {k: v for k, v in (("reset", self.reset), ("v_init", self.v_init)) if v is not None}
 
     @property
     def color(self) -> str:
@@ -35,10 +42,15 @@ class Row:
         if self.tuned:
             return f"{self.method} tuned θ"
         title = methods.get(self.method).title(**{"threshold": 1.0, **options})
-        return f"{title}, reset by subtraction" if self.reset == "subtract" else title
+        if self.reset == "subtract":
+            title += ", reset by subtraction"
+        return title + (f", v(0) = {self.v_init:g} θ" if self.v_init else "")
 
 
-VARIANTS: tuple[Row, ...] = (Row("data-subtract", "data", reset="subtract"),)
+VARIANTS: tuple[Row, ...] = (
+    Row("data-subtract", "data", reset="subtract"),
+    Row("data-subtract-half", "data", reset="subtract", v_init=0.5),
+)
 
 
 def rows() -> tuple[Row, ...]:
