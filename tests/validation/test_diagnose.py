@@ -10,7 +10,7 @@ import pytest
 
 from convert.contract.spec import Dense, Flatten, NetworkSpec
 from fastsim.simulate import simulate
-from validation.harness.diagnose import diagnose, expected_rates, markdown, plot
+from validation.harness.diagnose import diagnose, expected_rates, headline, markdown, plot
 
 
 def _spec(scale1: float = 1.0, scale2: float = 1.0, reset: str = "subtract") -> NetworkSpec:
@@ -57,6 +57,13 @@ def test_saturation_and_silence_are_named_at_the_first_layer_that_breaks() -> No
     silent = diagnose(spec, images, dataclasses.replace(rec, neuron_counts=(c0, np.zeros_like(c1))))
     assert silent["first_broken"] == 1 and silent["layers"][1]["broken"] == "silent"
     assert silent["layers"][1]["silent"] == 1.0 and "T too short" in silent["verdict"]
+    # the summary line of each: first broken layer, its pattern, the first layer's slope
+    assert headline(saturated) == {
+        "first_broken": 0,
+        "pattern": "saturated",
+        "first_slope": saturated["layers"][0]["slope"],
+    }
+    assert headline(silent)["pattern"] == "silent" and headline(silent)["first_broken"] == 1
 
 
 def test_a_zero_reset_loss_is_explained() -> None:

@@ -101,6 +101,9 @@ def test_publish_adds_the_beyond_table_and_the_diagnosis(tmp_path):
     (runs / "diagnose" / "fashion-vgg-data").mkdir(parents=True)
     (runs / picture).write_bytes(b"png")
     (runs / "diagnose" / "fashion-vgg-data" / "diagnose.md").write_text("diagnosis")
+    layer = {"slope": 0.76, "broken": None, "layer": 0}
+    layers = [layer, {**layer, "layer": 1}, {**layer, "layer": 2, "slope": 0.6, "broken": "correlation"}]
+    (runs / "diagnose" / "fashion-vgg-data" / "diagnose.json").write_text(json.dumps({"layers": layers}))
     meta = json.loads((runs / "reproduce.json").read_text())
     verdict = "spiking layer 2 (Conv2d) is the first that breaks"
     meta["diagnose"] = [
@@ -114,5 +117,9 @@ def test_publish_adds_the_beyond_table_and_the_diagnosis(tmp_path):
     block = readme.read_text()
     assert "Beyond the paper's two networks (git commit `fedcba9876`):" in block
     assert "| fashion-vgg | data-subtract-half | 1 | 94.65 | 93.12 (92.00–94.00) | -1.53 |" in block
-    assert f"| fashion-vgg-data | 92.00 | 2 | {verdict} | [per layer](docs/results/{picture}) |" in block
+    # the summary of an older run (a verdict only) gets its headline from the network's diagnose.json
+    assert f"| fashion-vgg-data | 92.00 | 2 | correlation | 0.76 | [per layer](docs/results/{picture}) |" in block
+    assert "- correlation: the rates follow the ANN only loosely" in block
+    assert "- slope below 0.8 in the first layer" in block
+    assert "- silent:" not in block and verdict not in block
     assert (docs / picture).read_bytes() == b"png" and (docs / "beyond.md").read_text() == "beyond"

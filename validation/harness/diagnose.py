@@ -153,6 +153,19 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
     }
 
 
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a summary of many networks shows, from :func:`diagnose`'s (or its JSON file's) ``layers``:
+    the first broken layer, its pattern (a key of :data:`ADVICE`, None if every layer matches) and the first
+    layer's slope (below :data:`SUBLINEAR` under reset to zero: the reset's loss of charge)."""
+    layers = result["layers"]
+    first = next((d for d in layers if d["broken"]), None)
+    return {
+        "first_broken": None if first is None else first["layer"],
+        "pattern": None if first is None else first["broken"],
+        "first_slope": layers[0]["slope"] if layers else float("nan"),
+    }
+
+
 def markdown(result: dict[str, Any]) -> str:
     head = (
         "| layer | kind | neurons | ANN rate | SNN rate | correlation | slope | saturated | silent | "

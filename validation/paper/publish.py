@@ -101,7 +101,7 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     deeper = [tuple(n) for n in beyond["config"]["networks"]] if beyond else []
     if beyond:
         copies[runs / "beyond" / "beyond.md"] = docs / "beyond.md"
-    diagnosis = report.get("diagnose", [])
+    diagnosis = _with_headlines(runs, report.get("diagnose", []))
     for d in diagnosis:  # the per-layer pictures and tables
         for name in ("diagnose.png", "diagnose.md"):
             copies[runs / "diagnose" / d["network"] / name] = docs / "diagnose" / d["network"] / name
@@ -159,3 +159,17 @@ def _diagnose_block(rows: list[dict]) -> str:
     from validation.paper.report import diagnose_markdown
 
     return diagnose_markdown([{**r, "picture": f"docs/results/{r['picture']}"} for r in rows])
+
+
+def _with_headlines(runs: Path, rows: list[dict]) -> list[dict]:
+    """The main job's diagnosis summaries with :func:`validation.harness.diagnose.headline`'s fields, read from
+    each network's diagnose.json where an older run's summary lacks them."""
+    from validation.harness.diagnose import headline
+
+    out = []
+    for r in rows:
+        path = runs / "diagnose" / r["network"] / "diagnose.json"
+        if "pattern" not in r and path.exists():
+            r = {**r, **headline(json.loads(path.read_text()))}
+        out.append(r)
+    return out

@@ -58,19 +58,48 @@ NOT_RUN = (
 
 
 def diagnose_markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per network (``rows``: the main job's diagnosis summaries, with :func:`headline`'s fields, or
+    with only a ``verdict`` as older runs wrote them), then what each pattern that occurs usually means."""
+    from validation.harness.diagnose import ADVICE, SUBLINEAR
+
     lines = [
         "Per spiking layer, the SNN's firing rates against the rates the ANN asks for "
-        "(validation/harness/diagnose.py); the first layer where they part and what that usually means.",
+        "(validation/harness/diagnose.py); the first layer where they part, its pattern, and the slope of the "
+        "SNN rate on the ANN rate in the first spiking layer.",
         "",
     ]
-    body = []
-    for r in rows:
-        first = "–" if r["first_broken"] is None else r["first_broken"]
-        body.append(
-            (r["network"], f"{100 * r['snn_accuracy']:.2f}", first, r["verdict"], f"[per layer]({r['picture']})")
+    if rows and any("pattern" not in r for r in rows):  # an older summary: its verdict in full
+        body = [
+            (r["network"], f"{100 * r['snn_accuracy']:.2f}", _dash(r["first_broken"]), r["verdict"], _pic(r))
+            for r in rows
+        ]
+        lines += table(("network (spec)", "SNN accuracy %", "first broken layer", "verdict", "picture"), body)
+        return "\n".join(lines) + "\n"
+    body = [
+        (
+            *(r["network"], f"{100 * r['snn_accuracy']:.2f}", _dash(r["first_broken"]), _dash(r["pattern"])),
+            *(f"{r['first_slope']:.2f}", _pic(r)),
         )
-    lines += table(("network (spec)", "SNN accuracy %", "first broken layer", "verdict", "picture"), body)
+        for r in rows
+    ]
+    head = ("network (spec)", "SNN accuracy %", "first broken layer", "pattern", "slope, layer 0", "picture")
+    lines += [*table(head, body), ""]
+    lines += [f"- {p}: {ADVICE[p]}." for p in ADVICE if any(r["pattern"] == p for r in rows)]
+    if any(r["first_slope"] < SUBLINEAR for r in rows):
+        lines.append(
+            f"- slope below {SUBLINEAR} in the first layer, under a reset to zero: the reset discards the charge "
+            "above θ at every spike, so a neuron driven by I per step fires only once in ⌈θ/I⌉ steps; reset by "
+            "subtraction keeps it (Rueckauer et al. 2017)."
+        )
     return "\n".join(lines) + "\n"
+
+
+def _dash(value: Any) -> Any:
+    return "–" if value is None else value
+
+
+def _pic(row: dict[str, Any]) -> str:
+    return f"[per layer]({row['picture']})"
 
 
 def report_markdown(cfg: ReproduceConfig, done: dict[str, Any], log: list[dict[str, Any]], total: float) -> str:

@@ -294,7 +294,7 @@ def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[di
     """:func:`validation.harness.diagnose.run_diagnosis` of every network's data-based spec (runs/specs/) on the first
     ``diagnose_images`` test images, written to runs/diagnose/<spec>/; one summary per network."""
     from convert.contract.io import load_spec
-    from validation.harness.diagnose import run_diagnosis
+    from validation.harness.diagnose import headline, run_diagnosis
 
     out = []
     for ds, model in cfg.networks:
@@ -316,12 +316,11 @@ def diagnose_all(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[di
             seed=cfg.seed,
             progress=False,
         )
-        first = result["first_broken"]
         out.append(
             {
                 "network": name,
                 "snn_accuracy": result["snn_accuracy"],
-                "first_broken": first,
+                **headline(result),
                 "verdict": result["verdict"],
                 "picture": f"diagnose/{name}/diagnose.png",
             }
