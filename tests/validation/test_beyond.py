@@ -92,3 +92,13 @@ def test_deeper_networks_search_a_part_of_table2s_grid() -> None:
 
     assert BeyondConfig().eval.thresholds == DEEPER_THRESHOLDS
     assert set(DEEPER_THRESHOLDS) < set(EvalConfig().thresholds)  # its choices are candidates of Table 2's too
+
+
+def test_the_table_names_the_datasets_of_its_networks() -> None:
+    from validation.paper.beyond import markdown
+
+    config = BeyondConfig(networks=(("mnist", "cnn"), ("fashion", "cnn"), ("fashion", "vgg"))).to_dict()
+    text = markdown({"config": config, "entries": [], "agreement": []})
+    assert text.startswith("MNIST and Fashion-MNIST, the first 2000 test images, T = 300 ms")
+    only = markdown({"config": BeyondConfig().to_dict(), "entries": [], "agreement": []})
+    assert only.startswith("Fashion-MNIST, the first 2000") and "MNIST and" not in only

@@ -61,3 +61,20 @@ def test_table2_and_figures_refuse_impossible_sizes(tmp_path, capsys, command, e
     assert main([command, "--runs", str(tmp_path), *extra]) == 2
     assert fragment in _one_error_line(capsys)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--networks", "mnist-lenet"], "'mnist-lenet' is not a network: give dataset-model"),
+        (["--networks", "cifar-vgg"], "'cifar-vgg' is not a network"),
+        (["--out", "../elsewhere"], "give a folder name under the runs folder"),
+        (["--thresholds", "0"], "argument --thresholds"),
+        (["--rows", "data", "nope"], "unknown rows ['nope']"),
+        (["--networks", "mnist-cnn"], "no checkpoint of mnist-cnn in"),
+    ],
+)
+def test_beyond_refuses(tmp_path, capsys, extra, fragment):
+    assert main(["beyond", "--runs", str(tmp_path), *extra]) == 2
+    assert fragment in _one_error_line(capsys)
+    assert not any(tmp_path.iterdir())

@@ -161,17 +161,41 @@ def cmd_beyond(args: argparse.Namespace) -> int:
 
         named(tuple(args.rows))  # an unknown row is an error before anything runs
         cfg = dataclasses.replace(cfg, rows=tuple(args.rows))
+    if args.networks:
+        cfg = dataclasses.replace(cfg, networks=tuple(args.networks))
+    cfg = dataclasses.replace(cfg, out=args.out)
     from convert.train import checkpoint_paths
 
     runs = args.runs or default_runs()
     if not any(checkpoint_paths(runs, ds, m)[1].exists() for ds, m in cfg.networks):
         raise ValueError(
-            f"no checkpoint of {', '.join(m for _, m in cfg.networks)} in {runs / 'models'}: run `make reproduce` "
-            "(it copies the published ones there) or train them with `python -m convert select`"
+            f"no checkpoint of {', '.join(f'{ds}-{m}' for ds, m in cfg.networks)} in {runs / 'models'}: run "
+            "`make reproduce` (it copies the published ones there) or train them with `python -m convert select`"
         )
     run_beyond(cfg, args.root, runs)
-    print((runs / "beyond" / "beyond.md").read_text())
+    print((runs / cfg.out / "beyond.md").read_text())
     return 0
+
+
+def network_name(text: str) -> tuple[str, str]:
+    """``dataset-model`` (e.g. ``fashion-vgg``) as a (dataset, model) pair; anything else is a clear error."""
+    from convert.datasets import DATASETS
+    from convert.models import MODELS
+
+    dataset, _, model = text.partition("-")
+    if dataset not in DATASETS or model not in MODELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a network: give dataset-model with a dataset of {', '.join(DATASETS)} and a model of "
+            f"{', '.join(MODELS)}, e.g. fashion-vgg"
+        )
+    return dataset, model
+
+
+def folder_name(text: str) -> str:
+    """A results folder's name under runs/: one path component."""
+    if not text or "/" in text or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a folder name under the runs folder, e.g. beyond-paper")
+    return text
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
@@ -241,6 +265,19 @@ def register(add: Add) -> None:
         nargs="+",
         default=None,
         help="rows to run (default: data, data-subtract, data-subtract-half, robust, baseline-tuned)",
+    )
+    p.add_argument(
+        "--networks",
+        type=network_name,
+        nargs="+",
+        default=None,
+        help="networks as dataset-model (default fashion-vgg fashion-resnet; any trained one, e.g. mnist-cnn)",
+    )
+    p.add_argument(
+        "--out",
+        type=folder_name,
+        default="beyond",
+        help="results folder under the runs folder (default beyond, the one `publish` reads)",
     )
     p.add_argument(
         "--thresholds",

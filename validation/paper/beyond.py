@@ -65,6 +65,7 @@ class BeyondConfig:
     agreement_steps: int = 100
     agreement_device: str = "cpp_standalone"
     agreement_rows: tuple[str, ...] = ("data", "data-subtract-half")  # the specs held to Brian2 (of ``rows``)
+    out: str = "beyond"  # the results folder under runs/ (another name keeps the published table's)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "eval": self.eval.to_dict()}
@@ -117,7 +118,7 @@ def run_beyond(cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool 
         "agreement": agreement,
         **provenance(cfg.to_dict(), 0),
     }
-    out = runs / "beyond"
+    out = runs / cfg.out
     write_json_atomic(out / "beyond.json", results)
     write_text_atomic(out / "beyond.md", "# Beyond the paper's two networks\n\n" + markdown(results))
     return results
@@ -157,8 +158,10 @@ def _pct(x: float) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """The table of :func:`run_beyond`'s entries and its Brian2 checks."""
     ev = results["config"]["eval"]
+    names = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
+    sets = dict.fromkeys(names.get(ds, ds) for ds, _ in results["config"]["networks"])
     lines = [
-        f"Fashion-MNIST, the first {ev['n_images']} test images, T = {ev['steps']} ms, input seed "
+        f"{' and '.join(sets)}, the first {ev['n_images']} test images, T = {ev['steps']} ms, input seed "
         f"{ev['seeds'][0]}; ANN and SNN on the same images, 95 % Wilson intervals, exact McNemar test of the SNN "
         "against the ANN; time within x pp: after it the accuracy stays within x pp of its value at T; events: "
         "synaptic events per image up to T against the ANN's multiply-accumulates. "
