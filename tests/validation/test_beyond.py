@@ -102,3 +102,4 @@ def test_the_table_names_the_datasets_of_its_networks() -> None:
     assert text.startswith("MNIST and Fashion-MNIST, the first 2000 test images, T = 300 ms")
     only = markdown({"config": BeyondConfig().to_dict(), "entries": [], "agreement": []})
     assert only.startswith("Fashion-MNIST, the first 2000") and "MNIST and" not in only
+    assert "about 14 h" in only and "about 14 h" not in text  # the deeper networks' cost only under their table

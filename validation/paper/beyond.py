@@ -164,8 +164,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{' and '.join(sets)}, the first {ev['n_images']} test images, T = {ev['steps']} ms, input seed "
         f"{ev['seeds'][0]}; ANN and SNN on the same images, 95 % Wilson intervals, exact McNemar test of the SNN "
         "against the ANN; time within x pp: after it the accuracy stays within x pp of its value at T; events: "
-        "synaptic events per image up to T against the ANN's multiply-accumulates. "
-        f"{MORE}",
+        "synaptic events per image up to T against the ANN's multiply-accumulates."
+        + (f" {MORE}" if tuple(tuple(n) for n in results["config"]["networks"]) == NETWORKS else ""),
         "",
     ]
     rows = []
