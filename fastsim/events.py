@@ -154,7 +154,7 @@ def run_batch(
     ckpt = np.asarray(checkpoints, dtype=np.int64)
     zero = spec.reset == "zero"
     graph = tables.graph.as_tuple()
-    v_start = np.asarray([spec.v_init * theta for theta in spec.thresholds], dtype=wdtype)  # rounded once
+    v_start = np.asarray(spec.initial_potentials, dtype=wdtype)  # rounded once
     delay = spec.schedule == "delay"
     args = (mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, v_start, graph, delay, zero, out)
     _interruptible(run_images, args)

@@ -129,11 +129,10 @@ class Network:
     def initial_state(self, batch: int) -> NetworkState:
         """Every population at v_init · θ_l (the spec's own θ, also for a membrane readout's output layer),
         rounded once to the simulation dtype; 0 by default."""
-        starts = [self.spec.v_init * theta for theta in self.spec.thresholds]
         return NetworkState(
             tuple(
                 IFState(torch.full((batch, *s.shape), v0, dtype=self.dtype, device=self.device))
-                for s, v0 in zip(self.stages, starts, strict=True)
+                for s, v0 in zip(self.stages, self.spec.initial_potentials, strict=True)
             )
         )
 

@@ -138,7 +138,7 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     group.theta = np.inf if membrane else layer.threshold  # a membrane output layer never fires (module doc)
     group.image_steps = state.steps
     if v_init:
-        group.v0 = state.spec.v_init * layer.threshold  # the spec's θ, also for a membrane output layer
+        group.v0 = state.spec.initial_potentials[k - 1]  # the spec's θ, also for a membrane output layer
     start = (IMAGE_START_AT_V0 if v_init else IMAGE_START) + ("\n" + GATE_START if gated else "")
     group.run_regularly(start, when="start", name=f"refsim_layer_{k}_image_start")
     bias = neuron_bias(layer, conn.n_post)

@@ -215,6 +215,12 @@ class NetworkSpec:
         return [self.layers[i].threshold for i in self.spiking_indices]
 
     @property
+    def initial_potentials(self) -> list[float]:
+        """Each population's membrane at the start of an image, v_init · θ_l (float64; engines round it once to
+        their dtype), with the layer's own θ also for a membrane readout's output layer."""
+        return [self.v_init * theta for theta in self.thresholds]
+
+    @property
     def n_inputs(self) -> int:
         return int(np.prod(self.input_shape))
 

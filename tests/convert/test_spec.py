@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,10 @@ def test_unknown_layer(rng):
 def test_last_layer_must_spike(rng):
     with pytest.raises(SpecError, match="last layer"):
         NetworkSpec(input_shape=(1, 4, 4), layers=(Conv2d(rng.normal(size=(2, 1, 3, 3))), Flatten()))
+
+
+def test_initial_potentials_are_v_init_times_each_threshold(rng):
+    spec = mlp_spec(rng)
+    assert spec.initial_potentials == [0.0] * len(spec.thresholds)
+    half = dataclasses.replace(spec, v_init=0.5)
+    assert half.initial_potentials == [0.5 * t for t in spec.thresholds]
