@@ -56,16 +56,24 @@ def _case(engine, schedule: str, reset: str, kind: str, family: str, readout: st
     return spec, spikes, {"images": images, "seed": SEED, "image_indices": INDICES}
 
 
+def _run(engine, spec, inputs, args, labels=None):
+    """The engine's record of a case (``args`` as :func:`_case` gives them) and what the reference loop implies."""
+    args = dict(args)
+    images = args.pop("images", None)
+    if labels is not None:
+        args["labels"] = labels
+    record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, **args)
+    return record, reference.expected_record(spec, inputs, CHECKPOINTS)
+
+
 @pytest.mark.conformance_cover(("schedule", "reset", "kind", "family"), COVER)
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("schedule", "reset"), MODES)
 def test_engine_matches_the_reference_loop(engine, schedule, reset, kind, family):
     spec, inputs, args = _case(engine, schedule, reset, kind, family)
-    images = args.pop("images", None)
     labels = np.arange(N) % spec.n_classes
-    record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, labels=labels, **args)
-    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    record, want = _run(engine, spec, inputs, args, labels)
     assert np.all(want.layer_counts.sum(axis=0) > 0), "every layer of the test network must spike"
     reference.assert_record_matches(record, want, f"{engine.id} {schedule}/{reset} {kind} {family}")
     np.testing.assert_array_equal(record.checkpoints, CHECKPOINTS)
@@ -87,10 +95,7 @@ def test_membrane_readout_matches_the_reference_loop(engine, schedule, reset, ki
     """readout="membrane": the output layer's potential at every checkpoint equals the reference loop's
     exactly (dyadic sums), it never spikes, and the predictions are the argmax of the potential."""
     spec, inputs, args = _case(engine, schedule, reset, kind, family, readout="membrane")
-    images = args.pop("images", None)
-    labels = np.arange(N) % spec.n_classes
-    record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, labels=labels, **args)
-    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    record, want = _run(engine, spec, inputs, args, np.arange(N) % spec.n_classes)
     assert np.all(want.layer_counts[:, :-1].sum(axis=0) > 0), "every hidden layer of the test network must spike"
     assert np.abs(want.output_potential[:, -1]).sum() > 0, "the output layer must receive input"
     reference.assert_record_matches(record, want, f"{engine.id} membrane {schedule}/{reset} {kind} {family}")
@@ -145,9 +150,7 @@ V_INIT_COVER = {("delay", "subtract", "poisson", "Residual")}
 def test_initial_membrane_matches_the_reference_loop(engine, schedule, reset, kind, family):
     spec, inputs, args = _case(engine, schedule, reset, kind, family)
     spec = dataclasses.replace(spec, v_init=0.5)
-    images = args.pop("images", None)
-    record = engine.run(spec, images, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, **args)
-    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    record, want = _run(engine, spec, inputs, args)
     at_rest = reference.expected_record(dataclasses.replace(spec, v_init=0.0), inputs, CHECKPOINTS)
     assert not np.array_equal(want.layer_counts, at_rest.layer_counts), "v_init must change this case's counts"
     reference.assert_record_matches(record, want, f"{engine.id} v_init=0.5 {schedule}/{reset} {kind} {family}")
@@ -158,8 +161,7 @@ def test_membrane_readout_starts_at_v_init(engine, schedule, reset):
     """A membrane output layer starts at v_init · θ of its spec's θ too (it never fires; its potential is read)."""
     spec, inputs, args = _case(engine, schedule, reset, "spikes", "Dense", readout="membrane")
     spec = dataclasses.replace(spec, v_init=0.25)
-    record = engine.run(spec, steps=STEPS, checkpoints=CHECKPOINTS, record_neurons=True, **args)
-    want = reference.expected_record(spec, inputs, CHECKPOINTS)
+    record, want = _run(engine, spec, inputs, args)
     reference.assert_record_matches(record, want, f"{engine.id} membrane v_init=0.25 {schedule}/{reset}")
     at_rest = reference.expected_record(dataclasses.replace(spec, v_init=0.0), inputs, CHECKPOINTS)
     assert not np.array_equal(want.output_potential, at_rest.output_potential), "v_init must change the potential"
