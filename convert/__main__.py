@@ -7,14 +7,23 @@ import sys
 from pathlib import Path
 
 from convert import datasets, methods, models
-from convert.cli import check_count, count_or_all, nonnegative_int, positive_float, positive_int, run_command
+from convert.cli import (
+    check_count,
+    count_or_all,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    run_command,
+    seed_int,
+)
 from convert.contract.spec import ENCODINGS, READOUTS
 from convert.pipeline import default_runs
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=None, help="data root (default: $SNN_DATA or data/)")
-    p.add_argument("--runs", type=Path, default=None, help="results folder (default: runs/ in the checkout)")
+    p.add_argument("--runs", type=Path, default=None, help="results folder (default: $SNN_RUNS or runs/)")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -85,28 +94,59 @@ def cmd_table1(args: argparse.Namespace) -> int:
 def cmd_normalize(args: argparse.Namespace) -> int:
     from convert.contract.io import save_spec
     from convert.nir_export import save_nir, to_nir
-    from convert.pipeline import copy_spec, normalized_spec, stats_for
+    from convert.pipeline import calibration_images, copy_spec, normalized_spec, stats_for
 
     runs = args.runs or default_runs()
     n_calib = datasets.N_IMAGES["train"] - args.holdout
     where = f"the {args.dataset} training split less the {args.holdout} held-out images"
     check_count("--calib-images", args.calib_images, n_calib, where)
-    fields = dict(
-        reset=args.reset, schedule=args.schedule, encoding=args.encoding, readout=args.readout, v_init=args.v_init
-    )
-    base = copy_spec(args.dataset, args.model, runs, **fields)
-    stats = None
-    if methods.get(args.method).needs_stats:
-        stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images, holdout=args.holdout)
-    spec, report = normalized_spec(
-        base, args.method, stats, threshold=args.threshold, percentile=args.percentile, previous=args.previous
-    )
-    out = args.out or runs / "specs" / f"{args.dataset}-{args.model}-{args.method}{_variant(args)}.npz"
+    options = dict(threshold=args.threshold, percentile=args.percentile, previous=args.previous)
+    fields = dict(schedule=args.schedule, encoding=args.encoding, readout=args.readout, v_init=args.v_init)
+    if args.model in models.MODELS:  # the paper's rows: the checkpoint in runs/models, reset to zero by default
+        base = copy_spec(args.dataset, args.model, runs, reset=args.reset or "zero", **fields)
+        stats = None
+        if methods.get(args.method).needs_stats:
+            stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images, holdout=args.holdout)
+        spec, report = normalized_spec(base, args.method, stats, **options)
+        name = f"{args.dataset}-{args.model}"
+    else:  # a torch.export archive: convert.to_snn, reset by subtraction by default
+        import warnings
+
+        from convert.api import to_snn
+
+        path = Path(args.model)
+        if path.suffix != ".pt2":
+            raise ValueError(
+                f"--model {args.model}: give one of {', '.join(models.MODELS)} or a torch.export archive (.pt2)"
+            )
+        images = calibration_images(args.dataset, args.root, args.calib_images, args.holdout)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec, report = to_snn(
+                path,
+                calibration=images,
+                method=args.method,
+                reset=args.reset or "subtract",
+                dataset=args.dataset,
+                progress=True,
+                **options,
+                **fields,
+            )
+        for w in caught:
+            print(f"warning: {w.message}")
+        name = path.stem
+    out = args.out or runs / "specs" / f"{name}-{args.method}{_variant(args)}.npz"
     if args.nir and not args.lossy:
         to_nir(spec)  # a spec NIR cannot express fails here, before any file is written
-    save_spec(spec, out)
-    print(f"{args.dataset}-{args.model} {args.method}: weights divided per spiking layer by")
+    save_spec(spec, out, precision=args.precision)
+    print(f"{name} {args.method} (reset {spec.reset}): weights divided per spiking layer by")
     print(report.table())
+    check = spec.provenance.get("to_snn", {}).get("check")
+    if check:
+        print(
+            f"check: the ANN gives {check['ann_classes']} classes to {check['images']} calibration images; "
+            f"measure the SNN with python -m fastsim run --spec {out} --dataset {args.dataset} ..."
+        )
     print(f"wrote {out}")
     if args.nir:
         save_nir(spec, args.nir, lossy=args.lossy)
@@ -148,7 +188,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         spec = from_exported(load_exported(args.model), dataset=args.dataset)
     else:
         spec = spec_from_model(load_model(args.model), dataset=args.dataset)
-    save_spec(spec, args.out)
+    save_spec(spec, args.out, precision=args.precision)
     kinds = ", ".join(
         type(layer).__name__ + ("+bias" if getattr(layer, "bias", None) is not None else "") for layer in spec.layers
     )
@@ -169,6 +209,16 @@ def cmd_import_nir(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("float64", "float32"),
+        default="float64",
+        help="dtype of the spec file's weights: float64 (default; what the float64 reference runs, Brian2 and "
+        "fastsim float64, should see) or float32 (half the size; the same spikes in every float32 engine)",
+    )
+
+
 def _lossy(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lossy",
@@ -185,7 +235,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--dropout", type=float, nargs="+", default=None, help="mlp: P_IN P_HIDDEN; others: P")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--shift", type=nonnegative_int, default=0, help="augmentation: move images by up to ±N pixels")
     p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
     p.add_argument(
@@ -222,12 +272,22 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("normalize", help="convert a trained ANN into a spiking-network spec")
     _common(p)
     p.add_argument("--dataset", choices=datasets.DATASETS, required=True)
-    p.add_argument("--model", choices=models.MODELS, required=True)
+    p.add_argument(
+        "--model",
+        required=True,
+        help=f"one of {', '.join(models.MODELS)} (runs/models/<dataset>-<model>.pt), or the path of a torch.export "
+        "archive (.pt2; converted by convert.to_snn, default --out runs/specs/<stem>-<method>.npz)",
+    )
     p.add_argument("--method", choices=methods.names(), required=True)
     p.add_argument("--threshold", type=positive_float, default=1.0, help="baseline: the threshold of every layer")
     p.add_argument("--percentile", type=float, default=99.9, help="robust: the activation percentile")
     p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")
-    p.add_argument("--reset", choices=("zero", "subtract"), default="zero")
+    p.add_argument(
+        "--reset",
+        choices=("zero", "subtract"),
+        default=None,
+        help="zero (default for mlp, cnn, vgg, resnet: the paper's) or subtract (default for a .pt2 model)",
+    )
     p.add_argument("--schedule", choices=("delay", "cascade"), default="delay")
     p.add_argument(
         "--encoding", choices=ENCODINGS, default="poisson", help="input: poisson spikes or the analog current"
@@ -259,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         default=5000,
         help="the training split's last N images, left out of calibration (default 5000: the validation split)",
     )
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--nir", type=Path, default=None, help="also export the spec to this NIR file")
+    p.add_argument("--out", type=output_file, default=None)
+    _precision(p)
+    p.add_argument("--nir", type=output_file, default=None, help="also export the spec to this NIR file")
     _lossy(p)
     p.set_defaults(func=cmd_normalize)
 
@@ -268,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "export-nir", help="write a spec as a NIR graph that Norse, snnTorch, sinabs and SpikingJelly import"
     )
     p.add_argument("--spec", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="the .nir file to write")
+    p.add_argument("--out", type=output_file, required=True, help="the .nir file to write")
     _lossy(p)
     p.set_defaults(func=cmd_export_nir)
 
@@ -277,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--model", type=Path, required=True, help="a torch.export.save archive (.pt2) or a checkpoint (.pt)")
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"), help="whose class labels it outputs")
-    p.add_argument("--out", type=Path, required=True, help="spec file (.npz), written atomically")
+    p.add_argument("--out", type=output_file, required=True, help="spec file (.npz), written atomically")
+    _precision(p)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("import-nir", help="read a NIR graph (this project's or another tool's) as a spec file")
     p.add_argument("--nir", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="the spec .npz to write")
+    p.add_argument("--out", type=output_file, required=True, help="the spec .npz to write")
     p.add_argument(
         "--semantics",
         choices=("spec", "graph"),

@@ -35,9 +35,9 @@ def as_input(spec: NetworkSpec, images: np.ndarray | torch.Tensor, dtype=torch.f
     return x.reshape(len(x), *spec.input_shape)
 
 
-@torch.inference_mode()
-def activations(spec: NetworkSpec, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """ReLU activations of every spiking layer (flattened, (N, n_l)) and the logits (N, n_classes)."""
+def _forward(spec: NetworkSpec, x: torch.Tensor, per_threshold: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The one forward pass: every layer's family ``forward``, a skip edge's map of its source's activity
+    added before the rectifier, ReLU at every spiking layer, divided by its θ when ``per_threshold``."""
     acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
     z = x
     for layer in spec.layers:
@@ -46,10 +46,29 @@ def activations(spec: NetworkSpec, x: torch.Tensor) -> tuple[list[torch.Tensor],
             z = z + skip_edge.forward(layer, after[layer.skip_source])
         if is_spiking(layer):
             logits = z.reshape(len(z), -1)
-            z = torch.relu(z)
+            z = torch.relu(z) / layer.threshold if per_threshold else torch.relu(z)
             acts.append(z.reshape(len(z), -1))
         after.append(z)
     return acts, logits
+
+
+@torch.inference_mode()
+def activations(spec: NetworkSpec, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """ReLU activations of every spiking layer (flattened, (N, n_l)) and the logits (N, n_classes)."""
+    return _forward(spec, x, per_threshold=False)
+
+
+@torch.inference_mode()
+def rates(spec: NetworkSpec, x: torch.Tensor) -> list[torch.Tensor]:
+    """The rate model of the spec's integrate-and-fire network (Diehl et al. 2015; Rueckauer et al. 2017): a
+    neuron without leak driven by a constant current I per step fires I/θ times per step on average, so with
+    ``x`` the input's spikes per step,
+
+        r_0 = x,    r_l = ReLU(W_l r_{l-1} + b_l [+ S_l r_j]) / θ_l,
+
+    the same forward as :func:`activations` (skip edges, gates, biases) with every spiking layer's activity
+    divided by its threshold. Returns every spiking layer's rates, flattened (N, n_l), in spikes per step."""
+    return _forward(spec, x, per_threshold=True)[0]
 
 
 def predict(spec: NetworkSpec, images, batch_size: int = 1000) -> np.ndarray:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # SpecError and DatasetError are ValueErrors; FileNotFoundError is an OSError
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
@@ -46,6 +48,59 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
+
+
+#: every seed is below 2^32: an input seed keys the 32-bit counter hash of the Poisson input
+#: (convert.encoding) and Brian2's runtime generator (numpy's ``np.random.seed``); a training seed torch's
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: object, where: str = "seed") -> int:
+    """``value`` as a seed (an integer in [0, 2^32)), or a ValueError naming ``where`` and the range."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{where} must be an integer from 0 to {SEED_LIMIT - 1} (2^32 - 1), got {value!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A random seed, refused at parse time unless in [0, 2^32) (:data:`SEED_LIMIT`): a larger one failed late,
+    after the work of the seeds before it (``Overflow when unpacking long long`` from torch)."""
+    value = _int(text, f"a seed from 0 to {SEED_LIMIT - 1}")
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a seed from 0 to {SEED_LIMIT - 1} (2^32 - 1), got {text!r}")
+    return value
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(text: str) -> int:
+    """A number of local worker processes: 0 (none: run in this process) up to the usable cores; more would
+    only share the cores, each with its own copy of the data and engines."""
+    value = _int(text, "an integer >= 0")
+    cores = usable_cores()
+    if not 0 <= value <= cores:
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 (run in this process) to {cores}, the cores of this machine, got {text!r}"
+        )
+    return value
+
+
+def output_file(text: str) -> Path:
+    """A file to write: a new path or an existing regular file. A symbolic link, directory, device (``/dev/null``),
+    FIFO or socket there is refused at parse time (the write renames a new file onto the path, replacing it)."""
+    from convert.contract.provenance import OutputPathError, check_output
+
+    try:
+        check_output(text)
+    except OutputPathError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return Path(text)
 
 
 def positive_float(text: str) -> float:

@@ -14,8 +14,9 @@ who already has torchvision's download can point ``--root`` (or ``SNN_DATA``) at
 
 Every :func:`load` checks each file's content against the recorded sha256 of its decoded array (``SHA256``), so
 a damaged or altered file (shuffled labels keep every count) is an error, never a silently wrong accuracy. The
-hash is computed once per file version: a verified (path, size, mtime, ctime) is remembered in memory and in
-``<root>/.verified.json``.
+hash is computed once per file version: a verified (path, size, mtime, ctime) is remembered in memory, and
+:func:`prepare` (``python -m convert data``, the only code that writes into the data root) records every file it
+verified in ``<root>/.verified.json``, which :func:`load` reads and never writes: a data root may be read-only.
 """
 
 from __future__ import annotations
@@ -217,32 +218,33 @@ def _cached_sha(files: dict[str, Any], key: FileKey | None) -> str | None:
     return None
 
 
-def _remember_verified(root: Path, verified: list[tuple[FileKey, str]]) -> None:
-    """Record freshly verified files in memory and in ``root/.verified.json`` (skipped if ``root`` is read-only)."""
-    for key, sha in verified:
-        _VERIFIED[key] = sha
-    files = _read_verified(root)
+def _record_verified(root: Path, verified: list[tuple[FileKey, str]]) -> None:
+    """Record verified files in ``root/.verified.json`` for later processes (:func:`prepare` only: loads never
+    write into the data root). Entries of other files are kept; an unchanged cache file is not rewritten; a
+    read-only root is skipped (later processes hash again)."""
+    before = _read_verified(root)
+    files = dict(before)
     for (name, size, mtime_ns, ctime_ns), sha in verified:
         files[name] = {"size": size, "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "sha256": sha}
+    if files == before and (root / VERIFIED_CACHE).exists():
+        return
     try:
         write_json_atomic(root / VERIFIED_CACHE, {"format": 1, "files": files})
     except OSError:
-        pass  # a read-only data root: this process still remembers, later ones hash again
+        pass
 
 
-def _verify_file(path: Path, key: FileKey | None, array: np.ndarray, cache: dict[str, Any], want: str) -> bool:
+def _verify_file(path: Path, key: FileKey | None, array: np.ndarray, cache: dict[str, Any], want: str) -> None:
     """Raise unless ``array``, read from ``path`` while it had ``key``, hashes to ``want``. A file version
-    verified before is not hashed again; returns True when it was hashed (and matched) just now."""
+    verified before is not hashed again."""
     if key is not None and _cached_sha(cache, key) == want:
-        _VERIFIED[key] = want
-        return False
+        return
     got = sha256_array(array)
     if got != want:
         raise DatasetError(
             f"{path}: content differs from the recorded data (sha256 of the decoded array {got[:16]}..., "
             f"recorded {want[:16]}...): the file is damaged or was altered; restore it with `python -m convert data`"
         )
-    return True
 
 
 def _write_idx_unless_equal(path: Path, array: np.ndarray) -> None:
@@ -289,28 +291,36 @@ def prepare_fashion(root: Path, source: Path = FASHION_DEBIAN_DIR) -> None:
 def prepare(root: Path, datasets: tuple[str, ...] = DATASETS) -> list[str]:
     """Make every requested dataset available under ``root``: skip those present and valid, (re)write the
     others (missing, damaged or altered files) from their source."""
-    done = []
+    done, verified = [], []
     for ds in datasets:
         try:
             for split in SPLITS:
-                load(ds, split, root)
+                verified += _load(ds, split, root)[1]
             done.append(f"{ds}: present")
             continue
         except DatasetError:
             pass
         (prepare_mnist if ds == "mnist" else prepare_fashion)(root)
         for split in SPLITS:
-            load(ds, split, root)
+            verified += _load(ds, split, root)[1]
         done.append(f"{ds}: written")
+    _record_verified(root, verified)
     return done
 
 
 def load(dataset: str, split: str, root: str | os.PathLike[str] | None = None) -> Split:
     """Load one split as uint8 arrays, checking shapes, labels and each file's recorded sha256.
 
-    The hash of a file version already verified (this process, or ``<root>/.verified.json``) is not
-    recomputed; anything that does not match raises :class:`DatasetError` naming the file and the fix.
+    The hash of a file version already verified (this process, or ``<root>/.verified.json`` as
+    ``python -m convert data`` wrote it) is not recomputed; anything that does not match raises
+    :class:`DatasetError` naming the file and the fix. Nothing is written: a freshly verified file is remembered
+    in memory only.
     """
+    return _load(dataset, split, root)[0]
+
+
+def _load(dataset: str, split: str, root: str | os.PathLike[str] | None) -> tuple[Split, list[tuple[FileKey, str]]]:
+    """:func:`load`, and the (file key, sha256) of each of its files verified with a stable key."""
     root = Path(root if root is not None else default_root())
     paths = raw_paths(dataset, split, root)
     before = [_file_key(p) if p.exists() else None for p in paths]
@@ -321,14 +331,14 @@ def load(dataset: str, split: str, root: str | os.PathLike[str] | None = None) -
     # a file that changed while it was read has no trustworthy key: it is hashed and not remembered
     keys = [key if key == _file_key(p) else None for p, key in zip(paths, before, strict=True)]
     cache = {} if all(k in _VERIFIED for k in keys) else _read_verified(root)
-    fresh = []
+    verified = []
     for path, key, kind, array in zip(paths, keys, ("images", "labels"), (images, labels), strict=True):
         want = SHA256[(dataset, split, kind)]
-        if _verify_file(path, key, array, cache, want) and key is not None:
-            fresh.append((key, want))
-    if fresh:
-        _remember_verified(root, fresh)
-    return Split(images=images, labels=labels, dataset=dataset, split=split)
+        _verify_file(path, key, array, cache, want)
+        if key is not None:
+            _VERIFIED[key] = want
+            verified.append((key, want))
+    return Split(images=images, labels=labels, dataset=dataset, split=split), verified
 
 
 # ------------------------------------------------------------------------------- spec ↔ dataset check

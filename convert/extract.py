@@ -25,6 +25,31 @@ from convert.datasets import CLASSES
 from convert.layers import FAMILIES, LayerFamily
 
 _DROPPED = (nn.ReLU, nn.Dropout, nn.Identity)
+#: one image of each dataset, as the engines read it (channels, height, width)
+IMAGE_SHAPE = {"mnist": (1, 28, 28), "fashion": (1, 28, 28)}
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def check_input_shape(input_shape: tuple[int, ...], dataset: str | None) -> None:
+    """Raise :class:`SpecError` unless a model of ``input_shape`` can read ``dataset``'s images: their shape
+    (unit dimensions aside: 1×28×28 or 28×28) or their pixels flattened (784, the input of an MLP that takes
+    flattened images; the engines flatten an image row by row, as ``x.view(len(x), -1)`` does)."""
+    if dataset is None or dataset not in IMAGE_SHAPE:
+        return
+    image = IMAGE_SHAPE[dataset]
+    pixels = 1
+    for d in image:
+        pixels *= d
+    squeezed = tuple(int(d) for d in input_shape if d != 1)
+    if squeezed in (tuple(d for d in image if d != 1), (pixels,)):
+        return
+    raise SpecError(
+        f"the model takes {_dims(tuple(input_shape))} inputs; {dataset} images are {_dims(image)} ({pixels} pixels): "
+        f"convert a model made for {dataset} (input {_dims(image)}, {_dims(image[1:])} or {pixels} flattened pixels)"
+    )
 
 
 def _extractable() -> list[LayerFamily]:
@@ -95,6 +120,7 @@ def direct_copy(
 ) -> NetworkSpec:
     """A spec of copied ``layers`` (thresholds 1) with ``dataset``'s class labels and the provenance
     ``method="copy"`` (plus ``spec_fields["provenance"]``); the other ``spec_fields`` are the spec's."""
+    check_input_shape(tuple(input_shape), dataset)
     labels = CLASSES[dataset] if dataset else ()
     recorded = {"dataset": dataset} if dataset else {}  # what `check_spec_dataset` reads
     provenance = {"method": "copy", **recorded, **spec_fields.pop("provenance", {})}

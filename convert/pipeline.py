@@ -1,7 +1,8 @@
 """The convert pipeline in one place: checkpoint → copy spec → activation stats (cached) → normalized spec.
 
 Used by ``python -m convert normalize`` and by validation/, so that every user of a normalized network
-gets it the same way. Files live under ``runs/`` (``runs/models``, ``runs/stats``, ``runs/specs``).
+gets it the same way. Files live under the results folder (``--runs``, else ``$SNN_RUNS``, else ``runs/``:
+:func:`convert.contract.paths.default_runs`): ``models/``, ``stats/``, ``specs/``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from convert.contract.fingerprint import (
     read_cached,
     short,
 )
+from convert.contract.paths import default_runs as default_runs  # re-exported: the CLIs' --runs default
 from convert.contract.spec import NetworkSpec
 from convert.extract import spec_from_model
 from convert.stats import ActivationStats, collect_stats, load_stats, save_stats, weights_fingerprint
@@ -27,10 +29,10 @@ from convert.train import checkpoint_paths, load_model
 
 # collect_stats' settings for the cached statistics (part of their cache key)
 STATS_SETTINGS = {"batch_size": 500, "max_samples": 2_000_000, "seed": 0}
-
-
-def default_runs() -> Path:
-    return Path(__file__).resolve().parents[1] / "runs"
+# the main job's calibration set: the first 20 000 training images, leaving out the last 5 000 (the threshold
+# search's held-out images; validation/paper/experiments.py EvalConfig.calib_images and .holdout)
+MAIN_CALIB_IMAGES = 20_000
+MAIN_HOLDOUT = 5_000
 
 
 def copy_spec(dataset: str, model: str, runs: Path, **spec_fields: Any) -> NetworkSpec:

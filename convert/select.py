@@ -31,7 +31,7 @@ from convert.contract.fingerprint import (
     read_cached_json,
     short,
 )
-from convert.contract.provenance import atomic_path, provenance, write_json_atomic
+from convert.contract.provenance import atomic_path, check_outputs, provenance, write_json_atomic
 from convert.train import TrainConfig, accuracy, checkpoint_paths, images_to_tensor, load_model, record, train_model
 
 # The settings tried for each model by `python -m convert select` and the main job: overrides of TrainConfig.
@@ -143,6 +143,7 @@ def fit_candidate(config: TrainConfig, root: Path | None, runs: Path, progress: 
         "epoch_losses": losses,
         "train_wall_s": time.perf_counter() - start,
     }
+    check_outputs(path, meta_path)  # both or none
     with atomic_path(path) as tmp:
         torch.save({"model": config.model, "state_dict": model.state_dict(), "metrics": meta}, tmp)
     write_json_atomic(meta_path, meta)
@@ -198,6 +199,7 @@ def select_and_train(
         },
         **provenance(record(chosen), chosen.seed),
     }
+    check_outputs(ckpt, metrics_path)  # both or none
     with atomic_path(ckpt) as tmp:
         torch.save({"model": base.model, "state_dict": model.state_dict(), "metrics": metrics}, tmp)
     write_json_atomic(metrics_path, metrics)

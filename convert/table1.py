@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from convert.contract.provenance import write_text_atomic
+from convert.contract.provenance import check_outputs, write_text_atomic
 
 REPLICATION = {
     ("mnist", "mlp"): (99.81, 97.91),
@@ -69,6 +69,7 @@ def write_table1(runs: Path) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows(table)
+    check_outputs(runs / "table1.md", runs / "table1.csv")  # both or none
     write_text_atomic(runs / "table1.md", text)
     write_text_atomic(runs / "table1.csv", buf.getvalue())
     return text

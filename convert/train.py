@@ -165,8 +165,10 @@ def load_model(path: Path) -> nn.Module:
 
         if isinstance(why, pickle.UnpicklingError):  # torch's own advice (weights_only=False) would run the code
             why = "it holds objects other than tensors, which could run code; refused without loading them"
+        if isinstance(why, EOFError) and path.stat().st_size == 0:
+            why = "an empty file"
         detail = f"{type(why).__name__}: {str(why).strip()}" if isinstance(why, BaseException) else why
-        detail = (detail.splitlines() or [""])[0][:200]
+        detail = (detail.splitlines() or [""])[0].split(". This is an internal miniz error")[0][:200]
         return ValueError(f"{path}: not a checkpoint written by `python -m convert train`; retrain ({detail})")
 
     try:

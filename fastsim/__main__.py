@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert.cli import check_count, count_or_all, nonnegative_int, positive_int, run_command
-from convert.contract.records import record_summary
+from convert.cli import check_count, count_or_all, output_file, positive_int, run_command, seed_int
+from convert.contract.records import one_class_warning, record_summary
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,8 +49,14 @@ def _run(args: argparse.Namespace) -> int:
     )
     record.save(args.out)
     print(record_summary(record))
+    warning = one_class_warning(record)
+    if warning:
+        print(f"warning: {warning}")
     meta = record.meta
-    print(f"{meta['image_steps_per_s']:,.0f} image-steps/s on {meta['device']} ({meta['dtype']}, {meta['matmul']})")
+    print(
+        f"{meta['image_steps_per_s']:,.0f} image-steps/s on {meta['device']} "
+        f"({meta['dtype']}, {meta['matmul']}, kernel {meta['kernel']})"
+    )
     print(f"record written to {args.out}")
     return 0
 
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=positive_int, required=True, help="time steps per image")
     run.add_argument("--device", default="cpu", help="cpu or cuda")
     run.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    run.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the Poisson input")
+    run.add_argument("--seed", type=seed_int, default=0, help="seed of the Poisson input")
     run.add_argument(
         "--matmul",
         default="fp32",
@@ -98,10 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=positive_int, default=None, help="images per batch (default: memory budget)")
     run.add_argument(
         "--kernel",
-        default="torch",
-        choices=("torch", "events", "triton"),
-        help="torch: time-batched; events: event-driven (CPU, the fastest there for sparse networks); "
-        "triton: Dense layers as one fused Triton kernel per chunk (float32, CUDA)",
+        default="auto",
+        choices=("auto", "torch", "events", "triton"),
+        help="auto (default): events on a CPU, torch on a GPU; torch: time-batched; events: event-driven (CPU, "
+        "the fastest there for sparse networks); triton: Dense layers as one fused Triton kernel per chunk "
+        "(float32, CUDA). The record names the kernel that ran",
     )
     run.add_argument(
         "--compile",
@@ -111,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--record-neurons", action="store_true", help="also keep per-neuron spike counts")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--out", type=Path, required=True, help="record file (.npz), written atomically")
+    run.add_argument("--out", type=output_file, required=True, help="record file (.npz), written atomically")
     run.set_defaults(func=_run)
 
     bench = sub.add_parser("bench", help="image-steps/s of the MLP and CNN vs a plain loop (and SpikingJelly)")

@@ -1,6 +1,8 @@
 """The numba kernel of the event-driven engine (:mod:`fastsim.events` documents the method and the tables).
 
-Compiled on first use (cached on disk by numba). The helpers are plain numba functions, which LLVM inlines
+Compiled on first use and cached on disk by numba, in ``$NUMBA_CACHE_DIR`` if the user set it, else in
+``cache/numba/`` under the results folder (``$SNN_RUNS`` or ``runs/``: :func:`convert.contract.paths.numba_cache_dir`),
+not in ``fastsim/__pycache__``. The helpers are plain numba functions, which LLVM inlines
 (numba's own IR inlining, ``inline="always"``, dropped a conditional store of a prange body here). IEEE
 arithmetic throughout (no fastmath): each current is summed in the order of the spikes, then added to v
 once, as the layer step of :func:`fastsim.step.if_update` says.
@@ -8,10 +10,21 @@ once, as the layer step of :func:`fastsim.step.if_update` says.
 
 from __future__ import annotations
 
+import os
+
 import numba as nb
 import numpy as np
 from numba import types
+from numba.core import config as numba_config
 from numba.extending import intrinsic
+
+from convert.contract.paths import numba_cache_dir
+
+# numba reads NUMBA_CACHE_DIR when it is imported (and again before each compilation), but each
+# @njit(cache=True) below picks its cache folder when it is applied: so the variable is set and re-read here,
+# before them, which also covers a numba imported earlier by another module (validation.cluster, events).
+os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
+numba_config.reload_config()
 
 POISSON, CURRENT, GIVEN = 0, 1, 2  # the input modes
 # steps whose first-layer current is built at once (_input_chunk): the chunk of currents (CHUNK × the first

@@ -44,6 +44,8 @@ from fastsim.stages import SPARSE_DENSITY, Stage, build_stages
 from fastsim.step import IFState, LayerUpdate, NetworkState, if_update
 
 KERNELS = ("torch", "triton", "events")
+AUTO = "auto"  # simulate's default: the device's fastest exact kernel, chosen per run (resolve_kernel)
+KERNEL_CHOICES = (AUTO, *KERNELS)
 
 
 def fastest_kernel(device: str | torch.device, spec: NetworkSpec | None = None) -> str:
@@ -52,10 +54,29 @@ def fastest_kernel(device: str | torch.device, spec: NetworkSpec | None = None) 
     return "events" if str(device).startswith("cpu") else "torch"
 
 
+def resolve_kernel(
+    kernel: str, device: torch.device, dtype: torch.dtype, matmul: str = "fp32", margins: bool = False
+) -> str:
+    """The kernel a run uses: ``kernel`` itself, or for ``"auto"`` the device's :func:`fastest_kernel` where
+    it can run this (the event engine sums in the simulation dtype, ``matmul="fp32"``, records no threshold
+    margins and needs numba), else ``torch``. Records name the resolved kernel, never ``"auto"``."""
+    if kernel != AUTO:
+        return kernel
+    chosen = fastest_kernel(device)
+    if chosen == "events":
+        from fastsim.events import unavailable_reason as events_unavailable
+
+        if matmul != "fp32" or margins or events_unavailable():
+            return "torch"
+    return chosen
+
+
 def check_kernel(kernel: str, device: torch.device, dtype: torch.dtype) -> None:
-    """A ValueError that says why ``kernel`` cannot run here, if it cannot."""
+    """A ValueError that says why ``kernel`` cannot run here, if it cannot (``"auto"`` always can)."""
+    if kernel == AUTO:
+        return
     if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+        raise ValueError(f"kernel must be one of {', '.join(KERNEL_CHOICES)}, got {kernel!r}")
     if kernel == "triton":
         reason = unavailable_reason(device)
         if reason:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from fastsim.limbs import check_mode
-from fastsim.network import check_kernel
+from fastsim.network import check_kernel, resolve_kernel
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -64,10 +64,14 @@ class SimOptions:
     * ``matmul``: ``fp32``, or ``tf32x2`` / ``tf32x3`` to run the synaptic products of a float32 simulation on
       TF32 tensor cores with the weights split into 2 or 3 TF32 limbs (:mod:`fastsim.limbs`); otherwise
       float32 runs never use TF32;
-    * ``kernel``: ``torch`` (the time-batched engine), ``triton`` to run Dense layers as one fused Triton
-      kernel per chunk (float32; a CUDA device, or ``TRITON_INTERPRET=1`` on a CPU for tests), or ``events``
-      (the event-driven CPU engine of :mod:`fastsim.events`: work in proportion to the spikes, the fastest on
-      a CPU for sparsely firing networks; ``matmul='fp32'`` only);
+    * ``kernel``: ``auto`` (the default: ``events`` on a CPU, ``torch`` on a GPU,
+      :func:`fastsim.network.fastest_kernel`; ``torch`` where the event engine cannot run the request:
+      ``matmul`` other than ``fp32``, threshold margins or no numba; resolved per run by :meth:`for_run`, and
+      the record's ``meta["kernel"]`` names the kernel that ran), ``torch`` (the time-batched engine),
+      ``triton`` to run Dense layers as one fused Triton kernel per chunk (float32; a CUDA device, or
+      ``TRITON_INTERPRET=1`` on a CPU for tests), or ``events`` (the event-driven CPU engine of
+      :mod:`fastsim.events`: work in proportion to the spikes, the fastest on a CPU for sparsely firing
+      networks; ``matmul='fp32'`` only);
     * ``batch_size``: images per batch; None: batches and chunks sized to ``memory_budget`` (bytes; None: the
       device's default, :func:`fastsim.simulate.default_memory_budget`);
     * ``compile``: fuse the layer scan, the input hash, pooling and small convolutions with torch.compile
@@ -79,7 +83,7 @@ class SimOptions:
     device: str | torch.device = "cpu"
     dtype: str | torch.dtype = torch.float32
     matmul: str = "fp32"
-    kernel: str = "torch"
+    kernel: str = "auto"
     batch_size: int | None = None
     memory_budget: int | None = None
     compile: bool | None = None
@@ -100,6 +104,12 @@ class SimOptions:
         if self.compile not in (None, True, False):
             raise ValueError(f"compile must be True, False or None, got {self.compile!r}")
         object.__setattr__(self, "progress", bool(self.progress))
+
+    def for_run(self, margins: bool = False) -> SimOptions:
+        """These options with ``kernel="auto"`` replaced by the kernel that runs (``margins``: the run records
+        threshold margins, which only the torch engine measures); :func:`fastsim.network.resolve_kernel`."""
+        kernel = resolve_kernel(self.kernel, self.device, self.dtype, self.matmul, margins=margins)
+        return self if kernel == self.kernel else dataclasses.replace(self, kernel=kernel)
 
     @classmethod
     def merge(cls, options: SimOptions | None, overrides: dict[str, Any]) -> SimOptions:

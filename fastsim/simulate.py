@@ -2,7 +2,8 @@
 
 The thin shell around :class:`fastsim.network.Network`: it checks the arguments (errors name the field),
 encodes the input (:mod:`fastsim.encode`), splits the images into batches sized to a memory budget, runs
-the time-batched engine on each batch and joins the per-batch counts into one
+the engine on each batch (the default ``kernel="auto"``: the event-driven engine, :mod:`fastsim.events`, on a
+CPU; the time-batched engine on a GPU) and joins the per-batch counts into one
 :class:`convert.contract.records.SpikeRecord`. Poisson input spikes depend only on (seed, image index, step, pixel),
 so the record does not depend on the batch size or the device (up to float rounding of the synaptic sums).
 How the engine computes (device, dtype, kernel, batching, ...) is a :class:`fastsim.options.SimOptions`,
@@ -14,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from convert.contract.records import SpikeRecord, checked_checkpoints
+from convert.contract.records import OneClassWarning, SpikeRecord, checked_checkpoints, one_class_warning
 from convert.contract.spec import Conv2d, NetworkSpec
 from convert.encoding import MASK32, intensity
 from fastsim.encode import CurrentSource, InputSource, PoissonSource, SpikeTrainSource, _candidate_spikes
@@ -54,8 +56,13 @@ def _check_steps(steps: Any) -> int:
 
 
 def _input_rows(spec: NetworkSpec, shape: tuple[int, ...], what: str) -> None:
-    """Accept (..., *input_shape), (..., n_inputs) or the input shape without its unit dimensions."""
+    """Accept (..., *input_shape), (..., n_inputs) or the input shape without its unit dimensions; a flat
+    spec (input_shape (784,): an MLP that takes flattened images) takes any sample of n_inputs values, flattened
+    row by row as ``x.view(len(x), -1)`` flattens it."""
     allowed = {spec.input_shape, (spec.n_inputs,), tuple(d for d in spec.input_shape if d != 1)}
+    flat = len(tuple(d for d in spec.input_shape if d != 1)) <= 1
+    if flat and int(np.prod(shape)) == spec.n_inputs:
+        return
     if shape not in allowed:
         raise ValueError(
             f"{what}: one sample has shape {shape}, but the spec's input_shape is {spec.input_shape} "
@@ -167,14 +174,15 @@ def simulate(
     closest approach to its threshold (:mod:`fastsim.margins`).
 
     ``options``: how the engine computes, a :class:`fastsim.options.SimOptions` (device, dtype, matmul,
-    kernel, batch_size, memory_budget, compile, progress). Each of its fields may also be given as a keyword,
-    ``simulate(spec, images, steps=300, device="cuda", dtype="float64")``, which overrides that field of
-    ``options``; any other keyword is a TypeError.
+    kernel, batch_size, memory_budget, compile, progress); the default ``kernel="auto"`` runs the event engine
+    on a CPU and the torch engine on a GPU (``meta["kernel"]`` names the one that ran). Each of its fields may
+    also be given as a keyword, ``simulate(spec, images, steps=300, device="cuda", dtype="float64")``, which
+    overrides that field of ``options``; any other keyword is a TypeError.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a convert.contract.spec.NetworkSpec, got {type(spec).__name__}")
     steps = _check_steps(steps)
-    opts = SimOptions.merge(options, engine)
+    opts = SimOptions.merge(options, engine).for_run(margins=record_margins)  # "auto": the kernel that runs
     if (images is None) == (spikes is None):
         raise ValueError("give exactly one of images or spikes")
     if not 0 <= int(seed) <= MASK32:
@@ -229,7 +237,21 @@ def simulate(
     record = _record(parts, ckpt, true, indices, record_neurons, meta, spec.readout)
     if record_margins:
         record = dataclasses.replace(record, margins=tuple(np.concatenate(m) for m in zip(*margin_parts, strict=True)))
+    _warn_if_one_class(record, labels)
     return record
+
+
+ONE_CLASS_MIN_IMAGES = 10  # a record of fewer images is not evidence of a broken conversion
+
+
+def _warn_if_one_class(record: SpikeRecord, labels: Any) -> None:
+    """A :class:`~convert.contract.records.OneClassWarning` when every one of at least
+    :data:`ONE_CLASS_MIN_IMAGES` images got one class (or none) although ``labels`` hold several."""
+    if labels is None or record.n_images < ONE_CLASS_MIN_IMAGES or len(np.unique(np.asarray(labels))) < 2:
+        return
+    message = one_class_warning(record)
+    if message:
+        warnings.warn(message, OneClassWarning, stacklevel=3)
 
 
 def _torch_batches(spec: NetworkSpec, n: int, steps: int, opts: SimOptions, record_neurons: bool, margins: bool):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from convert.cli import check_count, count_or_all, nonnegative_int, positive_int, run_command
+from convert.cli import check_count, count_or_all, nonnegative_int, output_file, positive_int, run_command, seed_int
 from convert.contract.io import load_spec
 from convert.contract.provenance import provenance
 from convert.contract.records import SpikeRecord, concatenate, record_summary
@@ -42,13 +42,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=positive_int, required=True, help="time steps per image")
     run.add_argument("--device", default="cpp_standalone", choices=DEVICES)
     run.add_argument("--input", default=None, choices=("poisson", "spikes", "current"))
-    run.add_argument("--seed", type=nonnegative_int, default=0)
+    run.add_argument("--seed", type=seed_int, default=0)
     run.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
     run.add_argument("--threads", type=nonnegative_int, default=0, help="OpenMP threads of cpp_standalone (0: none)")
     run.add_argument("--target", default="numpy", choices=("numpy", "cython"), help="runtime code generation")
-    run.add_argument("--build-dir", default=None, help="standalone build cache (default build/refsim/)")
+    run.add_argument(
+        "--build-dir",
+        default=None,
+        help="standalone build cache (default: $SNN_BUILD, else build/refsim/ under $SNN_RUNS or runs/)",
+    )
     run.add_argument("--record-neurons", action="store_true", help="also store per-neuron spike counts")
-    run.add_argument("--out", required=True, help="output SpikeRecord (.npz)")
+    run.add_argument("--out", type=output_file, required=True, help="output SpikeRecord (.npz)")
     return p
 
 

@@ -42,6 +42,7 @@ from convert.contract.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerE
 from convert.layers import SpikingLayer
 from convert.layers import skip as skip_edge
 from convert.layers.maxpool2d import window_rank
+from refsim.brian import load as brian_load
 from refsim.connectivity import connections, fanout, gate_connections, skip_connections
 from refsim.inputs import InputBatch, InputLayer, build_input
 
@@ -116,6 +117,7 @@ def _flatten(layer: Flatten, state: _BuildState) -> None:
 def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     """Any spiking family: a NeuronGroup of IF neurons fed by the synapses of :func:`connections` (which
     raises for a family without a synapse builder)."""
+    brian_load()
     from brian2 import NeuronGroup, Synapses
 
     k = len(state.layers) + 1
@@ -174,6 +176,7 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
 def _maxpool(layer: MaxPool2d, state: _BuildState) -> None:
     """The max-pool gate (module doc): counts, the mates' comparison and the gate group on the population
     ``state.source`` (which :func:`_spiking` gave the gate's variables)."""
+    brian_load()
     from brian2 import NeuronGroup, Synapses
 
     k = len(state.layers)  # the population below, 1-based
@@ -244,6 +247,7 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
     Call it inside ``refsim.devices.brian_device(..., dt_s=spec.dt_ms / 1000)``: the network runs on the
     defaultclock. The caller runs ``network.run(duration)``.
     """
+    brian_load()
     from brian2 import Network, SpikeMonitor, StateMonitor, defaultclock
 
     if batch.n_inputs != spec.n_inputs:

@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from refsim.brian import load as brian_load
+
 DEVICES = ("runtime", "cpp_standalone", "cuda_standalone")
 STANDALONE = ("cpp_standalone", "cuda_standalone")
 TARGETS = ("numpy", "cython")
-DEFAULT_BUILD_ROOT = Path(__file__).resolve().parents[1] / "build" / "refsim"
 _GCC_ARGS = "codegen.cpp.extra_compile_args_gcc"
 _NVCC_ARGS = "devices.cuda_standalone.cuda_backend.extra_compile_args_nvcc"
 
@@ -45,6 +46,7 @@ def check_cuda() -> None:
     """Raise :class:`DeviceUnavailable` naming every missing piece of ``cuda_standalone``."""
     missing = []
     try:
+        brian_load()
         import brian2cuda  # noqa: F401  (registers the 'cuda_standalone' device)
     except ImportError as err:
         missing.append(f"the brian2cuda package ({err}; `pip install brian2cuda==1.0b1` on Python >= 3.12)")
@@ -85,6 +87,7 @@ def brian_device(name: str, *, target: str = "numpy", threads: int = 0, dt_s: fl
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if name == "cuda_standalone":
         check_cuda()
+    brian_load()
     from brian2 import prefs, second, set_device
     from brian2.devices.device import all_devices, reset_device
 
@@ -135,6 +138,19 @@ def build_key(parts: dict[str, Any], arrays: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+def default_build_root(runs: str | os.PathLike[str] | None = None) -> Path:
+    """Where standalone projects are built when no build folder is given: ``$SNN_BUILD`` if set, else
+    ``build/refsim/`` under the results folder ``runs`` (default :func:`convert.contract.paths.default_runs`:
+    ``$SNN_RUNS`` or ``runs/`` in the checkout). One VGG check builds ~4 GB there; the key in each project's folder name
+    (:func:`build_key`) lets every run share it."""
+    env = os.environ.get("SNN_BUILD")
+    if env:
+        return Path(env).expanduser()
+    from convert.contract.paths import default_runs
+
+    return Path(runs if runs is not None else default_runs()) / "build" / "refsim"
+
+
 def build_directory(device: str, key: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """``<root>/<device>-<key>``; ``root`` defaults to ``build/refsim/`` in the checkout."""
-    return Path(root if root is not None else DEFAULT_BUILD_ROOT) / f"{device}-{key}"
+    """``<root>/<device>-<key>``; ``root`` defaults to :func:`default_build_root`."""
+    return Path(root if root is not None else default_build_root()) / f"{device}-{key}"

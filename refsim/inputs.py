@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from refsim.brian import load as brian_load
+
 MODES = ("poisson", "spikes", "current")
 SPIKE_SOURCES = ("generator", "timed_array")
 INPUT_NAME = "refsim_input"
@@ -84,6 +86,7 @@ class InputLayer:
 
 
 def _timed_values(batch: InputBatch, steps: int, max_rate_hz: float, source: str) -> Any:
+    brian_load()
     from brian2 import Hz
 
     if source == "poisson":
@@ -102,6 +105,7 @@ def spike_lists(spikes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def build_input(batch: InputBatch, steps: int, dt: Any, max_rate_hz: float, spike_source: str) -> InputLayer:
     """The input group of ``batch`` on the defaultclock of step ``dt`` (a TimedArray row per image or step)."""
+    brian_load()
     from brian2 import NeuronGroup, PoissonGroup, SpikeGeneratorGroup, TimedArray
 
     n = batch.n_inputs

@@ -26,6 +26,7 @@ import numpy as np
 
 from convert.contract.io import to_dict
 from convert.contract.spec import NetworkSpec
+from refsim.brian import load as brian_load
 from refsim.build import BuiltNetwork, build_network
 from refsim.devices import STANDALONE, brian_device, build_directory, build_key
 from refsim.inputs import InputBatch
@@ -79,6 +80,7 @@ class RuntimeRunner:
         self.target, self.spike_source = target, spike_source
 
     def run(self, batch: InputBatch) -> BatchResult:
+        brian_load()
         from brian2 import second
         from brian2 import seed as brian_seed
 
@@ -116,6 +118,7 @@ class StandaloneRunner:
         self.spec, self.steps, self.batch_size, self.mode = spec, steps, batch_size, mode
         self.device, self.seed, self.threads = device, seed, threads
         header, arrays = to_dict(spec)
+        brian_load()
         import brian2
 
         parts = {
@@ -135,6 +138,7 @@ class StandaloneRunner:
         self._device: Any = None
 
     def __enter__(self) -> StandaloneRunner:
+        brian_load()
         from brian2 import second
         from brian2 import seed as brian_seed
 

@@ -74,7 +74,8 @@ def simulate(
     """Simulate ``spec`` on every image for ``steps`` steps each with Brian2 ``device``.
 
     ``device``: ``runtime`` (``target`` numpy or cython), ``cpp_standalone`` or ``cuda_standalone`` (compiled
-    once into ``build_dir``, default ``build/refsim/``, and rerun per batch of ``batch_size`` images, default
+    once into ``build_dir``, default :func:`refsim.devices.default_build_root` (``$SNN_BUILD``, else
+    ``build/refsim/`` under ``$SNN_RUNS`` or ``runs/``), and rerun per batch of ``batch_size`` images, default
     100; ``threads`` > 0 turns on OpenMP in cpp_standalone). ``checkpoints`` default to
     ``convert.contract.records.default_checkpoints(steps)``; ``labels`` default to -1, ``image_indices`` to 0..N-1.
     Settings and timings go into ``record.meta`` (``image_steps_per_s`` counts simulation time only, without

@@ -19,3 +19,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = str(item.fspath).replace("\\", "/")
         if "tests/refsim/" in path or "tests/conformance/" in path:
             item.add_marker(quiet)
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt for the test's duration (Python's own handler), whatever the disposition
+    the session started with: a suite started as a background job starts with SIGINT ignored, and then
+    ``_thread.interrupt_main()`` does nothing. The previous disposition is put back afterwards."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -20,6 +20,13 @@ from fastsim.synthetic import random_spec
 REPO = Path(__file__).resolve().parents[1]
 
 
+def sigint_as_a_terminal_sends_it() -> None:
+    """In a child before it runs Python: SIGINT's default disposition, so that Python installs its
+    KeyboardInterrupt handler even when this suite runs as a background job (started with SIGINT ignored, which
+    children inherit; a user's command started from a terminal has the default)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupting_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m toy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,7 +72,14 @@ def test_sigint_during_a_fastsim_run(tmp_path) -> None:
     out = tmp_path / "record.npz"
     argv = [sys.executable, "-m", "fastsim", "run", "--spec", str(spec), "--root", str(root)]
     argv += ["--images", "all", "--steps", "5000", "--out", str(out)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+        preexec_fn=sigint_as_a_terminal_sends_it,
+    )
     err = bytearray()
 
     def read() -> None:
@@ -86,3 +100,71 @@ def test_sigint_during_a_fastsim_run(tmp_path) -> None:
     assert proc.returncode == 130, text
     assert "Traceback" not in text and INTERRUPTED in text
     assert not out.exists() and not list(tmp_path.glob(".*"))  # no record, no temporary file
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("import_brian2", ["refsim", "raw"])
+def test_ctrl_c_tests_pass_in_a_suite_started_with_sigint_ignored(import_brian2, tmp_path) -> None:
+    """`make test &` from a non-interactive shell starts with SIGINT ignored. Brian2, imported earlier in the
+    session, wrapped that disposition in a handler that calls SIG_IGN (``TypeError: 'Handlers' object is not
+    callable``) and the Ctrl-C tests of the event engine failed. Here they run in such a process after Brian2
+    was imported as refsim imports it and as a test module might (``import brian2``), then SIGINT's
+    disposition is checked: refsim.brian.load leaves it ignored."""
+    first = "from refsim.brian import load; load()" if import_brian2 == "refsim" else "import brian2"
+    script = (
+        "import signal, sys, pytest\n"
+        f"{first}\n"
+        "code = pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/fastsim/test_events.py', "
+        "'-k', 'ctrl_c or stops_when_asked'])\n"
+        "ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "print('SIGINT ignored after the tests:', ignored)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_ignore_sigint,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "2 passed" in out and "not callable" not in out, out
+    if import_brian2 == "refsim":
+        assert "SIGINT ignored after the tests: True" in out, out
+
+
+def test_brian2_import_keeps_the_sigint_disposition() -> None:
+    """refsim.brian.load imports Brian2 and puts back the handler the process had (here: SIG_IGN, and Python's
+    default handler), so Ctrl-C is a KeyboardInterrupt, never Brian2's request to stop a run early."""
+    script = (
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from refsim.brian import load\n"
+        "brian2 = load()\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.getsignal(signal.SIGINT)\n"
+        "assert brian2.prefs.core.stop_on_keyboard_interrupt is False\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+    script = (
+        "import signal\n"
+        "from refsim.brian import load\n"
+        "load()\n"
+        "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=sigint_as_a_terminal_sends_it,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

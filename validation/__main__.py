@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     def add(name: str, func, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--root", type=Path, default=None, help="data root (default: $SNN_DATA or data/)")
-        p.add_argument("--runs", type=Path, default=None, help="results folder (default: runs/)")
+        p.add_argument("--runs", type=Path, default=None, help="results folder (default: $SNN_RUNS or runs/)")
         p.set_defaults(func=func)
         return p
 

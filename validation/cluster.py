@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.cli import usable_cores
 from convert.contract.fingerprint import spec_fingerprint
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
@@ -48,46 +51,135 @@ class ClusterError(ValueError):
     """A cluster address that cannot be used (a user error: one line, exit status 2)."""
 
 
+#: how long a scheduler address may take to answer Dask's handshake (connection and identity) before --dask gives up
+CONNECT_TIMEOUT_S = 15.0
+
+
 def local_workers(address: str) -> int | None:
-    """N of ``local:N`` (None for a scheduler address); a bad N is an error that says what to write."""
+    """N of ``local:N`` (None for a scheduler address); a bad N, or more workers than this machine has cores
+    (each worker is a process with its own copy of the engines), is an error that says what to write."""
     if not address.startswith(LOCAL):
         return None
     text = address[len(LOCAL) :]
     if not text.isdigit() or int(text) < 1:
         raise ClusterError(f"--dask {address!r}: write local:N with N ≥ 1 worker processes, e.g. local:2")
-    return int(text)
+    n, cores = int(text), usable_cores()
+    if n > cores:
+        raise ClusterError(
+            f"--dask {address}: this machine has {cores} usable cores, so at most local:{cores} (one worker process "
+            "per core); for more workers start a `dask scheduler` and workers on other machines (docs/scale-out.md)"
+        )
+    return n
+
+
+def check_scheduler(address: str, timeout: float | None = None) -> None:
+    """Raise :class:`ClusterError` unless a Dask scheduler answers at ``address`` within ``timeout`` seconds
+    (default :data:`CONNECT_TIMEOUT_S`): the connection, Dask's handshake and an ``identity`` request, all under
+    the one deadline. ``distributed.Client(address, timeout=...)`` bounds only the connection: a server that
+    accepts and then says nothing (or answers in another protocol, such as HTTP) kept it waiting forever."""
+    import asyncio
+
+    try:
+        from distributed.comm import connect as comm_connect
+    except ImportError as err:
+        raise ClusterError(f"--dask needs the distributed package ({err}): pip install 'dask[distributed]'") from None
+
+    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+
+    async def identity() -> Any:
+        comm = await comm_connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    start = "start one there with `dask scheduler` (it listens on port 8786; docs/scale-out.md), or use local:N"
+    try:
+        reply = asyncio.run(asyncio.wait_for(identity(), timeout + 1))  # +1: a refused connection fails first
+    except TimeoutError:
+        raise ClusterError(
+            f"--dask {address}: no Dask scheduler answered within {timeout:g} s (something may listen there that "
+            f"does not speak Dask's protocol); {start}"
+        ) from None
+    except (OSError, ValueError, TypeError) as err:  # refused, reset, closed mid-handshake, not an address...
+        why = " ".join(str(err).split()) or type(err).__name__
+        if err.__cause__ is not None:  # what the last try met: "Connect call failed" (nothing listens)...
+            why += ": " + re.sub(r"in <[^>]*>: ", "", " ".join(str(err.__cause__).split()))
+        raise ClusterError(f"--dask {address}: no Dask scheduler answers there ({why}); {start}") from None
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        raise ClusterError(
+            f"--dask {address}: a Dask {kind or 'peer'} answers there, not a scheduler: give the scheduler's address "
+            "(`dask scheduler` prints it)"
+        )
+
+
+def check_address(address: str, timeout: float | None = None) -> None:
+    """Refuse an unusable ``--dask`` address before any work: a bad or too large ``local:N``
+    (:func:`local_workers`), or an address where no scheduler answers (:func:`check_scheduler`)."""
+    if local_workers(address) is None:
+        check_scheduler(address, timeout)
 
 
 @contextlib.contextmanager
-def connect(address: str) -> Iterator[Any]:
-    """A :class:`distributed.Client` of ``address`` (closed, and a local cluster shut down, on exit)."""
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while the block runs. The threads started in it (a local cluster's event
+    loop) keep the mask, and so does every process they start (its workers, and theirs): a terminal's Ctrl-C,
+    sent to the whole foreground process group, then reaches this process alone, which prints its one line
+    and closes the cluster, ending the workers (before, each worker printed its own KeyboardInterrupt
+    traceback). A Ctrl-C meanwhile is delivered here when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # the first spawned process starts multiprocessing's resource tracker, and starting it *unblocks* SIGINT in
+    # the thread that does (SIG_UNBLOCK, not the mask it found): start it now, before blocking
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def connect(address: str, timeout: float | None = None) -> Iterator[Any]:
+    """A :class:`distributed.Client` of ``address`` (closed, and a local cluster shut down, on exit); a scheduler
+    that does not answer within ``timeout`` seconds (:func:`check_scheduler`) is a :class:`ClusterError`."""
     try:
         from distributed import Client, LocalCluster
     except ImportError as err:
         raise ClusterError(f"--dask needs the distributed package ({err}): pip install 'dask[distributed]'") from None
     n = local_workers(address)
     if n is None:
+        timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+        check_scheduler(address, timeout)
         try:
-            client = Client(address, timeout="20s")
+            client = Client(address, timeout=f"{timeout}s")
         except (OSError, TimeoutError) as err:
             msg = f"--dask {address}: no scheduler answers there ({err}); start one with `dask scheduler`"
             raise ClusterError(msg) from None
         with client:
             yield client
         return
-    threads = max(1, (os.cpu_count() or 1) // n)
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=threads,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    threads = max(1, usable_cores() // n)
+    cluster = None
     try:
+        with _sigint_blocked():  # the workers never see the terminal's Ctrl-C: this process ends them
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=threads,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         with Client(cluster) as client:
             yield client
     finally:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def worker_options(options: dict[str, Any], resources: dict[str, float], cuda: bool) -> dict[str, Any]:
@@ -208,23 +300,28 @@ PER_IMAGE = ("images", "spikes", "labels", "image_indices")  # the arguments cut
 
 class ImportBrian2(WorkerPlugin):
     """Imports Brian2 on every worker, now and on workers that join later, in the worker's main thread: its
-    import installs a SIGINT handler, which Python allows only there (tasks run in other threads)."""
+    import installs a SIGINT handler, which Python allows only there (tasks run in other threads);
+    :func:`refsim.brian.load` puts the worker's own handler back at once."""
 
     name = "snn-balance-import-brian2"
 
     def setup(self, worker) -> None:
-        import brian2  # noqa: F401
+        from refsim.brian import load
+
+        load()
 
 
 def _run_block(run_fn: Callable[..., SpikeRecord], engine: str, spec: NetworkSpec, kw: dict) -> SpikeRecord:
     """A Dask task: one block of images through ``run_fn(engine, spec, **kw)`` with this worker's share of
     the cores; a Brian2 standalone project is built in a folder of this worker's own (two workers building
-    the same project in one folder would overwrite each other's files)."""
+    the same project in one folder would overwrite each other's files): ``worker-<pid>`` under the task's
+    ``build_dir`` (``--build-dir``), else under the worker's own :func:`refsim.devices.default_build_root`."""
     worker, threads = _this_worker()
     if engine.startswith("refsim"):
-        from refsim.devices import DEFAULT_BUILD_ROOT
+        from refsim.devices import default_build_root
 
-        kw = {**kw, "build_dir": Path(DEFAULT_BUILD_ROOT) / f"worker-{os.getpid()}"}
+        root = Path(kw["build_dir"]) if kw.get("build_dir") is not None else default_build_root()
+        kw = {**kw, "build_dir": root / f"worker-{os.getpid()}"}
     rec = run_fn(engine, spec, **kw)
     return rec.with_meta(ran_on={"worker": worker.address, "threads": threads})
 

@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import stat
 import subprocess
 import tempfile
 import threading
@@ -101,14 +102,58 @@ def current_umask() -> int:
     return mask
 
 
+class OutputPathError(OSError):
+    """An output path that exists and is not a regular file (a user error: one line, exit status 2; an OSError,
+    as ``IsADirectoryError`` is, so that a cache skipped on a read-only folder is skipped here too)."""
+
+
+_NOT_REGULAR = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_output(path: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`OutputPathError`) an output ``path`` that exists and is not a regular file: a symbolic
+    link, a directory, a device (``/dev/null``), a FIFO or a socket. Every write renames a new file onto its
+    path, which would replace the link or the node with a regular file; a missing path or a regular file is fine.
+    Only the last component is looked at (a folder above may be a link)."""
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    if stat.S_ISLNK(mode):
+        kind += f" (to {os.readlink(path)})"
+    raise OutputPathError(
+        f"{path} exists and is {kind}, not a regular file: writing would replace it with a regular file; "
+        "write to a new path or to a regular file (remove it first if you mean to replace it)"
+    )
+
+
+def check_outputs(*paths: str | os.PathLike[str]) -> None:
+    """:func:`check_output` of every path, before a writer of several files writes the first of them."""
+    for path in paths:
+        check_output(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     ``suffix`` keeps the file extension that some writers insist on (``np.savez`` appends ``.npz``). The
     file gets the mode a plain ``open(path, "w")`` would give (0o666 minus the umask), not mkstemp's 0o600.
+    An existing ``path`` that is not a regular file is refused before anything is written (:func:`check_output`).
     """
     path = Path(path)
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)

@@ -244,6 +244,29 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+class OneClassWarning(UserWarning):
+    """A simulated network that gave every image one class (or none): the sign of a broken conversion."""
+
+
+def one_class_warning(record: SpikeRecord) -> str | None:
+    """What to say when every image of ``record`` (more than one) got the same prediction at its last
+    checkpoint, the sign of a broken conversion, with the advice for the record's reset; None otherwise.
+    (torchvision's resnet18 and vgg11_bn converted with a reset to zero gave one class for every image.)"""
+    predictions = record.predictions()
+    if len(predictions) < 2 or len(set(predictions.tolist())) > 1:
+        return None
+    what = "no decision (no output spike)" if predictions[0] < 0 else f"class {int(predictions[0])}"
+    if record.meta.get("reset") == "zero":
+        advice = (
+            "a reset to zero discards the charge above the threshold at every spike, which deep networks do not "
+            "survive: convert it with reset by subtraction (convert.to_snn's default; --reset subtract), or try "
+            "another method or threshold, or more steps"
+        )
+    else:
+        advice = "try another normalization (method, threshold) or more steps"
+    return f"every one of the {len(predictions)} images got {what}: the conversion is likely broken; {advice}"
+
+
 def record_summary(record: SpikeRecord) -> str:
     """One line: images, steps, accuracy (by the record's readout) and the fraction counted wrong undecided."""
     undecided = "with all output potentials equal" if record.readout == "membrane" else "without an output spike"

@@ -36,22 +36,67 @@ import torch
 from torch import fx, nn
 
 from convert.contract.spec import NetworkSpec, SpecError
-from convert.extract import direct_copy
+from convert.extract import check_input_shape, direct_copy
 from convert.from_torch.ops import check_chain, fold_batchnorm, gates_after_relus, layers_of
 from convert.from_torch.reader import read_ops
 
 __all__ = ["from_exported", "from_torch", "load_exported"]
 
 
-def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spec_fields: dict, source: str):
-    """The direct copy of the graph ``gm``, its shapes propagated from ``example`` (a batch of zero images)."""
+NOTHING_TO_CONVERT = "the model has no parameters (no Linear or Conv2d layer): nothing to convert"
+EXPORT = "torch.export.save(torch.export.export(model.eval(), (example,)), path)"
+
+
+def _first_layer(gm: fx.GraphModule) -> str | None:
+    """What the graph's first Linear or Conv2d reads ("`fc1` (Linear) takes 784 input features"), if any."""
+    for node in gm.graph.nodes:
+        weight, what = None, None
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                weight, what = module.weight, type(module).__name__
+        elif node.op == "call_function" and len(node.args) > 1 and isinstance(node.args[1], fx.Node):
+            name = getattr(node.target, "__name__", str(node.target))
+            if name in ("linear", "conv2d", "linear.default", "conv2d.default") and node.args[1].op == "get_attr":
+                weight, what = gm.get_parameter(node.args[1].target), name.split(".")[0]
+        if weight is None:
+            continue
+        if weight.ndim == 2:
+            return f"its first layer `{node.name}` ({what}) takes {weight.shape[1]} input features"
+        return f"its first layer `{node.name}` ({what}) takes {weight.shape[1]} input channels"
+    return None
+
+
+def _propagate(gm: fx.GraphModule, example: torch.Tensor) -> None:
+    """Shapes propagated through ``gm`` from ``example``; a model that cannot run on it is a one-line
+    :class:`SpecError` naming the input shape and what the first layer expects (ShapeProp's own traceback,
+    printed to stderr, and its graph dump are dropped)."""
+    import contextlib
+    import io
+
     from torch.fx.passes.shape_prop import ShapeProp
 
-    with torch.no_grad():
-        ShapeProp(gm).propagate(example)
+    try:
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(example)
+    except Exception as err:
+        cause = err.__cause__ or err
+        detail = (str(cause).strip().splitlines() or [""])[0][:200]
+        first = _first_layer(gm)
+        raise SpecError(
+            f"the model cannot run on input_shape={tuple(example.shape[1:])} ({type(cause).__name__}: {detail})"
+            + (f"; {first}" if first else "")
+            + ": pass the shape of one input image (without the batch dimension)"
+        ) from None
+
+
+def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spec_fields: dict, source: str):
+    """The direct copy of the graph ``gm``, its shapes propagated from ``example`` (a batch of zero images)."""
+    check_input_shape(tuple(example.shape[1:]), dataset)
+    _propagate(gm, example)
     ops = gates_after_relus(fold_batchnorm(read_ops(gm)))
     if not any(op.kind == "weight" for op in ops):
-        raise SpecError("the model has no Linear or Conv2d layer: nothing to convert")
+        raise SpecError(NOTHING_TO_CONVERT)
     check_chain(ops)
     provenance = {"source": source, **spec_fields.pop("provenance", {})}
     return direct_copy(layers_of(ops), tuple(example.shape[1:]), dataset, provenance=provenance, **spec_fields)
@@ -76,29 +121,91 @@ def load_exported(path: Any) -> Any:
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such file; write it with torch.export.save(torch.export.export(model, (example,)), path)"
-        )
+        raise FileNotFoundError(f"{path}: no such file; write it with {EXPORT}")
+    why = _not_an_archive(path)
+    if why is None:
+        with _TorchLogs("torch.export", "torch._export") as logged:
+            try:
+                return torch.export.load(path)
+            except Exception as err:  # a version mismatch, a foreign archive
+                cause = logged.errors[0] if logged.errors else err  # what load() logged, not "see the warnings"
+                detail = (str(cause).strip().splitlines() or [""])[0][:200]
+                why = f"{type(cause).__name__}: {detail}"
+                if "check the warnings above" in detail:  # nothing was logged: no program in the archive
+                    why = "a zip archive holding no exported program"
+    raise ValueError(f"{path}: not a torch.export archive ({why}); write one with {EXPORT}")
+
+
+def _not_an_archive(path: Any) -> str | None:
+    """Why the file at ``path`` cannot be a ``torch.export.save`` archive, or None if it may be one."""
+    import zipfile
+
+    if path.is_dir():
+        return "a folder"
+    if path.stat().st_size == 0:
+        return "an empty file"
+    if not zipfile.is_zipfile(path):
+        return "not a zip archive: truncated, damaged or another format"
     try:
-        return torch.export.load(path)
-    except Exception as err:  # a zip error, a version mismatch, a foreign archive
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ValueError(
-            f"{path}: not a torch.export archive ({type(err).__name__}: {detail}); write one with torch.export.save"
-        ) from None
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        return f"a damaged zip archive: {err}"
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names) and not any(
+        n.endswith("archive_format") for n in names
+    ):
+        return "a torch.save file (a pickled model or state dict), not an exported program"
+    return None
+
+
+class _TorchLogs:
+    """Within the block, the records of the torch loggers ``names`` (and their children) are kept here instead
+    of being printed (torch.export.load logs a traceback before it raises); their exceptions in ``errors``."""
+
+    def __init__(self, *names: str) -> None:
+        import logging
+
+        self.loggers = [logging.getLogger(name) for name in names]
+        self.errors: list[BaseException] = []
+        self.handler = logging.Handler()
+        self.handler.emit = self._keep  # type: ignore[method-assign]
+
+    def _keep(self, record: Any) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+    def __enter__(self) -> _TorchLogs:
+        self.saved = [(log.propagate, log.handlers[:]) for log in self.loggers]
+        for log in self.loggers:
+            log.handlers[:] = [self.handler]
+            log.propagate = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for log, (propagate, handlers) in zip(self.loggers, self.saved, strict=True):
+            log.handlers[:] = handlers
+            log.propagate = propagate
 
 
 def from_torch(
     model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28), dataset: str | None = None, **spec_fields: Any
 ) -> NetworkSpec:
     """The direct copy (every threshold 1) of any model torch.fx can trace (module docstring)."""
-    try:
+    params = next(iter(model.parameters()), None)
+    if params is None:
+        raise SpecError(NOTHING_TO_CONVERT)
+    training = model.training
+    try:  # traced in eval mode: a forward that reads self.training (F.batch_norm, F.dropout) is traced as run
+        model.eval()
         gm = fx.symbolic_trace(model)
     except Exception as err:  # torch.fx raises many kinds (TraceError, TypeError, NotImplementedError...)
         raise SpecError(
             f"torch.fx cannot trace this model ({type(err).__name__}: {err}); "
             "data-dependent control flow in forward() must go"
         ) from None
+    finally:
+        model.train(training)
     gm.eval()
-    example = torch.zeros(1, *input_shape, dtype=next(model.parameters()).dtype)
+    # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
+    example = torch.zeros(2, *input_shape, dtype=params.dtype)
     return _convert(gm, example, dataset, dict(spec_fields), "torch.fx")

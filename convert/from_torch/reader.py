@@ -81,6 +81,15 @@ def _pair(value: Any, node: fx.Node, gm: fx.GraphModule, name: str) -> tuple[int
     return int(v[0]), int(v[1])
 
 
+TRAIN_MODE = "the model was in train mode when exported or traced"
+EVAL_FIRST = "call model.eval() before torch.export.export (a functional F.batch_norm must pass training=self.training)"
+NO_RUNNING_STATS = (
+    "has track_running_stats=False: even in eval mode it normalizes each batch by that batch's own mean "
+    "and variance, which no fixed weights compute; retrain it with track_running_stats=True (the default) "
+    "or remove the BatchNorm"
+)
+
+
 def target_name(target: Any) -> str:
     """``conv2d.default`` for ``torch.ops.aten.conv2d.default``."""
     return str(target).removeprefix("aten.")
@@ -250,6 +259,7 @@ class _Reader:
         if target is operator.getitem and node.args[0] is self.current and node.args[1] == 0:
             self.current = node  # the output of an op that returns a tuple (an exported batch norm)
             return
+        self._refuse_buffer_update(node, key)
         if key in _ADDS:
             if len(node.args) != 2 or node.kwargs:
                 raise _refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
@@ -286,6 +296,21 @@ class _Reader:
         else:
             raise _refuse(node, self.gm, "has no spiking equivalent")
 
+    def _refuse_buffer_update(self, node: fx.Node, key: Any) -> None:
+        """An in-place ATen op (``add_``) on a model buffer is refused: a train-mode export records one for each
+        BatchNorm (its ``num_batches_tracked``), which is named as that."""
+        first = node.args[0] if node.args else None
+        if not isinstance(key, str) or not key.split(".")[0].endswith("_") or not isinstance(first, fx.Node):
+            return
+        if first.op != "get_attr":
+            return
+        if first.target.endswith("num_batches_tracked"):
+            raise SpecError(
+                f"{TRAIN_MODE} (node `{node.name}` ({_what(node, self.gm)}) counts a BatchNorm's batches "
+                f"in `{first.target}`): {EVAL_FIRST}"
+            )
+        raise _refuse(node, self.gm, f"updates the buffer `{first.target}` in place: a model's state must not change")
+
     def _call_linear(self, node: fx.Node, a: dict[str, Any]) -> Op:
         return Op("weight", node.name, _array(self.param(a["weight"])), _array(self.param(a.get("bias"))))
 
@@ -298,8 +323,12 @@ class _Reader:
         return Op("weight", node.name, _array(w), _array(b), stride, padding)
 
     def _call_batch_norm(self, node: fx.Node, a: dict[str, Any]) -> Op:
+        if a.get("running_mean") is None or a.get("running_var") is None:
+            raise _refuse(node, self.gm, NO_RUNNING_STATS)
         if a.get("training", False):
-            raise _refuse(node, self.gm, "normalizes with batch statistics (training=True); convert in eval mode")
+            raise _refuse(
+                node, self.gm, f"normalizes with batch statistics (training=True): {TRAIN_MODE}; {EVAL_FIRST}"
+            )
         params = (self.param(a.get(k)) for k in ("weight", "bias", "running_mean", "running_var"))
         return self._batchnorm(node, *params, a.get("eps", 1e-5))
 
@@ -362,7 +391,7 @@ class _Reader:
 
     def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> Op:
         if mean is None or var is None:
-            raise _refuse(node, self.gm, "has no running statistics (track_running_stats=False): cannot be folded")
+            raise _refuse(node, self.gm, NO_RUNNING_STATS)
         n = len(mean)
         g = np.ones(n) if gamma is None else _array(gamma)
         b = np.zeros(n) if beta is None else _array(beta)

@@ -60,6 +60,16 @@ def test_normalize_cli_sets_encoding_and_readout(tiny_runs, capsys):
     assert "argument --readout: invalid choice" in capsys.readouterr().err
 
 
+def test_normalize_shows_the_statistics_bar(tiny_runs, capsys):
+    """The statistics (16-90 s on the main job's calibration set) show a bar of images on stderr; stdout keeps
+    the command's own lines."""
+    argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "data", "--calib-images", "700"]
+    assert main([*argv, "--runs", str(tiny_runs), "--out", str(tiny_runs / "specs" / "bar.npz")]) == 0
+    out, err = capsys.readouterr()
+    assert "activation stats" in err and "700/700" in err
+    assert "activation stats" not in out and "divisor" in out
+
+
 def test_stats_are_cached(tiny_runs):
     base = copy_spec("mnist", "mlp", tiny_runs)
     a = stats_for(base, "mnist", None, tiny_runs, n_calib=300, progress=False)
@@ -220,3 +230,211 @@ def test_normalize_cli_sets_the_initial_potential(tiny_runs, capsys):
     err = capsys.readouterr().err
     assert "v_init must be a fraction of the threshold in [0, 1)" in err and len(err.strip().splitlines()) == 1
     assert not (tiny_runs / "bad.npz").exists()
+
+
+# ------------------------------------------------------------------------------- faulty model files
+def _model_file(kind: str, tmp_path):
+    """A model file a user might pass to `convert extract` or `convert export-nir`, broken in one way."""
+    import h5py
+    import torch
+    from torch import nn
+
+    def export(model, shape, name):
+        path = tmp_path / name
+        torch.export.save(torch.export.export(model, (torch.zeros(2, *shape),)), path)
+        return path
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 10)).eval()
+    path = tmp_path / "model.pt2"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        good = export(mlp, (1, 28, 28), "good.pt2").read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "pickle":
+        torch.save(mlp.state_dict(), path)
+    elif kind in ("train-mode", "no-running-stats"):
+        bn = nn.BatchNorm1d(8, track_running_stats=kind == "train-mode")
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), bn, nn.ReLU(), nn.Linear(8, 10))
+        path = export(model.train() if kind == "train-mode" else model.eval(), (1, 28, 28), "bn.pt2")
+    elif kind == "3x32x32":
+        model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 30 * 30, 10)).eval()
+        path = export(model, (3, 32, 32), "cifar.pt2")
+    elif kind == "hdf5":
+        path = tmp_path / "graph.nir"
+        with h5py.File(path, "w") as f:
+            f["node"] = [1, 2, 3]
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, fragment",
+    [
+        ("empty", "model.pt2: not a torch.export archive (an empty file); write one with torch.export.save("),
+        ("truncated", "model.pt2: not a torch.export archive (not a zip archive: truncated, damaged"),
+        ("pickle", "model.pt2: not a torch.export archive (a torch.save file (a pickled model or state dict)"),
+        ("train-mode", "call model.eval() before torch.export.export"),
+        ("no-running-stats", "track_running_stats=False: even in eval mode it normalizes each batch by"),
+        ("3x32x32", "the model takes 3×32×32 inputs; mnist images are 1×28×28"),
+    ],
+)
+def test_extract_refuses_a_faulty_model_file_in_one_line(kind, fragment, tmp_path, capsys):
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    path, out = _model_file(kind, tmp_path), tmp_path / "out.npz"
+    capsys.readouterr()
+    for name in ("torch", "torch.export"):  # the loggers whose handlers print torch's tracebacks to stderr
+        logging.getLogger(name).addHandler(handler)
+    try:
+        assert main(["extract", "--model", str(path), "--dataset", "mnist", "--out", str(out)]) == 2
+    finally:
+        for name in ("torch", "torch.export"):
+            logging.getLogger(name).removeHandler(handler)
+    err = _one_error_line(capsys)
+    assert fragment in err and "sums two tensors" not in err and "convert in eval mode" not in err
+    assert records == []  # torch logged nothing (its handler would have printed a traceback)
+    assert not out.exists()
+
+
+def test_extract_of_a_flat_mlp_runs_in_fastsim(tmp_path, capsys):
+    """A model taking flattened images, input (784,), extracts for mnist and runs in fastsim on 28×28 images."""
+    import torch
+    from torch import nn
+
+    from fastsim.__main__ import main as fastsim_main
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    path, spec, record = tmp_path / "flat.pt2", tmp_path / "flat.npz", tmp_path / "record.npz"
+    torch.export.save(torch.export.export(model, (torch.zeros(2, 784),)), path)
+    assert main(["extract", "--model", str(path), "--dataset", "mnist", "--out", str(spec)]) == 0
+    assert load_spec(spec).input_shape == (784,)
+    argv = ["run", "--spec", str(spec), "--dataset", "mnist", "--images", "20", "--steps", "20"]
+    argv += ["--kernel", "torch", "--compile", "off", "--no-progress", "--out", str(record)]
+    assert fastsim_main(argv) == 0, capsys.readouterr().err
+    assert record.exists() and "20 images x 20 steps" in capsys.readouterr().out
+
+
+def test_a_nir_graph_given_as_a_spec_is_named(tmp_path, capsys):
+    """export-nir --spec of an HDF5 file (a NIR graph): one line naming it and import-nir, not numpy's
+    "pickled (object) data" advice."""
+    out = tmp_path / "x.nir"
+    assert main(["export-nir", "--spec", str(_model_file("hdf5", tmp_path)), "--out", str(out)]) == 2
+    err = _one_error_line(capsys)
+    assert "an HDF5 file, not an .npz archive; a NIR graph is read with python -m convert import-nir" in err
+    assert "pickled" not in err and not out.exists()
+
+
+def test_an_empty_or_truncated_checkpoint_is_named(tmp_path, capsys):
+    """normalize on a damaged checkpoint: one line saying what the file is, without torch's miniz advice."""
+    models = tmp_path / "models"
+    models.mkdir()
+    argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "baseline", "--runs", str(tmp_path)]
+    (models / "mnist-mlp.pt").write_bytes(b"")
+    assert main(argv) == 2
+    assert "mnist-mlp.pt: not a checkpoint written by `python -m convert train`; retrain (an empty file)" in (
+        _one_error_line(capsys)
+    )
+    (models / "mnist-mlp.pt").write_bytes(b"PK\x03\x04" + bytes(60))
+    assert main(argv) == 2
+    err = _one_error_line(capsys)
+    assert "PytorchStreamReader failed" in err and "internal miniz error" not in err
+    assert not (tmp_path / "specs").exists()
+
+
+# ------------------------------------------------------------------------------- seeds and outputs
+SEED_CLIS = [
+    ("convert", ["train", "--dataset", "mnist", "--model", "mlp", "--runs", "{tmp}", "--seed", "{seed}"]),
+    ("fastsim", ["run", "--spec", "{tmp}/s.npz", "--steps", "5", "--out", "{tmp}/r.npz", "--seed", "{seed}"]),
+    ("refsim", ["run", "--spec", "{tmp}/s.npz", "--steps", "5", "--out", "{tmp}/r.npz", "--seed", "{seed}"]),
+    ("validation", ["agree", "--spec", "{tmp}/s.npz", "--out", "{tmp}/a", "--seed", "{seed}"]),
+    ("validation", ["diagnose", "--spec", "{tmp}/s.npz", "--out", "{tmp}/d", "--seed", "{seed}"]),
+    ("validation", ["interop", "--docs", "{tmp}", "--seed", "{seed}"]),
+    ("validation", ["table2", "--runs", "{tmp}", "--seeds", "0", "{seed}"]),
+    ("validation", ["figures", "--runs", "{tmp}", "--seeds", "{seed}"]),
+    ("validation", ["seeds", "--runs", "{tmp}", "--seeds", "0", "{seed}"]),
+]
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**63, 2**32, -1])
+@pytest.mark.parametrize("module, argv", SEED_CLIS, ids=[f"{m}-{a[0]}" for m, a in SEED_CLIS])
+def test_every_seed_argument_is_bounded_at_parse_time(module, argv, seed, tmp_path, capsys):
+    """`validation seeds --seeds 0 2**64` failed after seed 0's work (torch: `Overflow when unpacking long long`);
+    every seed feeds a 32-bit generator somewhere (the input hash, Brian2's numpy one), so every seed argument
+    takes [0, 2^32) and refuses the rest before anything runs."""
+    import importlib
+
+    main_ = importlib.import_module(f"{module}.__main__").main
+    assert main_([a.format(tmp=tmp_path, seed=seed) for a in argv]) == 2
+    err = _one_error_line(capsys)
+    assert "must be a seed from 0 to 4294967295 (2^32 - 1)" in err and str(seed) in err, err
+    assert not any(tmp_path.iterdir())  # refused at parse time: nothing trained, simulated or written
+
+
+def test_seed_types_accept_the_whole_range():
+    import argparse
+
+    from convert.cli import SEED_LIMIT, check_seed, seed_int
+
+    assert seed_int("0") == 0 and seed_int(str(SEED_LIMIT - 1)) == 2**32 - 1
+    for bad in ("1.5", "x", str(SEED_LIMIT)):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed_int(bad)
+    assert check_seed(7, "grid.seed") == 7
+    for bad in (2**32, -1, 1.5, True, "3", None):
+        with pytest.raises(ValueError, match="grid.seed must be an integer from 0 to 4294967295"):
+            check_seed(bad, "grid.seed")
+
+
+def test_worker_counts_are_bounded_by_the_cores():
+    import argparse
+
+    from convert.cli import usable_cores, worker_count
+
+    cores = usable_cores()
+    assert worker_count("0") == 0 and worker_count(str(cores)) == cores
+    for bad in (str(cores + 1), "999", "-1", "two"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            worker_count(bad)
+
+
+OUT_CLIS = [
+    ("fastsim", ["run", "--spec", "{tmp}/s.npz", "--steps", "5", "--out", "{node}"]),
+    ("refsim", ["run", "--spec", "{tmp}/s.npz", "--steps", "5", "--out", "{node}"]),
+    ("convert", ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "data", "--out", "{node}"]),
+    ("convert", ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "data", "--nir", "{node}"]),
+    ("convert", ["export-nir", "--spec", "{tmp}/s.npz", "--out", "{node}"]),
+    ("convert", ["extract", "--model", "{tmp}/m.pt", "--out", "{node}"]),
+    ("convert", ["import-nir", "--nir", "{tmp}/g.nir", "--out", "{node}"]),
+]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "character-device"])
+@pytest.mark.parametrize("module, argv", OUT_CLIS, ids=[f"{m}-{a[0]}-{a[-2]}" for m, a in OUT_CLIS])
+def test_out_onto_a_link_or_a_node_is_refused(module, argv, kind, tmp_path, capsys):
+    """`--out /dev/null` replaced the device node with a regular file, `--out link.npz` the link (not its
+    target): refused at parse time in one line, the node and the link left as they were."""
+    import importlib
+    import os
+    import stat
+
+    node = tmp_path / "node"
+    if kind == "symlink":
+        (tmp_path / "target.npz").write_text("keep")
+        node.symlink_to(tmp_path / "target.npz")
+    elif kind == "fifo":
+        os.mkfifo(node)
+    else:
+        try:
+            os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers, in the test's folder
+        except OSError as err:
+            pytest.skip(f"cannot make a device node here: {err}")
+    before = sorted((p.name, os.lstat(p).st_mode, os.lstat(p).st_ino) for p in tmp_path.iterdir())
+    main_ = importlib.import_module(f"{module}.__main__").main
+    assert main_([a.format(tmp=tmp_path, node=node) for a in argv]) == 2
+    err = _one_error_line(capsys)
+    assert f"{node} exists and is a" in err and "not a regular file" in err, err
+    assert sorted((p.name, os.lstat(p).st_mode, os.lstat(p).st_ino) for p in tmp_path.iterdir()) == before

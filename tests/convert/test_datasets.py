@@ -9,6 +9,7 @@ import pickle
 import random
 import shutil
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -235,20 +236,24 @@ def hash_calls(monkeypatch):
 
 
 def test_verified_files_are_not_hashed_again(tmp_path, hash_calls, monkeypatch):
-    root = _copy_mnist(tmp_path)
+    root = _copy_mnist(tmp_path, splits=("train", "test"))
     datasets.load("mnist", "test", root)
     assert len(hash_calls) == 2  # images and labels
     datasets.load("mnist", "test", root)
     assert len(hash_calls) == 2  # this process remembers
+    assert not (root / datasets.VERIFIED_CACHE).exists()  # in memory only: a load writes nothing
+    assert datasets.prepare(root, ("mnist",)) == ["mnist: present"]  # `python -m convert data` records them
+    assert len(hash_calls) == 4  # the training split's two files; the test split's are remembered
     cache = json.loads((root / datasets.VERIFIED_CACHE).read_text())
-    assert {Path(p).name for p in cache["files"]} == {p.name for p in datasets.raw_paths("mnist", "test", root)}
+    names = {p.name for split in datasets.SPLITS for p in datasets.raw_paths("mnist", split, root)}
+    assert {Path(p).name for p in cache["files"]} == names
     monkeypatch.setattr(datasets, "_VERIFIED", {})  # a new process: .verified.json remembers
     datasets.load("mnist", "test", root)
-    assert len(hash_calls) == 2
+    assert len(hash_calls) == 4
     labels_path = datasets.raw_paths("mnist", "test", root)[1]
     rawfiles.write_idx(labels_path, rawfiles.read_idx(labels_path))  # a new version of the file: hashed again
     datasets.load("mnist", "test", root)
-    assert len(hash_calls) == 3
+    assert len(hash_calls) == 5
 
 
 def test_a_file_changed_after_verification_is_checked_again(tmp_path, hash_calls):
@@ -277,17 +282,56 @@ def test_a_file_replaced_while_being_loaded_is_hashed(tmp_path, hash_calls, monk
         datasets.load("mnist", "test", root)
 
 
-def test_read_only_root_still_loads(tmp_path, hash_calls, monkeypatch):
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Every entry under ``root`` (and ``root`` itself) with its size and mtime: a file written, replaced or
+    created and removed again changes it (a directory's mtime moves when an entry is added or removed)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in [root, *root.rglob("*")]}
+
+
+@contextmanager
+def _read_only(root: Path):
+    """``chmod -R a-w root`` for the block, put back afterwards (tests may run as root, where it stops no
+    write: what was written is asserted by :func:`_listing`, not by permission errors)."""
+    modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
+    for p, mode in modes.items():
+        p.chmod(mode & ~0o222)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def test_loads_after_convert_data_write_nothing_into_a_read_only_root(tmp_path, hash_calls, monkeypatch):
+    """`python -m convert data` is the only writer of the data root: it replaces a damaged .verified.json
+    and records every file; later loads read it and write nothing, also once the root is made read-only."""
+    root = _copy_mnist(tmp_path, splits=("train", "test"))
+    (root / datasets.VERIFIED_CACHE).write_text("{not json")  # a damaged cache file is an empty cache
+    assert datasets.prepare(root, ("mnist",)) == ["mnist: present"]
+    assert json.loads((root / datasets.VERIFIED_CACHE).read_text())["format"] == 1
+    assert len(hash_calls) == 4
+    before = _listing(root)
+    monkeypatch.setattr(datasets, "_VERIFIED", {})  # a later process
+    for split in datasets.SPLITS:
+        datasets.load("mnist", split, root)
+    assert len(hash_calls) == 4  # verified by .verified.json
+    assert _listing(root) == before
+    monkeypatch.setattr(datasets, "_VERIFIED", {})
+    with _read_only(root):  # chmod changes each file's ctime, part of its recorded key: hashed again
+        for split in datasets.SPLITS:
+            assert datasets.load("mnist", split, root).labels.shape == (datasets.N_IMAGES[split],)
+        assert _listing(root) == before
+    assert len(hash_calls) == 8
+
+
+def test_read_only_root_without_convert_data_still_loads(tmp_path, hash_calls):
     root = _copy_mnist(tmp_path)
-
-    def read_only(*args, **kwargs):
-        raise PermissionError(13, "Read-only file system")
-
-    monkeypatch.setattr(datasets, "write_json_atomic", read_only)
-    assert datasets.load("mnist", "test", root).labels.shape == (10_000,)
-    assert not (root / datasets.VERIFIED_CACHE).exists()
-    datasets.load("mnist", "test", root)
-    assert len(hash_calls) == 2  # remembered in memory all the same
+    before = _listing(root)
+    with _read_only(root):
+        assert datasets.load("mnist", "test", root).labels.shape == (10_000,)
+        datasets.load("mnist", "test", root)
+    assert len(hash_calls) == 2  # hashed once, remembered in memory
+    assert _listing(root) == before  # no .verified.json, no temporary file
 
 
 def test_damaged_cache_file_is_ignored(tmp_path, hash_calls):
@@ -295,7 +339,7 @@ def test_damaged_cache_file_is_ignored(tmp_path, hash_calls):
     (root / datasets.VERIFIED_CACHE).write_text("{not json")
     datasets.load("mnist", "test", root)
     assert len(hash_calls) == 2
-    assert json.loads((root / datasets.VERIFIED_CACHE).read_text())["format"] == 1
+    assert (root / datasets.VERIFIED_CACHE).read_text() == "{not json"  # only `convert data` replaces it
 
 
 # ----------------------------------------------------------------------------------- spec ↔ dataset

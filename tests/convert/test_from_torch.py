@@ -3,6 +3,8 @@ whatever has no spiking kind is an error naming the graph node."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -256,3 +258,190 @@ def test_a_skip_branch_with_a_relu_is_named() -> None:
 
     with pytest.raises(SpecError, match="lies on a skip branch"):
         from_torch(BadBranch(), (1, 2, 2))
+
+
+# ------------------------------------------------------------------------------- user faults, one line each
+_TORCH_LOGGERS = ("torch", "torch.export", "torch._export")
+
+
+class _TorchRecords(logging.Handler):
+    """The records of the torch loggers that print to stderr (`torch`, `torch.export`: each has its handler)."""
+
+    def __enter__(self):
+        self.records = []
+        for name in _TORCH_LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def emit(self, record) -> None:
+        self.records.append(record)
+
+    def __exit__(self, *exc) -> None:
+        for name in _TORCH_LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
+def _logger_settings() -> list:
+    return [(logging.getLogger(n).propagate, list(logging.getLogger(n).handlers)) for n in _TORCH_LOGGERS]
+
+
+def _damaged(kind: str, path):
+    """An empty file, a truncated archive, a torch.save pickle renamed .pt2, a zip without a program."""
+    import zipfile
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        torch.export.save(torch.export.export(model, (torch.zeros(2, 1, 2, 2),)), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "pickle":
+        torch.save(model.state_dict(), path)
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/version", "1")
+    return path
+
+
+DAMAGED = {
+    "empty": "(an empty file)",
+    "truncated": "(not a zip archive: truncated, damaged or another format)",
+    "pickle": "(a torch.save file (a pickled model or state dict), not an exported program)",
+    "no-program": "not a torch.export archive (",
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED))
+def test_a_damaged_archive_is_one_quiet_error(kind, tmp_path, capsys) -> None:
+    from convert.from_torch import load_exported
+
+    path = _damaged(kind, tmp_path / "model.pt2")
+    settings = _logger_settings()
+    with _TorchRecords() as logged, pytest.raises(ValueError) as err:
+        load_exported(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a torch.export archive") and DAMAGED[kind] in message
+    assert "torch.export.save(torch.export.export(model.eval(), (example,)), path)" in message
+    assert "\n" not in message and "warnings above" not in message
+    assert logged.records == [] and capsys.readouterr().err == ""  # torch logged no traceback
+    assert _logger_settings() == settings  # the loggers are restored
+
+
+class _Bn(nn.Module):
+    def __init__(self, track: bool = True, functional: bool = False) -> None:
+        super().__init__()
+        self.fc, self.bn, self.out = nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=track), nn.Linear(3, 2)
+        self.functional = functional
+
+    def forward(self, x):
+        h = self.fc(x.flatten(1))
+        if self.functional:  # training=self.training: traced as the mode the model is in
+            h = F.batch_norm(h, self.bn.running_mean, self.bn.running_var, training=self.training)
+        else:
+            h = self.bn(h)
+        return self.out(F.relu(h))
+
+
+def test_a_model_exported_in_train_mode_is_told_to_call_eval(tmp_path) -> None:
+    from convert.from_torch import from_exported, load_exported
+
+    path = tmp_path / "train.pt2"
+    torch.export.save(torch.export.export(_Bn().train(), (torch.zeros(2, 1, 2, 2),)), path)
+    with pytest.raises(SpecError) as err:
+        from_exported(load_exported(path))
+    message = str(err.value)
+    assert message.startswith("the model was in train mode when exported or traced")
+    assert "call model.eval() before torch.export.export" in message
+    assert "num_batches_tracked" in message
+    assert "sums two tensors" not in message
+
+
+def test_a_model_in_train_mode_is_traced_in_eval_mode() -> None:
+    model = _trained_like(_Bn(functional=True)).train()
+    spec = from_torch(model, (1, 2, 2))
+    assert model.training  # its mode is restored
+    x = np.random.default_rng(7).uniform(size=(5, 1, 2, 2))
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(x).float()).numpy()
+    np.testing.assert_allclose(activations(spec, as_input(spec, x))[1].numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["module", "functional", "exported"])
+def test_batchnorm_without_running_statistics_is_explained(how, tmp_path) -> None:
+    from convert.from_torch import from_exported, load_exported
+
+    with pytest.raises(SpecError) as err:
+        if how == "module":
+            from_torch(_Bn(track=False).eval(), (1, 2, 2))
+        elif how == "functional":
+
+            class Functional(nn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.fc, self.out = nn.Linear(4, 3), nn.Linear(3, 2)
+
+                def forward(self, x):
+                    return self.out(F.relu(F.batch_norm(self.fc(x.flatten(1)), None, None, training=True)))
+
+            from_torch(Functional().eval(), (1, 2, 2))
+        else:
+            path = tmp_path / "bn.pt2"
+            torch.export.save(torch.export.export(_Bn(track=False).eval(), (torch.zeros(2, 1, 2, 2),)), path)
+            from_exported(load_exported(path))
+    message = str(err.value)
+    assert "track_running_stats=False" in message
+    assert "normalizes each batch by that batch's own mean and variance" in message
+    assert "retrain it with track_running_stats=True" in message and "remove the BatchNorm" in message
+    assert "convert in eval mode" not in message and "ShapeProp" not in message
+
+
+def test_a_model_for_other_images_is_refused_for_a_dataset() -> None:
+    cifar = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).eval()
+    want = "the model takes 3×32×32 inputs; mnist images are 1×28×28"
+    with pytest.raises(SpecError, match=want):
+        from_torch(cifar, (3, 32, 32), dataset="mnist")
+    assert from_torch(cifar, (3, 32, 32)).input_shape == (3, 32, 32)  # no dataset: nothing to check
+    with pytest.raises(SpecError, match="the model takes 3072 inputs; fashion images are 1×28×28"):
+        spec_from_model(nn.Sequential(nn.Flatten(), nn.Linear(3072, 10)), (3072,), dataset="fashion")
+    for shape in ((1, 28, 28), (28, 28), (784,), (1, 784)):
+        flat = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        assert from_torch(flat, shape, dataset="mnist").input_shape == shape
+
+
+def test_a_flat_mlp_runs_on_28x28_images_as_the_flatten_model_does() -> None:
+    """A model taking (784,) (flattened images) reads 28×28 images flattened row by row: in the ANN and in
+    fastsim it gives what the same weights behind an nn.Flatten of (1, 28, 28) give."""
+    from fastsim.simulate import simulate
+
+    torch.manual_seed(8)
+    hidden, head = nn.Linear(784, 30), nn.Linear(30, 10)
+    flat = from_torch(nn.Sequential(hidden, nn.ReLU(), head).eval(), (784,), dataset="mnist")
+    image = from_torch(nn.Sequential(nn.Flatten(), hidden, nn.ReLU(), head).eval(), (1, 28, 28), dataset="mnist")
+    assert flat.input_shape == (784,)
+    images = np.random.default_rng(9).integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        activations(flat, as_input(flat, images))[1].numpy(), activations(image, as_input(image, images))[1].numpy()
+    )
+    runs = [simulate(s, images, steps=10, kernel="torch", compile=False, progress=False) for s in (flat, image)]
+    np.testing.assert_array_equal(runs[0].output_counts, runs[1].output_counts)
+    np.testing.assert_array_equal(runs[0].layer_counts, runs[1].layer_counts)
+    assert runs[0].layer_counts.sum() > 0
+
+
+def test_a_wrong_input_shape_names_it_and_the_first_layer(capsys) -> None:
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 20), nn.ReLU(), nn.Linear(20, 10))
+    with pytest.raises(SpecError) as err:
+        from_torch(mlp, (3, 32, 32))
+    message = str(err.value)
+    assert "input_shape=(3, 32, 32)" in message and "(Linear) takes 784 input features" in message
+    assert "\n" not in message and "ShapeProp" not in message
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    with pytest.raises(SpecError, match=r"input_shape=\(1, 28, 28\).*\(Conv2d\) takes 3 input channels"):
+        from_torch(conv, (1, 28, 28))
+    assert capsys.readouterr().err == ""  # ShapeProp's printed traceback is dropped
+
+
+@pytest.mark.parametrize("model", [nn.Sequential(nn.Flatten(), nn.ReLU()), nn.Sequential(nn.Sigmoid())])
+def test_a_model_without_parameters_has_nothing_to_convert(model) -> None:
+    with pytest.raises(SpecError, match=r"the model has no parameters \(no Linear or Conv2d layer\)"):
+        from_torch(model, (1, 28, 28))

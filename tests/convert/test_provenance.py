@@ -1,12 +1,21 @@
-"""Atomic output: results get the mode the umask asks for, not mkstemp's 0600."""
+"""Atomic output: results get the mode the umask asks for, not mkstemp's 0600, and never replace a symbolic link,
+a directory, a device or a FIFO."""
 
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
-from convert.contract.provenance import atomic_path, current_umask, write_text_atomic
+from convert.contract.provenance import (
+    OutputPathError,
+    atomic_path,
+    check_output,
+    check_outputs,
+    current_umask,
+    write_text_atomic,
+)
 
 
 @pytest.fixture
@@ -36,3 +45,60 @@ def test_failed_block_leaves_nothing(tmp_path):
             tmp.write_text("partial")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def _node(tmp_path, kind: str):
+    """An existing path of ``kind`` that is not a regular file (a test skips where it cannot be made)."""
+    path = tmp_path / f"{kind}.npz"
+    target = tmp_path / "target.txt"
+    target.write_text("keep")
+    if kind == "symlink":
+        path.symlink_to(target)
+    elif kind == "dangling-symlink":
+        path.symlink_to(tmp_path / "nowhere")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "character-device":
+        try:
+            os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+        except (PermissionError, OSError) as err:
+            pytest.skip(f"cannot make a device node here: {err}")
+    return path
+
+
+NODES = ["symlink", "dangling-symlink", "directory", "fifo", "character-device"]
+
+
+@pytest.mark.parametrize("kind", NODES)
+def test_atomic_writes_refuse_a_path_that_is_not_a_regular_file(tmp_path, kind):
+    """`--out /dev/null` (or onto a link) replaced the node (the link) with a regular file: refused, unchanged."""
+    path = _node(tmp_path, kind)
+    before = os.lstat(path)
+    words = {"symlink": "symbolic link", "dangling-symlink": "symbolic link", "character-device": "character device"}
+    words["fifo"] = "FIFO"
+    with pytest.raises(OutputPathError, match=f"{path} exists and is a {words.get(kind, kind)}") as err:
+        write_text_atomic(path, "x")
+    assert "\n" not in str(err.value) and "not a regular file" in str(err.value)
+    with pytest.raises(OutputPathError):
+        with atomic_path(path, suffix=".npz") as tmp:
+            tmp.write_bytes(b"y")
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
+    assert (tmp_path / "target.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "target.txt"]), "no temporary file"
+
+
+def test_a_missing_path_or_a_regular_file_is_written(tmp_path):
+    check_output(tmp_path / "new.txt")
+    check_output(tmp_path / "no-folder" / "new.txt")
+    write_text_atomic(tmp_path / "a.txt", "old")
+    write_text_atomic(tmp_path / "a.txt", "new")  # a regular file is replaced as before
+    assert (tmp_path / "a.txt").read_text() == "new"
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    write_text_atomic(tmp_path / "link" / "b.txt", "b")  # only the last component must be a regular file
+    assert (tmp_path / "dir" / "b.txt").read_text() == "b"
+    with pytest.raises(OutputPathError, match="link"):
+        check_outputs(tmp_path / "a.txt", tmp_path / "link")

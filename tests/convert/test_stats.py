@@ -32,3 +32,15 @@ def test_the_sample_is_the_positive_activations_with_the_smallest_keys():
             chosen = torch.argsort(k)[:max_samples]
             np.testing.assert_array_equal(stats.samples[li], np.sort(v[chosen].numpy()))
             assert stats.max[li] == float(v.max()) and stats.n_positive[li] == len(v)
+
+
+def test_progress_is_a_bar_of_images_on_stderr_and_nothing_else(capsys):
+    """collect_stats, the slowest step of a conversion, shows a bar of images when asked; it prints nothing else."""
+    rng = np.random.default_rng(5)
+    spec = NetworkSpec((1, 4, 4), (Flatten(), Dense(rng.normal(size=(5, 16)) * 0.1)))
+    images = rng.integers(0, 256, size=(30, 1, 4, 4)).astype(np.uint8)
+    collect_stats(spec, images, batch_size=7)
+    assert capsys.readouterr() == ("", "")
+    collect_stats(spec, images, batch_size=7, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "activation stats" in err and "30/30" in err and "img" in err

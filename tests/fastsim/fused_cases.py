@@ -82,7 +82,7 @@ def engine_cases() -> dict[str, tuple[list, list]]:
         spec = dyadic_mlp(np.random.default_rng(1), reset, schedule)
         images = random_images(np.random.default_rng(2), 6, spec.input_shape)
         kw = dict(steps=25, seed=3, record_neurons=True, batch_size=4)
-        a, b = simulate(spec, images, kernel="triton", **kw), simulate(spec, images, **kw)
+        a, b = simulate(spec, images, kernel="triton", **kw), simulate(spec, images, kernel="torch", **kw)
         got = [*(getattr(a, f) for f in fields), *a.neuron_counts, np.array(a.meta["kernel"])]
         want = [*(getattr(b, f) for f in fields), *b.neuron_counts, np.array("triton")]
         cases[f"engine/{reset}/{schedule}"] = (got, want)

@@ -188,3 +188,23 @@ def test_run_reports_a_malformed_spec_in_one_line(tmp_path, capsys, name) -> Non
     err = _one_error_line(capsys)
     assert str(path) in err and fragment in err and "python -m convert normalize" in err
     assert not out.exists()
+
+
+def test_run_warns_when_every_image_gets_one_class(tmp_path, fastsim_mnist_root, capsys) -> None:
+    """A spec whose output never fires (θ = 10⁹, reset to zero): a warning line says so and what to try (reset by
+    subtraction); the speed line names
+    the kernel that ran (the default --kernel auto: events on a CPU). A working spec prints no warning."""
+    import dataclasses
+
+    spec = random_spec("mlp", seed=3)
+    top = dataclasses.replace(spec.layers[-1], threshold=1e9)
+    silent = dataclasses.replace(spec, layers=(*spec.layers[:-1], top), reset="zero")
+    argv = ["run", "--images", "6", "--steps", "12", "--no-progress", "--root", str(fastsim_mnist_root)]
+    for name, s in (("silent", silent), ("working", spec)):
+        save_spec(s, tmp_path / f"{name}.npz")
+        assert main([*argv, "--spec", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / f"{name}-r.npz")]) == 0
+        printed = capsys.readouterr().out
+        assert "kernel events" in printed
+        assert SpikeRecord.load(tmp_path / f"{name}-r.npz").meta["kernel"] == "events"
+        warned = "warning: every one of the 6 images got no decision (no output spike)" in printed
+        assert warned == (name == "silent") and ("--reset subtract" in printed) == warned

@@ -82,7 +82,7 @@ def test_dyadic_records_equal_the_torch_engine(make_spec, variant, dtype, fastsi
     spec = dataclasses.replace(make_spec(fastsim_rng), **variant)
     images = random_images(fastsim_rng, 12, spec.input_shape)
     kw = dict(steps=40, seed=5, image_indices=np.arange(50, 62), record_neurons=True, dtype=dtype)
-    torch_rec = simulate(spec, images, **kw)
+    torch_rec = simulate(spec, images, kernel="torch", **kw)
     events_rec = simulate(spec, images, kernel="events", **kw)
     assert torch_rec.layer_counts.sum() > 0
     assert_same_record(torch_rec, events_rec)
@@ -95,13 +95,13 @@ def test_current_input_and_given_spikes(make_spec, fastsim_rng) -> None:
     spec = make_spec(fastsim_rng)
     x = fastsim_rng.integers(0, 17, size=(6, *spec.input_shape)) / 16.0
     current = dataclasses.replace(spec, encoding="current", schedule="cascade", readout="membrane")
-    a = simulate(current, x, steps=25, record_neurons=True, dtype="float64")
+    a = simulate(current, x, steps=25, record_neurons=True, dtype="float64", kernel="torch")
     b = simulate(current, x, steps=25, record_neurons=True, dtype="float64", kernel="events")
     assert a.layer_counts[:, :-1].sum() > 0 and np.abs(a.output_potential).sum() > 0
     assert_same_record(a, b)
     images = random_images(fastsim_rng, 6, spec.input_shape)
     spikes = poisson_spikes(images, np.arange(6), 25, seed=3)
-    a = simulate(spec, spikes=spikes, steps=25, record_neurons=True)
+    a = simulate(spec, spikes=spikes, steps=25, record_neurons=True, kernel="torch")
     b = simulate(spec, spikes=spikes, steps=25, record_neurons=True, kernel="events")
     assert a.layer_counts.sum() > 0
     assert_same_record(a, b)
@@ -124,7 +124,7 @@ def test_analog_current_input_within_rounding(make_spec, fastsim_rng) -> None:
     spec = dataclasses.replace(base, layers=layers, encoding="current", schedule="cascade", readout="membrane")
     images = random_images(fastsim_rng, 6, spec.input_shape)
     steps = 25
-    a = simulate(spec, images, steps=steps, record_neurons=True, dtype="float64")
+    a = simulate(spec, images, steps=steps, record_neurons=True, dtype="float64", kernel="torch")
     b = simulate(spec, images, steps=steps, record_neurons=True, dtype="float64", kernel="events")
     assert a.layer_counts[:, :-1].sum() > 0
     out = spec.layers[-1].weight
@@ -146,7 +146,7 @@ def test_arbitrary_weights_float64_exact_float32_within_criterion(kind) -> None:
     spec = random_spec(kind, seed=11)
     images = mnist_like(24, np.random.default_rng(12))
     kw = dict(steps=120, seed=1, record_neurons=True)
-    ref = simulate(spec, images, dtype="float64", **kw)
+    ref = simulate(spec, images, dtype="float64", kernel="torch", **kw)
     assert ref.layer_counts[:, -1].sum() > 0
     assert_same_record(ref, simulate(spec, images, dtype="float64", kernel="events", **kw))
     f32 = simulate(spec, images, dtype="float32", kernel="events", **kw)
@@ -177,7 +177,7 @@ def test_property_random_dense_nets_equal_in_float64(seed, hidden, theta, schedu
     )
     images = rng.integers(0, 256, (4, 1, 3, 3)).astype(np.uint8)
     kw = dict(steps=20, seed=seed, record_neurons=True, dtype="float64")
-    assert_same_record(simulate(spec, images, **kw), simulate(spec, images, kernel="events", **kw))
+    assert_same_record(simulate(spec, images, kernel="torch", **kw), simulate(spec, images, kernel="events", **kw))
 
 
 def test_pool_after_padded_strided_conv_tables(fastsim_rng) -> None:
@@ -192,7 +192,7 @@ def test_pool_after_padded_strided_conv_tables(fastsim_rng) -> None:
     )
     images = fastsim_rng.integers(0, 256, (5, 2, 7, 7)).astype(np.uint8)
     kw = dict(steps=30, seed=4, record_neurons=True, dtype="float64")
-    a = simulate(spec, images, **kw)
+    a = simulate(spec, images, kernel="torch", **kw)
     assert a.layer_counts.sum() > 0
     assert_same_record(a, simulate(spec, images, kernel="events", **kw))
 
@@ -261,7 +261,7 @@ def test_the_identity_skip_matrix_gives_the_one_hot_tables() -> None:
     assert np.all(got[2] == np.float32(0.375)) and np.all(got[1] == 1)
 
 
-def test_ctrl_c_stops_the_kernel_within_a_chunk_and_is_raised() -> None:
+def test_ctrl_c_stops_the_kernel_within_a_chunk_and_is_raised(sigint_raises) -> None:
     """KeyboardInterrupt reaches the waiting thread while the kernel runs; the kernel is told to stop (it
     would otherwise run forever here) and has returned before the interrupt propagates."""
     import _thread
@@ -291,7 +291,7 @@ def test_an_error_in_the_kernel_reaches_the_caller() -> None:
         _interruptible(kernel, ())
 
 
-def test_the_compiled_kernel_stops_when_asked() -> None:
+def test_the_compiled_kernel_stops_when_asked(sigint_raises) -> None:
     """Ctrl-C during a batch that would take minutes ends it within seconds (the kernel reads its stop flag
     every chunk of steps); before, the interrupt waited for the whole batch."""
     import _thread

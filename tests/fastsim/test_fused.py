@@ -101,7 +101,7 @@ def test_fused_kernel_on_the_gpu_matches_the_torch_kernel():
             images = random_images(np.random.default_rng(2), 300, spec.input_shape)
             for matmul in ("fp32", "tf32x2"):
                 kw = dict(steps=60, seed=3, record_neurons=True, device="cuda", matmul=matmul)
-                a, b = simulate(spec, images, kernel="triton", **kw), simulate(spec, images, **kw)
+                a, b = simulate(spec, images, kernel="triton", **kw), simulate(spec, images, kernel="torch", **kw)
                 for x, y in zip(a.neuron_counts, b.neuron_counts, strict=True):
                     assert np.array_equal(x, y), (reset, schedule, matmul)
                 assert np.array_equal(a.output_counts, b.output_counts)

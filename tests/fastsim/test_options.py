@@ -72,3 +72,28 @@ def test_unavailable_reason_says_why(monkeypatch) -> None:
     pytest.importorskip("triton", reason="Triton is not installed (the gpu extra)")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert unavailable_reason(torch.device("cpu")) is None
+
+
+def test_the_default_kernel_is_auto_and_records_name_the_one_that_ran(fastsim_rng, monkeypatch) -> None:
+    """kernel="auto" (the default, also given by name) runs the event engine on a CPU, the torch engine where
+    the event engine cannot run the request (threshold margins, TF32 limbs, no numba); ``meta["kernel"]``
+    names the engine that ran, never "auto", so cache keys built from it stay meaningful."""
+    import fastsim.events
+    from fastsim.network import resolve_kernel
+
+    assert SimOptions().kernel == "auto"
+    spec = dyadic_mlp(fastsim_rng)
+    images = random_images(fastsim_rng, 3, spec.input_shape)
+    default = simulate(spec, images, steps=10, dtype="float64", record_neurons=True)
+    named = simulate(spec, images, steps=10, dtype="float64", record_neurons=True, kernel="auto")
+    torch_run = simulate(spec, images, steps=10, dtype="float64", record_neurons=True, kernel="torch")
+    assert default.meta["kernel"] == named.meta["kernel"] == "events"
+    for a, b in ((default, named), (default, torch_run)):
+        assert np.array_equal(a.output_counts, b.output_counts) and np.array_equal(a.synops, b.synops)
+    assert simulate(spec, images, steps=4, record_margins=True).meta["kernel"] == "torch"
+    assert simulate(spec, images, steps=4, matmul="tf32x2").meta["kernel"] == "torch"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_kernel("auto", cuda, torch.float32) == "torch"
+    assert resolve_kernel("triton", cuda, torch.float32) == "triton"
+    monkeypatch.setattr(fastsim.events, "unavailable_reason", lambda: "numba is not installed")
+    assert resolve_kernel("auto", cpu, torch.float32) == "torch"

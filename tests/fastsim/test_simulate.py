@@ -27,7 +27,9 @@ def test_batch_sizes_give_identical_records(make_spec, readout, fastsim_rng) -> 
     images = random_images(fastsim_rng, 20, spec.input_shape)
     indices = np.arange(100, 120)
     records = [
-        simulate(spec, images, steps=30, batch_size=b, seed=9, image_indices=indices, record_neurons=True)
+        simulate(
+            spec, images, steps=30, batch_size=b, seed=9, image_indices=indices, record_neurons=True, kernel="torch"
+        )
         for b in (1, 7, 64)
     ]
     assert records[0].layer_counts.sum() > 0
@@ -35,7 +37,7 @@ def test_batch_sizes_give_identical_records(make_spec, readout, fastsim_rng) -> 
     for rec in records[1:]:
         assert_same_record(records[0], rec)
     chunks = [
-        simulate(spec, images, steps=30, batch_size=7, memory_budget=m, seed=9, image_indices=indices)
+        simulate(spec, images, steps=30, batch_size=7, memory_budget=m, seed=9, image_indices=indices, kernel="torch")
         for m in (1, 10**9)
     ]
     assert chunks[0].meta["chunk_steps"] == 1 and chunks[1].meta["chunk_steps"] > 1
@@ -136,7 +138,7 @@ def test_cpu_and_cuda_identical(fastsim_rng) -> None:
             poisson_spikes(images, np.arange(9), 20, seed=1).numpy(),
         )
         for dtype, matmul in (("float32", "fp32"), ("float64", "fp32"), ("float32", "tf32x2"), ("float32", "tf32x3")):
-            kw = dict(steps=20, seed=1, dtype=dtype, record_neurons=True, matmul=matmul)
+            kw = dict(steps=20, seed=1, dtype=dtype, record_neurons=True, matmul=matmul, kernel="torch")
             assert_same_record(simulate(spec, images, **kw), simulate(spec, images, device="cuda", **kw))
 
 

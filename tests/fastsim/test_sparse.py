@@ -58,8 +58,8 @@ def test_compiled_engine_equals_eager(make_spec, fastsim_rng) -> None:
     """torch.compile fuses the scan, the hash, pooling and small convolutions: same records."""
     spec = make_spec(fastsim_rng)
     images = random_images(fastsim_rng, 8, spec.input_shape)
-    eager = simulate(spec, images, steps=25, compile=False, record_neurons=True)
-    compiled = simulate(spec, images, steps=25, compile=True, record_neurons=True)
+    eager = simulate(spec, images, steps=25, compile=False, record_neurons=True, kernel="torch")
+    compiled = simulate(spec, images, steps=25, compile=True, record_neurons=True, kernel="torch")
     assert compiled.meta["compiled"]
     for name in FIELDS:
         assert np.array_equal(getattr(eager, name), getattr(compiled, name)), name

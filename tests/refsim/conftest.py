@@ -45,3 +45,12 @@ def rng() -> np.random.Generator:
 def standalone_root(tmp_path_factory: pytest.TempPathFactory):
     """One build folder for every standalone test of the session, so that each project compiles once."""
     return tmp_path_factory.mktemp("refsim_build")
+
+
+@pytest.fixture(autouse=True)
+def _brian2_without_its_sigint_handler() -> None:
+    """Brian2 as refsim imports it (:func:`refsim.brian.load`), also for tests that import it directly: its
+    own SIGINT handler would otherwise stay installed for the rest of the session."""
+    from refsim.brian import load
+
+    load()

@@ -89,7 +89,7 @@ def test_table2_on_1_and_2_workers_equals_the_single_process_run(trained, tmp_pa
         assert parts and all("ran_on" in SpikeRecord.load(p).meta for p in parts)  # each part says who ran it
         workers = {SpikeRecord.load(p).meta["ran_on"]["worker"] for p in parts}
         assert 1 <= len(workers) <= n
-        assert {SpikeRecord.load(p).meta["ran_on"]["threads"] for p in parts} == {max(1, (os.cpu_count() or 1) // n)}
+        assert {SpikeRecord.load(p).meta["ran_on"]["threads"] for p in parts} == {max(1, cluster.usable_cores() // n)}
 
 
 @pytest.mark.slow
@@ -195,3 +195,221 @@ def test_brian2_runs_on_the_workers_and_agrees_with_fastsim_spike_for_spike() ->
         )
     assert report["identical"]["exact_fraction"] == 1.0 and recs[1].n_images == 4
     assert len(recs[1].meta["ran_on"]) == 2
+
+
+# ------------------------------------------------------------------------------- addresses a user may give
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def _mnist_spec(tmp_path):
+    from convert.contract.io import save_spec
+    from fastsim.synthetic import random_spec
+
+    return save_spec(random_spec("mlp", seed=3), tmp_path / "mlp.npz")
+
+
+def _agree(spec, out, *extra: str) -> list[str]:
+    argv = ["agree", "--spec", str(spec), "--engines", "fastsim:float64,fastsim:float32", "--out", str(out)]
+    return [*argv, "--images", "4", "--steps", "10", *extra]
+
+
+def test_local_workers_are_bounded_by_the_cores(tmp_path, capsys) -> None:
+    """`--dask local:999` started a worker process per N on a 2-core box: refused, naming the most there is."""
+    from validation.__main__ import main
+
+    cores = cluster.usable_cores()
+    assert cluster.local_workers(f"local:{cores}") == cores
+    with pytest.raises(cluster.ClusterError, match=f"this machine has {cores} usable cores, so at most local:{cores}"):
+        cluster.local_workers(f"local:{cores + 1}")
+    out = tmp_path / "agreement"
+    assert main(_agree(_mnist_spec(tmp_path), out, "--dask", "local:999")) == 2
+    line = _one_error_line(capsys)
+    assert f"argument --dask: local:999: this machine has {cores} usable cores, so at most local:{cores}" in line
+    assert not out.exists()
+    sweep_cfg = tmp_path / "sweep.toml"
+    sweep_cfg.write_text(f'[grid]\nspec = ["{tmp_path / "mlp.npz"}"]\n[run]\nout = "{tmp_path / "s.jsonl"}"\n')
+    for flag in (["--dask", "local:999"], ["--workers", "999"]):
+        assert main(["sweep", "--config", str(sweep_cfg), *flag]) == 2
+        assert "999" in _one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.npz", "sweep.toml"]  # nothing written
+
+
+class _SilentServer:
+    """A TCP server on localhost that accepts connections and never says anything (or, ``http``, an HTTP server)."""
+
+    def __init__(self, kind: str) -> None:
+        import http.server
+        import socket
+        import threading
+
+        if kind == "http":
+
+            class Quiet(http.server.SimpleHTTPRequestHandler):
+                def log_message(self, *args) -> None:  # not on the test's stderr
+                    pass
+
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+            self.port = self.server.server_address[1]
+            self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        else:
+            self.server = None
+            self.sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.conns: list = []
+            self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                self.conns.append(self.sock.accept()[0])
+        except OSError:  # closed
+            pass
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        else:
+            self.sock.close()
+            for c in self.conns:
+                c.close()
+
+
+@pytest.mark.parametrize("kind", ["silent", "http"])
+def test_an_address_where_no_scheduler_answers_is_refused_in_time(kind, tmp_path, capsys, monkeypatch) -> None:
+    """`--dask HOST:PORT` where a plain TCP server (or an HTTP server) listens waited forever without a word:
+    distributed's own timeout covers the connection, not the handshake. Now the whole handshake has a deadline
+    (CONNECT_TIMEOUT_S, lowered here), then one line names the address and how to start a scheduler."""
+    import time
+
+    from validation.__main__ import main
+
+    server = _SilentServer(kind)
+    try:
+        address = f"tcp://127.0.0.1:{server.port}"
+        start = time.monotonic()
+        with pytest.raises(cluster.ClusterError, match="no Dask scheduler answered within 1 s") as err:
+            with cluster.connect(address, timeout=1.0):
+                pass
+        assert time.monotonic() - start < 10
+        assert address in str(err.value) and "`dask scheduler`" in str(err.value)
+        monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1.0)
+        out = tmp_path / "agreement"
+        assert main(_agree(_mnist_spec(tmp_path), out, "--dask", f"127.0.0.1:{server.port}")) == 2
+        line = _one_error_line(capsys)
+        assert f"--dask 127.0.0.1:{server.port}: no Dask scheduler answered" in line and "dask scheduler" in line
+        assert not out.exists()
+    finally:
+        server.close()
+
+
+def test_a_scheduler_answers_and_a_worker_or_a_closed_port_is_named() -> None:
+    import socket
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as local:
+        with cluster.connect(local.scheduler_address, timeout=5) as client:
+            assert client.submit(sum, [40, 2]).result() == 42
+        worker = next(iter(local.scheduler_info["workers"]))
+        with pytest.raises(cluster.ClusterError, match="a Dask Worker answers there, not a scheduler"):
+            cluster.check_scheduler(worker, timeout=5)
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    with pytest.raises(cluster.ClusterError, match=f"127.0.0.1:{port}: no Dask scheduler answers there"):
+        cluster.check_scheduler(f"tcp://127.0.0.1:{port}", timeout=1)  # nothing listens: refused
+
+
+def _sigint_blocked_here() -> bool:
+    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_local_workers_never_see_the_terminals_sigint() -> None:
+    """The terminal sends Ctrl-C to its whole foreground process group, the `local:N` workers included, and each
+    printed a KeyboardInterrupt traceback (when it lost the race with the client closing it). Workers start with
+    SIGINT blocked, and so do those the nanny starts again later; the client's own thread keeps it."""
+    with cluster.connect("local:2") as client:
+        assert not _sigint_blocked_here(), "this process still gets Ctrl-C: it prints the one line and exits 130"
+        blocked = client.run(_sigint_blocked_here)
+        assert len(blocked) == 2 and all(blocked.values()), blocked
+        client.restart()  # new worker processes, started later from the cluster's own threads
+        blocked = client.run(_sigint_blocked_here)
+        assert len(blocked) == 2 and all(blocked.values()), blocked
+    assert not _sigint_blocked_here()
+
+
+def _sigint_default() -> None:
+    """In the child before Python starts: SIGINT's default disposition, as a terminal's command has it, even when
+    this suite runs as a background job (started with SIGINT ignored, which children inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_local_workers_is_one_line_and_ends_the_workers(tmp_path) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group: the worker processes of `--dask local:2`
+    got it too and each printed its KeyboardInterrupt traceback. Now they are started with SIGINT blocked: the
+    command prints its one line, exits 130, and closes the cluster, and no worker outlives it."""
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    from convert import datasets
+    from convert.cli import INTERRUPTED
+
+    try:
+        datasets.load("mnist", "test", datasets.default_root())
+    except datasets.DatasetError as err:
+        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
+    out = tmp_path / "agreement"
+    argv = [sys.executable, "-m", "validation", *_agree(_mnist_spec(tmp_path), out)]
+    argv[argv.index("--images") + 1], argv[argv.index("--steps") + 1] = "40", "3000"
+    proc = subprocess.Popen(
+        [*argv, "--dask", "local:2"],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, signalled as a terminal signals one
+        preexec_fn=_sigint_default,
+    )
+    err = bytearray()
+
+    def read() -> None:
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            err.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 180
+        while b"agree fastsim:float64" not in err and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the progress bar shows that the workers simulate
+        time.sleep(2.0)
+        assert proc.poll() is None, f"the run ended before it could be interrupted: {bytes(err).decode()}"
+        os.killpg(proc.pid, signal.SIGINT)  # the process and its workers, as Ctrl-C in a terminal
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+        text = bytes(err).decode(errors="replace")
+        assert proc.returncode == 130, text
+        assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+        assert INTERRUPTED in text and not out.exists()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)  # any process left in its group: a worker outliving the command
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("a worker process outlived the interrupted command")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -37,6 +37,45 @@ def test_the_rate_model_is_the_ann_divided_by_the_thresholds() -> None:
     np.testing.assert_allclose(r2[1], r[1] / 2)  # the layer below fires half as often
 
 
+def test_the_expected_rates_are_the_ann_forward_of_every_kind() -> None:
+    """diagnose's rates come from convert.ann's one forward pass: on the every-kind network (bias, max-pool
+    gate, identity and 1x1-conv skip edges) with every θ = 1 and analog input, the rates are the ANN's
+    activations exactly; with its own thresholds, each layer's are the ANN's with the layers below divided by
+    their θ. Before, the skip currents were left out (the Fashion ResNet's first population with a skip was
+    off by up to 0.83 spikes per step)."""
+    import torch
+
+    from convert.ann import activations, as_input, layer_forward
+    from convert.contract.spec import is_spiking
+    from tests.conformance.networks import current_input, network
+
+    spec = network("Residual", "cascade", "subtract", encoding="current")
+    unit = dataclasses.replace(
+        spec,
+        layers=tuple(dataclasses.replace(la, threshold=1.0) if is_spiking(la) else la for la in spec.layers),
+    )
+    images = current_input(spec, 6)
+    acts, _ = activations(unit, as_input(unit, images))
+    rates = expected_rates(unit, images)
+    assert len(rates) == len(acts) == len(spec.spiking_indices)
+    for r, a in zip(rates, acts, strict=True):
+        np.testing.assert_array_equal(r, a.numpy())
+    # the skip edges matter here: a forward without them gives other rates for the layers that receive one
+    x, plain = as_input(unit, images), []
+    with torch.inference_mode():
+        for layer in unit.layers:
+            x = layer_forward(layer, x)
+            if is_spiking(layer):
+                x = torch.relu(x)
+                plain.append(x.reshape(len(x), -1).numpy())
+    assert not np.allclose(plain[2], rates[2])
+    # thresholds: r_l = ReLU(W r_(l-1) + b + S r_j) / θ_l, checked for the first layer and the last
+    own = expected_rates(spec, images)
+    first = spec.layers[0]
+    np.testing.assert_allclose(own[0], acts[0].numpy() / first.threshold, rtol=1e-12)
+    assert all((r >= 0).all() for r in own) and not np.allclose(own[-1], rates[-1])
+
+
 def test_a_matching_network_is_ok_and_the_numbers_are_sane() -> None:
     result = _run(_spec())
     assert result["first_broken"] is None and "matches" in result["verdict"]
@@ -110,3 +149,89 @@ def test_the_command_writes_the_table_the_plot_and_the_numbers(tmp_path, capsys)
     bad = tmp_path / "bad"
     assert main(["diagnose", "--spec", str(path), "--images", "20000", "--steps", "5", "--out", str(bad)]) == 2
     assert "exceeds the mnist test split" in capsys.readouterr().err and not bad.exists()
+
+
+def _mnist_spec(tmp_path, name: str, layers: tuple, **fields):
+    from convert import datasets
+    from convert.contract.io import save_spec
+
+    try:
+        datasets.load("mnist", "test")
+    except datasets.DatasetError as err:
+        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
+    spec = NetworkSpec((1, 28, 28), layers, labels=datasets.CLASSES["mnist"], provenance={"dataset": "mnist"}, **fields)
+    return save_spec(spec, tmp_path / name)
+
+
+def _diagnose_cli(spec_path, out) -> list[str]:
+    return ["diagnose", "--spec", str(spec_path), "--images", "10", "--steps", "20", "--out", str(out)]
+
+
+def test_a_membrane_readout_without_hidden_layers_is_one_clear_error(tmp_path, capsys) -> None:
+    """Before: ZeroDivisionError traceback from the plot, after the simulation."""
+    from validation.__main__ import main
+
+    rng = np.random.default_rng(0)
+    path = _mnist_spec(tmp_path, "one.npz", (Flatten(), Dense(rng.uniform(0, 0.02, (10, 784)))), readout="membrane")
+    out = tmp_path / "diag"
+    assert main(_diagnose_cli(path, out)) == 2
+    err = capsys.readouterr().err
+    assert "no spiking population to diagnose" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_silent_network_writes_valid_json_and_matches(tmp_path) -> None:
+    """A network the ANN and the SNN both leave silent: its layers match (error 0) and diagnose.json has no
+    NaN (JSON has none; before, ``NaN`` was written and strict readers refused the file)."""
+    import json
+
+    from validation.__main__ import main
+
+    rng = np.random.default_rng(0)
+    layers = (Flatten(), Dense(-rng.uniform(0, 0.02, (20, 784))), Dense(rng.uniform(0, 0.2, (10, 20))))
+    path = _mnist_spec(tmp_path, "silent.npz", layers)
+    out = tmp_path / "diag"
+    assert main(_diagnose_cli(path, out)) == 0
+    text = (out / "diagnose.json").read_text()
+    record = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in diagnose.json"))
+    assert record["first_broken"] is None and all(d["correlation"] is None for d in record["layers"])
+    assert "matches" in record["verdict"]
+
+
+def test_a_spec_name_that_is_not_utf8_leaves_all_three_files(tmp_path) -> None:
+    """Before: diagnose.png and diagnose.json were written, then the Markdown page failed on the name's byte
+    0xe9 (exit 2, two of three files left). Now the name is shown as ``\\xe9`` and all three are written."""
+    import os
+
+    from validation.__main__ import main
+
+    rng = np.random.default_rng(0)
+    layers = (Flatten(), Dense(rng.uniform(0, 0.02, (20, 784))), Dense(rng.uniform(0, 0.2, (10, 20))))
+    good = _mnist_spec(tmp_path, "net.npz", layers)
+    name = os.fsdecode(b"caf\xe9.npz")
+    path = good.with_name(name)
+    good.rename(path)
+    out = tmp_path / "diag"
+    assert main(_diagnose_cli(path, out)) == 0
+    assert {p.name for p in out.iterdir()} == {"diagnose.md", "diagnose.png", "diagnose.json"}
+    assert (out / "diagnose.md").read_text().startswith("# Diagnosis of caf\\xe9.npz")
+
+
+def test_a_link_among_the_three_files_is_refused_before_anything_runs(tmp_path, capsys) -> None:
+    """diagnose.md a symbolic link to the user's own file: refused before the simulation, the link and its
+    target untouched, diagnose.png and diagnose.json not written."""
+    from validation.__main__ import main
+
+    rng = np.random.default_rng(0)
+    layers = (Flatten(), Dense(rng.uniform(0, 0.02, (20, 784))), Dense(rng.uniform(0, 0.2, (10, 20))))
+    path = _mnist_spec(tmp_path, "net.npz", layers)
+    out = tmp_path / "diag"
+    out.mkdir()
+    mine = tmp_path / "notes.md"
+    mine.write_text("mine")
+    (out / "diagnose.md").symlink_to(mine)
+    assert main(_diagnose_cli(path, out)) == 2
+    err = capsys.readouterr().err
+    assert "diagnose.md" in err and len(err.strip().splitlines()) == 1 and "fastsim" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["diagnose.md"] and (out / "diagnose.md").is_symlink()
+    assert mine.read_text() == "mine"

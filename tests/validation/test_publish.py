@@ -123,3 +123,25 @@ def test_publish_adds_the_beyond_table_and_the_diagnosis(tmp_path):
     assert "- slope below 0.8 in the first layer" in block
     assert "- silent:" not in block and verdict not in block
     assert (docs / picture).read_bytes() == b"png" and (docs / "beyond.md").read_text() == "beyond"
+
+
+def test_publish_refuses_a_destination_that_is_a_link_and_writes_nothing(tmp_path, capsys):
+    """`docs/results/table2.md` as a link to a file of one's own: publish wrote the table through the link, into
+    that file, exit 0. Every destination is checked first: one line, the link and its file as they were, the
+    README and the runs' REPORT.md untouched, nothing copied."""
+    from validation.__main__ import main
+
+    runs = _runs(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold numbers 12.34\n{END}\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (tmp_path / "mine.md").write_text("my own notes")
+    (docs / "table2.md").symlink_to(tmp_path / "mine.md")
+    report = (runs / "REPORT.md").read_text()
+    assert main(["publish", "--runs", str(runs), "--docs", str(docs), "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{docs / 'table2.md'} exists and is a symbolic link" in err, err
+    assert (tmp_path / "mine.md").read_text() == "my own notes" and (docs / "table2.md").is_symlink()
+    assert [p.name for p in docs.iterdir()] == ["table2.md"]
+    assert "old numbers 12.34" in readme.read_text() and (runs / "REPORT.md").read_text() == report

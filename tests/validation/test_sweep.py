@@ -376,3 +376,38 @@ def test_a_spec_cell_on_another_dataset_is_refused(tmp_path, rng):
     cell = {**cells({"grid": {"spec": [str(spec)], "dataset": ["fashion"]}, "run": {}})[0]}
     with pytest.raises(ValueError, match="mnist"):
         sweep.build_spec(cell, {})
+
+
+@pytest.mark.parametrize("seed", ["18446744073709551616", "4294967296", "-1", "1.5", "true", '"3"'])
+def test_grid_seeds_are_checked_when_the_config_is_read(tmp_path, rng, capsys, seed):
+    """A grid seed of 2**64 or -1 failed only when its cell ran (after the other cells' work, the meta file
+    written), and 1.5 ran as seed 1 under a key of 1.5: every seed is checked as the config is read."""
+    cfg = _config(tmp_path, rng, [0])
+    cfg.write_text(cfg.read_text().replace("seed = [0]", f"seed = [0, {seed}]"))
+    with pytest.raises(ValueError, match="grid.seed must be an integer from 0 to 4294967295"):
+        load_config(cfg)
+    capsys.readouterr()
+    assert main(["sweep", "--config", str(cfg), "--workers", "0", "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "grid.seed" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.toml", "tiny.npz"]  # nothing run or written
+
+
+@pytest.mark.parametrize("which", ["results", "meta", "plot"])
+def test_sweep_outputs_that_are_links_or_fifos_are_refused(tmp_path, rng, capsys, which):
+    """A FIFO as the results file blocked the sweep forever (it reads the file first); a link there or at the
+    meta file or the plot was replaced with a regular file. Refused in one line, before any cell runs."""
+    cfg = _config(tmp_path, rng, [0])
+    results = tmp_path / "results.jsonl"
+    node = {"results": results, "meta": results.with_suffix(".meta.json"), "plot": results.with_suffix(".png")}
+    if which == "results":
+        os.mkfifo(node[which])
+    else:
+        (tmp_path / "mine").write_text("keep")
+        node[which].symlink_to(tmp_path / "mine")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["sweep", "--config", str(cfg), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{node[which]} exists and is a" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from convert.cli import check_count, nonnegative_int, positive_int
+from convert.cli import check_count, positive_int, seed_int
 
 #: ``add(name, func, help)``: a sub-command with --root and --runs, as ``validation.__main__`` builds it
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
@@ -21,7 +21,7 @@ def spec_args(p: argparse.ArgumentParser, images: int, steps: int) -> None:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--images", type=positive_int, default=images)
     p.add_argument("--steps", type=positive_int, default=steps)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
 
 
 def spec_and_images(args: argparse.Namespace):
@@ -49,9 +49,32 @@ def cluster_runner(args: argparse.Namespace, desc: str, run_fn):
         yield cluster.sharded(client, run_fn, block=args.block_images, desc=desc)
 
 
+def build_dir_arg(p: argparse.ArgumentParser) -> None:
+    """``--build-dir`` of a command that runs Brian2 standalone projects (its default is resolved per run)."""
+    p.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="where Brian2 standalone projects are compiled (default: $SNN_BUILD, else <runs>/build/refsim)",
+    )
+
+
+def dask_address(text: str) -> str:
+    """A ``--dask`` address, ``local:N`` checked at parse time (N from 1 to the cores; a scheduler address is
+    checked when the command connects, by :func:`validation.cluster.connect`)."""
+    from validation.cluster import ClusterError, local_workers
+
+    try:
+        local_workers(text)
+    except ClusterError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--dask ")) from None
+    return text
+
+
 def dask_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dask",
+        type=dask_address,
         default=None,
         help="shard the images over a Dask cluster: a scheduler address (tcp://host:8786) or local:N (N worker "
         "processes here); see docs/scale-out.md",

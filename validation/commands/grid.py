@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from validation.commands.common import Add
+from convert.cli import worker_count
+from convert.contract.provenance import check_output
+from validation.commands.common import Add, dask_address
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -13,7 +15,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from validation.grid.sweep import execute, plan_sweep
     from validation.grid.sweep_plot import plot_sweep
 
+    if args.dask:  # a bad address is refused before anything is written
+        from validation import cluster
+
+        cluster.check_address(args.dask)
     plan = plan_sweep(args.config, out=args.out, root=args.root, runs=args.runs)
+    if not args.no_plot:
+        check_output(plan.path.with_suffix(".png"))
     ran = execute(plan, workers=args.workers, dask=args.dask)
     keys = [t.key for t in plan.tasks]
     done = first_by_key(read_results(plan.path))
@@ -29,6 +37,13 @@ def register(add: Add) -> None:
     p.description = "Run the cells of a TOML grid not yet in the results file; --root/--runs override run.root/runs."
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--out", type=Path, default=None, help="results file (default: the config's run.out)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (0: run in this process)")
-    p.add_argument("--dask", default=None, help="address of a Dask distributed scheduler")
+    p.add_argument(
+        "--workers", type=worker_count, default=1, help="worker processes, at most the cores (0: run in this process)"
+    )
+    p.add_argument(
+        "--dask",
+        type=dask_address,
+        default=None,
+        help="address of a Dask distributed scheduler, or local:N (N worker processes here)",
+    )
     p.add_argument("--no-plot", action="store_true")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convert.cli import at_most, nonnegative_int, positive_int
+from convert.cli import at_most, nonnegative_int, positive_int, seed_int
+from convert.contract.provenance import check_outputs
 from convert.datasets import N_IMAGES
 from convert.pipeline import default_runs
-from validation.commands.common import Add, cluster_runner, dask_args, spec_and_images, spec_args
+from validation.commands.common import Add, build_dir_arg, cluster_runner, dask_args, spec_and_images, spec_args
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
@@ -23,8 +24,14 @@ def cmd_agree(args: argparse.Namespace) -> int:
     n = len(images)
     if args.poisson_images > n:
         raise ValueError(f"--poisson-images {args.poisson_images} exceeds --images {n}; ask for at most {n}")
+    name = args.name or f"{Path(args.spec).stem}-{'-vs-'.join(e.replace(':', '_') for e in engines)}"
+    out = args.out or (args.runs or default_runs()) / "agreement"
+    check_outputs(*(out / f"{name}.{ext}" for ext in ("json", "md", "png")))  # refused before the simulations
+    from refsim.devices import default_build_root
     from validation.harness.agreement import _run
 
+    # Brian2's projects: --build-dir, else $SNN_BUILD or <runs>/build/refsim; on a Dask cluster each worker's own
+    build_dir = args.build_dir or (None if args.dask else default_build_root(args.runs))
     with cluster_runner(args, "agree", _run) as runner:
         report, recs = agreement(
             spec,
@@ -36,10 +43,10 @@ def cmd_agree(args: argparse.Namespace) -> int:
             poisson_images=args.poisson_images,
             progress=True,
             runner=runner,
+            build_dir=build_dir,
         )
     config = {k: str(v) for k, v in vars(args).items() if k != "func"}
-    name = args.name or f"{Path(args.spec).stem}-{'-vs-'.join(e.replace(':', '_') for e in engines)}"
-    paths = write_report(report, recs, args.out or default_runs() / "agreement", name, config)
+    paths = write_report(report, recs, out, name, config)
     print(paths[1].read_text())
     print("written " + ", ".join(str(p) for p in paths))
     return 0
@@ -98,7 +105,8 @@ def register(add: Add) -> None:
         "--poisson-images", type=nonnegative_int, default=0, help="also compare independent Poisson runs (<= --images)"
     )
     p.add_argument("--name", default=None)
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: <runs>/agreement)")
+    build_dir_arg(p)
     dask_args(p)
 
     p = add("interop", cmd_interop, "NIR conformance table: Norse, snnTorch, sinabs, SpikingJelly x network vs fastsim")
@@ -107,7 +115,7 @@ def register(add: Add) -> None:
     p.add_argument("--libraries", nargs="+", default=["norse", "snntorch", "sinabs", "spikingjelly"])
     p.add_argument("--images", type=at_most(N_IMAGES["test"], "a test split"), default=1000)
     p.add_argument("--steps", type=positive_int, default=100)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--docs", type=Path, default=Path("docs"), help="where interop.md and results/ go")
 
     p = add("diagnose", cmd_diagnose, "per layer, the SNN's firing rates against the ANN's: where a conversion loses")

@@ -7,10 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert.cli import at_most, nonnegative_int, positive_float, positive_int
+from convert.cli import at_most, nonnegative_int, positive_float, positive_int, seed_int
 from convert.datasets import N_IMAGES
 from convert.pipeline import default_runs
-from validation.commands.common import Add
+from validation.commands.common import Add, build_dir_arg, dask_address
 
 
 def eval_config(args: argparse.Namespace):
@@ -31,7 +31,7 @@ def eval_args(p: argparse.ArgumentParser) -> None:
     test_images = at_most(N_IMAGES["test"], "a test split")
     p.add_argument("--images", type=test_images, default=500, help="test images (default 500)")
     p.add_argument("--steps", type=positive_int, default=300, help="simulated ms per image (default 300)")
-    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=None, help="input seeds (default 0 1 2)")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=None, help="input seeds (default 0 1 2)")
     p.add_argument("--slow-rows", nargs="*", default=["model"], help="rows run longer on fewer images (default model)")
     p.add_argument("--slow-steps", type=positive_int, default=5000, help="their horizon in ms (default 5000)")
     p.add_argument("--slow-images", type=test_images, default=2000, help="their images (default 2000)")
@@ -61,11 +61,17 @@ def eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_table2(args: argparse.Namespace) -> int:
-    from validation.paper.table2 import run_table2
+    from validation.paper.networks import require_checkpoints
+    from validation.paper.table2 import PAIRS, run_table2
     from validation.paper.table2_report import markdown
 
     cfg = eval_config(args)
     runs = args.runs or default_runs()
+    require_checkpoints(runs, PAIRS)  # a network without a checkpoint was left out of the table silently
+    if args.dask:  # a bad address is refused now, not after the threshold searches
+        from validation import cluster
+
+        cluster.check_address(args.dask)
     results = run_table2(cfg, args.root, runs, estimate=args.full or args.estimate, dask=args.dask)
     print(markdown(results))
     return 0
@@ -73,10 +79,12 @@ def cmd_table2(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from validation.paper.figures import convergence_markdown, make_figures
-    from validation.paper.table2 import run_table2
+    from validation.paper.networks import require_checkpoints
+    from validation.paper.table2 import PAIRS, run_table2
 
     cfg = eval_config(args)
     runs = args.runs or default_runs()
+    require_checkpoints(runs, PAIRS)
     results = run_table2(cfg, args.root, runs)  # resumes: only missing records are simulated
     print(convergence_markdown(make_figures(results, runs), cfg.steps))
     print(f"figures under {runs / 'table2' / cfg.tag}")
@@ -131,6 +139,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         command=command,
         models=models,
         agreement_all=args.agreement == "all",
+        build_dir=args.build_dir,
         **agree,
         **horizon,
     )
@@ -164,15 +173,11 @@ def cmd_beyond(args: argparse.Namespace) -> int:
     if args.networks:
         cfg = dataclasses.replace(cfg, networks=tuple(args.networks))
     cfg = dataclasses.replace(cfg, out=args.out)
-    from convert.train import checkpoint_paths
+    from validation.paper.networks import require_checkpoints
 
     runs = args.runs or default_runs()
-    if not any(checkpoint_paths(runs, ds, m)[1].exists() for ds, m in cfg.networks):
-        raise ValueError(
-            f"no checkpoint of {', '.join(f'{ds}-{m}' for ds, m in cfg.networks)} in {runs / 'models'}: run "
-            "`make reproduce` (it copies the published ones there) or train them with `python -m convert select`"
-        )
-    run_beyond(cfg, args.root, runs)
+    require_checkpoints(runs, cfg.networks)  # every network asked for: none is left out silently
+    run_beyond(cfg, args.root, runs, build_dir=args.build_dir)
     print((runs / cfg.out / "beyond.md").read_text())
     return 0
 
@@ -226,6 +231,7 @@ def register(add: Add) -> None:
     eval_args(p)
     p.add_argument(
         "--dask",
+        type=dask_address,
         default=None,
         help="run the simulations on a Dask cluster: a scheduler address (tcp://host:8786) or local:N (N worker "
         "processes here); with --device worker each worker uses its GPU if it has one (docs/scale-out.md)",
@@ -253,6 +259,7 @@ def register(add: Add) -> None:
     p.add_argument(
         "--beyond", action="store_true", help="also the deeper networks' table and every network's diagnosis"
     )
+    build_dir_arg(p)
 
     p = add("beyond", cmd_beyond, "the deeper Fashion-MNIST networks (vgg, resnet): fast rows, tests, Brian2 sample")
     p.add_argument("--images", type=test_images, default=2000, help="test images (default 2000)")
@@ -286,9 +293,10 @@ def register(add: Add) -> None:
         default=None,
         help="the baseline's threshold candidates (default 1 4 16; Table 2's grid: 1 2 4 8 16 20 32)",
     )
+    build_dir_arg(p)
 
     p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")
-    p.add_argument("--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--images", type=test_images, default=None, help="Table 2 test images (default the main job's)")
     p.add_argument("--slow-images", type=test_images, default=None, help="model-based rows' images (default 500)")
     p.add_argument(

@@ -42,12 +42,16 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def make_executor(workers: int, dask: str | None) -> tuple[cf.Executor, Any]:
-    """A local process pool, or a Dask cluster's executor (returned with its client, to close)."""
+    """A local process pool, or a Dask cluster's executor (returned with what closes its client, and the local
+    cluster of ``local:N``): the address is checked as every --dask is (:func:`validation.cluster.connect`)."""
     if dask:
-        from distributed import Client
+        import contextlib
 
-        client = Client(dask)
-        return client.get_executor(), client
+        from validation import cluster
+
+        stack = contextlib.ExitStack()
+        client = stack.enter_context(cluster.connect(dask))
+        return client.get_executor(), stack
     ctx = multiprocessing.get_context("spawn")
     pool = cf.ProcessPoolExecutor(workers, ctx, initializer=_die_with_parent, initargs=(os.getpid(),))
     return pool, None

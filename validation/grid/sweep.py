@@ -55,8 +55,9 @@ import numpy as np
 from tqdm import tqdm
 
 from convert import datasets, methods
+from convert.cli import check_seed
 from convert.contract.fingerprint import CACHE_FORMAT_VERSION, fingerprint, spec_fingerprint
-from convert.contract.provenance import provenance, write_json_atomic
+from convert.contract.provenance import check_outputs, provenance, write_json_atomic
 from validation.grid.executors import make_executor
 from validation.grid.results_log import append_row, read_results
 
@@ -106,6 +107,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     bad = set(grid.get("method", [])) - set(methods.names())
     if bad:
         raise ValueError(f"{path}: unknown methods {sorted(bad)}; known: {', '.join(methods.names())}")
+    for seed in grid.get("seed", []):  # refused now, not when its cell runs after the others' work
+        check_seed(seed, f"{path}: grid.seed")
     run = {**RUN_DEFAULTS, **raw.get("run", {})}
     unknown = set(run) - set(RUN_DEFAULTS) - set(RUN_OPTIONAL)
     if unknown:
@@ -271,6 +274,7 @@ def plan_sweep(
         fp = spec_fingerprint(build_spec(cell, run))
         tasks.append(Task(cell_key(cell, run, fp), cell, fp))
     path = Path(out or run["out"])
+    check_outputs(path, path.with_suffix(".meta.json"))  # a FIFO there would block the read below forever
     done = {r["key"] for r in read_results(path)}
     return Plan(path, str(config_path), {**config, "run": run}, run, tasks, done)
 

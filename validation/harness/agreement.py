@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.provenance import provenance, write_bytes_atomic, write_json_atomic, write_text_atomic
+from convert.contract.provenance import (
+    check_outputs,
+    provenance,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from convert.contract.records import SpikeRecord
 from convert.contract.spec import NetworkSpec
 from convert.encoding import poisson_spikes
@@ -97,12 +103,19 @@ def agreement(
     poisson_images: int = 0,
     progress: bool = False,
     runner: Callable[..., SpikeRecord] | None = None,
+    build_dir: Path | None = None,
 ) -> tuple[dict[str, Any], tuple[SpikeRecord, SpikeRecord]]:
     """Identical-input comparison on ``images`` (and, if ``poisson_images``, an independent-noise one).
 
     With a third-party engine, every engine runs the spec the NIR graph encodes (identical inputs only).
-    ``runner``: how an engine runs (default here; :func:`validation.cluster.sharded` for a Dask cluster)."""
-    run_engine = runner or _run
+    ``runner``: how an engine runs (default here; :func:`validation.cluster.sharded` for a Dask cluster).
+    ``build_dir``: where refsim builds its standalone projects (None: :func:`refsim.devices.default_build_root`)."""
+
+    def run_engine(engine: str, spec: NetworkSpec, **kw: Any) -> SpikeRecord:
+        if build_dir is not None and engine.startswith("refsim"):
+            kw["build_dir"] = build_dir
+        return (runner or _run)(engine, spec, **kw)
+
     nir_report = None
     if any(is_thirdparty(e) for e in engines):
         from validation.harness.thirdparty import graph_spec
@@ -162,6 +175,7 @@ def plot_differences(recs: tuple[SpikeRecord, SpikeRecord], engines: tuple[str, 
 def write_report(report: dict[str, Any], recs, out: Path, name: str, config: dict[str, Any]) -> list[Path]:
     report = {"title": name, "config": config, **report, **provenance(config, config.get("seed"))}
     paths = [out / f"{name}.json", out / f"{name}.md", out / f"{name}.png"]
+    check_outputs(*paths)  # all three or none
     write_json_atomic(paths[0], report)
     write_text_atomic(paths[1], markdown(report))
     write_bytes_atomic(paths[2], plot_differences(recs, tuple(report["engines"])))
@@ -178,18 +192,28 @@ def agreement_summary(
     seed: int,
     root: Path | None,
     runs: Path,
+    build_dir: Path | None = None,
 ) -> dict[str, Any]:
     """:func:`agreement` of ``spec`` (called ``name``, ``<dataset>-...``) on the first ``images`` test images,
-    its report written under ``runs/agreement/``; returns the one-line summary the reports tabulate."""
+    its report written under ``runs/agreement/``, Brian2's projects built in ``build_dir`` (default
+    :func:`refsim.devices.default_build_root` of ``runs``); returns the one-line summary the reports tabulate."""
     import time
 
     from convert import datasets
+    from refsim.devices import default_build_root
 
     ds = name.split("-")[0]
     test = datasets.load(ds, "test", root)
     start = time.perf_counter()
     report, _recs = agreement(
-        spec, test.images[:images], test.labels[:images], steps, engines, seed=seed, poisson_images=poisson
+        spec,
+        test.images[:images],
+        test.labels[:images],
+        steps,
+        engines,
+        seed=seed,
+        poisson_images=poisson,
+        build_dir=build_dir or default_build_root(runs),
     )
     wall = time.perf_counter() - start
     file = f"{name}-{spec.schedule}-{engines[0].replace(':', '_')}-vs-{engines[1].replace(':', '_')}"

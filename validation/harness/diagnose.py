@@ -5,10 +5,12 @@ The rate model (Diehl et al. 2015; Rueckauer et al. 2017): an integrate-and-fire
 a constant input current I per step, fires I/θ times per step on average (at most once per step). So the ANN
 of a spec, run with every spiking layer's pre-activation divided by its threshold,
 
-    r_0 = x · max_rate · dt,    r_l = ReLU(W_l r_{l-1} + b_l) / θ_l    (average pooling: mean(r_{l-1}) / θ_l),
+    r_0 = x · max_rate · dt,    r_l = ReLU(W_l r_{l-1} + b_l [+ S_l r_j]) / θ_l
 
-gives the rate r_l (spikes per step) that each neuron of layer l should reach; the SNN's rate is its spike
-count over T steps divided by T. Per layer, :func:`diagnose` reports over every (image, neuron) pair:
+(average pooling: mean(r_{l-1}) / θ_l; :func:`convert.ann.rates`, the one ANN forward of the project, with skip
+edges S_l from population j, max-pool gates and biases) gives the rate r_l (spikes per step) that each neuron
+of layer l should reach; the SNN's rate is its spike count over T steps divided by T. Per layer,
+:func:`diagnose` reports over every (image, neuron) pair:
 
 * ``correlation`` (Pearson) and ``slope`` (least squares through the origin) of the SNN rate on the ANN rate;
 * ``saturated``: the fraction of pairs that fired in every step they could (rate 1, less the l + 1 steps of
@@ -26,20 +28,27 @@ errors of earlier ones, so the first broken layer is where to look.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from convert.ann import as_input, layer_forward
+from convert import ann
+from convert.ann import as_input
 from convert.contract.records import SpikeRecord
-from convert.contract.spec import NetworkSpec, is_spiking
+from convert.contract.spec import NetworkSpec
 
 MIN_CORRELATION = 0.9
 MAX_SATURATED = 0.01
 MAX_SILENT = 0.05
 SUBLINEAR = 0.8  # a first-layer slope below this, under reset to zero, is the reset's loss of charge
+
+NOTHING_TO_DIAGNOSE = (
+    "the spec has no spiking population to diagnose: its only spiking layer is the membrane readout "
+    "(a non-spiking output); diagnose a spec with at least one hidden layer, or with --readout spikes"
+)
 
 ADVICE = {
     "saturated": "neurons fire in every step: the ANN asks for more than one spike per step, so the "
@@ -72,7 +81,9 @@ class LayerDiagnosis:
             return "saturated"
         if self.silent > MAX_SILENT:
             return "silent"
-        if not self.correlation >= MIN_CORRELATION:  # NaN (a constant layer) counts as broken
+        if self.error == 0.0:  # the SNN's rates are the ANN's exactly (e.g. a layer both leave silent)
+            return None
+        if not self.correlation >= MIN_CORRELATION:  # NaN (a constant layer that misses) counts as broken
             return "correlation"
         return None
 
@@ -81,17 +92,10 @@ def expected_rates(spec: NetworkSpec, images: np.ndarray) -> list[np.ndarray]:
     """Per spiking layer (a membrane readout's output layer left out), the rate model's spikes per step for
     every image and neuron, (N, n_l) float64 (module docstring)."""
     rate = 1.0 if spec.encoding == "current" else spec.max_rate_hz * spec.dt_ms / 1000.0  # input spikes per step
-    x = as_input(spec, images) * rate
-    rates, spiking = [], [i for i, layer in enumerate(spec.layers) if is_spiking(layer)]
-    last = spiking[-1] if spec.readout == "membrane" else None
-    with torch.inference_mode():
-        for i, layer in enumerate(spec.layers):
-            x = layer_forward(layer, x)
-            if is_spiking(layer):
-                x = torch.relu(x) / layer.threshold
-                if i != last:
-                    rates.append(x.reshape(len(x), -1).numpy().astype(np.float64))
-    return rates
+    per_layer = ann.rates(spec, as_input(spec, images) * rate)
+    if spec.readout == "membrane":  # the output layer integrates without spiking: no rate to compare
+        per_layer = per_layer[:-1]
+    return [r.numpy().astype(np.float64) for r in per_layer]
 
 
 def _layer(index: int, kind: str, ann: np.ndarray, snn: np.ndarray, steps: int, delay: bool) -> LayerDiagnosis:
@@ -126,6 +130,8 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
         raise ValueError(f"the record has {record.n_images} images, but {len(images)} were given")
     steps = record.steps
     ann = expected_rates(spec, images)
+    if not ann:
+        raise ValueError(NOTHING_TO_DIAGNOSE)
     kinds = [type(spec.layers[i]).__name__ for i in spec.spiking_indices]
     snn = [np.asarray(c, dtype=np.float64) / steps for c in record.neuron_counts[: len(ann)]]
     delay = spec.schedule == "delay"
@@ -162,8 +168,25 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "first_broken": None if first is None else first["layer"],
         "pattern": None if first is None else first["broken"],
-        "first_slope": layers[0]["slope"] if layers else float("nan"),
+        "first_slope": layers[0]["slope"] if layers and layers[0]["slope"] is not None else float("nan"),
     }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON's null: JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def printable(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (a name Python decoded with surrogate escapes)
+    shown as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -182,21 +205,31 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['images']} images × {result['steps']} steps; SNN accuracy {100 * result['snn_accuracy']:.2f} %. "
         f"{result['verdict']}. Broken: correlation < {MIN_CORRELATION}, saturated > {100 * MAX_SATURATED:.0f} % "
-        f"or silent > {100 * MAX_SILENT:.0f} % (rates in spikes per step; the ANN rate is ReLU(W r + b) / θ).",
+        f"or silent > {100 * MAX_SILENT:.0f} % (rates in spikes per step; "
+        "the ANN rate is ReLU(W r + b + S r_skip) / θ).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def plot(result: dict[str, Any], path: Any, max_points: int = 200_000) -> None:
     """A grid of per-layer hexbin plots, SNN rate against ANN rate, written atomically to ``path`` (PNG)."""
+    from convert.contract.provenance import write_bytes_atomic
+
+    write_bytes_atomic(path, plot_png(result, max_points))
+
+
+def plot_png(result: dict[str, Any], max_points: int = 200_000) -> bytes:
+    """:func:`plot`'s picture as PNG bytes."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convert.contract.provenance import atomic_path
-
     n = len(result["layers"])
+    if n == 0:
+        raise ValueError(NOTHING_TO_DIAGNOSE)
     cols = min(n, 3)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
@@ -215,9 +248,10 @@ def plot(result: dict[str, Any], path: Any, max_points: int = 200_000) -> None:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
+    return buffer.getvalue()
 
 
 def run_diagnosis(
@@ -239,10 +273,21 @@ def run_diagnosis(
     (default :func:`validation.harness.engines.run` here; :func:`validation.cluster.sharded` for a Dask cluster)."""
     from pathlib import Path
 
-    from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+    from convert.contract.provenance import (
+        check_outputs,
+        provenance,
+        write_bytes_atomic,
+        write_json_atomic,
+        write_text_atomic,
+    )
     from fastsim.network import fastest_kernel
     from validation.harness.engines import run
 
+    if not expected_rates(spec, np.zeros((1, *spec.input_shape), dtype=np.uint8)):
+        raise ValueError(NOTHING_TO_DIAGNOSE)  # before minutes of simulation
+    out = Path(out)
+    files = {name: out / f"diagnose.{name}" for name in ("png", "json", "md")}
+    check_outputs(*files.values())  # a link or a device among them: refused before anything runs
     record = (runner or run)(
         "fastsim",
         spec,
@@ -257,10 +302,14 @@ def run_diagnosis(
         progress=progress,
     )
     result = diagnose(spec, images, record)
-    out = Path(out)
     numbers = {k: v for k, v in result.items() if k != "rates"}
-    plot(result, out / "diagnose.png")
-    write_json_atomic(out / "diagnose.json", {**numbers, **provenance(config, seed)})
+    # everything rendered before anything is written: a failure leaves none of the three files
     table = markdown(result)
-    write_text_atomic(out / "diagnose.md", f"# Diagnosis of {name}\n\n{table}\n![per layer](diagnose.png)\n")
+    page = f"# Diagnosis of {printable(name)}\n\n{table}\n![per layer](diagnose.png)\n"
+    png = plot_png(result)
+    record = _finite({**numbers, **provenance(config, seed)})
+    check_outputs(*files.values())
+    write_bytes_atomic(files["png"], png)
+    write_json_atomic(files["json"], record)
+    write_text_atomic(files["md"], page)
     return {**numbers, "markdown": table}

@@ -57,6 +57,9 @@ def run(
     if engine == "fastsim":
         from fastsim.simulate import simulate
 
+        # fastsim's default is kernel="auto" (events on a CPU); validation's engines ("fastsim:float64", the
+        # conformance suite's, sweeps) keep the torch engine unless they name a kernel, as they were published
+        options.setdefault("kernel", "torch")
         return simulate(spec, images, dtype=dtype, **common, **options)
     if engine == "refsim":
         from refsim.simulate import simulate

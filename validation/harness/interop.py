@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.provenance import check_outputs, provenance, write_json_atomic, write_text_atomic
 from convert.contract.spec import NetworkSpec
 from validation.harness.compare import compare_counts
 from validation.harness.thirdparty import LIBRARIES, ThirdPartyError, graph_spec, library
@@ -237,6 +237,7 @@ def markdown(results: dict[str, Any]) -> str:
 def write(results: dict[str, Any], docs: Path) -> list[Path]:
     """docs/results/interop.json (with provenance) and docs/interop.md, atomically."""
     paths = [docs / "results" / "interop.json", docs / "interop.md"]
+    check_outputs(*paths)  # both or none
     write_json_atomic(paths[0], {**results, **provenance(results["config"], results["config"]["seed"])})
     write_text_atomic(paths[1], markdown(results))
     return paths

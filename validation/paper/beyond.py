@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.contract.io import save_spec
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.provenance import check_outputs, provenance, write_json_atomic, write_text_atomic
 from convert.train import checkpoint_paths
 from validation.harness.agreement import agreement_markdown, agreement_summary
 from validation.markdown import table
@@ -78,8 +78,11 @@ def time_within(record, pp: float, dt_ms: float) -> float:
     return time_to_accuracy(record.checkpoints * dt_ms, correct, tolerance_images(record.n_images, pp))
 
 
-def run_beyond(cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool = True) -> dict[str, Any]:
-    """Every (network, row) entry, its tests against the ANN and the Brian2 checks; also written."""
+def run_beyond(
+    cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool = True, build_dir: Path | None = None
+) -> dict[str, Any]:
+    """Every (network, row) entry, its tests against the ANN and the Brian2 checks (their projects built in
+    ``build_dir``, default $SNN_BUILD or <runs>/build/refsim); also written."""
     cache = runs / "table2"  # records and searches shared with Table 2 (keyed by content)
     ev = cfg.eval
     todo = [(ds, m) for ds, m in cfg.networks if checkpoint_paths(runs, ds, m)[1].exists()]
@@ -109,7 +112,8 @@ def run_beyond(cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool 
             spec = built[(ds, model)]["specs"][row][0]
             engines = ("fastsim:float64", f"refsim:{cfg.agreement_device}")
             n, steps = cfg.agreement_images, cfg.agreement_steps
-            agreement.append(agreement_summary(spec, f"{ds}-{model}-{row}", engines, n, steps, 0, 0, root, runs))
+            name = f"{ds}-{model}-{row}"
+            agreement.append(agreement_summary(spec, name, engines, n, steps, 0, 0, root, runs, build_dir))
     bar.close()
     results = {
         "config": cfg.to_dict(),
@@ -119,6 +123,7 @@ def run_beyond(cfg: BeyondConfig, root: Path | None, runs: Path, progress: bool 
         **provenance(cfg.to_dict(), 0),
     }
     out = runs / cfg.out
+    check_outputs(out / "beyond.json", out / "beyond.md")  # both or none
     write_json_atomic(out / "beyond.json", results)
     write_text_atomic(out / "beyond.md", "# Beyond the paper's two networks\n\n" + markdown(results))
     return results

@@ -210,7 +210,7 @@ def build_specs(
     search = cached_search(base, dataset, root, cfg, out, progress) if any(r.tuned for r in table) else None
     stats = None
     if any(methods.get(r.method).needs_stats for r in table):
-        stats = stats_for(base, dataset, root, runs, cfg.calib_images, holdout=cfg.holdout, progress=False)
+        stats = stats_for(base, dataset, root, runs, cfg.calib_images, holdout=cfg.holdout, progress=progress)
     shared = {"threshold": 1.0, "percentile": cfg.percentile}
     specs = {}
     for row in table:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.provenance import atomic_path, write_json_atomic, write_text_atomic
+from convert.contract.provenance import atomic_path, check_outputs, write_json_atomic, write_text_atomic
 from convert.contract.records import SpikeRecord
 from validation.markdown import table
 from validation.paper import rows
@@ -105,8 +105,11 @@ def make_figures(results: dict[str, Any], runs: Path) -> list[dict[str, Any]]:
     """Both figures and the convergence table from the records behind ``results`` (run_table2's output)."""
     cfg = results["config"]
     out = runs / "table2" / results["tag"]
+    found = dict.fromkeys(e["dataset"] for e in results["entries"])
+    stems = [f"fig{FIG_NUMBER.get(ds, 0)}_{ds}.{ext}" for ds in found for ext in ("png", "svg")]
+    check_outputs(*(out / name for name in (*stems, "convergence.md", "convergence.json")))  # all or none
     table = []
-    for dataset in dict.fromkeys(e["dataset"] for e in results["entries"]):
+    for dataset in found:
         table += plot_dataset(out, dataset, results)["convergence"]
     write_text_atomic(out / "convergence.md", convergence_markdown(table))
     write_json_atomic(out / "convergence.json", {"config": cfg, "rows": table})

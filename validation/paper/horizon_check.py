@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from convert.contract.provenance import write_json_atomic, write_text_atomic
+from convert.contract.provenance import check_outputs, write_json_atomic, write_text_atomic
 from validation.markdown import table
 from validation.paper.convergence import convergence, correct_at
 from validation.paper.experiments import EvalConfig, Job, build_specs, evaluate
@@ -77,6 +77,7 @@ def run_horizon_check(
                 }
             )
     results = {"config": dataclasses.asdict(hc), "engine": cfg.engine, "seed": seed, "entries": entries}
+    check_outputs(*(out / base.tag / f"horizon-check.{ext}" for ext in ("json", "md")))  # both or none
     write_json_atomic(out / base.tag / "horizon-check.json", results)
     write_text_atomic(out / base.tag / "horizon-check.md", markdown(results))
     return results

@@ -62,3 +62,32 @@ def models_name(net: Any) -> str:
     if "MaxPool2d" in kinds:
         return "vgg"
     return "cnn" if "Conv2d" in kinds else "mlp"
+
+
+def require_checkpoints(runs: Path, networks: tuple[tuple[str, str], ...]) -> None:
+    """A ValueError naming every network of ``networks`` whose checkpoint (``<runs>/models/<dataset>-<model>.pt``
+    and its ``.json``) is missing, with the commands that make it: a table that silently left them out was the
+    fault (``validation table2``, ``figures`` and ``beyond`` check before anything runs)."""
+    from convert.train import checkpoint_paths
+
+    missing = [(ds, m, [p.name for p in checkpoint_paths(runs, ds, m) if not p.exists()]) for ds, m in networks]
+    missing = [(ds, m, files) for ds, m, files in missing if files]
+    if not missing:
+        return
+    folder = runs / "models"
+    names = ", ".join(f"{ds}-{m}" for ds, m, _ in missing)
+    files = ", ".join(name for _, _, found in missing for name in found)
+    count = f" ({len(missing)} of the {len(networks)} networks asked for)" if len(missing) < len(networks) else ""
+    one = len(missing) == 1
+    train = ", ".join(f"`python -m convert train --dataset {ds} --model {m} --runs {runs}`" for ds, m, _ in missing)
+    published = all((PUBLISHED_MODELS / f"{ds}-{m}.pt").exists() for ds, m, _ in missing)
+    copy = (
+        f", or copy the published {'one' if one else 'ones'} from {shown(PUBLISHED_MODELS)} into {folder} "
+        "(`make reproduce` does)"
+        if published
+        else ""
+    )
+    raise ValueError(
+        f"no checkpoint of {names}{count} in {folder} ({files} missing); "
+        f"train {'it' if one else 'them'} with {train}{copy}"
+    )

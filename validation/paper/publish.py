@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from convert.contract.provenance import write_text_atomic
+from convert.contract.provenance import atomic_path, check_outputs, write_text_atomic
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -92,9 +92,6 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     written = []
     results = json.loads((table2 / "table2.json").read_text())
     report = json.loads((runs / "reproduce.json").read_text())
-    report_md = runs / "REPORT.md"
-    if report_md.exists():  # Table 2's claims and paired tests as the latest table2.json has them
-        write_text_atomic(report_md, _refresh_report(report_md.read_text(), results, report.get("command")))
     copies[runs / "reproduce.json"] = docs / "reproduce.json"  # the stage times --estimate scales
     beyond_json = runs / "beyond" / "beyond.json"
     beyond = json.loads(beyond_json.read_text()) if beyond_json.exists() else None
@@ -108,10 +105,19 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
     for ds, model in (*PAIRS, *deeper):  # the trained networks, so that anyone can rerun the tables from them
         for suffix in (".pt", ".json"):
             copies[runs / "models" / f"{ds}-{model}{suffix}"] = docs / "models" / f"{ds}-{model}{suffix}"
+    # every destination is checked before the first is written: a link there (or a FIFO, a device) was written
+    # through, into the file it points to (or blocked); each copy is atomic, as every other write
+    report_md = runs / "REPORT.md"
+    check_outputs(readme, report_md, *(dst for src, dst in copies.items() if src.exists()))
+    text = readme.read_text()
+    if START not in text or END not in text:  # before anything is copied
+        raise ValueError(f"{readme}: no {START} ... {END} block to refresh")
+    if report_md.exists():  # Table 2's claims and paired tests as the latest table2.json has them
+        write_text_atomic(report_md, _refresh_report(report_md.read_text(), results, report.get("command")))
     for src, dst in copies.items():
         if src.exists() and not (dst.exists() and dst.read_bytes() == src.read_bytes()):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
             written.append(dst)
     cores = report["machine"].get("cpu_count", "?")
     command = _public(report.get("command", "make reproduce"))
@@ -136,9 +142,6 @@ def publish(runs: Path, docs: Path, readme: Path) -> list[Path]:
             END,
         ]
     )
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme}: no {START} ... {END} block to refresh")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     write_text_atomic(readme, head + block + tail)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from convert.contract.io import load_spec
-from convert.contract.provenance import write_json_atomic, write_text_atomic
+from convert.contract.provenance import check_outputs, write_json_atomic, write_text_atomic
 from convert.contract.spec import NetworkSpec
 from validation.markdown import table
 from validation.paper.convergence import convergence, correct_at
@@ -95,6 +95,7 @@ def run_replication_config(
                 }
             )
     results = {"config": dataclasses.asdict(rc), "engine": cfg.engine, "entries": entries}
+    check_outputs(out / "replication-config.json", out / "replication-config.md")  # both or none
     write_json_atomic(out / "replication-config.json", results)
     write_text_atomic(out / "replication-config.md", markdown(results))
     return results

@@ -73,6 +73,8 @@ class ReproduceConfig:
     beyond: BeyondConfig = field(default_factory=BeyondConfig)
     diagnose_images: int = 500
     diagnose_steps: int = 300
+    # where Brian2's standalone projects are compiled (`--build-dir`); None: $SNN_BUILD, else <runs>/build/refsim
+    build_dir: Path | None = None
 
     @property
     def networks(self) -> tuple[tuple[str, str], ...]:
@@ -151,7 +153,7 @@ def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dic
         base = copy_spec(ds, model, runs)
         test = datasets.load(ds, "test", root)
         copy_acc = ann.accuracy(base, test.images, test.labels)
-        stats = stats_for(base, ds, root, runs, cfg.eval.calib_images, holdout=cfg.eval.holdout, progress=False)
+        stats = stats_for(base, ds, root, runs, cfg.eval.calib_images, holdout=cfg.eval.holdout)
         for method in methods.names():
             spec, report = normalized_spec(base, method, stats, percentile=cfg.eval.percentile)
             save_spec(spec, runs / "specs" / f"{ds}-{model}-{method}.npz")
@@ -211,7 +213,8 @@ def agreement_plan(cfg: ReproduceConfig) -> list[Check]:
 
 
 def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dict[str, Any]]:
-    """Every check of :func:`agreement_plan` on the specs under runs/specs/: their one-line summaries."""
+    """Every check of :func:`agreement_plan` on the specs under runs/specs/ (Brian2's projects built in
+    ``cfg.build_dir``): their one-line summaries."""
     from convert.contract.io import load_spec
 
     summaries = []
@@ -220,7 +223,9 @@ def agreement_runs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[
         if c.schedule is not None:
             spec = dataclasses.replace(spec, schedule=c.schedule)
         summaries.append(
-            agreement_summary(spec, c.spec_name, c.engines, c.images, c.steps, c.poisson, cfg.seed, root, runs)
+            agreement_summary(
+                spec, c.spec_name, c.engines, c.images, c.steps, c.poisson, cfg.seed, root, runs, cfg.build_dir
+            )
         )
     return summaries
 
@@ -280,7 +285,7 @@ STAGES: tuple[Stage, ...] = (
             f"beyond the paper ({', '.join(m for _, m in cfg.beyond.networks)}: "
             f"{cfg.beyond.eval.n_images} images × {cfg.beyond.eval.steps} ms, Brian2 sample)"
         ),
-        lambda c, r, w, d: run_beyond(c.beyond, r, w) if c.beyond_stages else None,
+        lambda c, r, w, d: run_beyond(c.beyond, r, w, build_dir=c.build_dir) if c.beyond_stages else None,
     ),
     Stage(
         "diagnose",

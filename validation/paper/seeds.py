@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.provenance import check_outputs, provenance, write_json_atomic, write_text_atomic
 from convert.select import select_and_train, selected
 from convert.train import TrainConfig
 from validation.markdown import table
@@ -178,6 +178,7 @@ def run_seeds(cfg: SeedsConfig, root: Path | None, runs: Path, progress: bool = 
         tables1.append(train_seed(cfg, seed, root, folder))
         tables2.append(run_table2(cfg.eval, root, folder, pairs=cfg.pairs, progress=progress))
     summary = {**aggregate(cfg.seeds, tables1, tables2), "config": cfg.to_dict(), **provenance(cfg.to_dict(), None)}
+    check_outputs(runs / "seeds" / "seeds.json", runs / "seeds" / "seeds.md")  # both or none
     write_json_atomic(runs / "seeds" / "seeds.json", summary)
     write_text_atomic(runs / "seeds" / "seeds.md", "# Training-seed spread\n\n" + markdown(summary))
     return summary

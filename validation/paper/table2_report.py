@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from convert.contract.provenance import write_json_atomic, write_text_atomic
+from convert.contract.provenance import check_outputs, write_json_atomic, write_text_atomic
 from validation.markdown import table
 from validation.paper.experiments import REPLICATION_THRESHOLD
 
@@ -244,6 +244,7 @@ def _cell(e: dict[str, Any], model: str, when: str = "H") -> str:
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:
+    check_outputs(*(out / f"table2.{ext}" for ext in ("json", "md", "csv")))  # all three or none
     write_json_atomic(out / "table2.json", results)
     text = "\n".join(
         (
