@@ -20,6 +20,8 @@ from convert.cli import (
 from convert.contract.spec import ENCODINGS, READOUTS
 from convert.pipeline import default_runs
 
+DEFAULT_LEVELS = 8  # --activation qcfs without --levels
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=None, help="data root (default: $SNN_DATA or data/)")
@@ -51,6 +53,8 @@ def _train_config(args: argparse.Namespace):
         dropout=tuple(args.dropout) if args.dropout else None,
         validation_images=args.validation_images,
         shift=args.shift,
+        activation=args.activation,
+        levels=args.levels if args.levels is not None or args.activation == "relu" else DEFAULT_LEVELS,
     )
 
 
@@ -94,16 +98,19 @@ def cmd_table1(args: argparse.Namespace) -> int:
 def cmd_normalize(args: argparse.Namespace) -> int:
     from convert.contract.io import save_spec
     from convert.nir_export import save_nir, to_nir
-    from convert.pipeline import calibration_images, copy_spec, normalized_spec, stats_for
+    from convert.pipeline import calibration_images, copy_spec, normalized_spec, stats_for, trained_activation
 
     runs = args.runs or default_runs()
     n_calib = datasets.N_IMAGES["train"] - args.holdout
     where = f"the {args.dataset} training split less the {args.holdout} held-out images"
     check_count("--calib-images", args.calib_images, n_calib, where)
     options = dict(threshold=args.threshold, percentile=args.percentile, previous=args.previous)
-    fields = dict(schedule=args.schedule, encoding=args.encoding, readout=args.readout, v_init=args.v_init)
+    fields = dict(schedule=args.schedule, encoding=args.encoding, readout=args.readout)
     if args.model in models.MODELS:  # the paper's rows: the checkpoint in runs/models, reset to zero by default
-        base = copy_spec(args.dataset, args.model, runs, reset=args.reset or "zero", **fields)
+        qcfs = trained_activation(args.dataset, args.model, runs) == "qcfs"  # else by subtraction, v(0) = θ/2
+        defaults = {} if qcfs else {"reset": "zero", "v_init": 0.0}
+        given = {k: v for k, v in (("reset", args.reset), ("v_init", args.v_init)) if v is not None}
+        base = copy_spec(args.dataset, args.model, runs, **{**defaults, **given}, **fields)
         stats = None
         if methods.get(args.method).needs_stats:
             stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images, holdout=args.holdout)
@@ -129,6 +136,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
                 reset=args.reset or "subtract",
                 dataset=args.dataset,
                 progress=True,
+                v_init=args.v_init or 0.0,
                 **options,
                 **fields,
             )
@@ -187,7 +195,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.model.suffix == ".pt2":
         spec = from_exported(load_exported(args.model), dataset=args.dataset)
     else:
-        spec = spec_from_model(load_model(args.model), dataset=args.dataset)
+        from convert.from_torch import from_torch
+        from convert.qcfs import has_qcfs
+
+        net = load_model(args.model)  # a QCFS model is read through torch.fx (its λ's in the weights)
+        spec = from_torch(net, dataset=args.dataset) if has_qcfs(net) else spec_from_model(net, dataset=args.dataset)
     save_spec(spec, args.out, precision=args.precision)
     kinds = ", ".join(
         type(layer).__name__ + ("+bias" if getattr(layer, "bias", None) is not None else "") for layer in spec.layers
@@ -237,6 +249,19 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, nargs="+", default=None, help="mlp: P_IN P_HIDDEN; others: P")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--shift", type=nonnegative_int, default=0, help="augmentation: move images by up to ±N pixels")
+    p.add_argument(
+        "--activation",
+        choices=models.ACTIVATIONS,
+        default="relu",
+        help="relu (default) or qcfs: a QCFS of --levels levels in place of every ReLU (Bu et al. 2022; its SNN "
+        "is convert normalize --method qcfs). The checkpoint records it and replaces one of the same name",
+    )
+    p.add_argument(
+        "--levels",
+        type=positive_int,
+        default=None,
+        help=f"qcfs: the quantization steps L, the SNN's steps for an exact first layer (default {DEFAULT_LEVELS})",
+    )
     p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
     p.add_argument(
         "--validation-images",
@@ -286,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "--reset",
         choices=("zero", "subtract"),
         default=None,
-        help="zero (default for mlp, cnn, vgg, resnet: the paper's) or subtract (default for a .pt2 model)",
+        help="zero (default for mlp, cnn, vgg, resnet: the paper's) or subtract (default for a .pt2 model, and for "
+        "a checkpoint trained with --activation qcfs)",
     )
     p.add_argument("--schedule", choices=("delay", "cascade"), default="delay")
     p.add_argument(
@@ -302,10 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--v-init",
         type=float,
-        default=0.0,
+        default=None,
         help="every membrane's potential at the start of an image, as a fraction of its threshold, in [0, 1) "
-        "(default 0; 0.5 with --reset subtract centres the rounding error, Bu et al. 2022; appended to the "
-        "default --out name, e.g. -vinit0.5)",
+        "(default 0, or 0.5 for a checkpoint trained with --activation qcfs; 0.5 with --reset subtract centres "
+        "the rounding error, Bu et al. 2022; a given value is appended to the default --out name, e.g. -vinit0.5)",
     )
     p.add_argument(
         "--calib-images",

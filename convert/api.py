@@ -179,7 +179,7 @@ def to_snn(
     model: Any,
     input_shape: tuple[int, ...] | None = None,
     calibration: Any = None,
-    method: str = "data",
+    method: str | None = None,
     reset: str = "subtract",
     *,
     dataset: str | None = None,
@@ -198,7 +198,9 @@ def to_snn(
       ``"fashion"``) for the main job's calibration set (its first 20 000 training images, leaving out the
       last 5 000; :func:`convert.pipeline.calibration_images`); needed by the methods that use activation
       statistics (``data``, ``robust``) and by the check;
-    * ``method``: a registered method (:func:`convert.methods.names`: baseline, model, data, robust);
+    * ``method``: a registered method (:func:`convert.methods.names`: baseline, model, data, robust, qcfs);
+      default ``qcfs`` for a model with QCFS activations (:mod:`convert.qcfs`: no statistics, the copy's
+      θ = λ), else ``data``;
     * ``reset``: ``"subtract"`` (the default here) or ``"zero"`` (the paper's);
     * ``dataset``: whose class names the spec's labels are (default: the calibration dataset's, if named);
     * ``check``: run the ANN check of the module docstring and warn (:class:`ConversionWarning`);
@@ -214,12 +216,16 @@ def to_snn(
     """
     if reset not in RESETS:
         raise ValueError(f"reset must be one of {', '.join(RESETS)}, got {reset!r}")
-    normalizer = methods.get(method)  # an unknown name is a ValueError listing the methods
+    if method is not None:
+        methods.get(method)  # an unknown name is a ValueError listing the methods, before any work
     method_options, fields = _split_options(options)
     images, calibration_info = _images(calibration, dataset, root)
     if dataset is None and isinstance(calibration, str):
         dataset = calibration
     base = _copy(model, input_shape, images, calibration, dataset, {**fields, "reset": reset})
+    if method is None:
+        method = "qcfs" if "qcfs" in base.provenance else "data"
+    normalizer = methods.get(method)
     if images is not None:
         _check_inputs(base, images)
     stats = None

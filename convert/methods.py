@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convert import normalize
+from convert import normalize, qcfs
 from convert.contract.spec import NetworkSpec
 from convert.stats import ActivationStats
 
@@ -29,7 +29,9 @@ class Method:
 
     ``function(spec, stats, **options)`` when ``needs_stats``, else ``function(spec, **options)``;
     ``options`` names the keyword options it takes; ``label`` is a format string filled with the options
-    (tables, legends); ``color`` a matplotlib colour."""
+    (tables, legends); ``color`` a matplotlib colour. ``requires`` names what the model must have been trained
+    with for the method to apply (``"qcfs"``: QCFS activations, :mod:`convert.qcfs`); None: any model. A method
+    that requires something has no row in the paper's tables (:func:`paper_methods`: ReLU networks)."""
 
     name: str
     function: Callable[..., Result]
@@ -38,6 +40,7 @@ class Method:
     label: str = ""
     color: str = "k"
     description: str = ""
+    requires: str | None = None
 
     def apply(self, spec: NetworkSpec, stats: ActivationStats | None = None, **options: Any) -> Result:
         """Normalize ``spec``; ``options`` may hold more than this method takes (the rest is ignored). The
@@ -96,6 +99,12 @@ def all_methods() -> tuple[Method, ...]:
     return tuple(_REGISTRY.values())
 
 
+def paper_methods() -> tuple[Method, ...]:
+    """The methods that apply to any model (the paper's ReLU networks): every one but those that ``require``
+    a particular training (``qcfs``)."""
+    return tuple(m for m in _REGISTRY.values() if m.requires is None)
+
+
 register(
     Method(
         "baseline",
@@ -137,5 +146,16 @@ register(
         label="robust p{percentile:g}",
         color="C4",
         description="Rueckauer et al. 2017: the p-th percentile of the positive activations",
+    )
+)
+register(
+    Method(
+        "qcfs",
+        qcfs.qcfs,
+        needs_stats=False,
+        label="QCFS",
+        color="C5",
+        description="Bu et al. 2022: a model trained with QCFS activations, θ = its λ's (the copy as read)",
+        requires="qcfs",
     )
 )

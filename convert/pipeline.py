@@ -36,15 +36,32 @@ MAIN_HOLDOUT = 5_000
 
 
 def copy_spec(dataset: str, model: str, runs: Path, **spec_fields: Any) -> NetworkSpec:
-    """The direct copy of the trained checkpoint ``runs/models/<dataset>-<model>.pt``."""
+    """The direct copy of the trained checkpoint ``runs/models/<dataset>-<model>.pt``. A checkpoint trained with
+    QCFS activations (``convert train --activation qcfs``) is read by ``from_torch``: its λ's in the weights,
+    θ = 1, reset by subtraction and ``v_init`` ½ unless ``spec_fields`` say otherwise (convert/qcfs.py)."""
+    from convert.qcfs import has_qcfs
+
     ckpt, _ = checkpoint_paths(runs, dataset, model)
     prov = {"source_checkpoint": ckpt.name, "dataset": dataset, "model": model}
     net = load_model(ckpt)
-    if model in models.DEEPER_MODELS:  # BatchNorm, max-pooling, residual sums: traced
+    if model in models.DEEPER_MODELS or has_qcfs(net):  # BatchNorm, max-pooling, residual sums, QCFS: traced
         from convert.from_torch import from_torch
 
         return from_torch(net, dataset=dataset, provenance=prov, **spec_fields)
     return spec_from_model(net, dataset=dataset, provenance=prov, **spec_fields)
+
+
+def trained_activation(dataset: str, model: str, runs: Path) -> str:
+    """``"qcfs"`` if the checkpoint ``runs/models/<dataset>-<model>.pt`` was trained with QCFS activations (its
+    metrics say so), else ``"relu"`` (also when there is none yet: :func:`copy_spec` names what is missing)."""
+    import json
+
+    _, metrics = checkpoint_paths(runs, dataset, model)
+    try:
+        config = json.loads(metrics.read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return "relu"
+    return config.get("activation", "relu") if isinstance(config, dict) else "relu"
 
 
 def calibration_images(dataset: str, root: Path | None, n: int | None, holdout: int = 0) -> np.ndarray:

@@ -32,7 +32,16 @@ from convert.contract.fingerprint import (
     short,
 )
 from convert.contract.provenance import atomic_path, check_outputs, provenance, write_json_atomic
-from convert.train import TrainConfig, accuracy, checkpoint_paths, images_to_tensor, load_model, record, train_model
+from convert.train import (
+    TrainConfig,
+    accuracy,
+    checkpoint_paths,
+    images_to_tensor,
+    load_model,
+    model_fields,
+    record,
+    train_model,
+)
 
 # The settings tried for each model by `python -m convert select` and the main job: overrides of TrainConfig.
 # All use Adam with a cosine decay over the run. The MLP's candidates differ in dropout (input, hidden: Diehl's
@@ -111,7 +120,7 @@ def candidate_key(config: TrainConfig) -> str:
             "kind": "trained-candidate",
             "cache_format": CACHE_FORMAT_VERSION,
             "config": record(config),
-            "architecture": models.architecture(config.model),
+            "architecture": models.architecture(config.model, config.activation, config.levels),
             "data": datasets.recorded_hashes(config.dataset, "train"),
             "torch": torch.__version__,
         }
@@ -145,7 +154,8 @@ def fit_candidate(config: TrainConfig, root: Path | None, runs: Path, progress: 
     }
     check_outputs(path, meta_path)  # both or none
     with atomic_path(path) as tmp:
-        torch.save({"model": config.model, "state_dict": model.state_dict(), "metrics": meta}, tmp)
+        blob = {"model": config.model, **model_fields(config), "state_dict": model.state_dict(), "metrics": meta}
+        torch.save(blob, tmp)
     write_json_atomic(meta_path, meta)
     return meta
 
@@ -201,7 +211,8 @@ def select_and_train(
     }
     check_outputs(ckpt, metrics_path)  # both or none
     with atomic_path(ckpt) as tmp:
-        torch.save({"model": base.model, "state_dict": model.state_dict(), "metrics": metrics}, tmp)
+        blob = {"model": base.model, **model_fields(chosen), "state_dict": model.state_dict(), "metrics": metrics}
+        torch.save(blob, tmp)
     write_json_atomic(metrics_path, metrics)
     return metrics
 

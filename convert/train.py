@@ -36,6 +36,8 @@ class TrainConfig:
     dropout: tuple[float, ...] | None = None  # the model's dropout probabilities (models.build); None: defaults
     validation_images: int = 5000  # the training split's last images: held out for model selection
     shift: int = 0  # augmentation: every training image moved by up to ±shift pixels each way (0: none)
+    activation: str = "relu"  # or "qcfs": convert.qcfs.QCFS in place of every ReLU (models.build)
+    levels: int | None = None  # QCFS's quantization steps L (activation "qcfs" only)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings (0 epochs would save an untrained network) with a ValueError naming them."""
@@ -58,6 +60,10 @@ class TrainConfig:
         for name, (ok, what) in checks.items():
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {what}, got {getattr(self, name)!r}")
+        try:
+            models.rectifier(self.activation, self.levels)
+        except ValueError as err:
+            raise ValueError(f"TrainConfig: {err}") from None
         if self.dropout is not None:
             object.__setattr__(self, "dropout", tuple(float(p) for p in self.dropout))
             models.build(self.model, self.dropout)  # validates the probabilities for this model
@@ -72,12 +78,21 @@ def _is_finite(value: Any) -> bool:
 
 
 def record(config: TrainConfig) -> dict[str, Any]:
-    """The config as its records and cache keys hold it: fields added later (``shift``) appear only when set, so
-    every earlier key and selection request stays valid."""
+    """The config as its records and cache keys hold it: fields added later (``shift``; ``activation`` and
+    ``levels``) appear only when set (a shift; an activation other than relu), so every earlier key and
+    selection request stays valid."""
     out = dataclasses.asdict(config)
     if out["shift"] == 0:
         del out["shift"]
+    if out["activation"] == "relu":
+        del out["activation"], out["levels"]
     return out
+
+
+def model_fields(config: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint holds besides the model's name to rebuild it: nothing for a ReLU model (its files are
+    as before), ``{"activation": "qcfs", "levels": L}`` for a QCFS model (:func:`load_model` reads them)."""
+    return {} if config.activation == "relu" else {"activation": config.activation, "levels": config.levels}
 
 
 def shifted(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -119,7 +134,7 @@ def train_model(
 ) -> tuple[nn.Module, list[float]]:
     """Train a fresh model; return it (in eval mode) and the mean training loss of every epoch."""
     torch.manual_seed(config.seed)
-    model = models.build(config.model, config.dropout)
+    model = models.build(config.model, config.dropout, config.activation, config.levels)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_x) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs * steps_per_epoch))
@@ -182,7 +197,10 @@ def load_model(path: Path) -> nn.Module:
     state = blob.get("state_dict") if isinstance(blob, dict) else None
     if name not in models.MODELS or not isinstance(state, dict):
         raise not_ours("no valid 'model' name and 'state_dict'")
-    model = models.build(name)
+    try:  # a QCFS model's checkpoint names its activation and levels (model_fields); a ReLU model's neither
+        model = models.build(name, None, blob.get("activation", "relu"), blob.get("levels"))
+    except (TypeError, ValueError) as err:
+        raise not_ours(err) from None
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError) as err:

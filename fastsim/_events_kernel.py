@@ -306,6 +306,15 @@ def _start_potentials(v, v_off, v_start):
         v[v_off[layer] : v_off[layer + 1]] = v_start[layer]
 
 
+@nb.njit(cache=True)
+def _longest_run(run_len):
+    """The longest run of the tables (0 for a network without synapses: ``run_len.max()`` of no runs fails)."""
+    pad = 0
+    for r in range(run_len.shape[0]):
+        pad = max(pad, run_len[r])
+    return pad
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
 def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, v_start, graph, delay, zero, out, stop):
     """Simulate every image (in parallel) for ``steps`` steps; ``net``, ``graph`` and ``out`` are the tuples
@@ -319,11 +328,12 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, v
     n_in = pre_off[1]
     out_off, C = v_off[L - 1], sizes[L - 1]
     biased = _biased_layers(v_off, bias)
+    pad = _longest_run(run_len)
     for b in nb.prange(keys.shape[0]):
         v = np.zeros(v_off[L], weights.dtype)
         _start_potentials(v, v_off, v_start)
-        cur = np.zeros(v_off[L] + run_len.max(), weights.dtype)  # padded runs may add zeros past the end
-        sk = np.zeros(v_off[L] + run_len.max(), weights.dtype)  # the skip edges' currents
+        cur = np.zeros(v_off[L] + pad, weights.dtype)  # padded runs may add zeros past the end
+        sk = np.zeros(v_off[L] + pad, weights.dtype)  # the skip edges' currents
         g_off = graph[3]
         gate_state = (
             np.zeros(v_off[L], np.int64),  # every neuron's spike count so far (read for gated populations)
@@ -340,7 +350,7 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, v
         cand = np.zeros(n_in, np.int32)  # the pixels that can spike (p > 0)
         thr_b = thr[b] if mode == POISSON else thr[0]
         n_cand = _candidates(mode, thr_b, n_in, cand)
-        buf = np.zeros((CHUNK, sizes[0] + run_len.max()), weights.dtype)  # the first layer's current per step
+        buf = np.zeros((CHUNK, sizes[0] + pad), weights.dtype)  # the first layer's current per step
         syn0 = np.zeros(CHUNK, np.float64)
         key_steps = np.zeros(CHUNK, np.uint64)
         times = np.zeros(CHUNK, np.int64)

@@ -9,7 +9,13 @@ node into a chain of operations:
 * ``nn.BatchNorm1d``/``nn.BatchNorm2d`` and ``F.batch_norm`` in eval mode (running statistics), folded into
   the weight layer right before it: W ← W · γ/√(σ² + ε) per output channel, b ← (b − μ) · γ/√(σ² + ε) + β;
 * a rectifier: ``nn.ReLU``, ``F.relu``, ``torch.relu``, ``x.relu()`` and their in-place forms (it becomes the
-  integrate-and-fire neuron);
+  integrate-and-fire neuron); or a :class:`convert.qcfs.QCFS` module (traced as a leaf, not into), the rectifier
+  of the weight layer right before it with threshold λ: the copy then holds the λ's in its weights, θ = 1
+  (W_l · λ_{l−1}/λ_l, b_l/λ_l, a skip edge's weights · λ_j/λ_l; λ = 1 for a layer without QCFS), starts every
+  membrane at θ/2 (``v_init`` 0.5) and resets by subtraction unless ``spec_fields`` say otherwise, and its
+  provenance names the method ``qcfs`` with each layer's λ and L (docs/qcfs.md). A QCFS that does not follow a
+  weight layer is a :class:`SpecError` naming it. torch.export writes a QCFS out as arithmetic (a floor among
+  mul/div/add/clamp): :func:`from_exported` refuses such a program naming its floor; convert the module;
 * a re-indexing: ``nn.Flatten``, ``torch.flatten(x, 1)``, ``x.flatten(1)``, ``x.view(n, -1)``/``reshape``
   (any view whose result is (N, features));
 * average pooling: ``nn.AvgPool2d``/``F.avg_pool2d`` (no padding), ``nn.AdaptiveAvgPool2d`` and
@@ -30,6 +36,7 @@ dropped nodes in between), as :func:`convert.extract.check_rectifiers` requires 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -37,8 +44,9 @@ from torch import fx, nn
 
 from convert.contract.spec import NetworkSpec, SpecError
 from convert.extract import check_input_shape, direct_copy
-from convert.from_torch.ops import check_chain, fold_batchnorm, gates_after_relus, layers_of
-from convert.from_torch.reader import read_ops
+from convert.from_torch.ops import check_chain, check_qcfs, fold_batchnorm, gates_after_relus, layers_of, qcfs_scales
+from convert.from_torch.reader import read_ops, target_name
+from convert.qcfs import QCFS
 
 __all__ = ["from_exported", "from_torch", "load_exported"]
 
@@ -97,9 +105,37 @@ def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spe
     ops = gates_after_relus(fold_batchnorm(read_ops(gm)))
     if not any(op.kind == "weight" for op in ops):
         raise SpecError(NOTHING_TO_CONVERT)
+    check_qcfs(ops)
     check_chain(ops)
     provenance = {"source": source, **spec_fields.pop("provenance", {})}
-    return direct_copy(layers_of(ops), tuple(example.shape[1:]), dataset, provenance=provenance, **spec_fields)
+    scales = qcfs_scales(ops)
+    if any(scales):  # QCFS's SNN: every membrane starts at θ/2, reset by subtraction (unless told otherwise)
+        spec_fields = {"reset": "subtract", "v_init": 0.5, **spec_fields}
+    spec = direct_copy(layers_of(ops), tuple(example.shape[1:]), dataset, provenance=provenance, **spec_fields)
+    return _with_qcfs_scales(spec, scales) if any(scales) else spec
+
+
+def _with_qcfs_scales(spec: NetworkSpec, scales: list[tuple[float, int] | None]) -> NetworkSpec:
+    """The copy of a QCFS model with its λ's in the weights, θ = 1: W_l · λ_{l−1}/λ_l, b_l/λ_l (and a skip edge's
+    weights · λ_j/λ_l), λ = 1 for a layer without QCFS; a pool passes the λ below it through (divisor 1). The
+    provenance names the method ``qcfs`` and holds each spiking layer's λ and L (convert/qcfs.py)."""
+    from convert.layers import family_of
+    from convert.normalize import _apply
+
+    divisors, lams, previous = [], [], 1.0
+    for i, scale in zip(spec.spiking_indices, scales, strict=True):
+        if not family_of(spec.layers[i]).has_weights:  # a pool: its weights 1/k² stay, the λ below passes
+            divisors.append(1.0)
+            lams.append(previous)
+            continue
+        lam = 1.0 if scale is None else scale[0]
+        divisors.append(lam / previous)
+        lams.append(lam)
+        previous = lam
+    infos = [{"type": type(spec.layers[i]).__name__} for i in spec.spiking_indices]
+    spec, _ = _apply(spec, divisors, [1.0] * len(divisors), "qcfs", {}, infos)
+    info = {"lambda": lams, "levels": [None if s is None else s[1] for s in scales]}
+    return dataclasses.replace(spec, provenance={**spec.provenance, "qcfs": info})
 
 
 def from_exported(program: Any, dataset: str | None = None, **spec_fields: Any) -> NetworkSpec:
@@ -109,6 +145,13 @@ def from_exported(program: Any, dataset: str | None = None, **spec_fields: Any) 
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1 or "val" not in inputs[0].meta:
         raise SpecError(f"the exported program takes {len(inputs)} inputs; export a model of one image batch")
+    floors = [n for n in gm.graph.nodes if n.op == "call_function" and target_name(n.target) == "floor.default"]
+    if floors:
+        raise SpecError(
+            f"node `{floors[0].name}` (aten.floor.default): the exported program quantizes, as a QCFS activation "
+            "does (torch.export writes QCFS out as arithmetic that cannot be read back); convert the nn.Module "
+            "itself: convert.from_torch.from_torch(model) or convert.to_snn(model)"
+        )
     shape = tuple(int(d) for d in inputs[0].meta["val"].shape)
     example = torch.zeros(shape, dtype=inputs[0].meta["val"].dtype)
     return _convert(gm, example, dataset, spec_fields, "torch.export")
@@ -187,6 +230,20 @@ class _TorchLogs:
             log.propagate = propagate
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with a :class:`~convert.qcfs.QCFS` kept as one module call (a leaf), not traced into."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, QCFS) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    """:func:`torch.fx.symbolic_trace` with QCFS modules as leaves."""
+    tracer = _Tracer()
+    graph = tracer.trace(model)
+    return fx.GraphModule(tracer.root, graph, model.__class__.__name__)
+
+
 def from_torch(
     model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28), dataset: str | None = None, **spec_fields: Any
 ) -> NetworkSpec:
@@ -197,7 +254,7 @@ def from_torch(
     training = model.training
     try:  # traced in eval mode: a forward that reads self.training (F.batch_norm, F.dropout) is traced as run
         model.eval()
-        gm = fx.symbolic_trace(model)
+        gm = _trace(model)
     except Exception as err:  # torch.fx raises many kinds (TraceError, TypeError, NotImplementedError...)
         raise SpecError(
             f"torch.fx cannot trace this model ({type(err).__name__}: {err}); "

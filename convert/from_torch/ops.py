@@ -31,6 +31,8 @@ class Op:
     source: str | None = None  # a weight op's skip edge: the tap node it comes from (a relu or a max-pool)
     skip: list[Op] | None = None  # and its branch: [] (the identity), or one weight op and its BatchNorm
     taps: tuple[str, ...] = ()  # a relu or max-pool op: the graph nodes whose value it is
+    lam: float | None = None  # a relu op read from a QCFS module (convert.qcfs): its threshold λ
+    levels: int | None = None  # and its number of levels L
 
 
 def fold_batchnorm(ops: list[Op]) -> list[Op]:
@@ -84,10 +86,42 @@ def gates_after_relus(ops: list[Op]) -> list[Op]:
     out = list(ops)
     for i in range(len(out) - 1):
         if out[i].kind == "maxpool" and out[i + 1].kind == "relu":  # the relu's value is the gate's output
-            pool, relu = out[i], out[i + 1]
-            out[i] = Op("relu", pool.node)
+            pool, relu = out[i], out[i + 1]  # a QCFS is monotone too: max(QCFS(z)) = QCFS(max(z))
+            out[i] = Op("relu", pool.node, lam=relu.lam, levels=relu.levels)
             out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel)
     return out
+
+
+def check_qcfs(ops: list[Op]) -> None:
+    """Every QCFS rectifies a weight layer: it follows a Linear/Conv2d (its BatchNorm folded, a max-pool moved
+    after it) with only re-indexing in between. A QCFS on the input, after a pool or after another rectifier
+    would quantize something no spiking population computes: a :class:`SpecError` naming the node."""
+    for i, op in enumerate(ops):
+        if op.kind != "relu" or op.lam is None:
+            continue
+        j = i - 1
+        while j >= 0 and ops[j].kind == "flatten":
+            j -= 1
+        if j >= 0 and ops[j].kind == "weight":
+            continue
+        kind = "QCFS" if j >= 0 and ops[j].lam is not None else ops[j].kind if j >= 0 else ""
+        found = f"`{ops[j].node}` ({kind})" if j >= 0 else "the input"
+        raise SpecError(
+            f"node `{op.node}` (QCFS) does not follow a Linear or Conv2d (it follows {found}): a QCFS is the "
+            "rectifier of a weight layer, whose spiking neurons fire at its threshold λ; put it right after one"
+        )
+
+
+def qcfs_scales(ops: list[Op]) -> list[tuple[float, int] | None]:
+    """Per spiking layer of :func:`layers_of` (a weight layer or a pool), the (λ, L) of the QCFS that rectifies
+    it, or None (a ReLU, the output layer, a pool). The chain must have passed :func:`check_qcfs`."""
+    scales: list[tuple[float, int] | None] = []
+    for op in ops:
+        if op.kind in ("weight", "pool"):
+            scales.append(None)
+        elif op.kind == "relu" and op.lam is not None:
+            scales[-1] = (op.lam, op.levels)
+    return scales
 
 
 def _skip_fields(op: Op, taps: dict[str, int]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from torch import fx, nn
 
 from convert.contract.spec import SpecError
 from convert.from_torch.ops import Op
+from convert.qcfs import QCFS
 
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 # call_function targets: the functional API of a traced forward(), and (by name) the ATen ops of an exported one
@@ -237,8 +238,8 @@ class _Reader:
             self.emit(node, trunk, self._batchnorm(node, m.weight, m.bias, m.running_mean, m.running_var, m.eps))
         elif not trunk:
             self.emit(node, trunk, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
-        elif isinstance(m, nn.ReLU):
-            self.emit(node, trunk, Op("relu", node.name))
+        elif isinstance(m, (nn.ReLU, QCFS)):
+            self.emit(node, trunk, self._rectifier(node, m))
         elif isinstance(m, nn.Flatten):
             self._flatten(node)
         elif isinstance(m, nn.AvgPool2d):
@@ -251,6 +252,15 @@ class _Reader:
             self._maxpool(node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
         else:
             raise _refuse(node, self.gm, "has no spiking equivalent")
+
+    def _rectifier(self, node: fx.Node, m: nn.Module) -> Op:
+        """An nn.ReLU; or a QCFS module, a rectifier with its threshold λ and levels L (convert/qcfs.py)."""
+        if not isinstance(m, QCFS):
+            return Op("relu", node.name)
+        lam = float(m.lam.detach())
+        if not np.isfinite(lam) or lam <= 0:
+            raise _refuse(node, self.gm, f"has λ = {lam!r}: its threshold must be a positive finite number")
+        return Op("relu", node.name, lam=lam, levels=m.levels)
 
     def _function(self, node: fx.Node) -> None:
         target = node.target

@@ -304,3 +304,24 @@ def test_the_compiled_kernel_stops_when_asked(sigint_raises) -> None:
     with pytest.raises(KeyboardInterrupt):
         simulate(spec, images, steps=2_000_000, checkpoints=[2_000_000], kernel="events", dtype=torch.float32)
     assert time.monotonic() - start < 30
+
+
+def test_a_network_without_synapses_runs_as_in_the_torch_engine() -> None:
+    """All-zero weights (no synapse at all, so no run of the event tables): the kernel's buffers were padded by
+    ``run_len.max()`` of an empty array, a numba SystemError; now it runs, and a bias alone drives the
+    neurons exactly as in the torch engine."""
+    spec = NetworkSpec(
+        (6,),
+        (
+            Dense(np.zeros((4, 6)), threshold=1.0, bias=np.array([0.25, 0.0, 0.5, 0.125])),
+            Dense(np.zeros((3, 4)), threshold=1.0),
+        ),
+        reset="subtract",
+    )
+    images = np.random.default_rng(0).integers(0, 256, (5, 6)).astype(np.uint8)
+    events = simulate(spec, images, steps=40, kernel="events", dtype="float64", record_neurons=True)
+    torch_ = simulate(spec, images, steps=40, kernel="torch", dtype="float64", record_neurons=True)
+    assert_same_record(events, torch_)
+    # bias 1/4 per step under `delay` (each step's threshold test sees the charge of the steps before it):
+    # 39 steps of charge are tested in 40 steps, floor(39 / 4) = 9 spikes; no synapse carries them on
+    assert events.neuron_counts[0][:, 0].tolist() == [9] * 5 and events.output_counts.sum() == 0

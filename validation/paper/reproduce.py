@@ -154,7 +154,7 @@ def write_specs(cfg: ReproduceConfig, root: Path | None, runs: Path) -> list[dic
         test = datasets.load(ds, "test", root)
         copy_acc = ann.accuracy(base, test.images, test.labels)
         stats = stats_for(base, ds, root, runs, cfg.eval.calib_images, holdout=cfg.eval.holdout)
-        for method in methods.names():
+        for method in (m.name for m in methods.paper_methods()):
             spec, report = normalized_spec(base, method, stats, percentile=cfg.eval.percentile)
             save_spec(spec, runs / "specs" / f"{ds}-{model}-{method}.npz")
             if (ds, model, method) == ("mnist", "cnn", "model"):

@@ -1,6 +1,7 @@
 """The rows of Table 2 and the lines of Figures 3/4, derived from the registry of normalization methods.
 
-Every registered method (:mod:`convert.methods`) is a row, run with the evaluation's shared options (threshold
+Every registered method that applies to any model (:func:`convert.methods.paper_methods`: not ``qcfs``, which
+needs a model trained with QCFS activations) is a row, run with the evaluation's shared options (threshold
 1, the configured percentile, ...). A method that takes a ``threshold`` gets a second row, ``<name>-tuned``,
 whose threshold is chosen by a search on held-out *training* images (the paper's "baseline, tuned θ").
 Registering a method adds its rows everywhere: tables, figures, the main job.
@@ -56,7 +57,7 @@ VARIANTS: tuple[Row, ...] = (
 def rows() -> tuple[Row, ...]:
     """Every row, in registry order; a thresholded method's tuned row follows it."""
     out: list[Row] = []
-    for m in methods.all_methods():
+    for m in methods.paper_methods():  # a method that requires QCFS training has no row on ReLU networks
         out.append(Row(m.name, m.name))
         if "threshold" in m.options:
             out.append(Row(f"{m.name}-tuned", m.name, tuned=True))
