@@ -124,3 +124,19 @@ def test_parse_engine_options():
         parse_engine("fastsim:bf16")
     with pytest.raises(ValueError, match="engine must be"):
         parse_engine("brian")
+
+
+def test_an_analog_input_spec_is_compared_on_its_images(rng):
+    """A spec with analog input (encoding `current`, what the few-step conversions use) is compared on the
+    images themselves, the identical input (before: `supplied input spikes need spec.encoding 'poisson'`);
+    independent Poisson runs have no meaning there and are refused. Dyadic intensities keep every sum exact."""
+    import dataclasses
+
+    spec = dataclasses.replace(small_mnist_spec(rng, "cascade", "subtract"), encoding="current", v_init=0.5)
+    x = (rng.integers(0, 17, (3, 1, 28, 28)) / 16.0).astype(np.float64)
+    labels = np.arange(3)
+    report, recs = agreement(spec, x, labels, steps=12, engines=("fastsim:float64", "refsim:runtime"))
+    assert sum(recs[0].layer_counts.ravel()) > 0, "the test network must be active"
+    assert report["identical"]["exact_fraction"] == 1.0, report["identical"]
+    with pytest.raises(ValueError, match="no Poisson noise to compare"):
+        agreement(spec, x, labels, steps=12, engines=("fastsim:float64", "refsim:runtime"), poisson_images=2)

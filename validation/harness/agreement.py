@@ -125,15 +125,23 @@ def agreement(
         spec, lost = graph_spec(spec)
         nir_report = {"schedule": spec.schedule, "reset": spec.reset, "not_expressed": lost}
     idx = np.arange(len(images))
-    spikes = poisson_spikes(images, idx, steps, seed, spec.max_rate_hz, spec.dt_ms)
+    if spec.encoding == "poisson":  # the pinned counter-based trains, given to every engine
+        given: dict[str, Any] = {"spikes": poisson_spikes(images, idx, steps, seed, spec.max_rate_hz, spec.dt_ms)}
+    else:  # analog input: the images are the identical input (a constant current, no noise)
+        if poisson_images:
+            raise ValueError(
+                f"the spec's input is the analog current ({spec.encoding!r}): there is no Poisson noise to compare "
+                "independently; leave out --poisson-images"
+            )
+        given = {"images": images}
     common = dict(steps=steps, seed=seed, labels=labels, image_indices=idx, record_neurons=True, progress=progress)
     # threshold margins (which explain a count that differs by rounding) cost a second, stepwise pass: they
     # are recorded only when the counts differ somewhere
-    recs = tuple(run_engine(e, spec, margins=False, spikes=spikes, **common) for e in engines)
+    recs = tuple(run_engine(e, spec, margins=False, **given, **common) for e in engines)
     identical = compare_counts(*recs)
     if identical["mismatches"]:
         recs = tuple(
-            run_engine(e, spec, spikes=spikes, **common) if e.startswith("fastsim") else r
+            run_engine(e, spec, **given, **common) if e.startswith("fastsim") else r
             for e, r in zip(engines, recs, strict=True)
         )
         identical = compare_counts(*recs)
