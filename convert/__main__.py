@@ -105,6 +105,10 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     where = f"the {args.dataset} training split less the {args.holdout} held-out images"
     check_count("--calib-images", args.calib_images, n_calib, where)
     options = dict(threshold=args.threshold, percentile=args.percentile, previous=args.previous)
+    if args.steps is not None:
+        options["steps"] = args.steps
+    elif args.method == "calibrated":
+        raise ValueError("--method calibrated needs --steps T: the number of time steps it calibrates for")
     fields = dict(schedule=args.schedule, encoding=args.encoding, readout=args.readout)
     if args.model in models.MODELS:  # the paper's rows: the checkpoint in runs/models, reset to zero by default
         qcfs = trained_activation(args.dataset, args.model, runs) == "qcfs"  # else by subtraction, v(0) = θ/2
@@ -163,9 +167,10 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 
 
 def _variant(args: argparse.Namespace) -> str:
-    """The default spec file name's suffix for a non-default encoding, readout or initial potential ("-current",
-    "-membrane", "-vinit0.5"), so that such a spec never overwrites the default one."""
-    suffix = "".join(f"-{v}" for v, default in ((args.encoding, "poisson"), (args.readout, "spikes")) if v != default)
+    """The default spec file name's suffix for a calibration target, a non-default encoding, readout or initial
+    potential ("-T8", "-current", "-membrane", "-vinit0.5"), so that such a spec never overwrites the default one."""
+    suffix = f"-T{args.steps}" if args.steps is not None else ""
+    suffix += "".join(f"-{v}" for v, default in ((args.encoding, "poisson"), (args.readout, "spikes")) if v != default)
     return suffix + (f"-vinit{args.v_init:g}" if args.v_init else "")
 
 
@@ -307,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=positive_float, default=1.0, help="baseline: the threshold of every layer")
     p.add_argument("--percentile", type=float, default=99.9, help="robust: the activation percentile")
     p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="calibrated: the number of time steps T it calibrates for"
+    )
     p.add_argument(
         "--reset",
         choices=("zero", "subtract"),

@@ -198,14 +198,15 @@ def to_snn(
       ``"fashion"``) for the main job's calibration set (its first 20 000 training images, leaving out the
       last 5 000; :func:`convert.pipeline.calibration_images`); needed by the methods that use activation
       statistics (``data``, ``robust``) and by the check;
-    * ``method``: a registered method (:func:`convert.methods.names`: baseline, model, data, robust, qcfs);
+    * ``method``: a registered method (:func:`convert.methods.names`: baseline, model, data, robust, qcfs,
+      calibrated);
       default ``qcfs`` for a model with QCFS activations (:mod:`convert.qcfs`: no statistics, the copy's
       θ = λ), else ``data``;
     * ``reset``: ``"subtract"`` (the default here) or ``"zero"`` (the paper's);
     * ``dataset``: whose class names the spec's labels are (default: the calibration dataset's, if named);
     * ``check``: run the ANN check of the module docstring and warn (:class:`ConversionWarning`);
     * ``progress``: show a progress bar while the activation statistics are collected;
-    * ``options``: the method's options (``threshold``, ``percentile``, ``previous``) and the spec's fields
+    * ``options``: the method's options (``threshold``, ``percentile``, ``previous``, ``steps``) and the spec's fields
       (``schedule``, ``encoding``, ``readout``, ``v_init``, ``max_rate_hz``, ``dt_ms``); any other is a
       TypeError.
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convert import normalize, qcfs
+from convert import calibration, normalize, qcfs
 from convert.contract.spec import NetworkSpec
 from convert.stats import ActivationStats
 
@@ -31,7 +31,8 @@ class Method:
     ``options`` names the keyword options it takes; ``label`` is a format string filled with the options
     (tables, legends); ``color`` a matplotlib colour. ``requires`` names what the model must have been trained
     with for the method to apply (``"qcfs"``: QCFS activations, :mod:`convert.qcfs`); None: any model. A method
-    that requires something has no row in the paper's tables (:func:`paper_methods`: ReLU networks)."""
+    that requires something has no row in the paper's tables (:func:`paper_methods`: ReLU networks); nor has one
+    with ``paper_row=False`` (a method for any model that is not one of the paper's rows, like ``calibrated``)."""
 
     name: str
     function: Callable[..., Result]
@@ -41,6 +42,7 @@ class Method:
     color: str = "k"
     description: str = ""
     requires: str | None = None
+    paper_row: bool = True
 
     def apply(self, spec: NetworkSpec, stats: ActivationStats | None = None, **options: Any) -> Result:
         """Normalize ``spec``; ``options`` may hold more than this method takes (the rest is ignored). The
@@ -101,8 +103,8 @@ def all_methods() -> tuple[Method, ...]:
 
 def paper_methods() -> tuple[Method, ...]:
     """The methods that apply to any model (the paper's ReLU networks): every one but those that ``require``
-    a particular training (``qcfs``)."""
-    return tuple(m for m in _REGISTRY.values() if m.requires is None)
+    a particular training (``qcfs``) and those marked ``paper_row=False`` (``calibrated``)."""
+    return tuple(m for m in _REGISTRY.values() if m.requires is None and m.paper_row)
 
 
 register(
@@ -157,5 +159,17 @@ register(
         color="C5",
         description="Bu et al. 2022: a model trained with QCFS activations, θ = its λ's (the copy as read)",
         requires="qcfs",
+    )
+)
+register(
+    Method(
+        "calibrated",
+        calibration.calibrated,
+        needs_stats=True,
+        options=("steps",),
+        label="calibrated T={steps}",
+        color="C6",
+        description="Li et al. 2021: per layer, the λ of least clip-floor error at T steps (v_init ½, subtract)",
+        paper_row=False,
     )
 )

@@ -232,6 +232,21 @@ def test_normalize_cli_sets_the_initial_potential(tiny_runs, capsys):
     assert not (tiny_runs / "bad.npz").exists()
 
 
+def test_normalize_cli_calibrates_for_a_target_number_of_steps(tiny_runs, capsys):
+    """--method calibrated --steps T: λ per layer chosen for T, reset by subtraction and θ/2 start, the default
+    name says T; without --steps it is one clear error and writes nothing."""
+    argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", "calibrated", "--calib-images", "500"]
+    argv += ["--runs", str(tiny_runs)]
+    assert main([*argv, "--steps", "8"]) == 0
+    spec = load_spec(tiny_runs / "specs" / "mnist-mlp-calibrated-T8.npz")
+    assert (spec.v_init, spec.reset, spec.provenance["calibrated"]["steps"]) == (0.5, "subtract", 8)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tiny_runs / "bad.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "--method calibrated needs --steps T" in err and len(err.strip().splitlines()) == 1
+    assert not (tiny_runs / "bad.npz").exists()
+
+
 # ------------------------------------------------------------------------------- faulty model files
 def _model_file(kind: str, tmp_path):
     """A model file a user might pass to `convert extract` or `convert export-nir`, broken in one way."""
