@@ -13,6 +13,14 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(scope="session")
+def mnist_train() -> datasets.Split:
+    try:
+        return datasets.load("mnist", "train")
+    except datasets.DatasetError as err:
+        pytest.fail(f"MNIST is needed for this test: run `make data` first ({err})")
+
+
+@pytest.fixture(scope="session")
 def mnist_test() -> datasets.Split:
     try:
         return datasets.load("mnist", "test")

@@ -80,18 +80,19 @@ def test_the_spec_folds_the_lambdas_and_starts_at_half_with_subtraction():
     assert "calibrated" not in row_names()  # a method for any model, not (yet) a row of the paper's Table 2
 
 
-def test_calibrated_beats_or_matches_data_based_at_small_t_on_a_tiny_mlp(mnist_test):
-    """784-64-64-10 ReLU MLP, 800 Adam steps on MNIST test images 0-3000 (one thread), statistics on 3000-5000,
-    scored on 5000-5500 (ANN 94.8 %); `current` input, cascade, fastsim events float64. The data-based spec gets
-    reset by subtraction and v(0) = θ/2 too. Measured accuracy, data-based → calibrated (λ/max per layer: 0.50,
-    0.42, 0.57 at T = 4; 0.60, 0.50, 0.70 at T = 8; 0.70, 0.58, 0.78 at T = 16):
+def test_calibrated_beats_or_matches_data_based_at_small_t_on_a_tiny_mlp(mnist_train, mnist_test):
+    """784-64-64-10 ReLU MLP, 800 Adam steps on MNIST training images 0-3000 (one thread), statistics on training
+    images 3000-5000, scored on test images 5000-5500; `current` input, cascade, fastsim events float64. The
+    data-based spec gets reset by subtraction and v(0) = θ/2 too. Measured accuracy, data-based → calibrated:
 
-    membrane readout: T = 4: 92.2 → 94.4 %, T = 8: 94.4 → 94.4 %, T = 16: 94.6 → 94.6 % (T = 2: 80.8 → 93.0 %);
-    spikes readout:   T = 4: 88.6 → 92.4 %, T = 8: 92.8 → 93.8 %, T = 16: 94.6 → 94.4 % (one image fewer).
+    membrane readout: T = 4: 94.2 → 95.8 %, T = 8: 96.4 → 95.8 %, T = 16: 96.2 → 96.0 %;
+    spikes readout:   T = 4: 88.8 → 93.6 %, T = 8: 94.6 → 94.8 %, T = 16: 96.2 → 95.8 %.
 
-    So calibrated is at least as accurate at T = 8 and 16 with the membrane readout and at T ≤ 8 with spikes, but
-    not at T = 16 with spikes (−0.2 points, within noise); the test asserts exactly that much. About 6 s."""
-    x, y = images_to_tensor(mnist_test.images[:3000]), torch.from_numpy(mnist_test.labels[:3000].astype(np.int64))
+    So calibration pays at T = 4 (+1.6 and +4.8 points) and is within 3 images of data-based from T = 8 on, where
+    the clip-floor error of the data-based scale is already small (trained on the test split instead, the same
+    test gave calibrated ≥ data-based at T = 8 too: the differences there are noise). The test asserts that
+    much. About 6 s."""
+    x, y = images_to_tensor(mnist_train.images[:3000]), torch.from_numpy(mnist_train.labels[:3000].astype(np.int64))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -111,7 +112,7 @@ def test_calibrated_beats_or_matches_data_based_at_small_t_on_a_tiny_mlp(mnist_t
     accuracy = {}
     for readout in ("membrane", "spikes"):
         base = from_torch(model, dataset="mnist", schedule="cascade", encoding="current", readout=readout)
-        stats = collect_stats(base, mnist_test.images[3000:5000])
+        stats = collect_stats(base, mnist_train.images[3000:5000])
         data, _ = normalized_spec(base, "data", stats)
         data = dataclasses.replace(data, reset="subtract", v_init=0.5)
         for steps in (4, 8, 16):
@@ -119,8 +120,7 @@ def test_calibrated_beats_or_matches_data_based_at_small_t_on_a_tiny_mlp(mnist_t
             for name, spec in (("data", data), ("calibrated", calibrated)):
                 record = simulate(spec, images, steps=steps, kernel="events", dtype="float64")
                 accuracy[readout, steps, name] = float((record.predictions() == labels).mean())
-    for readout, steps in [("membrane", 4), ("membrane", 8), ("membrane", 16), ("spikes", 4), ("spikes", 8)]:
-        assert accuracy[readout, steps, "calibrated"] >= accuracy[readout, steps, "data"], (readout, steps, accuracy)
-    assert accuracy["membrane", 4, "calibrated"] >= accuracy["membrane", 4, "data"] + 0.01, accuracy
-    assert accuracy["spikes", 4, "calibrated"] >= accuracy["spikes", 4, "data"] + 0.02, accuracy
-    assert accuracy["spikes", 16, "calibrated"] >= accuracy["spikes", 16, "data"] - 0.01, accuracy
+    for readout in ("membrane", "spikes"):
+        assert accuracy[readout, 4, "calibrated"] >= accuracy[readout, 4, "data"] + 0.01, accuracy
+        for steps in (8, 16):
+            assert abs(accuracy[readout, steps, "calibrated"] - accuracy[readout, steps, "data"]) <= 0.015, accuracy
