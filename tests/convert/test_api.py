@@ -21,14 +21,6 @@ ACCURACY_FLOOR_PP = 3.0
 
 
 @pytest.fixture(scope="module")
-def mnist_train() -> datasets.Split:
-    try:
-        return datasets.load("mnist", "train")
-    except datasets.DatasetError as err:
-        pytest.fail(f"MNIST is needed for this test: run `make data` first ({err})")
-
-
-@pytest.fixture(scope="module")
 def small_mlp(mnist_train) -> nn.Module:
     """784-64-10 with biases, three epochs on 5 000 training images (about a second)."""
     torch.manual_seed(0)
