@@ -33,3 +33,16 @@ def sigint_raises():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="session")
+def mnist_root():
+    """The data root (``$SNN_DATA`` or ``data/``) with MNIST prepared; the test is skipped where it is not."""
+    from convert import datasets
+
+    try:
+        root = datasets.default_root()
+        datasets.load("mnist", "test", root)
+    except datasets.DatasetError as err:
+        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
+    return root

@@ -7,24 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from convert.cli import EXIT_INTERRUPTED, INTERRUPTED, run_command
 from convert.contract.io import save_spec
 from fastsim.synthetic import random_spec
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def sigint_as_a_terminal_sends_it() -> None:
-    """In a child before it runs Python: SIGINT's default disposition, so that Python installs its
-    KeyboardInterrupt handler even when this suite runs as a background job (started with SIGINT ignored, which
-    children inherit; a user's command started from a terminal has the default)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+from tests.subprocesses import REPO, Stderr, run_python, sigint_default, sigint_ignored
 
 
 def _interrupting_parser() -> argparse.ArgumentParser:
@@ -58,15 +48,9 @@ def test_every_cli_goes_through_run_command(module, monkeypatch, capsys) -> None
 
 
 @pytest.mark.slow
-def test_sigint_during_a_fastsim_run(tmp_path) -> None:
+def test_sigint_during_a_fastsim_run(tmp_path, mnist_root) -> None:
     """The probe that found it: Ctrl-C while `python -m fastsim run` simulates."""
-    from convert import datasets
-
-    try:
-        root = datasets.default_root()
-        datasets.load("mnist", "test", root)
-    except datasets.DatasetError as err:
-        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
+    root = mnist_root
     spec = tmp_path / "mlp.npz"
     save_spec(random_spec("mlp", seed=3), spec)
     out = tmp_path / "record.npz"
@@ -78,32 +62,18 @@ def test_sigint_during_a_fastsim_run(tmp_path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
-        preexec_fn=sigint_as_a_terminal_sends_it,
+        preexec_fn=sigint_default,
     )
-    err = bytearray()
-
-    def read() -> None:
-        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
-            err.extend(chunk)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 120
-    while b"fastsim" not in err and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)  # until the progress bar shows that the simulation runs
-    assert proc.poll() is None, f"the run ended before it could be interrupted: {bytes(err).decode()}"
+    err = Stderr(proc)
+    err.wait_for(b"fastsim", timeout=120)  # until the progress bar shows that the simulation runs
+    assert proc.poll() is None, f"the run ended before it could be interrupted: {bytes(err.data).decode()}"
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
-    reader.join(timeout=10)
-    text = bytes(err).decode(errors="replace")
+    text = err.text()
     assert proc.returncode == 130, text
     assert "Traceback" not in text and INTERRUPTED in text
     assert not out.exists() and not list(tmp_path.glob(".*"))  # no record, no temporary file
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.mark.parametrize("import_brian2", ["refsim", "raw"])
@@ -123,14 +93,7 @@ def test_ctrl_c_tests_pass_in_a_suite_started_with_sigint_ignored(import_brian2,
         "print('SIGINT ignored after the tests:', ignored)\n"
         "sys.exit(code)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_ignore_sigint,
-    )
+    proc = run_python(script, preexec_fn=sigint_ignored, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "2 passed" in out and "not callable" not in out, out
@@ -150,7 +113,7 @@ def test_brian2_import_keeps_the_sigint_disposition() -> None:
         "assert brian2.prefs.core.stop_on_keyboard_interrupt is False\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_python(script)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
     script = (
         "import signal\n"
@@ -159,12 +122,5 @@ def test_brian2_import_keeps_the_sigint_disposition() -> None:
         "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
         "print('ok')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=sigint_as_a_terminal_sends_it,
-    )
+    proc = run_python(script, preexec_fn=sigint_default)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr

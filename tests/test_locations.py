@@ -12,22 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from convert import datasets
 from convert.contract import paths
 from convert.contract.io import save_spec
 from fastsim.synthetic import random_spec
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def mnist_root() -> Path:
-    try:
-        root = datasets.default_root()
-        datasets.load("mnist", "test", root)
-    except datasets.DatasetError as err:
-        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
-    return root
 
 
 @pytest.fixture

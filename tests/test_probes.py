@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert import datasets
 from convert.contract import provenance
 from convert.contract.io import save_spec
 from convert.contract.records import SpikeRecord
@@ -21,16 +20,6 @@ from fastsim.synthetic import random_spec
 from validation.__main__ import main as validation_main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def mnist_root() -> Path:
-    try:
-        root = datasets.default_root()
-        datasets.load("mnist", "test", root)
-    except datasets.DatasetError as err:
-        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
-    return root
 
 
 @pytest.fixture

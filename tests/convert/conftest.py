@@ -12,20 +12,21 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="session")
-def mnist_train() -> datasets.Split:
+def _mnist(split: str) -> datasets.Split:
     try:
-        return datasets.load("mnist", "train")
+        return datasets.load("mnist", split)
     except datasets.DatasetError as err:
         pytest.fail(f"MNIST is needed for this test: run `make data` first ({err})")
+
+
+@pytest.fixture(scope="session")
+def mnist_train() -> datasets.Split:
+    return _mnist("train")
 
 
 @pytest.fixture(scope="session")
 def mnist_test() -> datasets.Split:
-    try:
-        return datasets.load("mnist", "test")
-    except datasets.DatasetError as err:
-        pytest.fail(f"MNIST is needed for this test: run `make data` first ({err})")
+    return _mnist("test")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from convert.__main__ import main as convert_main
 from convert.contract.records import SpikeRecord
+from tests.subprocesses import Stderr, sigint_default
 from validation import cluster
 from validation.paper.experiments import EvalConfig, Job, PartTask, simulate_part
 from validation.paper.table2 import run_table2
@@ -343,30 +344,18 @@ def test_local_workers_never_see_the_terminals_sigint() -> None:
     assert not _sigint_blocked_here()
 
 
-def _sigint_default() -> None:
-    """In the child before Python starts: SIGINT's default disposition, as a terminal's command has it, even when
-    this suite runs as a background job (started with SIGINT ignored, which children inherit)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
-def test_ctrl_c_with_local_workers_is_one_line_and_ends_the_workers(tmp_path) -> None:
+def test_ctrl_c_with_local_workers_is_one_line_and_ends_the_workers(tmp_path, mnist_root) -> None:
     """A terminal's Ctrl-C goes to the whole foreground process group: the worker processes of `--dask local:2`
     got it too and each printed its KeyboardInterrupt traceback. Now they are started with SIGINT blocked: the
     command prints its one line, exits 130, and closes the cluster, and no worker outlives it."""
     import subprocess
     import sys
-    import threading
     import time
     from pathlib import Path
 
-    from convert import datasets
     from convert.cli import INTERRUPTED
 
-    try:
-        datasets.load("mnist", "test", datasets.default_root())
-    except datasets.DatasetError as err:
-        pytest.skip(f"MNIST is not prepared (run `make data`): {err}")
     out = tmp_path / "agreement"
     argv = [sys.executable, "-m", "validation", *_agree(_mnist_spec(tmp_path), out)]
     argv[argv.index("--images") + 1], argv[argv.index("--steps") + 1] = "40", "3000"
@@ -376,26 +365,16 @@ def test_ctrl_c_with_local_workers_is_one_line_and_ends_the_workers(tmp_path) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, signalled as a terminal signals one
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_default,
     )
-    err = bytearray()
-
-    def read() -> None:
-        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
-            err.extend(chunk)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    err = Stderr(proc)
     try:
-        deadline = time.monotonic() + 180
-        while b"agree fastsim:float64" not in err and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)  # until the progress bar shows that the workers simulate
+        err.wait_for(b"agree fastsim:float64", timeout=180)  # until the progress bar shows that the workers simulate
         time.sleep(2.0)
-        assert proc.poll() is None, f"the run ended before it could be interrupted: {bytes(err).decode()}"
+        assert proc.poll() is None, f"the run ended before it could be interrupted: {bytes(err.data).decode()}"
         os.killpg(proc.pid, signal.SIGINT)  # the process and its workers, as Ctrl-C in a terminal
         proc.wait(timeout=120)
-        reader.join(timeout=10)
-        text = bytes(err).decode(errors="replace")
+        text = err.text()
         assert proc.returncode == 130, text
         assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
         assert INTERRUPTED in text and not out.exists()
