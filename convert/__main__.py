@@ -107,8 +107,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     options = dict(threshold=args.threshold, percentile=args.percentile, previous=args.previous)
     if args.steps is not None:
         options["steps"] = args.steps
-    elif args.method == "calibrated":
-        raise ValueError("--method calibrated needs --steps T: the number of time steps it calibrates for")
+    elif "steps" in methods.get(args.method).options:
+        raise ValueError(f"--method {args.method} needs --steps T: the number of time steps it calibrates for")
     fields = dict(schedule=args.schedule, encoding=args.encoding, readout=args.readout)
     if args.model in models.MODELS:  # the paper's rows: the checkpoint in runs/models, reset to zero by default
         qcfs = trained_activation(args.dataset, args.model, runs) == "qcfs"  # else by subtraction, v(0) = θ/2
@@ -118,7 +118,10 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         stats = None
         if methods.get(args.method).needs_stats:
             stats = stats_for(base, args.dataset, args.root, runs, n_calib=args.calib_images, holdout=args.holdout)
-        spec, report = normalized_spec(base, args.method, stats, **options)
+        images = None
+        if methods.get(args.method).needs_images:
+            images = calibration_images(args.dataset, args.root, args.calib_images, args.holdout)
+        spec, report = normalized_spec(base, args.method, stats, images, **options)
         name = f"{args.dataset}-{args.model}"
     else:  # a torch.export archive: convert.to_snn, reset by subtraction by default
         import warnings
@@ -313,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--percentile", type=float, default=99.9, help="robust: the activation percentile")
     p.add_argument("--previous", choices=("scale", "applied"), default="scale", help="data: paper or Diehl code")
     p.add_argument(
-        "--steps", type=positive_int, default=None, help="calibrated: the number of time steps T it calibrates for"
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="calibrated, calibrated-bc: the number of time steps T they calibrate for",
     )
     p.add_argument(
         "--reset",

@@ -10,6 +10,8 @@ in :mod:`convert.layers` holds its own ``forward``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -35,9 +37,15 @@ def as_input(spec: NetworkSpec, images: np.ndarray | torch.Tensor, dtype=torch.f
     return x.reshape(len(x), *spec.input_shape)
 
 
-def _forward(spec: NetworkSpec, x: torch.Tensor, per_threshold: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _relu(layer: object, z: torch.Tensor) -> torch.Tensor:
+    return torch.relu(z)
+
+
+def _forward(
+    spec: NetworkSpec, x: torch.Tensor, rectify: Callable[[object, torch.Tensor], torch.Tensor] = _relu
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The one forward pass: every layer's family ``forward``, a skip edge's map of its source's activity
-    added before the rectifier, ReLU at every spiking layer, divided by its θ when ``per_threshold``."""
+    added before the rectifier, ``rectify(layer, z)`` at every spiking layer (ReLU unless given)."""
     acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
     z = x
     for layer in spec.layers:
@@ -46,7 +54,7 @@ def _forward(spec: NetworkSpec, x: torch.Tensor, per_threshold: bool) -> tuple[l
             z = z + skip_edge.forward(layer, after[layer.skip_source])
         if is_spiking(layer):
             logits = z.reshape(len(z), -1)
-            z = torch.relu(z) / layer.threshold if per_threshold else torch.relu(z)
+            z = rectify(layer, z)
             acts.append(z.reshape(len(z), -1))
         after.append(z)
     return acts, logits
@@ -55,7 +63,7 @@ def _forward(spec: NetworkSpec, x: torch.Tensor, per_threshold: bool) -> tuple[l
 @torch.inference_mode()
 def activations(spec: NetworkSpec, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """ReLU activations of every spiking layer (flattened, (N, n_l)) and the logits (N, n_classes)."""
-    return _forward(spec, x, per_threshold=False)
+    return _forward(spec, x)
 
 
 @torch.inference_mode()
@@ -68,7 +76,26 @@ def rates(spec: NetworkSpec, x: torch.Tensor) -> list[torch.Tensor]:
 
     the same forward as :func:`activations` (skip edges, gates, biases) with every spiking layer's activity
     divided by its threshold. Returns every spiking layer's rates, flattened (N, n_l), in spikes per step."""
-    return _forward(spec, x, per_threshold=True)[0]
+    return _forward(spec, x, lambda layer, z: torch.relu(z) / layer.threshold)[0]
+
+
+@torch.inference_mode()
+def clip_floor_activations(spec: NetworkSpec, x: torch.Tensor, steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`activations` with every spiking layer's ReLU replaced by the clip-floor of T = ``steps`` steps,
+
+        q_l(z) = θ_l/T · clip(floor(z·T/θ_l + 1/2), 0, T),
+
+    the activity (count · θ/T) an IF neuron started at θ/2 with reset by subtraction gives for the constant
+    current z after T steps (docs/qcfs.md). It is exact for the first spiking layer of an analog-input spec
+    under ``cascade``; deeper layers receive spike trains, not constant currents, so for them it is the model
+    of the SNN that calibration corrects against (:mod:`convert.bias_correction`). Returns every spiking
+    layer's activity, flattened (N, n_l), and the logits (the output layer's pre-activation)."""
+
+    def clip_floor(layer, z: torch.Tensor) -> torch.Tensor:
+        theta = layer.threshold
+        return torch.clamp(torch.floor(z * (steps / theta) + 0.5), 0, steps) * (theta / steps)
+
+    return _forward(spec, x, clip_floor)
 
 
 def predict(spec: NetworkSpec, images, batch_size: int = 1000) -> np.ndarray:

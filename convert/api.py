@@ -199,7 +199,7 @@ def to_snn(
       last 5 000; :func:`convert.pipeline.calibration_images`); needed by the methods that use activation
       statistics (``data``, ``robust``) and by the check;
     * ``method``: a registered method (:func:`convert.methods.names`: baseline, model, data, robust, qcfs,
-      calibrated);
+      calibrated, calibrated-bc);
       default ``qcfs`` for a model with QCFS activations (:mod:`convert.qcfs`: no statistics, the copy's
       θ = λ), else ``data``;
     * ``reset``: ``"subtract"`` (the default here) or ``"zero"`` (the paper's);
@@ -230,14 +230,15 @@ def to_snn(
     if images is not None:
         _check_inputs(base, images)
     stats = None
-    if normalizer.needs_stats:
+    if normalizer.needs_stats or normalizer.needs_images:
         if images is None:
             raise ValueError(
                 f"method {method!r} needs calibration images: pass calibration=images (uint8, or float in [0, 1]) "
                 "or a dataset name (mnist, fashion)"
             )
+    if normalizer.needs_stats:
         stats = collect_stats(base, images, progress=progress, **STATS_SETTINGS)
-    spec, report = normalizer.apply(base, stats, **method_options)
+    spec, report = normalizer.apply(base, stats, images, **method_options)
     record: dict[str, Any] = {"calibration": calibration_info, "reset": reset}
     if check and images is not None:
         record["check"] = _check(base, images)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convert import calibration, normalize, qcfs
+from convert import bias_correction, calibration, normalize, qcfs
 from convert.contract.spec import NetworkSpec
 from convert.stats import ActivationStats
 
@@ -32,7 +32,8 @@ class Method:
     (tables, legends); ``color`` a matplotlib colour. ``requires`` names what the model must have been trained
     with for the method to apply (``"qcfs"``: QCFS activations, :mod:`convert.qcfs`); None: any model. A method
     that requires something has no row in the paper's tables (:func:`paper_methods`: ReLU networks); nor has one
-    with ``paper_row=False`` (a method for any model that is not one of the paper's rows, like ``calibrated``)."""
+    with ``paper_row=False`` (a method for any model that is not one of the paper's rows, like ``calibrated``).
+    ``needs_images``: the method also takes the calibration images (``calibrated-bc``'s bias correction)."""
 
     name: str
     function: Callable[..., Result]
@@ -43,12 +44,20 @@ class Method:
     description: str = ""
     requires: str | None = None
     paper_row: bool = True
+    needs_images: bool = False
 
-    def apply(self, spec: NetworkSpec, stats: ActivationStats | None = None, **options: Any) -> Result:
+    def apply(
+        self, spec: NetworkSpec, stats: ActivationStats | None = None, images: Any = None, **options: Any
+    ) -> Result:
         """Normalize ``spec``; ``options`` may hold more than this method takes (the rest is ignored). The
         report and the spec's provenance name the method as registered (a method built on another, like a
-        variant of ``baseline``, is recorded under its own name)."""
+        variant of ``baseline``, is recorded under its own name). ``images``: the calibration images, for a
+        method that ``needs_images`` (bias correction; the others ignore them)."""
         kwargs = {k: options[k] for k in self.options if k in options and options[k] is not None}
+        if self.needs_images:
+            if images is None or len(images) == 0:
+                raise ValueError(f"method {self.name!r} needs the calibration images themselves (images=...)")
+            kwargs["images"] = images
         if not self.needs_stats:
             new, report = self.function(spec, **kwargs)
         elif stats is None:
@@ -171,5 +180,18 @@ register(
         color="C6",
         description="Li et al. 2021: per layer, the λ of least clip-floor error at T steps (v_init ½, subtract)",
         paper_row=False,
+    )
+)
+register(
+    Method(
+        "calibrated-bc",
+        bias_correction.calibrated_bias_corrected,
+        needs_stats=True,
+        options=("steps", "activity"),
+        label="calibrated+BC T={steps}",
+        color="C7",
+        description="calibrated, then each layer's bias corrected per channel for T steps (Li et al. 2021)",
+        paper_row=False,
+        needs_images=True,
     )
 )

@@ -111,8 +111,9 @@ def stats_for(
 
 
 def normalized_spec(
-    base: NetworkSpec, method: str, stats: ActivationStats | None = None, **options: Any
+    base: NetworkSpec, method: str, stats: ActivationStats | None = None, images: Any = None, **options: Any
 ) -> tuple[NetworkSpec, normalize.NormalizationReport]:
     """Apply the registered method ``method`` (:mod:`convert.methods`) to the copy spec ``base``; ``options``
-    (``threshold``, ``percentile``, ``previous``, ...) reach the methods that take them."""
-    return methods.get(method).apply(base, stats, **options)
+    (``threshold``, ``percentile``, ``previous``, ...) reach the methods that take them, ``images`` (the
+    calibration images) those that need them."""
+    return methods.get(method).apply(base, stats, images, **options)

@@ -85,10 +85,26 @@ def test_options_reach_the_method_and_the_spec(small_mlp, mnist_train) -> None:
     assert "check" not in spec.provenance["to_snn"]
     zero, report = to_snn(small_mlp, calibration=images, method="baseline", threshold=2.0, reset="zero")
     assert zero.reset == "zero" and report.thresholds == (2.0, 2.0)
-    with pytest.raises(TypeError, match="unknown option.*percentil.*method options are percentile"):
+    with pytest.raises(TypeError, match="unknown option.*percentil.*method options are .*percentile"):
         to_snn(small_mlp, calibration=images, percentil=99)
     with pytest.raises(ValueError, match="method must be one of"):
         to_snn(small_mlp, calibration=images, method="magic")
+
+
+def test_bias_correction_gets_the_calibration_images(small_mlp, mnist_train) -> None:
+    """``calibrated-bc`` takes the calibration images to_snn was given (its first BIAS_IMAGES) and, with
+    ``activity=``, a simulator's measurement; without images it is refused before any work."""
+    from convert.bias_correction import BIAS_IMAGES
+    from fastsim.calibration import simulated_activity
+
+    images = mnist_train.images[:300]
+    spec, report = to_snn(small_mlp, calibration=images, method="calibrated-bc", steps=8, activity=simulated_activity)
+    record = spec.provenance["bias_correction"]
+    assert report.method == "calibrated-bc" and record["images"] == BIAS_IMAGES and record["steps"] == 8
+    assert record["activity"] == "fastsim.calibration.simulated_activity"
+    assert any(getattr(layer, "bias", None) is not None for layer in spec.layers)
+    with pytest.raises(ValueError, match="needs calibration images"):
+        to_snn(small_mlp, input_shape=(1, 28, 28), method="calibrated-bc", steps=8)
 
 
 def test_an_exported_program_and_a_pt2_file_give_the_same_spec(small_mlp, mnist_train, tmp_path) -> None:

@@ -1,5 +1,5 @@
 """Commands of the paper's experiments: ``table2``, ``figures``, ``reproduce`` (the main job), ``beyond``,
-``seeds``, ``publish``."""
+``latency``, ``seeds``, ``publish``."""
 
 from __future__ import annotations
 
@@ -182,6 +182,29 @@ def cmd_beyond(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_latency(args: argparse.Namespace) -> int:
+    """The latency table (validation/paper/latency.py): the published networks (and QCFS twins) copied into the
+    runs folder, the expected work printed, then every row at T = 4 … 256; resumes from its cached parts."""
+    import dataclasses
+
+    from validation.paper.latency import DEEPER_NETWORKS, PAPER_NETWORKS, LatencyConfig, run_latency
+    from validation.paper.networks import PUBLISHED_MODELS, use_given_models
+
+    networks = tuple(args.networks) if args.networks else PAPER_NETWORKS + (DEEPER_NETWORKS if args.deeper else ())
+    cfg = LatencyConfig(networks=networks, images=args.images, deeper_images=args.deeper_images)
+    if args.rows:
+        cfg = dataclasses.replace(cfg, rows=tuple(args.rows))
+    if args.steps:
+        cfg = dataclasses.replace(cfg, steps=tuple(sorted(set(args.steps))))
+    runs = args.runs or default_runs()
+    use_given_models(PUBLISHED_MODELS, runs, cfg.networks)
+    results = run_latency(cfg, args.root, runs, progress=True)
+    total = sum(results["wall_s"].values())
+    print((runs / cfg.out / "latency.md").read_text())
+    print(f"wrote {runs / cfg.out}/latency.{{json,md,png}} in {total / 60:.1f} min")
+    return 0
+
+
 def network_name(text: str) -> tuple[str, str]:
     """``dataset-model`` (e.g. ``fashion-vgg``) as a (dataset, model) pair; anything else is a clear error."""
     from convert.datasets import DATASETS
@@ -294,6 +317,14 @@ def register(add: Add) -> None:
         help="the baseline's threshold candidates (default 1 4 16; Table 2's grid: 1 2 4 8 16 20 32)",
     )
     build_dir_arg(p)
+
+    p = add("latency", cmd_latency, "accuracy at T = 4 ... 256 steps: data-based, calibrated, bias-corrected, QCFS")
+    p.add_argument("--images", type=test_images, default=10_000, help="test images of the paper's networks (10000)")
+    p.add_argument("--deeper-images", type=test_images, default=2000, help="test images of the deeper ones (2000)")
+    p.add_argument("--deeper", action="store_true", help="also the deeper Fashion-MNIST networks (vgg, resnet)")
+    p.add_argument("--networks", type=network_name, nargs="+", default=None, help="networks as dataset-model")
+    p.add_argument("--rows", nargs="+", default=None, help="rows to run (default: all; see docs/calibration.md)")
+    p.add_argument("--steps", type=positive_int, nargs="+", default=None, help="T's (default 4 8 16 32 64 128 256)")
 
     p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")

@@ -1,0 +1,123 @@
+"""Bias correction for a calibrated spec (Li et al., ICML 2021, "A free lunch from ANN", its light calibration
+step): after the thresholds are chosen for T steps, every layer's bias gets, per output channel, the mean
+error between the ANN's activity and the SNN's activity after T steps, layer by layer from the input, so that
+each layer's correction sees the layers below it already corrected.
+
+The SNN's activity after T steps is modelled by the clip-floor forward (:func:`convert.ann.clip_floor_activations`,
+every spiking layer q(z) = θ/T · clip(floor(z·T/θ + 1/2), 0, T)): exact for the first spiking layer of an
+analog-input spec under ``cascade`` with θ/2 start and reset by subtraction, a model for the deeper ones (their
+input is a spike train, not a constant current). The reference code measures the deeper layers' activity in the
+SNN itself; the converter imports no simulator, so a simulator's measurement is passed in as ``activity``
+(``fastsim.calibration.simulated_activity``, what ``validation latency`` uses). On the Fashion VGG (500 test
+images, 256 calibration images) the clip-floor model gains nothing over the thresholds alone, the measured
+activity 12–15 pp at T = 4–8 (docs/calibration.md).
+
+For layer l with channel c (a Conv2d's output channel, a Dense layer's neuron):
+
+    b_{l,c} ← b_{l,c} + mean over images and positions of (a_{l,c} − q_{l,c}),
+
+with a the ANN's activity (ReLU) and q the modelled (or, given a simulator, measured) SNN activity, both of
+the calibrated spec (so in its units, θ = 1). The output layer under the ``membrane`` readout and layers
+without a bias field (pooling) are left as they are; a layer without a bias gets one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from convert import ann
+from convert.calibration import calibrated, check_steps
+from convert.contract.spec import NetworkSpec, is_spiking
+from convert.normalize import NormalizationReport
+from convert.stats import ActivationStats
+
+__all__ = ["BIAS_IMAGES", "bias_corrected", "calibrated_bias_corrected", "clip_floor_activity", "ann_activity"]
+
+BIAS_IMAGES = 256  # calibration images the correction averages over (the first ones given)
+_BATCH = 256
+
+
+Activity = Callable[[NetworkSpec, np.ndarray, int], list[np.ndarray]]
+
+
+def clip_floor_activity(spec: NetworkSpec, images: np.ndarray, steps: int) -> list[np.ndarray]:
+    """The default model of the SNN's activity after T steps: every spiking layer's clip-floor activity
+    (:func:`convert.ann.clip_floor_activations`), flattened (N, n_l)."""
+    out: list[list[np.ndarray]] = []
+    for i in range(0, len(images), _BATCH):
+        acts, _ = ann.clip_floor_activations(spec, ann.as_input(spec, images[i : i + _BATCH]), steps)
+        out.append([a.numpy() for a in acts])
+    return [np.concatenate(layer) for layer in zip(*out, strict=True)]
+
+
+def ann_activity(spec: NetworkSpec, images: np.ndarray) -> list[np.ndarray]:
+    """Every spiking layer's ANN activity (ReLU), flattened (N, n_l)."""
+    out: list[list[np.ndarray]] = []
+    for i in range(0, len(images), _BATCH):
+        acts, _ = ann.activations(spec, ann.as_input(spec, images[i : i + _BATCH]))
+        out.append([a.numpy() for a in acts])
+    return [np.concatenate(layer) for layer in zip(*out, strict=True)]
+
+
+def _channel_means(values: np.ndarray, channels: int) -> np.ndarray:
+    """Per-channel mean over the images and the positions of flattened activities (N, C·P) → (C,)."""
+    return np.asarray(values, dtype=np.float64).reshape(len(values), channels, -1).mean(axis=(0, 2))
+
+
+def bias_corrected(
+    spec: NetworkSpec, images: Any, steps: Any, activity: Activity | None = None
+) -> tuple[NetworkSpec, list[Any]]:
+    """``spec`` with every biased hidden layer's bias corrected for T = ``steps`` on the first
+    :data:`BIAS_IMAGES` of ``images`` (uint8 or float in [0, 1]); returns it and the per-layer corrections (an
+    array per corrected layer, None for a layer left as it was). ``activity(spec, images, T)`` gives the SNN's
+    activity per spiking layer (count · θ/T, flattened); the default is :func:`clip_floor_activity`, and a
+    simulator can pass its measured one (``fastsim.calibration.simulated_activity``). The output layer is
+    left as it is under the ``membrane`` readout: its membrane is linear in the counts below it, whose mean
+    error the layer below's correction removes. Pure: the spec given is not changed."""
+    steps = check_steps(steps)
+    activity = activity or clip_floor_activity
+    images = np.asarray(images)[:BIAS_IMAGES]
+    if len(images) == 0:
+        raise ValueError("bias correction needs calibration images: got none")
+    target = ann_activity(spec, images)  # the ANN is the same function whatever the biases below become
+    layers, corrections = list(spec.layers), []
+    spiking = [i for i, layer in enumerate(layers) if is_spiking(layer)]
+    for k, i in enumerate(spiking):
+        layer = layers[i]
+        output = k == len(spiking) - 1
+        if not any(f.name == "bias" for f in dataclasses.fields(layer)) or (output and spec.readout == "membrane"):
+            corrections.append(None)
+            continue
+        channels = int(np.asarray(layer.weight).shape[0])
+        model = activity(dataclasses.replace(spec, layers=tuple(layers)), images, steps)[k]
+        delta = _channel_means(target[k], channels) - _channel_means(model, channels)
+        bias = np.zeros(channels) if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
+        layers[i] = dataclasses.replace(layer, bias=(bias + delta).astype(np.asarray(layer.weight).dtype))
+        corrections.append(delta)
+    return dataclasses.replace(spec, layers=tuple(layers)), corrections
+
+
+def calibrated_bias_corrected(
+    spec: NetworkSpec, stats: ActivationStats, images: Any, steps: Any = None, activity: Activity | None = None
+) -> tuple[NetworkSpec, NormalizationReport]:
+    """The method ``calibrated-bc``: :func:`convert.calibration.calibrated` (per-layer thresholds for T =
+    ``steps``, v_init ½, reset by subtraction), then :func:`bias_corrected` for the same T on the calibration
+    images, against ``activity`` (default: the clip-floor model; ``fastsim.calibration.simulated_activity``
+    measures it). ``provenance["bias_correction"]`` holds T, the images used, the activity's name and each
+    layer's largest |correction|."""
+    steps = check_steps(steps)
+    new, report = calibrated(spec, stats, steps)
+    new, corrections = bias_corrected(new, images, steps, activity)
+    chosen = activity or clip_floor_activity
+    summary = {
+        "steps": steps,
+        "images": int(min(len(images), BIAS_IMAGES)),
+        "activity": f"{chosen.__module__}.{chosen.__qualname__}",
+        "max_abs": [None if c is None else float(np.max(np.abs(c))) for c in corrections],
+    }
+    provenance = {**new.provenance, "bias_correction": summary}
+    return dataclasses.replace(new, provenance=provenance), report
