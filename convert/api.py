@@ -199,7 +199,7 @@ def to_snn(
       last 5 000; :func:`convert.pipeline.calibration_images`); needed by the methods that use activation
       statistics (``data``, ``robust``) and by the check;
     * ``method``: a registered method (:func:`convert.methods.names`: baseline, model, data, robust, qcfs,
-      calibrated, calibrated-bc);
+      calibrated, calibrated-channel, calibrated-bc);
       default ``qcfs`` for a model with QCFS activations (:mod:`convert.qcfs`: no statistics, the copy's
       θ = λ), else ``data``;
     * ``reset``: ``"subtract"`` (the default here) or ``"zero"`` (the paper's);

@@ -1,7 +1,7 @@
-"""Bias correction for a calibrated spec (Li et al., ICML 2021, "A free lunch from ANN", its light calibration
-step): after the thresholds are chosen for T steps, every layer's bias gets, per output channel, the mean
-error between the ANN's activity and the SNN's activity after T steps, layer by layer from the input, so that
-each layer's correction sees the layers below it already corrected.
+"""Bias correction for a calibrated spec (Li et al., ICML 2021, "A free lunch from ANN", its light calibration step):
+after the thresholds are chosen for T steps (per channel, :mod:`convert.channel_thresholds`), every layer's bias gets,
+per output channel, the mean error between the ANN's activity and the SNN's activity after T steps, layer by layer
+from the input, so that each layer's correction sees the layers below it already corrected.
 
 The SNN's activity after T steps is modelled by the clip-floor forward (:func:`convert.ann.clip_floor_activations`,
 every spiking layer q(z) = θ/T · clip(floor(z·T/θ + 1/2), 0, T)): exact for the first spiking layer of an
@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from convert import ann
-from convert.calibration import calibrated, check_steps
+from convert.calibration import check_steps
 from convert.contract.spec import NetworkSpec, is_spiking
 from convert.normalize import NormalizationReport
 from convert.stats import ActivationStats
 
-__all__ = ["BIAS_IMAGES", "bias_corrected", "calibrated_bias_corrected", "clip_floor_activity", "ann_activity"]
+__all__ = ["BIAS_IMAGES", "bias_corrected", "calibrated_bias_corrected", "clip_floor_activity"]
 
 BIAS_IMAGES = 256  # calibration images the correction averages over (the first ones given)
 _BATCH = 256
@@ -50,15 +50,6 @@ def clip_floor_activity(spec: NetworkSpec, images: np.ndarray, steps: int) -> li
     out: list[list[np.ndarray]] = []
     for i in range(0, len(images), _BATCH):
         acts, _ = ann.clip_floor_activations(spec, ann.as_input(spec, images[i : i + _BATCH]), steps)
-        out.append([a.numpy() for a in acts])
-    return [np.concatenate(layer) for layer in zip(*out, strict=True)]
-
-
-def ann_activity(spec: NetworkSpec, images: np.ndarray) -> list[np.ndarray]:
-    """Every spiking layer's ANN activity (ReLU), flattened (N, n_l)."""
-    out: list[list[np.ndarray]] = []
-    for i in range(0, len(images), _BATCH):
-        acts, _ = ann.activations(spec, ann.as_input(spec, images[i : i + _BATCH]))
         out.append([a.numpy() for a in acts])
     return [np.concatenate(layer) for layer in zip(*out, strict=True)]
 
@@ -83,7 +74,7 @@ def bias_corrected(
     images = np.asarray(images)[:BIAS_IMAGES]
     if len(images) == 0:
         raise ValueError("bias correction needs calibration images: got none")
-    target = ann_activity(spec, images)  # the ANN is the same function whatever the biases below become
+    target = ann.layer_activities(spec, images)  # the ANN is the same function whatever the biases below become
     layers, corrections = list(spec.layers), []
     spiking = [i for i, layer in enumerate(layers) if is_spiking(layer)]
     for k, i in enumerate(spiking):
@@ -104,13 +95,15 @@ def bias_corrected(
 def calibrated_bias_corrected(
     spec: NetworkSpec, stats: ActivationStats, images: Any, steps: Any = None, activity: Activity | None = None
 ) -> tuple[NetworkSpec, NormalizationReport]:
-    """The method ``calibrated-bc``: :func:`convert.calibration.calibrated` (per-layer thresholds for T =
-    ``steps``, v_init ½, reset by subtraction), then :func:`bias_corrected` for the same T on the calibration
-    images, against ``activity`` (default: the clip-floor model; ``fastsim.calibration.simulated_activity``
-    measures it). ``provenance["bias_correction"]`` holds T, the images used, the activity's name and each
-    layer's largest |correction|."""
+    """The method ``calibrated-bc``: the per-channel thresholds for T = ``steps``
+    (:func:`convert.channel_thresholds.calibrated_per_channel`: v_init ½, reset by subtraction), then
+    :func:`bias_corrected` for the same T on the calibration images, against ``activity`` (default: the
+    clip-floor model; ``fastsim.calibration.simulated_activity`` measures it). ``provenance["bias_correction"]``
+    holds T, the images used, the activity's name and each layer's largest |correction|."""
+    from convert.channel_thresholds import calibrated_per_channel
+
     steps = check_steps(steps)
-    new, report = calibrated(spec, stats, steps)
+    new, report = calibrated_per_channel(spec, stats, images, steps)
     new, corrections = bias_corrected(new, images, steps, activity)
     chosen = activity or clip_floor_activity
     summary = {

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convert import bias_correction, calibration, normalize, qcfs
+from convert import bias_correction, calibration, channel_thresholds, normalize, qcfs
 from convert.contract.spec import NetworkSpec
 from convert.stats import ActivationStats
 
@@ -184,13 +184,26 @@ register(
 )
 register(
     Method(
+        "calibrated-channel",
+        channel_thresholds.calibrated_per_channel,
+        needs_stats=True,
+        options=("steps",),
+        label="calibrated per channel T={steps}",
+        color="C8",
+        description="calibrated, then a λ per channel of each hidden layer for T steps, folded into the weights",
+        paper_row=False,
+        needs_images=True,
+    )
+)
+register(
+    Method(
         "calibrated-bc",
         bias_correction.calibrated_bias_corrected,
         needs_stats=True,
         options=("steps", "activity"),
-        label="calibrated+BC T={steps}",
+        label="calibrated per channel + BC T={steps}",
         color="C7",
-        description="calibrated, then each layer's bias corrected per channel for T steps (Li et al. 2021)",
+        description="calibrated-channel, then each hidden layer's bias corrected per channel for T steps",
         paper_row=False,
         needs_images=True,
     )

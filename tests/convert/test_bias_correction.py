@@ -107,7 +107,7 @@ def test_the_measured_correction_shrinks_the_mean_error_of_every_hidden_layer(mn
     images = mnist_train.images[:256]
     calibrated, _ = normalized_spec(spec, "calibrated", collect_stats(spec, images), steps=4)
     corrected, _ = bias_correction.bias_corrected(calibrated, images, 4, simulated_activity)
-    target = bias_correction.ann_activity(calibrated, images)
+    target = ann.layer_activities(calibrated, images)
     before = simulated_activity(calibrated, images, 4)
     after = simulated_activity(corrected, images, 4)
     for k in (0, 1):

@@ -27,6 +27,7 @@ def test_latency_on_a_briefly_trained_mlp_and_its_qcfs_twin(tmp_path):
         holdout=100,
         bias_images=32,
         qcfs_models=str(twins / "models"),
+        agreement_images=0,  # Brian2 on the new rows: tests/refsim/test_calibrated_brian2.py
     )
     results = run_latency(cfg, None, runs, progress=False)
     entries = results["entries"]

@@ -198,7 +198,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, steps=tuple(sorted(set(args.steps))))
     runs = args.runs or default_runs()
     use_given_models(PUBLISHED_MODELS, runs, cfg.networks)
-    results = run_latency(cfg, args.root, runs, progress=True)
+    results = run_latency(cfg, args.root, runs, progress=True, build_dir=args.build_dir)
     total = sum(results["wall_s"].values())
     print((runs / cfg.out / "latency.md").read_text())
     print(f"wrote {runs / cfg.out}/latency.{{json,md,png}} in {total / 60:.1f} min")
@@ -325,6 +325,7 @@ def register(add: Add) -> None:
     p.add_argument("--networks", type=network_name, nargs="+", default=None, help="networks as dataset-model")
     p.add_argument("--rows", nargs="+", default=None, help="rows to run (default: all; see docs/calibration.md)")
     p.add_argument("--steps", type=positive_int, nargs="+", default=None, help="T's (default 4 8 16 32 64 128 256)")
+    build_dir_arg(p)
 
     p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")

@@ -10,6 +10,7 @@ says otherwise:
 * ``data-subtract-half-delay``: that spec under the ``delay`` schedule (layer l gets its input l steps late):
   what the delay costs at few steps;
 * ``calibrated``: the per-layer thresholds chosen for each T (:mod:`convert.calibration`; one spec per T);
+* ``calibrated-channel``: then a threshold per channel of every hidden layer (:mod:`convert.channel_thresholds`);
 * ``calibrated-bc``: those, then each hidden layer's bias corrected per channel for T against the SNN's activity
   measured by fastsim (:mod:`convert.bias_correction`, :func:`fastsim.calibration.simulated_activity`);
 * ``qcfs``: the network's twin trained with QCFS activations (:mod:`convert.qcfs`, L = 8), compared with its own
@@ -94,6 +95,9 @@ class LatencyConfig:
     holdout: int = MAIN_HOLDOUT
     bias_images: int = 256
     qcfs_models: str | None = "docs/results/models-qcfs"
+    agreement_images: int = 10  # Brian2 (cpp_standalone) against fastsim float64 on these (0: no check)
+    agreement_steps: int = 64
+    agreement_rows: tuple[tuple[str, int | None], ...] = (("calibrated-bc", 8), ("qcfs", None))  # (row, its T)
     out: str = "latency"
 
     def __post_init__(self) -> None:
@@ -102,7 +106,7 @@ class LatencyConfig:
             raise ValueError(f"rows: unknown {', '.join(unknown)}; the rows are {', '.join(ROW_NAMES)}")
         if not self.steps or any(int(t) < 1 for t in self.steps) or list(self.steps) != sorted(set(self.steps)):
             raise ValueError(f"steps: give increasing step counts >= 1, got {self.steps!r}")
-        for name in ("images", "deeper_images", "part_images", "bias_images"):
+        for name in ("images", "deeper_images", "part_images", "bias_images", "agreement_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -271,8 +275,28 @@ def image_steps(built: dict[str, Any], cfg: LatencyConfig) -> int:
     return total
 
 
-def run_latency(cfg: LatencyConfig, root: Path | None, runs: Path, progress: bool = True) -> dict[str, Any]:
-    """Every entry of the table (also written, with its plot)."""
+def _agreement(ds, model, built, cfg: LatencyConfig, root, runs, build_dir) -> list[dict[str, Any]]:
+    """fastsim float64 against Brian2 cpp_standalone, per-neuron counts of every layer, on the specs of
+    ``cfg.agreement_rows`` this network has (analog input, as the table runs them)."""
+    from validation.harness.agreement import agreement_summary
+
+    out = []
+    for name, t in cfg.agreement_rows if cfg.agreement_images else ():
+        spec = built["specs"].get(name, {}).get(t)
+        if spec is None:
+            continue
+        label = f"{ds}-{model}-{name}" + (f"-T{t}" if t is not None else "")
+        engines = ("fastsim:float64", "refsim:cpp_standalone")
+        n, steps = cfg.agreement_images, cfg.agreement_steps
+        out.append(agreement_summary(spec, label, engines, n, steps, 0, 0, root, runs, build_dir))
+    return out
+
+
+def run_latency(
+    cfg: LatencyConfig, root: Path | None, runs: Path, progress: bool = True, build_dir: Path | None = None
+) -> dict[str, Any]:
+    """Every entry of the table and the Brian2 checks of :attr:`LatencyConfig.agreement_rows` (their projects
+    built in ``build_dir``, default $SNN_BUILD or <runs>/build/refsim); also written, with the plot."""
     cache = runs / cfg.out / "records"
     out = runs / cfg.out
     check_outputs(out / "latency.json", out / "latency.md", out / "latency.png")
@@ -283,7 +307,7 @@ def run_latency(cfg: LatencyConfig, root: Path | None, runs: Path, progress: boo
             f"no checkpoint of {', '.join(missing)} in {runs / 'models'}: copy the published ones "
             "(python -m validation latency does unless --no-copy) or train them (python -m convert train)"
         )
-    entries, walls = [], {}
+    entries, walls, agreement = [], {}, []
     for ds, model in todo:
         start = time.monotonic()
         built = network_specs(ds, model, cfg, root, runs)
@@ -305,7 +329,14 @@ def run_latency(cfg: LatencyConfig, root: Path | None, runs: Path, progress: boo
                         entries.append(_entry(ds, model, r, encoding, c, correct, ann_correct, ann_kind))
         bar.close()
         walls[f"{ds}-{model}"] = time.monotonic() - start
-    results = {"config": cfg.to_dict(), "entries": entries, "wall_s": walls, **provenance(cfg.to_dict(), cfg.seed)}
+        agreement += _agreement(ds, model, built, cfg, root, runs, build_dir)
+    results = {
+        "config": cfg.to_dict(),
+        "entries": entries,
+        "wall_s": walls,
+        "agreement": agreement,
+        **provenance(cfg.to_dict(), cfg.seed),
+    }
     from validation.paper.latency_report import markdown, plot
 
     png = plot(results)

@@ -83,6 +83,17 @@ def markdown(results: dict[str, Any]) -> str:
         )
     head = ("network", "row", "input", "T", "n", "ANN %", "SNN % (95 % CI)", "SNN − ANN pp (95 % CI)")
     lines += table((*head, "SNN only / ANN only", "McNemar p"), body)
+    if results.get("agreement"):
+        from validation.harness.agreement import agreement_markdown
+
+        lines += [
+            "",
+            "## Brian2 holds the new rows",
+            "",
+            "Analog input: both engines add the same constant current of each pixel in every step.",
+            "",
+            agreement_markdown(results["agreement"]),
+        ]
     lines += ["", "## The anchors (published CIFAR-10 numbers from their papers, not measured here)", ""]
     lines += [f"- {who}: {what}" for who, what in ANCHORS]
     return "\n".join(lines) + "\n"

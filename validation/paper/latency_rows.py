@@ -26,9 +26,12 @@ ROWS: tuple[LatencyRow, ...] = (
     LatencyRow("data-subtract-half", "data-based, subtract, θ/2", "data", CASCADE_HALF, ("current", "poisson")),
     LatencyRow("data-subtract-half-delay", "data-based, subtract, θ/2, delay schedule", "data",
                {**CASCADE_HALF, "schedule": "delay"}, max_steps=64),
-    LatencyRow("calibrated", "calibrated (threshold)", "calibrated", CASCADE_HALF, per_steps=True, max_steps=64),
-    LatencyRow("calibrated-bc", "calibrated + bias correction", "calibrated-bc", CASCADE_HALF, per_steps=True,
+    LatencyRow("calibrated", "calibrated (threshold per layer)", "calibrated", CASCADE_HALF, per_steps=True,
                max_steps=64),
+    LatencyRow("calibrated-channel", "calibrated (threshold per channel)", "calibrated-channel", CASCADE_HALF,
+               per_steps=True, max_steps=64),
+    LatencyRow("calibrated-bc", "calibrated per channel + bias correction", "calibrated-bc", CASCADE_HALF,
+               per_steps=True, max_steps=64),
     LatencyRow("qcfs", "QCFS (L = 8)", "qcfs", CASCADE_HALF),
 )  # fmt: skip
 ROW_NAMES = tuple(r.name for r in ROWS)
