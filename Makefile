@@ -9,7 +9,7 @@ SINABS_VERSION ?= 3.1.3
 SPIKINGJELLY_VERSION ?= 2.0.0
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: all venv data reproduce reproduce-full reproduce-small reproduce-seeds reproduce-beyond estimate test lint format clean-venv
+.PHONY: all venv data reproduce reproduce-full reproduce-small reproduce-seeds reproduce-beyond latency estimate test lint format clean-venv
 all: reproduce
 
 # 1. the virtual environment: the pinned CPU torch first (a bare `torch` would pull a multi-GB CUDA
@@ -60,6 +60,13 @@ reproduce-full: data
 # main job's stages on a 2-core box on a slow day (with four rows and a seven-candidate threshold search).
 reproduce-beyond: data
 	$(PY) -m validation reproduce --root $(DATA) --beyond
+
+# Accuracy in a few time steps (SNN − ANN at T = 4 ... 256): data-based (Diehl), reset by subtraction with a θ/2
+# start, calibrated per layer / per channel / + bias correction, and the QCFS twins (docs/results/models-qcfs/),
+# on all 10 000 test images of the paper's four networks, Brian2 checks of the new rows (runs/latency/).
+# Resumable. `python -m validation latency --deeper` adds the deeper networks on 2 000 images.
+latency: data
+	$(PY) -m validation latency --root $(DATA)
 
 # Training-seed spread: every network retrained with training seeds 1 and 2 (the main job's setting; its
 # published networks are seed 0), Table 2 on each, mean and spread per row beside the image-level intervals, and

@@ -247,6 +247,23 @@ def test_normalize_cli_calibrates_for_a_target_number_of_steps(tiny_runs, capsys
     assert not (tiny_runs / "bad.npz").exists()
 
 
+@pytest.mark.parametrize("method", ["calibrated-channel", "calibrated-bc"])
+def test_normalize_cli_passes_the_calibration_images_to_the_methods_that_need_them(tiny_runs, capsys, method):
+    """The per-channel and bias-corrected calibrations read the calibration images themselves (the first
+    ``--calib-images``): the spec records how many, and without --steps the method is one clear error."""
+    argv = ["normalize", "--dataset", "mnist", "--model", "mlp", "--method", method, "--calib-images", "300"]
+    argv += ["--runs", str(tiny_runs)]
+    assert main([*argv, "--steps", "4"]) == 0
+    spec = load_spec(tiny_runs / "specs" / f"mnist-mlp-{method}-T4.npz")
+    key = "channel_thresholds" if method == "calibrated-channel" else "bias_correction"
+    assert spec.provenance[key]["steps"] == 4 and spec.provenance[key]["images"] == min(
+        300, 256 if "bc" in method else 1024
+    )
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert f"--method {method} needs --steps T" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------- faulty model files
 def _model_file(kind: str, tmp_path):
     """A model file a user might pass to `convert extract` or `convert export-nir`, broken in one way."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,22 @@ def test_agree_refuses(mnist_spec, tmp_path, capsys, extra, fragment):
     assert main([*argv, *extra]) == 2
     assert fragment in _one_error_line(capsys)
     assert not out.exists()
+
+
+def test_a_spec_runs_on_its_own_dataset_by_default(tmp_path, capsys):
+    """Without --dataset, diagnose reads the images of the dataset the spec was converted for (a Fashion-MNIST
+    spec on Fashion-MNIST), where it used to take MNIST's and refuse the spec."""
+    rng = np.random.default_rng(0)
+    spec = NetworkSpec(
+        (1, 28, 28),
+        (Flatten(), Dense(np.abs(rng.normal(size=(10, 784))) * 0.01)),
+        labels=datasets.CLASSES["fashion"],
+        provenance={"dataset": "fashion"},
+    )
+    path = save_spec(spec, tmp_path / "fashion-spec.npz")
+    out = tmp_path / "diag"
+    assert main(["diagnose", "--spec", str(path), "--images", "4", "--steps", "5", "--out", str(out)]) == 0
+    assert json.loads((out / "diagnose.json").read_text())["config"]["dataset"] == "fashion"
 
 
 @pytest.mark.parametrize("command", ["table2", "figures"])

@@ -17,7 +17,7 @@ Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.Argumen
 def spec_args(p: argparse.ArgumentParser, images: int, steps: int) -> None:
     """The options of a command that runs one spec on the first images of a split."""
     p.add_argument("--spec", type=Path, required=True)
-    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"))
+    p.add_argument("--dataset", default=None, choices=("mnist", "fashion"), help="default: the spec's own (else mnist)")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--images", type=positive_int, default=images)
     p.add_argument("--steps", type=positive_int, default=steps)
@@ -31,6 +31,9 @@ def spec_and_images(args: argparse.Namespace):
     from convert.contract.io import load_spec
 
     spec = load_spec(args.spec)
+    if args.dataset is None:  # the dataset the spec was converted for
+        recorded = datasets.spec_dataset(spec)
+        args.dataset = recorded if recorded in datasets.DATASETS else "mnist"
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
     split = datasets.load(args.dataset, args.split, args.root)
     n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
