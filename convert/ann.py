@@ -83,17 +83,23 @@ def rates(spec: NetworkSpec, x: torch.Tensor) -> list[torch.Tensor]:
 def clip_floor_activations(spec: NetworkSpec, x: torch.Tensor, steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
     """:func:`activations` with every spiking layer's ReLU replaced by the clip-floor of T = ``steps`` steps,
 
-        q_l(z) = θ_l/T · clip(floor(z·T/θ_l + 1/2), 0, T),
+        q_l(z) = θ_l/T · clip(floor(z·T/θ_l + f), 0, T),
 
-    the activity (count · θ/T) an IF neuron started at θ/2 with reset by subtraction gives for the constant
-    current z after T steps (docs/qcfs.md). It is exact for the first spiking layer of an analog-input spec
+    with f the start potential as a fraction of θ (``v_init``, or each neuron's ``v_init_neurons``): the
+    activity (count · θ/T) an IF neuron started at f·θ with reset by subtraction gives for the constant current
+    z after T steps (docs/qcfs.md, f = ½ there). It is exact for the first spiking layer of an analog-input spec
     under ``cascade``; deeper layers receive spike trains, not constant currents, so for them it is the model
     of the SNN that calibration corrects against (:mod:`convert.bias_correction`). Returns every spiking
     layer's activity, flattened (N, n_l), and the logits (the output layer's pre-activation)."""
+    starts: dict[int, object] = {}
+    for k, i in enumerate(spec.spiking_indices):
+        f = spec.v_init if spec.v_init_neurons is None else spec.v_init_neurons[k]
+        starts[id(spec.layers[i])] = f if np.ndim(f) == 0 else torch.as_tensor(np.asarray(f), dtype=x.dtype)
 
     def clip_floor(layer, z: torch.Tensor) -> torch.Tensor:
-        theta = layer.threshold
-        return torch.clamp(torch.floor(z * (steps / theta) + 0.5), 0, steps) * (theta / steps)
+        theta, f = layer.threshold, starts[id(layer)]
+        f = f if isinstance(f, float) else f.reshape(z.shape[1:])
+        return torch.clamp(torch.floor(z * (steps / theta) + f), 0, steps) * (theta / steps)
 
     return _forward(spec, x, clip_floor)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from convert import bias_correction, calibration, channel_thresholds, normalize, qcfs
+from convert import bias_correction, calibration, channel_thresholds, normalize, potential_correction, qcfs
 from convert.contract.spec import NetworkSpec
 from convert.stats import ActivationStats
 
@@ -204,6 +204,19 @@ register(
         label="calibrated per channel + BC T={steps}",
         color="C7",
         description="calibrated-channel, then each hidden layer's bias corrected per channel for T steps",
+        paper_row=False,
+        needs_images=True,
+    )
+)
+register(
+    Method(
+        "calibrated-pc",
+        potential_correction.calibrated_potential_corrected,
+        needs_stats=True,
+        options=("steps", "activity"),
+        label="calibrated per channel + BC + PC T={steps}",
+        color="C9",
+        description="calibrated-bc, then a start potential per hidden neuron for T steps (v_init_neurons)",
         paper_row=False,
         needs_images=True,
     )

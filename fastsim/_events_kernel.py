@@ -300,10 +300,10 @@ def _biased_layers(v_off, bias):
 
 
 @nb.njit(cache=True)
-def _start_potentials(v, v_off, v_start):
-    """Every neuron's membrane at the start of an image: layer l's at ``v_start[l]``."""
-    for layer in range(v_off.shape[0] - 1):
-        v[v_off[layer] : v_off[layer + 1]] = v_start[layer]
+def _start_potentials(v, v_start):
+    """Every neuron's membrane at the start of an image: neuron i's at ``v_start[i]``."""
+    for i in range(v_start.shape[0]):
+        v[i] = v_start[i]
 
 
 @nb.njit(cache=True)
@@ -319,9 +319,10 @@ def _longest_run(run_len):
 def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, v_start, graph, delay, zero, out, stop):
     """Simulate every image (in parallel) for ``steps`` steps; ``net``, ``graph`` and ``out`` are the tuples
     that :func:`fastsim.events.run_batch` builds (the network's flat tables, its gates and skip edges
-    (:class:`fastsim.events.GraphTables`); the recorded arrays); ``v_start[l]``: layer l's membrane at the
-    start of every image (v_init · θ_l in the simulation dtype). ``stop[0] != 0``, set by another thread,
-    ends every image at its next chunk of ``CHUNK`` steps (what was recorded is then incomplete)."""
+    (:class:`fastsim.events.GraphTables`); the recorded arrays); ``v_start[i]``: neuron i's membrane at the
+    start of every image (v_init · θ_l, or its own fraction · θ_l, in the simulation dtype). ``stop[0] != 0``,
+    set by another thread, ends every image at its next chunk of ``CHUNK`` steps (what was recorded is then
+    incomplete)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     output_counts, layer_counts, first, synops_curve, potential, neurons = out
     L = sizes.shape[0]
@@ -331,7 +332,7 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, v
     pad = _longest_run(run_len)
     for b in nb.prange(keys.shape[0]):
         v = np.zeros(v_off[L], weights.dtype)
-        _start_potentials(v, v_off, v_start)
+        _start_potentials(v, v_start)
         cur = np.zeros(v_off[L] + pad, weights.dtype)  # padded runs may add zeros past the end
         sk = np.zeros(v_off[L] + pad, weights.dtype)  # the skip edges' currents
         g_off = graph[3]

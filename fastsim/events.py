@@ -88,6 +88,16 @@ def _interruptible(kernel, args: tuple) -> None:
         raise failure[0]
 
 
+def _start_potentials(spec: NetworkSpec, tables) -> np.ndarray:
+    """Every neuron's membrane at the start of an image (float64), in the tables' internal order: internal
+    neuron j of layer l is the spec's neuron ``spec_index[v_off[l] + j]`` of that population."""
+    out = np.empty(int(tables.v_off[-1]), dtype=np.float64)
+    for layer, v0 in enumerate(spec.initial_potentials):
+        lo, hi = int(tables.v_off[layer]), int(tables.v_off[layer + 1])
+        out[lo:hi] = np.asarray(v0, dtype=np.float64)[tables.spec_index[lo:hi]] if np.ndim(v0) else v0
+    return out
+
+
 def run_batch(
     tables: EventTables,
     spec: NetworkSpec,
@@ -154,7 +164,7 @@ def run_batch(
     ckpt = np.asarray(checkpoints, dtype=np.int64)
     zero = spec.reset == "zero"
     graph = tables.graph.as_tuple()
-    v_start = np.asarray(spec.initial_potentials, dtype=wdtype)  # rounded once
+    v_start = _start_potentials(spec, tables).astype(wdtype)  # rounded once
     delay = spec.schedule == "delay"
     args = (mode, keys, thr, xw, given, pixel_ids, steps, ckpt, net, v_start, graph, delay, zero, out)
     _interruptible(run_images, args)

@@ -148,14 +148,21 @@ class Network:
         return isinstance(self.group_scan, Compiled) and self.group_scan.active
 
     def initial_state(self, batch: int) -> NetworkState:
-        """Every population at v_init · θ_l (the spec's own θ, also for a membrane readout's output layer),
-        rounded once to the simulation dtype; 0 by default."""
+        """Every population at v_init · θ_l (the spec's own θ, also for a membrane readout's output layer), or
+        each neuron at its own fraction · θ_l, rounded once to the simulation dtype; 0 by default."""
         return NetworkState(
             tuple(
-                IFState(torch.full((batch, *s.shape), v0, dtype=self.dtype, device=self.device))
+                IFState(self._start(batch, tuple(s.shape), v0))
                 for s, v0 in zip(self.stages, self.spec.initial_potentials, strict=True)
             )
         )
+
+    def _start(self, batch: int, shape: tuple[int, ...], v0) -> torch.Tensor:
+        """A population's membranes at the start: one value, or one per neuron (``v_init_neurons``)."""
+        if np.ndim(v0) == 0:
+            return torch.full((batch, *shape), float(v0), dtype=self.dtype, device=self.device)
+        per_neuron = torch.as_tensor(np.asarray(v0), dtype=self.dtype, device=self.device).reshape(shape)
+        return per_neuron.expand(batch, *shape).clone()
 
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
         fanouts = [s.fanout for s in self.stages]

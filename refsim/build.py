@@ -125,11 +125,12 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     biased = getattr(layer, "bias", None) is not None
     layers = state.spec.layers
     gated = state.index + 1 < len(layers) and is_gate(layers[state.index + 1])  # a max-pool gate reads it
-    v_init = state.spec.v_init != 0.0
+    per_neuron = state.spec.v_init_neurons is not None  # one start potential per neuron (potential correction)
+    v_init = state.spec.v_init != 0.0 or per_neuron
     group = NeuronGroup(
         conn.n_post,
         "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)"
-        + ("\nv0 : 1 (constant, shared)" if v_init else "")
+        + (f"\nv0 : 1 (constant{'' if per_neuron else ', shared'})" if v_init else "")
         + ("\nb : 1 (constant)" if biased else "")
         + (GATE_VARIABLES if gated else ""),
         threshold="v >= theta",
@@ -140,7 +141,8 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     group.theta = np.inf if membrane else layer.threshold  # a membrane output layer never fires (module doc)
     group.image_steps = state.steps
     if v_init:
-        group.v0 = state.spec.initial_potentials[k - 1]  # the spec's θ, also for a membrane output layer
+        group.v0 = state.spec.initial_potentials[k - 1]  # the spec's θ, also for a membrane output layer (an
+        # array (n,) in the population's flattened C order with per-neuron starts, the order of every count)
     start = (IMAGE_START_AT_V0 if v_init else IMAGE_START) + ("\n" + GATE_START if gated else "")
     group.run_regularly(start, when="start", name=f"refsim_layer_{k}_image_start")
     bias = neuron_bias(layer, conn.n_post)

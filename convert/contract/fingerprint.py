@@ -61,6 +61,8 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
         content["readout"] = spec.readout
     if spec.v_init != 0.0:
         content["v_init"] = spec.v_init
+    if spec.v_init_neurons is not None:  # per-neuron start potentials (absent: every older key unchanged)
+        content["v_init_neurons"] = list(spec.v_init_neurons)
     return content
 
 

@@ -17,7 +17,9 @@ the graph: ``MaxPool2d`` gates and skip edges (a layer's ``skip_source``, ``skip
 ``skip_stride``, ``skip_padding``, present only on a layer with a skip); a spec with either is written as
 version 4, every other spec as before. Version 5 added the header key ``v_init`` (the initial membrane potential
 as a fraction of the threshold); a spec with ``v_init`` ≠ 0 is written as version 5, which may hold everything
-of version 4, and every other spec as before.
+of version 4, and every other spec as before. Version 6 added per-neuron start potentials: the header key
+``v_init_neurons``, a list naming one float64 array (n_l,) per spiking population (``v_init_neurons.<k>``,
+always float64: a fraction just below 1 must not round up to 1); a spec with them is written as version 6.
 
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
@@ -37,10 +39,18 @@ from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import FAMILIES, family_of, supported
 from convert.layers import skip as skip_edge
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
 #: header keys each format version adds to _SPEC_FIELDS
-_VERSION_FIELDS = {1: (), 2: ("readout",), 3: ("readout",), 4: ("readout",), 5: ("readout", "v_init")}
+_VERSION_FIELDS = {
+    1: (),
+    2: ("readout",),
+    3: ("readout",),
+    4: ("readout",),
+    5: ("readout", "v_init"),
+    6: ("readout", "v_init", "v_init_neurons"),
+}
+_NEURON_STARTS = "v_init_neurons."  # the arrays of per-neuron start potentials (version 6)
 #: layer array fields that may be absent (None), and the first version that holds them
 _OPTIONAL_ARRAYS = {"bias": 3}
 #: layer fields present only on a layer with a skip edge (convert.layers.skip), from version 4
@@ -73,9 +83,14 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         version = 4
     if spec.v_init != 0.0:  # an initial membrane potential
         version = 5
+    if spec.v_init_neurons is not None:  # one per neuron
+        version = 6
     header = {"format_version": version, "layers": layers}
     for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
         value = getattr(spec, name)
+        if name == "v_init_neurons":
+            value = [f"{_NEURON_STARTS}{k}" for k in range(len(value))]
+            arrays.update(dict(zip(value, spec.v_init_neurons, strict=True)))
         header[name] = list(value) if isinstance(value, tuple) else value
     return header, arrays
 
@@ -106,6 +121,10 @@ _HEADER_TYPES: dict[str, tuple[Any, str]] = {
     "provenance": (lambda v: isinstance(v, dict), "a JSON object"),
     "readout": (lambda v: isinstance(v, str), "a string"),
     "v_init": (_is_number, "a number (the initial membrane potential as a fraction of the threshold)"),
+    "v_init_neurons": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "a list of array names (one per spiking population)",
+    ),
 }
 _ARRAY_FIELD: tuple[Any, str] = (lambda v: isinstance(v, str), "the name of an array in the file")
 _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
@@ -186,6 +205,11 @@ def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkS
     _check_types("header", header, _HEADER_TYPES)
     layers = tuple(_layer_from_dict(i, entry, arrays, version) for i, entry in enumerate(header["layers"]))
     kwargs = {name: header[name] for name in fields}
+    if "v_init_neurons" in kwargs:
+        missing = [name for name in kwargs["v_init_neurons"] if name not in arrays]
+        if missing:
+            raise SpecError(f"header.v_init_neurons: array {missing[0]!r} missing from the file")
+        kwargs["v_init_neurons"] = [arrays[name] for name in kwargs["v_init_neurons"]]
     try:
         return NetworkSpec(layers=layers, **kwargs)
     except (TypeError, ValueError) as err:
@@ -207,12 +231,13 @@ def save_spec(spec: NetworkSpec, path: str | os.PathLike[str], precision: str = 
     published Fashion VGG's data-based spec: 7.0 MB → 3.5 MB) and changes nothing for the float32 engines
     (fastsim's torch and event engines at ``dtype=float32`` round every weight to float32 once, as this does); a
     float64 run of such a file simulates the float32-rounded weights (every engine reading it sees one network).
-    Thresholds, rates and the other scalars stay float64 in the JSON header either way."""
+    Thresholds, rates and the other scalars stay float64 in the JSON header either way, and per-neuron start
+    potentials float64 in the file."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     header, arrays = to_dict(spec)
     if precision == "float32":
-        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
+        arrays = {k: v if k.startswith(_NEURON_STARTS) else np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
     return write_npz(path, header, arrays)
 
 

@@ -21,7 +21,10 @@ simulator takes neuron parameters or time semantics as arguments:
   ``"membrane"`` (the output layer integrates but never spikes nor resets; argmax of its potential);
 * ``v_init``: every population's membrane potential at the start of each image, as a fraction of its own
   threshold: v_l(0) = v_init · θ_l, in [0, 1). 0 is the paper's (and Brian2's) rest; ½ centres the
-  rate's rounding error of reset by subtraction (Bu et al. 2022, "Optimal ANN-SNN conversion").
+  rate's rounding error of reset by subtraction (Bu et al. 2022, "Optimal ANN-SNN conversion");
+* ``v_init_neurons``: None, or one start potential per neuron, as a fraction of the threshold in [0, 1): a
+  float64 array (n_l,) per spiking population in order (flattened C order), in place of ``v_init`` (potential
+  correction, Li et al. 2021: :mod:`convert.potential_correction`).
 
 The exact discrete-time semantics are in docs/semantics.md; the file format in docs/spec-format.md.
 """
@@ -88,6 +91,32 @@ def _fraction(value: Any) -> float:
     return v
 
 
+def _neuron_fractions(value: Any, sizes: list[int]) -> tuple[np.ndarray, ...] | None:
+    """``v_init_neurons`` as read-only float64 arrays, one (n_l,) per spiking population, every entry in
+    [0, 1); or a :class:`SpecError` naming the population and what is wrong."""
+    if value is None:
+        return None
+    value = tuple(value)
+    if len(value) != len(sizes):
+        raise SpecError(
+            f"v_init_neurons: {len(value)} arrays for {len(sizes)} spiking populations; give one per population"
+        )
+    out = []
+    for k, (v, n) in enumerate(zip(value, sizes, strict=True)):
+        a = np.array(v, dtype=np.float64).reshape(-1) if np.size(v) == n else None
+        if a is None:
+            raise SpecError(f"v_init_neurons[{k}]: shape {np.shape(v)} for a population of {n} neurons; give ({n},)")
+        bad = ~((a >= 0.0) & (a < 1.0))  # NaN is bad too
+        if bad.any():
+            raise SpecError(
+                f"v_init_neurons[{k}]: {int(bad.sum())} start potentials outside [0, 1) "
+                f"(e.g. {float(a[bad][0])!r}): each is a fraction of the threshold"
+            )
+        a.setflags(write=False)
+        out.append(a)
+    return tuple(out)
+
+
 @dataclass(frozen=True, eq=False)
 class NetworkSpec:
     """A converted spiking network; see the module docstring for every field's meaning."""
@@ -103,6 +132,7 @@ class NetworkSpec:
     provenance: dict[str, Any] = field(default_factory=dict)
     readout: str = "spikes"
     v_init: float = 0.0
+    v_init_neurons: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -138,6 +168,7 @@ class NetworkSpec:
             raise SpecError(f"labels: {len(labels)} class labels for {n_out} output neurons")
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "provenance", dict(self.provenance))
+        object.__setattr__(self, "v_init_neurons", _neuron_fractions(self.v_init_neurons, self.population_sizes))
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -215,9 +246,12 @@ class NetworkSpec:
         return [self.layers[i].threshold for i in self.spiking_indices]
 
     @property
-    def initial_potentials(self) -> list[float]:
+    def initial_potentials(self) -> list[Any]:
         """Each population's membrane at the start of an image, v_init · θ_l (float64; engines round it once to
-        their dtype), with the layer's own θ also for a membrane readout's output layer."""
+        their dtype), with the layer's own θ also for a membrane readout's output layer; with
+        ``v_init_neurons``, an array (n_l,) per population, each neuron's fraction · θ_l."""
+        if self.v_init_neurons is not None:
+            return [f * theta for f, theta in zip(self.v_init_neurons, self.thresholds, strict=True)]
         return [self.v_init * theta for theta in self.thresholds]
 
     @property
@@ -239,7 +273,14 @@ class NetworkSpec:
             == (other.reset, other.schedule, other.dt_ms, other.encoding, other.max_rate_hz, other.labels)
             and self.readout == other.readout
             and self.v_init == other.v_init
+            and _same_arrays(self.v_init_neurons, other.v_init_neurons)
             and self.provenance == other.provenance
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _same_arrays(a: tuple[np.ndarray, ...] | None, b: tuple[np.ndarray, ...] | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

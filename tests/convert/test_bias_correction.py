@@ -65,6 +65,7 @@ def test_a_conv_layer_is_corrected_per_channel_and_a_pool_is_skipped():
         input_shape=(1, 6, 6),
         layers=(Conv2d(rng.normal(size=(3, 1, 3, 3))), AvgPool2d(2), Flatten(), Dense(rng.normal(size=(2, 12)))),
         readout="spikes",
+        v_init=0.5,
     )
     x = rng.random((50, 1, 6, 6))
     new, corrections = bias_correction.bias_corrected(spec, x, 3)

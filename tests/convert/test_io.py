@@ -58,7 +58,7 @@ def test_a_bias_is_written_as_version_3_and_only_there(tmp_path, tiny_cnn):
     save_spec(spec, tmp_path / "b.npz")
     z = np.load(tmp_path / "b.npz")
     header = json.loads(bytes(z["header"]).decode())
-    assert header["format_version"] == 3 and FORMAT_VERSION == 5 and header["readout"] == "spikes"
+    assert header["format_version"] == 3 and FORMAT_VERSION == 6 and header["readout"] == "spikes"
     assert "bias" not in header["layers"][0] and header["layers"][-1]["bias"] in z
     back = load_spec(tmp_path / "b.npz")
     assert back == spec and back.layers[-1].bias.tolist() == [0.5, -0.25, 0.0, 1.0]
@@ -228,6 +228,13 @@ MALFORMED = {
     "version 5 without v_init": (_v5(), "missing field 'v_init'"),
     "v_init of a threshold": (_v5(v_init=1.0), "v_init must be a fraction"),
     "wrong-typed v_init": (_v5(v_init="half"), "header.v_init: must be a number"),
+    "v_init_neurons in a version-5 file": (_v5(v_init=0.5, v_init_neurons=["x"]), "unknown field 'v_init_neurons'"),
+    "version 6 without v_init_neurons": (_v5(format_version=6, v_init=0.5), "missing field 'v_init_neurons'"),
+    "v_init_neurons naming no array": (
+        _v5(format_version=6, v_init=0.5, v_init_neurons=["v_init_neurons.0", "v_init_neurons.1"]),
+        "header.v_init_neurons: array 'v_init_neurons.0' missing from the file",
+    ),
+    "wrong-typed v_init_neurons": (_v5(format_version=6, v_init=0.5, v_init_neurons=3), "must be a list of array"),
 }
 
 
@@ -259,6 +266,19 @@ def test_an_initial_potential_is_written_as_version_5_and_only_there(tmp_path, t
     assert back == spec and back.v_init == 0.5 and back != dataclasses.replace(spec, v_init=0.0)
     save_spec(dataclasses.replace(spec, v_init=0.0), tmp_path / "rest.npz")
     assert json.loads(bytes(np.load(tmp_path / "rest.npz")["header"]).decode())["format_version"] == 1
+
+
+def test_per_neuron_starts_are_written_as_version_6_and_only_there(tmp_path, tiny_cnn):
+    """v_init_neurons: a version-6 file naming one float64 array per population, read back equal."""
+    starts = [np.linspace(0, 0.9, n) for n in tiny_cnn.population_sizes]
+    spec = dataclasses.replace(tiny_cnn, v_init=0.5, reset="subtract", v_init_neurons=starts)
+    save_spec(spec, tmp_path / "n.npz")
+    header = json.loads(bytes(np.load(tmp_path / "n.npz")["header"]).decode())
+    assert header["format_version"] == 6 and header["v_init_neurons"][0] == "v_init_neurons.0"
+    back = load_spec(tmp_path / "n.npz")
+    assert back == spec and back != dataclasses.replace(spec, v_init_neurons=None)
+    save_spec(dataclasses.replace(spec, v_init_neurons=None), tmp_path / "v5.npz")
+    assert json.loads(bytes(np.load(tmp_path / "v5.npz")["header"]).decode())["format_version"] == 5
 
 
 def test_a_float32_file_is_half_the_size_and_runs_the_same_in_float32(tmp_path) -> None:

@@ -13,6 +13,7 @@ says otherwise:
 * ``calibrated-channel``: then a threshold per channel of every hidden layer (:mod:`convert.channel_thresholds`);
 * ``calibrated-bc``: those, then each hidden layer's bias corrected per channel for T against the SNN's activity
   measured by fastsim (:mod:`convert.bias_correction`, :func:`fastsim.calibration.simulated_activity`);
+* ``calibrated-pc``: then a start potential per hidden neuron (:mod:`convert.potential_correction`);
 * ``qcfs``: the network's twin trained with QCFS activations (:mod:`convert.qcfs`, L = 8), compared with its own
   (quantized) ANN.
 
@@ -97,7 +98,7 @@ class LatencyConfig:
     qcfs_models: str | None = "docs/results/models-qcfs"
     agreement_images: int = 10  # Brian2 (cpp_standalone) against fastsim float64 on these (0: no check)
     agreement_steps: int = 64
-    agreement_rows: tuple[tuple[str, int | None], ...] = (("calibrated-bc", 8), ("qcfs", None))  # (row, its T)
+    agreement_rows: tuple[tuple[str, int | None], ...] = (("calibrated-pc", 8), ("qcfs", None))  # (row, its T)
     out: str = "latency"
 
     def __post_init__(self) -> None:

@@ -32,6 +32,8 @@ ROWS: tuple[LatencyRow, ...] = (
                per_steps=True, max_steps=64),
     LatencyRow("calibrated-bc", "calibrated per channel + bias correction", "calibrated-bc", CASCADE_HALF,
                per_steps=True, max_steps=64),
+    LatencyRow("calibrated-pc", "calibrated per channel + bias + potential correction", "calibrated-pc",
+               CASCADE_HALF, per_steps=True, max_steps=64),
     LatencyRow("qcfs", "QCFS (L = 8)", "qcfs", CASCADE_HALF),
 )  # fmt: skip
 ROW_NAMES = tuple(r.name for r in ROWS)
