@@ -20,7 +20,8 @@ What NIR's IF cannot express is refused unless ``lossy=True`` (then written with
   reset the delay schedule drops the input that arrives in a spike's step, which no delayed cascade does, and
   none of the four importers maps ``Delay``;
 * ``reset="subtract"``: NIR's IF resets to ``v_reset``; there is no reset by subtraction;
-* ``v_init`` ≠ 0: an IF node has no initial potential (the metadata keeps it for the round trip).
+* ``v_init`` ≠ 0: an IF node has no initial potential (the metadata keeps it for the round trip);
+* ``v_init_neurons``: nor one per neuron (dropped, also from the metadata, which holds no arrays).
 
 The graph's metadata holds ``snn_balance`` (JSON: the spec's header, with its exact float64 thresholds), from
 which :func:`convert.nir_import.from_nir` restores the spec exactly, and ``graph_semantics`` (what the nodes
@@ -29,6 +30,7 @@ mean by NIR's definitions: ``cascade`` schedule, reset to zero).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -73,11 +75,13 @@ def unexpressed(spec: NetworkSpec) -> list[str]:
         out.append(f"reset {spec.reset!r}: NIR's IF resets to v_reset (here 0) and has no reset by subtraction")
     if spec.v_init != 0.0:
         out.append(f"v_init {spec.v_init:g}: NIR's IF nodes hold no initial potential; other simulators start at 0")
+    if spec.v_init_neurons is not None:
+        out.append("v_init_neurons: NIR's IF nodes hold no per-neuron start potentials (dropped, also in the metadata)")
     return out
 
 
 def _metadata(spec: NetworkSpec, lost: list[str]) -> dict[str, Any]:
-    header, _ = to_dict(spec)
+    header, _ = to_dict(dataclasses.replace(spec, v_init_neurons=None))  # the metadata holds no arrays
     header["thresholds"] = spec.thresholds  # exact float64 values (the IF nodes hold float32 steps below)
     return {
         "snn_balance": json.dumps(header),
