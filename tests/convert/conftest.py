@@ -40,3 +40,20 @@ def tiny_cnn(rng: np.random.Generator) -> NetworkSpec:
             Dense(rng.normal(size=(4, 27))),
         ),
     )
+
+
+@pytest.fixture
+def random_mnist_mlp() -> NetworkSpec:
+    """784-32-16-10 with random weights (seed 5) scaled so that every layer is active on MNIST, membrane
+    readout: the calibration tests' network (bias and potential correction shrink its layers' mean errors)."""
+    rng = np.random.default_rng(5)
+    return NetworkSpec(
+        input_shape=(1, 28, 28),
+        layers=(
+            Flatten(),
+            Dense(rng.normal(size=(32, 784)) * 0.05),
+            Dense(rng.normal(size=(16, 32)) * 0.3),
+            Dense(rng.normal(size=(10, 16))),
+        ),
+        readout="membrane",
+    )
