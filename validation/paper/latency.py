@@ -152,7 +152,9 @@ def _simulate(spec, dataset, test, n, checkpoints, cfg, cache: Path, bar) -> Spi
         path = cache / f"{dataset}-{short(key)}.npz"
         part = read_cached(path, key, SpikeRecord.load, lambda r: r.meta)
         if part is None:
-            part = simulate_part(spec, test, lo, hi, horizon, checkpoints, cfg).with_meta(**{KEY_FIELD: key})
+            start = time.monotonic()
+            part = simulate_part(spec, test, lo, hi, horizon, checkpoints, cfg)
+            part = part.with_meta(**{KEY_FIELD: key, "wall_s": time.monotonic() - start})
             part.save(path)
         bar.update((hi - lo) * horizon)
         parts.append(part)

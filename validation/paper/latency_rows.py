@@ -33,7 +33,7 @@ ROWS: tuple[LatencyRow, ...] = (
     LatencyRow("calibrated-bc", "calibrated per channel + bias correction", "calibrated-bc", CASCADE_HALF,
                per_steps=True, max_steps=64),
     LatencyRow("calibrated-pc", "calibrated per channel + bias + potential correction", "calibrated-pc",
-               CASCADE_HALF, per_steps=True, max_steps=64),
+               CASCADE_HALF, per_steps=True),
     LatencyRow("qcfs", "QCFS (L = 8)", "qcfs", CASCADE_HALF),
 )  # fmt: skip
 ROW_NAMES = tuple(r.name for r in ROWS)
