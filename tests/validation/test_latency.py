@@ -47,6 +47,10 @@ def test_latency_on_a_briefly_trained_mlp_and_its_qcfs_twin(tmp_path):
     # a few steps are where the rows differ: at T = 2 the delay schedule has given the output no input yet
     delay = next(e for e in entries if e["row"] == "data-subtract-half-delay" and e["steps"] == 2)
     assert delay["snn_accuracy"] < 0.5 * delay["ann_accuracy"]
+    # every row's spec is saved for the diagnosis: one per T for a calibrated row, one for the others
+    assert (runs / "specs" / "mnist-mlp-calibrated-pc-T4.npz").exists() and (
+        runs / "specs" / "mnist-mlp-qcfs.npz"
+    ).exists()
     out = runs / "latency"
     md = (out / "latency.md").read_text()
     assert "mnist-mlp" in md and "T = 8" in md and "CIFAR-10" in md

@@ -191,7 +191,13 @@ def cmd_latency(args: argparse.Namespace) -> int:
     from validation.paper.networks import PUBLISHED_MODELS, use_given_models
 
     networks = tuple(args.networks) if args.networks else PAPER_NETWORKS + (DEEPER_NETWORKS if args.deeper else ())
-    cfg = LatencyConfig(networks=networks, images=args.images, deeper_images=args.deeper_images)
+    cfg = LatencyConfig(
+        networks=networks,
+        images=args.images,
+        deeper_images=args.deeper_images,
+        agreement_images=args.agreement_images,
+        out=args.out,
+    )
     if args.rows:
         cfg = dataclasses.replace(cfg, rows=tuple(args.rows))
     if args.steps:
@@ -325,6 +331,10 @@ def register(add: Add) -> None:
     p.add_argument("--networks", type=network_name, nargs="+", default=None, help="networks as dataset-model")
     p.add_argument("--rows", nargs="+", default=None, help="rows to run (default: all; see docs/calibration.md)")
     p.add_argument("--steps", type=positive_int, nargs="+", default=None, help="T's (default 4 8 16 32 64 128 256)")
+    p.add_argument(
+        "--agreement-images", type=nonnegative_int, default=10, help="Brian2 checks of the new rows (0: none)"
+    )
+    p.add_argument("--out", type=folder_name, default="latency", help="results folder under the runs folder")
     build_dir_arg(p)
 
     p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")

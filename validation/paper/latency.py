@@ -22,7 +22,8 @@ Per (network, row, input, T): the SNN's accuracy with its 95 % Wilson interval, 
 images with the paired 95 % interval, and the exact McNemar test against the ANN. Every simulation is cached by
 content (the spec's fingerprint, the test split's recorded hash, the images, the horizon, the checkpoints, the
 input seed and the engine) in parts of ``part_images`` images, so an interrupted table resumes. Written to
-``<runs>/latency/`` (``latency.json``, ``latency.md``, ``latency.png``).
+``<runs>/latency/`` (``latency.json``, ``latency.md``, ``latency.png``); every row's spec to
+``<runs>/specs/<dataset>-<model>-<row>[-T<T>].npz`` (``validation diagnose --spec`` reads them).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from convert.contract.fingerprint import (
     short,
     spec_fingerprint,
 )
+from convert.contract.io import save_spec
 from convert.contract.provenance import (
     atomic_path,
     check_outputs,
@@ -314,6 +316,9 @@ def run_latency(
     for ds, model in todo:
         start = time.monotonic()
         built = network_specs(ds, model, cfg, root, runs)
+        for name, by_t in built["specs"].items():  # for the diagnosis and other tools
+            for t, spec in by_t.items():
+                save_spec(spec, runs / "specs" / f"{ds}-{model}-{name}{'' if t is None else f'-T{t}'}.npz")
         bar = tqdm(
             total=image_steps(built, cfg), unit="img-step", unit_scale=True, desc=f"{ds}-{model}", disable=not progress
         )
