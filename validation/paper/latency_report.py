@@ -51,7 +51,7 @@ def markdown(results: dict[str, Any]) -> str:
     for net, by_line in _by_network(results["entries"]).items():
         anns = sorted({(e["ann"], e["ann_accuracy"]) for line in by_line.values() for e in line.values()})
         ann_text = ", ".join(f"{kind} ANN {100 * acc:.2f} %" for kind, acc in anns)
-        wall = f"; {walls[net] / 60:.1f} min" if net in walls else ""
+        wall = f"; this run {walls[net] / 60:.1f} min, cached parts read" if net in walls else ""
         lines += [f"## {net} ({ann_text}{wall})", ""]
         body = []
         for (name, encoding), by_t in by_line.items():
@@ -126,7 +126,11 @@ def plot(results: dict[str, Any]) -> bytes:
         ax.set_title(net)
         ax.set_xlabel("T (steps)")
         ax.set_ylabel("SNN − ANN (pp)")
-    axes[0][0].legend(fontsize=6, loc="lower right")
+    seen: dict[str, Any] = {}  # every line's label once (a row may be on some panels only: QCFS on the CNNs)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    axes[0][-1].legend(list(seen.values()), list(seen), fontsize=6, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
