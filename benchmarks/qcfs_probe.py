@@ -8,7 +8,7 @@ data-based normalization (the main job's calibration set) and the same θ/2 star
 comparison. Analog (``current``) input and the ``cascade`` schedule, read out by spikes and by the output
 membrane; every row on the same test images: the SNN's accuracy with its Wilson interval, and the exact
 McNemar test against the ANN on the same images. Writes ``benchmarks/qcfs-probe/<dataset>-<model>-<method>``
-``.{md,json}`` (a latency table over every network will supersede it).
+``.{md,json}`` (superseded by the latency table, `python -m validation latency`, docs/results/latency/).
 """
 
 from __future__ import annotations
