@@ -206,9 +206,9 @@ def to_snn(
     * ``dataset``: whose class names the spec's labels are (default: the calibration dataset's, if named);
     * ``check``: run the ANN check of the module docstring and warn (:class:`ConversionWarning`);
     * ``progress``: show a progress bar while the activation statistics are collected;
-    * ``options``: the method's options (``threshold``, ``percentile``, ``previous``, ``steps``) and the spec's fields
-      (``schedule``, ``encoding``, ``readout``, ``v_init``, ``max_rate_hz``, ``dt_ms``); any other is a
-      TypeError.
+    * ``options``: the method's options (``threshold``, ``percentile``, ``previous``, ``steps``, ``activity``) and the
+      spec's fields (``schedule``, ``encoding``, ``readout``, ``v_init``, ``max_rate_hz``, ``dt_ms``); any other is
+      a TypeError.
 
     ``report`` is the method's :class:`~convert.normalize.NormalizationReport` (per-layer divisors and
     thresholds; ``report.table()`` prints them); ``spec.provenance["to_snn"]`` records the calibration, the
