@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from convert.contract.spec import NetworkSpec
-from convert.normalize import NormalizationReport, _apply, _chained_divisors
+from convert.normalize import NormalizationReport, apply_divisors, chained_divisors
 from convert.stats import ActivationStats
 
 __all__ = ["PERCENTILES", "N_FRACTIONS", "candidates", "clip_floor_error", "calibrated_scale", "calibrated"]
@@ -90,8 +90,8 @@ def calibrated(spec: NetworkSpec, stats: ActivationStats, steps: Any = None) -> 
         lam, details = calibrated_scale(stats.samples[li], steps, stats.max[li] or None)
         return lam, {**details, "exact": stats.exact(li)}
 
-    divisors, infos = _chained_divisors(spec, scale_of)
-    new, report = _apply(spec, divisors, [1.0] * len(divisors), "calibrated", {"steps": steps}, infos)
+    divisors, infos = chained_divisors(spec, scale_of)
+    new, report = apply_divisors(spec, divisors, [1.0] * len(divisors), "calibrated", {"steps": steps}, infos)
     lambdas = [info.get("lambda") for info in infos]  # None: a pooling layer (no scale of its own)
     provenance = {**new.provenance, "calibrated": {"steps": steps, "lambda": lambdas}}
     return dataclasses.replace(new, v_init=0.5, reset="subtract", provenance=provenance), report

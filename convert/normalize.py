@@ -71,7 +71,7 @@ def max_positive_weight(layer: object) -> float:
     return _spiking_family(layer).max_positive_weight(layer)
 
 
-def _apply(
+def apply_divisors(
     spec: NetworkSpec,
     divisors: list[float],
     thresholds: list[float],
@@ -79,6 +79,10 @@ def _apply(
     options: dict[str, Any],
     infos: list[dict[str, Any]],
 ) -> tuple[NetworkSpec, NormalizationReport]:
+    """The normalized spec and its report: every spiking layer l's weights divided by its divisor d_l, its bias
+    by the cumulative scale Λ_l (:func:`node_scales`), a skip edge's weights multiplied by Λ_source/Λ_l, its threshold
+    set to ``thresholds[l]``; the provenance names ``method`` and its ``options``. The one place every method (and
+    the QCFS copy, :mod:`convert.from_torch`) writes scales into a spec."""
     layers = list(spec.layers)
     scales = node_scales(spec, divisors)
     for d, t, i in zip(divisors, thresholds, spec.spiking_indices, strict=True):
@@ -120,7 +124,7 @@ def _info(layer) -> dict[str, Any]:
     return {"type": type(layer).__name__}
 
 
-def _chained_divisors(
+def chained_divisors(
     spec: NetworkSpec, scale_of: Callable[[int, Any], tuple[float, dict[str, Any]]], keep_applied: bool = False
 ) -> tuple[list[float], list[dict[str, Any]]]:
     """The layer walk shared by data-based and robust normalization.
@@ -154,7 +158,7 @@ def baseline(spec: NetworkSpec, threshold: float = 1.0) -> tuple[NetworkSpec, No
         raise SpecError(f"threshold must be a positive finite number, got {threshold!r}")
     n = len(spec.spiking_indices)
     infos = [_info(spec.layers[i]) for i in spec.spiking_indices]
-    return _apply(spec, [1.0] * n, [float(threshold)] * n, "baseline", {"threshold": threshold}, infos)
+    return apply_divisors(spec, [1.0] * n, [float(threshold)] * n, "baseline", {"threshold": threshold}, infos)
 
 
 def _max_drive(layer: Any, previous: float, skip_scale: float) -> float:
@@ -202,7 +206,7 @@ def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[Netwo
         divisors.append(d)
         infos.append(info)
     options = {"normalize_output": normalize_output}
-    return _apply(spec, divisors, [1.0] * len(divisors), "model", options, infos)
+    return apply_divisors(spec, divisors, [1.0] * len(divisors), "model", options, infos)
 
 
 def data_based(
@@ -225,8 +229,8 @@ def data_based(
         scale = max(max_wt, max_act)
         return scale, {"max_weight": max_wt, "max_activation": max_act, "scale": scale}
 
-    divisors, infos = _chained_divisors(spec, scale_of, keep_applied=previous == "applied")
-    return _apply(spec, divisors, [1.0] * len(divisors), "data", {"previous": previous}, infos)
+    divisors, infos = chained_divisors(spec, scale_of, keep_applied=previous == "applied")
+    return apply_divisors(spec, divisors, [1.0] * len(divisors), "data", {"previous": previous}, infos)
 
 
 def robust(
@@ -242,5 +246,5 @@ def robust(
         lam = stats.percentile(li, percentile)
         return lam, {"percentile_activation": lam, "exact": stats.exact(li)}
 
-    divisors, infos = _chained_divisors(spec, scale_of)
-    return _apply(spec, divisors, [1.0] * len(divisors), "robust", {"percentile": percentile}, infos)
+    divisors, infos = chained_divisors(spec, scale_of)
+    return apply_divisors(spec, divisors, [1.0] * len(divisors), "robust", {"percentile": percentile}, infos)

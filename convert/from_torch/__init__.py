@@ -120,7 +120,7 @@ def _with_qcfs_scales(spec: NetworkSpec, scales: list[tuple[float, int] | None])
     weights · λ_j/λ_l), λ = 1 for a layer without QCFS; a pool passes the λ below it through (divisor 1). The
     provenance names the method ``qcfs`` and holds each spiking layer's λ and L (convert/qcfs.py)."""
     from convert.layers import family_of
-    from convert.normalize import _apply
+    from convert.normalize import apply_divisors
 
     divisors, lams, previous = [], [], 1.0
     for i, scale in zip(spec.spiking_indices, scales, strict=True):
@@ -133,7 +133,7 @@ def _with_qcfs_scales(spec: NetworkSpec, scales: list[tuple[float, int] | None])
         lams.append(lam)
         previous = lam
     infos = [{"type": type(spec.layers[i]).__name__} for i in spec.spiking_indices]
-    spec, _ = _apply(spec, divisors, [1.0] * len(divisors), "qcfs", {}, infos)
+    spec, _ = apply_divisors(spec, divisors, [1.0] * len(divisors), "qcfs", {}, infos)
     info = {"lambda": lams, "levels": [None if s is None else s[1] for s in scales]}
     return dataclasses.replace(spec, provenance={**spec.provenance, "qcfs": info})
 
