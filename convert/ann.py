@@ -104,14 +104,24 @@ def clip_floor_activations(spec: NetworkSpec, x: torch.Tensor, steps: int) -> tu
     return _forward(spec, x, clip_floor)
 
 
-def layer_activities(spec: NetworkSpec, images, batch_size: int = 256) -> list[np.ndarray]:
-    """Every spiking layer's ANN activity (:func:`activations`) on ``images`` as float64 arrays (N, n_l),
-    computed ``batch_size`` images at a time."""
+def batched_activities(
+    forward: Callable[[NetworkSpec, torch.Tensor], tuple[list[torch.Tensor], torch.Tensor]],
+    spec: NetworkSpec,
+    images,
+    batch_size: int = 256,
+) -> list[np.ndarray]:
+    """Every spiking layer's activity by ``forward`` (:func:`activations`, or :func:`clip_floor_activations`
+    with its T bound) on ``images``, as arrays (N, n_l), computed ``batch_size`` images at a time."""
     out: list[list[np.ndarray]] = []
     for i in range(0, len(images), batch_size):
-        acts, _ = activations(spec, as_input(spec, images[i : i + batch_size]))
+        acts, _ = forward(spec, as_input(spec, images[i : i + batch_size]))
         out.append([a.numpy() for a in acts])
     return [np.concatenate(layer) for layer in zip(*out, strict=True)]
+
+
+def layer_activities(spec: NetworkSpec, images, batch_size: int = 256) -> list[np.ndarray]:
+    """Every spiking layer's ANN activity (:func:`activations`) on ``images`` as float64 arrays (N, n_l)."""
+    return batched_activities(activations, spec, images, batch_size)
 
 
 def predict(spec: NetworkSpec, images, batch_size: int = 1000) -> np.ndarray:

@@ -4,12 +4,12 @@ per output channel, the mean error between the ANN's activity and the SNN's acti
 from the input, so that each layer's correction sees the layers below it already corrected.
 
 The SNN's activity after T steps is modelled by the clip-floor forward (:func:`convert.ann.clip_floor_activations`,
-every spiking layer q(z) = θ/T · clip(floor(z·T/θ + 1/2), 0, T)): exact for the first spiking layer of an
-analog-input spec under ``cascade`` with θ/2 start and reset by subtraction, a model for the deeper ones (their
-input is a spike train, not a constant current). The reference code measures the deeper layers' activity in the
-SNN itself; the converter imports no simulator, so a simulator's measurement is passed in as ``activity``
-(``fastsim.calibration.simulated_activity``, what ``validation latency`` uses). On the Fashion VGG (500 test
-images, 256 calibration images) the clip-floor model gains nothing over the thresholds alone, the measured
+every spiking layer q(z) = θ/T · clip(floor(z·T/θ + f), 0, T), f the start fraction, ½ for a calibrated spec): exact
+for the first spiking layer of an analog-input spec under ``cascade`` with reset by subtraction, a model for the
+deeper ones (their input is a spike train, not a constant current). The reference code measures the deeper layers'
+activity in the SNN itself; the converter imports no simulator, so a simulator's measurement is passed in as
+``activity`` (``fastsim.calibration.simulated_activity``, what ``validation latency`` uses). On the Fashion VGG (500
+test images, 256 calibration images) the clip-floor model gains nothing over the thresholds alone, the measured
 activity 12–15 pp at T = 4–8 (docs/calibration.md).
 
 For layer l with channel c (a Conv2d's output channel, a Dense layer's neuron):
@@ -38,7 +38,6 @@ from convert.stats import ActivationStats
 __all__ = ["BIAS_IMAGES", "bias_corrected", "calibrated_bias_corrected", "clip_floor_activity"]
 
 BIAS_IMAGES = 256  # calibration images the correction averages over (the first ones given)
-_BATCH = 256
 
 
 Activity = Callable[[NetworkSpec, np.ndarray, int], list[np.ndarray]]
@@ -47,11 +46,7 @@ Activity = Callable[[NetworkSpec, np.ndarray, int], list[np.ndarray]]
 def clip_floor_activity(spec: NetworkSpec, images: np.ndarray, steps: int) -> list[np.ndarray]:
     """The default model of the SNN's activity after T steps: every spiking layer's clip-floor activity
     (:func:`convert.ann.clip_floor_activations`), flattened (N, n_l)."""
-    out: list[list[np.ndarray]] = []
-    for i in range(0, len(images), _BATCH):
-        acts, _ = ann.clip_floor_activations(spec, ann.as_input(spec, images[i : i + _BATCH]), steps)
-        out.append([a.numpy() for a in acts])
-    return [np.concatenate(layer) for layer in zip(*out, strict=True)]
+    return ann.batched_activities(lambda s, x: ann.clip_floor_activations(s, x, steps), spec, images)
 
 
 def _channel_means(values: np.ndarray, channels: int) -> np.ndarray:
