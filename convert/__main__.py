@@ -55,6 +55,7 @@ def _train_config(args: argparse.Namespace):
         shift=args.shift,
         activation=args.activation,
         levels=args.levels if args.levels is not None or args.activation == "relu" else DEFAULT_LEVELS,
+        init=str(args.init) if args.init is not None else None,
     )
 
 
@@ -269,6 +270,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help=f"qcfs: the quantization steps L, the SNN's steps for an exact first layer (default {DEFAULT_LEVELS})",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="qcfs: fine-tune from this trained checkpoint of the same model (e.g. the ReLU network's), each λ "
+        "starting at the 99.9th percentile of its ReLU activations (convert/finetune.py), not from scratch",
     )
     p.add_argument("--train-images", type=count_or_all, default="all", help="first N images, or all (default)")
     p.add_argument(

@@ -38,6 +38,7 @@ class TrainConfig:
     shift: int = 0  # augmentation: every training image moved by up to ±shift pixels each way (0: none)
     activation: str = "relu"  # or "qcfs": convert.qcfs.QCFS in place of every ReLU (models.build)
     levels: int | None = None  # QCFS's quantization steps L (activation "qcfs" only)
+    init: str | None = None  # a trained checkpoint of the same model to start from (convert.finetune; qcfs only)
 
     def __post_init__(self) -> None:
         """Refuse impossible settings (0 epochs would save an untrained network) with a ValueError naming them."""
@@ -67,6 +68,14 @@ class TrainConfig:
         if self.dropout is not None:
             object.__setattr__(self, "dropout", tuple(float(p) for p in self.dropout))
             models.build(self.model, self.dropout)  # validates the probabilities for this model
+        if self.init is not None:
+            if self.activation != "qcfs":
+                raise ValueError(
+                    "TrainConfig.init (start from a trained checkpoint) fine-tunes a QCFS model: "
+                    "add activation='qcfs' (--activation qcfs), or leave init out to train from scratch"
+                )
+            object.__setattr__(self, "init", str(self.init))
+            object.__setattr__(self, "_init_key", init_fingerprint(self.init, self.model))
 
 
 def _is_int(value: Any) -> bool:
@@ -79,13 +88,17 @@ def _is_finite(value: Any) -> bool:
 
 def record(config: TrainConfig) -> dict[str, Any]:
     """The config as its records and cache keys hold it: fields added later (``shift``; ``activation`` and
-    ``levels``) appear only when set (a shift; an activation other than relu), so every earlier key and
-    selection request stays valid."""
+    ``levels``; ``init``) appear only when set (a shift; an activation other than relu; a start), so every
+    earlier key and selection request stays valid. A start is recorded by its weights' digest, not its path."""
     out = dataclasses.asdict(config)
     if out["shift"] == 0:
         del out["shift"]
     if out["activation"] == "relu":
         del out["activation"], out["levels"]
+    if out["init"] is None:
+        del out["init"]
+    else:  # the start by its content (convert.finetune.init_fingerprint), never by its path
+        out["init"] = {"weights_sha256": config._init_key}  # type: ignore[attr-defined]
     return out
 
 
@@ -135,6 +148,10 @@ def train_model(
     """Train a fresh model; return it (in eval mode) and the mean training loss of every epoch."""
     torch.manual_seed(config.seed)
     model = models.build(config.model, config.dropout, config.activation, config.levels)
+    if config.init is not None:  # fine-tune: the checkpoint's weights, each λ from the ReLU activations
+        from convert.finetune import LAMBDA_IMAGES, start_from
+
+        start_from(model, start_state(config.init, config.model), train_x[:LAMBDA_IMAGES], config.init)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_x) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.epochs * steps_per_epoch))
@@ -162,6 +179,27 @@ def train_model(
         losses.append(total / len(train_x))
     model.eval()
     return model, losses
+
+
+def start_state(path: str | Path, model_name: str) -> dict[str, torch.Tensor]:
+    """The state dict of the checkpoint a fine-tuning starts from (``TrainConfig.init``), which must be a
+    checkpoint of ``model_name``; a missing or foreign file is a clear error."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--init {path}: no such checkpoint; give a file written by `python -m convert train`")
+    model = load_model(Path(path))
+    name = torch.load(Path(path), map_location="cpu", weights_only=True)["model"]
+    if name != model_name:
+        raise ValueError(
+            f"--init {path}: a checkpoint of model {name!r}, not {model_name!r}; start from the same model"
+        )
+    return model.state_dict()
+
+
+def init_fingerprint(path: str | Path, model_name: str) -> str:
+    """sha256 of the starting weights (names, dtypes, shapes and bytes): the start's cache key."""
+    from convert.contract.fingerprint import fingerprint
+
+    return fingerprint({k: v.detach().cpu().numpy() for k, v in start_state(path, model_name).items()})
 
 
 def checkpoint_paths(runs: Path, dataset: str, model: str) -> tuple[Path, Path]:

@@ -235,3 +235,33 @@ def test_a_link_among_the_three_files_is_refused_before_anything_runs(tmp_path, 
     assert "diagnose.md" in err and len(err.strip().splitlines()) == 1 and "fastsim" not in err
     assert sorted(p.name for p in out.iterdir()) == ["diagnose.md"] and (out / "diagnose.md").is_symlink()
     assert mine.read_text() == "mine"
+
+
+def test_the_clip_floor_is_the_first_layers_exact_error_at_a_few_steps() -> None:
+    """Analog input, cascade, reset by subtraction from f·θ: the first layer's counts are the clip-floor of its
+    ANN rates (docs/qcfs.md), so its error equals the floor error and it does not depart, for a scalar start
+    and for one start per neuron; a record whose second layer fires too often is named, with the shift's sign."""
+    from validation.harness.diagnose import floor_rates
+
+    rates = np.array([0.0, 0.06, 0.5, 0.93, 0.95, 2.0])
+    np.testing.assert_array_equal(floor_rates(rates, 8, 0.5), [0, 0, 0.5, 0.875, 1, 1])
+    np.testing.assert_array_equal(floor_rates(np.array([[0.3, 0.3]]), 4, np.array([0.0, 0.9])), [[0.25, 0.5]])
+    base = dataclasses.replace(_spec(), encoding="current", schedule="cascade", v_init=0.5)
+    per_neuron = dataclasses.replace(
+        base, v_init_neurons=(np.linspace(0, 0.95, 12), np.full(4, 0.25)), readout="spikes"
+    )
+    images = np.random.default_rng(4).integers(0, 256, (30, 1, 4, 4)).astype(np.uint8)
+    for spec in (base, per_neuron):
+        rec = simulate(spec, images, steps=8, seed=1, record_neurons=True, dtype="float64", labels=np.zeros(30))
+        result = diagnose(spec, images, rec)
+        first = result["layers"][0]
+        assert first["floor_error"] > 0  # T = 8 quantizes these rates
+        assert first["error"] == pytest.approx(first["floor_error"], abs=1e-12) and not first["departs"]
+        assert "T = 8" in result["verdict"]
+        c0, c1 = rec.neuron_counts
+        louder = diagnose(spec, images, dataclasses.replace(rec, neuron_counts=(c0, np.minimum(c1 + 3, 8))))
+        assert louder["first_departs"] == 1 and louder["layers"][1]["shift"] > 0
+        assert "spiking layer 1 (Dense) is the first that departs" in louder["verdict"]
+        assert "more spikes than the ANN asks" in louder["verdict"] and "departs" in markdown(louder)
+    long = _run(base, steps=200)  # beyond a few steps the verdict is the rate match alone
+    assert long["first_departs"] is None and "beyond quantization" not in long["verdict"]

@@ -19,6 +19,18 @@ of layer l should reach; the SNN's rate is its spike count over T steps divided 
 * ``silent``: among pairs whose ANN rate asks for at least one spike in T steps, the fraction that never fired;
 * ``error``: the mean |SNN rate − min(ANN rate, 1)| in spikes per step, and relative to the mean ANN rate.
 
+At a few steps (T ≤ :data:`SMALL_T`, where calibration and QCFS work) two more numbers per layer say how much of
+the error is the least any conversion can have at that T and how much is the SNN's own departure:
+
+* ``floor_error``: the error of the clip-floor of the layer's own ANN rates at T, mean
+  |clip(floor(r·T + f), 0, T)/T − min(r, 1)| with f the start potential (``v_init`` or ``v_init_neurons``):
+  the quantization that T steps impose even on a constant input current (:func:`convert.ann.clip_floor_activations`);
+* ``shift``: the signed mean SNN rate − min(ANN rate, 1), what bias and potential correction aim at.
+
+The first layer whose error exceeds :data:`DEPART_FACTOR` × its floor error (plus :data:`DEPART_SLACK`) is
+where the SNN departs from its ANN beyond quantization: its input spikes arrive unevenly from the layers below,
+which the clip-floor model (exact for the first layer of an analog-input cascade) does not capture.
+
 The first layer where the match breaks (correlation below :data:`MIN_CORRELATION`, or more than
 :data:`MAX_SATURATED` saturated, or more than :data:`MAX_SILENT` silent) is named with what the pattern usually
 means: saturation, a normalization scale that is too small (weights too large for θ); silence, a scale too
@@ -44,6 +56,9 @@ MIN_CORRELATION = 0.9
 MAX_SATURATED = 0.01
 MAX_SILENT = 0.05
 SUBLINEAR = 0.8  # a first-layer slope below this, under reset to zero, is the reset's loss of charge
+SMALL_T = 64  # at most this many steps: the verdict also says where the SNN departs beyond quantization
+DEPART_FACTOR = 1.5  # a layer departs when its error exceeds this many times its clip-floor error ...
+DEPART_SLACK = 1e-3  # ... plus this (spikes per step: a floor error of 0, as QCFS at T = L, needs a margin)
 
 NOTHING_TO_DIAGNOSE = (
     "the spec has no spiking population to diagnose: its only spiking layer is the membrane readout "
@@ -74,6 +89,12 @@ class LayerDiagnosis:
     silent: float
     error: float
     relative_error: float
+    shift: float = float("nan")  # mean SNN rate − min(ANN rate, 1), signed (spikes per step)
+    floor_error: float = float("nan")  # the clip-floor's error at T on the layer's own ANN rates
+
+    def departs(self) -> bool:
+        """Whether the error exceeds the clip-floor's at T by more than quantization explains (module docstring)."""
+        return bool(self.error > DEPART_FACTOR * self.floor_error + DEPART_SLACK)
 
     def broken(self) -> str | None:
         """The first pattern that breaks the match here (a key of :data:`ADVICE`), or None."""
@@ -98,7 +119,24 @@ def expected_rates(spec: NetworkSpec, images: np.ndarray) -> list[np.ndarray]:
     return [r.numpy().astype(np.float64) for r in per_layer]
 
 
-def _layer(index: int, kind: str, ann: np.ndarray, snn: np.ndarray, steps: int, delay: bool) -> LayerDiagnosis:
+def start_fractions(spec: NetworkSpec) -> list[Any]:
+    """Per spiking layer, the start potential as a fraction of θ: ``v_init`` (a float), or the layer's
+    ``v_init_neurons`` (an array, one per neuron)."""
+    if spec.v_init_neurons is None:
+        return [float(spec.v_init)] * len(spec.spiking_indices)
+    return [np.asarray(f, dtype=np.float64).ravel() for f in spec.v_init_neurons]
+
+
+def floor_rates(rates: np.ndarray, steps: int, start: Any) -> np.ndarray:
+    """clip(floor(r·T + f), 0, T) / T: the rate an IF neuron started at f·θ, reset by subtraction, reaches in T
+    steps under the constant current r·θ per step (f broadcast over the neurons, the last axis)."""
+    return np.clip(np.floor(rates * steps + start), 0, steps) / steps
+
+
+def _layer(
+    index: int, kind: str, ann: np.ndarray, snn: np.ndarray, steps: int, delay: bool, start: Any = 0.0
+) -> LayerDiagnosis:
+    floor_err = float(np.abs(floor_rates(ann, steps, start) - np.minimum(ann, 1.0)).mean())
     a, r = ann.ravel(), snn.ravel()
     # a spike in every step it could fire in: under `delay`, spiking layer l (0-based) is l + 1 steps late
     full = (steps - (index + 1 if delay else 0)) / steps
@@ -118,6 +156,8 @@ def _layer(index: int, kind: str, ann: np.ndarray, snn: np.ndarray, steps: int, 
         silent=float(np.mean(r[active] == 0)) if active.any() else 0.0,
         error=float(err.mean()),
         relative_error=float(err.mean() / a.mean()) if a.mean() > 0 else float("nan"),
+        shift=float(np.mean(r - np.minimum(a, 1.0))),
+        floor_error=floor_err,
     )
 
 
@@ -135,7 +175,8 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
     kinds = [type(spec.layers[i]).__name__ for i in spec.spiking_indices]
     snn = [np.asarray(c, dtype=np.float64) / steps for c in record.neuron_counts[: len(ann)]]
     delay = spec.schedule == "delay"
-    layers = [_layer(k, kinds[k], a, r, steps, delay) for k, (a, r) in enumerate(zip(ann, snn, strict=True))]
+    starts = start_fractions(spec)
+    layers = [_layer(k, kinds[k], a, r, steps, delay, starts[k]) for k, (a, r) in enumerate(zip(ann, snn, strict=True))]
     first = next((d for d in layers if d.broken()), None)
     verdict = (
         "every layer matches its ANN rates"
@@ -148,15 +189,38 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
             "zero discards the charge above θ at every spike, so a neuron driven by I per step fires only once "
             "in ⌈θ/I⌉ steps; reset by subtraction keeps it (Rueckauer et al. 2017)"
         )
+    departs = next((d for d in layers if d.departs()), None) if steps <= SMALL_T else None
+    if steps <= SMALL_T:
+        verdict += "; " + small_t_verdict(layers, steps, departs)
     return {
-        "layers": [asdict(d) | {"broken": d.broken()} for d in layers],
+        "layers": [asdict(d) | {"broken": d.broken(), "departs": d.departs()} for d in layers],
         "first_broken": None if first is None else first.layer,
+        "first_departs": None if departs is None else departs.layer,
         "verdict": verdict,
         "steps": steps,
         "images": record.n_images,
         "snn_accuracy": record.accuracy(),
         "rates": {"ann": ann, "snn": snn},
     }
+
+
+def small_t_verdict(layers: list[LayerDiagnosis], steps: int, departs: LayerDiagnosis | None) -> str:
+    """What the few-step columns say: the first layer that departs beyond the clip-floor of T steps, or that
+    every layer's error is quantization."""
+    rule = f"{DEPART_FACTOR:g}× the clip-floor error of its own ANN rates at T = {steps}"
+    if departs is None:
+        return (
+            f"at T = {steps} every layer's error stays within {rule}: what is lost is the quantization of T steps; "
+            "more steps, or an ANN trained for it (QCFS with L = T), gain the rest"
+        )
+    d = departs
+    sign = "more" if d.shift > 0 else "fewer"
+    return (
+        f"at T = {steps}, spiking layer {d.layer} ({d.kind}) is the first that departs beyond quantization: error "
+        f"{d.error:.4f} against {d.floor_error:.4f} for the clip-floor ({rule}): its input spikes arrive unevenly "
+        f"from the layers below, which no threshold at T undoes; its mean rate is off by {d.shift:+.4f} spikes/step "
+        f"({sign} spikes than the ANN asks), what bias or potential correction (calibrated-bc, calibrated-pc) shifts"
+    )
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
@@ -192,14 +256,20 @@ def printable(name: str) -> str:
 def markdown(result: dict[str, Any]) -> str:
     head = (
         "| layer | kind | neurons | ANN rate | SNN rate | correlation | slope | saturated | silent | "
-        "error (spikes/step) | relative error | match |"
+        "error (spikes/step) | relative error | clip-floor error at T | shift | match |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 14]
+
+    def num(value: Any, fmt: str) -> str:
+        return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, fmt)
+
     for d in result["layers"]:
+        match = d["broken"] or ("departs" if d.get("departs") and result["steps"] <= SMALL_T else "ok")
         lines.append(
             f"| {d['layer']} | {d['kind']} | {d['neurons']} | {d['ann_mean_rate']:.4f} | {d['snn_mean_rate']:.4f} "
             f"| {d['correlation']:.3f} | {d['slope']:.3f} | {100 * d['saturated']:.2f} % | {100 * d['silent']:.2f} % "
-            f"| {d['error']:.4f} | {100 * d['relative_error']:.1f} % | {d['broken'] or 'ok'} |"
+            f"| {d['error']:.4f} | {100 * d['relative_error']:.1f} % | {num(d.get('floor_error'), '.4f')} "
+            f"| {num(d.get('shift'), '+.4f')} | {match} |"
         )
     lines += [
         "",
