@@ -25,13 +25,24 @@ node into a chain of operations:
 * a residual sum ``a + b`` of a weight layer's output (before its ReLU) and a rectified value before it (an
   identity skip) or a branch from one holding one Linear/Conv2d and its BatchNorm (a skip edge,
   :mod:`convert.layers.skip`; the branch's bias joins the layer's);
-* dropped: ``nn.Dropout``, ``F.dropout``, ``nn.Identity`` (training devices and no-ops); shape queries
-  (``x.size(0)``, ``x.shape``) that only feed a view.
+* dropped: ``nn.Dropout``, ``F.dropout``, ``nn.Identity``, ``x.contiguous()`` (training devices and no-ops)
+  anywhere, a skip's source included (a dropped node stands for its input); shape queries (``x.size(0)``,
+  ``x.shape``) that only feed a view;
+* the input's normalization: ``(x - mean) / std`` (subtractions, divisions, multiplications and additions of
+  a number or a model tensor, one per channel) as the model's first ops, or given as
+  ``normalize_input=(mean, std)`` for a model trained behind a ``transforms.Normalize``, folded into the first
+  Linear/Conv2d (W·a per input channel, b + W·o; a padded Conv2d with an offset is refused, its zero padding
+  cannot be folded); the spec's provenance records it (``input_normalization``);
+* the head: a softmax or log_softmax over the classes after the last layer (``F.log_softmax(x, dim=1)``,
+  ``nn.Softmax(1)``, ``x.softmax(1)``) is dropped, since the argmax is the logits'; the spec's provenance names it
+  (``dropped_head``).
 
 Anything else is a :class:`SpecError` naming the graph node and its op ("node `head_act` (torch.sigmoid) has
-no spiking equivalent"), never a silent skip; so is any other branching (a second input, a sum after a ReLU, a
-second skip into one layer). A weight layer that is not the last must be followed by a rectifier (only re-indexing and
-dropped nodes in between), as :func:`convert.extract.check_rectifiers` requires of an ``nn.Sequential``.
+no spiking equivalent"), never a silent skip; a model with several such nodes gets one error that lists them
+all ("the model has 3 parts with no spiking equivalent: (1) ..."); so is any other branching (a second input,
+a sum after a ReLU, a second skip into one layer). A weight layer that is not the last must be followed by a
+rectifier (only re-indexing and dropped nodes in between), as :func:`convert.extract.check_rectifiers` requires
+of an ``nn.Sequential``.
 """
 
 from __future__ import annotations
@@ -44,7 +55,16 @@ from torch import fx, nn
 
 from convert.contract.spec import NetworkSpec, SpecError
 from convert.extract import check_input_shape, direct_copy
-from convert.from_torch.ops import check_chain, check_qcfs, fold_batchnorm, gates_after_relus, layers_of, qcfs_scales
+from convert.from_torch.ops import (
+    check_chain,
+    check_qcfs,
+    fold_batchnorm,
+    fold_input,
+    gates_after_relus,
+    input_affine,
+    layers_of,
+    qcfs_scales,
+)
 from convert.from_torch.reader import read_ops, target_name
 from convert.qcfs import QCFS
 
@@ -98,16 +118,33 @@ def _propagate(gm: fx.GraphModule, example: torch.Tensor) -> None:
         ) from None
 
 
-def _convert(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spec_fields: dict, source: str):
+def _convert(
+    gm: fx.GraphModule,
+    example: torch.Tensor,
+    dataset: str | None,
+    spec_fields: dict,
+    source: str,
+    normalize_input: tuple[Any, Any] | None = None,
+):
     """The direct copy of the graph ``gm``, its shapes propagated from ``example`` (a batch of zero images)."""
-    check_input_shape(tuple(example.shape[1:]), dataset)
+    shape = tuple(example.shape[1:])
+    check_input_shape(shape, dataset)
+    given = None if normalize_input is None else input_affine(*_pair_of(normalize_input))
     _propagate(gm, example)
-    ops = gates_after_relus(fold_batchnorm(read_ops(gm)))
+    read, head = read_ops(gm)
+    affines = [op for op in ([given] if given else []) + read if op.kind == "affine"]
+    ops = gates_after_relus(fold_batchnorm(fold_input(read, shape, given)))
     if not any(op.kind == "weight" for op in ops):
         raise SpecError(NOTHING_TO_CONVERT)
     check_qcfs(ops)
     check_chain(ops)
     provenance = {"source": source, **spec_fields.pop("provenance", {})}
+    if head:  # a softmax after the last layer: the argmax of its output is the logits'
+        provenance["dropped_head"] = head
+    if affines:  # folded into the first layer, which reads the raw input
+        provenance["input_normalization"] = [
+            {"node": op.node, "scale": op.weight.tolist(), "offset": op.bias.tolist()} for op in affines
+        ]
     scales = qcfs_scales(ops)
     if any(scales):  # QCFS's SNN: every membrane starts at θ/2, reset by subtraction (unless told otherwise)
         spec_fields = {"reset": "subtract", "v_init": 0.5, **spec_fields}
@@ -138,7 +175,19 @@ def _with_qcfs_scales(spec: NetworkSpec, scales: list[tuple[float, int] | None])
     return dataclasses.replace(spec, provenance={**spec.provenance, "qcfs": info})
 
 
-def from_exported(program: Any, dataset: str | None = None, **spec_fields: Any) -> NetworkSpec:
+def _pair_of(normalize_input: Any) -> tuple[Any, Any]:
+    try:
+        mean, std = normalize_input
+    except (TypeError, ValueError):
+        raise SpecError(
+            f"normalize_input must be (mean, std), e.g. ((0.1307,), (0.3081,)), got {normalize_input!r}"
+        ) from None
+    return mean, std
+
+
+def from_exported(
+    program: Any, dataset: str | None = None, normalize_input: tuple[Any, Any] | None = None, **spec_fields: Any
+) -> NetworkSpec:
     """The direct copy of a ``torch.export`` program (:func:`torch.export.load` of a ``.pt2`` archive): its
     ATen graph read as :func:`from_torch` reads a traced one, the input shape from the program's example."""
     gm = program.module()
@@ -154,7 +203,7 @@ def from_exported(program: Any, dataset: str | None = None, **spec_fields: Any) 
         )
     shape = tuple(int(d) for d in inputs[0].meta["val"].shape)
     example = torch.zeros(shape, dtype=inputs[0].meta["val"].dtype)
-    return _convert(gm, example, dataset, spec_fields, "torch.export")
+    return _convert(gm, example, dataset, spec_fields, "torch.export", normalize_input)
 
 
 def load_exported(path: Any) -> Any:
@@ -245,9 +294,15 @@ def _trace(model: nn.Module) -> fx.GraphModule:
 
 
 def from_torch(
-    model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28), dataset: str | None = None, **spec_fields: Any
+    model: nn.Module,
+    input_shape: tuple[int, ...] = (1, 28, 28),
+    dataset: str | None = None,
+    normalize_input: tuple[Any, Any] | None = None,
+    **spec_fields: Any,
 ) -> NetworkSpec:
-    """The direct copy (every threshold 1) of any model torch.fx can trace (module docstring)."""
+    """The direct copy (every threshold 1) of any model torch.fx can trace (module docstring).
+    ``normalize_input=(mean, std)``: the model was trained on (x − mean)/std of the [0, 1] images (a
+    ``transforms.Normalize`` outside it), folded into its first layer as its own first ops would be."""
     params = next(iter(model.parameters()), None)
     if params is None:
         raise SpecError(NOTHING_TO_CONVERT)
@@ -265,4 +320,4 @@ def from_torch(
     gm.eval()
     # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
     example = torch.zeros(2, *input_shape, dtype=params.dtype)
-    return _convert(gm, example, dataset, dict(spec_fields), "torch.fx")
+    return _convert(gm, example, dataset, dict(spec_fields), "torch.fx", normalize_input)

@@ -8,6 +8,7 @@ checked (a ReLU after every weight layer but the last) and built into layers (:f
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, 
 
 @dataclass
 class Op:
-    """One operation of the chain: ``kind`` is weight, bn, relu, flatten or pool; ``node`` names it."""
+    """One operation of the chain: ``kind`` is weight, bn, relu, flatten, pool, maxpool or affine (the input's
+    normalization: ``weight`` the scale and ``bias`` the offset per input channel); ``node`` names it."""
 
     kind: str
     node: str
@@ -162,3 +164,66 @@ def layers_of(ops: list[Op]) -> list[Any]:
         elif op.kind == "relu":
             taps[op.node] = len(layers) - 1
     return layers
+
+
+def input_affine(mean: Any, std: Any) -> Op:
+    """The input normalization ``(x - mean) / std`` (one number, or one per input channel) as an affine op,
+    x ↦ x/std − mean/std: the ``normalize_input`` option of :func:`convert.from_torch.from_torch`."""
+    m, s = np.atleast_1d(np.asarray(mean, dtype=np.float64)), np.atleast_1d(np.asarray(std, dtype=np.float64))
+    if m.ndim != 1 or s.ndim != 1 or not np.all(np.isfinite(m)) or not np.all(np.isfinite(s)) or np.any(s == 0):
+        raise SpecError(
+            f"normalize_input=(mean, std) must be finite numbers (one, or one per input channel) with std != 0, "
+            f"got mean={mean!r}, std={std!r}"
+        )
+    m, s = np.broadcast_arrays(m, s)
+    return Op("affine", "normalize_input", weight=1.0 / s, bias=-m / s)
+
+
+def fold_input(ops: list[Op], input_shape: tuple[int, ...], given: Op | None = None) -> list[Op]:
+    """The input's affine normalization (``given``, then the model's own first ops) folded into the first weight
+    layer, which then reads the raw input: with x ↦ a_c·x + o_c per input channel c,
+
+        W'[:, c] = W[:, c]·a_c,    b' = b + Σ_c W[:, c]·o_c   (summed over the kernel's positions),
+
+    exact for a Linear (through a Flatten: column j reads channel j // (H·W)) and for a Conv2d without padding.
+    A padded Conv2d with an offset is refused: its zero padding is 0 of the normalized input, a raw value of
+    −o_c/a_c, which no fixed weights reproduce at the border."""
+    affines = ([given] if given is not None else []) + [op for op in ops if op.kind == "affine"]
+    rest = [op for op in ops if op.kind != "affine"]
+    if not affines:
+        return ops
+    channels = input_shape[0] if len(input_shape) == 3 else 1
+    a, o = np.ones(channels), np.zeros(channels)
+    for op in affines:  # compose: first the given normalization, then the model's own steps
+        w, b = np.broadcast_to(op.weight, (channels,)) if op.weight.size in (1, channels) else None, op.bias
+        if w is None or b.size not in (1, channels):
+            raise SpecError(
+                f"node `{op.node}` normalizes {op.weight.size} input channels, but the input has {channels} "
+                f"(input_shape {tuple(input_shape)})"
+            )
+        a, o = a * w, o * w + np.broadcast_to(b, (channels,))
+    i = next((k for k, op in enumerate(rest) if op.kind not in ("flatten",)), None)
+    if i is None or rest[i].kind != "weight":
+        found = "nothing" if i is None else f"`{rest[i].node}` ({rest[i].kind})"
+        raise SpecError(
+            f"the input normalization (node `{affines[-1].node}`) can be folded only into a first Linear or "
+            f"Conv2d, but {found} reads the input first"
+        )
+    first = rest[i]
+    w = first.weight
+    bias = np.zeros(w.shape[0]) if first.bias is None else first.bias
+    if w.ndim == 4:
+        if first.padding != (0, 0) and np.any(o != 0):
+            raise SpecError(
+                f"node `{first.node}` pads the normalized input with zeros, which the raw input cannot give: the "
+                f"input normalization (node `{affines[-1].node}`) cannot be folded into it exactly; train without "
+                "the normalization's offset, or without padding in the first layer"
+            )
+        scaled = w * a.reshape(1, -1, 1, 1)
+        bias = bias + (w * o.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
+    else:
+        per = w.shape[1] // channels  # the columns of one channel, in C order
+        scaled = w * np.repeat(a, per)[None, :]
+        bias = bias + w @ np.repeat(o, per)
+    rest[i] = dataclasses.replace(first, weight=scaled, bias=bias)
+    return rest

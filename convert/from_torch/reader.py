@@ -22,7 +22,27 @@ _RELUS = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu), "relu.de
 _DROPPED_CALLS = {F.dropout, F.dropout2d, torch.dropout, "dropout.default", "clone.default", "alias.default"}
 _FLATTENS = {torch.flatten, "view.default", "reshape.default", "flatten.using_ints", "_unsafe_view.default"}
 _ADDS = {operator.add, torch.add, operator.iadd, "add.Tensor", "add_.Tensor"}
+# the input's normalization, (x - mean) / std, as a model's first ops: each an affine map with a constant
+_AFFINE = {
+    operator.sub: "sub",
+    torch.sub: "sub",
+    operator.isub: "sub",
+    "sub.Tensor": "sub",
+    operator.truediv: "div",
+    torch.div: "div",
+    operator.itruediv: "div",
+    "div.Tensor": "div",
+    operator.mul: "mul",
+    torch.mul: "mul",
+    operator.imul: "mul",
+    "mul.Tensor": "mul",
+    **{k: "add" for k in (operator.add, torch.add, operator.iadd, "add.Tensor")},
+}
 _MAXPOOLS = {F.max_pool2d, "max_pool2d.default", "max_pool2d_with_indices.default"}
+# a classifier's head after its last layer: monotone in each logit's rank, so the argmax is unchanged (dropped,
+# and said in the spec's provenance)
+_HEADS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "_softmax.default", "_log_softmax.default"}
+_HEAD_METHODS = ("softmax", "log_softmax")
 _CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _POOL = ("input", "kernel_size", "stride", "padding", "ceil_mode")
 _BN = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
@@ -71,6 +91,10 @@ def _what(node: fx.Node, gm: fx.GraphModule) -> str:
     return node.op
 
 
+class _Fatal(SpecError):
+    """A refusal that explains the whole model (it was in train mode): raised at once, not listed with others."""
+
+
 def _refuse(node: fx.Node, gm: fx.GraphModule, why: str) -> SpecError:
     return SpecError(f"node `{node.name}` ({_what(node, gm)}) {why}")
 
@@ -109,6 +133,8 @@ class _Reader:
         self.shape_nodes: set[fx.Node] = set()
         self.taps: dict[fx.Node, str] = {}  # a rectified value (after a relu or a max-pool) -> its op's node
         self.branches: dict[fx.Node, tuple[str, list[Op]]] = {}  # a side branch's value -> (tap, its ops)
+        self.problems: list[str] = []  # every refusal, so that one error names them all
+        self.head: fx.Node | None = None  # a softmax/log_softmax after the last layer (dropped)
 
     def param(self, node: Any) -> torch.Tensor | None:
         """The tensor of a ``get_attr`` node (a functional call on the model's own parameters)."""
@@ -138,6 +164,18 @@ class _Reader:
             "reads a tensor other than the previous layer's output or a rectified value before it: "
             "a skip connection must leave from a ReLU or a max-pooling output",
         )
+
+    def drop(self, node: fx.Node) -> None:
+        """A dropped node (Identity, Dropout, ``contiguous``...) stands for its input: on the chain, and as the
+        rectified value or the branch its input was, so a skip may leave from it."""
+        source = node.args[0] if node.args else None
+        if source is self.current:
+            self.current = node
+        if source in self.taps:
+            self.taps[node] = self.taps[source]
+        if source in self.branches:
+            tap, ops = self.branches[source]
+            self.branches[node] = (tap, list(ops))
 
     def emit(self, node: fx.Node, on_trunk: bool, op: Op) -> None:
         """Append ``op`` to the chain, or to the side branch ``node`` continues."""
@@ -181,30 +219,52 @@ class _Reader:
         self.current = node
 
     def read(self) -> list[Op]:
+        """The chain of ops; every node that cannot be read is a problem, and all of them are one SpecError."""
         for node in self.gm.graph.nodes:
-            if node.op == "placeholder":
-                if self.current is not None:
-                    raise _refuse(node, self.gm, "is a second input; the spec has one input image")
-                self.current = node
-            elif node.op == "output":
-                result = node.args[0]
-                if isinstance(result, (tuple, list)) and len(result) == 1:  # an exported program's outputs
-                    result = result[0]
-                if result is not self.current:
-                    raise _refuse(node, self.gm, "returns something other than the last layer's output")
-            elif node.op == "get_attr":
-                continue  # a parameter, read where a functional call uses it
-            elif self._shape_query(node):
-                continue
-            elif node.op == "call_module":
-                self._module(node, self.gm.get_submodule(node.target))
-            elif node.op == "call_function":
-                self._function(node)
-            elif node.op == "call_method":
-                self._method(node)
-            else:  # pragma: no cover - torch.fx has no other node ops
-                raise _refuse(node, self.gm, "is not supported")
+            try:
+                self._node(node)
+            except _Fatal:
+                raise
+            except SpecError as err:  # go on as if the node passed its input through, to find the others too
+                self.problems.append(str(err))
+                if node.args and isinstance(node.args[0], fx.Node):
+                    self.drop(node)
+        if len(self.problems) == 1:
+            raise SpecError(self.problems[0])
+        if self.problems:
+            listed = "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1))
+            raise SpecError(f"the model has {len(self.problems)} parts with no spiking equivalent: {listed}")
         return self.ops
+
+    def _node(self, node: fx.Node) -> None:
+        if self.head is not None and node.op != "output":
+            raise _refuse(
+                node,
+                self.gm,
+                f"comes after `{self.head.name}` (a softmax): only the model's output may follow a softmax head",
+            )
+        if node.op == "placeholder":
+            if self.current is not None:
+                raise _refuse(node, self.gm, "is a second input; the spec has one input image")
+            self.current = node
+        elif node.op == "output":
+            result = node.args[0]
+            if isinstance(result, (tuple, list)) and len(result) == 1:  # an exported program's outputs
+                result = result[0]
+            if result is not self.current and not self.problems:
+                raise _refuse(node, self.gm, "returns something other than the last layer's output")
+        elif node.op == "get_attr":
+            return  # a parameter, read where a functional call uses it
+        elif self._shape_query(node):
+            return
+        elif node.op == "call_module":
+            self._module(node, self.gm.get_submodule(node.target))
+        elif node.op == "call_function":
+            self._function(node)
+        elif node.op == "call_method":
+            self._method(node)
+        else:  # pragma: no cover - torch.fx has no other node ops
+            raise _refuse(node, self.gm, "is not supported")
 
     def _shape_query(self, node: fx.Node) -> bool:
         """``x.size(...)``, ``x.shape``, ``x.dim()`` and indexing into them: they only feed views."""
@@ -225,7 +285,34 @@ class _Reader:
             return True
         return False
 
+    def _head(self, node: fx.Node, dim: Any) -> None:
+        """A softmax or log_softmax over the classes of the last layer's output: dropped (the argmax is the
+        logits'), and named in the spec's provenance (``dropped_head``)."""
+        if node.args[0] is not self.current:
+            raise _refuse(node, self.gm, "is a softmax of something other than the last layer's output")
+        shape = _shape(node.args[0])
+        if len(shape) != 2 or (dim is not None and dim not in (1, -1)):
+            raise _refuse(
+                node,
+                self.gm,
+                f"is a softmax over dim={dim} of a {shape} tensor: only one over the classes of the "
+                "(batch, classes) output leaves the argmax unchanged",
+            )
+        self.head = self.current = node
+
+    def _passive(self, node: fx.Node, m: nn.Module) -> bool:
+        """A module that computes nothing here: dropped (Identity, Dropout) or the softmax head."""
+        if isinstance(m, _DROP_MODULES):
+            self.drop(node)
+            return True
+        if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+            self._head(node, m.dim)
+            return True
+        return False
+
     def _module(self, node: fx.Node, m: nn.Module) -> None:
+        if self._passive(node, m):
+            return
         trunk = self.take(node)
         if isinstance(m, nn.Linear):
             self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias)))
@@ -246,8 +333,6 @@ class _Reader:
             self._avgpool(node, m.kernel_size, m.stride, m.padding, m.ceil_mode)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             self._adaptive(node, m.output_size)
-        elif isinstance(m, _DROP_MODULES):
-            pass
         elif isinstance(m, nn.MaxPool2d):
             self._maxpool(node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
         else:
@@ -262,6 +347,17 @@ class _Reader:
             raise _refuse(node, self.gm, f"has λ = {lam!r}: its threshold must be a positive finite number")
         return Op("relu", node.name, lam=lam, levels=m.levels)
 
+    def _passive_call(self, node: fx.Node, key: Any) -> bool:
+        """A call that computes nothing here: dropped, the softmax head, or a step of the input's normalization."""
+        if key in _DROPPED_CALLS:
+            self.drop(node)
+            return True
+        if key in _HEADS:
+            names = ("input", "dim")
+            self._head(node, (dict(zip(names, node.args, strict=False)) | dict(node.kwargs)).get("dim"))
+            return True
+        return key in _AFFINE and self._input_affine(node, _AFFINE[key])
+
     def _function(self, node: fx.Node) -> None:
         target = node.target
         aten = isinstance(target, torch._ops.OpOverload)
@@ -270,6 +366,8 @@ class _Reader:
             self.current = node  # the output of an op that returns a tuple (an exported batch norm)
             return
         self._refuse_buffer_update(node, key)
+        if self._passive_call(node, key):
+            return
         if key in _ADDS:
             if len(node.args) != 2 or node.kwargs:
                 raise _refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
@@ -295,8 +393,6 @@ class _Reader:
             )
         elif key in _RELUS:
             self.emit(node, trunk, Op("relu", node.name))
-        elif key in _DROPPED_CALLS:
-            pass
         elif key in _FLATTENS:
             self._flatten(node)
         elif key in _SIGNATURES:
@@ -305,6 +401,49 @@ class _Reader:
             getattr(self, f"_call_{kind}")(node, named)
         else:
             raise _refuse(node, self.gm, "has no spiking equivalent")
+
+    def _constant(self, value: Any) -> np.ndarray | None:
+        """A number or a model tensor (``get_attr``) as float64 per input channel, else None."""
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return np.array([float(value)])
+        if isinstance(value, fx.Node) and value.op == "get_attr":
+            tensor = self.param(value)
+            if isinstance(tensor, torch.Tensor) and tensor.numel() >= 1:
+                return tensor.detach().cpu().double().numpy().ravel()
+        return None
+
+    def _input_affine(self, node: fx.Node, how: str) -> bool:
+        """``x - m``, ``x / s``, ``x * k``, ``x + c`` on the model's input before any layer (its normalization):
+        kept as one affine map per channel, x ↦ scale·x + offset, that the first weight layer absorbs
+        (:func:`convert.from_torch.ops.fold_input`). False when ``node`` is not such a step."""
+        if len(node.args) != 2 or node.kwargs or any(op.kind != "affine" for op in self.ops):
+            return False
+        x, c = node.args
+        if x is not self.current or (self.current.op != "placeholder" and not self.ops):
+            return False
+        k = self._constant(c)
+        if k is None:
+            return False
+        if not self.ops:
+            self.ops.append(Op("affine", node.name, weight=np.ones(1), bias=np.zeros(1)))
+        op = self.ops[0]
+        a, b = np.broadcast_arrays(op.weight, op.bias, k)[:2] if op.weight.size != k.size else (op.weight, op.bias)
+        a, b = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)
+        if how == "sub":
+            b = b - k
+        elif how == "add":
+            b = b + k
+        elif how == "mul":
+            a, b = a * k, b * k
+        else:
+            if np.any(k == 0):
+                raise _refuse(node, self.gm, "divides the input by zero")
+            a, b = a / k, b / k
+        op.weight, op.bias, op.node = a, b, node.name
+        self.current = node
+        return True
 
     def _refuse_buffer_update(self, node: fx.Node, key: Any) -> None:
         """An in-place ATen op (``add_``) on a model buffer is refused: a train-mode export records one for each
@@ -315,7 +454,7 @@ class _Reader:
         if first.op != "get_attr":
             return
         if first.target.endswith("num_batches_tracked"):
-            raise SpecError(
+            raise _Fatal(
                 f"{TRAIN_MODE} (node `{node.name}` ({_what(node, self.gm)}) counts a BatchNorm's batches "
                 f"in `{first.target}`): {EVAL_FIRST}"
             )
@@ -336,9 +475,8 @@ class _Reader:
         if a.get("running_mean") is None or a.get("running_var") is None:
             raise _refuse(node, self.gm, NO_RUNNING_STATS)
         if a.get("training", False):
-            raise _refuse(
-                node, self.gm, f"normalizes with batch statistics (training=True): {TRAIN_MODE}; {EVAL_FIRST}"
-            )
+            why = f"normalizes with batch statistics (training=True): {TRAIN_MODE}; {EVAL_FIRST}"
+            raise _Fatal(str(_refuse(node, self.gm, why)))
         params = (self.param(a.get(k)) for k in ("weight", "bias", "running_mean", "running_var"))
         return self._batchnorm(node, *params, a.get("eps", 1e-5))
 
@@ -358,14 +496,18 @@ class _Reader:
         self._adaptive(node, a["output_size"])
 
     def _method(self, node: fx.Node) -> None:
+        if node.target == "contiguous":
+            self.drop(node)
+            return
+        if node.target in _HEAD_METHODS:
+            self._head(node, (dict(zip(("self", "dim"), node.args, strict=False)) | dict(node.kwargs)).get("dim"))
+            return
         if not self.take(node):
             self.emit(node, False, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
         if node.target in ("relu", "relu_"):
             self.emit(node, True, Op("relu", node.name))
         elif node.target in ("view", "reshape", "flatten"):
             self._flatten(node)
-        elif node.target in ("contiguous",):
-            pass
         else:
             raise _refuse(node, self.gm, "has no spiking equivalent")
 
@@ -408,6 +550,10 @@ class _Reader:
         return Op("bn", node.name, bn=(g, b, _array(mean), _array(var), float(eps)))
 
 
-def read_ops(gm: fx.GraphModule) -> list[Op]:
-    """The chain of operations of a graph whose shapes were propagated (module docstring)."""
-    return _Reader(gm).read()
+def read_ops(gm: fx.GraphModule) -> tuple[list[Op], list[str]]:
+    """The chain of operations of a graph whose shapes were propagated (module docstring), and what was dropped
+    from its head (``["log_softmax (node `x`)"]``: a softmax after the last layer), for the provenance."""
+    reader = _Reader(gm)
+    ops = reader.read()
+    head = [] if reader.head is None else [f"{_what(reader.head, gm)} (node `{reader.head.name}`)"]
+    return ops, head
