@@ -123,7 +123,9 @@ def _shape_of(images: np.ndarray | None, calibration: Any) -> tuple[int, ...]:
     return tuple(images.shape[1:]) if images.ndim != 3 else (1, *images.shape[1:])
 
 
-def _copy(model: Any, input_shape: tuple[int, ...] | None, images, calibration, dataset, fields) -> NetworkSpec:
+def _copy(
+    model: Any, input_shape: tuple[int, ...] | None, images, calibration, dataset, fields, normalize_input=None
+) -> NetworkSpec:
     """The direct copy (θ = 1) of ``model``: an nn.Module, a torch.export program or a .pt2 path."""
     from torch.export import ExportedProgram
 
@@ -139,7 +141,7 @@ def _copy(model: Any, input_shape: tuple[int, ...] | None, images, calibration, 
     if isinstance(model, (str, os.PathLike)):
         model = load_exported(Path(model))
     if isinstance(model, ExportedProgram):
-        spec = from_exported(model, dataset=dataset, **fields)
+        spec = from_exported(model, dataset=dataset, normalize_input=normalize_input, **fields)
         if input_shape is not None and tuple(spec.input_shape) != input_shape:
             raise ValueError(
                 f"input_shape={input_shape}, but the exported program takes inputs of shape {spec.input_shape}"
@@ -153,7 +155,7 @@ def _copy(model: Any, input_shape: tuple[int, ...] | None, images, calibration, 
     shape = input_shape or _shape_of(images, calibration)
     inferred = "" if input_shape is not None else " (the input shape was taken from the calibration images)"
     try:
-        return from_torch(model, shape, dataset=dataset, **fields)
+        return from_torch(model, shape, dataset=dataset, normalize_input=normalize_input, **fields)
     except (RuntimeError, IndexError) as err:  # the shape propagation of one zero input failed
         detail = (str(err).strip().splitlines() or [""])[0][:300]
         raise ValueError(
@@ -186,6 +188,7 @@ def to_snn(
     root: str | os.PathLike[str] | None = None,
     check: bool = True,
     progress: bool = False,
+    normalize_input: tuple[Any, Any] | None = None,
     **options: Any,
 ) -> tuple[NetworkSpec, NormalizationReport]:
     """Convert ``model`` into a normalized spiking-network spec; returns ``(spec, report)``.
@@ -206,6 +209,9 @@ def to_snn(
     * ``dataset``: whose class names the spec's labels are (default: the calibration dataset's, if named);
     * ``check``: run the ANN check of the module docstring and warn (:class:`ConversionWarning`);
     * ``progress``: show a progress bar while the activation statistics are collected;
+    * ``normalize_input``: ``(mean, std)`` of a ``transforms.Normalize`` the model was trained behind, folded
+      into its first layer (calibration images stay raw, in [0, 1]); a model's own ``(x - mean) / std`` is
+      folded without it (:mod:`convert.from_torch`);
     * ``options``: the method's options (``threshold``, ``percentile``, ``previous``, ``steps``, ``activity``) and the
       spec's fields (``schedule``, ``encoding``, ``readout``, ``v_init``, ``max_rate_hz``, ``dt_ms``); any other is
       a TypeError.
@@ -223,7 +229,7 @@ def to_snn(
     images, calibration_info = _images(calibration, dataset, root)
     if dataset is None and isinstance(calibration, str):
         dataset = calibration
-    base = _copy(model, input_shape, images, calibration, dataset, {**fields, "reset": reset})
+    base = _copy(model, input_shape, images, calibration, dataset, {**fields, "reset": reset}, normalize_input)
     if method is None:
         method = "qcfs" if "qcfs" in base.provenance else "data"
     normalizer = methods.get(method)

@@ -163,3 +163,17 @@ def test_every_unsupported_node_is_named_in_one_error():
     message = str(err.value)
     assert message.startswith("the model has 2 parts with no spiking equivalent: (1) node `_2` (Sigmoid)")
     assert "(2) node `_4` (Tanh)" in message and "\n" not in message
+
+
+def test_to_snn_folds_a_given_normalization():
+    """One call: a model trained behind Normalize converts with its own function when told the (mean, std)."""
+    from convert import to_snn
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    x = _images(40, 5)
+    spec, _ = to_snn(net, calibration=x, method="data", normalize_input=((0.1307,), (0.3081,)), check=False)
+    assert spec.provenance["input_normalization"][0]["node"] == "normalize_input"
+    with torch.no_grad():
+        want = net((torch.from_numpy(x).float() / 255.0 - 0.1307) / 0.3081).numpy().argmax(1)
+    np.testing.assert_array_equal(_logits(spec, x).argmax(1), want)
