@@ -33,7 +33,9 @@ class Method:
     with for the method to apply (``"qcfs"``: QCFS activations, :mod:`convert.qcfs`); None: any model. A method
     that requires something has no row in the paper's tables (:func:`paper_methods`: ReLU networks); nor has one
     with ``paper_row=False`` (a method for any model that is not one of the paper's rows, like ``calibrated``).
-    ``needs_images``: the method also takes the calibration images (``calibrated-bc``'s bias correction)."""
+    ``needs_images``: the method also takes the calibration images (``calibrated-bc``'s bias correction).
+    ``clips``: its thresholds clip the largest activations by design (a λ chosen for T steps, QCFS's learned λ),
+    so neurons firing in every step are intended, not a fault (``validation diagnose``)."""
 
     name: str
     function: Callable[..., Result]
@@ -45,6 +47,7 @@ class Method:
     requires: str | None = None
     paper_row: bool = True
     needs_images: bool = False
+    clips: bool = False
 
     def apply(
         self, spec: NetworkSpec, stats: ActivationStats | None = None, images: Any = None, **options: Any
@@ -168,6 +171,7 @@ register(
         color="C5",
         description="Bu et al. 2022: a model trained with QCFS activations, θ = its λ's (the copy as read)",
         requires="qcfs",
+        clips=True,
     )
 )
 register(
@@ -180,6 +184,7 @@ register(
         color="C6",
         description="Li et al. 2021: per layer, the λ of least clip-floor error at T steps (v_init ½, subtract)",
         paper_row=False,
+        clips=True,
     )
 )
 register(
@@ -193,6 +198,7 @@ register(
         description="calibrated, then a λ per channel of each hidden layer for T steps, folded into the weights",
         paper_row=False,
         needs_images=True,
+        clips=True,
     )
 )
 register(
@@ -206,6 +212,7 @@ register(
         description="calibrated-channel, then each hidden layer's bias corrected per channel for T steps",
         paper_row=False,
         needs_images=True,
+        clips=True,
     )
 )
 register(
@@ -219,5 +226,6 @@ register(
         description="calibrated-bc, then a start potential per hidden neuron for T steps (v_init_neurons)",
         paper_row=False,
         needs_images=True,
+        clips=True,
     )
 )

@@ -265,3 +265,16 @@ def test_the_clip_floor_is_the_first_layers_exact_error_at_a_few_steps() -> None
         assert "more spikes than the ANN asks" in louder["verdict"] and "departs" in markdown(louder)
     long = _run(base, steps=200)  # beyond a few steps the verdict is the rate match alone
     assert long["first_departs"] is None and "beyond quantization" not in long["verdict"]
+
+
+def test_saturation_is_intended_where_the_method_clips() -> None:
+    """A calibrated or QCFS spec clips its largest activations on purpose (Method.clips): the same saturated
+    layer that a data-based spec is told about is no fault there."""
+    from convert import methods
+
+    assert methods.get("calibrated-pc").clips and methods.get("qcfs").clips and not methods.get("data").clips
+    data = _run(dataclasses.replace(_spec(scale1=12.0), provenance={"method": "data"}))
+    clipping = _run(dataclasses.replace(_spec(scale1=12.0), provenance={"method": "calibrated"}))
+    assert data["layers"][0]["broken"] == "saturated"
+    assert clipping["layers"][0]["saturated"] == data["layers"][0]["saturated"] > 0.01
+    assert clipping["layers"][0]["broken"] is None and clipping["layers"][0]["clipped"]

@@ -27,6 +27,9 @@ the error is the least any conversion can have at that T and how much is the SNN
   the quantization that T steps impose even on a constant input current (:func:`convert.ann.clip_floor_activations`);
 * ``shift``: the signed mean SNN rate − min(ANN rate, 1), what bias and potential correction aim at.
 
+A method whose thresholds clip on purpose (``Method.clips``: the calibrated methods, QCFS) is not told that its
+saturated neurons are a fault.
+
 The first layer whose error exceeds :data:`DEPART_FACTOR` × its floor error (plus :data:`DEPART_SLACK`) is
 where the SNN departs from its ANN beyond quantization: its input spikes arrive unevenly from the layers below,
 which the clip-floor model (exact for the first layer of an analog-input cascade) does not capture.
@@ -40,6 +43,7 @@ errors of earlier ones, so the first broken layer is where to look.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -90,6 +94,7 @@ class LayerDiagnosis:
     error: float
     relative_error: float
     shift: float = float("nan")  # mean SNN rate − min(ANN rate, 1), signed (spikes per step)
+    clipped: bool = False  # the spec's method clips by design (Method.clips): saturation is intended
     floor_error: float = float("nan")  # the clip-floor's error at T on the layer's own ANN rates
 
     def departs(self) -> bool:
@@ -98,7 +103,7 @@ class LayerDiagnosis:
 
     def broken(self) -> str | None:
         """The first pattern that breaks the match here (a key of :data:`ADVICE`), or None."""
-        if self.saturated > MAX_SATURATED:
+        if self.saturated > MAX_SATURATED and not self.clipped:
             return "saturated"
         if self.silent > MAX_SILENT:
             return "silent"
@@ -117,6 +122,15 @@ def expected_rates(spec: NetworkSpec, images: np.ndarray) -> list[np.ndarray]:
     if spec.readout == "membrane":  # the output layer integrates without spiking: no rate to compare
         per_layer = per_layer[:-1]
     return [r.numpy().astype(np.float64) for r in per_layer]
+
+
+def clips_by_design(spec: NetworkSpec) -> bool:
+    """Whether the spec's normalization method clips the largest activations on purpose (``Method.clips``:
+    calibrated thresholds, QCFS), so that saturation is not named as the fault."""
+    from convert import methods
+
+    name = spec.provenance.get("method")
+    return isinstance(name, str) and name in methods.names() and methods.get(name).clips
 
 
 def start_fractions(spec: NetworkSpec) -> list[Any]:
@@ -176,7 +190,11 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
     snn = [np.asarray(c, dtype=np.float64) / steps for c in record.neuron_counts[: len(ann)]]
     delay = spec.schedule == "delay"
     starts = start_fractions(spec)
-    layers = [_layer(k, kinds[k], a, r, steps, delay, starts[k]) for k, (a, r) in enumerate(zip(ann, snn, strict=True))]
+    clipped = clips_by_design(spec)
+    layers = [
+        dataclasses.replace(_layer(k, kinds[k], a, r, steps, delay, starts[k]), clipped=clipped)
+        for k, (a, r) in enumerate(zip(ann, snn, strict=True))
+    ]
     first = next((d for d in layers if d.broken()), None)
     verdict = (
         "every layer matches its ANN rates"
