@@ -273,8 +273,10 @@ def test_saturation_is_intended_where_the_method_clips() -> None:
     from convert import methods
 
     assert methods.get("calibrated-pc").clips and methods.get("qcfs").clips and not methods.get("data").clips
-    data = _run(dataclasses.replace(_spec(scale1=12.0), provenance={"method": "data"}))
-    clipping = _run(dataclasses.replace(_spec(scale1=12.0), provenance={"method": "calibrated"}))
+    data = _run(dataclasses.replace(_spec(scale1=2.0), provenance={"method": "data"}))
+    clipping = _run(dataclasses.replace(_spec(scale1=2.0), provenance={"method": "calibrated"}))
     assert data["layers"][0]["broken"] == "saturated"
     assert clipping["layers"][0]["saturated"] == data["layers"][0]["saturated"] > 0.01
     assert clipping["layers"][0]["broken"] is None and clipping["layers"][0]["clipped"]
+    # against min(ANN rate, 1): the clipped layer follows its target closely, where the raw rates do not
+    assert clipping["layers"][0]["correlation"] > 0.99 > 0.9 > data["layers"][0]["correlation"]

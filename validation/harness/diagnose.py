@@ -28,7 +28,7 @@ the error is the least any conversion can have at that T and how much is the SNN
 * ``shift``: the signed mean SNN rate − min(ANN rate, 1), what bias and potential correction aim at.
 
 A method whose thresholds clip on purpose (``Method.clips``: the calibrated methods, QCFS) is not told that its
-saturated neurons are a fault.
+saturated neurons are a fault, and its correlation and slope are taken against min(ANN rate, 1).
 
 The first layer whose error exceeds :data:`DEPART_FACTOR` × its floor error (plus :data:`DEPART_SLACK`) is
 where the SNN departs from its ANN beyond quantization: its input spikes arrive unevenly from the layers below,
@@ -43,7 +43,6 @@ errors of earlier ones, so the first broken layer is where to look.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -148,14 +147,22 @@ def floor_rates(rates: np.ndarray, steps: int, start: Any) -> np.ndarray:
 
 
 def _layer(
-    index: int, kind: str, ann: np.ndarray, snn: np.ndarray, steps: int, delay: bool, start: Any = 0.0
+    index: int,
+    kind: str,
+    ann: np.ndarray,
+    snn: np.ndarray,
+    steps: int,
+    delay: bool,
+    start: Any = 0.0,
+    clipped: bool = False,
 ) -> LayerDiagnosis:
     floor_err = float(np.abs(floor_rates(ann, steps, start) - np.minimum(ann, 1.0)).mean())
     a, r = ann.ravel(), snn.ravel()
+    target = np.minimum(a, 1.0) if clipped else a  # a clipping method's neurons are meant to stop at one per step
     # a spike in every step it could fire in: under `delay`, spiking layer l (0-based) is l + 1 steps late
     full = (steps - (index + 1 if delay else 0)) / steps
-    corr = float(np.corrcoef(a, r)[0, 1]) if a.std() > 0 and r.std() > 0 else float("nan")
-    slope = float(a @ r / (a @ a)) if a @ a > 0 else float("nan")
+    corr = float(np.corrcoef(target, r)[0, 1]) if target.std() > 0 and r.std() > 0 else float("nan")
+    slope = float(target @ r / (target @ target)) if target @ target > 0 else float("nan")
     active = a >= 1.0 / steps  # the ANN asks for at least one spike in T steps
     err = np.abs(r - np.minimum(a, 1.0))
     return LayerDiagnosis(
@@ -171,6 +178,7 @@ def _layer(
         error=float(err.mean()),
         relative_error=float(err.mean() / a.mean()) if a.mean() > 0 else float("nan"),
         shift=float(np.mean(r - np.minimum(a, 1.0))),
+        clipped=clipped,
         floor_error=floor_err,
     )
 
@@ -191,10 +199,8 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
     delay = spec.schedule == "delay"
     starts = start_fractions(spec)
     clipped = clips_by_design(spec)
-    layers = [
-        dataclasses.replace(_layer(k, kinds[k], a, r, steps, delay, starts[k]), clipped=clipped)
-        for k, (a, r) in enumerate(zip(ann, snn, strict=True))
-    ]
+    pairs = enumerate(zip(ann, snn, strict=True))
+    layers = [_layer(k, kinds[k], a, r, steps, delay, starts[k], clipped) for k, (a, r) in pairs]
     first = next((d for d in layers if d.broken()), None)
     verdict = (
         "every layer matches its ANN rates"
