@@ -215,7 +215,8 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
         )
     departs = next((d for d in layers if d.departs()), None) if steps <= SMALL_T else None
     if steps <= SMALL_T:
-        verdict += "; " + small_t_verdict(layers, steps, departs)
+        corrected = spec.provenance.get("method") in ("calibrated-bc", "calibrated-pc")
+        verdict += "; " + small_t_verdict(layers, steps, departs, corrected)
     return {
         "layers": [asdict(d) | {"broken": d.broken(), "departs": d.departs()} for d in layers],
         "first_broken": None if first is None else first.layer,
@@ -228,7 +229,9 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
     }
 
 
-def small_t_verdict(layers: list[LayerDiagnosis], steps: int, departs: LayerDiagnosis | None) -> str:
+def small_t_verdict(
+    layers: list[LayerDiagnosis], steps: int, departs: LayerDiagnosis | None, corrected: bool = False
+) -> str:
     """What the few-step columns say: the first layer that departs beyond the clip-floor of T steps, or that
     every layer's error is quantization."""
     rule = f"{DEPART_FACTOR:g}× the clip-floor error of its own ANN rates at T = {steps}"
@@ -243,7 +246,12 @@ def small_t_verdict(layers: list[LayerDiagnosis], steps: int, departs: LayerDiag
         f"at T = {steps}, spiking layer {d.layer} ({d.kind}) is the first that departs beyond quantization: error "
         f"{d.error:.4f} against {d.floor_error:.4f} for the clip-floor ({rule}): its input spikes arrive unevenly "
         f"from the layers below, which no threshold at T undoes; its mean rate is off by {d.shift:+.4f} spikes/step "
-        f"({sign} spikes than the ANN asks), what bias or potential correction (calibrated-bc, calibrated-pc) shifts"
+        f"({sign} spikes than the ANN asks)"
+        + (
+            ", left after the spec's own bias/potential correction (fitted on the calibration images)"
+            if corrected
+            else ", what bias or potential correction (calibrated-bc, calibrated-pc) shifts"
+        )
     )
 
 
