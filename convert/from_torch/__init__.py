@@ -97,25 +97,43 @@ def _first_layer(gm: fx.GraphModule) -> str | None:
 
 def _propagate(gm: fx.GraphModule, example: torch.Tensor) -> None:
     """Shapes propagated through ``gm`` from ``example``; a model that cannot run on it is a one-line
-    :class:`SpecError` naming the input shape and what the first layer expects (ShapeProp's own traceback,
-    printed to stderr, and its graph dump are dropped)."""
+    :class:`SpecError` naming the graph node that failed, the input shape and what the first layer expects
+    (ShapeProp's own traceback, printed to stderr, and its graph dump are dropped)."""
     import contextlib
     import io
 
     from torch.fx.passes.shape_prop import ShapeProp
 
+    class Prop(ShapeProp):
+        node: fx.Node | None = None
+
+        def run_node(self, n: fx.Node) -> Any:
+            self.node = n
+            return super().run_node(n)
+
+    prop = Prop(gm)
     try:
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            ShapeProp(gm).propagate(example)
+            prop.propagate(example)
     except Exception as err:
         cause = err.__cause__ or err
         detail = (str(cause).strip().splitlines() or [""])[0][:200]
         first = _first_layer(gm)
+        where = ""
+        if prop.node is not None and prop.node.op not in ("placeholder", "output"):
+            where = f"node `{prop.node.name}` ({_node_kind(gm, prop.node)}) fails: "
         raise SpecError(
-            f"the model cannot run on input_shape={tuple(example.shape[1:])} ({type(cause).__name__}: {detail})"
+            f"the model cannot run on input_shape={tuple(example.shape[1:])}: {where}{type(cause).__name__}: "
+            f"{detail}"
             + (f"; {first}" if first else "")
-            + ": pass the shape of one input image (without the batch dimension)"
+            + ": pass the shape of one input image (without the batch dimension), or the size the model needs"
         ) from None
+
+
+def _node_kind(gm: fx.GraphModule, node: fx.Node) -> str:
+    if node.op == "call_module":
+        return type(gm.get_submodule(node.target)).__name__
+    return str(getattr(node.target, "__name__", node.target))
 
 
 def _convert(

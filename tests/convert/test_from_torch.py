@@ -439,6 +439,11 @@ def test_a_wrong_input_shape_names_it_and_the_first_layer(capsys) -> None:
     with pytest.raises(SpecError, match=r"input_shape=\(1, 28, 28\).*\(Conv2d\) takes 3 input channels"):
         from_torch(conv, (1, 28, 28))
     assert capsys.readouterr().err == ""  # ShapeProp's printed traceback is dropped
+    # the node that fails is named: here a max-pool whose input has become smaller than its window
+    deep = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.MaxPool2d(2), nn.MaxPool2d(8))
+    with pytest.raises(SpecError, match=r"node `_4` \(MaxPool2d\) fails: RuntimeError: .*size") as err:
+        from_torch(deep, (1, 28, 28))
+    assert "\n" not in str(err.value) and "ShapeProp" not in str(err.value)
 
 
 @pytest.mark.parametrize("model", [nn.Sequential(nn.Flatten(), nn.ReLU()), nn.Sequential(nn.Sigmoid())])
