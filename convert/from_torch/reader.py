@@ -5,6 +5,7 @@ branches, node by node, into :class:`~convert.from_torch.ops.Op` s; anything wit
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,33 @@ def _what(node: fx.Node, gm: fx.GraphModule) -> str:
     if node.op == "call_method":
         return f"Tensor.{node.target}"
     return node.op
+
+
+_PROBLEM = re.compile(r"^node `(?P<node>[^`]*)` \((?P<what>[^)]*)\) (?P<why>.*)$", re.DOTALL)
+SHOWN_NODES = 3  # per kind of problem, the nodes named before "and N more"
+
+
+def summary(problems: list[str]) -> str:
+    """Every problem of a model in one line: those of one kind (the same op and reason) grouped, with their
+    first nodes named: ``the model has 5 parts with no spiking equivalent, of 2 kinds: (1) 3× MaxPool2d
+    (`a`, `b`, `c`): ...; (2) ...``."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in problems:
+        m = _PROBLEM.match(p)
+        key, node = ((m["what"], m["why"]), m["node"]) if m else (("", p), "")
+        groups.setdefault(key, []).append(node)
+    parts = []
+    for i, ((what, why), nodes) in enumerate(groups.items(), 1):
+        if not what:
+            parts.append(f"({i}) {why}")
+            continue
+        named = ", ".join(f"`{n}`" for n in nodes[:SHOWN_NODES])
+        more = f" and {len(nodes) - SHOWN_NODES} more" if len(nodes) > SHOWN_NODES else ""
+        count = f"{len(nodes)}× " if len(nodes) > 1 else ""
+        parts.append(f"({i}) {count}{what} ({named}{more}) {why}")
+    return f"the model has {len(problems)} parts with no spiking equivalent, of {len(groups)} kinds: " + "; ".join(
+        parts
+    )
 
 
 class _Fatal(SpecError):
@@ -232,8 +260,7 @@ class _Reader:
         if len(self.problems) == 1:
             raise SpecError(self.problems[0])
         if self.problems:
-            listed = "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1))
-            raise SpecError(f"the model has {len(self.problems)} parts with no spiking equivalent: {listed}")
+            raise SpecError(summary(self.problems))
         return self.ops
 
     def _node(self, node: fx.Node) -> None:

@@ -161,8 +161,21 @@ def test_every_unsupported_node_is_named_in_one_error():
     with pytest.raises(SpecError) as err:
         from_torch(net)
     message = str(err.value)
-    assert message.startswith("the model has 2 parts with no spiking equivalent: (1) node `_2` (Sigmoid)")
-    assert "(2) node `_4` (Tanh)" in message and "\n" not in message
+    assert message.startswith("the model has 2 parts with no spiking equivalent, of 2 kinds: (1) Sigmoid (`_2`)")
+    assert "(2) Tanh (`_4`) has no spiking equivalent" in message and "\n" not in message
+
+
+def test_problems_of_one_kind_are_grouped():
+    """Five sigmoids and a tanh: two kinds, the first with its count and first nodes named."""
+    layers = [nn.Flatten()]
+    for _ in range(5):
+        layers += [nn.Linear(784 if len(layers) == 1 else 8, 8), nn.Sigmoid()]
+    net = nn.Sequential(*layers, nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 10)).eval()
+    with pytest.raises(SpecError) as err:
+        from_torch(net)
+    message = str(err.value)
+    assert message.startswith("the model has 6 parts with no spiking equivalent, of 2 kinds: (1) 5× Sigmoid")
+    assert "(`_2`, `_4`, `_6` and 2 more) has no spiking equivalent; (2) Tanh" in message
 
 
 def test_to_snn_folds_a_given_normalization():
