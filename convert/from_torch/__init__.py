@@ -19,7 +19,9 @@ node into a chain of operations:
 * a re-indexing: ``nn.Flatten``, ``torch.flatten(x, 1)``, ``x.flatten(1)``, ``x.view(n, -1)``/``reshape``
   (any view whose result is (N, features));
 * average pooling: ``nn.AvgPool2d``/``F.avg_pool2d`` (no padding), ``nn.AdaptiveAvgPool2d`` and
-  ``F.adaptive_avg_pool2d`` whose output size divides the input (then it is an ordinary average pool);
+  ``F.adaptive_avg_pool2d`` whose output size divides the input (then it is an ordinary average pool); one of
+  any other output size (PyTorch's unequal or repeating windows, e.g. VGG's 1×1 → 7×7) is a linear map folded
+  into the Linear that reads it through a Flatten;
 * max-pooling: ``nn.MaxPool2d``/``F.max_pool2d`` with stride = kernel, no padding (the spike gate
   :class:`~convert.contract.spec.MaxPool2d`; one right before its ReLU is moved after it, as max and ReLU commute);
 * a residual sum ``a + b`` of a weight layer's output (before its ReLU) and a rectified value before it (an
@@ -58,6 +60,7 @@ from convert.extract import check_input_shape, direct_copy
 from convert.from_torch.ops import (
     check_chain,
     check_qcfs,
+    fold_adaptive,
     fold_batchnorm,
     fold_input,
     gates_after_relus,
@@ -151,7 +154,7 @@ def _convert(
     _propagate(gm, example)
     read, head = read_ops(gm)
     affines = [op for op in ([given] if given else []) + read if op.kind == "affine"]
-    ops = gates_after_relus(fold_batchnorm(fold_input(read, shape, given)))
+    ops = gates_after_relus(fold_adaptive(fold_batchnorm(fold_input(read, shape, given))))
     if not any(op.kind == "weight" for op in ops):
         raise SpecError(NOTHING_TO_CONVERT)
     check_qcfs(ops)

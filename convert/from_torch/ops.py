@@ -227,3 +227,50 @@ def fold_input(ops: list[Op], input_shape: tuple[int, ...], given: Op | None = N
         bias = bias + w @ np.repeat(o, per)
     rest[i] = dataclasses.replace(first, weight=scaled, bias=bias)
     return rest
+
+
+def adaptive_matrix(size_in: tuple[int, int], size_out: tuple[int, int]) -> np.ndarray:
+    """The (out_h·out_w, in_h·in_w) matrix of ``F.adaptive_avg_pool2d`` on one channel: output (i, j) averages
+    rows ⌊i·H/h⌋ … ⌈(i+1)·H/h⌉ − 1 and the columns alike (PyTorch's windows)."""
+    (hi, wi), (ho, wo) = size_in, size_out
+
+    def windows(n_in: int, n_out: int) -> np.ndarray:
+        m = np.zeros((n_out, n_in))
+        for i in range(n_out):
+            a, b = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+            m[i, a:b] = 1.0 / (b - a)
+        return m
+
+    return np.kron(windows(hi, ho), windows(wi, wo))
+
+
+def fold_adaptive(ops: list[Op]) -> list[Op]:
+    """Each adaptive average pool whose windows are not equal squares (``kind`` adaptive: ``stride`` its output
+    size, ``padding`` its input size) folded into the Linear after it (only a Flatten between): a linear map
+    followed by another is one, W' = W · (I_C ⊗ P) with P :func:`adaptive_matrix`; VGG's 1×1 → 7×7 becomes a
+    Linear on the 512 channels, each column the sum of its 49 copies. Anything else after it is refused."""
+    out = list(ops)
+    i = 0
+    while i < len(out):
+        op = out[i]
+        if op.kind != "adaptive":
+            i += 1
+            continue
+        j = i + 1
+        while j < len(out) and out[j].kind == "flatten":
+            j += 1
+        if j >= len(out) or out[j].kind != "weight" or out[j].weight.ndim != 2 or j == i + 1:
+            found = f"`{out[j].node}` ({out[j].kind})" if j < len(out) else "the end of the model"
+            raise SpecError(
+                f"node `{op.node}` (AdaptiveAvgPool2d) pools {op.padding[0]}x{op.padding[1]} to "
+                f"{op.stride[0]}x{op.stride[1]} in unequal windows: such a pool is folded into the Linear that "
+                f"reads it through a Flatten, but {found} follows it"
+            )
+        dense = out[j]
+        pool = adaptive_matrix(op.padding, op.stride)
+        n_out, n_in = pool.shape
+        channels = dense.weight.shape[1] // n_out
+        w = dense.weight.reshape(dense.weight.shape[0], channels, n_out) @ pool  # (rows, C, n_in)
+        out[j] = dataclasses.replace(dense, weight=w.reshape(dense.weight.shape[0], channels * n_in))
+        del out[i]
+    return out

@@ -555,18 +555,21 @@ class _Reader:
         self.ops.append(Op("pool", node.name, kernel=k[0], stride=s))
 
     def _adaptive(self, node: fx.Node, output_size: Any) -> None:
+        """An adaptive average pool: an ordinary pool where the output size divides the input into equal square
+        windows; any other size (PyTorch's windows, start ⌊i·in/out⌋, end ⌈(i+1)·in/out⌉, overlapping or
+        repeating) is a linear map that :func:`convert.from_torch.ops.fold_adaptive` folds into the Linear
+        after it."""
         before = _shape(node.args[0])
-        out = _pair(output_size, node, self.gm, "output_size")
+        size = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
         h, w = before[-2:]
-        if h % out[0] or w % out[1] or h // out[0] != w // out[1]:
-            raise _refuse(
-                node,
-                self.gm,
-                f"pools {h}x{w} to {out[0]}x{out[1]}: only an output size that divides "
-                "the input into equal square windows is supported",
-            )
-        k = h // out[0]
-        self.ops.append(Op("pool", node.name, kernel=k, stride=(k, k)))
+        out = tuple(int(h if o is None else o) for o in size[:1]) + tuple(int(w if o is None else o) for o in size[1:])
+        if len(out) != 2 or min(out) < 1:
+            raise _refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
+        if h % out[0] == 0 and w % out[1] == 0 and h // out[0] == w // out[1]:
+            k = h // out[0]
+            self.ops.append(Op("pool", node.name, kernel=k, stride=(k, k)))
+            return
+        self.ops.append(Op("adaptive", node.name, kernel=0, stride=out, padding=(h, w)))
 
     def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> Op:
         if mean is None or var is None:

@@ -190,3 +190,60 @@ def test_to_snn_folds_a_given_normalization():
     with torch.no_grad():
         want = net((torch.from_numpy(x).float() / 255.0 - 0.1307) / 0.3081).numpy().argmax(1)
     np.testing.assert_array_equal(_logits(spec, x).argmax(1), want)
+
+
+@pytest.mark.parametrize("size_in,size_out", [((5, 5), (3, 3)), ((1, 1), (7, 7)), ((6, 4), (4, 3))])
+def test_an_adaptive_pool_of_any_size_folds_into_the_linear_after_it(size_in, size_out):
+    """PyTorch's adaptive windows (overlapping, repeating, rectangular): the fold is the torch function."""
+    from convert.from_torch.ops import adaptive_matrix
+
+    x = torch.rand(2, 3, *size_in, dtype=torch.float64)
+    want = F.adaptive_avg_pool2d(x, size_out).reshape(2, 3, -1)
+    got = x.reshape(2, 3, -1) @ torch.from_numpy(adaptive_matrix(size_in, size_out)).T
+    torch.testing.assert_close(got, want)
+    torch.manual_seed(6)
+    h, w = size_in
+    net = (
+        nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(size_out),
+            nn.Flatten(),
+            nn.Linear(3 * size_out[0] * size_out[1], 10),
+        )
+        .double()
+        .eval()
+    )
+    spec = from_torch(net, (1, h, w))
+    images = np.random.default_rng(7).integers(0, 256, (4, 1, h, w)).astype(np.uint8)
+    with torch.no_grad():
+        want = net(torch.from_numpy(images).double() / 255.0).numpy()
+    np.testing.assert_allclose(_logits(spec, images), want, rtol=1e-10, atol=1e-10)
+
+
+def test_an_adaptive_pool_not_read_by_a_linear_is_refused():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d((5, 5)), nn.Conv2d(3, 2, 3))
+    with pytest.raises(SpecError, match=r"pools 26x26 to 5x5 in unequal windows: .* but `_3` \(weight\)"):
+        from_torch(net.eval())
+
+
+def test_torchvision_vgg11_bn_converts_to_its_own_function():
+    """vgg11_bn as it comes (num_classes=10, the first conv for one channel) on 32x32: BatchNorm folded, five
+    max-pool gates, the 1x1 -> 7x7 adaptive pool folded into the first Linear; the spec's ANN is the model."""
+    from convert.vision import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(8)
+    net = tv.models.vgg11_bn(num_classes=10)
+    net.features[0] = nn.Conv2d(1, 64, 3, padding=1)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    net = net.double().eval()
+    spec = from_torch(net, (1, 32, 32))
+    assert spec.layers[-3].weight.shape == (4096, 512)  # the folded Linear reads the 512 channels
+    images = np.random.default_rng(9).integers(0, 256, (2, 1, 32, 32)).astype(np.uint8)
+    with torch.no_grad():
+        want = net(torch.from_numpy(images).double() / 255.0).numpy()
+    np.testing.assert_allclose(_logits(spec, images), want, rtol=1e-8, atol=1e-8)
