@@ -114,9 +114,8 @@ def summary(problems: list[str]) -> str:
         more = f" and {len(nodes) - SHOWN_NODES} more" if len(nodes) > SHOWN_NODES else ""
         count = f"{len(nodes)}× " if len(nodes) > 1 else ""
         parts.append(f"({i}) {count}{what} ({named}{more}) {why}")
-    return f"the model has {len(problems)} parts with no spiking equivalent, of {len(groups)} kinds: " + "; ".join(
-        parts
-    )
+    kinds = f"{len(groups)} kinds" if len(groups) > 1 else "1 kind"
+    return f"the model has {len(problems)} parts with no spiking equivalent, of {kinds}: " + "; ".join(parts)
 
 
 class _Fatal(SpecError):

@@ -1,0 +1,108 @@
+"""Which torchvision classification families convert as they come: a probe, no training.
+
+    python benchmarks/torchvision_probe.py [--out benchmarks/torchvision-probe]
+
+Every ReLU classification family torchvision ships, built with ``num_classes=10`` and its first convolution
+for one channel (untrained weights, BatchNorm with its initial statistics), traced by ``convert.from_torch`` on
+the smallest input it takes (32×32, AlexNet 64×64). Per model: converts (spec layers, synapses) or the one error
+that lists all its problems. Writes ``probe.md`` and ``probe.json`` (with the package versions and git commit).
+Models that convert here are then to be trained briefly and held to Brian2 (not done by this probe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+from torch import nn
+
+from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.spec import SpecError
+from convert.from_torch import from_torch
+from convert.vision import import_torchvision
+
+#: (family, builder keyword arguments, input size)
+FAMILIES = (
+    ("resnet18", {}, 32),
+    ("resnet34", {}, 32),
+    ("resnet50", {}, 32),
+    ("vgg11_bn", {}, 32),
+    ("vgg16_bn", {}, 32),
+    ("alexnet", {}, 64),
+    ("squeezenet1_1", {}, 32),
+    ("googlenet", {"aux_logits": False, "init_weights": True}, 32),
+    ("densenet121", {}, 32),
+    ("mobilenet_v2", {}, 32),
+    ("shufflenet_v2_x1_0", {}, 32),
+)
+
+
+def one_channel(model: nn.Module) -> nn.Module:
+    """``model`` with its first 3-channel convolution replaced by a 1-channel one of the same settings."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and m.in_channels == 3:
+            conv = nn.Conv2d(
+                1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups, m.bias is not None
+            )
+            parent = model
+            *path, last = name.split(".")
+            for part in path:
+                parent = getattr(parent, part)
+            setattr(parent, last, conv)
+            return model
+    raise ValueError("the model has no 3-channel convolution")
+
+
+def probe(name: str, kwargs: dict, size: int) -> dict:
+    tv = import_torchvision()
+    model = one_channel(getattr(tv.models, name)(num_classes=10, **kwargs)).eval()
+    start = time.perf_counter()
+    try:
+        spec = from_torch(model, (1, size, size))
+    except SpecError as err:
+        return {"model": name, "input": size, "converts": False, "reason": str(err)}
+    from convert.ann import macs_per_image
+
+    synapses = sum(macs_per_image(spec))  # the synapses every spiking layer's family connects
+    return {
+        "model": name,
+        "input": size,
+        "converts": True,
+        "layers": len(spec.layers),
+        "populations": len(spec.spiking_indices),
+        "synapses": int(synapses),
+        "convert_s": round(time.perf_counter() - start, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "torchvision-probe")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rows = [probe(*family) for family in FAMILIES]
+    lines = [
+        "# torchvision families as they come (untrained; `python benchmarks/torchvision_probe.py`)",
+        "",
+        "| model | input | converts | spec layers | populations | synapses | or why not |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["converts"]:
+            lines.append(
+                f"| {r['model']} | {r['input']}² | yes | {r['layers']} | {r['populations']} | {r['synapses']:,} | |"
+            )
+        else:
+            lines.append(f"| {r['model']} | {r['input']}² | no | | | | {r['reason'][:400]} |")
+    converted = sum(r["converts"] for r in rows)
+    lines += ["", f"{converted} of {len(rows)} families convert."]
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "probe.md", "\n".join(lines) + "\n")
+    write_json_atomic(args.out / "probe.json", {"rows": rows, **provenance({"out": args.out.name}, 0)})
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
