@@ -68,6 +68,16 @@ def test_table2_and_figures_on_a_tiny_model(tmp_path):
     again = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
     assert [e["accuracies"] for e in again["entries"]] == [e["accuracies"] for e in results["entries"]]
     assert {p: p.stat().st_mtime_ns for p in (cache / "records").rglob("*.npz")} == mtimes
+    # one row alone (`table2 --rows model`): its own folder, the same record as in the whole table, none simulated
+    only = run_table2(
+        dataclasses.replace(cfg, rows=("model",)), None, tmp_path, pairs=(("mnist", "mlp"),), progress=False
+    )
+    assert [e["row"] for e in only["entries"]] == ["model"]
+    assert only["entries"][0]["records"] == next(e["records"] for e in results["entries"] if e["row"] == "model")
+    assert {p: p.stat().st_mtime_ns for p in (cache / "records").rglob("*.npz")} == mtimes
+    assert (tmp_path / "table2" / f"{cfg.tag}-rows-model" / "table2.md").exists()
+    with pytest.raises(ValueError, match="unknown rows"):
+        dataclasses.replace(cfg, rows=("nope",))
     rows = make_figures(again, tmp_path)
     assert len(rows) == len(row_names())
     assert (out / "fig3_mnist.png").stat().st_size > 0 and (out / "fig3_mnist.svg").stat().st_size > 0

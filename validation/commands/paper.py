@@ -17,13 +17,14 @@ def eval_config(args: argparse.Namespace):
     from validation.paper.experiments import EvalConfig
 
     engine = dict(device=args.device, dtype=args.dtype, matmul=args.matmul, kernel=args.kernel)
+    only = tuple(args.rows) if getattr(args, "rows", None) else None
     if args.full:  # the replication's scale: every row on the whole test set for 10 000 ms
         seeds = tuple(args.seeds) if args.seeds else (0,)
-        return EvalConfig(n_images=10_000, steps=10_000, seeds=seeds, part_images=args.part_images, **engine)
+        return EvalConfig(n_images=10_000, steps=10_000, seeds=seeds, part_images=args.part_images, rows=only, **engine)
     slow = dict(slow_rows=tuple(args.slow_rows), slow_steps=args.slow_steps, slow_images=args.slow_images)
     seeds = tuple(args.seeds) if args.seeds else (0, 1, 2)
     return EvalConfig(
-        n_images=args.images, steps=args.steps, seeds=seeds, part_images=args.part_images, **slow, **engine
+        n_images=args.images, steps=args.steps, seeds=seeds, part_images=args.part_images, rows=only, **slow, **engine
     )
 
 
@@ -258,6 +259,16 @@ def register(add: Add) -> None:
     test_images = at_most(N_IMAGES["test"], "a test split")
     p = add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method")
     eval_args(p)
+    from validation.paper.rows import row_names
+
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        choices=row_names(),
+        default=None,
+        help="only these rows (default: every row); `--full --rows model` runs the model-based rows at the "
+        "replication's scale",
+    )
     p.add_argument(
         "--dask",
         type=dask_address,

@@ -70,6 +70,7 @@ class EvalConfig:
     search_seed: int = 1_000_003
     percentile: float = 99.9
     calib_images: int | None = 20_000
+    rows: tuple[str, ...] | None = None  # the rows evaluated (None: every row of the table); names of rows.py
 
     def __post_init__(self) -> None:
         for name in ("n_images", "steps", "slow_steps", "slow_images", "part_images", "search_images"):
@@ -78,6 +79,11 @@ class EvalConfig:
                 raise ValueError(f"EvalConfig.{name} must be a positive int, got {value!r}")
         if not self.seeds:
             raise ValueError("EvalConfig.seeds: give at least one input seed")
+        if self.rows is not None:
+            from validation.paper.rows import named
+
+            object.__setattr__(self, "rows", tuple(self.rows))
+            named(self.rows)  # an unknown name is a ValueError listing the rows
         if self.kernel == "auto" and self.device != "worker":  # the device's fastest exact engine (keys name it)
             from fastsim.network import fastest_kernel
 
@@ -91,7 +97,8 @@ class EvalConfig:
         if self.slow_rows and self.plan(self.slow_rows[0]) != (self.n_images, self.steps):
             images, steps = self.plan(self.slow_rows[0])
             slow = f"-slow{images}x{steps}"
-        return f"n{self.n_images}-t{self.steps}{slow}-{self.dtype}{engine}"
+        only = "" if self.rows is None else "-rows-" + "-".join(self.rows)
+        return f"n{self.n_images}-t{self.steps}{slow}-{self.dtype}{engine}{only}"
 
     def plan(self, row: str) -> tuple[int, int]:
         """(images, horizon in steps) of a row: a slow row runs on at most ``slow_images`` of the images, for

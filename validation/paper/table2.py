@@ -70,7 +70,7 @@ def run_table2(
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
     cache = runs / "table2"  # searches and records, keyed by content: shared by every tag (scale) of the table
     built = {(ds, m): build_specs(ds, m, root, runs, cfg, cache, progress) for ds, m in todo}
-    jobs = {(ds, m): network_jobs(cfg, built[(ds, m)], ds, m) for ds, m in todo}
+    jobs = {(ds, m): network_jobs(cfg, built[(ds, m)], ds, m, cfg.rows) for ds, m in todo}
     unique = {j.key(cfg): j for by_row in jobs.values() for j in by_row.values()}  # equal specs share a record
     missing: dict[tuple[str, str], int] = {pair: 0 for pair in jobs}
     for j in unique.values():
