@@ -50,6 +50,8 @@ def weights_fingerprint(spec: NetworkSpec) -> str:
             h.update(repr((layer.skip_source, layer.skip_stride, layer.skip_padding)).encode())
         if is_gate(layer):
             h.update(str(layer.kernel_size).encode())
+            if not layer.is_plain:  # a plain gate hashes as before stride, padding and ceil_mode existed
+                h.update(repr((layer.step, layer.padding, layer.ceil_mode)).encode())
     return h.hexdigest()
 
 

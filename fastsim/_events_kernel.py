@@ -189,7 +189,7 @@ def _gate(g, t, net, graph, spk, nsp, counts, last, visited, gspk, gnsp):
     window whose unit with the highest count so far (ties to the lowest rank) fired in this step; the passed
     output units into gspk at the gate's offset, gnsp[g] of them (docs/semantics.md: max-pooling)."""
     v_off = net[1]
-    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_unit = graph[:8]
+    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:9]
     p = g_pop[g]
     base, n = v_off[p], nsp[p]
     for s in range(n):
@@ -199,19 +199,23 @@ def _gate(g, t, net, graph, spk, nsp, counts, last, visited, gspk, gnsp):
     kk, go = g_kk[g], g_off[g]
     m = 0
     for s in range(n):
-        u = g_unit[base + spk[base + s]]
-        if u < 0 or visited[go + u] == t:
-            continue
-        visited[go + u] = t
-        mo = g_moff[g] + u * kk
-        best = base + g_members[mo]
-        for r in range(1, kk):
-            q = base + g_members[mo + r]
-            if counts[q] > counts[best]:
-                best = q
-        if last[best] == t:
-            gspk[go + m] = u
-            m += 1
+        j = base + spk[base + s]
+        for e in range(g_uptr[j], g_uptr[j + 1]):  # the windows this neuron belongs to
+            u = g_units[e]
+            if visited[go + u] == t:
+                continue
+            visited[go + u] = t
+            mo = g_moff[g] + u * kk
+            best = -1
+            for r in range(kk):  # the highest count, ties to the lowest rank; padding (-1) never counts
+                q = g_members[mo + r]
+                if q < 0:
+                    continue
+                if best < 0 or counts[base + q] > counts[best]:
+                    best = base + q
+            if last[best] == t:
+                gspk[go + m] = u
+                m += 1
     gnsp[g] = m
 
 
@@ -221,8 +225,8 @@ def _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, d
     its max-pool gate if it has one) and from its skip edge's source, the events they carry into syn[layer],
     the update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
-    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_unit = graph[:8]
-    skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[8:]
+    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:9]
+    skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[9:]
     counts, last, visited, gspk, gnsp = gate_state
     base, size = v_off[layer], sizes[layer]
     if layer > 0:

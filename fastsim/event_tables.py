@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from convert.contract.spec import NetworkSpec
-from convert.layers.maxpool2d import window_index, window_rank
+from convert.layers.maxpool2d import unit_windows
 from fastsim.gate import Gain
 from fastsim.layers import ConvOp, PoolOp
 from fastsim.stages import build_stages
@@ -217,8 +217,9 @@ class GraphTables:
     Gate g sits on population ``g_pop[g]`` and feeds layer ``g_pop[g] + 1`` (``gate_of[l]`` = g, else -1); it
     has ``g_size[g]`` output units (internal order of the pooled shape; their spike lists at ``g_off[g]``) of
     ``g_kk[g]`` members each: ``g_members[g_moff[g] + u·kk + r]``, the population's internal index of the unit
-    of rank r (row-major position in the window, the tie order) of output unit u. ``g_unit[v_off[p] + j]``: the
-    output unit of neuron j of a gated population p (-1: past the last whole window, or not gated).
+    of rank r (row-major position in the window, the tie order) of output unit u (-1: padding). Neuron j of a
+    gated population p belongs to the output units ``g_units[g_uptr[v_off[p] + j] : g_uptr[v_off[p] + j + 1]]``
+    (none past the last window, or when not gated; several where windows overlap).
 
     Layer l's skip edge (``skip_kind[l]`` 0: from a population, 1: from a gate, -1: none) leaves from source
     ``skip_src[l]`` (a population or a gate id); its runs start at ``ptr[skip_ptr_off[l] + i]`` and its fan-out
@@ -231,7 +232,8 @@ class GraphTables:
     g_kk: np.ndarray
     g_moff: np.ndarray
     g_members: np.ndarray
-    g_unit: np.ndarray
+    g_uptr: np.ndarray
+    g_units: np.ndarray
     skip_kind: np.ndarray
     skip_src: np.ndarray
     skip_ptr_off: np.ndarray
@@ -241,21 +243,20 @@ class GraphTables:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
 
-def _gate_members(shape: tuple[int, int, int], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """For a k×k gate on a (C, H, W) population, in internal orders: each output unit's k² members by rank,
-    and each neuron's output unit (-1 past the last whole window)."""
-    pooled = (shape[0], shape[1] // k, shape[2] // k)
-    pop_order, pool_order = internal_order(shape), internal_order(pooled)
+def _gate_members(gate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a gate (:class:`fastsim.gate.MaxGate`) on a (C, H, W) population, in internal orders: each output
+    unit's k² members by rank (-1 where the window holds padding), and each neuron's windows, compressed
+    (``ptr`` (n + 1,), ``units``: neuron j's windows are ``units[ptr[j]:ptr[j + 1]]``)."""
+    from convert.contract.spec import MaxPool2d
+
+    shape = gate.in_shape
+    layer = MaxPool2d(gate.kernel, gate.stride, gate.padding, gate.ceil_mode)
+    pop_order, pool_order = internal_order(shape), internal_order(gate.shape)
     pop_internal = np.argsort(pop_order)  # spec index → internal index
-    pool_internal = np.argsort(pool_order)
-    window, rank = window_index(shape, k), window_rank(shape, k)
-    members = np.zeros((len(pool_order), k * k), dtype=np.int64)
-    inside = window >= 0
-    members[pool_internal[window[inside]], rank[inside]] = pop_internal[np.flatnonzero(inside)]
-    unit = np.full(len(pop_order), -1, dtype=np.int64)
-    spec_unit = window[pop_order]  # neuron j (internal) → its window's spec index
-    unit[spec_unit >= 0] = pool_internal[spec_unit[spec_unit >= 0]]
-    return members.reshape(-1), unit
+    spec_members = layer.members(shape)[pool_order]  # rows in the internal order of the windows
+    members = np.where(spec_members >= 0, pop_internal[np.maximum(spec_members, 0)], -1)
+    ptr, units = unit_windows(members, len(pop_order))
+    return members.reshape(-1).astype(np.int64), ptr, units
 
 
 def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
@@ -323,16 +324,17 @@ def _graph_tables(stages, add_edge) -> GraphTables:
     L = len(stages)
     gate_of = np.full(L, -1, dtype=np.int64)
     g_pop, g_size, g_kk, members = [], [], [], []
-    unit_all = [np.full(int(np.prod(s.shape)), -1, dtype=np.int64) for s in stages]
+    counts = [np.zeros(int(np.prod(s.shape)), dtype=np.int64) for s in stages]  # windows per neuron
+    units_all: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in stages]
     for layer, stage in enumerate(stages):
         if stage.gate is not None:
             gate_of[layer] = len(g_pop)
-            m, unit = _gate_members(stage.gate.in_shape, stage.gate.kernel)
+            m, ptr, units = _gate_members(stage.gate)
             g_pop.append(layer - 1)
             g_size.append(int(np.prod(stage.gate.shape)))
             g_kk.append(stage.gate.kernel**2)
             members.append(m)
-            unit_all[layer - 1] = unit
+            counts[layer - 1], units_all[layer - 1] = np.diff(ptr), units
     skip_kind = np.full(L, -1, dtype=np.int64)
     skip_src = np.full(L, -1, dtype=np.int64)
     skip_ptr_off = np.zeros(L, dtype=np.int64)
@@ -356,7 +358,8 @@ def _graph_tables(stages, add_edge) -> GraphTables:
         g_kk=kk,
         g_moff=np.concatenate([[0], np.cumsum(sizes * kk)]).astype(np.int64),
         g_members=np.concatenate(members) if members else np.zeros(0, dtype=np.int64),
-        g_unit=np.concatenate(unit_all),
+        g_uptr=np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64),
+        g_units=np.concatenate(units_all).astype(np.int64),
         skip_kind=skip_kind,
         skip_src=skip_src,
         skip_ptr_off=skip_ptr_off,

@@ -22,27 +22,44 @@ import torch
 
 @dataclass(frozen=True)
 class MaxGate:
-    """The gate of a k×k max-pool on a population of shape ``in_shape`` (C, H, W); output (C, H // k, W // k)."""
+    """The gate of a k×k max-pool (stride, zero padding, ceil_mode as :class:`convert.contract.spec.MaxPool2d`)
+    on a population of shape ``in_shape`` (C, H, W); output (C, H', W')."""
 
     kernel: int
     in_shape: tuple[int, int, int]
+    stride: int | None = None
+    padding: int = 0
+    ceil_mode: bool = False
+
+    @classmethod
+    def of(cls, layer, in_shape: tuple[int, int, int]) -> MaxGate:
+        """The gate of the spec layer ``layer`` on ``in_shape``."""
+        return cls(layer.kernel_size, tuple(in_shape), layer.step, layer.padding, layer.ceil_mode)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        c, h, w = self.in_shape
-        return (c, h // self.kernel, w // self.kernel)
+        from convert.contract.spec import MaxPool2d
+
+        layer = MaxPool2d(self.kernel, self.stride, self.padding, self.ceil_mode)
+        return layer.output_shape(self.in_shape)
 
     def initial(self, batch: int, device: torch.device) -> torch.Tensor:
         """No spike counted yet: zeros (B, C, H', W', k²)."""
         return torch.zeros(batch, *self.shape, self.kernel**2, dtype=torch.int64, device=device)
 
     def windows(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, B, C, H, W) → (n, B, C, H', W', k²): each window's units in row-major order (their C order)."""
-        k = self.kernel
-        n, b = x.shape[:2]
-        c, ph, pw = self.shape
-        x = x[..., : ph * k, : pw * k].reshape(n, b, c, ph, k, pw, k)
-        return x.permute(0, 1, 2, 3, 5, 4, 6).reshape(n, b, c, ph, pw, k * k)
+        """(n, B, C, H, W) → (n, B, C, H', W', k²): each window's positions in row-major order (their C order),
+        zero where the window holds padding or lies past the input. A padded position's count stays 0, so it
+        can only win a window whose real units have not fired yet, whose output is then 0 as the real
+        winner's would be: the same spikes as a winner among the real units."""
+        k, s, p = self.kernel, self.stride or self.kernel, self.padding
+        _, oh, ow = self.shape
+        h, w = self.in_shape[1:]
+        bottom, right = max(0, (oh - 1) * s + k - h - p), max(0, (ow - 1) * s + k - w - p)
+        if p or bottom or right:
+            x = torch.nn.functional.pad(x, (p, right, p, bottom))
+        win = x.unfold(3, k, s).unfold(4, k, s)  # (n, B, C, H', W', k, k) (the last two: row, column)
+        return win[:, :, :, :oh, :ow].reshape(*win.shape[:3], oh, ow, k * k)
 
     def __call__(self, spikes: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gate the spikes (n, B, C, H, W) of n steps given the counts before them; returns the passed spikes

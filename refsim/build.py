@@ -41,7 +41,6 @@ import numpy as np
 from convert.contract.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError, is_gate
 from convert.layers import SpikingLayer
 from convert.layers import skip as skip_edge
-from convert.layers.maxpool2d import window_rank
 from refsim.brian import load as brian_load
 from refsim.connectivity import connections, fanout, gate_connections, skip_connections
 from refsim.inputs import InputBatch, InputLayer, build_input
@@ -49,9 +48,11 @@ from refsim.inputs import InputBatch, InputLayer, build_input
 RESETS = {"zero": "v = 0", "subtract": "v -= theta"}
 #: orders per layer in the cascade schedule's synapses slot (module doc)
 CASCADE = 10
-#: a population a max-pool gate reads: its spike count so far, how many mates of its window beat it (a
-#: summed variable) and its position in the window (ties go to the lower)
-GATE_VARIABLES = "\nc : 1\nbeaten : 1\nr : integer (constant)"
+#: a population a max-pool gate reads: its spike count so far and whether it fired in this step
+GATE_VARIABLES = "\nc : 1\nf : 1"
+#: a gate's members (one per window and real position): the mirrored count and spike of its unit, how many
+#: mates of its window beat it (a summed variable) and its position in the window (ties go to the lower)
+MEMBER_VARIABLES = "c : 1\nf : 1\nbeaten : 1\nr : integer (constant)"
 GATE_START = "c = c * int(t_in_timesteps % image_steps != 0)"
 #: v = 0 in the first step of every image (v·1 = v exactly otherwise), before that step's threshold test
 IMAGE_START = "v = v * int(t_in_timesteps % image_steps != 0)"
@@ -176,35 +177,55 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
 
 @build_layer.register
 def _maxpool(layer: MaxPool2d, state: _BuildState) -> None:
-    """The max-pool gate (module doc): counts, the mates' comparison and the gate group on the population
-    ``state.source`` (which :func:`_spiking` gave the gate's variables)."""
+    """The max-pool gate (docs/semantics.md) on the population ``state.source`` (which :func:`_spiking` gave the
+    count c and the spike flag f): a *member* per window and real position mirrors its unit's c and f
+    (``copy``, summed over one synapse each), counts the mates of its window that beat it (``mates``: a higher
+    count, or the same count and a lower rank), and fires when its unit fired and none beat it; its spike
+    makes its window's gate unit fire (``feed``). Overlapping windows give a unit one member per window."""
     brian_load()
     from brian2 import NeuronGroup, Synapses
 
     k = len(state.layers)  # the population below, 1-based
     population = state.source
-    to_gate, mates = gate_connections(layer, state.shape)
-    population.r = window_rank(state.shape, layer.kernel_size)  # type: ignore[arg-type]
-    count = population.run_regularly("c += int(v >= theta)", when="thresholds", order=1, name=f"refsim_gate_{k}_count")
+    wiring = gate_connections(layer, state.shape)
+    count = population.run_regularly(
+        "f = int(v >= theta)\nc += f", when="thresholds", order=1, name=f"refsim_gate_{k}_count"
+    )
+    members = NeuronGroup(
+        wiring.copy.n_post,
+        MEMBER_VARIABLES,
+        threshold="f > 0.5 and beaten < 0.5",
+        name=f"refsim_gate_{k}_members",
+    )
+    members.r = wiring.rank
+    copy = Synapses(
+        population,
+        members,
+        "c_post = c_pre : 1 (summed)\nf_post = f_pre : 1 (summed)",
+        name=f"refsim_gate_{k}_copy",
+    )
+    copy.connect(i=wiring.copy.i, j=wiring.copy.j)
     pairs = Synapses(
-        population,
-        population,
+        members,
+        members,
         "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
         name=f"refsim_gate_{k}_mates",
     )
-    pairs.connect(i=mates.i, j=mates.j)
+    pairs.connect(i=wiring.mates.i, j=wiring.mates.j)
     gate = NeuronGroup(
-        to_gate.n_post, "passed : 1", threshold="passed > 0.5", reset="passed = 0", name=f"refsim_gate_{k}"
+        wiring.feed.n_post, "passed : 1", threshold="passed > 0.5", reset="passed = 0", name=f"refsim_gate_{k}"
     )
-    feed = Synapses(population, gate, on_pre="passed_post += int(beaten_pre == 0)", name=f"refsim_gate_{k}_feed")
-    feed.connect(i=to_gate.i, j=to_gate.j)
-    beaten = pairs.summed_updaters["beaten_post"]
-    state.extra += [pairs, gate, feed]
-    state.slotted += [  # after population k's thresholder (cascade: 10k + 2), before its resetter (10k + 5)
+    feed = Synapses(members, gate, on_pre="passed_post += 1", name=f"refsim_gate_{k}_feed")
+    feed.connect(i=wiring.feed.i, j=wiring.feed.j)
+    state.extra += [members, copy, pairs, gate, feed]
+    state.slotted += [  # the population's thresholder: 10k + 2 (cascade), its resetter 10k + 5
         (count, "thresholds", 1, CASCADE * k + 3),
-        (beaten, "thresholds", 2, CASCADE * k + 4),
-        (feed.pre, "synapses", -3, CASCADE * k + 6),
-        (gate.thresholder["spike"], "synapses", -2, CASCADE * k + 7),
+        (copy.summed_updaters["c_post"], "thresholds", 2, CASCADE * k + 4),
+        (copy.summed_updaters["f_post"], "thresholds", 2, CASCADE * k + 4),
+        (pairs.summed_updaters["beaten_post"], "thresholds", 3, CASCADE * k + 6),
+        (members.thresholder["spike"], "thresholds", 4, CASCADE * k + 7),
+        (feed.pre, "synapses", -3, CASCADE * k + 8),
+        (gate.thresholder["spike"], "synapses", -2, CASCADE * k + 9),
     ]
     state.gates[k - 1] = gate
     state.taps[state.index] = gate

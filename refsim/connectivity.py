@@ -25,7 +25,6 @@ import numpy as np
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
 from convert.layers import skip as skip_edge
 from convert.layers import skip_map_layer
-from convert.layers.maxpool2d import window_index
 
 
 class Connections(NamedTuple):
@@ -139,21 +138,47 @@ def skip_connections(layer: object, source_shape: tuple[int, ...]) -> Connection
     return Connections(idx, idx.copy(), np.full(n, float(layer.skip_weight)), n, n)
 
 
-def gate_connections(layer: MaxPool2d, input_shape: tuple[int, ...]) -> tuple[Connections, Connections]:
-    """A max-pool gate's two synapse lists on a population of ``input_shape``: ``to_gate`` from every unit
-    inside a window to its window's gate unit, and ``mates`` between every ordered pair of units of one window
-    (j → i, j ≠ i), through which each unit counts the mates that beat it (refsim.build)."""
-    k = layer.kernel_size
-    win = window_index(input_shape, k)  # type: ignore[arg-type]
-    units = np.flatnonzero(win >= 0)
-    n_pre, n_gate = int(np.prod(input_shape)), int(np.prod(layer.output_shape(input_shape)))
-    to_gate = Connections(units.astype(np.int32), win[units].astype(np.int32), np.ones(len(units)), n_pre, n_gate)
-    by_window = units[np.argsort(win[units], kind="stable")].reshape(n_gate, k * k)  # each row: one window
-    pre = np.repeat(by_window, k * k, axis=1).reshape(-1)
-    post = np.tile(by_window, (1, k * k)).reshape(-1)
-    keep = pre != post
-    mates = Connections(pre[keep].astype(np.int32), post[keep].astype(np.int32), np.ones(int(keep.sum())), n_pre, n_pre)
-    return to_gate, mates
+class GateWiring(NamedTuple):
+    """A max-pool gate's wiring on a population (refsim.build): one *member* per (window, real position) pair,
+    ``copy`` (unit → member: the member mirrors its unit's count and spike), ``mates`` (member → member of the
+    same window, every ordered pair: through it each member counts the mates that beat it), ``feed`` (member →
+    its window's gate unit), and each member's ``rank`` (row-major position in its window, the tie order)."""
+
+    copy: Connections
+    mates: Connections
+    feed: Connections
+    rank: np.ndarray
+
+
+def gate_connections(layer: MaxPool2d, input_shape: tuple[int, ...]) -> GateWiring:
+    """The wiring of a max-pool gate of any stride, padding and ceil_mode on a population of ``input_shape``
+    (:meth:`MaxPool2d.members`: a unit of overlapping windows has one member per window; padding has none)."""
+    members = layer.members(input_shape)  # type: ignore[arg-type]
+    n_pre, n_gate = int(np.prod(input_shape)), members.shape[0]
+    window, rank = np.nonzero(members >= 0)  # members in window order, each window's by rank
+    unit = members[window, rank]
+    n = len(unit)
+    ones = np.ones(n)
+    idx = np.arange(n, dtype=np.int32)
+    copy = Connections(unit.astype(np.int32), idx, ones, n_pre, n)
+    feed = Connections(idx, window.astype(np.int32), ones, n, n_gate)
+    starts = np.searchsorted(window, np.arange(n_gate))
+    sizes = np.diff(np.append(starts, n))
+    pre, post = [], []
+    for size in np.unique(sizes):  # windows of one size at a time (padding makes some smaller)
+        if size < 2:
+            continue
+        first = starts[sizes == size]
+        block = first[:, None] + np.arange(size)[None, :]  # (windows, size) member indices
+        a = np.repeat(block, size, axis=1).reshape(-1)
+        b = np.tile(block, (1, size)).reshape(-1)
+        keep = a != b
+        pre.append(a[keep])
+        post.append(b[keep])
+    mi = np.concatenate(pre) if pre else np.zeros(0, dtype=np.int64)
+    mj = np.concatenate(post) if post else np.zeros(0, dtype=np.int64)
+    mates = Connections(mi.astype(np.int32), mj.astype(np.int32), np.ones(len(mi)), n, n)
+    return GateWiring(copy, mates, feed, rank.astype(np.int64))
 
 
 def spec_edges(spec: NetworkSpec) -> list[tuple[int, tuple[str, int], np.ndarray]]:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from convert.contract.spec import NetworkSpec
+from convert.layers import maxpool2d
 from convert.layers import skip as skip_edge
 
 T = TypeVar("T")
@@ -44,6 +45,8 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
             if f.name == "bias" and value is None:  # no bias: hashed as before biases existed
                 continue
             if f.name in skip_edge.FIELDS and layer.skip_source is None:  # no skip: likewise
+                continue
+            if maxpool2d.omitted(layer, f.name):  # a plain gate's stride, padding, ceil_mode: likewise
                 continue
             entry[f.name] = value
         layers.append(entry)

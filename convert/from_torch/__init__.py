@@ -22,8 +22,9 @@ node into a chain of operations:
   ``F.adaptive_avg_pool2d`` whose output size divides the input (then it is an ordinary average pool); one of
   any other output size (PyTorch's unequal or repeating windows, e.g. VGG's 1×1 → 7×7) is a linear map folded
   into the Linear that reads it through a Flatten;
-* max-pooling: ``nn.MaxPool2d``/``F.max_pool2d`` with stride = kernel, no padding (the spike gate
-  :class:`~convert.contract.spec.MaxPool2d`; one right before its ReLU is moved after it, as max and ReLU commute);
+* max-pooling: ``nn.MaxPool2d``/``F.max_pool2d`` with a square kernel, any stride, padding and ``ceil_mode``,
+  dilation 1 (the spike gate :class:`~convert.contract.spec.MaxPool2d`, overlapping windows included; one right
+  before its ReLU is moved after it, as max and ReLU commute);
 * a residual sum ``a + b`` of a weight layer's output (before its ReLU) and a rectified value before it (an
   identity skip) or a branch from one holding one Linear/Conv2d and its BatchNorm (a skip edge,
   :mod:`convert.layers.skip`; the branch's bias joins the layer's);

@@ -35,6 +35,7 @@ class Op:
     taps: tuple[str, ...] = ()  # a relu or max-pool op: the graph nodes whose value it is
     lam: float | None = None  # a relu op read from a QCFS module (convert.qcfs): its threshold λ
     levels: int | None = None  # and its number of levels L
+    gate: Any = None  # a maxpool op: its spec layer (convert.contract.spec.MaxPool2d: kernel, stride, padding)
 
 
 def fold_batchnorm(ops: list[Op]) -> list[Op]:
@@ -90,7 +91,7 @@ def gates_after_relus(ops: list[Op]) -> list[Op]:
         if out[i].kind == "maxpool" and out[i + 1].kind == "relu":  # the relu's value is the gate's output
             pool, relu = out[i], out[i + 1]  # a QCFS is monotone too: max(QCFS(z)) = QCFS(max(z))
             out[i] = Op("relu", pool.node, lam=relu.lam, levels=relu.levels)
-            out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel)
+            out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel, gate=pool.gate)
     return out
 
 
@@ -159,7 +160,7 @@ def layers_of(ops: list[Op]) -> list[Any]:
         elif op.kind == "flatten":
             layers.append(Flatten())
         elif op.kind == "maxpool":
-            layers.append(MaxPool2d(op.kernel))
+            layers.append(op.gate if op.gate is not None else MaxPool2d(op.kernel))
             taps[op.node] = len(layers) - 1
         elif op.kind == "relu":
             taps[op.node] = len(layers) - 1

@@ -513,7 +513,7 @@ class _Reader:
             gate = pool_from(kernel, stride, padding, dilation, bool(ceil_mode), f"node `{node.name}`")
         except SpecError as err:
             raise _refuse(node, self.gm, str(err).split(": ", 1)[-1]) from None
-        self.emit(node, True, Op("maxpool", node.name, kernel=gate.kernel_size))
+        self.emit(node, True, Op("maxpool", node.name, kernel=gate.kernel_size, gate=gate))
 
     def _call_avg_pool2d(self, node: fx.Node, a: dict[str, Any]) -> None:
         self._avgpool(node, a["kernel_size"], a.get("stride"), a.get("padding") or 0, bool(a.get("ceil_mode")))

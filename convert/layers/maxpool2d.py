@@ -5,14 +5,19 @@ spikes of step t included (Rueckauer et al. 2017), ties to the unit with the low
 max-pooling). It has no neurons, weights or threshold; the next spiking layer's synapses leave from its
 output units, one per window, in C order of the pooled shape.
 
-* windows do not overlap: stride = kernel size (the only form supported; an overlapping pool is refused,
-  because a unit would then be the winner of one window and not of another), no padding, floor mode
-  (rows and columns past the last whole window are dropped, as torch does);
+* windows as torch defines them: kernel k, stride s (default k), zero ``padding`` p ≤ k/2 on each side and
+  ``ceil_mode``: output size ⌊(H + 2p − k)/s⌋ + 1 (⌈…⌉ with ceil_mode, less a last window that would start in
+  the right padding). Windows may overlap (s < k; a unit then belongs to several windows, and each window picks
+  its own winner) and hold padding, which no unit occupies: a window's members are its units inside the
+  population, ranked by their position in the window (row-major: the lowest C-order index first). A padded
+  position never wins: the window's output is its real winner's spike (its max over real units, as torch's
+  −∞ padding gives). Defaults (s = k, p = 0, floor) are the non-overlapping pool of format versions ≤ 6, and
+  such a gate is written and hashed exactly as before;
 * the gate must directly follow a spiking layer (the input's pixels are no spike counts to compare);
 * ANN: z = the max of each window; ReLU commutes with it, so it needs no ReLU of its own;
 * normalization: max(a / λ) = max(a) / λ, so the gate passes the scale λ of the layer below unchanged;
-* torch: ``nn.MaxPool2d(k)`` (stride k or None, no padding, dilation 1, no ceil_mode) and ``F.max_pool2d``;
-  NIR has no max-pooling node: exporting a spec with a gate is an error.
+* torch: ``nn.MaxPool2d``/``F.max_pool2d`` with square kernel, stride and padding, any ``ceil_mode``, dilation
+  1; NIR has no max-pooling node: exporting a spec with a gate is an error.
 """
 
 from __future__ import annotations
@@ -24,51 +29,108 @@ import numpy as np
 
 from convert.layers.base import Layer, LayerFamily, SpecError, square_size
 
+#: fields a plain gate leaves at these values, so that it is written and hashed as before they existed
+DEFAULTS: dict[str, Any] = {"stride": None, "padding": 0, "ceil_mode": False}
+
+
+def omitted(layer: Any, field: str) -> bool:
+    """Whether ``field`` of ``layer`` is left out of files and fingerprints: a gate's setting at its default."""
+    return isinstance(layer, MaxPool2d) and field in DEFAULTS and getattr(layer, field) == DEFAULTS[field]
+
 
 @dataclass(frozen=True)
 class MaxPool2d(Layer):
-    """k×k max-pooling gate over non-overlapping windows (stride k); not a neuron population."""
+    """k×k max-pooling gate with stride (None: k), zero padding and ceil_mode as torch defines them; not a
+    neuron population (module docstring)."""
 
     kernel_size: int
+    stride: int | None = None
+    padding: int = 0
+    ceil_mode: bool = False
 
     def __post_init__(self) -> None:
         k = self.kernel_size
-        if isinstance(k, bool) or int(k) != k or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise SpecError(f"MaxPool2d.kernel_size must be a positive int, got {k!r}")
         object.__setattr__(self, "kernel_size", int(k))
+        s = self.stride
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1):
+            raise SpecError(f"MaxPool2d.stride must be a positive int or None (the kernel size), got {s!r}")
+        object.__setattr__(self, "stride", None if s is None or int(s) == int(k) else int(s))
+        p = self.padding
+        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p <= k // 2:
+            raise SpecError(
+                f"MaxPool2d.padding must be an int from 0 to kernel_size // 2 = {k // 2} (as torch requires), got {p!r}"
+            )
+        object.__setattr__(self, "padding", int(p))
+        if not isinstance(self.ceil_mode, (bool, np.bool_)):
+            raise SpecError(f"MaxPool2d.ceil_mode must be true or false, got {self.ceil_mode!r}")
+        object.__setattr__(self, "ceil_mode", bool(self.ceil_mode))
 
     @property
-    def stride(self) -> int:
-        return self.kernel_size
+    def step(self) -> int:
+        """The stride in effect (the kernel size unless given)."""
+        return self.kernel_size if self.stride is None else self.stride
+
+    @property
+    def is_plain(self) -> bool:
+        """Stride k, no padding, floor mode: the gate of format versions ≤ 6 (written and hashed as then)."""
+        return self.stride is None and self.padding == 0 and not self.ceil_mode
+
+    def pooled_size(self, n: int) -> int:
+        """torch's output length for an input length n."""
+        k, s, p = self.kernel_size, self.step, self.padding
+        span = n + 2 * p - k
+        if span < 0:
+            return 0
+        out = (-(-span // s) if self.ceil_mode else span // s) + 1
+        if self.ceil_mode and (out - 1) * s >= n + p:  # the last window may not start in the right padding
+            out -= 1
+        return out
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
             raise SpecError(f"MaxPool2d takes (C, H, W), got {input_shape}")
-        k = self.kernel_size
-        h, w = input_shape[1] // k, input_shape[2] // k
+        h, w = self.pooled_size(input_shape[1]), self.pooled_size(input_shape[2])
         if h < 1 or w < 1:
-            raise SpecError(f"MaxPool2d: kernel {k} does not fit input {input_shape}")
+            raise SpecError(f"MaxPool2d: kernel {self.kernel_size} does not fit input {input_shape}")
         return (input_shape[0], h, w)
+
+    def members(self, input_shape: tuple[int, int, int]) -> np.ndarray:
+        """(n_windows, k²): each window's units (C-order index in the population) by rank (row-major position in
+        the window), −1 where the window holds padding or lies past the input; windows in C order of the
+        pooled shape."""
+        c, h, w = input_shape
+        _, oh, ow = self.output_shape(input_shape)
+        k, s, p = self.kernel_size, self.step, self.padding
+        ys = (np.arange(oh) * s - p)[:, None] + np.arange(k)[None, :]  # (oh, k) input rows of each window
+        xs = (np.arange(ow) * s - p)[:, None] + np.arange(k)[None, :]
+        y = ys[:, None, :, None]  # (oh, 1, k, 1)
+        x = xs[None, :, None, :]  # (1, ow, 1, k)
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        plane = np.where(inside, y * w + x, -1).reshape(oh * ow, k * k)  # one channel's windows
+        per_channel = np.arange(c)[:, None, None] * (h * w)
+        out = np.where(plane[None] >= 0, plane[None] + per_channel, -1)
+        return out.reshape(c * oh * ow, k * k).astype(np.int64)
 
 
 def forward(layer: MaxPool2d, x: Any) -> Any:
     import torch.nn.functional as F
 
-    return F.max_pool2d(x, layer.kernel_size, stride=layer.kernel_size)
+    return F.max_pool2d(x, layer.kernel_size, layer.step, layer.padding, ceil_mode=layer.ceil_mode)
 
 
 def pool_from(kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool, where: str) -> MaxPool2d:
     """The gate of a torch max-pooling with these settings; a SpecError naming ``where`` for one it cannot be."""
     k = square_size(kernel, "MaxPool2d.kernel_size")
     s = k if stride is None or stride == [] or stride == () else square_size(stride, "MaxPool2d.stride")
-    if padding not in (0, (0, 0), [0, 0]) or dilation not in (1, (1, 1), [1, 1]) or ceil_mode:
-        raise SpecError(f"{where} (max-pooling): padding, dilation and ceil_mode are not supported")
-    if s != k:
-        raise SpecError(
-            f"{where} (max-pooling): stride {s} with kernel {k}: overlapping windows are not supported; "
-            "the spiking max-pool gate needs stride = kernel_size"
-        )
-    return MaxPool2d(k)
+    p = square_size(padding, "MaxPool2d.padding")
+    if dilation not in (1, (1, 1), [1, 1]):
+        raise SpecError(f"{where} (max-pooling): dilation {dilation} is not supported (only 1)")
+    try:
+        return MaxPool2d(k, s, p, bool(ceil_mode))
+    except SpecError as err:
+        raise SpecError(f"{where} (max-pooling): {str(err).split(': ', 1)[-1]}") from None
 
 
 def from_module(module: Any, index: int) -> MaxPool2d:
@@ -80,7 +142,7 @@ def from_module(module: Any, index: int) -> MaxPool2d:
 def to_module(layer: MaxPool2d) -> Any:
     from torch import nn
 
-    return nn.MaxPool2d(layer.kernel_size)
+    return nn.MaxPool2d(layer.kernel_size, layer.step, layer.padding, ceil_mode=layer.ceil_mode)
 
 
 def nir_node(layer: MaxPool2d, input_shape: tuple[int, ...]) -> Any:
@@ -105,20 +167,12 @@ FAMILY = LayerFamily(
 )
 
 
-def window_index(shape: tuple[int, int, int], k: int) -> np.ndarray:
-    """For every unit of a (C, H, W) population, the C-order index of its window in the pooled shape, or -1 for
-    a unit past the last whole window."""
-    c, h, w = shape
-    ph, pw = h // k, w // k
-    y, x = np.arange(h) // k, np.arange(w) // k
-    inside = (np.arange(h) < ph * k)[:, None] & (np.arange(w) < pw * k)[None, :]
-    win = (np.arange(c)[:, None, None] * ph + y[None, :, None]) * pw + x[None, None, :]
-    return np.where(inside[None], win, -1).reshape(-1)
-
-
-def window_rank(shape: tuple[int, int, int], k: int) -> np.ndarray:
-    """For every unit, its position (ky·k + kx) within its window: the lower, the earlier it wins a tie (the
-    C-order index grows with it inside one window)."""
-    c, h, w = shape
-    r = (np.arange(h) % k)[:, None] * k + (np.arange(w) % k)[None, :]
-    return np.broadcast_to(r, (c, h, w)).reshape(-1).copy()
+def unit_windows(members: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of every unit, compressed: unit j's windows are ``windows[ptr[j]:ptr[j + 1]]`` in increasing
+    order (one for a plain gate; several where windows overlap; none for a unit outside every window)."""
+    win, _ = np.nonzero(members >= 0)
+    unit = members[members >= 0]
+    order = np.lexsort((win, unit))
+    ptr = np.zeros(n_units + 1, dtype=np.int64)
+    np.add.at(ptr, unit + 1, 1)
+    return np.cumsum(ptr), win[order].astype(np.int64)

@@ -57,6 +57,17 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (4, 18)), threshold=0.5),
         )
+    if family == "MaxPoolOverlap":  # torchvision's ResNet stem: gate 3, stride 2, padding 1 (7x7 -> 4x4, windows
+        # overlap by one row and column and hold padding at the border), then gate 2 in ceil mode (4x4 -> 2x2),
+        # a skip edge from the first gate -> flatten -> dense
+        return (1, 7, 7), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.75, padding=1),
+            MaxPool2d(3, stride=2, padding=1),
+            Conv2d(dyadic(rng, (2, 2, 3, 3)), threshold=0.5, padding=1, skip_source=1, skip_weight=0.5),
+            MaxPool2d(3, stride=2, ceil_mode=True),
+            Flatten(),
+            Dense(dyadic(rng, (3, 8)), threshold=0.5),
+        )
     if family == "Residual":  # every kind at once: conv+bias -> gate -> conv -> conv + identity skip from the
         # gate -> conv stride 2 + 1x1 conv skip from the first conv of the block -> flatten -> dense
         return (1, 8, 8), (
@@ -79,7 +90,7 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
     raise ValueError(f"unknown layer family {family!r}")
 
 
-FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN", "Bias", "MaxPool", "Residual")
+FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN", "Bias", "MaxPool", "Residual", "MaxPoolOverlap")
 
 
 def network(family: str, schedule: str, reset: str, encoding: str = "poisson") -> NetworkSpec:

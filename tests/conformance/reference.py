@@ -65,25 +65,31 @@ def _pathways(spec: NetworkSpec) -> list[list[tuple[object, tuple[int, ...]]]]:
     return out
 
 
-def gate_step(kernel: int, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """One step of a k×k max-pool gate, literally: add this step's spikes to the counts (N, C, H, W), then
-    in every window the unit with the most spikes so far wins (scanning the window row by row, a later unit
-    must have strictly more to win: ties to the lowest index), and its spike of this step passes."""
+def gate_step(layer, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """One step of a max-pool gate (any stride, padding, ceil_mode), literally: add this step's spikes to the
+    counts (N, C, H, W), then in every window the unit with the most spikes so far wins (scanning the window's
+    positions inside the input row by row, a later unit must have strictly more to win: ties to the lowest
+    index; padding is skipped), and its spike of this step passes."""
     n = len(spikes)
     s = spikes.reshape(n, *shape)
     counts += s
     c, h, w = shape
-    out = np.zeros((n, c, h // kernel, w // kernel))
-    for y in range(h // kernel):
-        for x in range(w // kernel):
+    _, oh, ow = layer.output_shape(shape)
+    k, stride, p = layer.kernel_size, layer.step, layer.padding
+    out = np.zeros((n, c, oh, ow))
+    for y in range(oh):
+        for x in range(ow):
             best = np.full((n, c), -1.0)
             passed = np.zeros((n, c))
-            for ky in range(kernel):
-                for kx in range(kernel):
-                    cnt = counts[:, :, y * kernel + ky, x * kernel + kx]
+            for ky in range(k):
+                for kx in range(k):
+                    iy, ix = y * stride - p + ky, x * stride - p + kx
+                    if not (0 <= iy < h and 0 <= ix < w):
+                        continue
+                    cnt = counts[:, :, iy, ix]
                     wins = cnt > best
                     best = np.where(wins, cnt, best)
-                    passed = np.where(wins, s[:, :, y * kernel + ky, x * kernel + kx], passed)
+                    passed = np.where(wins, s[:, :, iy, ix], passed)
             out[:, :, y, x] = passed
     return out
 
@@ -214,7 +220,7 @@ class _Loop:
         h = below
         for layer, shape in self.pathways[k]:
             if isinstance(layer, MaxPool2d):
-                h = gate_step(layer.kernel_size, shape, h, self.counts[k])
+                h = gate_step(layer, shape, h, self.counts[k])
                 self.gated[k][:, t] = h.reshape(self.n, -1)
                 after[self.pops[k - 1] + 1] = h
             else:

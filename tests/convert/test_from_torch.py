@@ -121,9 +121,9 @@ class BnAfterRelu(nn.Module):
         (NoRelu(), (1, 2, 2), "node `a` is not followed by a ReLU"),
         (BnAfterRelu(), (1, 2, 2), "node `bn` (BatchNorm) does not follow a Linear or Conv2d"),
         (
-            nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(), nn.Linear(8, 2)),
+            nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, dilation=2), nn.Flatten(), nn.Linear(2, 2)),
             (1, 7, 7),
-            "overlapping windows are not supported",
+            "(MaxPool2d) dilation 2 is not supported (only 1)",
         ),
         (nn.Sequential(nn.Flatten(), nn.Linear(4, 2), nn.Tanh()), (1, 2, 2), "(Tanh) has no spiking equivalent"),
     ],
