@@ -195,6 +195,7 @@ def _maxpool(layer: MaxPool2d, state: _BuildState) -> None:
         wiring.copy.n_post,
         MEMBER_VARIABLES,
         threshold="f > 0.5 and beaten < 0.5",
+        reset="f = 0",  # harmless (the copy sets f again before the next test); Brian2 wants a reset
         name=f"refsim_gate_{k}_members",
     )
     members.r = wiring.rank

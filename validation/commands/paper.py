@@ -212,6 +212,19 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_levels(args: argparse.Namespace) -> int:
+    """QCFS's L chosen for a target T by the SNN on the validation split (validation/paper/levels.py)."""
+    from validation.paper.levels import select_levels
+
+    runs = args.runs or default_runs()
+    result = select_levels(
+        args.dataset, args.model, tuple(args.levels), args.steps, str(args.init), runs, args.root, args.epochs, args.lr
+    )
+    print((runs / "levels" / f"{args.dataset}-{args.model}-T{args.steps}.md").read_text())
+    print(f"chosen: L = {result['chosen']}")
+    return 0
+
+
 def network_name(text: str) -> tuple[str, str]:
     """``dataset-model`` (e.g. ``fashion-vgg``) as a (dataset, model) pair; anything else is a clear error."""
     from convert.datasets import DATASETS
@@ -335,6 +348,22 @@ def register(add: Add) -> None:
     )
     build_dir_arg(p)
 
+    p = add("levels", cmd_levels, "QCFS: choose L for a target T by the SNN's accuracy on the validation split")
+    from convert import datasets as _datasets
+    from convert import models as _models
+
+    p.add_argument("--dataset", choices=_datasets.DATASETS, required=True)
+    p.add_argument("--model", choices=_models.MODELS, required=True)
+    p.add_argument("--levels", type=positive_int, nargs="+", default=[4, 8, 16], help="candidate L (default 4 8 16)")
+    p.add_argument("--steps", type=positive_int, default=8, help="the target T (default 8)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        required=True,
+        help="the network's trained ReLU checkpoint, each twin's start (e.g. docs/results/models/mnist-cnn.pt)",
+    )
+    p.add_argument("--epochs", type=positive_int, default=3, help="fine-tuning epochs per candidate (default 3)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="fine-tuning learning rate (default 1e-3)")
     p = add("latency", cmd_latency, "accuracy at T = 4 ... 256 steps: data-based, calibrated, bias-corrected, QCFS")
     p.add_argument("--images", type=test_images, default=10_000, help="test images of the paper's networks (10000)")
     p.add_argument("--deeper-images", type=test_images, default=2000, help="test images of the deeper ones (2000)")
