@@ -69,20 +69,28 @@ def test_fanouts_count_the_synapses(family):
         np.testing.assert_array_equal(got, (h.reshape(n_in, -1) != 0).sum(axis=1), err_msg=f"skip into {k}")
 
 
-@pytest.mark.parametrize("k", [2, 3])
-def test_gate_step_is_the_argmax_of_counts(k):
-    """The reference's gate, against torch's max-pooling of a unique key: count · k² + (k² − 1 − position in
-    the window), whose maximum is the unit with the most spikes so far and, among those, the first."""
+@pytest.mark.parametrize(
+    "k,stride,padding,ceil", [(2, None, 0, False), (3, None, 0, False), (3, 2, 1, False), (3, 2, 0, True)]
+)
+def test_gate_step_is_the_argmax_of_counts(k, stride, padding, ceil):
+    """The reference's gate, against torch's max-pooling of a unique key: count · HW + (HW − 1 − the unit's
+    index in its channel), whose maximum in a window is the unit with the most spikes so far and, among those,
+    the first (row-major in the window is C order); torch pads with −∞, so padding never wins. Plain gates,
+    and overlapping, padded and ceil-mode ones."""
+    from convert.contract.spec import MaxPool2d
+
     rng = np.random.default_rng(k)
-    shape = (2, 2 * k + 1, 2 * k)  # one row past the last whole window: dropped
+    shape = (2, 2 * k + 1, 2 * k)  # one row past the last whole window: dropped by a plain gate
+    layer = MaxPool2d(k, stride, padding, ceil)
     counts = rng.integers(0, 3, size=(4, *shape)).astype(np.float64)
     spikes = (rng.random((4, *shape)) < 0.5).astype(np.float64)
     after = counts + spikes
-    got = reference.gate_step(k, shape, spikes, counts)
+    got = reference.gate_step(layer, shape, spikes, counts)
     np.testing.assert_array_equal(counts, after)  # the counts now include this step's spikes
-    rank = np.add.outer(np.arange(shape[1]) % k * k, np.arange(shape[2]) % k)
-    key = torch.as_tensor(after * k * k + (k * k - 1 - rank))
-    _, index = F.max_pool2d(key, k, return_indices=True)
+    hw = shape[1] * shape[2]
+    index_in_channel = np.arange(hw).reshape(shape[1:])
+    key = torch.as_tensor(after * hw + (hw - 1 - index_in_channel))
+    _, index = F.max_pool2d(key, k, layer.step, padding, ceil_mode=ceil, return_indices=True)
     want = torch.as_tensor(spikes).flatten(2).gather(2, index.flatten(2)).reshape(index.shape)
     np.testing.assert_array_equal(got, want.numpy())
     assert 0 < got.sum() < spikes.sum(), "some spikes pass and some are held back"
