@@ -211,9 +211,10 @@ def cached_search(
 def build_specs(
     dataset: str, model: str, root: Path | None, runs: Path, cfg: EvalConfig, out: Path, progress: bool = True
 ) -> dict:
-    """Every row's spec for one trained model (threshold search and statistics cached by content)."""
+    """Every row's spec for one trained model (threshold search and statistics cached by content); with
+    ``cfg.rows``, only those rows' (no threshold search nor statistics that they do not need)."""
     base = copy_spec(dataset, model, runs)
-    table = rows()
+    table = rows() if cfg.rows is None else tuple(r for r in rows() if r.name in cfg.rows)
     search = cached_search(base, dataset, root, cfg, out, progress) if any(r.tuned for r in table) else None
     stats = None
     if any(methods.get(r.method).needs_stats for r in table):
@@ -224,6 +225,8 @@ def build_specs(
         options = {**shared, "threshold": search["chosen"]} if row.tuned else shared
         specs[row.name] = normalized_spec(base, row.method, stats, **options)
     for row in VARIANTS:  # the same spec with simulation options changed (built always: cheap)
+        if row.method not in specs:
+            continue
         spec, report = specs[row.method]
         specs[row.name] = (dataclasses.replace(spec, **row.changes), report)
     return {"base": base, "specs": specs, "search": search}
