@@ -193,3 +193,31 @@ def test_an_interrupted_record_resumes_from_its_finished_parts(tmp_path, monkeyp
         {("mnist", "mlp"): {"specs": {"data": (spec, None)}}}, {("mnist", "mlp"): 1000}, None, cfg, probe=(16, 5)
     )
     assert seconds > 0
+
+
+@pytest.mark.slow
+def test_committed_parts_are_published_and_read_back_as_cached(tmp_path, monkeypatch):
+    """--publish-parts copies every finished part to the committed folder under its content key; a later run
+    with an empty cache builds the same table from them without simulating anything."""
+    from validation.paper import committed_parts, experiments
+
+    argv = ["train", "--dataset", "mnist", "--model", "mlp", "--epochs", "1", "--train-images", "256"]
+    assert convert_main([*argv, "--runs", str(tmp_path)]) == 0
+    committed = tmp_path / "committed"
+    monkeypatch.setattr(committed_parts, "COMMITTED", committed)
+    cfg = EvalConfig(n_images=30, steps=20, seeds=(0,), part_images=10, rows=("model", "data"), calib_images=500)
+    first = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False, publish=True)
+    cache = tmp_path / "table2" / "records"
+    parts = sorted(p.name for p in (cache / "parts").glob("*.npz"))
+    assert len(parts) == 2 * 3 and sorted(p.name for p in committed.glob("*.npz")) == parts
+    import shutil
+
+    shutil.rmtree(cache)
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("a committed part was simulated again")
+
+    monkeypatch.setattr(experiments, "simulate_part", no_simulation)
+    again = run_table2(cfg, None, tmp_path, pairs=(("mnist", "mlp"),), progress=False)
+    assert [e["accuracies"] for e in again["entries"]] == [e["accuracies"] for e in first["entries"]]
+    assert [e["row"] for e in again["entries"]] == ["model", "data"]

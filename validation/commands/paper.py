@@ -73,7 +73,9 @@ def cmd_table2(args: argparse.Namespace) -> int:
         from validation import cluster
 
         cluster.check_address(args.dask)
-    results = run_table2(cfg, args.root, runs, estimate=args.full or args.estimate, dask=args.dask)
+    results = run_table2(
+        cfg, args.root, runs, estimate=args.full or args.estimate, dask=args.dask, publish=args.publish_parts
+    )
     print(markdown(results))
     return 0
 
@@ -281,6 +283,12 @@ def register(add: Add) -> None:
         default=None,
         help="only these rows (default: every row); `--full --rows model` runs the model-based rows at the "
         "replication's scale",
+    )
+    p.add_argument(
+        "--publish-parts",
+        action="store_true",
+        help="copy every finished part record to docs/results/table2-full/parts (kept in git; read back by every "
+        "later run as cached), before simulating and after",
     )
     p.add_argument(
         "--dask",

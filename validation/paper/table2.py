@@ -25,6 +25,7 @@ from convert.contract.provenance import provenance
 from convert.contract.records import SpikeRecord
 from convert.train import checkpoint_paths
 from validation.harness.engines import run
+from validation.paper import committed_parts
 from validation.paper.convergence import checkpoint_index, convergence, correct_at
 from validation.paper.experiments import EvalConfig, Job, build_specs, evaluate
 from validation.paper.rows import VARIANTS, named, rows
@@ -57,6 +58,7 @@ def run_table2(
     progress: bool = True,
     estimate: bool = False,
     dask: str | None = None,
+    publish: bool = False,
 ) -> dict[str, Any]:
     """Every (dataset, model, row, seed) evaluation; returns the results dictionary (also written).
 
@@ -64,7 +66,9 @@ def run_table2(
     progress bar in image-steps shows the ETA. ``estimate``: first print the expected wall time on this
     machine, from a short timed run of each network (:func:`expected_seconds`), and with ``dask`` on the
     cluster. ``dask``: a scheduler address or ``local:N`` (:mod:`validation.cluster`): the missing parts run
-    there first, then the records are joined and the table built here as without it."""
+    there first, then the records are joined and the table built here as without it. Parts committed under
+    ``docs/results/table2-full/parts`` (:mod:`validation.paper.committed_parts`) are read as cached ones;
+    ``publish``: copy every finished part there, before simulating and after."""
     out = runs / "table2" / cfg.tag
     results: dict[str, Any] = {"config": cfg.to_dict(), "tag": cfg.tag, "entries": [], "paired": []}
     todo = [(ds, m) for ds, m in pairs if checkpoint_paths(runs, ds, m)[1].exists()]
@@ -72,6 +76,10 @@ def run_table2(
     built = {(ds, m): build_specs(ds, m, root, runs, cfg, cache, progress) for ds, m in todo}
     jobs = {(ds, m): network_jobs(cfg, built[(ds, m)], ds, m, cfg.rows) for ds, m in todo}
     unique = {j.key(cfg): j for by_row in jobs.values() for j in by_row.values()}  # equal specs share a record
+    if committed_parts.COMMITTED.is_dir():
+        committed_parts.seed(unique.values(), cfg, cache)
+    if publish:
+        committed_parts.publish(unique.values(), cfg, cache)
     missing: dict[tuple[str, str], int] = {pair: 0 for pair in jobs}
     for j in unique.values():
         missing[(j.dataset, j.model)] += j.missing_image_steps(cfg, cache)
@@ -98,6 +106,10 @@ def run_table2(
         results["entries"] += entries
         results["paired"] += paired_tests(ds, model, correct)
     bar.close()
+    if publish:
+        print(
+            f"table2: {committed_parts.publish(unique.values(), cfg, cache)} new parts in {committed_parts.COMMITTED}"
+        )
     results["claims"] = claims(results)
     results.update(provenance(cfg.to_dict(), seed=None))
     results["seeds"] = list(cfg.seeds)
