@@ -69,7 +69,7 @@ from convert.from_torch.ops import (
     layers_of,
     qcfs_scales,
 )
-from convert.from_torch.reader import read_ops, target_name
+from convert.from_torch.reader import describe_node, read_ops, target_name
 from convert.qcfs import QCFS
 
 __all__ = ["from_exported", "from_torch", "load_exported"]
@@ -125,19 +125,13 @@ def _propagate(gm: fx.GraphModule, example: torch.Tensor) -> None:
         first = _first_layer(gm)
         where = ""
         if prop.node is not None and prop.node.op not in ("placeholder", "output"):
-            where = f"node `{prop.node.name}` ({_node_kind(gm, prop.node)}) fails: "
+            where = f"node `{prop.node.name}` ({describe_node(prop.node, gm)}) fails: "
         raise SpecError(
             f"the model cannot run on input_shape={tuple(example.shape[1:])}: {where}{type(cause).__name__}: "
             f"{detail}"
             + (f"; {first}" if first else "")
             + ": pass the shape of one input image (without the batch dimension), or the size the model needs"
         ) from None
-
-
-def _node_kind(gm: fx.GraphModule, node: fx.Node) -> str:
-    if node.op == "call_module":
-        return type(gm.get_submodule(node.target)).__name__
-    return str(getattr(node.target, "__name__", node.target))
 
 
 def _convert(

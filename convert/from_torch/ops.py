@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, SpecError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, SpecError
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Op:
     lam: float | None = None  # a relu op read from a QCFS module (convert.qcfs): its threshold λ
     levels: int | None = None  # and its number of levels L
     gate: Any = None  # a maxpool op: its spec layer (convert.contract.spec.MaxPool2d: kernel, stride, padding)
+    sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # an adaptive pool: (input, output) H, W
 
 
 def fold_batchnorm(ops: list[Op]) -> list[Op]:
@@ -91,7 +92,7 @@ def gates_after_relus(ops: list[Op]) -> list[Op]:
         if out[i].kind == "maxpool" and out[i + 1].kind == "relu":  # the relu's value is the gate's output
             pool, relu = out[i], out[i + 1]  # a QCFS is monotone too: max(QCFS(z)) = QCFS(max(z))
             out[i] = Op("relu", pool.node, lam=relu.lam, levels=relu.levels)
-            out[i + 1] = Op("maxpool", relu.node, kernel=pool.kernel, gate=pool.gate)
+            out[i + 1] = Op("maxpool", relu.node, gate=pool.gate)
     return out
 
 
@@ -160,7 +161,7 @@ def layers_of(ops: list[Op]) -> list[Any]:
         elif op.kind == "flatten":
             layers.append(Flatten())
         elif op.kind == "maxpool":
-            layers.append(op.gate if op.gate is not None else MaxPool2d(op.kernel))
+            layers.append(op.gate)
             taps[op.node] = len(layers) - 1
         elif op.kind == "relu":
             taps[op.node] = len(layers) - 1
@@ -196,13 +197,13 @@ def fold_input(ops: list[Op], input_shape: tuple[int, ...], given: Op | None = N
     channels = input_shape[0] if len(input_shape) == 3 else 1
     a, o = np.ones(channels), np.zeros(channels)
     for op in affines:  # compose: first the given normalization, then the model's own steps
-        w, b = np.broadcast_to(op.weight, (channels,)) if op.weight.size in (1, channels) else None, op.bias
-        if w is None or b.size not in (1, channels):
+        if op.weight.size not in (1, channels) or op.bias.size not in (1, channels):
             raise SpecError(
                 f"node `{op.node}` normalizes {op.weight.size} input channels, but the input has {channels} "
                 f"(input_shape {tuple(input_shape)})"
             )
-        a, o = a * w, o * w + np.broadcast_to(b, (channels,))
+        w, b = np.broadcast_to(op.weight, (channels,)), np.broadcast_to(op.bias, (channels,))
+        a, o = a * w, o * w + b
     i = next((k for k, op in enumerate(rest) if op.kind not in ("flatten",)), None)
     if i is None or rest[i].kind != "weight":
         found = "nothing" if i is None else f"`{rest[i].node}` ({rest[i].kind})"
@@ -246,8 +247,8 @@ def adaptive_matrix(size_in: tuple[int, int], size_out: tuple[int, int]) -> np.n
 
 
 def fold_adaptive(ops: list[Op]) -> list[Op]:
-    """Each adaptive average pool whose windows are not equal squares (``kind`` adaptive: ``stride`` its output
-    size, ``padding`` its input size) folded into the Linear after it (only a Flatten between): a linear map
+    """Each adaptive average pool whose windows are not equal squares (``kind`` adaptive, ``sizes`` its input
+    and output sizes) folded into the Linear after it (only a Flatten between): a linear map
     followed by another is one, W' = W · (I_C ⊗ P) with P :func:`adaptive_matrix`; VGG's 1×1 → 7×7 becomes a
     Linear on the 512 channels, each column the sum of its 49 copies. Anything else after it is refused."""
     out = list(ops)
@@ -262,13 +263,13 @@ def fold_adaptive(ops: list[Op]) -> list[Op]:
             j += 1
         if j >= len(out) or out[j].kind != "weight" or out[j].weight.ndim != 2 or j == i + 1:
             found = f"`{out[j].node}` ({out[j].kind})" if j < len(out) else "the end of the model"
+            (hi, wi), (ho, wo) = op.sizes
             raise SpecError(
-                f"node `{op.node}` (AdaptiveAvgPool2d) pools {op.padding[0]}x{op.padding[1]} to "
-                f"{op.stride[0]}x{op.stride[1]} in unequal windows: such a pool is folded into the Linear that "
-                f"reads it through a Flatten, but {found} follows it"
+                f"node `{op.node}` (AdaptiveAvgPool2d) pools {hi}x{wi} to {ho}x{wo} in unequal windows: such a "
+                f"pool is folded into the Linear that reads it through a Flatten, but {found} follows it"
             )
         dense = out[j]
-        pool = adaptive_matrix(op.padding, op.stride)
+        pool = adaptive_matrix(*op.sizes)
         n_out, n_in = pool.shape
         channels = dense.weight.shape[1] // n_out
         w = dense.weight.reshape(dense.weight.shape[0], channels, n_out) @ pool  # (rows, C, n_in)

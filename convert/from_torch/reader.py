@@ -5,7 +5,6 @@ branches, node by node, into :class:`~convert.from_torch.ops.Op` s; anything wit
 from __future__ import annotations
 
 import operator
-import re
 from typing import Any
 
 import numpy as np
@@ -80,7 +79,8 @@ def _fn_name(target: Any) -> str:
     return f"{module}.{name}"
 
 
-def _what(node: fx.Node, gm: fx.GraphModule) -> str:
+def describe_node(node: fx.Node, gm: fx.GraphModule) -> str:
+    """What a graph node computes, for messages: a module's class, ``aten.<op>``, ``F.relu``, ``Tensor.view``."""
     if node.op == "call_module":
         return type(gm.get_submodule(node.target)).__name__
     if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
@@ -92,18 +92,25 @@ def _what(node: fx.Node, gm: fx.GraphModule) -> str:
     return node.op
 
 
-_PROBLEM = re.compile(r"^node `(?P<node>[^`]*)` \((?P<what>[^)]*)\) (?P<why>.*)$", re.DOTALL)
 SHOWN_NODES = 3  # per kind of problem, the nodes named before "and N more"
 
 
-def summary(problems: list[str]) -> str:
+class _Refusal(SpecError):
+    """A node the reader cannot read, with its name, what it computes and why (:func:`summary` groups by the
+    last two)."""
+
+    def __init__(self, node_name: str, what: str, why: str) -> None:
+        super().__init__(f"node `{node_name}` ({what}) {why}")
+        self.node_name, self.what, self.why = node_name, what, why
+
+
+def summary(problems: list[SpecError]) -> str:
     """Every problem of a model in one line: those of one kind (the same op and reason) grouped, with their
     first nodes named: ``the model has 5 parts with no spiking equivalent, of 2 kinds: (1) 3× MaxPool2d
     (`a`, `b`, `c`): ...; (2) ...``."""
     groups: dict[tuple[str, str], list[str]] = {}
     for p in problems:
-        m = _PROBLEM.match(p)
-        key, node = ((m["what"], m["why"]), m["node"]) if m else (("", p), "")
+        key, node = ((p.what, p.why), p.node_name) if isinstance(p, _Refusal) else (("", str(p)), "")
         groups.setdefault(key, []).append(node)
     parts = []
     for i, ((what, why), nodes) in enumerate(groups.items(), 1):
@@ -123,7 +130,7 @@ class _Fatal(SpecError):
 
 
 def _refuse(node: fx.Node, gm: fx.GraphModule, why: str) -> SpecError:
-    return SpecError(f"node `{node.name}` ({_what(node, gm)}) {why}")
+    return _Refusal(node.name, describe_node(node, gm), why)
 
 
 def _pair(value: Any, node: fx.Node, gm: fx.GraphModule, name: str) -> tuple[int, int]:
@@ -160,7 +167,7 @@ class _Reader:
         self.shape_nodes: set[fx.Node] = set()
         self.taps: dict[fx.Node, str] = {}  # a rectified value (after a relu or a max-pool) -> its op's node
         self.branches: dict[fx.Node, tuple[str, list[Op]]] = {}  # a side branch's value -> (tap, its ops)
-        self.problems: list[str] = []  # every refusal, so that one error names them all
+        self.problems: list[SpecError] = []  # every refusal, so that one error names them all
         self.head: fx.Node | None = None  # a softmax/log_softmax after the last layer (dropped)
 
     def param(self, node: Any) -> torch.Tensor | None:
@@ -253,11 +260,11 @@ class _Reader:
             except _Fatal:
                 raise
             except SpecError as err:  # go on as if the node passed its input through, to find the others too
-                self.problems.append(str(err))
+                self.problems.append(err)
                 if node.args and isinstance(node.args[0], fx.Node):
                     self.drop(node)
         if len(self.problems) == 1:
-            raise SpecError(self.problems[0])
+            raise SpecError(str(self.problems[0]))
         if self.problems:
             raise SpecError(summary(self.problems))
         return self.ops
@@ -455,8 +462,7 @@ class _Reader:
         if not self.ops:
             self.ops.append(Op("affine", node.name, weight=np.ones(1), bias=np.zeros(1)))
         op = self.ops[0]
-        a, b = np.broadcast_arrays(op.weight, op.bias, k)[:2] if op.weight.size != k.size else (op.weight, op.bias)
-        a, b = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)
+        a, b = (np.array(v, dtype=np.float64) for v in np.broadcast_arrays(op.weight, op.bias, k)[:2])
         if how == "sub":
             b = b - k
         elif how == "add":
@@ -481,7 +487,7 @@ class _Reader:
             return
         if first.target.endswith("num_batches_tracked"):
             raise _Fatal(
-                f"{TRAIN_MODE} (node `{node.name}` ({_what(node, self.gm)}) counts a BatchNorm's batches "
+                f"{TRAIN_MODE} (node `{node.name}` ({describe_node(node, self.gm)}) counts a BatchNorm's batches "
                 f"in `{first.target}`): {EVAL_FIRST}"
             )
         raise _refuse(node, self.gm, f"updates the buffer `{first.target}` in place: a model's state must not change")
@@ -513,7 +519,7 @@ class _Reader:
             gate = pool_from(kernel, stride, padding, dilation, bool(ceil_mode), f"node `{node.name}`")
         except SpecError as err:
             raise _refuse(node, self.gm, str(err).split(": ", 1)[-1]) from None
-        self.emit(node, True, Op("maxpool", node.name, kernel=gate.kernel_size, gate=gate))
+        self.emit(node, True, Op("maxpool", node.name, gate=gate))
 
     def _call_avg_pool2d(self, node: fx.Node, a: dict[str, Any]) -> None:
         self._avgpool(node, a["kernel_size"], a.get("stride"), a.get("padding") or 0, bool(a.get("ceil_mode")))
@@ -559,16 +565,18 @@ class _Reader:
         repeating) is a linear map that :func:`convert.from_torch.ops.fold_adaptive` folds into the Linear
         after it."""
         before = _shape(node.args[0])
-        size = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
         h, w = before[-2:]
-        out = tuple(int(h if o is None else o) for o in size[:1]) + tuple(int(w if o is None else o) for o in size[1:])
-        if len(out) != 2 or min(out) < 1:
+        if len(size) != 2:
+            raise _refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
+        out = (h if size[0] is None else int(size[0]), w if size[1] is None else int(size[1]))  # None: keep it
+        if min(out) < 1:
             raise _refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
         if h % out[0] == 0 and w % out[1] == 0 and h // out[0] == w // out[1]:
             k = h // out[0]
             self.ops.append(Op("pool", node.name, kernel=k, stride=(k, k)))
             return
-        self.ops.append(Op("adaptive", node.name, kernel=0, stride=out, padding=(h, w)))
+        self.ops.append(Op("adaptive", node.name, sizes=((h, w), out)))
 
     def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> Op:
         if mean is None or var is None:
@@ -584,5 +592,5 @@ def read_ops(gm: fx.GraphModule) -> tuple[list[Op], list[str]]:
     from its head (``["log_softmax (node `x`)"]``: a softmax after the last layer), for the provenance."""
     reader = _Reader(gm)
     ops = reader.read()
-    head = [] if reader.head is None else [f"{_what(reader.head, gm)} (node `{reader.head.name}`)"]
+    head = [] if reader.head is None else [f"{describe_node(reader.head, gm)} (node `{reader.head.name}`)"]
     return ops, head
