@@ -7,8 +7,9 @@ still a ReLU (the ReLU network's own activations): the clip λ loses only the to
 default λ = 8 of a QCFS trained from scratch may clip half a layer or leave most of its L levels unused.
 Training then goes on with QCFS in place (``TrainConfig.init``; ``python -m convert train --init CHECKPOINT``).
 
-The starting point is keyed by its content (:func:`init_fingerprint`, the weights' bytes), never by its path,
-so a copied checkpoint is the same start and a retrained one is a different one.
+The checkpoint is read and keyed by :mod:`convert.train` (``start_state``; ``init_fingerprint``: by the
+weights' content, never by the path, so a copied checkpoint is the same start and a retrained one is a
+different one).
 """
 
 from __future__ import annotations

@@ -247,13 +247,9 @@ def _gate_members(gate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a gate (:class:`fastsim.gate.MaxGate`) on a (C, H, W) population, in internal orders: each output
     unit's k² members by rank (-1 where the window holds padding), and each neuron's windows, compressed
     (``ptr`` (n + 1,), ``units``: neuron j's windows are ``units[ptr[j]:ptr[j + 1]]``)."""
-    from convert.contract.spec import MaxPool2d
-
-    shape = gate.in_shape
-    layer = MaxPool2d(gate.kernel, gate.stride, gate.padding, gate.ceil_mode)
-    pop_order, pool_order = internal_order(shape), internal_order(gate.shape)
+    pop_order, pool_order = internal_order(gate.in_shape), internal_order(gate.shape)
     pop_internal = np.argsort(pop_order)  # spec index → internal index
-    spec_members = layer.members(shape)[pool_order]  # rows in the internal order of the windows
+    spec_members = gate.layer.members(gate.in_shape)[pool_order]  # rows in the internal order of the windows
     members = np.where(spec_members >= 0, pop_internal[np.maximum(spec_members, 0)], -1)
     ptr, units = unit_windows(members, len(pop_order))
     return members.reshape(-1).astype(np.int64), ptr, units

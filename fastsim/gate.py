@@ -15,33 +15,28 @@ exact on every device; the output spikes are the input's own 0/1 values, in thei
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 
 @dataclass(frozen=True)
 class MaxGate:
-    """The gate of a k×k max-pool (stride, zero padding, ceil_mode as :class:`convert.contract.spec.MaxPool2d`)
-    on a population of shape ``in_shape`` (C, H, W); output (C, H', W')."""
+    """The gate of the spec layer ``layer`` (:class:`convert.contract.spec.MaxPool2d`: kernel, stride, zero
+    padding, ceil_mode) on a population of shape ``in_shape`` (C, H, W); output ``shape`` (C, H', W')."""
 
-    kernel: int
+    layer: Any
     in_shape: tuple[int, int, int]
-    stride: int | None = None
-    padding: int = 0
-    ceil_mode: bool = False
+    shape: tuple[int, int, int] = field(init=False)
 
-    @classmethod
-    def of(cls, layer, in_shape: tuple[int, int, int]) -> MaxGate:
-        """The gate of the spec layer ``layer`` on ``in_shape``."""
-        return cls(layer.kernel_size, tuple(in_shape), layer.step, layer.padding, layer.ceil_mode)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_shape", tuple(self.in_shape))
+        object.__setattr__(self, "shape", self.layer.output_shape(self.in_shape))
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        from convert.contract.spec import MaxPool2d
-
-        layer = MaxPool2d(self.kernel, self.stride, self.padding, self.ceil_mode)
-        return layer.output_shape(self.in_shape)
+    def kernel(self) -> int:
+        return self.layer.kernel_size
 
     def initial(self, batch: int, device: torch.device) -> torch.Tensor:
         """No spike counted yet: zeros (B, C, H', W', k²)."""
@@ -52,7 +47,7 @@ class MaxGate:
         zero where the window holds padding or lies past the input. A padded position's count stays 0, so it
         can only win a window whose real units have not fired yet, whose output is then 0 as the real
         winner's would be: the same spikes as a winner among the real units."""
-        k, s, p = self.kernel, self.stride or self.kernel, self.padding
+        k, s, p = self.kernel, self.layer.step, self.layer.padding
         _, oh, ow = self.shape
         h, w = self.in_shape[1:]
         bottom, right = max(0, (oh - 1) * s + k - h - p), max(0, (ow - 1) * s + k - w - p)

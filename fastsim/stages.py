@@ -159,7 +159,7 @@ def build_stages(
     stages, pending, in_shape, gate = [], [], spec.input_shape, None
     for i, layer in enumerate(spec.layers):
         if is_gate(layer):  # a stateful gate on the population below, not an operator (fastsim.gate)
-            gate, in_shape = MaxGate.of(layer, tuple(shapes[i])), shapes[i + 1]
+            gate, in_shape = MaxGate(layer, tuple(shapes[i])), shapes[i + 1]
             continue
         pending.append(adapt(operator(layer, shapes[i], device, dtype, parts), compile, device))
         if not is_spiking(layer):

@@ -162,21 +162,11 @@ def gate_connections(layer: MaxPool2d, input_shape: tuple[int, ...]) -> GateWiri
     idx = np.arange(n, dtype=np.int32)
     copy = Connections(unit.astype(np.int32), idx, ones, n_pre, n)
     feed = Connections(idx, window.astype(np.int32), ones, n, n_gate)
-    starts = np.searchsorted(window, np.arange(n_gate))
-    sizes = np.diff(np.append(starts, n))
-    pre, post = [], []
-    for size in np.unique(sizes):  # windows of one size at a time (padding makes some smaller)
-        if size < 2:
-            continue
-        first = starts[sizes == size]
-        block = first[:, None] + np.arange(size)[None, :]  # (windows, size) member indices
-        a = np.repeat(block, size, axis=1).reshape(-1)
-        b = np.tile(block, (1, size)).reshape(-1)
-        keep = a != b
-        pre.append(a[keep])
-        post.append(b[keep])
-    mi = np.concatenate(pre) if pre else np.zeros(0, dtype=np.int64)
-    mj = np.concatenate(post) if post else np.zeros(0, dtype=np.int64)
+    index = np.full(members.shape, -1, dtype=np.int64)  # each window's members by rank (−1: padding)
+    index[window, rank] = idx
+    pre, post = index[:, :, None], index[:, None, :]  # every ordered pair of positions of one window
+    keep = (pre >= 0) & (post >= 0) & (pre != post)
+    mi, mj = np.broadcast_to(pre, keep.shape)[keep], np.broadcast_to(post, keep.shape)[keep]
     mates = Connections(mi.astype(np.int32), mj.astype(np.int32), np.ones(len(mi)), n, n)
     return GateWiring(copy, mates, feed, rank.astype(np.int64))
 

@@ -75,7 +75,7 @@ class MaxPool2d(Layer):
     @property
     def is_plain(self) -> bool:
         """Stride k, no padding, floor mode: the gate of format versions ≤ 6 (written and hashed as then)."""
-        return self.stride is None and self.padding == 0 and not self.ceil_mode
+        return all(omitted(self, name) for name in DEFAULTS)
 
     def pooled_size(self, n: int) -> int:
         """torch's output length for an input length n."""

@@ -215,7 +215,7 @@ def diagnose(spec: NetworkSpec, images: np.ndarray, record: SpikeRecord) -> dict
         )
     departs = next((d for d in layers if d.departs()), None) if steps <= SMALL_T else None
     if steps <= SMALL_T:
-        corrected = spec.provenance.get("method") in ("calibrated-bc", "calibrated-pc")
+        corrected = "bias_correction" in spec.provenance or "potential_correction" in spec.provenance
         verdict += "; " + small_t_verdict(layers, steps, departs, corrected)
     return {
         "layers": [asdict(d) | {"broken": d.broken(), "departs": d.departs()} for d in layers],
