@@ -37,12 +37,12 @@ def _ann_predictions(args: argparse.Namespace, spec, images: np.ndarray) -> np.n
         return ann.predict(spec, images)
     import torch
 
-    from convert.train import checkpoint_paths, load_model
+    from convert.train import checkpoint_paths, load_model, predictions
 
-    model = load_model(checkpoint_paths(args.runs, args.dataset, args.model)[0]).eval()
-    x = torch.as_tensor(images, dtype=torch.float32).reshape(len(images), *spec.input_shape) / 255.0
-    with torch.inference_mode():
-        return torch.cat([model(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)]).numpy()
+    model = load_model(checkpoint_paths(args.runs, args.dataset, args.model)[0])
+    return predictions(
+        model, torch.as_tensor(images, dtype=torch.float32).reshape(len(images), *spec.input_shape) / 255.0
+    )
 
 
 def main() -> None:

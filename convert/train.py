@@ -128,14 +128,19 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
-    """Classification accuracy with the model in eval mode (dropout off); restores the previous mode."""
+def predictions(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """The model's class for every image (the argmax of its output), in eval mode (dropout off), ``batch_size``
+    images at a time; restores the previous mode."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        correct += int((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+    out = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
     model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Classification accuracy with the model in eval mode (dropout off); restores the previous mode."""
+    correct = int((predictions(model, images, batch_size) == np.asarray(labels)).sum())
     return correct / max(len(images), 1)
 
 

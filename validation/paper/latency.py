@@ -202,12 +202,10 @@ def _qcfs_ann(dataset: str, model: str, runs: Path, images: np.ndarray, shape) -
     """The QCFS twin's own predictions (its quantized activations; the spec's ANN forward would not quantize)."""
     import torch
 
-    from convert.train import load_model
+    from convert.train import load_model, predictions
 
-    net = load_model(checkpoint_paths(runs, dataset, model)[0]).eval()
-    x = torch.as_tensor(images, dtype=torch.float32).reshape(len(images), *shape) / 255.0
-    with torch.inference_mode():
-        return torch.cat([net(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)]).numpy()
+    net = load_model(checkpoint_paths(runs, dataset, model)[0])
+    return predictions(net, torch.as_tensor(images, dtype=torch.float32).reshape(len(images), *shape) / 255.0)
 
 
 def network_specs(ds: str, model: str, cfg: LatencyConfig, root, runs: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from convert.contract.fingerprint import KEY_FIELD
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.select import fit_candidate, selected, split_train
-from convert.train import TrainConfig, init_fingerprint, load_model
+from convert.train import TrainConfig, init_fingerprint, load_model, predictions
 from validation.markdown import table
 from validation.significance import wilson_interval
 
@@ -50,15 +50,12 @@ def _config(
 
 def snn_validation(model_path: Path, dataset: str, steps: int, root: Any, config: TrainConfig) -> dict[str, Any]:
     """The twin's ANN and SNN (T = ``steps``) accuracy on the validation split."""
-    import torch
-
     from convert.from_torch import from_torch
     from fastsim import simulate
 
     net = load_model(model_path).eval()
     _, _, vx, vy = split_train(dataset, root, config)
-    with torch.inference_mode():
-        ann = torch.cat([net(vx[i : i + 1000]).argmax(1) for i in range(0, len(vx), 1000)]).numpy()
+    ann = predictions(net, vx)
     spec = from_torch(net, dataset=dataset, **SNN_FIELDS)
     images = np.round(vx.numpy() * 255.0).astype(np.uint8)
     labels = vy.numpy()
