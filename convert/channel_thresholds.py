@@ -54,9 +54,13 @@ def _fold(layer: Any, scales: np.ndarray, axis: int, block: int = 1, divide: boo
     factor = np.repeat(scales, block)
     factor = 1.0 / factor if divide else factor
     weight = np.asarray(layer.weight, dtype=np.float64)
-    shape = [1] * weight.ndim
-    shape[axis] = len(factor)
-    new = {"weight": (weight * factor.reshape(shape)).astype(np.asarray(layer.weight).dtype)}
+    if axis == 1 and getattr(layer, "groups", 1) > 1:  # a grouped convolution: W[o, i] reads input_channel[o, i]
+        per_entry = factor[layer.input_channel()][:, :, None, None]
+    else:
+        shape = [1] * weight.ndim
+        shape[axis] = len(factor)
+        per_entry = factor.reshape(shape)
+    new = {"weight": (weight * per_entry).astype(np.asarray(layer.weight).dtype)}
     if axis == 0 and layer.bias is not None:
         new["bias"] = (np.asarray(layer.bias, dtype=np.float64) * factor).astype(np.asarray(layer.bias).dtype)
     return dataclasses.replace(layer, **new)

@@ -54,7 +54,7 @@ class BandConv:
         o, _, kh, kw = layer.weight.shape
         (sh, sw), (ph, pw) = layer.stride, layer.padding
         _, ho, wo = layer.output_shape((c_in, h, w))
-        weight = np.asarray(layer.weight, dtype=np.float64)
+        weight = np.asarray(layer.dense_weight(), dtype=np.float64)  # a grouped one with its zeros
         table = np.zeros((kh, w, c_in, wo, o), dtype=np.float64)
         for xo in range(wo):
             for dx in range(kw):

@@ -59,6 +59,7 @@ class ConvOp:
     padding: tuple[int, int]
     by_shifts: bool = False
     parts: int = 1
+    groups: int = 1
 
     @property
     def fan_in(self) -> int:
@@ -67,10 +68,11 @@ class ConvOp:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.parts > 1:
             with tf32_enabled():
-                return sum_limbs(F.conv2d(x, self.weight, stride=self.stride, padding=self.padding), self.parts)
-        if self.by_shifts:
+                z = F.conv2d(x, self.weight, stride=self.stride, padding=self.padding, groups=self.groups)
+                return sum_limbs(z, self.parts)
+        if self.by_shifts and self.groups == 1:
             return conv_by_shifts(x, self.weight, self.stride, self.padding)
-        return F.conv2d(x, self.weight, stride=self.stride, padding=self.padding)
+        return F.conv2d(x, self.weight, stride=self.stride, padding=self.padding, groups=self.groups)
 
 
 def conv_by_shifts(
@@ -139,7 +141,8 @@ def _(layer: Dense, input_shape, device, dtype, parts: int = 1) -> DenseOp:
 
 @operator.register
 def _(layer: Conv2d, input_shape, device, dtype, parts: int = 1) -> ConvOp:
-    return ConvOp(_weight(layer.weight, device, dtype, parts), layer.stride, layer.padding, parts=parts)
+    weight = _weight(layer.weight, device, dtype, parts)
+    return ConvOp(weight, layer.stride, layer.padding, parts=parts, groups=layer.groups)
 
 
 @operator.register
@@ -182,6 +185,11 @@ def _(layer: Dense, input_shape) -> np.ndarray:
 @fanout.register
 def _(layer: Conv2d, input_shape) -> np.ndarray:
     oc, ic, kh, kw = layer.weight.shape
+    if layer.groups > 1:  # every input channel reaches the oc / g output channels of its group
+        per_channel = _transpose_ones(
+            (1, *input_shape[1:]), oc // layer.groups, 1, (kh, kw), layer.stride, layer.padding
+        )
+        return np.broadcast_to(per_channel, input_shape).copy()
     return _transpose_ones(input_shape, oc, ic, (kh, kw), layer.stride, layer.padding)
 
 

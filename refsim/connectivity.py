@@ -6,7 +6,8 @@ Every population is indexed in C order of its shape: neuron (c, y, x) of a (C, H
 * ``Dense`` (W of shape (out, in)): all-to-all, ``i = pre``, ``j = post``, ``w = W[j, i]``;
 * ``Conv2d`` (W of shape (O, C, kh, kw), stride s, zero padding p, cross-correlation as in torch): output
   neuron (o, y, x) receives from input (c, y·s_h − p_h + k_y, x·s_w − p_w + k_x) with weight W[o, c, k_y, k_x]
-  for every tap that falls inside the input (taps on the zero padding have no neuron and no synapse);
+  for every tap that falls inside the input (taps on the zero padding have no neuron and no synapse); with
+  ``groups`` g, W is (O, C/g, kh, kw) and W[o, i] connects input channel ⌊o/(O/g)⌋·C/g + i only;
 * ``AvgPool2d`` (k, stride s): output (c, y, x) receives from the k×k window (c, y·s + k_y, x·s + k_x) with
   weight 1/k² (Diehl et al. 2015's pooling neurons).
 
@@ -99,8 +100,9 @@ def _window_synapses(
 @connections.register
 def _conv2d(layer: Conv2d, input_shape: tuple[int, ...]) -> Connections:
     out_shape = layer.output_shape(input_shape)
-    oc, ic, kh, kw = layer.weight.shape
-    o, c = np.meshgrid(np.arange(oc), np.arange(ic), indexing="ij")
+    oc, icg, kh, kw = layer.weight.shape
+    o = np.repeat(np.arange(oc), icg)  # (o, i) in W's order; i's input channel by the layer's groups
+    c = layer.input_channel().reshape(-1)
     return _window_synapses(
         input_shape,  # type: ignore[arg-type]
         out_shape,  # type: ignore[arg-type]
@@ -108,7 +110,7 @@ def _conv2d(layer: Conv2d, input_shape: tuple[int, ...]) -> Connections:
         layer.stride,
         layer.padding,
         (o.ravel(), c.ravel()),
-        np.asarray(layer.weight).reshape(oc * ic, kh, kw),
+        np.asarray(layer.weight).reshape(oc * icg, kh, kw),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from convert.contract.spec import NetworkSpec
-from convert.layers import maxpool2d
+from convert.layers import family_of
 from convert.layers import skip as skip_edge
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
                 continue
             if f.name in skip_edge.FIELDS and layer.skip_source is None:  # no skip: likewise
                 continue
-            if maxpool2d.omitted(layer, f.name):  # a plain gate's stride, padding, ceil_mode: likewise
+            if family_of(layer).omitted(layer, f.name):  # a field at its default (a plain gate's stride...)
                 continue
             entry[f.name] = value
         layers.append(entry)

@@ -36,7 +36,7 @@ import numpy as np
 
 from convert.contract.npzfile import read_npz, write_npz
 from convert.contract.spec import NetworkSpec, SpecError
-from convert.layers import FAMILIES, family_of, maxpool2d, supported
+from convert.layers import FAMILIES, family_of, supported
 from convert.layers import skip as skip_edge
 
 FORMAT_VERSION = 6
@@ -70,7 +70,7 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 continue
             if f.name in _SKIP_FIELDS and layer.skip_source is None:
                 continue
-            if maxpool2d.omitted(layer, f.name):  # a plain gate: written as before these fields existed
+            if family.omitted(layer, f.name):  # at its default: written as before the field existed
                 continue
             if f.name in family.arrays:
                 key = f"layers.{i}.{f.name}"
@@ -137,7 +137,6 @@ _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "skip_source": (_is_int, "an integer (the index of the layer the skip edge comes from)"),
     "skip_stride": (_is_int_or_pair, "an integer or a pair of integers"),
     "skip_padding": (_is_int_or_pair, "an integer or a pair of integers"),
-    "ceil_mode": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -178,9 +177,10 @@ def _layer_from_dict(i: int, entry: Any, arrays: dict[str, np.ndarray], version:
     where = f"{where} ({kind})"
     if kind == "MaxPool2d" and version < 4:
         raise SpecError(f"{where}: a max-pool gate needs format_version 4, the file says {version}")
-    optional = (*_OPTIONAL_ARRAYS, *_SKIP_FIELDS, *(maxpool2d.DEFAULTS if kind == "MaxPool2d" else ()))
+    optional = (*_OPTIONAL_ARRAYS, *_SKIP_FIELDS, *family.defaults)
     _check_keys(where, entry, _layer_fields(family.layer, version), optional=optional)
-    _check_types(where, entry, {**_LAYER_FIELD_TYPES, **{field: _ARRAY_FIELD for field in family.arrays}})
+    types = {**_LAYER_FIELD_TYPES, **family.field_types, **{field: _ARRAY_FIELD for field in family.arrays}}
+    _check_types(where, entry, types)
     for field in family.arrays:
         if field in (*_OPTIONAL_ARRAYS, *_SKIP_FIELDS) and field not in entry:
             continue

@@ -70,6 +70,7 @@ from convert.from_torch.ops import (
     qcfs_scales,
 )
 from convert.from_torch.reader import describe_node, read_ops, target_name
+from convert.from_torch.siblings import merge_siblings
 from convert.qcfs import QCFS
 
 __all__ = ["from_exported", "from_torch", "load_exported"]
@@ -333,7 +334,10 @@ def from_torch(
         ) from None
     finally:
         model.train(training)
+    gm, merged = merge_siblings(gm)
     gm.eval()
+    if merged:  # parallel branches joined by a cat, now one convolution (convert/from_torch/siblings.py)
+        spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "merged_branches": merged}
     # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
     example = torch.zeros(2, *input_shape, dtype=params.dtype)
     return _convert(gm, example, dataset, dict(spec_fields), "torch.fx", normalize_input)

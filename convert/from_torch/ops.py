@@ -37,6 +37,7 @@ class Op:
     levels: int | None = None  # and its number of levels L
     gate: Any = None  # a maxpool op: its spec layer (convert.contract.spec.MaxPool2d: kernel, stride, padding)
     sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # an adaptive pool: (input, output) H, W
+    groups: int = 1  # a convolution's groups
 
 
 def fold_batchnorm(ops: list[Op]) -> list[Op]:
@@ -146,7 +147,8 @@ def _skip_fields(op: Op, taps: dict[str, int]) -> dict[str, Any]:
 
 
 def layers_of(ops: list[Op]) -> list[Any]:
-    """The spec's layers of a folded, ordered and checked chain of operations (skip edges attached)."""
+    """The spec's layers of a folded, ordered and checked chain of operations (skip edges attached); a
+    flatten after the last spiking layer (a pooled classifier's ``(N, C, 1, 1) -> (N, C)``) is dropped."""
     layers: list[Any] = []
     taps: dict[str, int] = {}  # a relu or max-pool node -> the index of the layer whose output it is
     for op in ops:
@@ -155,7 +157,8 @@ def layers_of(ops: list[Op]) -> list[Any]:
             if op.weight.ndim == 2:
                 layers.append(Dense(op.weight, bias=op.bias, **skip))
             else:
-                layers.append(Conv2d(op.weight, stride=op.stride, padding=op.padding, bias=op.bias, **skip))
+                conv = {"stride": op.stride, "padding": op.padding, "groups": op.groups}
+                layers.append(Conv2d(op.weight, bias=op.bias, **conv, **skip))
         elif op.kind == "pool":
             layers.append(AvgPool2d(op.kernel, stride=op.stride[0]))
         elif op.kind == "flatten":
@@ -165,6 +168,8 @@ def layers_of(ops: list[Op]) -> list[Any]:
             taps[op.node] = len(layers) - 1
         elif op.kind == "relu":
             taps[op.node] = len(layers) - 1
+    while len(layers) > 1 and isinstance(layers[-1], Flatten):  # (C, 1, 1) -> (C,) after the output layer:
+        layers.pop()  # the same neurons in the same order, so the same class labels
     return layers
 
 
@@ -221,8 +226,10 @@ def fold_input(ops: list[Op], input_shape: tuple[int, ...], given: Op | None = N
                 f"input normalization (node `{affines[-1].node}`) cannot be folded into it exactly; train without "
                 "the normalization's offset, or without padding in the first layer"
             )
-        scaled = w * a.reshape(1, -1, 1, 1)
-        bias = bias + (w * o.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
+        oc, icg = w.shape[:2]  # W[o, i] reads input channel chan[o, i] (its group's i-th; all of them for g = 1)
+        chan = (np.arange(oc) // (oc // first.groups))[:, None] * icg + np.arange(icg)[None, :]
+        scaled = w * a[chan][:, :, None, None]
+        bias = bias + (w * o[chan][:, :, None, None]).sum(axis=(1, 2, 3))
     else:
         per = w.shape[1] // channels  # the columns of one channel, in C order
         scaled = w * np.repeat(a, per)[None, :]

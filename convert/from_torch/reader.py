@@ -38,6 +38,12 @@ _AFFINE = {
     "mul.Tensor": "mul",
     **{k: "add" for k in (operator.add, torch.add, operator.iadd, "add.Tensor")},
 }
+_CATS = {torch.cat, torch.concat, torch.concatenate, "cat.default"}
+CAT_REFUSED = (
+    "joins branches that are not one rectified Conv2d each (its BatchNorm allowed) of one tensor, with one "
+    "stride and kernels that share a centre: only such a concatenation is converted (into one layer); "
+    "branches of several layers or from different tensors are not supported"
+)
 _MAXPOOLS = {F.max_pool2d, "max_pool2d.default", "max_pool2d_with_indices.default"}
 # a classifier's head after its last layer: monotone in each logit's rank, so the argmax is unchanged (dropped,
 # and said in the spec's provenance)
@@ -261,7 +267,9 @@ class _Reader:
                 raise
             except SpecError as err:  # go on as if the node passed its input through, to find the others too
                 self.problems.append(err)
-                if node.args and isinstance(node.args[0], fx.Node):
+                if node.op != "output" and self.current in node.all_input_nodes:
+                    self.current = node  # it reads the chain: its value goes on as the chain's (a sum, a cat)
+                elif node.args and isinstance(node.args[0], fx.Node):
                     self.drop(node)
         if len(self.problems) == 1:
             raise SpecError(str(self.problems[0]))
@@ -350,10 +358,11 @@ class _Reader:
         if isinstance(m, nn.Linear):
             self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias)))
         elif isinstance(m, nn.Conv2d):
-            if m.groups != 1 or tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise _refuse(node, self.gm, "has groups, dilation, string or non-zero padding: not supported")
+            if tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
+                raise _refuse(node, self.gm, "has dilation, string or non-zero padding: not supported")
             stride, padding = _pair(m.stride, node, self.gm, "stride"), _pair(m.padding, node, self.gm, "padding")
-            self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias), stride, padding))
+            op = Op("weight", node.name, _array(m.weight), _array(m.bias), stride, padding, groups=m.groups)
+            self.emit(node, trunk, op)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             self.emit(node, trunk, self._batchnorm(node, m.weight, m.bias, m.running_mean, m.running_var, m.eps))
         elif not trunk:
@@ -401,6 +410,8 @@ class _Reader:
         self._refuse_buffer_update(node, key)
         if self._passive_call(node, key):
             return
+        if key in _CATS:
+            raise _refuse(node, self.gm, CAT_REFUSED)
         if key in _ADDS:
             if len(node.args) != 2 or node.kwargs:
                 raise _refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
@@ -496,12 +507,15 @@ class _Reader:
         return Op("weight", node.name, _array(self.param(a["weight"])), _array(self.param(a.get("bias"))))
 
     def _call_conv2d(self, node: fx.Node, a: dict[str, Any]) -> Op:
-        if (a.get("groups") or 1) != 1 or _pair(a.get("dilation") or 1, node, self.gm, "dilation") != (1, 1):
-            raise _refuse(node, self.gm, "has groups or dilation: not supported")
+        if _pair(a.get("dilation") or 1, node, self.gm, "dilation") != (1, 1):
+            raise _refuse(node, self.gm, "has dilation: not supported")
+        groups = a.get("groups") or 1
+        if not isinstance(groups, int):
+            raise _refuse(node, self.gm, f"has groups={groups!r}; only an integer is supported")
         stride = _pair(a.get("stride") or 1, node, self.gm, "stride")
         padding = _pair(a.get("padding") or 0, node, self.gm, "padding")
         w, b = self.param(a["weight"]), self.param(a.get("bias"))
-        return Op("weight", node.name, _array(w), _array(b), stride, padding)
+        return Op("weight", node.name, _array(w), _array(b), stride, padding, groups=groups)
 
     def _call_batch_norm(self, node: fx.Node, a: dict[str, Any]) -> Op:
         if a.get("running_mean") is None or a.get("running_var") is None:

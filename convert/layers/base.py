@@ -213,7 +213,12 @@ class LayerFamily:
       to its layer (:func:`convert.normalize`), not by its own divisor alone;
     * ``synapses(layer, input_shape) -> int``, spiking families only: the number of (input, output) pairs the
       layer connects, i.e. the multiply-accumulates of one ANN forward pass and the synaptic events of one
-      spike from every input (:func:`convert.ann.macs_per_image`).
+      spike from every input (:func:`convert.ann.macs_per_image`);
+    * ``defaults``: fields added after files existed, each with the value that means what older files meant;
+      at that value a field is left out of files and fingerprints (:meth:`omitted`), so such a layer's file and
+      every cache key stay as they were, and a file without the key reads as the default;
+    * ``field_types``: ``{field: (check, what)}`` for the family's own scalar fields in a file
+      (:mod:`convert.contract.io` knows the shared ones: threshold, stride, padding, kernel_size, skip_*).
     """
 
     layer: type
@@ -231,6 +236,8 @@ class LayerFamily:
     nir_gain: Callable[[Any], float] | None = None
     nir_types: tuple[str, ...] = ()
     from_nir: Callable[[Any, float | None, str], Any] | None = None
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    field_types: dict[str, tuple[Callable[[Any], bool], str]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.layer, type) and issubclass(self.layer, Layer)):
@@ -242,6 +249,11 @@ class LayerFamily:
             raise SpecError(
                 f"LayerFamily({self.name}): a spiking family needs max_positive_input_sum and max_positive_weight"
             )
+
+    def omitted(self, layer: Any, field: str) -> bool:
+        """Whether ``field`` of ``layer`` is left out of spec files and fingerprints: a field added to the family
+        after files existed, at the value that means what those files meant (:attr:`defaults`)."""
+        return field in self.defaults and getattr(layer, field) == self.defaults[field]
 
     @property
     def name(self) -> str:

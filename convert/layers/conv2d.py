@@ -1,12 +1,18 @@
 """Conv2d: 2-d convolution synapses, I = W ⋆ s + b (cross-correlation as torch, zero padding, stride);
-W of shape (out_c, in_c, kh, kw), an optional bias b (out_c,) added to every neuron of its channel every step;
-IF neurons with threshold θ.
+W of shape (out_c, in_c / groups, kh, kw), an optional bias b (out_c,) added to every neuron of its channel
+every step; IF neurons with threshold θ.
+
+* ``groups`` g (as torch): the channels split into g groups, output channel o reading only the in_c / g input
+  channels of its group ⌊o / (out_c / g)⌋ (W[o, i] is input channel ⌊o / (out_c / g)⌋ · in_c / g + i); g =
+  in_c = out_c is a depthwise convolution. g = 1 is left out of files and fingerprints (a plain convolution's
+  file and cache keys are as before the field existed);
 
 * ANN: z = W ⋆ a + b (``F.conv2d``); output H' = ⌊(H + 2 p_h − kh) / s_h⌋ + 1, likewise W';
 * normalization: as Dense with W reshaped to (out_c, in_c·kh·kw): max positive input sum per output channel
   (Algorithm 1 of Diehl et al. 2015), max positive weight, W ← W / d;
-* torch: ``nn.Conv2d(in_c, out_c, (kh, kw), stride, padding, bias=...)`` (no groups, no dilation, zero
-  padding); NIR: ``nir.Conv2d`` with its bias (and it imports from one: groups 1, dilation 1, integer padding).
+* torch: ``nn.Conv2d(in_c, out_c, (kh, kw), stride, padding, groups=g, bias=...)`` (no dilation, zero
+  padding); NIR: ``nir.Conv2d`` with its bias and groups (and it imports from one: dilation 1, integer
+  padding).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Conv2d(SpikingLayer):
     skip_weight: np.ndarray | None = None
     skip_stride: tuple[int, int] = (1, 1)
     skip_padding: tuple[int, int] = (0, 0)
+    groups: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight", base.frozen_weight(self.weight, "Conv2d.weight", 4))
@@ -41,11 +48,39 @@ class Conv2d(SpikingLayer):
         skip.check_fields(self, "Conv2d", (4,))
         object.__setattr__(self, "stride", base.pair(self.stride, "Conv2d.stride", 1))
         object.__setattr__(self, "padding", base.pair(self.padding, "Conv2d.padding", 0))
+        g = self.groups
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 or self.weight.shape[0] % g:
+            raise SpecError(
+                f"Conv2d.groups must be a positive int that divides the {self.weight.shape[0]} output channels, "
+                f"got {g!r}"
+            )
+        object.__setattr__(self, "groups", int(g))
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.weight.shape[1]) * self.groups
+
+    def dense_weight(self) -> np.ndarray:
+        """W as an ungrouped convolution's (out_c, in_c, kh, kw): zeros where an output does not read a channel."""
+        if self.groups == 1:
+            return self.weight
+        oc, icg, kh, kw = self.weight.shape
+        full = np.zeros((oc, self.in_channels, kh, kw), dtype=self.weight.dtype)
+        full[np.arange(oc)[:, None], self.input_channel()] = self.weight
+        return full
+
+    def input_channel(self) -> np.ndarray:
+        """(out_c, in_c / g): the input channel W[o, i] reads (module docstring)."""
+        oc, icg = self.weight.shape[:2]
+        group = np.arange(oc) // (oc // self.groups)
+        return group[:, None] * icg + np.arange(icg)[None, :]
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        oc, ic, kh, kw = self.weight.shape
+        oc, _, kh, kw = self.weight.shape
+        ic = self.in_channels
         if len(input_shape) != 3 or input_shape[0] != ic:
-            raise SpecError(f"Conv2d.weight {self.weight.shape} takes ({ic}, H, W), got {input_shape}")
+            groups = f" in {self.groups} groups" if self.groups > 1 else ""
+            raise SpecError(f"Conv2d.weight {self.weight.shape}{groups} takes ({ic}, H, W), got {input_shape}")
         h = (input_shape[1] + 2 * self.padding[0] - kh) // self.stride[0] + 1
         w = (input_shape[2] + 2 * self.padding[1] - kw) // self.stride[1] + 1
         if h < 1 or w < 1:
@@ -60,14 +95,15 @@ def forward(layer: Conv2d, x: Any) -> Any:
     import torch.nn.functional as F
 
     bias = None if layer.bias is None else base.weight_tensor(layer.bias, x)
-    return F.conv2d(x, base.weight_tensor(layer.weight, x), bias, stride=layer.stride, padding=layer.padding)
+    weight = base.weight_tensor(layer.weight, x)
+    return F.conv2d(x, weight, bias, stride=layer.stride, padding=layer.padding, groups=layer.groups)
 
 
 def from_module(module: Any, index: int) -> Conv2d:
-    if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
-        raise SpecError(f"module {index} (Conv2d): groups, dilation and non-zero padding are not supported")
+    if module.dilation != (1, 1) or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        raise SpecError(f"module {index} (Conv2d): dilation, string padding and non-zero padding are not supported")
     weight, bias = base.module_weight(module), base.module_bias(module)
-    return Conv2d(weight, stride=module.stride, padding=module.padding, bias=bias)
+    return Conv2d(weight, stride=module.stride, padding=module.padding, bias=bias, groups=module.groups)
 
 
 def to_module(layer: Conv2d) -> Any:
@@ -77,10 +113,18 @@ def to_module(layer: Conv2d) -> Any:
     from torch import nn
 
     weight = torch.tensor(np.array(layer.weight))
-    oc, ic, kh, kw = weight.shape
+    oc, _, kh, kw = weight.shape
     has_bias = layer.bias is not None
     module = nn.utils.skip_init(
-        nn.Conv2d, ic, oc, (kh, kw), layer.stride, layer.padding, bias=has_bias, dtype=weight.dtype
+        nn.Conv2d,
+        layer.in_channels,
+        oc,
+        (kh, kw),
+        layer.stride,
+        layer.padding,
+        groups=layer.groups,
+        bias=has_bias,
+        dtype=weight.dtype,
     )
     with torch.no_grad():
         module.weight.copy_(weight)
@@ -98,20 +142,21 @@ def nir_node(layer: Conv2d, input_shape: tuple[int, ...]) -> Any:
         stride=layer.stride,
         padding=layer.padding,
         dilation=(1, 1),
-        groups=1,
+        groups=layer.groups,
         bias=np.zeros(layer.weight.shape[0]) if layer.bias is None else np.array(layer.bias),
     )
 
 
 def from_nir(node: Any, threshold: float | None, where: str) -> Conv2d:
-    if base.nir_pair(node.dilation, where, "dilation") != (1, 1) or int(node.groups) != 1:
-        raise SpecError(f"{where}: dilation {node.dilation} / groups {node.groups}; only 1 and 1 are supported")
+    if base.nir_pair(node.dilation, where, "dilation") != (1, 1):
+        raise SpecError(f"{where}: dilation {node.dilation}; only 1 is supported")
     return Conv2d(
         np.asarray(node.weight),
         threshold=threshold,
         stride=base.nir_pair(node.stride, where, "stride"),
         padding=base.nir_pair(node.padding, where, "padding"),
         bias=base.nir_bias(node, np.asarray(node.weight).shape[0], where),
+        groups=int(node.groups),
     )
 
 
@@ -121,7 +166,7 @@ def _valid_taps(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
 
 
 def synapses(layer: Conv2d, input_shape: tuple[int, ...]) -> int:
-    """out_c × in_c × (valid taps along y) × (valid taps along x): padded taps connect nothing."""
+    """out_c × (in_c / groups) × (valid taps along y) × (valid taps along x): padded taps connect nothing."""
     oc, ic, kh, kw = layer.weight.shape
     _, ho, wo = layer.output_shape(input_shape)
     ty = _valid_taps(input_shape[1], kh, layer.stride[0], layer.padding[0], ho)
@@ -144,4 +189,6 @@ FAMILY = LayerFamily(
     synapses=synapses,
     nir_types=("Conv2d",),
     from_nir=from_nir,
+    defaults={"groups": 1},
+    field_types={"groups": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")},
 )

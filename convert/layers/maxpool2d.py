@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {"stride": None, "padding": 0, "ceil_mode": False}
 
 def omitted(layer: Any, field: str) -> bool:
     """Whether ``field`` of ``layer`` is left out of files and fingerprints: a gate's setting at its default."""
-    return isinstance(layer, MaxPool2d) and field in DEFAULTS and getattr(layer, field) == DEFAULTS[field]
+    return isinstance(layer, MaxPool2d) and FAMILY.omitted(layer, field)
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,8 @@ FAMILY = LayerFamily(
     torch_module="MaxPool2d",
     from_module=from_module,
     to_module=to_module,
+    defaults=DEFAULTS,
+    field_types={"ceil_mode": (lambda v: isinstance(v, bool), "true or false")},
 )
 
 

@@ -68,6 +68,15 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (3, 8)), threshold=0.5),
         )
+    if family == "GroupedConv":  # MobileNet's separable block: conv -> depthwise 3x3 stride 2 (one channel per
+        # group) -> 1x1 in two groups -> flatten -> dense
+        return (1, 6, 6), (
+            Conv2d(dyadic(rng, (4, 1, 3, 3)), threshold=0.75, padding=1),
+            Conv2d(dyadic(rng, (4, 1, 3, 3), -2, 9), threshold=0.5, stride=2, padding=1, groups=4),
+            Conv2d(dyadic(rng, (4, 2, 1, 1), -2, 9), threshold=0.5, groups=2),
+            Flatten(),
+            Dense(dyadic(rng, (3, 36)), threshold=0.5),
+        )
     if family == "Residual":  # every kind at once: conv+bias -> gate -> conv -> conv + identity skip from the
         # gate -> conv stride 2 + 1x1 conv skip from the first conv of the block -> flatten -> dense
         return (1, 8, 8), (
@@ -90,7 +99,18 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
     raise ValueError(f"unknown layer family {family!r}")
 
 
-FAMILIES = ("Dense", "Conv2d", "AvgPool2d", "Flatten", "CNN", "Bias", "MaxPool", "Residual", "MaxPoolOverlap")
+FAMILIES = (
+    "Dense",
+    "Conv2d",
+    "AvgPool2d",
+    "Flatten",
+    "CNN",
+    "Bias",
+    "MaxPool",
+    "Residual",
+    "MaxPoolOverlap",
+    "GroupedConv",
+)
 
 
 def network(family: str, schedule: str, reset: str, encoding: str = "poisson") -> NetworkSpec:

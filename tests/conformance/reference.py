@@ -43,10 +43,13 @@ def linear_map(layer, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(layer, Dense):
         return x @ np.asarray(layer.weight).T
     out = np.zeros((n, *out_shape))
-    if isinstance(layer, Conv2d):
+    if isinstance(layer, Conv2d):  # groups g: output channels of group k read only the input channels of group k
         w, xp = np.asarray(layer.weight), _pad(x, layer.padding)
-        for ky, kx, rows, cols in _taps(w.shape[2:], layer.stride, out_shape[1:]):
-            out += np.einsum("oc,nchw->nohw", w[:, :, ky, kx], xp[:, :, rows, cols])
+        g, (oc, icg) = layer.groups, w.shape[:2]
+        for k in range(g):
+            o, c = slice(k * oc // g, (k + 1) * oc // g), slice(k * icg, (k + 1) * icg)
+            for ky, kx, rows, cols in _taps(w.shape[2:], layer.stride, out_shape[1:]):
+                out[:, o] += np.einsum("oc,nchw->nohw", w[o, :, ky, kx], xp[:, c, rows, cols])
         return out
     if isinstance(layer, AvgPool2d):
         k, s = layer.kernel_size, layer.stride
@@ -124,9 +127,9 @@ def _fanout(layer, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(layer, Dense):
         counts = np.full(int(np.prod(shape)), layer.weight.shape[0])
     elif isinstance(layer, Conv2d):
-        oc, _, kh, kw = layer.weight.shape
+        oc, _, kh, kw = layer.weight.shape  # each input channel reaches the oc / groups channels of its group
         cover = _window_cover(shape, (kh, kw), layer.stride, layer.padding, layer.output_shape(shape)[1:])
-        counts = np.broadcast_to(oc * cover, shape).ravel()
+        counts = np.broadcast_to(oc // layer.groups * cover, shape).ravel()
     elif isinstance(layer, AvgPool2d):
         k, s = layer.kernel_size, layer.stride
         cover = _window_cover(shape, (k, k), (s, s), (0, 0), layer.output_shape(shape)[1:])
@@ -140,8 +143,9 @@ def fanouts(spec: NetworkSpec) -> list[np.ndarray]:
     """fanout_i for each spiking layer: the synapses from unit i of the activity below (the population, or the
     max-pool gate's output units) into it.
 
-    Dense: every output neuron. Conv2d: every output channel, once per (output position, tap) whose window
-    covers i. AvgPool2d: once per window covering i, in i's channel. Flatten renumbers nothing (C order)."""
+    Dense: every output neuron. Conv2d: every output channel of i's group, once per (output position, tap)
+    whose window covers i. AvgPool2d: once per window covering i, in i's channel. Flatten renumbers nothing
+    (C order)."""
     return [_fanout(*pathway[-1]) for pathway in _pathways(spec)]
 
 

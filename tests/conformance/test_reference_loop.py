@@ -28,7 +28,8 @@ def test_linear_maps_are_torchs(family):
         got = reference.linear_map(layer, x, shape)
         t = torch.as_tensor(x)
         if isinstance(layer, Conv2d):
-            want = F.conv2d(t, torch.as_tensor(np.array(layer.weight)), stride=layer.stride, padding=layer.padding)
+            w = torch.as_tensor(np.array(layer.weight))
+            want = F.conv2d(t, w, stride=layer.stride, padding=layer.padding, groups=layer.groups)
         elif isinstance(layer, AvgPool2d):
             want = F.avg_pool2d(t, layer.kernel_size, stride=layer.stride)
         elif isinstance(layer, Flatten):

@@ -227,6 +227,27 @@ def cmd_levels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_torchvision(args: argparse.Namespace) -> int:
+    """torchvision's families on MNIST: converted or refused, trained briefly, ANN vs SNN, Brian2 on a few
+    images (validation/paper/torchvision_table.py)."""
+    from validation.paper.torchvision_table import NAMES, VisionConfig, run_table
+
+    runs = args.runs or default_runs()
+    cfg = VisionConfig(
+        models=tuple(args.models or NAMES),
+        train_images=args.train_images,
+        epochs=args.epochs,
+        test_images=args.images,
+        steps=args.steps,
+        checkpoints=tuple(t for t in (args.steps // 4, args.steps // 2, args.steps) if t >= 1),
+        agreement_images=args.agreement_images,
+    )
+    out = runs / args.out
+    run_table(cfg, args.root, runs, out, args.build_dir)
+    print((out / "table.md").read_text())
+    return 0
+
+
 def network_name(text: str) -> tuple[str, str]:
     """``dataset-model`` (e.g. ``fashion-vgg``) as a (dataset, model) pair; anything else is a clear error."""
     from convert.datasets import DATASETS
@@ -383,6 +404,18 @@ def register(add: Add) -> None:
         "--agreement-images", type=nonnegative_int, default=10, help="Brian2 checks of the new rows (0: none)"
     )
     p.add_argument("--out", type=folder_name, default="latency", help="results folder under the runs folder")
+    build_dir_arg(p)
+
+    from validation.paper.torchvision_table import NAMES as _VISION
+
+    p = add("torchvision", cmd_torchvision, "torchvision's families on MNIST: converted, trained briefly, vs Brian2")
+    p.add_argument("--models", nargs="+", choices=_VISION, default=None, help="families (default: all 11)")
+    p.add_argument("--train-images", type=positive_int, default=10_000, help="brief training's images (10000)")
+    p.add_argument("--epochs", type=positive_int, default=1, help="brief training's epochs (default 1)")
+    p.add_argument("--images", type=test_images, default=1000, help="test images, ANN and SNN (default 1000)")
+    p.add_argument("--steps", type=positive_int, default=64, help="T; accuracy also at T/4 and T/2 (default 64)")
+    p.add_argument("--agreement-images", type=nonnegative_int, default=2, help="Brian2 check images (0: none)")
+    p.add_argument("--out", type=folder_name, default="torchvision", help="results folder under the runs folder")
     build_dir_arg(p)
 
     p = add("seeds", cmd_seeds, "Table 1 and Table 2 over several training seeds: mean and spread (hours)")
