@@ -239,7 +239,7 @@ def cmd_torchvision(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         test_images=args.images,
         steps=args.steps,
-        checkpoints=tuple(t for t in (args.steps // 4, args.steps // 2, args.steps) if t >= 1),
+        checkpoints=(args.steps,),
         agreement_images=args.agreement_images,
     )
     out = runs / args.out
@@ -410,10 +410,10 @@ def register(add: Add) -> None:
 
     p = add("torchvision", cmd_torchvision, "torchvision's families on MNIST: converted, trained briefly, vs Brian2")
     p.add_argument("--models", nargs="+", choices=_VISION, default=None, help="families (default: all 11)")
-    p.add_argument("--train-images", type=positive_int, default=10_000, help="brief training's images (10000)")
+    p.add_argument("--train-images", type=positive_int, default=5000, help="brief training's images (5000)")
     p.add_argument("--epochs", type=positive_int, default=1, help="brief training's epochs (default 1)")
     p.add_argument("--images", type=test_images, default=1000, help="test images, ANN and SNN (default 1000)")
-    p.add_argument("--steps", type=positive_int, default=64, help="T; accuracy also at T/4 and T/2 (default 64)")
+    p.add_argument("--steps", type=positive_int, default=32, help="T the SNN is calibrated for and run (32)")
     p.add_argument("--agreement-images", type=nonnegative_int, default=2, help="Brian2 check images (0: none)")
     p.add_argument("--out", type=folder_name, default="torchvision", help="results folder under the runs folder")
     build_dir_arg(p)

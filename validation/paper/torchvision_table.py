@@ -11,10 +11,12 @@ for one channel (:func:`one_channel`; nothing else edited), on MNIST zero-padded
    ``epochs`` epochs of Adam at ``lr``, batches of ``batch``, BatchNorm in train mode; the weights are cached
    by the content of everything that determines them (:func:`train_key`), so a rerun reuses them;
 3. the ANN's own predictions (the torch model in eval mode) on the first ``test_images`` test images;
-4. :func:`convert.api.to_snn` with ``method`` on ``calib_images`` training images (the last ones of the
-   training set, which the brief training did not read): analog input, the cascade schedule, reset by
-   subtraction, every membrane at θ/2, membrane readout; fastsim (float64) to ``steps`` with the accuracy at
-   every checkpoint, its Wilson interval and McNemar's paired test against the ANN on the same images;
+4. :func:`convert.api.to_snn` with ``method`` for T = ``steps`` on ``calib_images`` training images (the last
+   ones of the training set, which the brief training did not read; the default ``calibrated-pc``: thresholds
+   per channel, bias and potential correction against the clip-floor model, no simulation): analog input, the
+   cascade schedule, reset by subtraction, every membrane at θ/2, membrane readout; fastsim (``dtype``) to
+   ``steps`` with the accuracy at every checkpoint, its Wilson interval and McNemar's paired test against the
+   ANN on the same images;
 5. where Brian2's explicit synapses fit (``agreement_max_synapses``), fastsim float64 against Brian2
    cpp_standalone on ``agreement_images`` test images × ``agreement_steps`` steps: per-neuron counts of every
    layer compared.
@@ -59,15 +61,16 @@ SNN_FIELDS = {"encoding": "current", "readout": "membrane", "schedule": "cascade
 @dataclass(frozen=True)
 class VisionConfig:
     models: tuple[str, ...] = NAMES
-    train_images: int = 10_000
+    train_images: int = 5_000
     epochs: int = 1
     lr: float = 1e-3
     batch: int = 64
     test_images: int = 1_000
     calib_images: int = 2_000
-    method: str = "data"
-    steps: int = 64
-    checkpoints: tuple[int, ...] = (16, 32, 64)
+    method: str = "calibrated-pc"
+    steps: int = 32
+    checkpoints: tuple[int, ...] = (32,)
+    dtype: str = "float32"
     agreement_images: int = 2
     agreement_steps: int = 32
     agreement_max_synapses: int = 45_000_000
@@ -247,10 +250,12 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
     start = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spec, _ = to_snn(model, (1, size, size), calib, method=cfg.method, **SNN_FIELDS)
+        spec, _ = to_snn(model, (1, size, size), calib, method=cfg.method, steps=cfg.steps, **SNN_FIELDS)
     convert_s = time.monotonic() - start
     start = time.monotonic()
-    record = simulate(spec, images, steps=cfg.steps, labels=labels, checkpoints=list(cfg.checkpoints))
+    record = simulate(
+        spec, images, steps=cfg.steps, labels=labels, checkpoints=list(cfg.checkpoints), dtype=cfg.dtype
+    )
     simulate_s = time.monotonic() - start
     by_t = []
     for i, t in enumerate(cfg.checkpoints):
@@ -354,8 +359,8 @@ def markdown(rows: list[dict[str, Any]], cfg: VisionConfig) -> str:
 
     converted = [r for r in rows if r["converts"]]
     lines = [
-        f"# torchvision families on MNIST (`python -m validation torchvision`; {cfg.method} normalization, "
-        f"analog input, cascade, reset by subtraction, θ/2 start, membrane readout)",
+        f"# torchvision families on MNIST (`python -m validation torchvision`; {cfg.method} for T = {cfg.steps}, "
+        f"analog input, cascade, reset by subtraction, θ/2 start, membrane readout, fastsim {cfg.dtype})",
         "",
         f"Brief training: {cfg.epochs} epoch(s) over {cfg.train_images} training images, Adam lr {cfg.lr}, "
         f"batch {cfg.batch}, seed {cfg.seed}. ANN and SNN on the first {cfg.test_images} test images "

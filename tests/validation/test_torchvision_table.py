@@ -1,0 +1,69 @@
+"""validation torchvision: each family converted or refused with its reason, trained briefly (cached by
+content), ANN vs SNN on the same test images, and a results file a rerun resumes from."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from validation.paper.torchvision_table import VisionConfig, padded, run_table, train_key
+
+
+def test_images_are_padded_to_the_models_size_centred():
+    images = np.arange(2 * 28 * 28, dtype=np.uint16).reshape(2, 28, 28) % 251 + 1
+    out = padded(images.astype(np.uint8), 32)
+    assert out.shape == (2, 1, 32, 32)
+    np.testing.assert_array_equal(out[:, 0, 2:30, 2:30], images)
+    assert out.sum() == images.astype(np.int64).sum()  # zeros around the image
+    with pytest.raises(ValueError, match="cannot pad 28x28 images to 16x16"):
+        padded(images.astype(np.uint8), 16)
+
+
+def test_bad_configurations_are_refused():
+    with pytest.raises(ValueError, match="unknown torchvision families \\['resnet9'\\]"):
+        VisionConfig(models=("resnet9",))
+    with pytest.raises(ValueError, match="must rise to steps=32"):
+        VisionConfig(checkpoints=(16,))
+
+
+def test_the_training_key_follows_what_determines_the_weights(mnist_root):
+    cfg = VisionConfig()
+    assert train_key("resnet18", cfg) != train_key("resnet34", cfg)
+    assert train_key("resnet18", cfg) != train_key("resnet18", VisionConfig(lr=2e-3))
+    assert train_key("resnet18", cfg) == train_key("resnet18", VisionConfig(test_images=10))  # evaluation only
+
+
+@pytest.mark.slow
+def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_root):
+    cfg = VisionConfig(
+        models=("squeezenet1_1", "googlenet"),
+        train_images=256,
+        calib_images=256,
+        test_images=60,
+        steps=8,
+        checkpoints=(4, 8),
+        agreement_images=0,
+    )
+    result = run_table(cfg, mnist_root, tmp_path)
+    squeeze, google = result["rows"]
+    assert squeeze["converts"] and not google["converts"]
+    assert "torch.cat" in google["reason"] and "parts with no spiking equivalent" in google["reason"]
+    assert squeeze["images"] == 60 and squeeze["training"]["train_images"] == 256
+    assert squeeze["provenance"]["merged_branches"]  # its Fire modules' cats, merged into one layer each
+    for s in squeeze["snn"]:
+        lo, hi = s["ci95"]
+        assert lo <= s["snn_accuracy"] <= hi and s["vs_ann"]["n"] == 60
+    assert [s["steps"] for s in squeeze["snn"]] == [4, 8]
+    assert squeeze["agreement"] == {"run": False, "why": "not asked (agreement_images 0)"}
+    saved = json.loads((tmp_path / "torchvision" / "table.json").read_text())
+    assert saved["seed"] == 0 and "git_commit" in saved and saved["config"]["train_images"] == 256
+    md = (tmp_path / "torchvision" / "table.md").read_text()
+    assert "1 of 2 families convert" in md and "**googlenet**" in md
+    # a rerun reads each finished model's file: same rows, the weights not trained again
+    models = sorted((tmp_path / "torchvision" / "models").glob("*.pt"))
+    stamp = [p.stat().st_mtime_ns for p in models]
+    again = run_table(cfg, mnist_root, tmp_path)
+    assert again["rows"] == json.loads(json.dumps(result["rows"]))  # as written (tuples become lists)
+    assert [p.stat().st_mtime_ns for p in models] == stamp
