@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from convert.contract import graph
 from convert.contract.spec import NetworkSpec
 from fastsim.encode import InputSource
 from fastsim.fused import unavailable_reason
@@ -165,12 +166,15 @@ class Network:
         return per_neuron.expand(batch, *shape).clone()
 
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
-        fanouts = [s.fanout for s in self.stages]
-        skips = [None if s.skip is None else (s.skip.tap, s.skip.fanout) for s in self.stages]
-        gated = [s.gate is not None for s in self.stages]
-        return Recorder(
-            batch, self.sizes, checkpoints, self.device, fanouts, membrane=self.membrane, skips=skips, gated=gated
-        )
+        edges = [
+            (
+                e.target,
+                e.source,
+                self.stages[e.target].fanout if e.kind == "trunk" else self.stages[e.target].skip.fanout,
+            )
+            for e in graph.edges(self.spec)
+        ]
+        return Recorder(batch, self.sizes, checkpoints, self.device, edges, membrane=self.membrane)
 
     def initial_gates(self, batch: int) -> list[torch.Tensor | None]:
         """The spike counts of every max-pool gate (None for a stage without one) at the start of an image."""

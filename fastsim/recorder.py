@@ -41,11 +41,9 @@ class BatchCounts:
 
 
 class Recorder:
-    """``fanouts[l]`` (float64, one entry per unit of the activity that reaches spiking layer l through its
-    trunk: the population below, or the max-pool gate on it): the synapse counts of the synaptic-event sums;
-    ``skips[l]``: None, or (tap, fanout) of layer l's skip edge (``tap`` as :meth:`NetworkSpec.tap` gives it);
-    ``gated[l]``: whether a max-pool gate sits before layer l; ``membrane``: record the output potential at the
-    checkpoints.
+    """``edges``: every synapse map into a spiking layer as (layer l, tap, fanout) (the edges of
+    :func:`convert.contract.graph.edges`; ``fanout`` float64, one entry per unit of the tap: the synapse counts
+    of the synaptic-event sums); ``membrane``: record the output potential at the checkpoints.
 
     Synaptic events are counted per *tap*, an activity some layer reads: ``("input", 0)``, ``("pop", p)`` (the
     spikes of population p) or ``("gate", p)`` (the spikes the gate on population p passes). Every tap has its
@@ -58,24 +56,16 @@ class Recorder:
         sizes: list[int],
         checkpoints: np.ndarray,
         device: torch.device,
-        fanouts: list[torch.Tensor],
+        edges: list[tuple[int, tuple[str, int], torch.Tensor]],
         membrane: bool = False,
-        skips: list[tuple[tuple[str, int], torch.Tensor] | None] | None = None,
-        gated: list[bool] | None = None,
     ) -> None:
         self.batch = batch
         self.checkpoints = np.asarray(checkpoints, dtype=np.int64)
-        self.fanouts = fanouts
         zeros = dict(dtype=torch.int64, device=device)
         k = len(self.checkpoints)
-        gated = gated or [False] * len(sizes)
         self.consumers: dict[tuple[str, int], list[tuple[int, torch.Tensor]]] = {}
-        for layer, fan in enumerate(fanouts):
-            trunk = ("input", 0) if layer == 0 else ("gate" if gated[layer] else "pop", layer - 1)
-            self.consumers.setdefault(trunk, []).append((layer, fan))
-        for layer, edge in enumerate(skips or []):
-            if edge is not None:
-                self.consumers.setdefault(edge[0], []).append((layer, edge[1]))
+        for layer, tap, fan in edges:  # (target population, tap, the tap's fan-out), convert.contract.graph
+            self.consumers.setdefault(tap, []).append((layer, fan))
         self.input_counts: torch.Tensor | None = None
         # float64 accumulators: exact for counts below 2^53, and a float chunk's sums add in one pass
         self.neuron_counts = [torch.zeros(batch, n, dtype=torch.float64, device=device) for n in sizes]

@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from convert.contract import graph
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
-from convert.layers import skip as skip_edge
 from convert.layers import skip_map_layer
 
 
@@ -174,19 +174,17 @@ def gate_connections(layer: MaxPool2d, input_shape: tuple[int, ...]) -> GateWiri
 
 
 def spec_edges(spec: NetworkSpec) -> list[tuple[int, tuple[str, int], np.ndarray]]:
-    """Every synapse map into a spiking layer as (layer, tap, fanout of the tap's units): the trunk's (from the
-    input, the population below, or the max-pool gate on it) and a skip edge's (taps as
-    :meth:`NetworkSpec.tap`); the synaptic events into a layer are Σ over its edges of the tap's counts times
-    the fan-out."""
+    """Every synapse map into a spiking layer as (layer, tap, fanout of the tap's units), the edges of
+    :func:`convert.contract.graph.edges`; the synaptic events into a layer are Σ over its edges of the tap's
+    counts times the fan-out."""
     fans, out = spec_fanouts(spec), []
     shapes = spec.shapes
-    for k, i in enumerate(spec.spiking_indices):
-        trunk = ("input", 0) if k == 0 else ("gate" if spec.gate_before(k) is not None else "pop", k - 1)
-        out.append((k, trunk, fans[k]))
-        layer = spec.layers[i]
-        if skip_edge.has_skip(layer):
-            conn = skip_connections(layer, shapes[layer.skip_source + 1])
-            out.append((k, spec.tap(layer.skip_source), fanout(conn)))
+    for e in graph.edges(spec):
+        if e.kind == "trunk":
+            out.append((e.target, e.source, fans[e.target]))
+            continue
+        layer = spec.layers[e.layer]
+        out.append((e.target, e.source, fanout(skip_connections(layer, shapes[layer.skip_source + 1]))))
     return out
 
 
