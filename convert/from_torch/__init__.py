@@ -69,7 +69,8 @@ from convert.from_torch.ops import (
     layers_of,
     qcfs_scales,
 )
-from convert.from_torch.reader import describe_node, read_ops, target_name
+from convert.from_torch.reader import read_ops
+from convert.from_torch.refusals import describe_node, target_name
 from convert.from_torch.siblings import merge_siblings
 from convert.qcfs import QCFS
 

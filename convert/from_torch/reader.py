@@ -14,6 +14,18 @@ from torch import fx, nn
 
 from convert.contract.spec import SpecError
 from convert.from_torch.ops import Op
+from convert.from_torch.refusals import (
+    EVAL_FIRST,
+    NO_RUNNING_STATS,
+    TRAIN_MODE,
+    Fatal,
+    describe_node,
+    int_pair,
+    node_shape,
+    refuse,
+    summary,
+    target_name,
+)
 from convert.qcfs import QCFS
 
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -75,96 +87,6 @@ def _array(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy().astype(np.float64)
 
 
-def _fn_name(target: Any) -> str:
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__name__", str(target))
-    if module.startswith("torch.nn.functional"):
-        return f"F.{name}"
-    if module.startswith("torch") or module == "" or "_VariableFunctions" in module:
-        return f"torch.{name}"
-    return f"{module}.{name}"
-
-
-def describe_node(node: fx.Node, gm: fx.GraphModule) -> str:
-    """What a graph node computes, for messages: a module's class, ``aten.<op>``, ``F.relu``, ``Tensor.view``."""
-    if node.op == "call_module":
-        return type(gm.get_submodule(node.target)).__name__
-    if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
-        return f"aten.{target_name(node.target)}"
-    if node.op == "call_function":
-        return _fn_name(node.target)
-    if node.op == "call_method":
-        return f"Tensor.{node.target}"
-    return node.op
-
-
-SHOWN_NODES = 3  # per kind of problem, the nodes named before "and N more"
-
-
-class _Refusal(SpecError):
-    """A node the reader cannot read, with its name, what it computes and why (:func:`summary` groups by the
-    last two)."""
-
-    def __init__(self, node_name: str, what: str, why: str) -> None:
-        super().__init__(f"node `{node_name}` ({what}) {why}")
-        self.node_name, self.what, self.why = node_name, what, why
-
-
-def summary(problems: list[SpecError]) -> str:
-    """Every problem of a model in one line: those of one kind (the same op and reason) grouped, with their
-    first nodes named: ``the model has 5 parts with no spiking equivalent, of 2 kinds: (1) 3× MaxPool2d
-    (`a`, `b`, `c`): ...; (2) ...``."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for p in problems:
-        key, node = ((p.what, p.why), p.node_name) if isinstance(p, _Refusal) else (("", str(p)), "")
-        groups.setdefault(key, []).append(node)
-    parts = []
-    for i, ((what, why), nodes) in enumerate(groups.items(), 1):
-        if not what:
-            parts.append(f"({i}) {why}")
-            continue
-        named = ", ".join(f"`{n}`" for n in nodes[:SHOWN_NODES])
-        more = f" and {len(nodes) - SHOWN_NODES} more" if len(nodes) > SHOWN_NODES else ""
-        count = f"{len(nodes)}× " if len(nodes) > 1 else ""
-        parts.append(f"({i}) {count}{what} ({named}{more}) {why}")
-    kinds = f"{len(groups)} kinds" if len(groups) > 1 else "1 kind"
-    return f"the model has {len(problems)} parts with no spiking equivalent, of {kinds}: " + "; ".join(parts)
-
-
-class _Fatal(SpecError):
-    """A refusal that explains the whole model (it was in train mode): raised at once, not listed with others."""
-
-
-def _refuse(node: fx.Node, gm: fx.GraphModule, why: str) -> SpecError:
-    return _Refusal(node.name, describe_node(node, gm), why)
-
-
-def _pair(value: Any, node: fx.Node, gm: fx.GraphModule, name: str) -> tuple[int, int]:
-    v = (value, value) if isinstance(value, int) else tuple(value)
-    if len(v) != 2 or not all(isinstance(x, int) for x in v):
-        raise _refuse(node, gm, f"has {name}={value!r}; only integer {name} is supported")
-    return int(v[0]), int(v[1])
-
-
-TRAIN_MODE = "the model was in train mode when exported or traced"
-EVAL_FIRST = "call model.eval() before torch.export.export (a functional F.batch_norm must pass training=self.training)"
-NO_RUNNING_STATS = (
-    "has track_running_stats=False: even in eval mode it normalizes each batch by that batch's own mean "
-    "and variance, which no fixed weights compute; retrain it with track_running_stats=True (the default) "
-    "or remove the BatchNorm"
-)
-
-
-def target_name(target: Any) -> str:
-    """``conv2d.default`` for ``torch.ops.aten.conv2d.default``."""
-    return str(target).removeprefix("aten.")
-
-
-def _shape(node: fx.Node) -> tuple[int, ...]:
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else ()
-
-
 class _Reader:
     """Walks a traced graph along its one chain of tensors, collecting :class:`Op` s."""
 
@@ -198,7 +120,7 @@ class _Reader:
             tap, ops = self.branches.get(source, (self.taps.get(source), []))
             self.branches[node] = (tap, list(ops))
             return False
-        raise _refuse(
+        raise refuse(
             node,
             self.gm,
             "reads a tensor other than the previous layer's output or a rectified value before it: "
@@ -225,7 +147,7 @@ class _Reader:
                 self.taps[node] = op.node
             return
         if op.kind not in ("weight", "bn"):
-            raise _refuse(
+            raise refuse(
                 node, self.gm, "lies on a skip branch, which may hold only one Linear/Conv2d and its BatchNorm"
             )
         self.branches[node][1].append(op)
@@ -236,25 +158,23 @@ class _Reader:
         if b is self.current:
             a, b = b, a
         if a is not self.current or not isinstance(b, fx.Node):
-            raise _refuse(node, self.gm, "sums two tensors neither of which is the chain's current value")
+            raise refuse(node, self.gm, "sums two tensors neither of which is the chain's current value")
         if b in self.taps:
             tap, ops = self.taps[b], []
         elif b in self.branches:
             tap, ops = self.branches[b]
         else:
-            raise _refuse(
-                node, self.gm, "adds a tensor that is not a rectified value before it (nor a branch from one)"
-            )
+            raise refuse(node, self.gm, "adds a tensor that is not a rectified value before it (nor a branch from one)")
         last = next((op for op in reversed(self.ops) if op.kind not in ("bn",)), None)
         if last is None or last.kind != "weight":
-            raise _refuse(
+            raise refuse(
                 node,
                 self.gm,
                 "sums after a ReLU or a reshape: a residual sum must add the skip to a Linear/Conv2d's "
                 "output (before its ReLU), which is where the spiking neuron integrates both currents",
             )
         if last.skip is not None:
-            raise _refuse(node, self.gm, f"is a second skip into `{last.node}`; one skip per layer is supported")
+            raise refuse(node, self.gm, f"is a second skip into `{last.node}`; one skip per layer is supported")
         last.source, last.skip = tap, ops
         self.current = node
 
@@ -263,7 +183,7 @@ class _Reader:
         for node in self.gm.graph.nodes:
             try:
                 self._node(node)
-            except _Fatal:
+            except Fatal:
                 raise
             except SpecError as err:  # go on as if the node passed its input through, to find the others too
                 self.problems.append(err)
@@ -279,21 +199,21 @@ class _Reader:
 
     def _node(self, node: fx.Node) -> None:
         if self.head is not None and node.op != "output":
-            raise _refuse(
+            raise refuse(
                 node,
                 self.gm,
                 f"comes after `{self.head.name}` (a softmax): only the model's output may follow a softmax head",
             )
         if node.op == "placeholder":
             if self.current is not None:
-                raise _refuse(node, self.gm, "is a second input; the spec has one input image")
+                raise refuse(node, self.gm, "is a second input; the spec has one input image")
             self.current = node
         elif node.op == "output":
             result = node.args[0]
             if isinstance(result, (tuple, list)) and len(result) == 1:  # an exported program's outputs
                 result = result[0]
             if result is not self.current and not self.problems:
-                raise _refuse(node, self.gm, "returns something other than the last layer's output")
+                raise refuse(node, self.gm, "returns something other than the last layer's output")
         elif node.op == "get_attr":
             return  # a parameter, read where a functional call uses it
         elif self._shape_query(node):
@@ -305,7 +225,7 @@ class _Reader:
         elif node.op == "call_method":
             self._method(node)
         else:  # pragma: no cover - torch.fx has no other node ops
-            raise _refuse(node, self.gm, "is not supported")
+            raise refuse(node, self.gm, "is not supported")
 
     def _shape_query(self, node: fx.Node) -> bool:
         """``x.size(...)``, ``x.shape``, ``x.dim()`` and indexing into them: they only feed views."""
@@ -330,10 +250,10 @@ class _Reader:
         """A softmax or log_softmax over the classes of the last layer's output: dropped (the argmax is the
         logits'), and named in the spec's provenance (``dropped_head``)."""
         if node.args[0] is not self.current:
-            raise _refuse(node, self.gm, "is a softmax of something other than the last layer's output")
-        shape = _shape(node.args[0])
+            raise refuse(node, self.gm, "is a softmax of something other than the last layer's output")
+        shape = node_shape(node.args[0])
         if len(shape) != 2 or (dim is not None and dim not in (1, -1)):
-            raise _refuse(
+            raise refuse(
                 node,
                 self.gm,
                 f"is a softmax over dim={dim} of a {shape} tensor: only one over the classes of the "
@@ -359,8 +279,8 @@ class _Reader:
             self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias)))
         elif isinstance(m, nn.Conv2d):
             if tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise _refuse(node, self.gm, "has dilation, string or non-zero padding: not supported")
-            stride, padding = _pair(m.stride, node, self.gm, "stride"), _pair(m.padding, node, self.gm, "padding")
+                raise refuse(node, self.gm, "has dilation, string or non-zero padding: not supported")
+            stride, padding = int_pair(m.stride, node, self.gm, "stride"), int_pair(m.padding, node, self.gm, "padding")
             op = Op("weight", node.name, _array(m.weight), _array(m.bias), stride, padding, groups=m.groups)
             self.emit(node, trunk, op)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -378,7 +298,7 @@ class _Reader:
         elif isinstance(m, nn.MaxPool2d):
             self._maxpool(node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
         else:
-            raise _refuse(node, self.gm, "has no spiking equivalent")
+            raise refuse(node, self.gm, "has no spiking equivalent")
 
     def _rectifier(self, node: fx.Node, m: nn.Module) -> Op:
         """An nn.ReLU; or a QCFS module, a rectifier with its threshold λ and levels L (convert/qcfs.py)."""
@@ -386,7 +306,7 @@ class _Reader:
             return Op("relu", node.name)
         lam = float(m.lam.detach())
         if not np.isfinite(lam) or lam <= 0:
-            raise _refuse(node, self.gm, f"has λ = {lam!r}: its threshold must be a positive finite number")
+            raise refuse(node, self.gm, f"has λ = {lam!r}: its threshold must be a positive finite number")
         return Op("relu", node.name, lam=lam, levels=m.levels)
 
     def _passive_call(self, node: fx.Node, key: Any) -> bool:
@@ -411,10 +331,10 @@ class _Reader:
         if self._passive_call(node, key):
             return
         if key in _CATS:
-            raise _refuse(node, self.gm, CAT_REFUSED)
+            raise refuse(node, self.gm, CAT_REFUSED)
         if key in _ADDS:
             if len(node.args) != 2 or node.kwargs:
-                raise _refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
+                raise refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
             self.add(node)
             return
         trunk = self.take(node)
@@ -444,7 +364,7 @@ class _Reader:
             named = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
             getattr(self, f"_call_{kind}")(node, named)
         else:
-            raise _refuse(node, self.gm, "has no spiking equivalent")
+            raise refuse(node, self.gm, "has no spiking equivalent")
 
     def _constant(self, value: Any) -> np.ndarray | None:
         """A number or a model tensor (``get_attr``) as float64 per input channel, else None."""
@@ -482,7 +402,7 @@ class _Reader:
             a, b = a * k, b * k
         else:
             if np.any(k == 0):
-                raise _refuse(node, self.gm, "divides the input by zero")
+                raise refuse(node, self.gm, "divides the input by zero")
             a, b = a / k, b / k
         op.weight, op.bias, op.node = a, b, node.name
         self.current = node
@@ -497,32 +417,32 @@ class _Reader:
         if first.op != "get_attr":
             return
         if first.target.endswith("num_batches_tracked"):
-            raise _Fatal(
+            raise Fatal(
                 f"{TRAIN_MODE} (node `{node.name}` ({describe_node(node, self.gm)}) counts a BatchNorm's batches "
                 f"in `{first.target}`): {EVAL_FIRST}"
             )
-        raise _refuse(node, self.gm, f"updates the buffer `{first.target}` in place: a model's state must not change")
+        raise refuse(node, self.gm, f"updates the buffer `{first.target}` in place: a model's state must not change")
 
     def _call_linear(self, node: fx.Node, a: dict[str, Any]) -> Op:
         return Op("weight", node.name, _array(self.param(a["weight"])), _array(self.param(a.get("bias"))))
 
     def _call_conv2d(self, node: fx.Node, a: dict[str, Any]) -> Op:
-        if _pair(a.get("dilation") or 1, node, self.gm, "dilation") != (1, 1):
-            raise _refuse(node, self.gm, "has dilation: not supported")
+        if int_pair(a.get("dilation") or 1, node, self.gm, "dilation") != (1, 1):
+            raise refuse(node, self.gm, "has dilation: not supported")
         groups = a.get("groups") or 1
         if not isinstance(groups, int):
-            raise _refuse(node, self.gm, f"has groups={groups!r}; only an integer is supported")
-        stride = _pair(a.get("stride") or 1, node, self.gm, "stride")
-        padding = _pair(a.get("padding") or 0, node, self.gm, "padding")
+            raise refuse(node, self.gm, f"has groups={groups!r}; only an integer is supported")
+        stride = int_pair(a.get("stride") or 1, node, self.gm, "stride")
+        padding = int_pair(a.get("padding") or 0, node, self.gm, "padding")
         w, b = self.param(a["weight"]), self.param(a.get("bias"))
         return Op("weight", node.name, _array(w), _array(b), stride, padding, groups=groups)
 
     def _call_batch_norm(self, node: fx.Node, a: dict[str, Any]) -> Op:
         if a.get("running_mean") is None or a.get("running_var") is None:
-            raise _refuse(node, self.gm, NO_RUNNING_STATS)
+            raise refuse(node, self.gm, NO_RUNNING_STATS)
         if a.get("training", False):
             why = f"normalizes with batch statistics (training=True): {TRAIN_MODE}; {EVAL_FIRST}"
-            raise _Fatal(str(_refuse(node, self.gm, why)))
+            raise Fatal(str(refuse(node, self.gm, why)))
         params = (self.param(a.get(k)) for k in ("weight", "bias", "running_mean", "running_var"))
         return self._batchnorm(node, *params, a.get("eps", 1e-5))
 
@@ -532,7 +452,7 @@ class _Reader:
         try:
             gate = pool_from(kernel, stride, padding, dilation, bool(ceil_mode), f"node `{node.name}`")
         except SpecError as err:
-            raise _refuse(node, self.gm, str(err).split(": ", 1)[-1]) from None
+            raise refuse(node, self.gm, str(err).split(": ", 1)[-1]) from None
         self.emit(node, True, Op("maxpool", node.name, gate=gate))
 
     def _call_avg_pool2d(self, node: fx.Node, a: dict[str, Any]) -> None:
@@ -555,22 +475,22 @@ class _Reader:
         elif node.target in ("view", "reshape", "flatten"):
             self._flatten(node)
         else:
-            raise _refuse(node, self.gm, "has no spiking equivalent")
+            raise refuse(node, self.gm, "has no spiking equivalent")
 
     def _flatten(self, node: fx.Node) -> None:
-        before, after = _shape(node.args[0]), _shape(node)
+        before, after = node_shape(node.args[0]), node_shape(node)
         if len(after) != 2 or before[:1] != after[:1]:
-            raise _refuse(
+            raise refuse(
                 node, self.gm, f"reshapes {before} to {after}; only flattening to (batch, features) is supported"
             )
         if len(before) > 2:
             self.ops.append(Op("flatten", node.name))
 
     def _avgpool(self, node: fx.Node, kernel: Any, stride: Any, padding: Any, ceil_mode: bool) -> None:
-        k = _pair(kernel, node, self.gm, "kernel_size")
-        s = k if stride in (None, []) else _pair(stride, node, self.gm, "stride")
-        if k[0] != k[1] or s[0] != s[1] or _pair(padding, node, self.gm, "padding") != (0, 0) or ceil_mode:
-            raise _refuse(node, self.gm, "must be a square pool without padding or ceil_mode")
+        k = int_pair(kernel, node, self.gm, "kernel_size")
+        s = k if stride in (None, []) else int_pair(stride, node, self.gm, "stride")
+        if k[0] != k[1] or s[0] != s[1] or int_pair(padding, node, self.gm, "padding") != (0, 0) or ceil_mode:
+            raise refuse(node, self.gm, "must be a square pool without padding or ceil_mode")
         self.ops.append(Op("pool", node.name, kernel=k[0], stride=s))
 
     def _adaptive(self, node: fx.Node, output_size: Any) -> None:
@@ -578,14 +498,14 @@ class _Reader:
         windows; any other size (PyTorch's windows, start ⌊i·in/out⌋, end ⌈(i+1)·in/out⌉, overlapping or
         repeating) is a linear map that :func:`convert.from_torch.ops.fold_adaptive` folds into the Linear
         after it."""
-        before = _shape(node.args[0])
+        before = node_shape(node.args[0])
         size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
         h, w = before[-2:]
         if len(size) != 2:
-            raise _refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
+            raise refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
         out = (h if size[0] is None else int(size[0]), w if size[1] is None else int(size[1]))  # None: keep it
         if min(out) < 1:
-            raise _refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
+            raise refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
         if h % out[0] == 0 and w % out[1] == 0 and h // out[0] == w // out[1]:
             k = h // out[0]
             self.ops.append(Op("pool", node.name, kernel=k, stride=(k, k)))
@@ -594,7 +514,7 @@ class _Reader:
 
     def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> Op:
         if mean is None or var is None:
-            raise _refuse(node, self.gm, NO_RUNNING_STATS)
+            raise refuse(node, self.gm, NO_RUNNING_STATS)
         n = len(mean)
         g = np.ones(n) if gamma is None else _array(gamma)
         b = np.zeros(n) if beta is None else _array(beta)
