@@ -253,9 +253,7 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
         spec, _ = to_snn(model, (1, size, size), calib, method=cfg.method, steps=cfg.steps, **SNN_FIELDS)
     convert_s = time.monotonic() - start
     start = time.monotonic()
-    record = simulate(
-        spec, images, steps=cfg.steps, labels=labels, checkpoints=list(cfg.checkpoints), dtype=cfg.dtype
-    )
+    record = simulate(spec, images, steps=cfg.steps, labels=labels, checkpoints=list(cfg.checkpoints), dtype=cfg.dtype)
     simulate_s = time.monotonic() - start
     by_t = []
     for i, t in enumerate(cfg.checkpoints):
