@@ -241,6 +241,7 @@ def cmd_torchvision(args: argparse.Namespace) -> int:
         steps=args.steps,
         checkpoints=(args.steps,),
         agreement_images=args.agreement_images,
+        agreement_max_synapses=int(args.agreement_max_synapses * 1e6),
     )
     out = runs / args.out
     run_table(cfg, args.root, runs, out, args.build_dir)
@@ -415,6 +416,9 @@ def register(add: Add) -> None:
     p.add_argument("--images", type=test_images, default=1000, help="test images, ANN and SNN (default 1000)")
     p.add_argument("--steps", type=positive_int, default=32, help="T the SNN is calibrated for and run (32)")
     p.add_argument("--agreement-images", type=nonnegative_int, default=2, help="Brian2 check images (0: none)")
+    p.add_argument(
+        "--agreement-max-synapses", type=positive_float, default=25.0, help="largest model Brian2 checks, M (25)"
+    )
     p.add_argument("--out", type=folder_name, default="torchvision", help="results folder under the runs folder")
     build_dir_arg(p)
 
