@@ -210,6 +210,10 @@ def test_committed_parts_are_published_and_read_back_as_cached(tmp_path, monkeyp
     cache = tmp_path / "table2" / "records"
     parts = sorted(p.name for p in (cache / "parts").glob("*.npz"))
     assert len(parts) == 2 * 3 and sorted(p.name for p in committed.glob("*.npz")) == parts
+    index = json.loads((committed / committed_parts.INDEX).read_text())["parts"]
+    assert [e["file"] for e in index] == parts  # each part's provenance: who ran it, where, how long
+    assert all(e["cache_key"] and e["wall_s"] > 0 and "platform" in e["machine"] for e in index)
+    assert sorted(tuple(e["images"]) for e in index) == sorted([(0, 10), (10, 20), (20, 30)] * 2)
     import shutil
 
     shutil.rmtree(cache)

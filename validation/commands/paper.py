@@ -291,11 +291,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(add: Add) -> None:
-    """Add this group's commands with ``add(name, func, help)`` (it adds --root and --runs)."""
-    test_images = at_most(N_IMAGES["test"], "a test split")
-    p = add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method")
-    eval_args(p)
+def rows_arg(p: argparse.ArgumentParser) -> None:
     from validation.paper.rows import row_names
 
     p.add_argument(
@@ -306,6 +302,14 @@ def register(add: Add) -> None:
         help="only these rows (default: every row); `--full --rows model` runs the model-based rows at the "
         "replication's scale",
     )
+
+
+def register(add: Add) -> None:
+    """Add this group's commands with ``add(name, func, help)`` (it adds --root and --runs)."""
+    test_images = at_most(N_IMAGES["test"], "a test split")
+    p = add("table2", cmd_table2, "Table 2: SNN accuracy per dataset x model x method")
+    eval_args(p)
+    rows_arg(p)
     p.add_argument(
         "--publish-parts",
         action="store_true",
@@ -320,7 +324,9 @@ def register(add: Add) -> None:
         "processes here); with --device worker each worker uses its GPU if it has one (docs/scale-out.md)",
     )
 
-    eval_args(add("figures", cmd_figures, "Figures 3/4: error vs simulated time, and convergence times"))
+    p = add("figures", cmd_figures, "Figures 3/4: error vs simulated time, and convergence times")
+    eval_args(p)
+    rows_arg(p)
 
     p = add("reproduce", cmd_reproduce, "the main job: training, conversion, Tables 1/2, Figures 3/4, agreement")
     p.add_argument(

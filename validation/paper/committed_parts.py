@@ -22,7 +22,7 @@ from convert.contract.provenance import atomic_path
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "results" / "table2-full" / "parts"
 
-__all__ = ["COMMITTED", "part_files", "publish", "seed"]
+__all__ = ["COMMITTED", "INDEX", "add_to_index", "index_entry", "part_files", "publish", "seed"]
 
 
 def part_files(jobs, cfg, cache: Path) -> list[Path]:
@@ -49,12 +49,50 @@ def seed(jobs, cfg, cache: Path, committed: Path | None = None) -> int:
 
 
 def publish(jobs, cfg, cache: Path, committed: Path | None = None) -> int:
-    """Copy the finished parts of ``jobs`` from the cache to ``committed`` (default :data:`COMMITTED`); returns
-    how many are new there."""
+    """Copy the finished parts of ``jobs`` from the cache to ``committed`` (default :data:`COMMITTED`) and note
+    each new one in its :data:`INDEX` (who simulated it: :func:`index_entry`); returns how many are new."""
     committed = COMMITTED if committed is None else committed
-    n = 0
+    new = []
     for path in part_files(jobs, cfg, cache):
         if path.exists() and not (committed / path.name).exists():
             _copy(path, committed / path.name)
-            n += 1
-    return n
+            new.append(committed / path.name)
+    if new:
+        from convert.contract.provenance import git_commit, machine
+
+        add_to_index(committed, [index_entry(p, git_commit(), machine()) for p in new])
+    return len(new)
+
+
+INDEX = "index.json"  # beside the parts: per file its key, wall time, and the commit and machine that ran it
+
+
+def index_entry(path: Path, commit: str | None, machine: dict | None) -> dict:
+    """A committed part's provenance: its file, content key, images, engine, wall time, commit and machine (the
+    record's own meta holds the first ones; the commit and machine are those of the run that published it)."""
+    from convert.contract.records import SpikeRecord
+
+    record = SpikeRecord.load(path)
+    meta = record.meta
+    return {
+        "file": path.name,
+        "cache_key": meta.get("cache_key"),
+        "images": [int(record.image_indices.min()), int(record.image_indices.max()) + 1],
+        "steps": int(record.steps),
+        "engine": {k: meta.get(k) for k in ("simulator", "kernel", "dtype", "device")},
+        "wall_s": meta.get("wall_s"),
+        "commit": commit,
+        "machine": machine,
+    }
+
+
+def add_to_index(committed: Path, entries: list[dict]) -> None:
+    """Add (or replace, by file name) ``entries`` in ``committed``'s index, written atomically."""
+    import json
+
+    from convert.contract.provenance import write_json_atomic
+
+    path = committed / INDEX
+    known = {e["file"]: e for e in (json.loads(path.read_text())["parts"] if path.exists() else [])}
+    known.update({e["file"]: e for e in entries})
+    write_json_atomic(path, {"parts": [known[k] for k in sorted(known)]})
