@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from validation.paper.torchvision_table import VisionConfig, padded, run_table, train_key
+from validation.paper.torchvision_table import VisionConfig, padded, recipe, run_table, train_key
 
 
 def test_images_are_padded_to_the_models_size_centred():
@@ -33,6 +33,7 @@ def test_the_training_key_follows_what_determines_the_weights(mnist_root):
     assert train_key("resnet18", cfg) != train_key("resnet34", cfg)
     assert train_key("resnet18", cfg) != train_key("resnet18", VisionConfig(lr=2e-3))
     assert train_key("resnet18", cfg) == train_key("resnet18", VisionConfig(test_images=10))  # evaluation only
+    assert recipe("alexnet", cfg).lr == 3e-4 and recipe("resnet18", cfg) == cfg
 
 
 @pytest.mark.slow
@@ -51,6 +52,7 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
     assert squeeze["converts"] and not google["converts"]
     assert "torch.cat" in google["reason"] and "parts with no spiking equivalent" in google["reason"]
     assert squeeze["images"] == 60 and squeeze["training"]["train_images"] == 256
+    assert (squeeze["training"]["epochs"], squeeze["training"]["lr"]) == (3, 3e-4)  # its own recipe
     assert squeeze["provenance"]["merged_branches"]  # its Fire modules' cats, merged into one layer each
     for s in squeeze["snn"]:
         lo, hi = s["ci95"]
