@@ -307,8 +307,8 @@ def _agreement(name, spec, images, labels, cfg: VisionConfig, runs: Path, build_
     if synapses > cfg.agreement_max_synapses:
         return {
             "run": False,
-            "why": f"{synapses / 1e6:.0f} M synapses, over the {cfg.agreement_max_synapses / 1e6:.0f} M this run "
-            "gives Brian2 (its explicit synapses are built and written one by one: tens of minutes and GBs)",
+            "why": f"{synapses / 1e6:.0f} M synapses, over this run's {cfg.agreement_max_synapses / 1e6:.0f} M for "
+            "Brian2 (--agreement-max-synapses)",
         }
     from refsim.devices import default_build_root
 
@@ -396,11 +396,12 @@ def markdown(rows: list[dict[str, Any]], cfg: VisionConfig) -> str:
             star = "*" if s["vs_ann"]["p_value"] < 0.05 else ""
             cells.append(f"{pct(s['snn_accuracy'])}{star} ({pct(s['ci95'][0])}–{pct(s['ci95'][1])})")
         a = r["agreement"]
-        cells.append(
-            f"{100 * a['exact_fraction']:.2f} % ({a['images']} × {a['steps']}, {a['wall_s']:.0f} s)"
-            if a["run"]
-            else f"not run: {a['why']}"
-        )
+        if a["run"]:
+            cells.append(f"{100 * a['exact_fraction']:.2f} % ({a['images']} × {a['steps']}, {a['wall_s']:.0f} s)")
+        elif r["synapses"] > cfg.agreement_max_synapses:
+            cells.append(f"not run: {r['synapses'] / 1e6:.0f} M synapses > {cfg.agreement_max_synapses / 1e6:.0f} M")
+        else:
+            cells.append(f"not run: {a['why']}")
         body.append(cells)
     lines += table((*head, *snn_cols, "Brian2 equal counts"), body)
     refused = [r for r in rows if not r["converts"]]
