@@ -6,7 +6,7 @@ Every ReLU classification family torchvision ships, built with ``num_classes=10`
 for one channel (untrained weights, BatchNorm with its initial statistics), traced by ``convert.from_torch`` on
 the smallest input it takes (32×32, AlexNet 64×64). Per model: converts (spec layers, synapses) or the one error
 that lists all its problems. Writes ``probe.md`` and ``probe.json`` (with the package versions and git commit).
-Models that convert here are then to be trained briefly and held to Brian2 (not done by this probe).
+Models that convert here are trained briefly and held to Brian2 by ``python -m validation torchvision``.
 """
 
 from __future__ import annotations
@@ -16,48 +16,15 @@ import time
 import warnings
 from pathlib import Path
 
-from torch import nn
-
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.contract.spec import SpecError
 from convert.from_torch import from_torch
-from convert.vision import import_torchvision
-
-#: (family, builder keyword arguments, input size)
-FAMILIES = (
-    ("resnet18", {}, 32),
-    ("resnet34", {}, 32),
-    ("resnet50", {}, 32),
-    ("vgg11_bn", {}, 32),
-    ("vgg16_bn", {}, 32),
-    ("alexnet", {}, 64),
-    ("squeezenet1_1", {}, 32),
-    ("googlenet", {"aux_logits": False, "init_weights": True}, 32),
-    ("densenet121", {}, 32),
-    ("mobilenet_v2", {}, 32),
-    ("shufflenet_v2_x1_0", {}, 32),
-)
+from validation.paper.torchvision_table import NAMES, build
 
 
-def one_channel(model: nn.Module) -> nn.Module:
-    """``model`` with its first 3-channel convolution replaced by a 1-channel one of the same settings."""
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and m.in_channels == 3:
-            conv = nn.Conv2d(
-                1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups, m.bias is not None
-            )
-            parent = model
-            *path, last = name.split(".")
-            for part in path:
-                parent = getattr(parent, part)
-            setattr(parent, last, conv)
-            return model
-    raise ValueError("the model has no 3-channel convolution")
-
-
-def probe(name: str, kwargs: dict, size: int) -> dict:
-    tv = import_torchvision()
-    model = one_channel(getattr(tv.models, name)(num_classes=10, **kwargs)).eval()
+def probe(name: str) -> dict:
+    model, size = build(name, seed=0)
+    model.eval()
     start = time.perf_counter()
     try:
         spec = from_torch(model, (1, size, size))
@@ -82,7 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "torchvision-probe")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows = [probe(*family) for family in FAMILIES]
+    rows = [probe(name) for name in NAMES]
     lines = [
         "# torchvision families as they come (untrained; `python benchmarks/torchvision_probe.py`)",
         "",
