@@ -156,8 +156,9 @@ def _(layer: Flatten, input_shape, device, dtype, parts: int = 1) -> FlattenOp:
     return FlattenOp()
 
 
-def _transpose_ones(input_shape, out_channels, in_channels, kernel, stride, padding) -> np.ndarray:
-    """conv_transpose2d of ones: per input pixel, the number of (output neuron, kernel tap) pairs reaching it."""
+def _transpose_ones(input_shape, out_channels, in_channels, kernel, stride, padding, groups: int = 1) -> np.ndarray:
+    """conv_transpose2d of ones: per input pixel, the number of (output neuron, kernel tap) pairs reaching it
+    (``in_channels`` per group: a grouped convolution's input channel reaches its group's outputs only)."""
     _, h_in, w_in = input_shape
     ones_w = torch.ones(out_channels, in_channels, *kernel, dtype=torch.float64)
     h_out = (h_in + 2 * padding[0] - kernel[0]) // stride[0] + 1
@@ -167,7 +168,7 @@ def _transpose_ones(input_shape, out_channels, in_channels, kernel, stride, padd
         w_in - ((w_out - 1) * stride[1] - 2 * padding[1] + kernel[1]),
     )
     ones_out = torch.ones(1, out_channels, h_out, w_out, dtype=torch.float64)
-    counts = F.conv_transpose2d(ones_out, ones_w, stride=stride, padding=padding, output_padding=extra)
+    counts = F.conv_transpose2d(ones_out, ones_w, stride=stride, padding=padding, output_padding=extra, groups=groups)
     return counts[0].numpy()
 
 
@@ -185,12 +186,7 @@ def _(layer: Dense, input_shape) -> np.ndarray:
 @fanout.register
 def _(layer: Conv2d, input_shape) -> np.ndarray:
     oc, ic, kh, kw = layer.weight.shape
-    if layer.groups > 1:  # every input channel reaches the oc / g output channels of its group
-        per_channel = _transpose_ones(
-            (1, *input_shape[1:]), oc // layer.groups, 1, (kh, kw), layer.stride, layer.padding
-        )
-        return np.broadcast_to(per_channel, input_shape).copy()
-    return _transpose_ones(input_shape, oc, ic, (kh, kw), layer.stride, layer.padding)
+    return _transpose_ones(input_shape, oc, ic, (kh, kw), layer.stride, layer.padding, layer.groups)
 
 
 @fanout.register

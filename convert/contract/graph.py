@@ -41,11 +41,3 @@ def edges(spec: NetworkSpec) -> list[Edge]:
         if skip_edge.has_skip(layer):
             out.append(Edge(spec.tap(layer.skip_source), k, i, "skip"))
     return out
-
-
-def consumers(spec: NetworkSpec) -> dict[Tap, list[Edge]]:
-    """The edges that read each tap (a tap no edge reads is absent)."""
-    out: dict[Tap, list[Edge]] = {}
-    for e in edges(spec):
-        out.setdefault(e.source, []).append(e)
-    return out

@@ -28,9 +28,9 @@ from convert.from_torch.refusals import (
 )
 from convert.qcfs import QCFS
 
-_DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 # call_function targets: the functional API of a traced forward(), and (by name) the ATen ops of an exported one
-_RELUS = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu), "relu.default", "relu_.default"}
+RELUS = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu), "relu.default", "relu_.default"}
 _DROPPED_CALLS = {F.dropout, F.dropout2d, torch.dropout, "dropout.default", "clone.default", "alias.default"}
 _FLATTENS = {torch.flatten, "view.default", "reshape.default", "flatten.using_ints", "_unsafe_view.default"}
 _ADDS = {operator.add, torch.add, operator.iadd, "add.Tensor", "add_.Tensor"}
@@ -50,7 +50,7 @@ _AFFINE = {
     "mul.Tensor": "mul",
     **{k: "add" for k in (operator.add, torch.add, operator.iadd, "add.Tensor")},
 }
-_CATS = {torch.cat, torch.concat, torch.concatenate, "cat.default"}
+CATS = {torch.cat, torch.concat, torch.concatenate, "cat.default"}
 CAT_REFUSED = (
     "joins branches that are not one rectified Conv2d each (its BatchNorm allowed) of one tensor, with one "
     "stride and kernels that share a centre: only such a concatenation is converted (into one layer); "
@@ -263,7 +263,7 @@ class _Reader:
 
     def _passive(self, node: fx.Node, m: nn.Module) -> bool:
         """A module that computes nothing here: dropped (Identity, Dropout) or the softmax head."""
-        if isinstance(m, _DROP_MODULES):
+        if isinstance(m, DROP_MODULES):
             self.drop(node)
             return True
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
@@ -330,7 +330,7 @@ class _Reader:
         self._refuse_buffer_update(node, key)
         if self._passive_call(node, key):
             return
-        if key in _CATS:
+        if key in CATS:
             raise refuse(node, self.gm, CAT_REFUSED)
         if key in _ADDS:
             if len(node.args) != 2 or node.kwargs:
@@ -355,7 +355,7 @@ class _Reader:
                 a.get("dilation", 1),
                 a.get("ceil_mode", False),
             )
-        elif key in _RELUS:
+        elif key in RELUS:
             self.emit(node, trunk, Op("relu", node.name))
         elif key in _FLATTENS:
             self._flatten(node)

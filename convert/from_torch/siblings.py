@@ -20,20 +20,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
-_CATS = {torch.cat, torch.concat, torch.concatenate}
-_RELU_CALLS = {F.relu, torch.relu, torch.relu_}
-_DROPPED = (nn.Identity, nn.Dropout, nn.Dropout2d)
+from convert.from_torch.ops import Op, fold_batchnorm
+from convert.from_torch.reader import CATS, DROP_MODULES, RELUS
 
 
 def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
     if node.op == "call_module":
         return type(gm.get_submodule(node.target)) is nn.ReLU
     if node.op == "call_function":
-        return node.target in _RELU_CALLS
+        return node.target in RELUS
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
@@ -50,7 +49,7 @@ def _passed(node: Any, gm: fx.GraphModule, nodes: list[fx.Node]) -> Any:
     while (
         isinstance(node, fx.Node)
         and node.op == "call_module"
-        and isinstance(gm.get_submodule(node.target), _DROPPED)
+        and isinstance(gm.get_submodule(node.target), DROP_MODULES)
         and len(node.users) == 1
     ):
         nodes.append(node)
@@ -84,16 +83,21 @@ def _branch(item: Any, gm: fx.GraphModule) -> tuple[fx.Node, nn.Conv2d, nn.Batch
     return inner.args[0], conv, bn, nodes
 
 
-def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The branch's weight and bias with its BatchNorm folded in (float64)."""
-    w = conv.weight.detach().double()
-    b = torch.zeros(w.shape[0], dtype=torch.float64) if conv.bias is None else conv.bias.detach().double()
-    if bn is None:
-        return w, b
-    scale = torch.ones_like(b) if bn.weight is None else bn.weight.detach().double()
-    shift = torch.zeros_like(b) if bn.bias is None else bn.bias.detach().double()
-    scale = scale / torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    return w * scale[:, None, None, None], (b - bn.running_mean.detach().double()) * scale + shift
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
+    """The branch's weight and bias (float64) with its BatchNorm folded in, as the reader folds every one
+    (:func:`convert.from_torch.ops.fold_batchnorm`)."""
+
+    def array(t: torch.Tensor | None) -> np.ndarray | None:
+        return None if t is None else t.detach().cpu().numpy().astype(np.float64)
+
+    ops = [Op("weight", "conv", array(conv.weight), array(conv.bias))]
+    if bn is not None:
+        n = bn.num_features
+        gamma = np.ones(n) if bn.weight is None else array(bn.weight)
+        beta = np.zeros(n) if bn.bias is None else array(bn.bias)
+        ops.append(Op("bn", "bn", bn=(gamma, beta, array(bn.running_mean), array(bn.running_var), float(bn.eps))))
+    (op,) = fold_batchnorm(ops)
+    return op.weight, np.zeros(op.weight.shape[0]) if op.bias is None else op.bias
 
 
 def merged_conv(convs: list[nn.Conv2d], bns: list[nn.BatchNorm2d | None]) -> nn.Conv2d | None:
@@ -114,8 +118,8 @@ def merged_conv(convs: list[nn.Conv2d], bns: list[nn.BatchNorm2d | None]) -> nn.
         bias=True,
         dtype=convs[0].weight.dtype,
     )
-    weight = torch.zeros(out.weight.shape, dtype=torch.float64)
-    bias = torch.zeros(out.out_channels, dtype=torch.float64)
+    weight = np.zeros(tuple(out.weight.shape))
+    bias = np.zeros(out.out_channels)
     row = 0
     for conv, bn in zip(convs, bns, strict=True):
         w, b = _folded(conv, bn)
@@ -124,14 +128,14 @@ def merged_conv(convs: list[nn.Conv2d], bns: list[nn.BatchNorm2d | None]) -> nn.
         bias[row : row + w.shape[0]] = b
         row += w.shape[0]
     with torch.no_grad():
-        out.weight.copy_(weight)
-        out.bias.copy_(bias)
+        out.weight.copy_(torch.from_numpy(weight))
+        out.bias.copy_(torch.from_numpy(bias))
     return out.eval()
 
 
 def _cat_items(node: fx.Node) -> list[Any] | None:
     """The tensors a channel concatenation of 4-d tensors joins, or None if ``node`` is not one."""
-    if node.op != "call_function" or node.target not in _CATS:
+    if node.op != "call_function" or node.target not in CATS:
         return None
     named = dict(zip(("tensors", "dim"), node.args, strict=False)) | dict(node.kwargs)
     items = named.get("tensors")

@@ -68,7 +68,6 @@ for _library in LIBRARIES:
     register(_library)(_thirdparty(_library))
 
 ENGINES = tuple(_RUNNERS)
-DEFAULT_DEVICE = {name: device for name, (_, device) in _RUNNERS.items() if device is not None}
 
 
 def run(

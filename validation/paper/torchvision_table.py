@@ -298,15 +298,14 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
         "simulate_s": round(simulate_s, 1),
         "provenance": {k: v for k, v in spec.provenance.items() if k in ("merged_branches", "dropped_head")},
     }
-    row["agreement"] = _agreement(name, spec, images, labels, cfg, runs, build_dir)
+    row["agreement"] = _agreement(name, spec, row["synapses"], images, labels, cfg, runs, build_dir)
     return row
 
 
-def _agreement(name, spec, images, labels, cfg: VisionConfig, runs: Path, build_dir) -> dict[str, Any]:
+def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, runs: Path, build_dir) -> dict[str, Any]:
     """fastsim float64 against Brian2 cpp_standalone on the first images, or why not."""
     from validation.harness.agreement import agreement, write_report
 
-    synapses = _graph(spec)["synapses"]
     if not cfg.agreement_images:
         return {"run": False, "why": "not asked (agreement_images 0)"}
     if synapses > cfg.agreement_max_synapses:
