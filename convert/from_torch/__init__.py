@@ -28,6 +28,11 @@ node into a chain of operations:
 * a residual sum ``a + b`` of a weight layer's output (before its ReLU) and a rectified value before it (an
   identity skip) or a branch from one holding one Linear/Conv2d and its BatchNorm (a skip edge,
   :mod:`convert.layers.skip`; the branch's bias joins the layer's);
+* parallel branches joined by a channel concatenation (``torch.cat(..., 1)``): each a chain of rectified
+  convolutions from one shared tensor, one of them possibly starting with a size-keeping max-pool of it
+  (SqueezeNet's Fire, GoogLeNet's inception), merged level by level into layers before the graph is read,
+  a shorter branch relayed by identity neurons (:mod:`convert.from_torch.siblings`); the spec's provenance
+  names the merged cats (``merged_branches``) and the relays (``relays``);
 * dropped: ``nn.Dropout``, ``F.dropout``, ``nn.Identity``, ``x.contiguous()`` (training devices and no-ops)
   anywhere, a skip's source included (a dropped node stands for its input); shape queries (``x.size(0)``,
   ``x.shape``) that only feed a view;
@@ -335,10 +340,12 @@ def from_torch(
         ) from None
     finally:
         model.train(training)
-    gm, merged = merge_siblings(gm)
+    gm, merged, relays = merge_siblings(gm)
     gm.eval()
-    if merged:  # parallel branches joined by a cat, now one convolution (convert/from_torch/siblings.py)
+    if merged:  # parallel branches joined by a cat, now merged layers (convert/from_torch/siblings.py)
         spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "merged_branches": merged}
+    if relays:  # identity populations the merge added (a shorter branch, a max-pool read by a max-pool)
+        spec_fields["provenance"]["relays"] = relays
     # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
     example = torch.zeros(2, *input_shape, dtype=params.dtype)
     return _convert(gm, example, dataset, dict(spec_fields), "torch.fx", normalize_input)

@@ -52,9 +52,10 @@ _AFFINE = {
 }
 CATS = {torch.cat, torch.concat, torch.concatenate, "cat.default"}
 CAT_REFUSED = (
-    "joins branches that are not one rectified Conv2d each (its BatchNorm allowed) of one tensor, with one "
-    "stride and kernels that share a centre: only such a concatenation is converted (into one layer); "
-    "branches of several layers or from different tensors are not supported"
+    "joins branches that do not merge into layers: each branch must be a chain of rectified Conv2d's (their "
+    "BatchNorm allowed) from one shared tensor, at most one of them starting with a size-keeping max-pool of it, "
+    "the branches of each level with one stride and kernels that share a centre (a shorter branch is relayed "
+    "with stride 1); branches from different tensors, of other layers, or of other strides are not supported"
 )
 _MAXPOOLS = {F.max_pool2d, "max_pool2d.default", "max_pool2d_with_indices.default"}
 # a classifier's head after its last layer: monotone in each logit's rank, so the argmax is unchanged (dropped,

@@ -1,27 +1,45 @@
-"""Parallel branches merged into one layer: ``torch.cat([relu(conv_a(x)), relu(conv_b(x)), ...], dim=1)``.
+"""Parallel branches merged into layers: ``torch.cat([branch_1(x), branch_2(x), ...], dim=1)``.
 
-A channel concatenation of rectified convolutions that all read the same tensor ``x`` (SqueezeNet's Fire
-module: a 1×1 and a 3×3 expansion of one squeeze) computes exactly what one convolution does whose output
-channels are the branches' in order, each branch's kernel placed at the centre of the largest kernel
-(zeros around it) and its padding grown by the same margin, each branch's eval-mode BatchNorm folded into
-its rows. So the cat and its branches are rewritten, in the traced graph, into that one ``nn.Conv2d``
-followed by one ``nn.ReLU``: one population of integrate-and-fire neurons, the union of the branches', each
-neuron fed by exactly the synapses it had (the zeros around a smaller kernel are no synapses of the ANN but
-weight-0 entries of the merged kernel; they add nothing to any current).
+A branch is a chain of rectified convolutions, ``relu([bn](conv(...)))`` one or more times, that reads the
+tensor ``x`` all branches share, or, on at most one branch, a size-keeping max-pool of ``x`` (stride 1,
+``kernel − 2·padding`` = 1: GoogLeNet's pool projection). SqueezeNet's Fire module is two branches of one layer;
+GoogLeNet's inception four branches of one or two. The concatenation computes exactly what a chain of merged
+layers does, level by level:
 
-The branches must agree in stride and in ``kernel − 2·padding`` (so their outputs have one size and the
-centred placement is exact); each must be [BatchNorm] + ReLU after a plain ``nn.Conv2d`` (groups 1,
-dilation 1, zero padding) and used only by the cat. Anything else is left to the reader, which names what it
-cannot read. :func:`merge_siblings` is a pure transform of a ``GraphModule`` (it returns a new one).
+* level 1: one population whose channels are every branch's first convolution in order: one convolution of
+  ``x`` into the rows of the branches that read ``x``, plus, for the pooled branch, its convolution of the
+  max-pool into its own rows (a second edge into the same population: the spec's skip edge, the pool the
+  max-pool gate in the chain before it). Each branch's kernel sits at the centre of the level's largest kernel
+  (zeros around it), its padding grown by the same margin; each branch's eval-mode BatchNorm is folded into
+  its rows;
+* level l ≥ 2: one population reading level l − 1, block by block: branch b's l-th convolution reads only b's
+  channels. A branch with fewer than l layers is *relayed*: a 1×1 identity into its own channels, ReLU after
+  it. relu(1 · y) = y for a rectified y, so the ANN is unchanged; in the SNN a relay neuron is one more
+  integrate-and-fire neuron between the branch and the concatenation.
+
+Where the pooled branch's ``x`` is itself a max-pool output (GoogLeNet's inceptions after a stride-2 pool), a
+max-pool gate cannot read a gate: ``x`` is relayed first (a 1×1 identity population with ReLU). The last
+level's ReLU then stands for the cat: one population, the union of the branches', in the cat's channel order.
+The zeros around a smaller kernel and the off-block zeros of a level ≥ 2 are no synapses of the ANN but
+weight-0 entries of the merged kernels; they add nothing to any current.
+
+The branches of one level must agree in stride and in ``kernel − 2·padding`` (one output size, an exact centred
+placement; a relay needs stride 1 and ``kernel − 2·padding`` = 1); each layer must be a plain ``nn.Conv2d``
+(groups 1, dilation 1, zero padding) with its [BatchNorm] and ReLU, each node used only by the one after it.
+Anything else is left to the reader, which names what it cannot read. :func:`merge_siblings` is a pure
+transform of a ``GraphModule`` (it returns a new one).
 """
 
 from __future__ import annotations
 
 import copy
+import operator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from convert.from_torch.ops import Op, fold_batchnorm
@@ -57,8 +75,8 @@ def _passed(node: Any, gm: fx.GraphModule, nodes: list[fx.Node]) -> Any:
     return node
 
 
-def _branch(item: Any, gm: fx.GraphModule) -> tuple[fx.Node, nn.Conv2d, nn.BatchNorm2d | None, list[fx.Node]] | None:
-    """(input x, conv, BatchNorm or None, the branch's nodes) of ``relu([bn](conv(x)))`` (dropped modules
+def _level(item: Any, gm: fx.GraphModule) -> tuple[fx.Node, nn.Conv2d, nn.BatchNorm2d | None, list[fx.Node]] | None:
+    """(input x, conv, BatchNorm or None, the level's nodes) of ``relu([bn](conv(x)))`` (dropped modules
     anywhere between), or None."""
     nodes: list[fx.Node] = []
     item = _passed(item, gm, nodes)
@@ -100,37 +118,139 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.
     return op.weight, np.zeros(op.weight.shape[0]) if op.bias is None else op.bias
 
 
-def merged_conv(convs: list[nn.Conv2d], bns: list[nn.BatchNorm2d | None]) -> nn.Conv2d | None:
-    """One convolution computing ``cat([bn_i(conv_i(x))], 1)``, or None where the branches' outputs do not
-    align (module docstring)."""
-    strides = {tuple(c.stride) for c in convs}
-    margins = {(c.kernel_size[0] - 2 * c.padding[0], c.kernel_size[1] - 2 * c.padding[1]) for c in convs}
-    if len(strides) != 1 or len(margins) != 1 or len({c.in_channels for c in convs}) != 1:
+_MAXPOOL_CALLS = {F.max_pool2d}
+
+
+@dataclass
+class _Branch:
+    """One branch of a cat: its layers from the shared input up (conv, BatchNorm or None), its nodes from the
+    cat down (each used only by the one before it), and its max-pool of the input, if it starts with one."""
+
+    layers: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = field(default_factory=list)
+    nodes: list[fx.Node] = field(default_factory=list)
+    pool: fx.Node | None = None
+    x: Any = None
+
+
+def _pool_of(node: Any, gm: fx.GraphModule) -> tuple[int, int, int] | None:
+    """(kernel, stride, padding) of a square max-pool node with dilation 1 used once, or None."""
+    if not isinstance(node, fx.Node) or len(node.users) != 1:
         return None
-    k = max(c.kernel_size[0] for c in convs)
-    (mh, mw), stride = margins.pop(), strides.pop()
-    out = nn.Conv2d(
-        convs[0].in_channels,
-        sum(c.out_channels for c in convs),
-        k,
-        stride=stride,
-        padding=((k - mh) // 2, (k - mw) // 2),
-        bias=True,
-        dtype=convs[0].weight.dtype,
-    )
-    weight = np.zeros(tuple(out.weight.shape))
-    bias = np.zeros(out.out_channels)
-    row = 0
-    for conv, bn in zip(convs, bns, strict=True):
-        w, b = _folded(conv, bn)
-        o = (k - conv.kernel_size[0]) // 2
-        weight[row : row + w.shape[0], :, o : o + w.shape[2], o : o + w.shape[3]] = w
-        bias[row : row + w.shape[0]] = b
-        row += w.shape[0]
+    if node.op == "call_module" and type(gm.get_submodule(node.target)) is nn.MaxPool2d:
+        m = gm.get_submodule(node.target)
+        k, st, p, d = m.kernel_size, m.stride, m.padding, m.dilation
+    elif node.op == "call_function" and node.target in _MAXPOOL_CALLS:
+        names = ("input", "kernel_size", "stride", "padding", "dilation")
+        a = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+        k, st, p, d = a["kernel_size"], a.get("stride") or a["kernel_size"], a.get("padding", 0), a.get("dilation", 1)
+    else:
+        return None
+    k, st, p, d = (v if isinstance(v, (tuple, list)) else (v, v) for v in (k, st, p, d))
+    if len({*k}) != 1 or len({*st}) != 1 or len({*p}) != 1 or tuple(d) != (1, 1):
+        return None
+    return int(k[0]), int(st[0]), int(p[0])
+
+
+def _branch(item: Any, gm: fx.GraphModule) -> _Branch | None:
+    """The branch whose output is ``item``: its levels down to a node used by other branches too (the shared
+    input) or to a size-keeping max-pool of it; None if ``item`` is not a rectified convolution."""
+    b = _Branch()
+    node = item
+    while (level := _level(node, gm)) is not None:
+        node, conv, bn, nodes = level
+        b.layers.insert(0, (conv, bn))
+        b.nodes += nodes
+    if not b.layers:
+        return None
+    node = _passed(node, gm, b.nodes)
+    pool = _pool_of(node, gm)
+    if pool is not None and pool[1] == 1 and pool[0] - 2 * pool[2] == 1 and isinstance(node.args[0], fx.Node):
+        b.pool, node = node, node.args[0]
+    b.x = node
+    return b
+
+
+def _embed(w: np.ndarray, k: int) -> np.ndarray:
+    """A (O, C, kh, kw) kernel at the centre of a k×k one (zeros around it)."""
+    out = np.zeros((*w.shape[:2], k, k))
+    o = (k - w.shape[2]) // 2
+    out[:, :, o : o + w.shape[2], o : o + w.shape[3]] = w
+    return out
+
+
+def _conv(
+    weight: np.ndarray, bias: np.ndarray, stride: tuple[int, int], margin: tuple[int, int], dtype: torch.dtype
+) -> nn.Conv2d:
+    """An ``nn.Conv2d`` (eval) with ``weight`` and ``bias``, padded for ``kernel − 2·padding`` = margin."""
+    o, c, k, _ = weight.shape
+    pad = ((k - margin[0]) // 2, (k - margin[1]) // 2)
+    conv = nn.Conv2d(c, o, k, stride=stride, padding=pad, bias=True, dtype=dtype)
     with torch.no_grad():
-        out.weight.copy_(torch.from_numpy(weight))
-        out.bias.copy_(torch.from_numpy(bias))
-    return out.eval()
+        conv.weight.copy_(torch.from_numpy(weight))
+        conv.bias.copy_(torch.from_numpy(bias))
+    return conv.eval()
+
+
+def _aligned(layers: list[nn.Conv2d]) -> tuple[tuple[int, int], tuple[int, int], int] | None:
+    """(stride, margin, kernel) of one level's convolutions, or None if their outputs do not align."""
+    strides = {tuple(c.stride) for c in layers}
+    margins = {(c.kernel_size[0] - 2 * c.padding[0], c.kernel_size[1] - 2 * c.padding[1]) for c in layers}
+    if len(strides) != 1 or len(margins) != 1:
+        return None
+    return strides.pop(), margins.pop(), max(c.kernel_size[0] for c in layers)
+
+
+def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | None]] | None:
+    """Per level, the merged convolution of what it reads below (``x`` at level 1) and, at level 1 with a
+    pooled branch, the convolution of the max-pool (module docstring); None if the branches do not align."""
+    depth = max(len(b.layers) for b in branches)
+    dtype = branches[0].layers[0][0].weight.dtype
+    widths = [[c.out_channels for c, _ in b.layers] for b in branches]
+    levels: list[tuple[nn.Conv2d, nn.Conv2d | None]] = []
+    below: list[int] = []  # the channels of level l − 1, branch by branch
+    for lvl in range(depth):
+        present = [b.layers[lvl][0] for b in branches if len(b.layers) > lvl]
+        relayed = len(present) < len(branches)
+        shape = _aligned(present)
+        if shape is None or (relayed and shape[:2] != ((1, 1), (1, 1))):
+            return None
+        stride, margin, k = shape
+        outs = [w[min(lvl, len(w) - 1)] for w in widths]
+        ins = sum(below) if lvl else present[0].in_channels
+        if lvl == 0 and len({c.in_channels for c in present}) != 1:
+            return None
+        weight, pooled = np.zeros((sum(outs), ins, k, k)), np.zeros((sum(outs), ins, k, k))
+        bias = np.zeros(sum(outs))
+        row = col = 0
+        for i, (b, out) in enumerate(zip(branches, outs, strict=True)):
+            if len(b.layers) > lvl:
+                conv, bn = b.layers[lvl]
+                w, bb = _folded(conv, bn)
+                if lvl and conv.in_channels != below[i]:
+                    return None
+                target = pooled if (lvl == 0 and b.pool is not None) else weight
+                cols = slice(0, ins) if lvl == 0 else slice(col, col + conv.in_channels)
+                target[row : row + out, cols] = _embed(w, k)
+                bias[row : row + out] = bb
+            else:  # a relay: the identity on the branch's own channels
+                weight[row : row + out, col : col + out, k // 2, k // 2] = np.eye(out)
+            row += out
+            col += below[i] if lvl else 0
+        has_pool = lvl == 0 and any(b.pool is not None for b in branches)
+        zero = np.zeros(sum(outs))
+        levels.append(
+            (
+                _conv(weight, zero if has_pool else bias, stride, margin, dtype),
+                _conv(pooled, bias, stride, margin, dtype) if has_pool else None,
+            )
+        )
+        below = outs
+    return levels
+
+
+def _identity(channels: int, dtype: torch.dtype) -> nn.Conv2d:
+    eye = np.eye(channels).reshape(channels, channels, 1, 1)
+    return _conv(eye, np.zeros(channels), (1, 1), (1, 1), dtype)
 
 
 def _cat_items(node: fx.Node) -> list[Any] | None:
@@ -146,37 +266,77 @@ def _cat_items(node: fx.Node) -> list[Any] | None:
     return list(items)
 
 
-def merge_siblings(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
-    """``gm`` with every concatenation of sibling branches replaced by one merged convolution and ReLU (module
-    docstring), and the names of the cats merged (for the spec's provenance); ``gm`` itself is unchanged."""
+def _branches(items: list[Any], gm: fx.GraphModule) -> list[_Branch] | None:
+    """The cat's branches if they merge: every item a branch, one shared input, at most one pooled branch, and
+    a pooled branch's input a ReLU or max-pool output (a relay then stands for the latter)."""
+    branches = [_branch(item, gm) for item in items]
+    if any(b is None for b in branches) or len({b.x for b in branches}) != 1:
+        return None
+    pooled = [b for b in branches if b.pool is not None]
+    if len(pooled) > 1 or len(pooled) == len(branches):
+        return None
+    if pooled and not (_is_relu(branches[0].x, gm) or _pool_of_any(branches[0].x, gm)):
+        return None
+    return branches
+
+
+def _pool_of_any(node: Any, gm: fx.GraphModule) -> bool:
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), nn.MaxPool2d)
+    return node.op == "call_function" and node.target in _MAXPOOL_CALLS
+
+
+def merge_siblings(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str], list[str]]:
+    """``gm`` with every concatenation of parallel branches replaced by its merged levels (module docstring);
+    the names of the cats merged and a line per relay population added (for the spec's provenance); ``gm``
+    itself is unchanged."""
     gm = copy.deepcopy(gm)
     merged: list[str] = []
+    relays: list[str] = []
     for node in list(gm.graph.nodes):
         items = _cat_items(node)
         if items is None or len(items) < 2:
             continue
-        branches = [_branch(item, gm) for item in items]
-        if any(b is None for b in branches) or len({b[0] for b in branches}) != 1:
+        branches = _branches(items, gm)
+        levels = None if branches is None else merged_levels(branches)
+        if levels is None:
             continue
-        conv = merged_conv([b[1] for b in branches], [b[2] for b in branches])
-        if conv is None:
-            continue
-        name = f"merged_{node.name}"
-        gm.add_submodule(name, conv)
-        gm.add_submodule(f"{name}_relu", nn.ReLU())
+        name, x = f"merged_{node.name}", branches[0].x
+        pool = next((b.pool for b in branches if b.pool is not None), None)
+        if pool is not None and not _is_relu(x, gm):  # a gate cannot read a gate: relay the max-pool output
+            gm.add_submodule(f"{name}_relay", _identity(levels[0][0].in_channels, levels[0][0].weight.dtype))
+            gm.add_submodule(f"{name}_relay_relu", nn.ReLU())
+            with gm.graph.inserting_before(pool):
+                x = gm.graph.call_module(f"{name}_relay_relu", (gm.graph.call_module(f"{name}_relay", (x,)),))
+            pool.replace_input_with(branches[0].x, x)
+            relays.append(f"`{node.name}`: `{branches[0].x.name}` relayed before the max-pool `{pool.name}`")
         with gm.graph.inserting_before(node):
-            c = gm.graph.call_module(name, (branches[0][0],))
-            r = gm.graph.call_module(f"{name}_relu", (c,))
+            r = x
+            for lvl, (conv, pooled) in enumerate(levels):
+                gm.add_submodule(f"{name}_{lvl + 1}", conv)
+                gm.add_submodule(f"{name}_{lvl + 1}_relu", nn.ReLU())
+                c = gm.graph.call_module(f"{name}_{lvl + 1}", (r,))
+                if pooled is not None:  # the pooled branch's edge on the chain, the others' as its skip
+                    gm.add_submodule(f"{name}_{lvl + 1}_pooled", pooled)
+                    c = gm.graph.call_function(
+                        operator.add, (gm.graph.call_module(f"{name}_{lvl + 1}_pooled", (pool,)), c)
+                    )
+                r = gm.graph.call_module(f"{name}_{lvl + 1}_relu", (c,))
+                short = [i + 1 for i, b in enumerate(branches) if len(b.layers) <= lvl]
+                if short:
+                    relays.append(f"`{node.name}`: branch(es) {short} relayed at level {lvl + 1}")
         node.replace_all_uses_with(r)
         gm.graph.erase_node(node)
-        for _x, _conv, _bn, nodes in branches:
-            for n in nodes:  # from the cat down to the conv: each used only by the one before it
+        for b in branches:
+            for n in b.nodes:  # from the cat down to the lowest conv: each used only by the one before it
                 gm.graph.erase_node(n)
         merged.append(node.name)
     if merged:
         gm.graph.lint()
         gm.recompile()
-    return gm, merged
+    return gm, merged, relays
 
 
-__all__ = ["merge_siblings", "merged_conv"]
+__all__ = ["merge_siblings", "merged_levels"]

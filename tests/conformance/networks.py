@@ -96,6 +96,20 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (3, 12)), threshold=0.5, bias=dyadic(rng, (3,), -2, 3)),
         )
+    if family == "Inception":  # GoogLeNet's inception as from_torch merges it: conv -> gate 3 stride 1 padding 1
+        # (ceil mode, size kept) -> the pool projection (1x1 of the gate) + the other branches' 1x1 convs of the
+        # population below the gate (a skip edge) -> 3x3 level 2 with an identity relay -> flatten -> dense
+        relay = np.zeros((3, 3, 3, 3))
+        relay[0, 0, 1, 1] = 1.0
+        relay[1:] = dyadic(rng, (2, 3, 3, 3))
+        return (1, 5, 5), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.75, padding=1),
+            MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+            Conv2d(dyadic(rng, (3, 2, 1, 1)), threshold=0.5, skip_source=0, skip_weight=dyadic(rng, (3, 2, 1, 1))),
+            Conv2d(relay, threshold=0.5, padding=1),
+            Flatten(),
+            Dense(dyadic(rng, (3, 75)), threshold=0.5),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
@@ -110,6 +124,7 @@ FAMILIES = (
     "Residual",
     "MaxPoolOverlap",
     "GroupedConv",
+    "Inception",
 )
 
 

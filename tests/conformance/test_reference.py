@@ -36,6 +36,7 @@ COVER = {
     ("cascade", "subtract", "spikes", "Bias"),
     ("delay", "subtract", "spikes", "Residual"),  # every kind: gate, skips, biases, in each schedule
     ("cascade", "zero", "poisson", "Residual"),
+    ("cascade", "subtract", "current", "Inception"),  # a skip from below a gate into the population after it
 }
 
 

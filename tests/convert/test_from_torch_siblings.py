@@ -1,6 +1,7 @@
-"""from_torch merges a concatenation of parallel rectified convolutions of one tensor into one layer
-(convert/from_torch/siblings.py): the spec's ANN computes the model's outputs, and what cannot merge is
-left to the reader, which names it."""
+"""from_torch merges a concatenation of parallel branches of rectified convolutions of one tensor into layers
+(convert/from_torch/siblings.py): SqueezeNet's Fire (one level), GoogLeNet's inception (two levels, a pooled
+branch, relays); the spec's ANN computes the model's outputs, and what cannot merge is left to the reader,
+which names it. The engines on the merged inception's edges: tests/conformance (family Inception)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convert.ann import activations
-from convert.contract.spec import Conv2d, SpecError
+from convert.contract.spec import Conv2d, MaxPool2d, SpecError
 from convert.from_torch import from_torch
 from convert.from_torch.siblings import merge_siblings
 
@@ -80,25 +81,93 @@ def test_the_merge_is_a_pure_transform():
     net = _randomized(FireNet(True), 3)
     gm = torch.fx.symbolic_trace(net)
     before = [n.name for n in gm.graph.nodes]
-    merged, names = merge_siblings(gm)
-    assert [n.name for n in gm.graph.nodes] == before and names == ["cat"]
+    merged, names, relays = merge_siblings(gm)
+    assert [n.name for n in gm.graph.nodes] == before and names == ["cat"] and relays == []
     assert not any(n.target is torch.cat for n in merged.graph.nodes)
     x = torch.rand(3, 1, 15, 15, dtype=torch.float64)
     torch.testing.assert_close(merged(x), gm(x), rtol=1e-10, atol=1e-12)
 
 
-class Uneven(nn.Module):
-    """Branches of different depths (GoogLeNet's inception): not a merge, refused by the reader."""
+def _block(cin: int, cout: int, k: int = 1, padding: int = 0) -> nn.Sequential:
+    """torchvision's BasicConv2d: conv without bias, BatchNorm, ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Inception(nn.Module):
+    """GoogLeNet's inception as torchvision writes it: a 1x1 branch, two 1x1 -> 3x3 branches (one 3x3 with
+    padding 1, one 5x5 with padding 2: kernels of one centre), and a pool projection."""
+
+    def __init__(self, cin: int, pooled: bool = True) -> None:
+        super().__init__()
+        self.b1 = _block(cin, 3)
+        self.b2 = nn.Sequential(_block(cin, 2), _block(2, 4, 3, 1))
+        self.b3 = nn.Sequential(_block(cin, 2), _block(2, 2, 5, 2))
+        pool = nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True) if pooled else nn.Identity()
+        self.b4 = nn.Sequential(pool, _block(cin, 2))
+
+    def forward(self, x):
+        return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+
+
+class InceptionNet(nn.Module):
+    """A stem, a stride-2 max-pool (the first inception's pooled branch reads a max-pool: a relay), two
+    inceptions, the pooled classifier."""
+
+    def __init__(self, pooled: bool = True) -> None:
+        super().__init__()
+        self.stem, self.pool = _block(1, 4, 3, 1), nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.i1, self.i2 = Inception(4, pooled), Inception(11, pooled)
+        self.avg, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(11, 10)
+
+    def forward(self, x):
+        x = self.i2(self.i1(self.pool(self.stem(x))))
+        return self.fc(torch.flatten(self.avg(x), 1))
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_a_merged_inception_computes_the_model(pooled):
+    net = _randomized(InceptionNet(pooled), 4)
+    spec = from_torch(net, (1, 12, 12))
+    assert spec.provenance["merged_branches"] == ["cat", "cat_1"]
+    relays = spec.provenance["relays"]
+    assert any("relayed before the max-pool" in r for r in relays) == pooled
+    assert sum("relayed at level 2" in r for r in relays) == 2
+    # stem, the relay (pooled), two populations per inception, the average pool, the classifier
+    assert len(spec.spiking_indices) == 1 + pooled + 2 * 2 + 1 + 1
+    gated = [i for i, layer in enumerate(spec.layers) if isinstance(layer, MaxPool2d)]
+    assert len(gated) == 1 + 2 * pooled  # the stem's pool, and each inception's pooled branch
+    skips = [layer.skip_source for layer in spec.layers if getattr(layer, "skip_source", None) is not None]
+    assert [spec.layers[g - 1 if pooled else g] for g in gated[1:]] == [spec.layers[j] for j in skips]
+    x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
+    with torch.no_grad():
+        want = net(x).numpy()
+    got = activations(spec, x)[-1].numpy().reshape(4, -1)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_merged_inception_is_a_pure_transform():
+    net = _randomized(InceptionNet(), 5)
+    gm = torch.fx.symbolic_trace(net)
+    merged, names, relays = merge_siblings(gm)
+    assert names == ["cat", "cat_1"] and len(relays) == 3
+    assert sum(n.target is torch.cat for n in gm.graph.nodes) == 2
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    torch.testing.assert_close(merged(x), gm(x), rtol=1e-10, atol=1e-12)
+
+
+class TwoPools(nn.Module):
+    """Two pooled branches: two gates on one population, which the chain cannot hold."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Conv2d(1, 4, 3)
-        self.a, self.b1, self.b2 = nn.Conv2d(4, 3, 1), nn.Conv2d(4, 3, 1), nn.Conv2d(3, 3, 3, padding=1)
+        self.a, self.b = nn.Conv2d(4, 3, 1), nn.Conv2d(4, 3, 1)
+        self.pa, self.pb = nn.MaxPool2d(3, 1, 1), nn.MaxPool2d(3, 1, 1)
         self.head = nn.Linear(6 * 26 * 26, 10)
 
     def forward(self, x):
         x = F.relu(self.stem(x))
-        y = torch.cat([F.relu(self.a(x)), F.relu(self.b2(F.relu(self.b1(x))))], 1)
+        y = torch.cat([F.relu(self.a(self.pa(x))), F.relu(self.b(self.pb(x)))], 1)
         return self.head(torch.flatten(y, 1))
 
 
@@ -117,7 +186,7 @@ class Misaligned(nn.Module):
         return self.head(torch.flatten(y, 1))
 
 
-@pytest.mark.parametrize("net", [Uneven(), Misaligned()])
+@pytest.mark.parametrize("net", [TwoPools(), Misaligned()])
 def test_what_does_not_merge_is_refused_by_name(net):
     with pytest.raises(SpecError, match=r"torch\.cat \(`cat`\)"):
         from_torch(net.eval())
@@ -132,5 +201,5 @@ def test_siblings_of_different_strides_are_not_merged():
         def forward(self, x):
             return torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], 1)
 
-    _, names = merge_siblings(torch.fx.symbolic_trace(Strides()))
+    _, names, _ = merge_siblings(torch.fx.symbolic_trace(Strides()))
     assert names == []
