@@ -19,7 +19,7 @@ from pathlib import Path
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.contract.spec import SpecError
 from convert.from_torch import from_torch
-from validation.paper.torchvision_table import NAMES, build
+from validation.paper.torchvision_models import NAMES, build
 
 
 def probe(name: str) -> dict:

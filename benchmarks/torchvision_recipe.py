@@ -5,7 +5,7 @@
 For each rate: the family as ``python -m validation torchvision`` builds it (seed 0), one epoch of Adam over the
 first 5 000 MNIST training images (the stage's brief training), then its accuracy on training images
 5 000–5 999, which that training does not read (nor does the stage's calibration, which takes the last 2 000).
-The best rate goes into ``validation.paper.torchvision_table.RECIPES``. Writes ``<out>/<family>.{json,md}`` with
+The best rate goes into ``validation.paper.torchvision_models.RECIPES``. Writes ``<out>/<family>.{json,md}`` with
 the package versions and git commit; a rate already measured under the same settings is read back.
 """
 
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from validation.paper.torchvision_table import NAMES, VisionConfig, build, padded, train
+from validation.paper.torchvision_models import NAMES, build, padded, train
+from validation.paper.torchvision_table import VisionConfig
 
 HELD_OUT = (5_000, 6_000)
 

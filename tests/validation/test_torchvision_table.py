@@ -3,12 +3,14 @@ content), ANN vs SNN on the same test images, and a results file a rerun resumes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from validation.paper.torchvision_table import VisionConfig, padded, recipe, run_table, train_key
+from validation.paper.torchvision_models import padded, recipe, train_key
+from validation.paper.torchvision_table import VisionConfig, run_table
 
 
 def test_images_are_padded_to_the_models_size_centred():
@@ -39,7 +41,7 @@ def test_the_training_key_follows_what_determines_the_weights(mnist_root):
 @pytest.mark.slow
 def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_root):
     cfg = VisionConfig(
-        models=("squeezenet1_1", "googlenet"),
+        models=("squeezenet1_1", "densenet121"),
         train_images=256,
         calib_images=256,
         test_images=60,
@@ -48,9 +50,9 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
         agreement_images=0,
     )
     result = run_table(cfg, mnist_root, tmp_path)
-    squeeze, google = result["rows"]
-    assert squeeze["converts"] and not google["converts"]
-    assert "torch.cat" in google["reason"] and "parts with no spiking equivalent" in google["reason"]
+    squeeze, dense = result["rows"]
+    assert squeeze["converts"] and not dense["converts"]
+    assert "torch.cat" in dense["reason"] and "parts with no spiking equivalent" in dense["reason"]
     assert squeeze["images"] == 60 and squeeze["training"]["train_images"] == 256
     assert (squeeze["training"]["epochs"], squeeze["training"]["lr"]) == (3, 3e-4)  # its own recipe
     assert squeeze["provenance"]["merged_branches"]  # its Fire modules' cats, merged into one layer each
@@ -62,10 +64,22 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
     saved = json.loads((tmp_path / "torchvision" / "table.json").read_text())
     assert saved["seed"] == 0 and "git_commit" in saved and saved["config"]["train_images"] == 256
     md = (tmp_path / "torchvision" / "table.md").read_text()
-    assert "1 of 2 families convert" in md and "**googlenet**" in md
+    assert "1 of 2 families convert" in md and "**densenet121**" in md
     # a rerun reads each finished model's file: same rows, the weights not trained again
     models = sorted((tmp_path / "torchvision" / "models").glob("*.pt"))
     stamp = [p.stat().st_mtime_ns for p in models]
     again = run_table(cfg, mnist_root, tmp_path)
     assert again["rows"] == json.loads(json.dumps(result["rows"]))  # as written (tuples become lists)
     assert [p.stat().st_mtime_ns for p in models] == stamp
+    # a rerun that changes only the agreement settings keeps the row and reads the cached spec
+    specs = sorted((tmp_path / "torchvision" / "specs").glob("squeezenet1_1-*.npz"))
+    assert len(specs) == 1
+    spec_stamp = specs[0].stat().st_mtime_ns
+    tighter = dataclasses.replace(cfg, agreement_images=1, agreement_max_synapses=1000)
+    third = run_table(tighter, mnist_root, tmp_path)
+    row = third["rows"][0]
+    assert row["agreement"]["run"] is False and "over this run's" in row["agreement"]["why"]
+    assert {k: v for k, v in row.items() if k != "agreement"} == {
+        k: v for k, v in again["rows"][0].items() if k != "agreement"
+    }
+    assert specs[0].stat().st_mtime_ns == spec_stamp

@@ -1,28 +1,27 @@
 """torchvision's classification families as they come, trained briefly on MNIST and converted:
 ``python -m validation torchvision``.
 
-Every ReLU classification family torchvision ships is built with ``num_classes=10`` and its first convolution
-for one channel (:func:`one_channel`; nothing else edited), on MNIST zero-padded to the smallest input it takes
-(32×32; AlexNet 64×64). Per model:
+Each family is built and briefly trained as :mod:`validation.paper.torchvision_models` says (10 classes, the
+first convolution for one channel, MNIST zero-padded to the smallest input it takes). Per model:
 
 1. ``from_torch`` either converts it or refuses it with one message that lists every problem (untrained: the
    structure decides); a refused model is a row with its reason;
-2. brief training: ``train_images`` training images (the first ones, in one seeded shuffled order),
-   ``epochs`` epochs of Adam at ``lr``, batches of ``batch``, BatchNorm in train mode; the weights are cached
-   by the content of everything that determines them (:func:`train_key`), so a rerun reuses them;
+2. brief training, the weights cached by content;
 3. the ANN's own predictions (the torch model in eval mode) on the first ``test_images`` test images;
 4. :func:`convert.api.to_snn` with ``method`` for T = ``steps`` on ``calib_images`` training images (the last
    ones of the training set, which the brief training did not read; the default ``calibrated-pc``: thresholds
    per channel, bias and potential correction against the clip-floor model, no simulation): analog input, the
-   cascade schedule, reset by subtraction, every membrane at θ/2, membrane readout; fastsim (``dtype``) to
-   ``steps`` with the accuracy at every checkpoint, its Wilson interval and McNemar's paired test against the
-   ANN on the same images;
+   cascade schedule, reset by subtraction, every membrane at θ/2, membrane readout; the spec is cached by the
+   content of everything that determines it (:func:`spec_key`); fastsim (``dtype``) to ``steps`` with the
+   accuracy at every checkpoint, its Wilson interval and McNemar's paired test against the ANN on the same
+   images;
 5. where Brian2's explicit synapses fit (``agreement_max_synapses``), fastsim float64 against Brian2
    cpp_standalone on ``agreement_images`` test images × ``agreement_steps`` steps: per-neuron counts of every
    layer compared.
 
 Writes ``<runs>/torchvision/table.{json,md}`` (provenance: config, seed, versions, commit, machine) and one
-``<model>.json`` per finished model, so that an interrupted run resumes at the next model.
+``<model>.json`` per finished model, so that an interrupted run resumes at the next model; a rerun that changes
+only the agreement settings keeps each finished row and runs only its Brian2 check (on the cached spec).
 """
 
 from __future__ import annotations
@@ -39,32 +38,11 @@ from typing import Any
 import numpy as np
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from validation.paper.torchvision_models import NAMES, build, padded, recipe, trained
 
-#: (family, builder keyword arguments, input size)
-FAMILIES: tuple[tuple[str, dict[str, Any], int], ...] = (
-    ("resnet18", {}, 32),
-    ("resnet34", {}, 32),
-    ("resnet50", {}, 32),
-    ("vgg11_bn", {}, 32),
-    ("vgg16_bn", {}, 32),
-    ("alexnet", {}, 64),
-    ("squeezenet1_1", {}, 32),
-    ("googlenet", {"aux_logits": False, "init_weights": True}, 32),
-    ("densenet121", {}, 32),
-    ("mobilenet_v2", {}, 32),
-    ("shufflenet_v2_x1_0", {}, 32),
-)
-NAMES = tuple(f[0] for f in FAMILIES)
-#: families whose brief training needs its own learning rate or epochs: Adam at 1e-3 for one epoch leaves them
-#: near chance. The rate is the best of 1e-4, 3e-4 and 1e-3 after one epoch, by the accuracy on 1 000 training
-#: images the training does not read (images 5 000–5 999; AlexNet 36 / 38 / 21 %, SqueezeNet 29 / 37 / 11 %,
-#: vgg11_bn 93 / 53 / 18 %), never on the test set; three epochs where one at the best rate still leaves a family
-#: below 40 %
-RECIPES: dict[str, dict[str, Any]] = {
-    "alexnet": {"lr": 3e-4, "epochs": 3},
-    "squeezenet1_1": {"lr": 3e-4, "epochs": 3},
-    "vgg11_bn": {"lr": 1e-4},
-}
+#: the settings of step 5 only: a change of these alone reruns no row, only its agreement check
+AGREEMENT_FIELDS = ("agreement_images", "agreement_steps", "agreement_max_synapses")
+
 SNN_FIELDS = {"encoding": "current", "readout": "membrane", "schedule": "cascade", "v_init": 0.5}
 
 
@@ -98,123 +76,6 @@ class VisionConfig:
         return dataclasses.asdict(self)
 
 
-def one_channel(model: Any) -> Any:
-    """``model`` with its first 3-channel convolution replaced by a 1-channel one of the same settings."""
-    from torch import nn
-
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and m.in_channels == 3:
-            conv = nn.Conv2d(
-                1, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups, m.bias is not None
-            )
-            parent = model
-            *path, last = name.split(".")
-            for part in path:
-                parent = getattr(parent, part)
-            setattr(parent, last, conv)
-            return model
-    raise ValueError("the model has no 3-channel convolution")
-
-
-def build(name: str, seed: int) -> tuple[Any, int]:
-    """The family ``name`` as it comes (10 classes, one input channel, seeded initial weights) and its input
-    size."""
-    import torch
-
-    from convert.vision import import_torchvision
-
-    kwargs, size = next((k, s) for n, k, s in FAMILIES if n == name)
-    tv = import_torchvision()
-    torch.manual_seed(seed)
-    return one_channel(getattr(tv.models, name)(num_classes=10, **kwargs)), size
-
-
-def padded(images: np.ndarray, size: int) -> np.ndarray:
-    """(N, 28, 28) uint8 images zero-padded to (N, 1, size, size), centred."""
-    n, h, w = images.shape[0], images.shape[-2], images.shape[-1]
-    if size < max(h, w):
-        raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}")
-    top, left = (size - h) // 2, (size - w) // 2
-    out = np.zeros((n, 1, size, size), dtype=images.dtype)
-    out[:, 0, top : top + h, left : left + w] = images.reshape(n, h, w)
-    return out
-
-
-def recipe(name: str, cfg: VisionConfig) -> VisionConfig:
-    """``cfg`` with the family's own learning rate and epochs (:data:`RECIPES`), if it has them."""
-    return dataclasses.replace(cfg, **RECIPES.get(name, {}))
-
-
-def train_key(name: str, cfg: VisionConfig) -> str:
-    """The content of everything that determines the trained weights."""
-    import torch
-
-    from convert.datasets import recorded_hashes
-
-    what = {
-        "model": name,
-        "builder": next((k, s) for n, k, s in FAMILIES if n == name),
-        "train": [cfg.train_images, cfg.epochs, cfg.lr, cfg.batch, cfg.seed],  # cfg: recipe() applied
-        "data": recorded_hashes("mnist", "train"),
-        "torch": torch.__version__,
-    }
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def train(model: Any, images: np.ndarray, labels: np.ndarray, cfg: VisionConfig) -> float:
-    """Brief training in place (module docstring); returns the wall time in seconds."""
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
-
-    gen = torch.Generator().manual_seed(cfg.seed)
-    x = torch.as_tensor(images, dtype=torch.float32) / 255.0
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = time.monotonic()
-    model.train()
-    steps = cfg.epochs * ((len(x) + cfg.batch - 1) // cfg.batch)
-    with tqdm(total=steps, desc="train", unit="batch", leave=False) as bar:
-        for _ in range(cfg.epochs):
-            order = torch.randperm(len(x), generator=gen)
-            for lo in range(0, len(x), cfg.batch):
-                idx = order[lo : lo + cfg.batch]
-                opt.zero_grad()
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                loss.backward()
-                opt.step()
-                bar.update(1)
-    model.eval()
-    return time.monotonic() - start
-
-
-def trained(name: str, cfg: VisionConfig, root: Any, cache: Path) -> tuple[Any, int, dict[str, Any]]:
-    """The briefly trained model (read from ``cache`` when its key matches), its input size, and how it was
-    trained."""
-    import torch
-
-    from convert import datasets
-
-    cfg = recipe(name, cfg)
-    model, size = build(name, cfg.seed)
-    key = train_key(name, cfg)
-    path = cache / f"{name}-{key[:16]}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        if saved.get("key") == key:
-            model.load_state_dict(saved["state"])
-            return model.eval(), size, saved["info"]
-    data = datasets.load("mnist", "train", root)
-    n = min(cfg.train_images, len(data.images) - cfg.calib_images)
-    wall = train(model, padded(data.images[:n], size), data.labels[:n], cfg)
-    info = {"train_images": int(n), "epochs": cfg.epochs, "lr": cfg.lr, "train_s": round(wall, 1), "key": key}
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"key": key, "state": model.state_dict(), "info": info}, tmp)
-    tmp.replace(path)
-    return model.eval(), size, info
-
-
 def _refusal(name: str, cfg: VisionConfig) -> dict[str, Any] | None:
     """None if the untrained model converts; else its row with the one-line reason."""
     from convert.contract.spec import SpecError
@@ -242,12 +103,60 @@ def _graph(spec: Any) -> dict[str, Any]:
     }
 
 
+def spec_key(name: str, cfg: VisionConfig, train: str) -> str:
+    """The content of everything that determines a model's spec: its trained weights' key, the conversion's
+    settings and the calibration images."""
+    from convert.datasets import recorded_hashes
+
+    what = {
+        "train": train,
+        "method": cfg.method,
+        "steps": cfg.steps,
+        "calib_images": cfg.calib_images,
+        "fields": SNN_FIELDS,
+        "data": recorded_hashes("mnist", "train"),
+        "code": 1,  # bump when the conversion's code changes what it writes for the same inputs
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def converted(name: str, cfg: VisionConfig, model: Any, size: int, info: dict, root: Any, cache: Path):
+    """The model's spec (read from ``cache`` when its key matches) and the conversion's wall time (0 when
+    read)."""
+    from convert import datasets
+    from convert.api import to_snn
+    from convert.contract.io import load_spec, save_spec
+
+    key = spec_key(name, cfg, info["key"])
+    path = cache / f"{name}-{key[:16]}.npz"
+    if path.exists():
+        spec = load_spec(path)
+        if spec.provenance.get("torchvision_spec_key") == key:
+            return spec, 0.0
+    calib = padded(datasets.load("mnist", "train", root).images[-cfg.calib_images :], size)
+    start = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec, _ = to_snn(model, (1, size, size), calib, method=cfg.method, steps=cfg.steps, **SNN_FIELDS)
+    wall = time.monotonic() - start
+    spec = dataclasses.replace(spec, provenance={**spec.provenance, "torchvision_spec_key": key})
+    cache.mkdir(parents=True, exist_ok=True)
+    save_spec(spec, path)
+    return spec, wall
+
+
+def _test_images(cfg: VisionConfig, root: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
+    from convert import datasets
+
+    test = datasets.load("mnist", "test", root)
+    n = min(cfg.test_images, len(test.images))
+    return padded(test.images[:n], size), np.asarray(test.labels[:n])
+
+
 def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Path | None = None) -> dict[str, Any]:
     """One model's row (module docstring)."""
     import torch
 
-    from convert import datasets
-    from convert.api import to_snn
     from convert.train import predictions
     from fastsim import simulate
     from validation.significance import mcnemar, wilson_interval
@@ -256,18 +165,12 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
     if refused is not None:
         return refused
     model, size, info = trained(name, cfg, root, runs / "torchvision" / "models")
-    test = datasets.load("mnist", "test", root)
-    n = min(cfg.test_images, len(test.images))
-    images, labels = padded(test.images[:n], size), np.asarray(test.labels[:n])
-    ann_pred = predictions(model, torch.as_tensor(images, dtype=torch.float32) / 255.0)
+    images, labels = _test_images(cfg, root, size)
+    n = len(labels)
+    with torch.no_grad():
+        ann_pred = predictions(model, torch.as_tensor(images, dtype=torch.float32) / 255.0)
     ann_correct = ann_pred == labels
-    train_data = datasets.load("mnist", "train", root)
-    calib = padded(train_data.images[-cfg.calib_images :], size)
-    start = time.monotonic()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spec, _ = to_snn(model, (1, size, size), calib, method=cfg.method, steps=cfg.steps, **SNN_FIELDS)
-    convert_s = time.monotonic() - start
+    spec, convert_s = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs")
     start = time.monotonic()
     record = simulate(spec, images, steps=cfg.steps, labels=labels, checkpoints=list(cfg.checkpoints), dtype=cfg.dtype)
     simulate_s = time.monotonic() - start
@@ -296,10 +199,20 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
         "snn": by_t,
         "convert_s": round(convert_s, 1),
         "simulate_s": round(simulate_s, 1),
-        "provenance": {k: v for k, v in spec.provenance.items() if k in ("merged_branches", "dropped_head")},
+        "provenance": {k: v for k, v in spec.provenance.items() if k in ("merged_branches", "relays", "dropped_head")},
     }
     row["agreement"] = _agreement(name, spec, row["synapses"], images, labels, cfg, runs, build_dir)
     return row
+
+
+def agreement_only(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Path | None = None) -> dict:
+    """A finished row's agreement check alone, on its cached weights and spec (step 5)."""
+    model, size, info = trained(name, cfg, root, runs / "torchvision" / "models")
+    spec, _ = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs")
+    images, labels = _test_images(cfg, root, size)
+    from convert.ann import macs_per_image
+
+    return _agreement(name, spec, int(sum(macs_per_image(spec))), images, labels, cfg, runs, build_dir)
 
 
 def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, runs: Path, build_dir) -> dict[str, Any]:
@@ -339,23 +252,33 @@ def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, run
     }
 
 
+def _but_agreement(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in AGREEMENT_FIELDS}
+
+
 def run_table(
     cfg: VisionConfig, root: Any, runs: Path, out: Path | None = None, build_dir: Path | None = None
 ) -> dict[str, Any]:
-    """Every model of ``cfg`` (one ``<model>.json`` each, reused when its config matches), then the table."""
+    """Every model of ``cfg`` (one ``<model>.json`` each, reused when its config matches; only its agreement
+    check rerun when nothing else differs), then the table."""
     out = out or runs / "torchvision"
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in cfg.models:
         path = out / f"{name}.json"
-        want = {**recipe(name, cfg).to_dict(), "models": [name]}
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("config") == json.loads(json.dumps(want)):
-                rows.append(saved["row"])
-                continue
-        print(f"torchvision: {name}", flush=True)
-        row = evaluate(name, cfg, root, runs, build_dir)
+        want = json.loads(json.dumps({**recipe(name, cfg).to_dict(), "models": [name]}))
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        if saved.get("config") == want:
+            rows.append(saved["row"])
+            continue
+        if saved and _but_agreement(saved.get("config", {})) == _but_agreement(want):
+            print(f"torchvision: {name} (its agreement check only)", flush=True)
+            row = {**saved["row"]}
+            if row["converts"]:
+                row["agreement"] = agreement_only(name, cfg, root, runs, build_dir)
+        else:
+            print(f"torchvision: {name}", flush=True)
+            row = evaluate(name, cfg, root, runs, build_dir)
         write_json_atomic(path, {"row": row, **provenance(want, cfg.seed)})
         rows.append(row)
     result = {"rows": rows, **provenance(cfg.to_dict(), cfg.seed)}
