@@ -38,7 +38,7 @@ NAMES = tuple(f[0] for f in FAMILIES)
 #: families whose brief training needs its own learning rate or epochs: Adam at 1e-3 for one epoch leaves them
 #: near chance. The rate is the best of 1e-4, 3e-4 and 1e-3 after one epoch, by the accuracy on 1 000 training
 #: images the training does not read (images 5 000–5 999; AlexNet 36 / 38 / 21 %, SqueezeNet 29 / 37 / 11 %,
-#: vgg11_bn 93 / 53 / 18 %, vgg16_bn 88 / 30 / VGG16 %: ``benchmarks/torchvision_recipe.py``), never on the test
+#: vgg11_bn 93 / 53 / 18 %, vgg16_bn 88 / 30 / 22 %: ``benchmarks/torchvision_recipe.py``), never on the test
 #: set; three epochs where one at the best rate still leaves a family below 40 %
 RECIPES: dict[str, dict[str, Any]] = {
     "alexnet": {"lr": 3e-4, "epochs": 3},
