@@ -1,6 +1,8 @@
 """The torch.fx graph reader: walks a traced (or exported) graph along its one chain of tensors and its skip
-branches, node by node, into :class:`~convert.from_torch.ops.Op` s; anything without a spiking equivalent is a
-:class:`SpecError` naming the node and its op."""
+branches, node by node, into :class:`~convert.from_torch.ops.Op` s. Each layer's node is read by its kind's rule
+(:mod:`convert.from_torch.rules`); the reader keeps what is not a layer: the chain and its skip branches,
+dropped nodes, residual sums, the softmax head and the input's normalization. Anything without a spiking
+equivalent is a :class:`SpecError` naming the node and its op."""
 
 from __future__ import annotations
 
@@ -13,26 +15,22 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from convert.contract.spec import SpecError
+from convert.from_torch import rules
 from convert.from_torch.ops import Op
 from convert.from_torch.refusals import (
     EVAL_FIRST,
-    NO_RUNNING_STATS,
     TRAIN_MODE,
     Fatal,
     describe_node,
-    int_pair,
     node_shape,
     refuse,
     summary,
     target_name,
 )
-from convert.qcfs import QCFS
 
 DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 # call_function targets: the functional API of a traced forward(), and (by name) the ATen ops of an exported one
-RELUS = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu), "relu.default", "relu_.default"}
 _DROPPED_CALLS = {F.dropout, F.dropout2d, torch.dropout, "dropout.default", "clone.default", "alias.default"}
-_FLATTENS = {torch.flatten, "view.default", "reshape.default", "flatten.using_ints", "_unsafe_view.default"}
 _ADDS = {operator.add, torch.add, operator.iadd, "add.Tensor", "add_.Tensor"}
 # the input's normalization, (x - mean) / std, as a model's first ops: each an affine map with a constant
 _AFFINE = {
@@ -57,35 +55,10 @@ CAT_REFUSED = (
     "the branches of each level with one stride and kernels that share a centre (a shorter branch is relayed "
     "with stride 1); branches from different tensors, of other layers, or of other strides are not supported"
 )
-_MAXPOOLS = {F.max_pool2d, "max_pool2d.default", "max_pool2d_with_indices.default"}
 # a classifier's head after its last layer: monotone in each logit's rank, so the argmax is unchanged (dropped,
 # and said in the spec's provenance)
 _HEADS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "_softmax.default", "_log_softmax.default"}
 _HEAD_METHODS = ("softmax", "log_softmax")
-_CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-_POOL = ("input", "kernel_size", "stride", "padding", "ceil_mode")
-_BN = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
-#: the calls with parameters: their argument names in order, and the handler (``_call_<kind>``) that reads them
-_SIGNATURES: dict[Any, tuple[str, tuple[str, ...]]] = {
-    F.linear: ("linear", ("input", "weight", "bias")),
-    "linear.default": ("linear", ("input", "weight", "bias")),
-    F.conv2d: ("conv2d", _CONV),
-    "conv2d.default": ("conv2d", _CONV),
-    F.batch_norm: ("batch_norm", _BN),
-    "batch_norm.default": ("batch_norm", ("input", "weight", "bias", "running_mean", "running_var", *_BN[5:])),
-    "_native_batch_norm_legit_no_training.default": (
-        "batch_norm",
-        ("input", "weight", "bias", "running_mean", "running_var", "momentum", "eps"),
-    ),
-    F.avg_pool2d: ("avg_pool2d", _POOL),
-    "avg_pool2d.default": ("avg_pool2d", _POOL),
-    F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", ("input", "output_size")),
-    "adaptive_avg_pool2d.default": ("adaptive_avg_pool2d", ("input", "output_size")),
-}
-
-
-def _array(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().numpy().astype(np.float64)
 
 
 class _Reader:
@@ -100,9 +73,10 @@ class _Reader:
         self.head: fx.Node | None = None  # a softmax/log_softmax after the last layer (dropped)
 
     def param(self, node: Any) -> torch.Tensor | None:
-        """The tensor of a ``get_attr`` node (a functional call on the model's own parameters)."""
-        if node is None:
-            return None
+        """The tensor of a ``get_attr`` node (a functional call on the model's own parameters), or a module's
+        tensor as it is (:mod:`convert.from_torch.rules`)."""
+        if node is None or isinstance(node, torch.Tensor):
+            return node  # absent, or a module's own tensor
         if isinstance(node, fx.Node) and node.op == "get_attr":
             value: Any = self.gm
             for part in node.target.split("."):
@@ -275,40 +249,18 @@ class _Reader:
     def _module(self, node: fx.Node, m: nn.Module) -> None:
         if self._passive(node, m):
             return
-        trunk = self.take(node)
-        if isinstance(m, nn.Linear):
-            self.emit(node, trunk, Op("weight", node.name, _array(m.weight), _array(m.bias)))
-        elif isinstance(m, nn.Conv2d):
-            if tuple(m.dilation) != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise refuse(node, self.gm, "has dilation, string or non-zero padding: not supported")
-            stride, padding = int_pair(m.stride, node, self.gm, "stride"), int_pair(m.padding, node, self.gm, "padding")
-            op = Op("weight", node.name, _array(m.weight), _array(m.bias), stride, padding, groups=m.groups)
-            self.emit(node, trunk, op)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            self.emit(node, trunk, self._batchnorm(node, m.weight, m.bias, m.running_mean, m.running_var, m.eps))
-        elif not trunk:
-            self.emit(node, trunk, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
-        elif isinstance(m, (nn.ReLU, QCFS)):
-            self.emit(node, trunk, self._rectifier(node, m))
-        elif isinstance(m, nn.Flatten):
-            self._flatten(node)
-        elif isinstance(m, nn.AvgPool2d):
-            self._avgpool(node, m.kernel_size, m.stride, m.padding, m.ceil_mode)
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
-            self._adaptive(node, m.output_size)
-        elif isinstance(m, nn.MaxPool2d):
-            self._maxpool(node, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
-        else:
-            raise refuse(node, self.gm, "has no spiking equivalent")
+        self._apply(node, self.take(node), rules.for_module(m))
 
-    def _rectifier(self, node: fx.Node, m: nn.Module) -> Op:
-        """An nn.ReLU; or a QCFS module, a rectifier with its threshold λ and levels L (convert/qcfs.py)."""
-        if not isinstance(m, QCFS):
-            return Op("relu", node.name)
-        lam = float(m.lam.detach())
-        if not np.isfinite(lam) or lam <= 0:
-            raise refuse(node, self.gm, f"has λ = {lam!r}: its threshold must be a positive finite number")
-        return Op("relu", node.name, lam=lam, levels=m.levels)
+    def _apply(self, node: fx.Node, trunk: bool, found: tuple[rules.Rule, dict[str, Any]] | None) -> None:
+        """Read ``node`` by its kind's rule (:mod:`convert.from_torch.rules`) onto the chain or its branch."""
+        if not trunk and (found is None or not found[0].on_branch):
+            self.emit(node, False, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
+        if found is None:
+            raise refuse(node, self.gm, "has no spiking equivalent")
+        rule, args = found
+        op = rule.read(self, node, args)
+        if op is not None:
+            self.emit(node, trunk, op)
 
     def _passive_call(self, node: fx.Node, key: Any) -> bool:
         """A call that computes nothing here: dropped, the softmax head, or a step of the input's normalization."""
@@ -338,34 +290,7 @@ class _Reader:
                 raise refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
             self.add(node)
             return
-        trunk = self.take(node)
-        if key in _SIGNATURES and _SIGNATURES[key][0] in ("linear", "conv2d", "batch_norm"):
-            kind, names = _SIGNATURES[key]
-            named = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
-            self.emit(node, trunk, getattr(self, f"_call_{kind}")(node, named))
-        elif not trunk:
-            self.emit(node, trunk, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
-        elif key in _MAXPOOLS:
-            names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode")
-            a = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
-            self._maxpool(
-                node,
-                a["kernel_size"],
-                a.get("stride"),
-                a.get("padding", 0),
-                a.get("dilation", 1),
-                a.get("ceil_mode", False),
-            )
-        elif key in RELUS:
-            self.emit(node, trunk, Op("relu", node.name))
-        elif key in _FLATTENS:
-            self._flatten(node)
-        elif key in _SIGNATURES:
-            kind, names = _SIGNATURES[key]
-            named = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
-            getattr(self, f"_call_{kind}")(node, named)
-        else:
-            raise refuse(node, self.gm, "has no spiking equivalent")
+        self._apply(node, self.take(node), rules.for_call(key, node))
 
     def _constant(self, value: Any) -> np.ndarray | None:
         """A number or a model tensor (``get_attr``) as float64 per input channel, else None."""
@@ -424,44 +349,6 @@ class _Reader:
             )
         raise refuse(node, self.gm, f"updates the buffer `{first.target}` in place: a model's state must not change")
 
-    def _call_linear(self, node: fx.Node, a: dict[str, Any]) -> Op:
-        return Op("weight", node.name, _array(self.param(a["weight"])), _array(self.param(a.get("bias"))))
-
-    def _call_conv2d(self, node: fx.Node, a: dict[str, Any]) -> Op:
-        if int_pair(a.get("dilation") or 1, node, self.gm, "dilation") != (1, 1):
-            raise refuse(node, self.gm, "has dilation: not supported")
-        groups = a.get("groups") or 1
-        if not isinstance(groups, int):
-            raise refuse(node, self.gm, f"has groups={groups!r}; only an integer is supported")
-        stride = int_pair(a.get("stride") or 1, node, self.gm, "stride")
-        padding = int_pair(a.get("padding") or 0, node, self.gm, "padding")
-        w, b = self.param(a["weight"]), self.param(a.get("bias"))
-        return Op("weight", node.name, _array(w), _array(b), stride, padding, groups=groups)
-
-    def _call_batch_norm(self, node: fx.Node, a: dict[str, Any]) -> Op:
-        if a.get("running_mean") is None or a.get("running_var") is None:
-            raise refuse(node, self.gm, NO_RUNNING_STATS)
-        if a.get("training", False):
-            why = f"normalizes with batch statistics (training=True): {TRAIN_MODE}; {EVAL_FIRST}"
-            raise Fatal(str(refuse(node, self.gm, why)))
-        params = (self.param(a.get(k)) for k in ("weight", "bias", "running_mean", "running_var"))
-        return self._batchnorm(node, *params, a.get("eps", 1e-5))
-
-    def _maxpool(self, node: fx.Node, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> None:
-        from convert.layers.maxpool2d import pool_from
-
-        try:
-            gate = pool_from(kernel, stride, padding, dilation, bool(ceil_mode), f"node `{node.name}`")
-        except SpecError as err:
-            raise refuse(node, self.gm, str(err).split(": ", 1)[-1]) from None
-        self.emit(node, True, Op("maxpool", node.name, gate=gate))
-
-    def _call_avg_pool2d(self, node: fx.Node, a: dict[str, Any]) -> None:
-        self._avgpool(node, a["kernel_size"], a.get("stride"), a.get("padding") or 0, bool(a.get("ceil_mode")))
-
-    def _call_adaptive_avg_pool2d(self, node: fx.Node, a: dict[str, Any]) -> None:
-        self._adaptive(node, a["output_size"])
-
     def _method(self, node: fx.Node) -> None:
         if node.target == "contiguous":
             self.drop(node)
@@ -469,57 +356,7 @@ class _Reader:
         if node.target in _HEAD_METHODS:
             self._head(node, (dict(zip(("self", "dim"), node.args, strict=False)) | dict(node.kwargs)).get("dim"))
             return
-        if not self.take(node):
-            self.emit(node, False, Op("other", node.name))  # refused: only weights and BatchNorm on a branch
-        if node.target in ("relu", "relu_"):
-            self.emit(node, True, Op("relu", node.name))
-        elif node.target in ("view", "reshape", "flatten"):
-            self._flatten(node)
-        else:
-            raise refuse(node, self.gm, "has no spiking equivalent")
-
-    def _flatten(self, node: fx.Node) -> None:
-        before, after = node_shape(node.args[0]), node_shape(node)
-        if len(after) != 2 or before[:1] != after[:1]:
-            raise refuse(
-                node, self.gm, f"reshapes {before} to {after}; only flattening to (batch, features) is supported"
-            )
-        if len(before) > 2:
-            self.ops.append(Op("flatten", node.name))
-
-    def _avgpool(self, node: fx.Node, kernel: Any, stride: Any, padding: Any, ceil_mode: bool) -> None:
-        k = int_pair(kernel, node, self.gm, "kernel_size")
-        s = k if stride in (None, []) else int_pair(stride, node, self.gm, "stride")
-        if k[0] != k[1] or s[0] != s[1] or int_pair(padding, node, self.gm, "padding") != (0, 0) or ceil_mode:
-            raise refuse(node, self.gm, "must be a square pool without padding or ceil_mode")
-        self.ops.append(Op("pool", node.name, kernel=k[0], stride=s))
-
-    def _adaptive(self, node: fx.Node, output_size: Any) -> None:
-        """An adaptive average pool: an ordinary pool where the output size divides the input into equal square
-        windows; any other size (PyTorch's windows, start ⌊i·in/out⌋, end ⌈(i+1)·in/out⌉, overlapping or
-        repeating) is a linear map that :func:`convert.from_torch.ops.fold_adaptive` folds into the Linear
-        after it."""
-        before = node_shape(node.args[0])
-        size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
-        h, w = before[-2:]
-        if len(size) != 2:
-            raise refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
-        out = (h if size[0] is None else int(size[0]), w if size[1] is None else int(size[1]))  # None: keep it
-        if min(out) < 1:
-            raise refuse(node, self.gm, f"has output_size={output_size!r}; give one or two positive sizes")
-        if h % out[0] == 0 and w % out[1] == 0 and h // out[0] == w // out[1]:
-            k = h // out[0]
-            self.ops.append(Op("pool", node.name, kernel=k, stride=(k, k)))
-            return
-        self.ops.append(Op("adaptive", node.name, sizes=((h, w), out)))
-
-    def _batchnorm(self, node: fx.Node, gamma, beta, mean, var, eps: float) -> Op:
-        if mean is None or var is None:
-            raise refuse(node, self.gm, NO_RUNNING_STATS)
-        n = len(mean)
-        g = np.ones(n) if gamma is None else _array(gamma)
-        b = np.zeros(n) if beta is None else _array(beta)
-        return Op("bn", node.name, bn=(g, b, _array(mean), _array(var), float(eps)))
+        self._apply(node, self.take(node), rules.for_method(node))
 
 
 def read_ops(gm: fx.GraphModule) -> tuple[list[Op], list[str]]:

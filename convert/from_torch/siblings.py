@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from convert.from_torch.ops import Op, fold_batchnorm
-from convert.from_torch.reader import CATS, DROP_MODULES, RELUS
+from convert.from_torch.reader import CATS, DROP_MODULES
+from convert.from_torch.rules import RELUS
 
 
 def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
