@@ -18,7 +18,8 @@ layers does, level by level:
   integrate-and-fire neuron between the branch and the concatenation.
 
 Where the pooled branch's ``x`` is itself a max-pool output (GoogLeNet's inceptions after a stride-2 pool), a
-max-pool gate cannot read a gate: ``x`` is relayed first (a 1×1 identity population with ReLU). The last
+max-pool gate cannot read a gate: ``x`` is relayed first (a depthwise 1×1 identity population with ReLU: one
+synapse of weight 1 per neuron). The last
 level's ReLU then stands for the cat: one population, the union of the branches', in the cat's channel order.
 The zeros around a smaller kernel and the off-block zeros of a level ≥ 2 are no synapses of the ANN but
 weight-0 entries of the merged kernels; they add nothing to any current.
@@ -250,8 +251,11 @@ def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | 
 
 
 def _identity(channels: int, dtype: torch.dtype) -> nn.Conv2d:
-    eye = np.eye(channels).reshape(channels, channels, 1, 1)
-    return _conv(eye, np.zeros(channels), (1, 1), (1, 1), dtype)
+    """A relay: the depthwise 1×1 identity (one synapse of weight 1 per neuron)."""
+    conv = nn.Conv2d(channels, channels, 1, groups=channels, bias=False, dtype=dtype)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    return conv.eval()
 
 
 def _cat_items(node: fx.Node) -> list[Any] | None:
