@@ -203,3 +203,24 @@ def test_siblings_of_different_strides_are_not_merged():
 
     _, names, _ = merge_siblings(torch.fx.symbolic_trace(Strides()))
     assert names == []
+
+
+def test_torchvision_googlenet_converts_to_its_own_function():
+    """googlenet as it comes (num_classes=10, no auxiliary heads, the first conv for one channel) on 32x32: nine
+    inceptions merged with relays, three relays before a pooled branch that reads a stride-2 max-pool; the
+    spec's ANN is the model."""
+    from convert.vision import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(8)
+    net = tv.models.googlenet(num_classes=10, aux_logits=False, init_weights=True)
+    net.conv1.conv = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+    net = _randomized(net, 9)
+    spec = from_torch(net, (1, 32, 32))
+    assert len(spec.provenance["merged_branches"]) == 9
+    assert sum("before the max-pool" in r for r in spec.provenance["relays"]) == 3
+    x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        want = net(x).numpy()
+    got = activations(spec, x)[-1].numpy().reshape(2, -1)
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9)
