@@ -83,3 +83,11 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
         k: v for k, v in again["rows"][0].items() if k != "agreement"
     }
     assert specs[0].stat().st_mtime_ns == spec_stamp
+    # a row whose family the converter reads differently now (another direct copy) is stale: rerun
+    path = tmp_path / "torchvision" / "squeezenet1_1.json"
+    saved = json.loads(path.read_text())
+    saved["row"]["direct_copy"], saved["row"]["images"] = "an older converter's", -1
+    path.write_text(json.dumps(saved))
+    fourth = run_table(tighter, mnist_root, tmp_path)
+    assert fourth["rows"][0]["images"] == 60 and fourth["rows"][0]["direct_copy"] == row["direct_copy"]
+    assert specs[0].stat().st_mtime_ns == spec_stamp  # the spec's key holds the direct copy: read, not redone

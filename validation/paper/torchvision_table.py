@@ -21,7 +21,8 @@ first convolution for one channel, MNIST zero-padded to the smallest input it ta
 
 Writes ``<runs>/torchvision/table.{json,md}`` (provenance: config, seed, versions, commit, machine) and one
 ``<model>.json`` per finished model, so that an interrupted run resumes at the next model; a rerun that changes
-only the agreement settings keeps each finished row and runs only its Brian2 check (on the cached spec); a check
+only the agreement settings keeps each finished row (while the converter makes the same of its family:
+:func:`structure`) and runs only its Brian2 check (on the cached spec); a check
 that ran under a higher ``agreement_max_synapses`` stands (the limit guards the box's time and memory; it does
 not change a result).
 """
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from validation.paper.torchvision_models import NAMES, build, padded, recipe, trained
+from validation.paper.torchvision_models import FAMILIES, NAMES, build, padded, recipe, trained
 
 #: the settings of step 5 only: a change of these alone reruns no row, only its agreement check
 AGREEMENT_FIELDS = ("agreement_images", "agreement_steps", "agreement_max_synapses")
@@ -78,8 +79,11 @@ class VisionConfig:
         return dataclasses.asdict(self)
 
 
-def _refusal(name: str, cfg: VisionConfig) -> dict[str, Any] | None:
-    """None if the untrained model converts; else its row with the one-line reason."""
+def structure(name: str, cfg: VisionConfig) -> dict[str, Any]:
+    """What the converter makes of the untrained family (seeded): ``{"converts": False, "reason": ...}``, or
+    ``{"converts": True, "direct_copy": <the spec fingerprint of its direct copy>}``. A row is reused only while
+    this is unchanged, so a change of the converter that changes a family's conversion reruns its row."""
+    from convert.contract.fingerprint import spec_fingerprint
     from convert.contract.spec import SpecError
     from convert.from_torch import from_torch
 
@@ -87,9 +91,14 @@ def _refusal(name: str, cfg: VisionConfig) -> dict[str, Any] | None:
     try:
         spec = from_torch(model.eval(), (1, size, size))
     except SpecError as err:
-        return {"model": name, "input": size, "converts": False, "reason": str(err)}
-    del spec
-    return None
+        return {"converts": False, "reason": str(err)}
+    return {"converts": True, "direct_copy": spec_fingerprint(spec)}
+
+
+def _same_structure(row: dict[str, Any], now: dict[str, Any]) -> bool:
+    if not now["converts"]:
+        return not row["converts"] and row.get("reason") == now["reason"]
+    return bool(row["converts"]) and row.get("direct_copy") == now["direct_copy"]
 
 
 def _graph(spec: Any) -> dict[str, Any]:
@@ -105,13 +114,15 @@ def _graph(spec: Any) -> dict[str, Any]:
     }
 
 
-def spec_key(name: str, cfg: VisionConfig, train: str) -> str:
-    """The content of everything that determines a model's spec: its trained weights' key, the conversion's
-    settings and the calibration images."""
+def spec_key(name: str, cfg: VisionConfig, train: str, direct_copy: str) -> str:
+    """The content of everything that determines a model's spec: its trained weights' key, what the converter
+    makes of the family (the untrained direct copy's fingerprint), the conversion's settings and the
+    calibration images."""
     from convert.datasets import recorded_hashes
 
     what = {
         "train": train,
+        "direct_copy": direct_copy,
         "method": cfg.method,
         "steps": cfg.steps,
         "calib_images": cfg.calib_images,
@@ -122,14 +133,14 @@ def spec_key(name: str, cfg: VisionConfig, train: str) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def converted(name: str, cfg: VisionConfig, model: Any, size: int, info: dict, root: Any, cache: Path):
+def converted(name: str, cfg: VisionConfig, model: Any, size: int, info: dict, root: Any, cache: Path, now: dict):
     """The model's spec (read from ``cache`` when its key matches) and the conversion's wall time (0 when
-    read)."""
+    read); ``now``: the family's :func:`structure`."""
     from convert import datasets
     from convert.api import to_snn
     from convert.contract.io import load_spec, save_spec
 
-    key = spec_key(name, cfg, info["key"])
+    key = spec_key(name, cfg, info["key"], now["direct_copy"])
     path = cache / f"{name}-{key[:16]}.npz"
     if path.exists():
         spec = load_spec(path)
@@ -155,24 +166,27 @@ def _test_images(cfg: VisionConfig, root: Any, size: int) -> tuple[np.ndarray, n
     return padded(test.images[:n], size), np.asarray(test.labels[:n])
 
 
-def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Path | None = None) -> dict[str, Any]:
-    """One model's row (module docstring)."""
+def evaluate(
+    name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Path | None = None, now: dict | None = None
+) -> dict[str, Any]:
+    """One model's row (module docstring); ``now``: its :func:`structure`, if known."""
     import torch
 
     from convert.train import predictions
     from fastsim import simulate
     from validation.significance import mcnemar, wilson_interval
 
-    refused = _refusal(name, cfg)
-    if refused is not None:
-        return refused
+    now = now or structure(name, cfg)
+    size = next(s for n, _, s in FAMILIES if n == name)
+    if not now["converts"]:
+        return {"model": name, "input": size, "converts": False, "reason": now["reason"]}
     model, size, info = trained(name, cfg, root, runs / "torchvision" / "models")
     images, labels = _test_images(cfg, root, size)
     n = len(labels)
     with torch.no_grad():
         ann_pred = predictions(model, torch.as_tensor(images, dtype=torch.float32) / 255.0)
     ann_correct = ann_pred == labels
-    spec, convert_s = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs")
+    spec, convert_s = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs", now)
     start = time.monotonic()
     record = simulate(spec, images, steps=cfg.steps, labels=labels, checkpoints=list(cfg.checkpoints), dtype=cfg.dtype)
     simulate_s = time.monotonic() - start
@@ -193,6 +207,7 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
         "model": name,
         "input": size,
         "converts": True,
+        "direct_copy": now["direct_copy"],
         **_graph(spec),
         "training": info,
         "images": n,
@@ -207,10 +222,10 @@ def evaluate(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Pat
     return row
 
 
-def agreement_only(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Path | None = None) -> dict:
+def agreement_only(name: str, cfg: VisionConfig, root: Any, runs: Path, build_dir: Path | None, now: dict) -> dict:
     """A finished row's agreement check alone, on its cached weights and spec (step 5)."""
     model, size, info = trained(name, cfg, root, runs / "torchvision" / "models")
-    spec, _ = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs")
+    spec, _ = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs", now)
     images, labels = _test_images(cfg, root, size)
     from convert.ann import macs_per_image
 
@@ -280,6 +295,9 @@ def run_table(
         path = out / f"{name}.json"
         want = json.loads(json.dumps({**recipe(name, cfg).to_dict(), "models": [name]}))
         saved = json.loads(path.read_text()) if path.exists() else {}
+        now = structure(name, cfg)
+        if saved and not _same_structure(saved["row"], now):
+            saved = {}  # the converter makes something else of this family now: the row is stale
         if saved.get("config") == want or (saved and _checked(saved, want)):
             rows.append(saved["row"])
             continue
@@ -287,10 +305,10 @@ def run_table(
             print(f"torchvision: {name} (its agreement check only)", flush=True)
             row = {**saved["row"]}
             if row["converts"]:
-                row["agreement"] = agreement_only(name, cfg, root, runs, build_dir)
+                row["agreement"] = agreement_only(name, cfg, root, runs, build_dir, now)
         else:
             print(f"torchvision: {name}", flush=True)
-            row = evaluate(name, cfg, root, runs, build_dir)
+            row = evaluate(name, cfg, root, runs, build_dir, now)
         write_json_atomic(path, {"row": row, **provenance(want, cfg.seed)})
         rows.append(row)
     result = {"rows": rows, **provenance(cfg.to_dict(), cfg.seed)}
