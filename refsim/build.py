@@ -206,24 +206,27 @@ def _maxpool(layer: MaxPool2d, state: _BuildState) -> None:
         name=f"refsim_gate_{k}_copy",
     )
     copy.connect(i=wiring.copy.i, j=wiring.copy.j)
-    pairs = Synapses(
-        members,
-        members,
-        "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
-        name=f"refsim_gate_{k}_mates",
-    )
-    pairs.connect(i=wiring.mates.i, j=wiring.mates.j)
+    pairs = None
+    if len(wiring.mates.i):  # windows of one unit each (a 1x1 map) have no mates: nobody is ever beaten
+        pairs = Synapses(
+            members,
+            members,
+            "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
+            name=f"refsim_gate_{k}_mates",
+        )
+        pairs.connect(i=wiring.mates.i, j=wiring.mates.j)
     gate = NeuronGroup(
         wiring.feed.n_post, "passed : 1", threshold="passed > 0.5", reset="passed = 0", name=f"refsim_gate_{k}"
     )
     feed = Synapses(members, gate, on_pre="passed_post += 1", name=f"refsim_gate_{k}_feed")
     feed.connect(i=wiring.feed.i, j=wiring.feed.j)
-    state.extra += [members, copy, pairs, gate, feed]
+    state.extra += [members, copy, *([pairs] if pairs is not None else []), gate, feed]
+    compare = [] if pairs is None else [(pairs.summed_updaters["beaten_post"], "thresholds", 3, CASCADE * k + 6)]
     state.slotted += [  # the population's thresholder: 10k + 2 (cascade), its resetter 10k + 5
         (count, "thresholds", 1, CASCADE * k + 3),
         (copy.summed_updaters["c_post"], "thresholds", 2, CASCADE * k + 4),
         (copy.summed_updaters["f_post"], "thresholds", 2, CASCADE * k + 4),
-        (pairs.summed_updaters["beaten_post"], "thresholds", 3, CASCADE * k + 6),
+        *compare,
         (members.thresholder["spike"], "thresholds", 4, CASCADE * k + 7),
         (feed.pre, "synapses", -3, CASCADE * k + 8),
         (gate.thresholder["spike"], "synapses", -2, CASCADE * k + 9),

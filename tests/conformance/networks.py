@@ -110,6 +110,14 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (3, 75)), threshold=0.5),
         )
+    if family == "GateOnePixel":  # GoogLeNet's last pool projection: a gate 3, stride 1, padding 1 on a 1x1 map,
+        # every window one unit with no mates to compare -> flatten -> dense
+        return (1, 3, 3), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3), -2, 9), threshold=0.5),
+            MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+            Flatten(),
+            Dense(dyadic(rng, (3, 2), -2, 9), threshold=0.25),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
@@ -125,6 +133,7 @@ FAMILIES = (
     "MaxPoolOverlap",
     "GroupedConv",
     "Inception",
+    "GateOnePixel",
 )
 
 
