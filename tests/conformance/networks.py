@@ -68,6 +68,12 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (3, 8)), threshold=0.5),
         )
+    return _torchvision_layers(family, rng)
+
+
+def _torchvision_layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tuple]:
+    """The families of the kinds torchvision's models brought: grouped convolution, the merged inception, a gate
+    on a 1x1 map."""
     if family == "GroupedConv":  # MobileNet's separable block: conv -> depthwise 3x3 stride 2 (one channel per
         # group) -> 1x1 in two groups -> flatten -> dense
         return (1, 6, 6), (
