@@ -31,6 +31,14 @@ STANDALONE = ("cpp_standalone", "cuda_standalone")
 TARGETS = ("numpy", "cython")
 _GCC_ARGS = "codegen.cpp.extra_compile_args_gcc"
 _NVCC_ARGS = "devices.cuda_standalone.cuda_backend.extra_compile_args_nvcc"
+_MAKE_ARGS = "devices.cpp_standalone.extra_make_args_unix"
+
+
+def make_jobs() -> list[str]:
+    """``make``'s arguments for a standalone build: one compiler per core. Brian2's default, a bare ``-j``,
+    starts a compiler for every source file at once: a network of many synapse objects (googlenet's spec, some
+    200 files) then exhausts a 24 GiB box's memory and stalls it."""
+    return [f"-j{os.cpu_count() or 1}"]
 
 
 class DeviceUnavailable(RuntimeError):
@@ -98,6 +106,7 @@ def brian_device(name: str, *, target: str = "numpy", threads: int = 0, dt_s: fl
         if name in STANDALONE:
             device.reinit()
             prefs["devices.cpp_standalone.openmp_threads"] = int(threads)
+            prefs[_MAKE_ARGS] = make_jobs()
         if name == "cuda_standalone":
             prefs[_GCC_ARGS] = _cxx17(list(prefs[_GCC_ARGS]))
             prefs[_NVCC_ARGS] = _cxx17(list(prefs[_NVCC_ARGS]))
@@ -120,7 +129,7 @@ def brian_device(name: str, *, target: str = "numpy", threads: int = 0, dt_s: fl
 def _touched_prefs(name: str) -> list[str]:
     keys = ["codegen.target"]
     if name in STANDALONE:
-        keys.append("devices.cpp_standalone.openmp_threads")
+        keys += ["devices.cpp_standalone.openmp_threads", _MAKE_ARGS]
     if name == "cuda_standalone":
         keys += [_GCC_ARGS, _NVCC_ARGS]
     return keys

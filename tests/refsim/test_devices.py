@@ -15,7 +15,20 @@ def _brian_state():
 
     device = get_device()
     threads = prefs["devices.cpp_standalone.openmp_threads"]
-    return device, float(device.defaultclock.dt_), prefs["codegen.target"], threads, len(previous_devices)
+    make = list(prefs["devices.cpp_standalone.extra_make_args_unix"])
+    return device, float(device.defaultclock.dt_), prefs["codegen.target"], threads, make, len(previous_devices)
+
+
+def test_a_standalone_build_runs_one_compiler_per_core(monkeypatch):
+    """Brian2's bare ``-j`` starts a compiler per source file at once (a large network's build stalled a 24 GiB
+    box); inside the block make gets ``-j<cores>``, and Brian2's own setting is back after it."""
+    from brian2 import prefs
+
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 3)
+    before = list(prefs["devices.cpp_standalone.extra_make_args_unix"])
+    with brian_device("cpp_standalone", target="numpy"):
+        assert list(prefs["devices.cpp_standalone.extra_make_args_unix"]) == ["-j3"]
+    assert list(prefs["devices.cpp_standalone.extra_make_args_unix"]) == before
 
 
 @pytest.mark.parametrize("name", ["runtime", "cpp_standalone"])
