@@ -92,7 +92,7 @@ def for_module(m: nn.Module) -> tuple[Rule, dict[str, Any]] | None:
 
 def for_call(key: Any, node: fx.Node) -> tuple[Rule, dict[str, Any]] | None:
     """The rule of a function or ATen op (``key``) and the node's arguments by name, or None."""
-    found = CALLS.get(key) if _hashable(key) else None
+    found = CALLS.get(key)
     if found is None:
         return None
     r, names = found
@@ -105,14 +105,6 @@ def for_method(node: fx.Node) -> tuple[Rule, dict[str, Any]] | None:
         return None
     r, names = found
     return r, dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
-
-
-def _hashable(key: Any) -> bool:
-    try:
-        hash(key)
-    except TypeError:
-        return False
-    return True
 
 
 def array(t: torch.Tensor | None) -> np.ndarray | None:

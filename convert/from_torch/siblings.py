@@ -40,12 +40,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
+from convert.from_torch import rules
 from convert.from_torch.ops import Op, fold_batchnorm
 from convert.from_torch.reader import CATS, DROP_MODULES
-from convert.from_torch.rules import RELUS
+from convert.from_torch.rules import RELUS, array
 
 
 def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
@@ -106,10 +106,6 @@ def _level(item: Any, gm: fx.GraphModule) -> tuple[fx.Node, nn.Conv2d, nn.BatchN
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
     """The branch's weight and bias (float64) with its BatchNorm folded in, as the reader folds every one
     (:func:`convert.from_torch.ops.fold_batchnorm`)."""
-
-    def array(t: torch.Tensor | None) -> np.ndarray | None:
-        return None if t is None else t.detach().cpu().numpy().astype(np.float64)
-
     ops = [Op("weight", "conv", array(conv.weight), array(conv.bias))]
     if bn is not None:
         n = bn.num_features
@@ -118,9 +114,6 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.
         ops.append(Op("bn", "bn", bn=(gamma, beta, array(bn.running_mean), array(bn.running_var), float(bn.eps))))
     (op,) = fold_batchnorm(ops)
     return op.weight, np.zeros(op.weight.shape[0]) if op.bias is None else op.bias
-
-
-_MAXPOOL_CALLS = {F.max_pool2d}
 
 
 @dataclass
@@ -134,19 +127,22 @@ class _Branch:
     x: Any = None
 
 
+def _maxpool_args(node: Any, gm: fx.GraphModule) -> dict[str, Any] | None:
+    """A max-pool node's arguments by name, as the reader's max-pool rule reads them; None for any other node."""
+    found = None
+    if isinstance(node, fx.Node) and node.op == "call_module":
+        found = rules.for_module(gm.get_submodule(node.target))
+    elif isinstance(node, fx.Node) and node.op == "call_function":
+        found = rules.for_call(node.target, node)
+    return found[1] if found is not None and found[0].name == "max_pool2d" else None
+
+
 def _pool_of(node: Any, gm: fx.GraphModule) -> tuple[int, int, int] | None:
     """(kernel, stride, padding) of a square max-pool node with dilation 1 used once, or None."""
-    if not isinstance(node, fx.Node) or len(node.users) != 1:
+    a = _maxpool_args(node, gm)
+    if a is None or len(node.users) != 1:
         return None
-    if node.op == "call_module" and type(gm.get_submodule(node.target)) is nn.MaxPool2d:
-        m = gm.get_submodule(node.target)
-        k, st, p, d = m.kernel_size, m.stride, m.padding, m.dilation
-    elif node.op == "call_function" and node.target in _MAXPOOL_CALLS:
-        names = ("input", "kernel_size", "stride", "padding", "dilation")
-        a = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
-        k, st, p, d = a["kernel_size"], a.get("stride") or a["kernel_size"], a.get("padding", 0), a.get("dilation", 1)
-    else:
-        return None
+    k, st, p, d = a["kernel_size"], a.get("stride") or a["kernel_size"], a.get("padding", 0), a.get("dilation", 1)
     k, st, p, d = (v if isinstance(v, (tuple, list)) else (v, v) for v in (k, st, p, d))
     if len({*k}) != 1 or len({*st}) != 1 or len({*p}) != 1 or tuple(d) != (1, 1):
         return None
@@ -221,7 +217,9 @@ def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | 
         ins = sum(below) if lvl else present[0].in_channels
         if lvl == 0 and len({c.in_channels for c in present}) != 1:
             return None
-        weight, pooled = np.zeros((sum(outs), ins, k, k)), np.zeros((sum(outs), ins, k, k))
+        has_pool = lvl == 0 and any(b.pool is not None for b in branches)
+        weight = np.zeros((sum(outs), ins, k, k))
+        pooled = np.zeros_like(weight) if has_pool else None
         bias = np.zeros(sum(outs))
         row = col = 0
         for i, (b, out) in enumerate(zip(branches, outs, strict=True)):
@@ -238,7 +236,6 @@ def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | 
                 weight[row : row + out, col : col + out, k // 2, k // 2] = np.eye(out)
             row += out
             col += below[i] if lvl else 0
-        has_pool = lvl == 0 and any(b.pool is not None for b in branches)
         zero = np.zeros(sum(outs))
         levels.append(
             (
@@ -280,17 +277,9 @@ def _branches(items: list[Any], gm: fx.GraphModule) -> list[_Branch] | None:
     pooled = [b for b in branches if b.pool is not None]
     if len(pooled) > 1 or len(pooled) == len(branches):
         return None
-    if pooled and not (_is_relu(branches[0].x, gm) or _pool_of_any(branches[0].x, gm)):
+    if pooled and not (_is_relu(branches[0].x, gm) or _maxpool_args(branches[0].x, gm) is not None):
         return None
     return branches
-
-
-def _pool_of_any(node: Any, gm: fx.GraphModule) -> bool:
-    if not isinstance(node, fx.Node):
-        return False
-    if node.op == "call_module":
-        return isinstance(gm.get_submodule(node.target), nn.MaxPool2d)
-    return node.op == "call_function" and node.target in _MAXPOOL_CALLS
 
 
 def merge_siblings(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str], list[str]]:

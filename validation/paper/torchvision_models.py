@@ -48,6 +48,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def family(name: str) -> tuple[dict[str, Any], int]:
+    """The family's builder keyword arguments and input size (:data:`FAMILIES`)."""
+    return next((k, s) for n, k, s in FAMILIES if n == name)
+
+
 def one_channel(model: Any) -> Any:
     """``model`` with its first 3-channel convolution replaced by a 1-channel one of the same settings."""
     from torch import nn
@@ -73,7 +78,7 @@ def build(name: str, seed: int) -> tuple[Any, int]:
 
     from convert.vision import import_torchvision
 
-    kwargs, size = next((k, s) for n, k, s in FAMILIES if n == name)
+    kwargs, size = family(name)
     tv = import_torchvision()
     torch.manual_seed(seed)
     return one_channel(getattr(tv.models, name)(num_classes=10, **kwargs)), size
@@ -103,7 +108,7 @@ def train_key(name: str, cfg: Any) -> str:
 
     what = {
         "model": name,
-        "builder": next((k, s) for n, k, s in FAMILIES if n == name),
+        "builder": family(name),
         "train": [cfg.train_images, cfg.epochs, cfg.lr, cfg.batch, cfg.seed],  # cfg: recipe() applied
         "data": recorded_hashes("mnist", "train"),
         "torch": torch.__version__,
@@ -165,4 +170,16 @@ def trained(name: str, cfg: Any, root: Any, cache: Path) -> tuple[Any, int, dict
     return model.eval(), size, info
 
 
-__all__ = ["FAMILIES", "NAMES", "RECIPES", "build", "one_channel", "padded", "recipe", "train", "train_key", "trained"]
+__all__ = [
+    "FAMILIES",
+    "NAMES",
+    "RECIPES",
+    "build",
+    "family",
+    "one_channel",
+    "padded",
+    "recipe",
+    "train",
+    "train_key",
+    "trained",
+]

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from validation.paper.torchvision_models import FAMILIES, NAMES, build, padded, recipe, trained
+from validation.paper.torchvision_models import NAMES, build, family, padded, recipe, trained
 
 #: the settings of step 5 only: a change of these alone reruns no row, only its agreement check
 AGREEMENT_FIELDS = ("agreement_images", "agreement_steps", "agreement_max_synapses")
@@ -177,7 +177,7 @@ def evaluate(
     from validation.significance import mcnemar, wilson_interval
 
     now = now or structure(name, cfg)
-    size = next(s for n, _, s in FAMILIES if n == name)
+    size = family(name)[1]
     if not now["converts"]:
         return {"model": name, "input": size, "converts": False, "reason": now["reason"]}
     model, size, info = trained(name, cfg, root, runs / "torchvision" / "models")
@@ -227,9 +227,7 @@ def agreement_only(name: str, cfg: VisionConfig, root: Any, runs: Path, build_di
     model, size, info = trained(name, cfg, root, runs / "torchvision" / "models")
     spec, _ = converted(name, cfg, model, size, info, root, runs / "torchvision" / "specs", now)
     images, labels = _test_images(cfg, root, size)
-    from convert.ann import macs_per_image
-
-    return _agreement(name, spec, int(sum(macs_per_image(spec))), images, labels, cfg, runs, build_dir)
+    return _agreement(name, spec, _graph(spec)["synapses"], images, labels, cfg, runs, build_dir)
 
 
 def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, runs: Path, build_dir) -> dict[str, Any]:
