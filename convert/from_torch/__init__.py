@@ -63,6 +63,8 @@ from torch import fx, nn
 
 from convert.contract.spec import NetworkSpec, SpecError
 from convert.extract import check_input_shape, direct_copy
+from convert.from_torch.channel_maps import fold_channel_maps
+from convert.from_torch.linear_pairs import fold_linear_pairs
 from convert.from_torch.ops import (
     check_chain,
     check_qcfs,
@@ -340,12 +342,20 @@ def from_torch(
         ) from None
     finally:
         model.train(training)
+    # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
+    example = torch.zeros(2, *input_shape, dtype=params.dtype)
+    gm, pairs = fold_linear_pairs(gm)
+    if pairs:  # a convolution read by a 1×1 one with no rectifier between: one convolution (linear_pairs.py)
+        spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "merged_linear_pairs": pairs}
+    check_input_shape(tuple(input_shape), dataset)
+    _propagate(gm, example)
+    gm, maps = fold_channel_maps(gm, example)
+    if maps:  # channel selections and permutations folded into their readers (channel_maps.py)
+        spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "channel_maps": maps}
     gm, merged, relays = merge_siblings(gm)
     gm.eval()
     if merged:  # parallel branches joined by a cat, now merged layers (convert/from_torch/siblings.py)
         spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "merged_branches": merged}
     if relays:  # identity populations the merge added (a shorter branch, a max-pool read by a max-pool)
         spec_fields["provenance"]["relays"] = relays
-    # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
-    example = torch.zeros(2, *input_shape, dtype=params.dtype)
     return _convert(gm, example, dataset, dict(spec_fields), "torch.fx", normalize_input)

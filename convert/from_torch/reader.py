@@ -51,9 +51,10 @@ _AFFINE = {
 CATS = {torch.cat, torch.concat, torch.concatenate, "cat.default"}
 CAT_REFUSED = (
     "joins branches that do not merge into layers: each branch must be a chain of rectified Conv2d's (their "
-    "BatchNorm allowed) from one shared tensor, at most one of them starting with a size-keeping max-pool of it, "
-    "the branches of each level with one stride and kernels that share a centre (a shorter branch is relayed "
-    "with stride 1); branches from different tensors, of other layers, or of other strides are not supported"
+    "BatchNorm allowed) from one shared tensor, or some of its channels where it is rectified, at most one of "
+    "them starting with a size-keeping max-pool of it, the branches of each level with one stride and kernels "
+    "that share a centre (a shorter branch is relayed with stride 1, or joins the last level as a skip edge if it "
+    "has one layer); branches from different tensors, of other layers, or of other strides are not supported"
 )
 # a classifier's head after its last layer: monotone in each logit's rank, so the argmax is unchanged (dropped,
 # and said in the spec's provenance)

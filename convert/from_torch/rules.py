@@ -247,6 +247,29 @@ def _adaptive(reader: Any, node: fx.Node, a: dict[str, Any]) -> Op:
     return Op("adaptive", node.name, sizes=((h, w), out))
 
 
+_MEAN = ("input", "dim", "keepdim")
+
+
+@rule("mean", calls={torch.mean: _MEAN, "mean.dim": _MEAN}, methods={"mean": ("self", "dim", "keepdim")})
+def _mean(reader: Any, node: fx.Node, a: dict[str, Any]) -> Op:
+    """``x.mean([2, 3])`` (ShuffleNet's head): the global average pool, then (without ``keepdim``) the flatten
+    to (batch, channels); a pool of non-square maps is an adaptive pool to 1×1, folded into the next Linear."""
+    shape = node_shape(node.args[0])
+    dims = a.get("dim")
+    dims = dims if isinstance(dims, (tuple, list)) else (dims,)
+    if len(shape) != 4 or sorted(int(d) % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+        raise refuse(node, reader.gm, f"averages {shape} over dim={a.get('dim')!r}; only the mean over H and W is")
+    h, w = shape[-2:]
+    if h == w:
+        pool = Op("pool", node.name, kernel=h, stride=(h, h))
+    else:
+        pool = Op("adaptive", node.name, sizes=((h, w), (1, 1)))
+    if a.get("keepdim"):
+        return pool
+    reader.emit(node, True, pool)
+    return Op("flatten", node.name)
+
+
 def _maxpool_attributes(m: nn.Module) -> dict[str, Any]:
     return {k: getattr(m, k) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")}
 

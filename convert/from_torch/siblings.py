@@ -43,6 +43,7 @@ import torch
 from torch import fx, nn
 
 from convert.from_torch import rules
+from convert.from_torch.channel_maps import ChannelSelect
 from convert.from_torch.ops import Op, fold_batchnorm
 from convert.from_torch.reader import CATS, DROP_MODULES
 from convert.from_torch.rules import RELUS, array
@@ -125,6 +126,7 @@ class _Branch:
     nodes: list[fx.Node] = field(default_factory=list)
     pool: fx.Node | None = None
     x: Any = None
+    select: np.ndarray | None = None  # a branch of no layers: these channels of x (a ChannelSelect)
 
 
 def _maxpool_args(node: Any, gm: fx.GraphModule) -> dict[str, Any] | None:
@@ -151,7 +153,16 @@ def _pool_of(node: Any, gm: fx.GraphModule) -> tuple[int, int, int] | None:
 
 def _branch(item: Any, gm: fx.GraphModule) -> _Branch | None:
     """The branch whose output is ``item``: its levels down to a node used by other branches too (the shared
-    input) or to a size-keeping max-pool of it; None if ``item`` is not a rectified convolution."""
+    input) or to a size-keeping max-pool of it; a branch of no layers where ``item`` is a
+    :class:`~convert.from_torch.channel_maps.ChannelSelect` of the shared input; None if ``item`` is neither
+    that nor a rectified convolution."""
+    b = _Branch()
+    node = _passed(item, gm, b.nodes)
+    select = _module(node, gm, ChannelSelect)
+    if select is not None and len(node.users) == 1 and isinstance(node.args[0], fx.Node):
+        b.nodes.append(node)
+        b.select, b.x = select.index.numpy().copy(), node.args[0]
+        return b
     b = _Branch()
     node = item
     while (level := _level(node, gm)) is not None:
@@ -198,12 +209,17 @@ def _aligned(layers: list[nn.Conv2d]) -> tuple[tuple[int, int], tuple[int, int],
     return strides.pop(), margins.pop(), max(c.kernel_size[0] for c in layers)
 
 
-def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | None]] | None:
-    """Per level, the merged convolution of what it reads below (``x`` at level 1) and, at level 1 with a
-    pooled branch, the convolution of the max-pool (module docstring); None if the branches do not align."""
+def _width(b: _Branch, lvl: int) -> int:
+    """The channels of branch ``b`` at level ``lvl`` (its last layer's, or its selection's, past its end)."""
+    if not b.layers:
+        return len(b.select)
+    return b.layers[min(lvl, len(b.layers) - 1)][0].out_channels
+
+
+def _trailing(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | None]] | None:
+    """The levels with every shorter branch relayed after its last layer (module docstring), or None."""
     depth = max(len(b.layers) for b in branches)
-    dtype = branches[0].layers[0][0].weight.dtype
-    widths = [[c.out_channels for c, _ in b.layers] for b in branches]
+    dtype = next(b.layers[0][0].weight.dtype for b in branches if b.layers)
     levels: list[tuple[nn.Conv2d, nn.Conv2d | None]] = []
     below: list[int] = []  # the channels of level l − 1, branch by branch
     for lvl in range(depth):
@@ -213,9 +229,11 @@ def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | 
         if shape is None or (relayed and shape[:2] != ((1, 1), (1, 1))):
             return None
         stride, margin, k = shape
-        outs = [w[min(lvl, len(w) - 1)] for w in widths]
+        outs = [_width(b, lvl) for b in branches]
         ins = sum(below) if lvl else present[0].in_channels
         if lvl == 0 and len({c.in_channels for c in present}) != 1:
+            return None
+        if lvl == 0 and any(b.select is not None and (b.select.max() >= ins) for b in branches):
             return None
         has_pool = lvl == 0 and any(b.pool is not None for b in branches)
         weight = np.zeros((sum(outs), ins, k, k))
@@ -232,6 +250,8 @@ def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | 
                 cols = slice(0, ins) if lvl == 0 else slice(col, col + conv.in_channels)
                 target[row : row + out, cols] = _embed(w, k)
                 bias[row : row + out] = bb
+            elif lvl == 0:  # a branch of no layers: the identity from its channels of x
+                weight[row + np.arange(out), b.select, k // 2, k // 2] = 1.0
             else:  # a relay: the identity on the branch's own channels
                 weight[row : row + out, col : col + out, k // 2, k // 2] = np.eye(out)
             row += out
@@ -245,6 +265,64 @@ def merged_levels(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | 
         )
         below = outs
     return levels
+
+
+def _margin(conv: nn.Conv2d) -> tuple[int, int]:
+    return conv.kernel_size[0] - 2 * conv.padding[0], conv.kernel_size[1] - 2 * conv.padding[1]
+
+
+def _with_skip(branches: list[_Branch]) -> tuple[list[tuple[nn.Conv2d, nn.Conv2d | None]], nn.Conv2d] | None:
+    """The levels of the longest branches, the others (of at most one layer each) joining the last level as
+    one convolution of x (the last population's skip edge; module docstring), or None."""
+    depth = max(len(b.layers) for b in branches)
+    full = [b for b in branches if len(b.layers) == depth]
+    short = [b for b in branches if len(b.layers) < depth]
+    if depth < 2 or not short or any(len(b.layers) > 1 for b in short) or any(b.pool is not None for b in branches):
+        return None
+    levels = _trailing(full)
+    convs = [b.layers[0][0] for b in short if b.layers]
+    shape = _aligned(convs) if convs else ((1, 1), (1, 1), 1)
+    if levels is None or shape is None:
+        return None
+    stride, margin, k = shape
+    ins = full[0].layers[0][0].in_channels
+    if any(c.in_channels != ins for c in convs):
+        return None
+    if any(b.select is not None and (margin != (1, 1) or stride != (1, 1) or b.select.max() >= ins) for b in short):
+        return None
+    last = levels[-1][0]
+    lw, lb = array(last.weight), array(last.bias)
+    total = sum(_width(b, depth - 1) for b in branches)
+    trunk = np.zeros((total, *lw.shape[1:]))
+    skip = np.zeros((total, ins, k, k))
+    bias = np.zeros(total)
+    row = got = 0
+    for b in branches:
+        out = _width(b, depth - 1)
+        if b in full:
+            trunk[row : row + out], bias[row : row + out] = lw[got : got + out], lb[got : got + out]
+            got += out
+        elif b.layers:
+            w, bias[row : row + out] = _folded(*b.layers[0])
+            skip[row : row + out] = _embed(w, k)
+        else:
+            skip[row + np.arange(out), b.select, k // 2, k // 2] = 1.0
+        row += out
+    dtype = last.weight.dtype
+    levels[-1] = (_conv(trunk, bias, tuple(last.stride), _margin(last), dtype), None)
+    return levels, _conv(skip, np.zeros(total), stride, margin, dtype)
+
+
+def merged_levels(
+    branches: list[_Branch],
+) -> tuple[list[tuple[nn.Conv2d, nn.Conv2d | None]], nn.Conv2d | None] | None:
+    """Per level, the merged convolution of what it reads below (``x`` at level 1) and, at level 1 with a
+    pooled branch, the convolution of the max-pool; and the convolution of ``x`` into the last level where the
+    shorter branches join there (module docstring); None if the branches do not align either way."""
+    levels = _trailing(branches)
+    if levels is not None:
+        return levels, None
+    return _with_skip(branches)
 
 
 def _identity(channels: int, dtype: torch.dtype) -> nn.Conv2d:
@@ -277,9 +355,38 @@ def _branches(items: list[Any], gm: fx.GraphModule) -> list[_Branch] | None:
     pooled = [b for b in branches if b.pool is not None]
     if len(pooled) > 1 or len(pooled) == len(branches):
         return None
-    if pooled and not (_is_relu(branches[0].x, gm) or _maxpool_args(branches[0].x, gm) is not None):
+    selected = any(b.select is not None for b in branches)  # relu(x[:, idx]) = x[:, idx] needs a rectified x
+    if (pooled or selected) and not (_is_relu(branches[0].x, gm) or _maxpool_args(branches[0].x, gm) is not None):
         return None
     return branches
+
+
+def _emit(
+    gm: fx.GraphModule, node: fx.Node, branches: list[_Branch], found: tuple, x: Any, pool: Any, relays: list[str]
+) -> fx.Node:
+    """The merged levels of the cat ``node`` into ``gm`` (at the insertion point); their last ReLU."""
+    levels, skip = found
+    name, r = f"merged_{node.name}", x
+    for lvl, (conv, pooled) in enumerate(levels):
+        gm.add_submodule(f"{name}_{lvl + 1}", conv)
+        gm.add_submodule(f"{name}_{lvl + 1}_relu", nn.ReLU())
+        c = gm.graph.call_module(f"{name}_{lvl + 1}", (r,))
+        if pooled is not None:  # the pooled branch's edge on the chain, the others' as its skip
+            gm.add_submodule(f"{name}_{lvl + 1}_pooled", pooled)
+            c = gm.graph.call_function(operator.add, (gm.graph.call_module(f"{name}_{lvl + 1}_pooled", (pool,)), c))
+        if skip is not None and lvl == len(levels) - 1:  # the shorter branches, as the last level's skip
+            gm.add_submodule(f"{name}_{lvl + 1}_skip", skip)
+            c = gm.graph.call_function(
+                operator.add, (c, gm.graph.call_module(f"{name}_{lvl + 1}_skip", (branches[0].x,)))
+            )
+        r = gm.graph.call_module(f"{name}_{lvl + 1}_relu", (c,))
+        short = [i + 1 for i, b in enumerate(branches) if len(b.layers) <= lvl]
+        if short and skip is None:
+            relays.append(f"`{node.name}`: branch(es) {short} relayed at level {lvl + 1}")
+    if skip is not None:
+        short = [i + 1 for i, b in enumerate(branches) if len(b.layers) < len(levels)]
+        relays.append(f"`{node.name}`: branch(es) {short} join level {len(levels)} as its skip edge")
+    return r
 
 
 def merge_siblings(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str], list[str]]:
@@ -294,9 +401,10 @@ def merge_siblings(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str], list[
         if items is None or len(items) < 2:
             continue
         branches = _branches(items, gm)
-        levels = None if branches is None else merged_levels(branches)
-        if levels is None:
+        found = None if branches is None else merged_levels(branches)
+        if found is None:
             continue
+        levels = found[0]
         name, x = f"merged_{node.name}", branches[0].x
         pool = next((b.pool for b in branches if b.pool is not None), None)
         if pool is not None and not _is_relu(x, gm):  # a gate cannot read a gate: relay the max-pool output
@@ -307,20 +415,7 @@ def merge_siblings(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str], list[
             pool.replace_input_with(branches[0].x, x)
             relays.append(f"`{node.name}`: `{branches[0].x.name}` relayed before the max-pool `{pool.name}`")
         with gm.graph.inserting_before(node):
-            r = x
-            for lvl, (conv, pooled) in enumerate(levels):
-                gm.add_submodule(f"{name}_{lvl + 1}", conv)
-                gm.add_submodule(f"{name}_{lvl + 1}_relu", nn.ReLU())
-                c = gm.graph.call_module(f"{name}_{lvl + 1}", (r,))
-                if pooled is not None:  # the pooled branch's edge on the chain, the others' as its skip
-                    gm.add_submodule(f"{name}_{lvl + 1}_pooled", pooled)
-                    c = gm.graph.call_function(
-                        operator.add, (gm.graph.call_module(f"{name}_{lvl + 1}_pooled", (pool,)), c)
-                    )
-                r = gm.graph.call_module(f"{name}_{lvl + 1}_relu", (c,))
-                short = [i + 1 for i, b in enumerate(branches) if len(b.layers) <= lvl]
-                if short:
-                    relays.append(f"`{node.name}`: branch(es) {short} relayed at level {lvl + 1}")
+            r = _emit(gm, node, branches, found, x, pool, relays)
         node.replace_all_uses_with(r)
         gm.graph.erase_node(node)
         for b in branches:

@@ -124,6 +124,40 @@ def _torchvision_layers(family: str, rng: np.random.Generator) -> tuple[tuple[in
             Flatten(),
             Dense(dyadic(rng, (3, 2), -2, 9), threshold=0.25),
         )
+    if family == "ShuffleUnit":  # ShuffleNet's units as from_torch merges them: conv -> gate 3 stride 2 padding 1
+        # -> the stride-2 unit: 1x1 of the gate, then a 3x3 stride 2 level whose other rows are a padded 3x3
+        # stride 2 skip edge from the gate -> the stride-1 unit: channels [2, 0] selected (identity rows) beside a
+        # 1x1, then a 3x3 level relaying them -> flatten -> dense
+        trunk = np.zeros((4, 2, 3, 3))
+        trunk[:2] = dyadic(rng, (2, 2, 3, 3))
+        skip = np.zeros((4, 2, 3, 3))
+        skip[2:] = dyadic(rng, (2, 2, 3, 3))
+        select = np.zeros((4, 4, 1, 1))
+        select[0, 2, 0, 0] = select[1, 0, 0, 0] = 1.0
+        select[2:] = dyadic(rng, (2, 4, 1, 1))
+        relay = np.zeros((4, 4, 3, 3))
+        relay[0, 0, 1, 1] = relay[1, 1, 1, 1] = 1.0
+        relay[2:, 2:] = dyadic(rng, (2, 2, 3, 3))
+        return (1, 8, 8), (
+            Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.75, padding=1),
+            MaxPool2d(3, stride=2, padding=1),
+            Conv2d(dyadic(rng, (2, 2, 1, 1)), threshold=0.5),
+            Conv2d(
+                trunk,
+                threshold=0.5,
+                stride=2,
+                padding=1,
+                skip_source=1,
+                skip_weight=skip,
+                skip_stride=2,
+                skip_padding=1,
+                bias=dyadic(rng, (4,), -2, 3),
+            ),
+            Conv2d(select, threshold=0.5),
+            Conv2d(relay, threshold=0.5, padding=1),
+            Flatten(),
+            Dense(dyadic(rng, (3, 16)), threshold=0.5),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
@@ -140,6 +174,7 @@ FAMILIES = (
     "GroupedConv",
     "Inception",
     "GateOnePixel",
+    "ShuffleUnit",
 )
 
 

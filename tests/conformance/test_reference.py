@@ -37,6 +37,7 @@ COVER = {
     ("delay", "subtract", "spikes", "Residual"),  # every kind: gate, skips, biases, in each schedule
     ("cascade", "zero", "poisson", "Residual"),
     ("cascade", "subtract", "current", "Inception"),  # a skip from below a gate into the population after it
+    ("delay", "zero", "poisson", "ShuffleUnit"),  # a padded stride-2 conv skip from a gate
 }
 
 

@@ -1,0 +1,111 @@
+"""Two convolutions with no rectifier between them, merged into one: ``conv_B(bn_A(conv_A(x)))``, B pointwise.
+
+A depthwise (or any) convolution A, its eval-mode BatchNorm, then a 1×1 convolution B (stride 1, no padding)
+compute one linear map of ``x``: a convolution C with A's kernel size, stride, padding and dilation, groups 1,
+
+    W_C[o, i] = Σ_c B[o, c] · s_c · A[c, i],     b_C[o] = Σ_c B[o, c] · (s_c · a_c + t_c) + b_B[o],
+
+where bn_A(y) = s·y + t per channel and ``A[c, i]`` is A's weight with its groups expanded (zeros between
+them). B is pointwise, so A's zero padding and the constant t commute with it exactly. This is ShuffleNet's
+depthwise 3×3 → BatchNorm → 1×1 (and any model's linear bottleneck read by a 1×1); without it, the depthwise
+convolution's output would need a population of its own, which would rectify what the model does not.
+B's own BatchNorm, if any, stays after C (the reader folds it). :func:`fold_linear_pairs` is a pure transform of
+a ``GraphModule`` (it returns a new one); A and its BatchNorm must be used only by the next op.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx, nn
+
+from convert.from_torch.channel_maps import full_weight
+
+
+def _module(node: object, gm: fx.GraphModule, kind: type) -> nn.Module | None:
+    if isinstance(node, fx.Node) and node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        return m if type(m) is kind else None
+    return None
+
+
+def _pointwise(conv: nn.Module | None) -> bool:
+    return (
+        isinstance(conv, nn.Conv2d)
+        and tuple(conv.kernel_size) == (1, 1)
+        and tuple(conv.stride) == (1, 1)
+        and tuple(conv.padding) == (0, 0)
+        and conv.padding_mode == "zeros"
+    )
+
+
+def _affine(bn: nn.BatchNorm2d | None, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, t) of an eval-mode BatchNorm (the identity where there is none)."""
+    if bn is None:
+        return torch.ones(n, dtype=dtype), torch.zeros(n, dtype=dtype)
+    gamma = torch.ones(n, dtype=dtype) if bn.weight is None else bn.weight.detach()
+    beta = torch.zeros(n, dtype=dtype) if bn.bias is None else bn.bias.detach()
+    s = gamma / torch.sqrt(bn.running_var + bn.eps)
+    return s, beta - s * bn.running_mean
+
+
+def merged(a: nn.Conv2d, bn: nn.BatchNorm2d | None, b: nn.Conv2d) -> nn.Conv2d:
+    """The convolution C = b ∘ bn ∘ a (module docstring)."""
+    dt = torch.float64
+    wa = full_weight(a).to(dt)
+    s, t = (v.to(dt) for v in _affine(bn, a.out_channels, a.weight.dtype))
+    ba = torch.zeros(a.out_channels, dtype=dt) if a.bias is None else a.bias.detach().to(dt)
+    wb = full_weight(b).to(dt)[:, :, 0, 0]
+    weight = torch.einsum("oc,cikl->oikl", wb * s, wa)
+    bias = wb @ (s * ba + t) + (0 if b.bias is None else b.bias.detach().to(dt))
+    c = nn.Conv2d(
+        a.in_channels,
+        b.out_channels,
+        a.kernel_size,
+        stride=a.stride,
+        padding=a.padding,
+        dilation=a.dilation,
+        bias=True,
+        dtype=a.weight.dtype,
+    )
+    with torch.no_grad():
+        c.weight.copy_(weight)
+        c.bias.copy_(bias)
+    return c.eval()
+
+
+def fold_linear_pairs(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
+    """``gm`` with every ``conv → [BatchNorm] → 1×1 conv`` (no rectifier between) merged into one convolution;
+    a line per merge for the spec's provenance; ``gm`` itself is unchanged."""
+    gm = copy.deepcopy(gm)
+    notes: list[str] = []
+    for node in list(gm.graph.nodes):
+        b = _module(node, gm, nn.Conv2d)
+        if not _pointwise(b) or len(node.args) != 1 or node.kwargs:
+            continue
+        inner, bn_node = node.args[0], None
+        bn = _module(inner, gm, nn.BatchNorm2d)
+        if bn is not None:
+            if len(inner.users) != 1 or bn.running_mean is None or bn.running_var is None:
+                continue
+            bn_node, inner = inner, inner.args[0]
+        a = _module(inner, gm, nn.Conv2d)
+        if a is None or len(inner.users) != 1 or a.padding_mode != "zeros" or isinstance(a.padding, str):
+            continue
+        name = f"{node.target}_after_{inner.target}".replace(".", "_")
+        gm.add_submodule(name, merged(a, bn, b))
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_module(name, inner.args)
+        node.replace_all_uses_with(new)
+        for dead in (node, bn_node, inner):
+            if dead is not None:
+                gm.graph.erase_node(dead)
+        notes.append(f"`{inner.name}`{' → ' + bn_node.name if bn_node else ''} → `{node.name}` merged")
+    if notes:
+        gm.graph.lint()
+        gm.recompile()
+    return gm, notes
+
+
+__all__ = ["fold_linear_pairs", "merged"]
