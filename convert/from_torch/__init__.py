@@ -33,6 +33,11 @@ node into a chain of operations:
   (SqueezeNet's Fire, GoogLeNet's inception), merged level by level into layers before the graph is read,
   a shorter branch relayed by identity neurons (:mod:`convert.from_torch.siblings`); the spec's provenance
   names the merged cats (``merged_branches``) and the relays (``relays``);
+* channel maps: ``chunk``, slicing and ``view``/``transpose`` chains whose result is ``s[:, idx]`` (ShuffleNet's
+  split and shuffle), folded into the convolution that reads them or made a cat's branch of no layers
+  (:mod:`convert.from_torch.channel_maps`); a convolution, its BatchNorm and the 1×1 convolution after it with
+  no ReLU between, merged into one (:mod:`convert.from_torch.linear_pairs`); ``x.mean([2, 3])``, the global
+  average pool; the provenance lists them (``channel_maps``, ``merged_linear_pairs``);
 * dropped: ``nn.Dropout``, ``F.dropout``, ``nn.Identity``, ``x.contiguous()`` (training devices and no-ops)
   anywhere, a skip's source included (a dropped node stands for its input); shape queries (``x.size(0)``,
   ``x.shape``) that only feed a view;

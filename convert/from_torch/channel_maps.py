@@ -51,8 +51,9 @@ def _is_map(node: fx.Node) -> bool:
 
 
 class _Positions(fx.Interpreter):
-    """Runs the graph, keeping beside each 4-d tensor ``t`` (source, positions): for a tensor computed by a
-    layer, itself and ``arange(t.numel())``; for a map of one, the map applied to its source's positions."""
+    """Runs the graph, keeping beside each 4-d tensor ``t`` that a map reads (source, positions): for a tensor
+    computed by a layer, itself and ``arange(t.numel())``; for a map of one, the map applied to its source's
+    positions."""
 
     def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm)
@@ -67,8 +68,8 @@ class _Positions(fx.Interpreter):
             args = (pos, *args[1:])
             result = getattr(pos, n.target)(*args[1:], **kwargs) if n.op == "call_method" else n.target(*args, **kwargs)
             self.positions[n] = (source, result)
-        elif isinstance(value, torch.Tensor) and value.dim() == 4:
-            self.positions[n] = (n, torch.arange(value.numel()).view(value.shape))
+        elif isinstance(value, torch.Tensor) and value.dim() == 4 and any(_is_map(u) for u in n.users):
+            self.positions[n] = (n, torch.arange(value.numel()).view(value.shape))  # only where a map reads it
         return value
 
 
@@ -158,7 +159,7 @@ def fold_channel_maps(gm: fx.GraphModule, example: torch.Tensor) -> tuple[fx.Gra
         for user in list(node.users):
             conv = _folds_into(user, node, gm)
             if conv is not None:
-                name = f"{user.target}_reads_{source.name}".replace(".", "_")
+                name = f"{user.name}_reads_{source.name}"  # the node's name: one module per call
                 gm.add_submodule(name, reading(conv, idx, channels))
                 with gm.graph.inserting_before(user):
                     user.replace_all_uses_with(gm.graph.call_module(name, (source,)))

@@ -210,3 +210,28 @@ def test_torchvision_shufflenet_converts_to_its_own_function():
         want = net(x).numpy()
     got = activations(spec, x)[-1].numpy().reshape(2, -1)
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9)
+
+
+def test_one_convolution_called_on_two_halves_is_folded_twice():
+    """The same module reading two different maps of one tensor: two convolutions, each reading its own half."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.b, self.fc = nn.Conv2d(1, 4, 3), nn.Conv2d(2, 3, 1), nn.Linear(3 * 26 * 26, 10)
+
+        def forward(self, x):
+            x1, x2 = F.relu(self.conv(x)).chunk(2, dim=1)
+            return self.fc(torch.flatten(F.relu(self.b(x1) + self.b(x2)), 1))
+
+    net = Net().eval().double()
+    gm = fx.symbolic_trace(net)
+    example = torch.zeros(2, 1, 28, 28, dtype=torch.float64)
+    from convert.from_torch import _propagate
+
+    _propagate(gm, example)
+    folded, maps = fold_channel_maps(gm, example)
+    assert len(maps) == 2 and "chunk" not in str(folded.graph)
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).numpy(), net(x).numpy(), rtol=1e-12, atol=1e-12)
