@@ -382,6 +382,18 @@ def check_spec_dataset(spec: Any, dataset: str, source: str | os.PathLike[str] |
     raise DatasetError(f"{what} was converted for dataset {recorded!r}, not {dataset!r}: {fix}")
 
 
+def padded(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, 28, 28) images zero-padded to (N, 1, size, size), centred (a model that needs a larger input, such as
+    torchvision's: ``python -m validation torchvision``)."""
+    n, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    if size < max(h, w):
+        raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}")
+    top, left = (size - h) // 2, (size - w) // 2
+    out = np.zeros((n, 1, size, size), dtype=images.dtype)
+    out[:, 0, top : top + h, left : left + w] = images.reshape(n, h, w)
+    return out
+
+
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{field} must be one of {', '.join(choices)}; got {value!r}")

@@ -167,6 +167,32 @@ def _diagnose_cli(spec_path, out) -> list[str]:
     return ["diagnose", "--spec", str(spec_path), "--images", "10", "--steps", "20", "--out", str(out)]
 
 
+def test_a_spec_for_padded_images_runs_with_pad_to_spec_and_is_one_clear_error_without(tmp_path, capsys) -> None:
+    """A spec of 32x32 input (a torchvision model's) on 28x28 MNIST: one line naming --pad-to-spec, no output;
+    with it, the images are zero-padded, centred, as the torchvision stage pads them."""
+    from convert import datasets
+    from convert.contract.io import save_spec
+    from validation.__main__ import main
+    from validation.commands.common import fitted
+
+    _mnist_spec(tmp_path, "skip-unless-mnist.npz", (Flatten(), Dense(np.zeros((10, 784)))))
+    rng = np.random.default_rng(1)
+    layers = (Flatten(), Dense(rng.uniform(0, 0.02, (10, 1024))))
+    spec = NetworkSpec((1, 32, 32), layers, labels=datasets.CLASSES["mnist"], provenance={"dataset": "mnist"})
+    path = save_spec(spec, tmp_path / "wide.npz")
+    out = tmp_path / "diag"
+    capsys.readouterr()
+    assert main(_diagnose_cli(path, out)) == 2
+    err = capsys.readouterr().err
+    assert "takes (1, 32, 32) images" in err and "--pad-to-spec" in err and not out.exists()
+    assert main([*_diagnose_cli(path, out), "--pad-to-spec"]) == 0
+    assert (out / "diagnose.md").exists()
+    images = datasets.load("mnist", "test").images[:3]
+    wide = fitted(spec, images, True, path)
+    assert wide.shape == (3, 1, 32, 32) and np.array_equal(wide[:, 0, 2:30, 2:30], images.reshape(3, 28, 28))
+    assert wide[:, :, :2].sum() == 0 and wide[:, :, :, 30:].sum() == 0
+
+
 def test_a_membrane_readout_without_hidden_layers_is_one_clear_error(tmp_path, capsys) -> None:
     """Before: ZeroDivisionError traceback from the plot, after the simulation."""
     from validation.__main__ import main

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from convert.cli import check_count, positive_int, seed_int
 
@@ -22,6 +24,11 @@ def spec_args(p: argparse.ArgumentParser, images: int, steps: int) -> None:
     p.add_argument("--images", type=positive_int, default=images)
     p.add_argument("--steps", type=positive_int, default=steps)
     p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument(
+        "--pad-to-spec",
+        action="store_true",
+        help="zero-pad the 28x28 images, centred, to the spec's larger input (as `validation torchvision` does)",
+    )
 
 
 def spec_and_images(args: argparse.Namespace):
@@ -37,7 +44,23 @@ def spec_and_images(args: argparse.Namespace):
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
     split = datasets.load(args.dataset, args.split, args.root)
     n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
-    return spec, split.images[:n], split.labels[:n]
+    return spec, fitted(spec, split.images[:n], getattr(args, "pad_to_spec", False), args.spec), split.labels[:n]
+
+
+def fitted(spec: Any, images: Any, pad: bool, source: Any) -> Any:
+    """``images`` as the spec takes them: as they are, or zero-padded to its larger square input with ``pad``;
+    a one-line error naming the option where the shapes differ and it was not given."""
+    from convert import datasets
+
+    want = tuple(spec.input_shape)
+    have = tuple(images.shape[1:])
+    if math.prod(want) == math.prod(have) or len(want) != 3 or want[0] != 1:
+        return images
+    bigger = want[1] == want[2] >= max(have[-2:])
+    if pad and bigger:
+        return datasets.padded(images, want[1])
+    fix = "pass --pad-to-spec to zero-pad them, centred" if bigger else "use a spec converted for these images"
+    raise ValueError(f"{source} takes {want} images, the dataset's are {have[-2:]}: {fix}")
 
 
 @contextlib.contextmanager

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from convert.datasets import padded
+
 #: (family, builder keyword arguments, input size)
 FAMILIES: tuple[tuple[str, dict[str, Any], int], ...] = (
     ("resnet18", {}, 32),
@@ -82,17 +84,6 @@ def build(name: str, seed: int) -> tuple[Any, int]:
     tv = import_torchvision()
     torch.manual_seed(seed)
     return one_channel(getattr(tv.models, name)(num_classes=10, **kwargs)), size
-
-
-def padded(images: np.ndarray, size: int) -> np.ndarray:
-    """(N, 28, 28) uint8 images zero-padded to (N, 1, size, size), centred."""
-    n, h, w = images.shape[0], images.shape[-2], images.shape[-1]
-    if size < max(h, w):
-        raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}")
-    top, left = (size - h) // 2, (size - w) // 2
-    out = np.zeros((n, 1, size, size), dtype=images.dtype)
-    out[:, 0, top : top + h, left : left + w] = images.reshape(n, h, w)
-    return out
 
 
 def recipe(name: str, cfg: Any) -> Any:
