@@ -96,6 +96,18 @@ class RuntimeRunner:
             return result
 
 
+def release_written_arrays(device: Any) -> None:
+    """Free what Brian2 keeps in Python of a standalone project it has written: the static arrays (every
+    synapse's source, target and weight: 16 bytes a synapse) and its cache of their values (8 more). The
+    compiled project reads them from its own files, and values asked for after a run are read from the results;
+    on a 265 M-synapse network (vgg16_bn) these copies were 6 GB beside the running simulation."""
+    device.static_arrays.clear()
+    for var, value in list(device.array_cache.items()):
+        if value is not None and getattr(value, "nbytes", 0) > 1 << 16:
+            device.array_cache[var] = None  # read back from the results files when asked for
+    gc.collect()
+
+
 class StandaloneRunner:
     """A compiled cpp_standalone / cuda_standalone project, rerun for every batch of ``batch_size`` images."""
 
@@ -159,6 +171,7 @@ class StandaloneRunner:
             before = binary.stat().st_mtime_ns if binary.exists() else None
             t0 = time.perf_counter()
             self._device.build(directory=str(self.directory), compile=True, run=False, with_output=False)
+            release_written_arrays(self._device)
             self.compile_s = time.perf_counter() - t0
             self.compiled = before is None or binary.stat().st_mtime_ns != before
             self._stack = stack.pop_all()

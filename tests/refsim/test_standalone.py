@@ -100,3 +100,36 @@ def test_cuda_standalone_equals_runtime(tmp_path):
     kwargs = dict(steps=STEPS, batch_size=3, record_neurons=True)
     gpu = simulate(spec, spikes=spikes, device="cuda_standalone", build_dir=tmp_path, **kwargs)
     assert_same_record(gpu, simulate(spec, spikes=spikes, **kwargs))
+
+
+@pytest.mark.standalone
+@pytest.mark.slow
+def test_the_project_keeps_no_synapse_lists_in_python_once_written(standalone_root, monkeypatch):
+    """After the project is written, Brian2's Python copies of the synapse lists are freed (a 265 M-synapse
+    network's 6 GB); the compiled run, which reads its own files, still equals the runtime device."""
+    from convert.contract.spec import Flatten
+    from refsim import runners
+
+    seen = []
+
+    def release(device):
+        big = sum(1 for v in device.array_cache.values() if v is not None and v.nbytes > 1 << 16)
+        runners_release(device)
+        after = max((v.nbytes for v in device.array_cache.values() if v is not None), default=0)
+        seen.append((big, len(device.static_arrays), after))
+
+    runners_release = runners.release_written_arrays
+    monkeypatch.setattr(runners, "release_written_arrays", release)
+    rng = np.random.default_rng(21)
+    spec = NetworkSpec(
+        (1, 16, 16),
+        (Flatten(), Dense(rng.integers(-2, 5, (300, 256)) / 16), Dense(rng.integers(-2, 5, (4, 300)) / 8)),
+    )
+    images = rng.integers(0, 256, size=(3, 1, 16, 16), dtype=np.uint8)
+    spikes = poisson_spikes(images, np.arange(3), STEPS, seed=4)
+    kwargs = dict(steps=STEPS, record_neurons=True, image_indices=np.arange(3))
+    compiled = simulate(spec, spikes=spikes, device="cpp_standalone", build_dir=standalone_root, **kwargs)
+    ((big, static, after),) = seen
+    assert big > 0 and static == 0 and after <= 1 << 16  # 76 800 synapses: 300 KB per list, all freed
+    assert compiled.layer_counts[:, -1].sum() > 0
+    assert_same_record(compiled, simulate(spec, spikes=spikes, **kwargs))
