@@ -18,6 +18,14 @@ from convert.from_torch.linear_pairs import fold_linear_pairs, merged
 from tests.convert.test_from_torch_siblings import _randomized
 
 
+def assert_computes(spec, net: nn.Module, x: torch.Tensor, rtol: float, atol: float) -> None:
+    """The spec's ANN computes the model's logits on ``x`` (float64: the folds' sums in another order)."""
+    with torch.no_grad():
+        want = net(x).numpy()
+    got = activations(spec, x)[-1].numpy().reshape(len(x), -1)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
 def shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """torchvision's channel_shuffle, as written there."""
     n, c, h, w = x.size()
@@ -83,11 +91,7 @@ def test_a_shufflenet_converts_to_its_own_function():
     assert sum("as its skip edge" in r for r in prov["relays"]) == 2  # the stride-2 units' one-layer branch
     assert sum("relayed at level 2" in r for r in prov["relays"]) == 2  # the stride-1 units' untouched half
     assert any("into `cat" in m for m in prov["channel_maps"])
-    x = torch.rand(3, 1, 16, 16, dtype=torch.float64)
-    with torch.no_grad():
-        want = net(x).numpy()
-    got = activations(spec, x)[-1].numpy().reshape(3, -1)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert_computes(spec, net, torch.rand(3, 1, 16, 16, dtype=torch.float64), rtol=1e-10, atol=1e-12)
 
 
 def test_the_folds_are_pure_transforms():
@@ -173,10 +177,7 @@ def test_a_no_op_view_is_dropped_and_the_mean_head_read():
     net = Net().eval().double()
     spec = from_torch(net)
     assert any("no-op" in m for m in spec.provenance["channel_maps"])
-    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
-    with torch.no_grad():
-        want = net(x).numpy()
-    np.testing.assert_allclose(activations(spec, x)[-1].numpy(), want, rtol=1e-10, atol=1e-12)
+    assert_computes(spec, net, torch.rand(2, 1, 28, 28, dtype=torch.float64), rtol=1e-10, atol=1e-12)
 
 
 def test_a_mean_over_channels_is_refused():
@@ -205,11 +206,7 @@ def test_torchvision_shufflenet_converts_to_its_own_function():
     spec = from_torch(net, (1, 32, 32))
     assert len(spec.provenance["merged_branches"]) == 16
     assert len(spec.provenance["merged_linear_pairs"]) == 19
-    x = torch.rand(2, 1, 32, 32, dtype=torch.float64)
-    with torch.no_grad():
-        want = net(x).numpy()
-    got = activations(spec, x)[-1].numpy().reshape(2, -1)
-    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9)
+    assert_computes(spec, net, torch.rand(2, 1, 32, 32, dtype=torch.float64), rtol=1e-8, atol=1e-9)
 
 
 def test_one_convolution_called_on_two_halves_is_folded_twice():
