@@ -285,13 +285,31 @@ class _Reader:
         if self._passive_call(node, key):
             return
         if key in CATS:
-            raise refuse(node, self.gm, CAT_REFUSED)
+            raise refuse(node, self.gm, self._cat_reason(node))
         if key in _ADDS:
             if len(node.args) != 2 or node.kwargs:
                 raise refuse(node, self.gm, "adds with alpha or a scalar: only a + b of two tensors is a residual sum")
             self.add(node)
             return
         self._apply(node, self.take(node), rules.for_call(key, node))
+
+    def _cat_reason(self, node: fx.Node) -> str:
+        """Why a cat is refused: DenseNet's (a BatchNorm reads the joined, unrectified tensors), else what a cat
+        may join (:data:`CAT_REFUSED`)."""
+        for user in node.users:
+            found = None
+            if user.op == "call_module":
+                found = rules.for_module(self.gm.get_submodule(user.target))
+            elif user.op == "call_function":
+                found = rules.for_call(user.target, user)
+            if found is not None and found[0].name == "batch_norm":
+                return (
+                    "is read by a BatchNorm (and its ReLU): a BatchNorm after a concatenation, as in "
+                    "DenseNet, rectifies its own affine map of every joined tensor, so each reader would need a "
+                    "population of its own with an edge from every joined layer; a population takes one skip edge "
+                    "besides its trunk"
+                )
+        return CAT_REFUSED
 
     def _constant(self, value: Any) -> np.ndarray | None:
         """A number or a model tensor (``get_attr``) as float64 per input channel, else None."""

@@ -224,3 +224,22 @@ def test_torchvision_googlenet_converts_to_its_own_function():
         want = net(x).numpy()
     got = activations(spec, x)[-1].numpy().reshape(2, -1)
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-9)
+
+
+def test_a_batchnorm_after_a_cat_is_refused_with_densenets_reason():
+    """DenseNet's layer: BatchNorm and ReLU read a cat of unrectified convolutions; every such cat is named,
+    with why it cannot be one population."""
+
+    class Dense(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.grow = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 3, padding=1)
+            self.norm, self.head = nn.BatchNorm2d(6), nn.Linear(6 * 26 * 26, 10)
+
+        def forward(self, x):
+            x = self.stem(x)
+            y = torch.cat([x, self.grow(F.relu(x))], 1)
+            return self.head(torch.flatten(F.relu(self.norm(y)), 1))
+
+    with pytest.raises(SpecError, match=r"`cat` \(torch\.cat\) is read by a BatchNorm \(and its ReLU\).*DenseNet"):
+        from_torch(_randomized(Dense(), 2))
