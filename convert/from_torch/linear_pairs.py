@@ -1,4 +1,5 @@
-"""Two convolutions with no rectifier between them, merged into one: ``conv_B(bn_A(conv_A(x)))``, B pointwise.
+"""Two weight layers with no rectifier between them, merged into one: ``conv_B(bn_A(conv_A(x)))`` with B
+pointwise, and ``linear_B(bn_A(linear_A(x)))``.
 
 A depthwise (or any) convolution A, its eval-mode BatchNorm, then a 1×1 convolution B (stride 1, no padding)
 compute one linear map of ``x``: a convolution C with A's kernel size, stride, padding and dilation, groups 1,
@@ -9,8 +10,10 @@ where bn_A(y) = s·y + t per channel and ``A[c, i]`` is A's weight with its grou
 them). B is pointwise, so A's zero padding and the constant t commute with it exactly. This is ShuffleNet's
 depthwise 3×3 → BatchNorm → 1×1 (and any model's linear bottleneck read by a 1×1); without it, the depthwise
 convolution's output would need a population of its own, which would rectify what the model does not.
-B's own BatchNorm, if any, stays after C (the reader folds it). :func:`fold_linear_pairs` is a pure transform of
-a ``GraphModule`` (it returns a new one); A and its BatchNorm must be used only by the next op.
+Two ``nn.Linear`` (a BatchNorm1d between allowed) merge the same way: W_C = W_B · diag(s) · W_A (a projection
+head of two Linears without a ReLU). B's own BatchNorm, if any, stays after C (the reader folds it).
+:func:`fold_linear_pairs` is a pure transform of a ``GraphModule`` (it returns a new one); A and its BatchNorm
+must be used only by the next op.
 """
 
 from __future__ import annotations
@@ -75,26 +78,42 @@ def merged(a: nn.Conv2d, bn: nn.BatchNorm2d | None, b: nn.Conv2d) -> nn.Conv2d:
     return c.eval()
 
 
+def merged_dense(a: nn.Linear, bn: nn.BatchNorm1d | None, b: nn.Linear) -> nn.Linear:
+    """The Linear C = b ∘ bn ∘ a: W_C = W_b · diag(s) · W_a, b_C = W_b · (s · b_a + t) + b_b."""
+    dt = torch.float64
+    wa, wb = a.weight.detach().to(dt), b.weight.detach().to(dt)
+    s, t = (v.to(dt) for v in _affine(bn, a.out_features, a.weight.dtype))
+    ba = torch.zeros(a.out_features, dtype=dt) if a.bias is None else a.bias.detach().to(dt)
+    c = nn.Linear(a.in_features, b.out_features, bias=True, dtype=a.weight.dtype)
+    with torch.no_grad():
+        c.weight.copy_((wb * s) @ wa)
+        c.bias.copy_(wb @ (s * ba + t) + (0 if b.bias is None else b.bias.detach().to(dt)))
+    return c.eval()
+
+
 def fold_linear_pairs(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     """``gm`` with every ``conv → [BatchNorm] → 1×1 conv`` (no rectifier between) merged into one convolution;
     a line per merge for the spec's provenance; ``gm`` itself is unchanged."""
     gm = copy.deepcopy(gm)
     notes: list[str] = []
     for node in list(gm.graph.nodes):
-        b = _module(node, gm, nn.Conv2d)
-        if not _pointwise(b) or len(node.args) != 1 or node.kwargs:
+        kind = next((k for k in (nn.Conv2d, nn.Linear) if _module(node, gm, k) is not None), None)
+        b = None if kind is None else _module(node, gm, kind)
+        if b is None or (kind is nn.Conv2d and not _pointwise(b)) or len(node.args) != 1 or node.kwargs:
             continue
         inner, bn_node = node.args[0], None
-        bn = _module(inner, gm, nn.BatchNorm2d)
+        bn = _module(inner, gm, nn.BatchNorm2d if kind is nn.Conv2d else nn.BatchNorm1d)
         if bn is not None:
             if len(inner.users) != 1 or bn.running_mean is None or bn.running_var is None:
                 continue
             bn_node, inner = inner, inner.args[0]
-        a = _module(inner, gm, nn.Conv2d)
-        if a is None or len(inner.users) != 1 or a.padding_mode != "zeros" or isinstance(a.padding, str):
+        a = _module(inner, gm, kind)
+        if a is None or len(inner.users) != 1 or getattr(a, "padding_mode", "zeros") != "zeros":
+            continue
+        if isinstance(getattr(a, "padding", 0), str):
             continue
         name = f"{node.target}_after_{inner.target}".replace(".", "_")
-        gm.add_submodule(name, merged(a, bn, b))
+        gm.add_submodule(name, merged(a, bn, b) if kind is nn.Conv2d else merged_dense(a, bn, b))
         with gm.graph.inserting_before(node):
             new = gm.graph.call_module(name, inner.args)
         node.replace_all_uses_with(new)
@@ -108,4 +127,4 @@ def fold_linear_pairs(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     return gm, notes
 
 
-__all__ = ["fold_linear_pairs", "merged"]
+__all__ = ["fold_linear_pairs", "merged", "merged_dense"]

@@ -96,12 +96,15 @@ class Residual(nn.Module):
 
 
 class NoRelu(nn.Module):
+    """Two convolutions without a ReLU between that are not one (the second pads, so it is no 1×1 map of the
+    first's output: convert/from_torch/linear_pairs.py)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.a, self.b = nn.Conv2d(1, 4, 2), nn.Conv2d(4, 2, 1, padding=1)
 
     def forward(self, x):
-        return self.b(self.a(torch.flatten(x, 1)))
+        return torch.flatten(self.b(self.a(x)), 1)
 
 
 class BnAfterRelu(nn.Module):

@@ -232,3 +232,17 @@ def test_one_convolution_called_on_two_halves_is_folded_twice():
     x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
     with torch.no_grad():
         np.testing.assert_allclose(folded(x).numpy(), net(x).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_two_linears_without_a_relu_between_are_one():
+    """A projection head (Linear → BatchNorm1d → Linear, no ReLU) is one Dense layer computing the same."""
+    torch.manual_seed(3)
+    bn = nn.BatchNorm1d(6)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 6), bn, nn.Linear(6, 3))
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    net = net.eval().double()
+    spec = from_torch(net, (1, 4, 4))
+    assert len(spec.provenance["merged_linear_pairs"]) == 1 and len(spec.spiking_indices) == 2
+    assert_computes(spec, net, torch.rand(4, 1, 4, 4, dtype=torch.float64), rtol=1e-10, atol=1e-12)
