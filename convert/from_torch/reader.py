@@ -16,6 +16,7 @@ from torch import fx, nn
 
 from convert.contract.spec import SpecError
 from convert.from_torch import rules
+from convert.from_torch.channel_maps import ChannelSelect
 from convert.from_torch.ops import Op
 from convert.from_torch.refusals import (
     EVAL_FIRST,
@@ -55,6 +56,10 @@ CAT_REFUSED = (
     "them starting with a size-keeping max-pool of it, the branches of each level with one stride and kernels "
     "that share a centre (a shorter branch is relayed with stride 1, or joins the last level as a skip edge if it "
     "has one layer); branches from different tensors, of other layers, or of other strides are not supported"
+)
+LEFT_MAP = (
+    "selects channels that neither a Conv2d nor a merged torch.cat reads: a split or shuffle is folded into the "
+    "convolution that reads it, or joins a cat of branches from one rectified tensor"
 )
 # a classifier's head after its last layer: monotone in each logit's rank, so the argmax is unchanged (dropped,
 # and said in the spec's provenance)
@@ -239,6 +244,8 @@ class _Reader:
 
     def _passive(self, node: fx.Node, m: nn.Module) -> bool:
         """A module that computes nothing here: dropped (Identity, Dropout) or the softmax head."""
+        if isinstance(m, ChannelSelect):  # left by a cat that did not merge (convert/from_torch/channel_maps.py)
+            raise refuse(node, self.gm, LEFT_MAP)
         if isinstance(m, DROP_MODULES):
             self.drop(node)
             return True
@@ -372,6 +379,8 @@ class _Reader:
         if node.target == "contiguous":
             self.drop(node)
             return
+        if node.target in ("chunk", "split"):  # a channel split no convolution or cat reads
+            raise refuse(node, self.gm, LEFT_MAP)
         if node.target in _HEAD_METHODS:
             self._head(node, (dict(zip(("self", "dim"), node.args, strict=False)) | dict(node.kwargs)).get("dim"))
             return
