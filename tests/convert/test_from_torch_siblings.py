@@ -243,3 +243,15 @@ def test_a_batchnorm_after_a_cat_is_refused_with_densenets_reason():
 
     with pytest.raises(SpecError, match=r"`cat` \(torch\.cat\) is read by a BatchNorm \(and its ReLU\).*DenseNet"):
         from_torch(_randomized(Dense(), 2))
+
+
+def test_an_exported_program_with_a_cat_is_refused_naming_it():
+    """The sibling merge rewrites a traced graph's modules (from_torch); an exported program's ATen graph is read
+    as it is, so its cat is named (README: convert such a model from its nn.Module)."""
+    from convert.from_torch import from_exported
+
+    net = FireNet(bn=True).eval()
+    program = torch.export.export(net, (torch.zeros(1, 1, 28, 28),))
+    with pytest.raises(SpecError, match=r"aten\.cat\.default \(`cat`\) joins branches that do not merge"):
+        from_exported(program)
+    assert from_torch(net).provenance["merged_branches"] == ["cat"]  # the module itself converts
