@@ -70,6 +70,7 @@ from convert.contract.spec import NetworkSpec, SpecError
 from convert.extract import check_input_shape, direct_copy
 from convert.from_torch.channel_maps import fold_channel_maps
 from convert.from_torch.linear_pairs import fold_linear_pairs
+from convert.from_torch.modules import modularize
 from convert.from_torch.ops import (
     check_chain,
     check_qcfs,
@@ -233,6 +234,7 @@ def from_exported(
         )
     shape = tuple(int(d) for d in inputs[0].meta["val"].shape)
     example = torch.zeros(shape, dtype=inputs[0].meta["val"].dtype)
+    gm = _rewritten(modularize(gm), example, dataset, spec_fields)  # its layer calls as modules (modules.py)
     return _convert(gm, example, dataset, spec_fields, "torch.export", normalize_input)
 
 
@@ -349,18 +351,26 @@ def from_torch(
         model.train(training)
     # two images: a BatchNorm without running statistics (refused by the reader, naming it) runs on a batch of 2
     example = torch.zeros(2, *input_shape, dtype=params.dtype)
+    gm = _rewritten(gm, example, dataset, spec_fields)
+    return _convert(gm, example, dataset, dict(spec_fields), "torch.fx", normalize_input)
+
+
+def _rewritten(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, spec_fields: dict) -> fx.GraphModule:
+    """``gm`` after the graph rewrites (linear pairs, channel maps, merged siblings), each named in
+    ``spec_fields["provenance"]`` where it changed something."""
+
+    def note(key: str, lines: list[str]) -> None:
+        if lines:
+            spec_fields["provenance"] = {**spec_fields.get("provenance", {}), key: lines}
+
     gm, pairs = fold_linear_pairs(gm)
-    if pairs:  # a convolution read by a 1×1 one with no rectifier between: one convolution (linear_pairs.py)
-        spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "merged_linear_pairs": pairs}
-    check_input_shape(tuple(input_shape), dataset)
+    note("merged_linear_pairs", pairs)  # a weight layer read by a 1×1 one, no rectifier between (linear_pairs.py)
+    check_input_shape(tuple(example.shape[1:]), dataset)
     _propagate(gm, example)
     gm, maps = fold_channel_maps(gm, example)
-    if maps:  # channel selections and permutations folded into their readers (channel_maps.py)
-        spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "channel_maps": maps}
+    note("channel_maps", maps)  # channel selections and permutations folded into their readers (channel_maps.py)
     gm, merged, relays = merge_siblings(gm)
     gm.eval()
-    if merged:  # parallel branches joined by a cat, now merged layers (convert/from_torch/siblings.py)
-        spec_fields["provenance"] = {**spec_fields.get("provenance", {}), "merged_branches": merged}
-    if relays:  # identity populations the merge added (a shorter branch, a max-pool read by a max-pool)
-        spec_fields["provenance"]["relays"] = relays
-    return _convert(gm, example, dataset, dict(spec_fields), "torch.fx", normalize_input)
+    note("merged_branches", merged)  # parallel branches joined by a cat, now merged layers (siblings.py)
+    note("relays", relays)  # identity populations the merge added (a shorter branch, a max-pool read by one)
+    return gm

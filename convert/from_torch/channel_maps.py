@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from convert.from_torch.refusals import target_name
+
 _METHODS = {"view", "reshape", "transpose", "permute", "contiguous", "chunk", "split", "narrow"}
 _CALLS = {torch.transpose, torch.reshape, torch.permute, torch.chunk, torch.split, torch.narrow, operator.getitem}
 
@@ -44,9 +46,28 @@ class ChannelSelect(nn.Module):
         return x.index_select(1, self.index)
 
 
+#: the same re-indexings as ATen ops (an exported program, :mod:`convert.from_torch.modules`)
+_ATEN = {
+    "view.default",
+    "_unsafe_view.default",
+    "reshape.default",
+    "transpose.int",
+    "permute.default",
+    "clone.default",
+    "contiguous.default",
+    "chunk.default",
+    "split.Tensor",
+    "split_with_sizes.default",
+    "slice.Tensor",
+    "narrow.default",
+}
+
+
 def _is_map(node: fx.Node) -> bool:
     if node.op == "call_method":
         return node.target in _METHODS
+    if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+        return target_name(node.target) in _ATEN
     return node.op == "call_function" and node.target in _CALLS
 
 

@@ -252,3 +252,42 @@ def test_two_linears_without_a_relu_between_are_one():
     spec = from_torch(net, (1, 4, 4))
     assert len(spec.provenance["merged_linear_pairs"]) == 1 and len(spec.spiking_indices) == 2
     assert_computes(spec, net, torch.rand(4, 1, 4, 4, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+
+
+def test_an_exported_shufflenet_converts_like_the_traced_one():
+    """The exported program's ATen views, transposes and splits are channel maps too, and its layer calls read
+    back as modules: the same merges, the same function."""
+    from convert.from_torch import from_exported
+
+    net = _randomized(TinyShuffle(), 5)
+    program = torch.export.export(net, (torch.zeros(1, 1, 16, 16, dtype=torch.float64),))
+    spec = from_exported(program)
+    traced = from_torch(net, (1, 16, 16))
+    for key in ("merged_branches", "relays"):
+        assert len(spec.provenance[key]) == len(traced.provenance[key])
+    assert len(spec.provenance["merged_linear_pairs"]) == 6
+    assert_computes(spec, net, torch.rand(3, 1, 16, 16, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_1", "googlenet", "shufflenet_v2_x1_0"])
+def test_exported_torchvision_families_with_cats_convert_to_their_own_function(name):
+    """The torchvision families whose cats merge, exported with torch.export (first conv for one channel, random
+    BatchNorm, float64): the program's spec computes the model."""
+    from convert.from_torch import from_exported
+    from convert.vision import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(8)
+    if name == "googlenet":
+        net = tv.models.googlenet(num_classes=10, aux_logits=False, init_weights=True)
+        net.conv1.conv = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+    elif name == "squeezenet1_1":
+        net = tv.models.squeezenet1_1(num_classes=10)
+        net.features[0] = nn.Conv2d(1, 64, 3, stride=2)
+    else:
+        net = tv.models.shufflenet_v2_x1_0(num_classes=10)
+        net.conv1[0] = nn.Conv2d(1, 24, 3, 2, 1, bias=False)
+    net = _randomized(net, 9)
+    spec = from_exported(torch.export.export(net, (torch.zeros(1, 1, 32, 32, dtype=torch.float64),)))
+    assert spec.provenance["source"] == "torch.export" and spec.provenance["merged_branches"]
+    assert_computes(spec, net, torch.rand(2, 1, 32, 32, dtype=torch.float64), rtol=1e-8, atol=1e-9)

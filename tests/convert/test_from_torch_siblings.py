@@ -245,13 +245,16 @@ def test_a_batchnorm_after_a_cat_is_refused_with_densenets_reason():
         from_torch(_randomized(Dense(), 2))
 
 
-def test_an_exported_program_with_a_cat_is_refused_naming_it():
-    """The sibling merge rewrites a traced graph's modules (from_torch); an exported program's ATen graph is read
-    as it is, so its cat is named (README: convert such a model from its nn.Module)."""
+def test_an_exported_program_with_a_cat_converts_like_the_module():
+    """torch.export writes the Fire module's layers as ATen calls; they are read back as modules
+    (convert/from_torch/modules.py), so the cat merges as in the traced model and the spec computes the model."""
     from convert.from_torch import from_exported
 
-    net = FireNet(bn=True).eval()
-    program = torch.export.export(net, (torch.zeros(1, 1, 28, 28),))
-    with pytest.raises(SpecError, match=r"aten\.cat\.default \(`cat`\) joins branches that do not merge"):
-        from_exported(program)
-    assert from_torch(net).provenance["merged_branches"] == ["cat"]  # the module itself converts
+    net = _randomized(FireNet(bn=True), 3)
+    program = torch.export.export(net, (torch.zeros(1, 1, 28, 28, dtype=torch.float64),))
+    spec = from_exported(program)
+    assert spec.provenance["merged_branches"] == ["cat"] and spec.provenance["source"] == "torch.export"
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        want = net(x).numpy()
+    np.testing.assert_allclose(activations(spec, x)[-1].numpy().reshape(3, -1), want, rtol=1e-10, atol=1e-12)
