@@ -110,14 +110,14 @@ def channel_index(source_shape: tuple[int, ...], pos: Any) -> np.ndarray | None:
     return idx if torch.equal(pos, want) else None
 
 
-def full_weight(conv: nn.Conv2d) -> torch.Tensor:
-    """The (out, in, kh, kw) weight of ``conv`` as groups 1 (zeros between groups)."""
-    w, g = conv.weight.detach(), conv.groups
-    if g == 1:
+def full_weight(w: torch.Tensor, groups: int, in_channels: int) -> torch.Tensor:
+    """A convolution's (out, in/groups, kh, kw) weight ``w`` as groups 1: (out, in, kh, kw), zeros between groups."""
+    if groups == 1:
         return w.clone()
-    full = torch.zeros(conv.out_channels, conv.in_channels, *w.shape[2:], dtype=w.dtype)
-    per_out, per_in = conv.out_channels // g, conv.in_channels // g
-    for k in range(g):
+    out = w.shape[0]
+    full = torch.zeros(out, in_channels, *w.shape[2:], dtype=w.dtype)
+    per_out, per_in = out // groups, in_channels // groups
+    for k in range(groups):
         full[k * per_out : (k + 1) * per_out, k * per_in : (k + 1) * per_in] = w[k * per_out : (k + 1) * per_out]
     return full
 
@@ -125,7 +125,7 @@ def full_weight(conv: nn.Conv2d) -> torch.Tensor:
 def reading(conv: nn.Conv2d, idx: np.ndarray, channels: int) -> nn.Conv2d:
     """``conv`` reading all ``channels`` of the source of the map ``idx``: its input channel j moved to idx[j]
     (summed where a map repeats a channel), zeros elsewhere."""
-    w = full_weight(conv)
+    w = full_weight(conv.weight.detach(), conv.groups, conv.in_channels)
     moved = torch.zeros(w.shape[0], channels, *w.shape[2:], dtype=w.dtype)
     moved.index_add_(1, torch.as_tensor(idx, dtype=torch.long), w)
     out = nn.Conv2d(

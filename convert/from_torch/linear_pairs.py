@@ -20,17 +20,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import fx, nn
 
 from convert.from_torch.channel_maps import full_weight
-
-
-def _module(node: object, gm: fx.GraphModule, kind: type) -> nn.Module | None:
-    if isinstance(node, fx.Node) and node.op == "call_module":
-        m = gm.get_submodule(node.target)
-        return m if type(m) is kind else None
-    return None
+from convert.from_torch.rules import array, folded, module_of
 
 
 def _pointwise(conv: nn.Module | None) -> bool:
@@ -43,25 +38,24 @@ def _pointwise(conv: nn.Module | None) -> bool:
     )
 
 
-def _affine(bn: nn.BatchNorm2d | None, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, t) of an eval-mode BatchNorm (the identity where there is none)."""
-    if bn is None:
-        return torch.ones(n, dtype=dtype), torch.zeros(n, dtype=dtype)
-    gamma = torch.ones(n, dtype=dtype) if bn.weight is None else bn.weight.detach()
-    beta = torch.zeros(n, dtype=dtype) if bn.bias is None else bn.bias.detach()
-    s = gamma / torch.sqrt(bn.running_var + bn.eps)
-    return s, beta - s * bn.running_mean
+def _with(m: nn.Module, weight: np.ndarray, bias: np.ndarray) -> nn.Module:
+    """``m`` (eval) holding ``weight`` and ``bias``."""
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(weight))
+        m.bias.copy_(torch.from_numpy(bias))
+    return m.eval()
+
+
+def _bias(layer: nn.Module) -> np.ndarray | float:
+    return 0.0 if layer.bias is None else array(layer.bias)
 
 
 def merged(a: nn.Conv2d, bn: nn.BatchNorm2d | None, b: nn.Conv2d) -> nn.Conv2d:
-    """The convolution C = b ∘ bn ∘ a (module docstring)."""
-    dt = torch.float64
-    wa = full_weight(a).to(dt)
-    s, t = (v.to(dt) for v in _affine(bn, a.out_channels, a.weight.dtype))
-    ba = torch.zeros(a.out_channels, dtype=dt) if a.bias is None else a.bias.detach().to(dt)
-    wb = full_weight(b).to(dt)[:, :, 0, 0]
-    weight = torch.einsum("oc,cikl->oikl", wb * s, wa)
-    bias = wb @ (s * ba + t) + (0 if b.bias is None else b.bias.detach().to(dt))
+    """The convolution C = b ∘ bn ∘ a (module docstring): a with its BatchNorm folded in as the reader folds
+    every one (:func:`convert.from_torch.rules.folded`), its groups expanded, then b's 1×1 map."""
+    wa, ba = folded(a, bn)
+    wa = full_weight(torch.from_numpy(wa), a.groups, a.in_channels).numpy()
+    wb = full_weight(b.weight.detach(), b.groups, b.in_channels).double().numpy()[:, :, 0, 0]
     c = nn.Conv2d(
         a.in_channels,
         b.out_channels,
@@ -72,23 +66,15 @@ def merged(a: nn.Conv2d, bn: nn.BatchNorm2d | None, b: nn.Conv2d) -> nn.Conv2d:
         bias=True,
         dtype=a.weight.dtype,
     )
-    with torch.no_grad():
-        c.weight.copy_(weight)
-        c.bias.copy_(bias)
-    return c.eval()
+    return _with(c, np.einsum("oc,cikl->oikl", wb, wa), wb @ ba + _bias(b))
 
 
 def merged_dense(a: nn.Linear, bn: nn.BatchNorm1d | None, b: nn.Linear) -> nn.Linear:
-    """The Linear C = b ∘ bn ∘ a: W_C = W_b · diag(s) · W_a, b_C = W_b · (s · b_a + t) + b_b."""
-    dt = torch.float64
-    wa, wb = a.weight.detach().to(dt), b.weight.detach().to(dt)
-    s, t = (v.to(dt) for v in _affine(bn, a.out_features, a.weight.dtype))
-    ba = torch.zeros(a.out_features, dtype=dt) if a.bias is None else a.bias.detach().to(dt)
+    """The Linear C = b ∘ bn ∘ a: W_C = W_b · W_a', b_C = W_b · b_a' + b_b, with bn folded into a (W_a', b_a')."""
+    wa, ba = folded(a, bn)
+    wb = array(b.weight)
     c = nn.Linear(a.in_features, b.out_features, bias=True, dtype=a.weight.dtype)
-    with torch.no_grad():
-        c.weight.copy_((wb * s) @ wa)
-        c.bias.copy_(wb @ (s * ba + t) + (0 if b.bias is None else b.bias.detach().to(dt)))
-    return c.eval()
+    return _with(c, wb @ wa, wb @ ba + _bias(b))
 
 
 def fold_linear_pairs(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
@@ -97,17 +83,17 @@ def fold_linear_pairs(gm: fx.GraphModule) -> tuple[fx.GraphModule, list[str]]:
     gm = copy.deepcopy(gm)
     notes: list[str] = []
     for node in list(gm.graph.nodes):
-        kind = next((k for k in (nn.Conv2d, nn.Linear) if _module(node, gm, k) is not None), None)
-        b = None if kind is None else _module(node, gm, kind)
+        found = ((k, m) for k in (nn.Conv2d, nn.Linear) if (m := module_of(node, gm, k)) is not None)
+        kind, b = next(found, (None, None))
         if b is None or (kind is nn.Conv2d and not _pointwise(b)) or len(node.args) != 1 or node.kwargs:
             continue
         inner, bn_node = node.args[0], None
-        bn = _module(inner, gm, nn.BatchNorm2d if kind is nn.Conv2d else nn.BatchNorm1d)
+        bn = module_of(inner, gm, nn.BatchNorm2d if kind is nn.Conv2d else nn.BatchNorm1d)
         if bn is not None:
             if len(inner.users) != 1 or bn.running_mean is None or bn.running_var is None:
                 continue
             bn_node, inner = inner, inner.args[0]
-        a = _module(inner, gm, kind)
+        a = module_of(inner, gm, kind)
         if a is None or len(inner.users) != 1 or getattr(a, "padding_mode", "zeros") != "zeros":
             continue
         if isinstance(getattr(a, "padding", 0), str):

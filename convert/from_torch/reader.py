@@ -304,11 +304,7 @@ class _Reader:
         """Why a cat is refused: DenseNet's (a BatchNorm reads the joined, unrectified tensors), else what a cat
         may join (:data:`CAT_REFUSED`)."""
         for user in node.users:
-            found = None
-            if user.op == "call_module":
-                found = rules.for_module(self.gm.get_submodule(user.target))
-            elif user.op == "call_function":
-                found = rules.for_call(user.target, user)
+            found = rules.for_node(user, self.gm)
             if found is not None and found[0].name == "batch_norm":
                 return (
                     "is read by a BatchNorm (and its ReLU): a BatchNorm after a concatenation, as in "

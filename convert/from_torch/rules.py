@@ -25,8 +25,17 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from convert.contract.spec import SpecError
-from convert.from_torch.ops import Op
-from convert.from_torch.refusals import EVAL_FIRST, NO_RUNNING_STATS, TRAIN_MODE, Fatal, int_pair, node_shape, refuse
+from convert.from_torch.ops import Op, fold_batchnorm
+from convert.from_torch.refusals import (
+    EVAL_FIRST,
+    NO_RUNNING_STATS,
+    TRAIN_MODE,
+    Fatal,
+    int_pair,
+    node_shape,
+    refuse,
+    target_name,
+)
 from convert.qcfs import QCFS
 
 # call_function targets: the functional API of a traced forward(), and (by name) the ATen ops of an exported one
@@ -107,8 +116,42 @@ def for_method(node: fx.Node) -> tuple[Rule, dict[str, Any]] | None:
     return r, dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
 
 
+def for_node(node: Any, gm: fx.GraphModule) -> tuple[Rule, dict[str, Any]] | None:
+    """The rule of any graph node (a module, a function or ATen op, a tensor method) and its arguments, as the
+    reader finds it; None for a node no rule reads."""
+    if not isinstance(node, fx.Node):
+        return None
+    if node.op == "call_module":
+        return for_module(gm.get_submodule(node.target))
+    if node.op == "call_function":
+        aten = isinstance(node.target, torch._ops.OpOverload)
+        return for_call(target_name(node.target) if aten else node.target, node)
+    return for_method(node) if node.op == "call_method" else None
+
+
+def module_of(node: Any, gm: fx.GraphModule, kind: type) -> nn.Module | None:
+    """The module a ``call_module`` node calls if it is exactly of type ``kind``, else None."""
+    if isinstance(node, fx.Node) and node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        return m if type(m) is kind else None
+    return None
+
+
 def array(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy().astype(np.float64)
+
+
+def folded(layer: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray]:
+    """A Linear's or Conv2d's weight and bias (float64) with its eval-mode BatchNorm folded in, as the reader
+    folds every one (:func:`convert.from_torch.ops.fold_batchnorm`)."""
+    ops = [Op("weight", "layer", array(layer.weight), array(layer.bias))]
+    if bn is not None:
+        n = bn.num_features
+        gamma = np.ones(n) if bn.weight is None else array(bn.weight)
+        beta = np.zeros(n) if bn.bias is None else array(bn.bias)
+        ops.append(Op("bn", "bn", bn=(gamma, beta, array(bn.running_mean), array(bn.running_var), float(bn.eps))))
+    (op,) = fold_batchnorm(ops)
+    return op.weight, np.zeros(op.weight.shape[0]) if op.bias is None else op.bias
 
 
 # ------------------------------------------------------------------------------------------------ weight layers
@@ -301,7 +344,11 @@ __all__ = [
     "MODULES",
     "RELUS",
     "Rule",
+    "array",
+    "folded",
     "for_call",
     "for_method",
     "for_module",
+    "for_node",
+    "module_of",
 ]

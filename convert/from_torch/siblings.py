@@ -44,9 +44,8 @@ from torch import fx, nn
 
 from convert.from_torch import rules
 from convert.from_torch.channel_maps import ChannelSelect
-from convert.from_torch.ops import Op, fold_batchnorm
 from convert.from_torch.reader import CATS, DROP_MODULES
-from convert.from_torch.rules import RELUS, array
+from convert.from_torch.rules import RELUS, array, folded, module_of
 
 
 def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
@@ -55,13 +54,6 @@ def _is_relu(node: fx.Node, gm: fx.GraphModule) -> bool:
     if node.op == "call_function":
         return node.target in RELUS
     return node.op == "call_method" and node.target in ("relu", "relu_")
-
-
-def _module(node: Any, gm: fx.GraphModule, kind: type) -> nn.Module | None:
-    if isinstance(node, fx.Node) and node.op == "call_module":
-        m = gm.get_submodule(node.target)
-        return m if type(m) is kind else None
-    return None
 
 
 def _passed(node: Any, gm: fx.GraphModule, nodes: list[fx.Node]) -> Any:
@@ -87,13 +79,13 @@ def _level(item: Any, gm: fx.GraphModule) -> tuple[fx.Node, nn.Conv2d, nn.BatchN
         return None
     nodes.append(item)
     inner = _passed(item.args[0], gm, nodes)
-    bn = _module(inner, gm, nn.BatchNorm2d)
+    bn = module_of(inner, gm, nn.BatchNorm2d)
     if bn is not None:
         if len(inner.users) != 1 or bn.running_mean is None or bn.running_var is None:
             return None
         nodes.append(inner)
         inner = _passed(inner.args[0], gm, nodes)
-    conv = _module(inner, gm, nn.Conv2d)
+    conv = module_of(inner, gm, nn.Conv2d)
     if conv is None or len(inner.users) != 1 or not isinstance(inner.args[0], fx.Node):
         return None
     if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros":
@@ -102,19 +94,6 @@ def _level(item: Any, gm: fx.GraphModule) -> tuple[fx.Node, nn.Conv2d, nn.BatchN
         return None
     nodes.append(inner)
     return inner.args[0], conv, bn, nodes
-
-
-def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
-    """The branch's weight and bias (float64) with its BatchNorm folded in, as the reader folds every one
-    (:func:`convert.from_torch.ops.fold_batchnorm`)."""
-    ops = [Op("weight", "conv", array(conv.weight), array(conv.bias))]
-    if bn is not None:
-        n = bn.num_features
-        gamma = np.ones(n) if bn.weight is None else array(bn.weight)
-        beta = np.zeros(n) if bn.bias is None else array(bn.bias)
-        ops.append(Op("bn", "bn", bn=(gamma, beta, array(bn.running_mean), array(bn.running_var), float(bn.eps))))
-    (op,) = fold_batchnorm(ops)
-    return op.weight, np.zeros(op.weight.shape[0]) if op.bias is None else op.bias
 
 
 @dataclass
@@ -131,11 +110,7 @@ class _Branch:
 
 def _maxpool_args(node: Any, gm: fx.GraphModule) -> dict[str, Any] | None:
     """A max-pool node's arguments by name, as the reader's max-pool rule reads them; None for any other node."""
-    found = None
-    if isinstance(node, fx.Node) and node.op == "call_module":
-        found = rules.for_module(gm.get_submodule(node.target))
-    elif isinstance(node, fx.Node) and node.op == "call_function":
-        found = rules.for_call(node.target, node)
+    found = rules.for_node(node, gm)
     return found[1] if found is not None and found[0].name == "max_pool2d" else None
 
 
@@ -158,7 +133,7 @@ def _branch(item: Any, gm: fx.GraphModule) -> _Branch | None:
     that nor a rectified convolution."""
     b = _Branch()
     node = _passed(item, gm, b.nodes)
-    select = _module(node, gm, ChannelSelect)
+    select = module_of(node, gm, ChannelSelect)
     if select is not None and len(node.users) == 1 and isinstance(node.args[0], fx.Node):
         b.nodes.append(node)
         b.select, b.x = select.index.numpy().copy(), node.args[0]
@@ -243,7 +218,7 @@ def _trailing(branches: list[_Branch]) -> list[tuple[nn.Conv2d, nn.Conv2d | None
         for i, (b, out) in enumerate(zip(branches, outs, strict=True)):
             if len(b.layers) > lvl:
                 conv, bn = b.layers[lvl]
-                w, bb = _folded(conv, bn)
+                w, bb = folded(conv, bn)
                 if lvl and conv.in_channels != below[i]:
                     return None
                 target = pooled if (lvl == 0 and b.pool is not None) else weight
@@ -303,7 +278,7 @@ def _with_skip(branches: list[_Branch]) -> tuple[list[tuple[nn.Conv2d, nn.Conv2d
             trunk[row : row + out], bias[row : row + out] = lw[got : got + out], lb[got : got + out]
             got += out
         elif b.layers:
-            w, bias[row : row + out] = _folded(*b.layers[0])
+            w, bias[row : row + out] = folded(*b.layers[0])
             skip[row : row + out] = _embed(w, k)
         else:
             skip[row + np.arange(out), b.select, k // 2, k // 2] = 1.0
