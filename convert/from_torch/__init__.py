@@ -157,9 +157,9 @@ def _convert(
     source: str,
     normalize_input: tuple[Any, Any] | None = None,
 ):
-    """The direct copy of the graph ``gm``, its shapes propagated from ``example`` (a batch of zero images)."""
+    """The direct copy of the graph ``gm`` after :func:`_rewritten` (which checked the input shape), its shapes
+    propagated from ``example`` (a batch of zero images) again: the rewrites added nodes."""
     shape = tuple(example.shape[1:])
-    check_input_shape(shape, dataset)
     given = None if normalize_input is None else input_affine(*_pair_of(normalize_input))
     _propagate(gm, example)
     read, head = read_ops(gm)

@@ -101,13 +101,17 @@ def _max_pool(gm: fx.GraphModule, node: fx.Node) -> tuple[nn.Module, tuple]:
     return m, (a["input"],)
 
 
+def _relu(gm: fx.GraphModule, node: fx.Node) -> tuple[nn.Module, tuple]:
+    return nn.ReLU(), (node.args[0],)
+
+
 _MODULES = {
     "conv2d.default": _conv,
     "linear.default": _linear,
     "batch_norm.default": _batch_norm,
     "_native_batch_norm_legit_no_training.default": _batch_norm,
-    "relu.default": lambda gm, node: (nn.ReLU(), (node.args[0],)),
-    "relu_.default": lambda gm, node: (nn.ReLU(), (node.args[0],)),
+    "relu.default": _relu,
+    "relu_.default": _relu,
     "max_pool2d.default": _max_pool,
 }
 
@@ -126,28 +130,23 @@ def modularize(gm: fx.GraphModule) -> fx.GraphModule:
             continue
         if name not in _MODULES:
             continue
+        stands_for = [node]  # the nodes whose value the module gives
+        if name.startswith("_native_batch_norm"):  # a tuple: the module stands for its users' [0]
+            stands_for = list(node.users)
+            if not stands_for or not all(u.target is operator.getitem and u.args[1] == 0 for u in stands_for):
+                continue
         try:
             module, args = _MODULES[name](gm, node)
         except LookupError:
             continue
-        target = f"_module_{node.name}"
-        gm.add_submodule(target, module)
+        gm.add_submodule(f"_module_{node.name}", module)
         with gm.graph.inserting_before(node):
-            new = gm.graph.call_module(target, args)
-        new.meta = dict(node.meta)
-        if name.startswith("_native_batch_norm"):  # a tuple whose users take [0]: they read the module instead
-            takes = list(node.users)
-            if not all(u.target is operator.getitem and u.args[1] == 0 for u in takes):
-                gm.graph.erase_node(new)
-                continue
-            for user in takes:
-                user.replace_all_uses_with(new)
-                gm.graph.erase_node(user)
-            new.meta = dict(takes[0].meta) if takes else new.meta
-            gm.graph.erase_node(node)
-            changed = True
-            continue
-        node.replace_all_uses_with(new)
+            new = gm.graph.call_module(f"_module_{node.name}", args)
+        new.meta = dict(stands_for[0].meta)
+        for use in stands_for:
+            use.replace_all_uses_with(new)
+            if use is not node:
+                gm.graph.erase_node(use)
         gm.graph.erase_node(node)
         changed = True
     if changed:

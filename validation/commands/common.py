@@ -44,7 +44,7 @@ def spec_and_images(args: argparse.Namespace):
     datasets.check_spec_dataset(spec, args.dataset, args.spec)
     split = datasets.load(args.dataset, args.split, args.root)
     n = check_count("--images", args.images, len(split.images), f"the {args.dataset} {args.split} split")
-    return spec, fitted(spec, split.images[:n], getattr(args, "pad_to_spec", False), args.spec), split.labels[:n]
+    return spec, fitted(spec, split.images[:n], args.pad_to_spec, args.spec), split.labels[:n]
 
 
 def fitted(spec: Any, images: Any, pad: bool, source: Any) -> Any:
