@@ -17,7 +17,6 @@ import torch
 
 from convert.contract.spec import NetworkSpec, SpecError, is_spiking
 from convert.layers import family_of, skip_synapses
-from convert.layers import skip as skip_edge
 
 
 def layer_forward(layer: object, x: torch.Tensor) -> torch.Tensor:
@@ -48,10 +47,10 @@ def _forward(
     added before the rectifier, ``rectify(layer, z)`` at every spiking layer (ReLU unless given)."""
     acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
     z = x
-    for layer in spec.layers:
+    for i, layer in enumerate(spec.layers):
         z = layer_forward(layer, z)
-        if skip_edge.has_skip(layer):  # a residual sum: the node gets the currents of both edges
-            z = z + skip_edge.forward(layer, after[layer.skip_source])
+        for edge in spec.skips_into(i):  # a residual sum: the node gets the currents of all its edges
+            z = z + edge.forward(after[edge.source])
         if is_spiking(layer):
             logits = z.reshape(len(z), -1)
             z = rectify(layer, z)
@@ -146,7 +145,6 @@ def macs_per_image(spec: NetworkSpec) -> list[int]:
     for i in spec.spiking_indices:
         layer = spec.layers[i]
         n = int(family_of(layer).synapses(layer, shapes[i]))
-        if skip_edge.has_skip(layer):
-            n += skip_synapses(layer, shapes[layer.skip_source + 1])
+        n += sum(skip_synapses(e, shapes[e.source + 1]) for e in spec.skips_into(i))
         out.append(n)
     return out

@@ -23,7 +23,6 @@ import numpy as np
 from convert import ann
 from convert.calibration import calibrated, calibrated_scale, check_steps
 from convert.contract.spec import AvgPool2d, Flatten, MaxPool2d, NetworkSpec, is_spiking
-from convert.layers import skip as skip_edge
 from convert.normalize import NormalizationReport
 from convert.stats import ActivationStats
 
@@ -36,7 +35,7 @@ _PASS = (AvgPool2d, MaxPool2d, Flatten)  # layers a channel's scale passes throu
 def _consumer(spec: NetworkSpec, i: int) -> int | None:
     """The index of the weighted layer that reads layer i's output through pooling and Flatten only, or None
     (no such layer, or a skip edge reads an output on the way)."""
-    sources = {layer.skip_source for layer in spec.layers if skip_edge.has_skip(layer)}
+    sources = {e.source for e in spec.skips}
     j = i
     while True:
         if j in sources:
@@ -82,7 +81,7 @@ def channel_scaled(spec: NetworkSpec, images: Any, steps: Any) -> tuple[NetworkS
     for k, i in enumerate(spiking):
         j = _consumer(spec, i)
         layer = layers[i]
-        if j is None or not hasattr(layer, "weight") or not hasattr(layers[j], "weight") or skip_edge.has_skip(layer):
+        if j is None or not hasattr(layer, "weight") or not hasattr(layers[j], "weight") or spec.skips_into(i):
             chosen.append(None)
             continue
         channels = int(np.asarray(layer.weight).shape[0])

@@ -43,7 +43,7 @@ from convert.contract.io import to_dict
 from convert.contract.provenance import atomic_path
 from convert.contract.spec import NetworkSpec
 from convert.layers import family_of, skip_map_layer
-from convert.layers import skip as skip_edge
+from convert.layers.skip import Skip
 
 #: the schedule and reset a NIR graph of IF nodes means (and the three libraries run)
 GRAPH_SCHEDULE = "cascade"
@@ -149,23 +149,23 @@ def to_nir(spec: NetworkSpec, *, lossy: bool = False):
             )
             edges.append((prev, if_name))
             prev = if_name
-        if skip_edge.has_skip(layer):  # a second edge into the neuron: NIR sums a node's inputs
-            skip_name = f"{i}_skip"  # from the source's IF node (a gate has no NIR node: refused above)
-            nodes[skip_name] = _skip_node(layer, shapes[layer.skip_source + 1])
-            edges += [(f"{layer.skip_source}_if", skip_name), (skip_name, prev)]
+        for k, edge in enumerate(spec.skips_into(i)):  # more edges into the neuron: NIR sums a node's inputs
+            skip_name = f"{i}_skip" if k == 0 else f"{i}_skip{k}"  # from the source's IF node (a gate has no
+            nodes[skip_name] = _skip_node(edge, shapes[edge.source + 1])  # NIR node: refused above)
+            edges += [(f"{edge.source}_if", skip_name), (skip_name, prev)]
     nodes["output"] = nir.Output(output_type={"output": np.asarray(shapes[-1])})
     edges.append((prev, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_metadata(spec, lost))
 
 
-def _skip_node(layer: Any, source_shape: tuple[int, ...]) -> Any:
+def _skip_node(edge: Skip, source_shape: tuple[int, ...]) -> Any:
     """The NIR node of a skip edge's map: ``Scale`` for the identity times g, else the Dense/Conv2d node."""
     import nir
 
-    edge = skip_map_layer(layer)
-    if edge is None:
-        return nir.Scale(scale=np.full(tuple(source_shape), float(layer.skip_weight)))
-    return family_of(edge).nir_node(edge, source_shape)
+    layer = skip_map_layer(edge)
+    if layer is None:
+        return nir.Scale(scale=np.full(tuple(source_shape), float(edge.weight)))
+    return family_of(layer).nir_node(layer, source_shape)
 
 
 def save_nir(spec: NetworkSpec, path: str | os.PathLike[str], *, lossy: bool = False) -> Path:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.spec import NetworkSpec, SpecError
+from convert.contract.spec import NetworkSpec, Skip, SpecError
 from convert.layers import FAMILIES, LayerFamily
 from convert.nir_export import GRAPH_RESET, GRAPH_SCHEDULE, nir_threshold
 
@@ -122,7 +122,7 @@ def _chain(graph: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, str, str]
     start, successors, predecessors = _edges(graph)
     path = _longest_path(graph, start, successors, predecessors)
     position = {name: i for i, name in enumerate(path)}
-    skips, targets = [], set()
+    skips = []
     for name in nodes:
         if name in position:
             continue
@@ -136,9 +136,6 @@ def _chain(graph: Any) -> tuple[list[tuple[str, Any]], list[tuple[str, str, str]
                 f"NIR node {name!r} ({kind}): off the chain Input → ... → Output; a branch imports only as a "
                 "skip edge: one Scale, Affine or Conv2d node from an IF node into a later IF node"
             )
-        if succ[0] in targets:
-            raise SpecError(f"NIR node {succ[0]!r}: more than one skip edge into one layer; the spec takes one")
-        targets.add(succ[0])
         skips.append((pred[0], name, succ[0]))
     for name in path:
         extra = [p for p in predecessors.get(name, []) if p in position and p != path[position[name] - 1]]
@@ -168,9 +165,9 @@ def _if_threshold(node: Any, where: str, reset: str) -> float:
     return float(np.nextafter(np.float32(_uniform(node, "v_threshold", where)), np.float32(np.inf)))
 
 
-def _layers(graph: Any, reset: str) -> tuple[tuple[int, ...], list[Any], list[float]]:
-    """Input shape, layers (skip edges attached), and each spiking layer's gain (for matching the metadata's
-    thresholds)."""
+def _layers(graph: Any, reset: str) -> tuple[tuple[int, ...], list[Any], list[float], list[Skip]]:
+    """Input shape, layers (the skip branches' biases joined to their targets'), each spiking layer's gain (for
+    matching the metadata's thresholds), and the skip edges, in the graph's order of their nodes."""
     by_type = _families_by_nir_type()
     input_node = next(node for node in graph.nodes.values() if type(node).__name__ == "Input")
     input_shape = tuple(int(d) for d in np.atleast_1d(input_node.input_type["input"]))
@@ -196,32 +193,35 @@ def _layers(graph: Any, reset: str) -> tuple[tuple[int, ...], list[Any], list[fl
             gains.append(family.nir_gain(layer) if family.nir_gain else 1.0)
         layers.append(layer)
         i += 1
+    edges = []
     for source, branch, target in skips:
         index = neurons[target]
-        layers[index] = _with_skip(layers[index], neurons[source], graph.nodes[branch], branch, by_type)
-    return input_shape, layers, gains
+        edge, layers[index] = _skip(layers[index], neurons[source], index, graph.nodes[branch], branch, by_type)
+        edges.append(edge)
+    return input_shape, layers, gains, edges
 
 
-def _with_skip(layer: Any, source: int, node: Any, name: str, by_type: dict[str, LayerFamily]) -> Any:
-    """``layer`` with the skip edge from layer ``source`` that the branch node carries (``Scale``: the identity
-    times its one gain; ``Affine``/``Conv2d``: their weights; a branch bias joins the layer's bias)."""
+def _skip(
+    layer: Any, source: int, target: int, node: Any, name: str, by_type: dict[str, LayerFamily]
+) -> tuple[Skip, Any]:
+    """The skip edge from layer ``source`` into ``target`` that the branch node carries (``Scale``: the identity
+    times its one gain; ``Affine``/``Conv2d``: their weights), and ``layer`` with the branch's bias joined to
+    its own."""
     import dataclasses
 
     kind = type(node).__name__
     where = f"NIR node {name!r} ({kind})"
-    if kind == "Scale":
-        fields = {"skip_weight": np.float64(_uniform(node, "scale", where))}
-        bias = None
-    else:
-        edge = by_type[kind].from_nir(node, 1.0, where)
-        fields = {"skip_weight": edge.weight}
-        if kind == "Conv2d":
-            fields.update(skip_stride=edge.stride, skip_padding=edge.padding)
-        bias = edge.bias
-    if bias is not None and np.any(bias):  # I = (W·s + S·s_j) + (b + b_S): one constant current
-        fields["bias"] = bias if layer.bias is None else np.asarray(layer.bias) + bias
     try:
-        return dataclasses.replace(layer, skip_source=source, **fields)
+        if kind == "Scale":
+            return Skip(source, target, np.float64(_uniform(node, "scale", where))), layer
+        edge = by_type[kind].from_nir(node, 1.0, where)
+        conv = {"stride": edge.stride, "padding": edge.padding} if kind == "Conv2d" else {}
+        skip = Skip(source, target, edge.weight, **conv)
+        if edge.bias is not None and np.any(edge.bias):  # I = (W·s + S·s_j) + (b + b_S): one constant current
+            layer = dataclasses.replace(
+                layer, bias=edge.bias if layer.bias is None else np.asarray(layer.bias) + edge.bias
+            )
+        return skip, layer
     except (TypeError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from None
 
@@ -241,7 +241,7 @@ def from_nir(graph: Any, semantics: str = "spec") -> NetworkSpec:
     meta = dict(getattr(graph, "metadata", None) or {})
     header = json.loads(_text(meta["snn_balance"])) if "snn_balance" in meta and semantics == "spec" else None
     reset = header["reset"] if header else GRAPH_RESET
-    input_shape, layers, gains = _layers(graph, reset)
+    input_shape, layers, gains, skips = _layers(graph, reset)
     spiking = [la for la in layers if hasattr(la, "threshold")]
     kw: dict[str, Any] = {"schedule": GRAPH_SCHEDULE, "reset": GRAPH_RESET}
     if "dt_ms" in meta:
@@ -258,7 +258,7 @@ def from_nir(graph: Any, semantics: str = "spec") -> NetworkSpec:
         if "v_init" in header:  # a format-5 header: the initial potential the IF nodes cannot hold
             kw["v_init"] = header["v_init"]
     try:
-        return NetworkSpec(input_shape, tuple(layers), **kw)
+        return NetworkSpec(input_shape, tuple(layers), skips=tuple(skips), **kw)
     except (TypeError, ValueError) as err:
         raise SpecError(f"NIR graph: {err}") from None
 

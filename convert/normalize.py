@@ -30,7 +30,7 @@ import numpy as np
 
 from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import LayerFamily, family_of
-from convert.layers import skip as skip_edge
+from convert.layers.skip import Skip
 from convert.stats import ActivationStats
 
 
@@ -85,6 +85,8 @@ def apply_divisors(
     the QCFS copy, :mod:`convert.from_torch`) writes scales into a spec."""
     layers = list(spec.layers)
     scales = node_scales(spec, divisors)
+    # S ← S · Λ_j / Λ_l: each skip edge by λ_source / λ_target
+    skips = tuple(e.scaled(scales[e.source] / scales[e.target]) for e in spec.skips)
     for d, t, i in zip(divisors, thresholds, spec.spiking_indices, strict=True):
         layer, family = layers[i], _spiking_family(layers[i])
         cumulative = scales[i]  # Λ_l
@@ -92,8 +94,6 @@ def apply_divisors(
             layer = family.scaled(layer, d)
         if getattr(layer, "bias", None) is not None:  # b_l ← b_l / Λ_l (Rueckauer et al. 2017, eq. 6)
             layer = dataclasses.replace(layer, bias=layer.bias / cumulative)
-        if skip_edge.has_skip(layer):  # S_l ← S_l · Λ_j / Λ_l (each edge by λ_source / λ_target)
-            layer = skip_edge.scaled(layer, scales[layer.skip_source] / cumulative)
         layers[i] = dataclasses.replace(layer, threshold=t)
     report = NormalizationReport(method, tuple(divisors), tuple(thresholds), dict(options), tuple(infos))
     provenance = {
@@ -103,7 +103,7 @@ def apply_divisors(
         "divisors": list(divisors),
         "normalized_from": spec.provenance.get("method", "copy"),
     }
-    return dataclasses.replace(spec, layers=tuple(layers), provenance=provenance), report
+    return dataclasses.replace(spec, layers=tuple(layers), skips=skips, provenance=provenance), report
 
 
 def node_scales(spec: NetworkSpec, divisors: list[float]) -> list[float]:
@@ -161,16 +161,16 @@ def baseline(spec: NetworkSpec, threshold: float = 1.0) -> tuple[NetworkSpec, No
     return apply_divisors(spec, [1.0] * n, [float(threshold)] * n, "baseline", {"threshold": threshold}, infos)
 
 
-def _max_drive(layer: Any, previous: float, skip_scale: float) -> float:
-    """max over neurons j of Σ_i max(W_ji, 0) + Σ_i max(S_ji, 0) · Λ_src / Λ_{l-1} + max(b_j, 0) / Λ_{l-1}: the
-    most one step can bring to a neuron whose inputs (the trunk's and the skip's, each normalized) fire at
-    most once per step, before dividing by d_l (the bias is divided by Λ_{l-1} · d_l, the skip weights by
-    Λ_{l-1} · d_l / Λ_src, the trunk's weights by d_l). ``skip_scale``: Λ_src / Λ_{l-1}."""
+def _max_drive(layer: Any, previous: float, skips: list[tuple[Skip, float]]) -> float:
+    """max over neurons j of Σ_i max(W_ji, 0) + Σ_edges Σ_i max(S_ji, 0) · Λ_src / Λ_{l-1} + max(b_j, 0) / Λ_{l-1}:
+    the most one step can bring to a neuron whose inputs (the trunk's and every skip's, each normalized) fire
+    at most once per step, before dividing by d_l (the bias is divided by Λ_{l-1} · d_l, a skip's weights by
+    Λ_{l-1} · d_l / Λ_src, the trunk's weights by d_l). ``skips``: each skip edge and its Λ_src / Λ_{l-1}."""
     w = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
     if layer.bias is not None:
         w = w + np.clip(layer.bias, 0, None) / previous
-    if skip_edge.has_skip(layer):
-        w = w + skip_edge.positive_input_rows(layer) * skip_scale
+    for edge, scale in skips:
+        w = w + edge.positive_input_rows() * scale
     return float(w.max())
 
 
@@ -192,9 +192,10 @@ def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[Netwo
         info["max_positive_input_sum"] = s
         bias = _spiking_family(layer).max_positive_bias
         has_bias = bias is not None and bias(layer) > 0
-        if has_bias or skip_edge.has_skip(layer):  # the bias and the skip, in the scale of this input
-            source = node_scales(spec, divisors)[layer.skip_source] if skip_edge.has_skip(layer) else 1.0
-            s = _max_drive(layer, cumulative, source / cumulative)  # Λ of the skip's source: from the divisors so far
+        into = spec.skips_into(i)
+        if has_bias or into:  # the bias and the skips, in the scale of this input
+            sources = node_scales(spec, divisors)  # Λ of each skip's source: from the divisors so far
+            s = _max_drive(layer, cumulative, [(e, sources[e.source] / cumulative) for e in into])
             info["max_positive_drive"] = s
         if not _spiking_family(layer).has_weights or (i == last and not normalize_output):
             d = 1.0

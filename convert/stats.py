@@ -37,7 +37,8 @@ _RECOMPUTE = "delete it: the statistics are recomputed"
 def weights_fingerprint(spec: NetworkSpec) -> str:
     """sha256 over every weight array: ties statistics to the exact ANN they were measured on."""
     h = hashlib.sha256()
-    for layer in spec.layers:
+    layers, more_skips = spec.chain_form()  # a layer's first skip edge hashed as its fields, as before
+    for layer in layers:
         w = getattr(layer, "weight", None)
         h.update(type(layer).__name__.encode())
         if w is not None:
@@ -52,6 +53,9 @@ def weights_fingerprint(spec: NetworkSpec) -> str:
             h.update(str(layer.kernel_size).encode())
             if not layer.is_plain:  # a plain gate hashes as before stride, padding and ceil_mode existed
                 h.update(repr((layer.step, layer.padding, layer.ceil_mode)).encode())
+    for edge in more_skips:  # the second and later skip edges into one layer (none: hashed as before)
+        h.update(b"skip_weight" + np.ascontiguousarray(edge.weight, dtype=np.float64).tobytes())
+        h.update(repr((edge.source, edge.target, edge.stride, edge.padding)).encode())
     return h.hexdigest()
 
 

@@ -98,6 +98,14 @@ def _update(v, cur, sk, b, fired, th, delay, zero, biased, skipped):
 
 
 @nb.njit(cache=True)
+def _fold_skip(cur, sk):
+    """cur ← cur + sk, sk ← 0: one skip edge's sum added to the layer's sum so far, before the next edge's."""
+    for j in range(cur.shape[0]):
+        cur[j] = cur[j] + sk[j]
+        sk[j] = 0
+
+
+@nb.njit(cache=True)
 def _collect(fired, n, out):
     """The indices j < n with fired[j] (fired zero-padded to a multiple of 8 bytes) into out, in order."""
     words = fired.view(np.uint64)
@@ -226,7 +234,7 @@ def _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, d
     the update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
     gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:9]
-    skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[9:]
+    skip_ptr, skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[9:]
     counts, last, visited, gspk, gnsp = gate_state
     base, size = v_off[layer], sizes[layer]
     if layer > 0:
@@ -238,15 +246,18 @@ def _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, d
             pre, n_pre = spk[v_off[layer - 1] :], nsp[layer - 1]
         _scatter(pre, n_pre, ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
         syn[layer] += _events(pre, n_pre, fanout, pre_off[layer])
-    skipped = skip_kind[layer] >= 0
-    if skipped:
-        src = skip_src[layer]
-        if skip_kind[layer] == 0:
+    first, last = skip_ptr[layer], skip_ptr[layer + 1]
+    skipped = last > first
+    for e in range(first, last):  # the skip edges in order: I = ((W·s + S·s_j) + S'·s_k …) + b
+        if e > first:  # the previous edge's sum joins the trunk's before this edge's is summed
+            _fold_skip(cur[base : base + size], sk[base : base + size])
+        src = skip_src[e]
+        if skip_kind[e] == 0:
             pre, n_pre = spk[v_off[src] :], nsp[src]
         else:
             pre, n_pre = gspk[g_off[src] :], gnsp[src]
-        _scatter(pre, n_pre, ptr, skip_ptr_off[layer], run_post, run_w, run_len, weights, sk, base)
-        syn[layer] += _events(pre, n_pre, fanout, skip_fan_off[layer])
+        _scatter(pre, n_pre, ptr, skip_ptr_off[e], run_post, run_w, run_len, weights, sk, base)
+        syn[layer] += _events(pre, n_pre, fanout, skip_fan_off[e])
     m = _update(
         v[base : base + size],
         cur[base : base + size],

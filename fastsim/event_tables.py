@@ -221,9 +221,11 @@ class GraphTables:
     gated population p belongs to the output units ``g_units[g_uptr[v_off[p] + j] : g_uptr[v_off[p] + j + 1]]``
     (none past the last window, or when not gated; several where windows overlap).
 
-    Layer l's skip edge (``skip_kind[l]`` 0: from a population, 1: from a gate, -1: none) leaves from source
-    ``skip_src[l]`` (a population or a gate id); its runs start at ``ptr[skip_ptr_off[l] + i]`` and its fan-out
-    counts at ``fanout[skip_fan_off[l] + i]`` (source units in internal order)."""
+    The skip edges into layer l, a compressed list of incoming edges, are e = ``skip_ptr[l]`` …
+    ``skip_ptr[l + 1]`` − 1, in the spec's order: edge e (``skip_kind[e]`` 0: from a population, 1: from a
+    gate) leaves from source ``skip_src[e]`` (a population or a gate id); its runs start at
+    ``ptr[skip_ptr_off[e] + i]`` and its fan-out counts at ``fanout[skip_fan_off[e] + i]`` (source units in
+    internal order)."""
 
     gate_of: np.ndarray
     g_pop: np.ndarray
@@ -234,6 +236,7 @@ class GraphTables:
     g_members: np.ndarray
     g_uptr: np.ndarray
     g_units: np.ndarray
+    skip_ptr: np.ndarray
     skip_kind: np.ndarray
     skip_src: np.ndarray
     skip_ptr_off: np.ndarray
@@ -331,19 +334,16 @@ def _graph_tables(stages, add_edge) -> GraphTables:
             g_kk.append(stage.gate.kernel**2)
             members.append(m)
             counts[layer - 1], units_all[layer - 1] = np.diff(ptr), units
-    skip_kind = np.full(L, -1, dtype=np.int64)
-    skip_src = np.full(L, -1, dtype=np.int64)
-    skip_ptr_off = np.zeros(L, dtype=np.int64)
-    skip_fan_off = np.zeros(L, dtype=np.int64)
-    for layer, stage in enumerate(stages):
-        if stage.skip is None:
-            continue
-        kind, index = stage.skip.tap
-        skip_kind[layer] = 0 if kind == "pop" else 1
-        skip_src[layer] = index if kind == "pop" else g_pop.index(index)
-        edge = stage.skip
-        p, f = add_edge(edge.current, edge.in_shape, internal_order(stage.shape), edge.fanout, (edge.op,))
-        skip_ptr_off[layer], skip_fan_off[layer] = p, f
+    skip_kind, skip_src, skip_ptr_off, skip_fan_off = [], [], [], []
+    for stage in stages:
+        for edge in stage.skips:
+            kind, index = edge.tap
+            skip_kind.append(0 if kind == "pop" else 1)
+            skip_src.append(index if kind == "pop" else g_pop.index(index))
+            p, f = add_edge(edge.current, edge.in_shape, internal_order(stage.shape), edge.fanout, (edge.op,))
+            skip_ptr_off.append(p)
+            skip_fan_off.append(f)
+    skip_ptr = np.concatenate([[0], np.cumsum([len(s.skips) for s in stages])]).astype(np.int64)
     sizes = np.asarray(g_size, dtype=np.int64)
     kk = np.asarray(g_kk, dtype=np.int64)
     return GraphTables(
@@ -356,10 +356,11 @@ def _graph_tables(stages, add_edge) -> GraphTables:
         g_members=np.concatenate(members) if members else np.zeros(0, dtype=np.int64),
         g_uptr=np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64),
         g_units=np.concatenate(units_all).astype(np.int64),
-        skip_kind=skip_kind,
-        skip_src=skip_src,
-        skip_ptr_off=skip_ptr_off,
-        skip_fan_off=skip_fan_off,
+        skip_ptr=skip_ptr,
+        skip_kind=np.asarray(skip_kind, dtype=np.int64),
+        skip_src=np.asarray(skip_src, dtype=np.int64),
+        skip_ptr_off=np.asarray(skip_ptr_off, dtype=np.int64),
+        skip_fan_off=np.asarray(skip_fan_off, dtype=np.int64),
     )
 
 

@@ -166,14 +166,14 @@ class Network:
         return per_neuron.expand(batch, *shape).clone()
 
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
-        edges = [
-            (
-                e.target,
-                e.source,
-                self.stages[e.target].fanout if e.kind == "trunk" else self.stages[e.target].skip.fanout,
-            )
-            for e in graph.edges(self.spec)
-        ]
+        edges, seen = [], {}  # seen[k]: the skip edges into stage k so far
+        for e in graph.edges(self.spec):
+            stage = self.stages[e.target]
+            if e.kind == "trunk":
+                edges.append((e.target, e.source, stage.fanout))
+                continue
+            seen[e.target] = seen.get(e.target, -1) + 1
+            edges.append((e.target, e.source, stage.skips[seen[e.target]].fanout))
         return Recorder(batch, self.sizes, checkpoints, self.device, edges, membrane=self.membrane)
 
     def initial_gates(self, batch: int) -> list[torch.Tensor | None]:
@@ -181,7 +181,7 @@ class Network:
         return [None if s.gate is None else s.gate.initial(batch, self.device) for s in self.stages]
 
     def _taps_read(self) -> set[tuple[str, int]]:
-        return {s.skip.tap for s in self.stages if s.skip is not None}
+        return {e.tap for s in self.stages for e in s.skips}
 
     def scan_chunk(self, stage: Stage, current: torch.Tensor, state: IFState) -> LayerChunk:
         """``stage`` over n steps from its currents (n, B, *shape): the layer step, scanned in time."""
@@ -193,16 +193,16 @@ class Network:
         x: torch.Tensor,
         nnz: torch.Tensor | None,
         state: IFState,
-        skip: torch.Tensor | None = None,
+        skips: tuple[torch.Tensor, ...] = (),
     ) -> LayerChunk:
         """``stage`` over n steps from its input activity x (n·B, *in_shape), time first (``nnz``: the number of
-        spikes when x is binary, see :meth:`Stage.current`; ``skip``: the skip edge's currents (n·B, *shape)):
+        spikes when x is binary, see :meth:`Stage.current`; ``skips``: the skip edges' currents (n·B, *shape)):
         the fused step, or currents then the scan."""
         batch = state.v.shape[0]
         n = x.shape[0] // batch
         if stage.fused is not None:
             return stage.fused(x.reshape(n, batch, -1), state)
-        return self.scan_chunk(stage, stage.current(x, nnz, skip).reshape(n, batch, *stage.shape), state)
+        return self.scan_chunk(stage, stage.current(x, nnz, skips).reshape(n, batch, *stage.shape), state)
 
     def run(self, source: InputSource, batch: int, steps: int, checkpoints: np.ndarray, chunk_steps: int) -> Recorder:
         """Simulate ``steps`` steps of ``batch`` images from ``source`` in chunks of ``chunk_steps`` steps: the
@@ -229,10 +229,8 @@ class Network:
                     nnz = rec.add_gate(layer, spikes, start)
                     taps[("gate", layer)] = spikes
                 x = spikes.reshape(n * batch, *nxt.in_shape)
-                skip = None
-                if nxt.skip is not None:
-                    skip = nxt.skip.current(taps[nxt.skip.tap].reshape(n * batch, -1))
-                out = self.layer_chunk(nxt, x, nnz, states[layer + 1], skip)
+                skips = nxt.skip_currents(taps, n * batch)
+                out = self.layer_chunk(nxt, x, nnz, states[layer + 1], skips)
             rec.add_potential(states[-1].v, start + n)
         rec.set_input_counts(source.input_counts(steps))
         return rec
@@ -256,8 +254,7 @@ class Network:
                 if stage.gate is not None:
                     out, gates[layer] = stage.gate(pre.unsqueeze(0), gates[layer])
                     pre = passed[layer - 1] = taps[("gate", layer - 1)] = out[0]
-            skip = None if stage.skip is None else stage.skip.current(taps[stage.skip.tap])
-            current = stage.drive(pre.reshape(len(pre), *stage.in_shape), skip)
+            current = stage.drive(pre.reshape(len(pre), *stage.in_shape), stage.skip_currents(taps, len(pre)))
             updates.append(
                 if_update(current, state.layers[layer], stage.threshold, self.spec.reset, self.spec.schedule)
             )

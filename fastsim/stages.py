@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from convert.contract.spec import Conv2d, NetworkSpec, is_gate, is_spiking
-from convert.layers import skip as skip_edge
 from convert.layers import skip_map_layer
+from convert.layers.skip import Skip
 from fastsim.bandconv import BandConv
 from fastsim.fused import FusedDense
 from fastsim.gate import Gain, MaxGate, SkipEdge
@@ -54,19 +54,23 @@ class Stage:
     fused: FusedDense | None = None
     bias: torch.Tensor | None = None  # (*shape): the constant current b added to every step's W · s
     gate: MaxGate | None = None  # the max-pool gate on the population below, before ``ops``
-    skip: SkipEdge | None = None  # a second incoming edge (a residual sum)
+    skips: tuple[SkipEdge, ...] = ()  # the other incoming edges (residual sums), in the spec's order
 
-    def with_bias(self, current: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """I = (W · s + S · s_j) + b: the synaptic sums first, the trunk's then the skip's, then the bias
-        (docs/semantics.md); the identity without a skip current and a bias."""
-        if skip is not None:
+    def with_bias(self, current: torch.Tensor, skips: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """I = ((W · s + S · s_j) + S' · s_k …) + b: the synaptic sums first, the trunk's then each skip edge's
+        in order, then the bias (docs/semantics.md); the identity without skip currents and a bias."""
+        for skip in skips:
             current = current + skip
         return current if self.bias is None else current + self.bias
 
-    def drive(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        """The layer's whole input current for activity x (R, *in_shape) and the skip edge's current ``skip``:
+    def skip_currents(self, taps: dict[tuple[str, int], torch.Tensor], rows: int) -> tuple[torch.Tensor, ...]:
+        """Every skip edge's current from this chunk's (or step's) activity of its tap, ``rows`` rows each."""
+        return tuple(e.current(taps[e.tap].reshape(rows, -1)) for e in self.skips)
+
+    def drive(self, x: torch.Tensor, skips: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """The layer's whole input current for activity x (R, *in_shape) and the skip edges' currents ``skips``:
         the synapses, then the bias."""
-        return self.with_bias(self.synapse(x), skip)
+        return self.with_bias(self.synapse(x), skips)
 
     @property
     def has_sparse_product(self) -> bool:
@@ -85,16 +89,16 @@ class Stage:
         return x
 
     def current(
-        self, x: torch.Tensor, nnz: torch.Tensor | None = None, skip: torch.Tensor | None = None
+        self, x: torch.Tensor, nnz: torch.Tensor | None = None, skips: tuple[torch.Tensor, ...] = ()
     ) -> torch.Tensor:
-        """Currents (R, *shape) for activity x (R, *in_shape), the skip edge's current ``skip`` and the bias
+        """Currents (R, *shape) for activity x (R, *in_shape), the skip edges' currents ``skips`` and the bias
         included: binary spikes, ``nnz`` of them (0-d), or any activity with ``nnz`` None (then always ``ops``)."""
         if nnz is not None:
             if self.has_sparse_product and int(nnz) <= self.sparse_density * x.numel():
-                return self.with_bias(self.sparse_product(SpikeRows.from_dense(x)), skip)
+                return self.with_bias(self.sparse_product(SpikeRows.from_dense(x)), skips)
             if self.band is not None and int(nnz) <= self.band.max_spikes_per_row() * len(x):
-                return self.with_bias(self.band(x), skip)
-        return self.drive(x, skip)
+                return self.with_bias(self.band(x), skips)
+        return self.drive(x, skips)
 
     def current_from_rows(self, rows: SpikeRows) -> torch.Tensor:
         """Currents (R, *shape) for input spikes given as :class:`SpikeRows` (R, n_in), the bias included."""
@@ -173,8 +177,8 @@ def build_stages(
         bias = layer_bias(layer, shapes[i + 1], dtype, device)
         if bias is not None and kernel == "triton":
             raise ValueError("kernel='triton' does not support a layer bias; use kernel='torch' or 'events'")
-        skip = skip_of(spec, shapes, i, device, dtype, parts)
-        if (gate is not None or skip is not None) and kernel == "triton":
+        skips = tuple(skip_of(spec, shapes, e, device, dtype, parts) for e in spec.skips_into(i))
+        if (gate is not None or skips) and kernel == "triton":
             raise ValueError("kernel='triton' does not support max-pool gates or skip edges; use kernel='torch'")
         stages.append(
             Stage(
@@ -188,7 +192,7 @@ def build_stages(
                 fused=fused_step(pending[-1], float(threshold), parts, spec) if kernel == "triton" else None,
                 bias=bias,
                 gate=gate,
-                skip=skip,
+                skips=skips,
             )
         )
         pending, in_shape, gate = [], shapes[i + 1], None
@@ -196,21 +200,18 @@ def build_stages(
 
 
 def skip_of(
-    spec: NetworkSpec, shapes: list[tuple[int, ...]], i: int, device: torch.device, dtype: torch.dtype, parts: int
-) -> SkipEdge | None:
-    """The skip edge into ``spec.layers[i]`` on the device, or None (``shapes``: ``spec.shapes``)."""
-    layer = spec.layers[i]
-    if not skip_edge.has_skip(layer):
-        return None
-    source_shape = tuple(shapes[layer.skip_source + 1])
-    edge = skip_map_layer(layer)
-    if edge is None:  # the identity times a gain: one synapse per unit
-        op = Gain(torch.tensor(float(layer.skip_weight), dtype=dtype, device=device))
+    spec: NetworkSpec, shapes: list[tuple[int, ...]], edge: Skip, device: torch.device, dtype: torch.dtype, parts: int
+) -> SkipEdge:
+    """The skip edge ``edge`` of ``spec`` on the device (``shapes``: ``spec.shapes``)."""
+    source_shape = tuple(shapes[edge.source + 1])
+    layer = skip_map_layer(edge)
+    if layer is None:  # the identity times a gain: one synapse per unit
+        op = Gain(torch.tensor(float(edge.weight), dtype=dtype, device=device))
         fan = np.ones(int(np.prod(source_shape)))
     else:
-        op, fan = operator(edge, source_shape, device, dtype, parts), fanout(edge, source_shape)
+        op, fan = operator(layer, source_shape, device, dtype, parts), fanout(layer, source_shape)
     return SkipEdge(
-        tap=spec.tap(layer.skip_source),
+        tap=spec.tap(edge.source),
         op=op,
         in_shape=source_shape,
         fanout=torch.as_tensor(np.asarray(fan, dtype=np.float64).reshape(-1), device=device),

@@ -40,7 +40,6 @@ import numpy as np
 
 from convert.contract.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError, is_gate
 from convert.layers import SpikingLayer
-from convert.layers import skip as skip_edge
 from refsim.brian import load as brian_load
 from refsim.connectivity import connections, fanout, gate_connections, skip_connections
 from refsim.inputs import InputBatch, InputLayer, build_input
@@ -160,10 +159,11 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     )
     syn.connect(i=conn.i, j=conn.j)
     syn.w = conn.w
-    if skip_edge.has_skip(layer):  # a residual sum: a second pathway from the skip's tap, same slot as the trunk
-        source = state.taps[layer.skip_source]
-        skip_conn = skip_connections(layer, state.spec.shapes[layer.skip_source + 1])
-        path = Synapses(source, group, "w : 1 (constant)", on_pre="v_post += w", name=f"refsim_skip_{k}")
+    for e, edge in enumerate(state.spec.skips_into(state.index)):  # residual sums: one more pathway per skip
+        source = state.taps[edge.source]  # edge, from its tap, in the trunk's slot
+        skip_conn = skip_connections(edge, state.spec.shapes[edge.source + 1])
+        name = f"refsim_skip_{k}" if e == 0 else f"refsim_skip_{k}_{e}"
+        path = Synapses(source, group, "w : 1 (constant)", on_pre="v_post += w", name=name)
         path.connect(i=skip_conn.i, j=skip_conn.j)
         path.w = skip_conn.w
         state.extra.append(path)

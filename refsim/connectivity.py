@@ -26,6 +26,7 @@ import numpy as np
 from convert.contract import graph
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
 from convert.layers import skip_map_layer
+from convert.layers.skip import Skip
 
 
 class Connections(NamedTuple):
@@ -129,15 +130,15 @@ def _avgpool2d(layer: AvgPool2d, input_shape: tuple[int, ...]) -> Connections:
     )
 
 
-def skip_connections(layer: object, source_shape: tuple[int, ...]) -> Connections:
-    """The synapse list of a layer's skip edge (:mod:`convert.layers.skip`) from a source of ``source_shape``:
+def skip_connections(edge: Skip, source_shape: tuple[int, ...]) -> Connections:
+    """The synapse list of a skip edge (:class:`convert.layers.skip.Skip`) from a source of ``source_shape``:
     one synapse i → i of weight g per unit for the identity, else the Dense/Conv2d map's."""
-    edge = skip_map_layer(layer)
-    if edge is not None:
-        return connections(edge, source_shape)
+    layer = skip_map_layer(edge)
+    if layer is not None:
+        return connections(layer, source_shape)
     n = int(np.prod(source_shape))
     idx = np.arange(n, dtype=np.int32)
-    return Connections(idx, idx.copy(), np.full(n, float(layer.skip_weight)), n, n)
+    return Connections(idx, idx.copy(), np.full(n, float(edge.weight)), n, n)
 
 
 class GateWiring(NamedTuple):
@@ -183,8 +184,7 @@ def spec_edges(spec: NetworkSpec) -> list[tuple[int, tuple[str, int], np.ndarray
         if e.kind == "trunk":
             out.append((e.target, e.source, fans[e.target]))
             continue
-        layer = spec.layers[e.layer]
-        out.append((e.target, e.source, fanout(skip_connections(layer, shapes[layer.skip_source + 1]))))
+        out.append((e.target, e.source, fanout(skip_connections(e.skip, shapes[e.skip.source + 1]))))
     return out
 
 

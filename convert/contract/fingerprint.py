@@ -38,7 +38,8 @@ def spec_fingerprint(spec: NetworkSpec) -> str:
 
 def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
     layers = []
-    for layer in spec.layers:
+    chain, more_skips = spec.chain_form()  # a layer's first skip edge hashed as its fields, as before
+    for layer in chain:
         entry: dict[str, Any] = {"type": type(layer).__name__}
         for f in dataclasses.fields(layer):
             value = getattr(layer, f.name)
@@ -66,6 +67,11 @@ def _spec_content(spec: NetworkSpec) -> dict[str, Any]:
         content["v_init"] = spec.v_init
     if spec.v_init_neurons is not None:  # per-neuron start potentials (absent: every older key unchanged)
         content["v_init_neurons"] = list(spec.v_init_neurons)
+    if more_skips:  # a second skip edge into one layer (absent: every older key unchanged)
+        content["skips"] = [
+            {"source": e.source, "target": e.target, "weight": e.weight, "stride": e.stride, "padding": e.padding}
+            for e in more_skips
+        ]
     return content
 
 

@@ -20,6 +20,10 @@ as a fraction of the threshold); a spec with ``v_init`` ≠ 0 is written as vers
 of version 4, and every other spec as before. Version 6 added per-neuron start potentials: the header key
 ``v_init_neurons``, a list naming one float64 array (n_l,) per spiking population (``v_init_neurons.<k>``,
 always float64: a fraction just below 1 must not round up to 1); a spec with them is written as version 6.
+Version 7 added the edge list: the header key ``skips``, every skip edge as ``{"source", "target", "weight"
+(an array name, ``skips.<e>.weight``), "stride", "padding"}``, in place of the layers' ``skip_*`` fields, and
+``v_init_neurons`` optional; a spec with more than one skip edge into one layer (which the layer fields cannot
+hold) is written as version 7, every other spec as before.
 
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
@@ -39,7 +43,7 @@ from convert.contract.spec import NetworkSpec, SpecError
 from convert.layers import FAMILIES, family_of, supported
 from convert.layers import skip as skip_edge
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 _SPEC_FIELDS = ("input_shape", "reset", "schedule", "dt_ms", "encoding", "max_rate_hz", "labels", "provenance")
 #: header keys each format version adds to _SPEC_FIELDS
 _VERSION_FIELDS = {
@@ -49,7 +53,11 @@ _VERSION_FIELDS = {
     4: ("readout",),
     5: ("readout", "v_init"),
     6: ("readout", "v_init", "v_init_neurons"),
+    7: ("readout", "v_init", "v_init_neurons", "skips"),
 }
+#: header keys a version may leave out
+_OPTIONAL_HEADER = {7: ("v_init_neurons",)}
+_SKIP_KEYS = ("source", "target", "weight", "stride", "padding")  # an entry of ``skips`` (version 7)
 _NEURON_STARTS = "v_init_neurons."  # the arrays of per-neuron start potentials (version 6)
 #: layer array fields that may be absent (None), and the first version that holds them
 _OPTIONAL_ARRAYS = {"bias": 3}
@@ -60,8 +68,42 @@ _SKIP_FIELDS = {name: 4 for name in skip_edge.FIELDS}
 def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON header and the arrays of a spec; a layer of an unregistered type raises :class:`SpecError`."""
     arrays: dict[str, np.ndarray] = {}
+    chain, more_skips = spec.chain_form()  # the first skip edge into a layer as its fields (versions 4 to 6)
+    version = _version(spec, bool(more_skips))
+    layers = _layer_entries(spec.layers if version == 7 else chain, arrays)  # 7: skip edges in the header
+    header = {"format_version": version, "layers": layers}
+    for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
+        value = getattr(spec, name)
+        if name == "v_init_neurons":
+            if value is None:
+                continue
+            value = [f"{_NEURON_STARTS}{k}" for k in range(len(value))]
+            arrays.update(dict(zip(value, spec.v_init_neurons, strict=True)))
+        if name == "skips":
+            value = [_skip_to_dict(e, k, arrays) for k, e in enumerate(spec.skips)]
+        header[name] = list(value) if isinstance(value, tuple) else value
+    return header, arrays
+
+
+def _version(spec: NetworkSpec, more_skips: bool) -> int:
+    """The oldest format version that holds ``spec`` (module doc)."""
+    has_bias = any(getattr(layer, "bias", None) is not None for layer in spec.layers)
+    version = 3 if has_bias else 1 if spec.readout == "spikes" else 2
+    if not spec.is_chain:  # a gate or a skip edge
+        version = 4
+    if spec.v_init != 0.0:  # an initial membrane potential
+        version = 5
+    if spec.v_init_neurons is not None:  # one per neuron
+        version = 6
+    if more_skips:  # several skip edges into one layer
+        version = 7
+    return version
+
+
+def _layer_entries(chain: tuple[Any, ...], arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The header's entry of every layer, its arrays added to ``arrays``."""
     layers = []
-    for i, layer in enumerate(spec.layers):
+    for i, layer in enumerate(chain):
         family = family_of(layer)
         entry: dict[str, Any] = {"type": family.name}
         for f in dataclasses.fields(layer):
@@ -79,22 +121,43 @@ def to_dict(spec: NetworkSpec) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             else:
                 entry[f.name] = list(value) if isinstance(value, tuple) else value
         layers.append(entry)
-    has_bias = any(getattr(layer, "bias", None) is not None for layer in spec.layers)
-    version = 3 if has_bias else 1 if spec.readout == "spikes" else 2  # the oldest that holds it (module doc)
-    if not spec.is_chain:  # a gate or a skip edge
-        version = 4
-    if spec.v_init != 0.0:  # an initial membrane potential
-        version = 5
-    if spec.v_init_neurons is not None:  # one per neuron
-        version = 6
-    header = {"format_version": version, "layers": layers}
-    for name in (*_SPEC_FIELDS, *_VERSION_FIELDS[version]):
-        value = getattr(spec, name)
-        if name == "v_init_neurons":
-            value = [f"{_NEURON_STARTS}{k}" for k in range(len(value))]
-            arrays.update(dict(zip(value, spec.v_init_neurons, strict=True)))
-        header[name] = list(value) if isinstance(value, tuple) else value
-    return header, arrays
+    return layers
+
+
+def _skip_to_dict(edge: skip_edge.Skip, k: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    key = f"skips.{k}.weight"
+    arrays[key] = edge.weight
+    return {
+        "source": edge.source,
+        "target": edge.target,
+        "weight": key,
+        "stride": list(edge.stride),
+        "padding": list(edge.padding),
+    }
+
+
+def _skip_from_dict(k: int, entry: Any, arrays: dict[str, np.ndarray]) -> skip_edge.Skip:
+    where = f"header.skips[{k}]"
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where}: must be a JSON object with {', '.join(_SKIP_KEYS)}, got {json.dumps(entry)[:60]}")
+    _check_keys(where, entry, _SKIP_KEYS)
+    types = {
+        "source": (_is_int, "an integer (the index of the layer the skip edge comes from)"),
+        "target": (_is_int, "an integer (the index of the layer the skip edge goes into)"),
+        "weight": _ARRAY_FIELD,
+        "stride": (_is_int_or_pair, "an integer or a pair of integers"),
+        "padding": (_is_int_or_pair, "an integer or a pair of integers"),
+    }
+    _check_types(where, entry, types)
+    name = entry["weight"]
+    if name not in arrays:
+        raise SpecError(f"{where}.weight: array {name!r} missing from the file")
+    if arrays[name].dtype not in (np.float32, np.float64):
+        raise SpecError(f"{where}.weight: array {name!r} has dtype {arrays[name].dtype}; need float32/float64")
+    try:
+        return skip_edge.Skip(**{**entry, "weight": arrays[name]})
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from None
 
 
 def _is_int(value: Any) -> bool:
@@ -127,6 +190,7 @@ _HEADER_TYPES: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "a list of array names (one per spiking population)",
     ),
+    "skips": (lambda v: isinstance(v, list), "a list of skip-edge objects"),
 }
 _ARRAY_FIELD: tuple[Any, str] = (lambda v: isinstance(v, str), "the name of an array in the file")
 _LAYER_FIELD_TYPES: dict[str, tuple[Any, str]] = {
@@ -144,7 +208,10 @@ def _layer_fields(cls: type, version: int) -> tuple[str, ...]:
     """The fields a layer of type ``cls`` may have in a file of ``version``: its dataclass fields, but the
     optional arrays a version predates."""
     since = {**_OPTIONAL_ARRAYS, **_SKIP_FIELDS}
-    return tuple(f.name for f in dataclasses.fields(cls) if since.get(f.name, 0) <= version)
+    until = {name: 6 for name in _SKIP_FIELDS}  # version 7 lists skip edges in the header
+    return tuple(
+        f.name for f in dataclasses.fields(cls) if since.get(f.name, 0) <= version <= until.get(f.name, version)
+    )
 
 
 def _check_keys(where: str, keys: Any, allowed: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
@@ -205,10 +272,13 @@ def from_dict(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> NetworkS
     if not _is_int(version) or version not in _VERSION_FIELDS:
         raise SpecError(f"header.format_version: must be one of {sorted(_VERSION_FIELDS)}, got {json.dumps(version)}")
     fields = (*_SPEC_FIELDS, *_VERSION_FIELDS[version])
-    _check_keys(f"header (format_version {version})", header, ("format_version", "layers", *fields))
+    optional = _OPTIONAL_HEADER.get(version, ())
+    _check_keys(f"header (format_version {version})", header, ("format_version", "layers", *fields), optional)
     _check_types("header", header, _HEADER_TYPES)
     layers = tuple(_layer_from_dict(i, entry, arrays, version) for i, entry in enumerate(header["layers"]))
-    kwargs = {name: header[name] for name in fields}
+    kwargs = {name: header[name] for name in fields if name in header}
+    if "skips" in kwargs:
+        kwargs["skips"] = tuple(_skip_from_dict(k, e, arrays) for k, e in enumerate(kwargs["skips"]))
     if "v_init_neurons" in kwargs:
         missing = [name for name in kwargs["v_init_neurons"] if name not in arrays]
         if missing:

@@ -5,6 +5,8 @@ construction with errors that name the offending field. It holds everything a si
 simulator takes neuron parameters or time semantics as arguments:
 
 * ``input_shape``: the shape of one input sample, e.g. ``(1, 28, 28)``;
+* ``skips``: the skip edges (:class:`convert.layers.skip.Skip`), any number into any ``Dense`` or ``Conv2d``
+  layer, ordered by target (a layer given in the chain form, with ``skip_*`` fields, has its edge moved here);
 * ``layers``: a chain of layers of the registered families (:mod:`convert.layers`: :class:`Flatten`,
   :class:`Dense`, :class:`Conv2d`, :class:`AvgPool2d`, one module each). Every layer but ``Flatten`` is a
   *spiking* layer: a population of integrate-and-fire neurons with its own ``threshold`` θ_l, fed through the
@@ -31,6 +33,7 @@ The exact discrete-time semantics are in docs/semantics.md; the file format in d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +56,7 @@ from convert.layers import (
     is_spiking,
 )
 from convert.layers import skip as skip_edge
+from convert.layers.skip import Skip
 
 __all__ = [
     "ENCODINGS",
@@ -68,6 +72,7 @@ __all__ = [
     "Layer",
     "MaxPool2d",
     "NetworkSpec",
+    "Skip",
     "SpecError",
     "UnknownLayerError",
     "is_gate",
@@ -133,6 +138,7 @@ class NetworkSpec:
     readout: str = "spikes"
     v_init: float = 0.0
     v_init_neurons: tuple[np.ndarray, ...] | None = None
+    skips: tuple[Skip, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -144,6 +150,7 @@ class NetworkSpec:
                 family_of(layer)
             except UnknownLayerError as err:
                 raise UnknownLayerError(f"layers[{i}]: {err}") from None
+        self._gather_skips()
         if not is_spiking(self.layers[-1]):
             raise SpecError("layers[-1]: the last layer must be a spiking layer (the output neurons)")
         if self.reset not in RESETS:
@@ -181,18 +188,43 @@ class NetworkSpec:
                 raise SpecError(f"layers[{i}] ({type(layer).__name__}): shapes do not chain: {err}") from None
         return out
 
+    def _gather_skips(self) -> None:
+        """The chain form's skip fields moved into ``skips`` (before the given edges into the same layer), the
+        layers stripped of them; the edges in a stable order by target."""
+        carried = []
+        for i, layer in enumerate(self.layers):
+            if skip_edge.has_skip(layer):
+                carried.append((i, Skip.of_layer(layer, i)))
+        given = tuple(self.skips)
+        if any(not isinstance(e, Skip) for e in given):
+            raise SpecError("skips: every skip edge must be a convert.layers.skip.Skip")
+        if carried:
+            object.__setattr__(self, "layers", tuple(skip_edge.stripped(layer) for layer in self.layers))
+        edges = [(i, 0, e) for i, e in carried] + [(e.target, 1, e) for e in given]
+        edges.sort(key=lambda t: (t[0], t[1]))
+        object.__setattr__(self, "skips", tuple(e for _, _, e in edges))
+
     def _check_graph(self, shapes: list[tuple[int, ...]]) -> None:
-        """Gates directly after a spiking layer; skip edges from an earlier tap, of the target's shape."""
+        """Gates directly after a spiking layer; skip edges from an earlier tap into a Dense or Conv2d layer,
+        of the target's shape."""
         for i, layer in enumerate(self.layers):
             if is_gate(layer) and (i == 0 or not is_spiking(self.layers[i - 1])):
                 raise SpecError(
                     f"layers[{i}] (MaxPool2d): a max-pool gate must directly follow a spiking layer "
                     "(it compares the spike counts of the population below)"
                 )
-            if not skip_edge.has_skip(layer):
-                continue
-            j = layer.skip_source
-            where = f"layers[{i}] ({type(layer).__name__}).skip_source={j}"
+        for edge in self.skips:
+            i, j = edge.target, edge.source
+            where = f"skip edge {j} -> {i}"
+            if i >= len(self.layers):
+                raise SpecError(f"{where}: the target is past the last layer ({len(self.layers) - 1})")
+            target = self.layers[i]
+            where = f"layers[{i}] ({type(target).__name__}): {where}"
+            ranks = {"Dense": (0, 2), "Conv2d": (0, 4)}.get(type(target).__name__)
+            if ranks is None:
+                raise SpecError(f"{where}: only a Dense or Conv2d layer takes a skip edge")
+            if edge.weight.ndim not in ranks:
+                raise SpecError(f"{where}: a {edge.weight.ndim}-d skip weight; this layer takes {ranks[1]}-d or 0-d")
             if j >= i:
                 raise SpecError(f"{where}: a skip edge must come from an earlier layer (index below {i})")
             if not (is_spiking(self.layers[j]) or is_gate(self.layers[j])):
@@ -201,16 +233,32 @@ class NetworkSpec:
                     f"not {type(self.layers[j]).__name__}"
                 )
             try:
-                got = skip_edge.output_shape(layer, shapes[j + 1])
+                got = edge.output_shape(shapes[j + 1])
             except SpecError as err:
                 raise SpecError(f"{where}: {err}") from None
             if tuple(got) != tuple(shapes[i + 1]):
                 raise SpecError(f"{where}: the skip map gives shape {got}, the layer has {shapes[i + 1]}")
 
+    def skips_into(self, index: int) -> tuple[Skip, ...]:
+        """The skip edges into ``layers[index]``, in the order their currents are added."""
+        return tuple(e for e in self.skips if e.target == index)
+
+    def chain_form(self) -> tuple[tuple[Layer, ...], tuple[Skip, ...]]:
+        """The layers with the first skip edge into each carried as its ``skip_*`` fields (the form of files of
+        versions 4 to 6 and of the content fingerprints, which stay as they were), and the other edges."""
+        layers, rest, seen = list(self.layers), [], set()
+        for e in self.skips:
+            if e.target in seen:
+                rest.append(e)
+                continue
+            seen.add(e.target)
+            layers[e.target] = dataclasses.replace(layers[e.target], **e.fields())
+        return tuple(layers), tuple(rest)
+
     @property
     def is_chain(self) -> bool:
         """No max-pool gate and no skip edge: the paper's feed-forward chain of populations."""
-        return not any(is_gate(layer) or skip_edge.has_skip(layer) for layer in self.layers)
+        return not self.skips and not any(is_gate(layer) for layer in self.layers)
 
     def tap(self, index: int) -> tuple[str, int]:
         """Where the activity after ``layers[index]`` comes from: ``("pop", p)`` for spiking population p
@@ -274,6 +322,7 @@ class NetworkSpec:
             and self.readout == other.readout
             and self.v_init == other.v_init
             and _same_arrays(self.v_init_neurons, other.v_init_neurons)
+            and self.skips == other.skips
             and self.provenance == other.provenance
         )
 

@@ -179,7 +179,8 @@ def _convert(
     scales = qcfs_scales(ops)
     if any(scales):  # QCFS's SNN: every membrane starts at θ/2, reset by subtraction (unless told otherwise)
         spec_fields = {"reset": "subtract", "v_init": 0.5, **spec_fields}
-    spec = direct_copy(layers_of(ops), tuple(example.shape[1:]), dataset, provenance=provenance, **spec_fields)
+    layers, skips = layers_of(ops)
+    spec = direct_copy(layers, tuple(example.shape[1:]), dataset, provenance=provenance, skips=skips, **spec_fields)
     return _with_qcfs_scales(spec, scales) if any(scales) else spec
 
 

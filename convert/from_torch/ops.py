@@ -9,12 +9,12 @@ checked (a ReLU after every weight layer but the last) and built into layers (:f
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, SpecError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, Skip, SpecError
 
 
 @dataclass
@@ -30,8 +30,9 @@ class Op:
     padding: tuple[int, int] = (0, 0)
     kernel: int = 0
     bn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None  # γ, β, μ, σ², ε
-    source: str | None = None  # a weight op's skip edge: the tap node it comes from (a relu or a max-pool)
-    skip: list[Op] | None = None  # and its branch: [] (the identity), or one weight op and its BatchNorm
+    # a weight op's skip edges, in the order they are summed: (the tap node each comes from (a relu or a
+    # max-pool), its branch: [] (the identity), or one weight op and its BatchNorm)
+    skips: list[tuple[str, list[Op]]] = field(default_factory=list)
     taps: tuple[str, ...] = ()  # a relu or max-pool op: the graph nodes whose value it is
     lam: float | None = None  # a relu op read from a QCFS module (convert.qcfs): its threshold λ
     levels: int | None = None  # and its number of levels L
@@ -45,8 +46,7 @@ def fold_batchnorm(ops: list[Op]) -> list[Op]:
     chain and on every skip branch."""
     out: list[Op] = []
     for op in ops:
-        if op.skip:
-            op.skip = fold_batchnorm(op.skip)
+        op.skips = [(source, fold_batchnorm(branch)) for source, branch in op.skips]
         if op.kind != "bn":
             out.append(op)
             continue
@@ -129,36 +129,37 @@ def qcfs_scales(ops: list[Op]) -> list[tuple[float, int] | None]:
     return scales
 
 
-def _skip_fields(op: Op, taps: dict[str, int]) -> dict[str, Any]:
-    """The skip fields of a weight op's layer (convert.layers.skip), and its branch's bias folded into it."""
-    if op.skip is None:
-        return {}
-    if len(op.skip) > 1:
-        raise SpecError(f"node `{op.node}`: its skip branch holds {len(op.skip)} layers; at most one is supported")
-    fields: dict[str, Any] = {"skip_source": taps[op.source], "skip_weight": np.array(1.0)}
-    if op.skip:
-        branch = op.skip[0]
-        fields.update(skip_weight=branch.weight)
-        if branch.weight.ndim == 4:
-            fields.update(skip_stride=branch.stride, skip_padding=branch.padding)
-        if branch.bias is not None:  # the node gets both edges' constant currents
-            op.bias = branch.bias if op.bias is None else op.bias + branch.bias
-    return fields
+def _skips(op: Op, taps: dict[str, int], target: int) -> list[Skip]:
+    """The skip edges into a weight op's layer (index ``target``), each branch's bias folded into the op's."""
+    out = []
+    for source, branch in op.skips:
+        if len(branch) > 1:
+            raise SpecError(f"node `{op.node}`: its skip branch holds {len(branch)} layers; at most one is supported")
+        if not branch:  # the identity
+            out.append(Skip(taps[source], target, np.array(1.0)))
+            continue
+        edge = branch[0]
+        conv = {"stride": edge.stride, "padding": edge.padding} if edge.weight.ndim == 4 else {}
+        out.append(Skip(taps[source], target, edge.weight, **conv))
+        if edge.bias is not None:  # the node gets every edge's constant current
+            op.bias = edge.bias if op.bias is None else op.bias + edge.bias
+    return out
 
 
-def layers_of(ops: list[Op]) -> list[Any]:
-    """The spec's layers of a folded, ordered and checked chain of operations (skip edges attached); a
-    flatten after the last spiking layer (a pooled classifier's ``(N, C, 1, 1) -> (N, C)``) is dropped."""
+def layers_of(ops: list[Op]) -> tuple[list[Any], list[Skip]]:
+    """The spec's layers of a folded, ordered and checked chain of operations, and its skip edges; a flatten
+    after the last spiking layer (a pooled classifier's ``(N, C, 1, 1) -> (N, C)``) is dropped."""
     layers: list[Any] = []
+    skips: list[Skip] = []
     taps: dict[str, int] = {}  # a relu or max-pool node -> the index of the layer whose output it is
     for op in ops:
         if op.kind == "weight":
-            skip = _skip_fields(op, taps)
+            skips += _skips(op, taps, len(layers))
             if op.weight.ndim == 2:
-                layers.append(Dense(op.weight, bias=op.bias, **skip))
+                layers.append(Dense(op.weight, bias=op.bias))
             else:
                 conv = {"stride": op.stride, "padding": op.padding, "groups": op.groups}
-                layers.append(Conv2d(op.weight, bias=op.bias, **conv, **skip))
+                layers.append(Conv2d(op.weight, bias=op.bias, **conv))
         elif op.kind == "pool":
             layers.append(AvgPool2d(op.kernel, stride=op.stride[0]))
         elif op.kind == "flatten":
@@ -170,7 +171,7 @@ def layers_of(ops: list[Op]) -> list[Any]:
             taps[op.node] = len(layers) - 1
     while len(layers) > 1 and isinstance(layers[-1], Flatten):  # (C, 1, 1) -> (C,) after the output layer:
         layers.pop()  # the same neurons in the same order, so the same class labels
-    return layers
+    return layers, skips
 
 
 def input_affine(mean: Any, std: Any) -> Op:

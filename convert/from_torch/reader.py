@@ -134,7 +134,8 @@ class _Reader:
         self.branches[node][1].append(op)
 
     def add(self, node: fx.Node) -> None:
-        """``a + b``: the chain's pre-activation plus a skip (a rectified value, or a branch from one)."""
+        """``a + b``: the chain's pre-activation (or a sum of it) plus a skip (a rectified value, or a branch
+        from one)."""
         a, b = node.args[:2]
         if b is self.current:
             a, b = b, a
@@ -154,9 +155,7 @@ class _Reader:
                 "sums after a ReLU or a reshape: a residual sum must add the skip to a Linear/Conv2d's "
                 "output (before its ReLU), which is where the spiking neuron integrates both currents",
             )
-        if last.skip is not None:
-            raise refuse(node, self.gm, f"is a second skip into `{last.node}`; one skip per layer is supported")
-        last.source, last.skip = tap, ops
+        last.skips.append((tap, ops))  # any number: ((W·s + S·s_j) + S'·s_k …), in the order of the sums
         self.current = node
 
     def read(self) -> list[Op]:

@@ -48,25 +48,24 @@ def is_spiking(layer: object) -> bool:
     return family_of(layer).spiking
 
 
-def skip_map_layer(layer: object) -> Dense | Conv2d | None:
-    """The skip edge's map of ``layer`` (:mod:`convert.layers.skip`) as a layer of its own family (threshold 1,
-    no bias, no skip), for the simulators' builders; None for the identity."""
-    kind = skip.kind(layer)
-    if kind == "identity":
+def skip_map_layer(edge: skip.Skip) -> Dense | Conv2d | None:
+    """A skip edge's map (:class:`convert.layers.skip.Skip`) as a layer of its own family (threshold 1, no bias),
+    for the simulators' builders; None for the identity."""
+    if edge.kind == "identity":
         return None
-    if kind == "dense":
-        return Dense(layer.skip_weight)
-    return Conv2d(layer.skip_weight, stride=layer.skip_stride, padding=layer.skip_padding)
+    if edge.kind == "dense":
+        return Dense(edge.weight)
+    return Conv2d(edge.weight, stride=edge.stride, padding=edge.padding)
 
 
-def skip_synapses(layer: object, source_shape: tuple[int, ...]) -> int:
-    """The (source, target) pairs ``layer``'s skip edge connects: one per unit for the identity."""
-    edge = skip_map_layer(layer)
-    if edge is None:
+def skip_synapses(edge: skip.Skip, source_shape: tuple[int, ...]) -> int:
+    """The (source, target) pairs a skip edge connects: one per unit for the identity."""
+    layer = skip_map_layer(edge)
+    if layer is None:
         import numpy as np
 
         return int(np.prod(source_shape))
-    return int(family_of(edge).synapses(edge, source_shape))
+    return int(family_of(layer).synapses(layer, source_shape))
 
 
 def is_gate(layer: object) -> bool:

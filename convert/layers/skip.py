@@ -1,26 +1,30 @@
-"""The skip edge: a second synapse map into a spiking layer, from an earlier point of the chain (a residual sum).
+"""The skip edge: a synapse map into a spiking layer from an earlier point of the chain (a residual sum).
 
-A spec is a chain of layers (the trunk) plus, on any ``Dense`` or ``Conv2d`` layer l, at most one skip edge:
-the layer's four ``skip_*`` fields. The node l then receives the currents of both incoming edges,
-I_l = (W_l · s_{l−1} + S_l · s_j) + b_l (docs/semantics.md: residual sums), where s_j is the activity *after*
-layer ``skip_source`` = j of ``spec.layers`` (a spiking layer's spikes, or the output of a ``MaxPool2d`` gate
-that directly follows one), and S_l is one of three maps, by the rank of ``skip_weight``:
+A spec is a chain of layers (the trunk) plus its skip edges, ``NetworkSpec.skips``: any number of
+:class:`Skip` edges into any ``Dense`` or ``Conv2d`` layer l. The node l then receives the currents of all its
+incoming edges, I_l = ((W_l · s_{l−1} + S_l · s_j) + S'_l · s_k …) + b_l (docs/semantics.md: residual sums),
+where s_j is the activity *after* layer j = ``source`` of ``spec.layers`` (a spiking layer's spikes, or the
+output of a ``MaxPool2d`` gate that directly follows one), and S_l is one of three maps, by the rank of the
+edge's ``weight``:
 
 * 0-d: the identity times a gain g (a ResNet's identity shortcut; the shapes must match);
 * 2-d (out, n_j): all-to-all, into a ``Dense`` layer;
-* 4-d (out_c, C_j, kh, kw): a convolution with ``skip_stride`` and ``skip_padding`` (a ResNet's 1×1
-  downsampling shortcut, its BatchNorm folded in), into a ``Conv2d`` layer.
+* 4-d (out_c, C_j, kh, kw): a convolution with ``stride`` and ``padding`` (a ResNet's 1×1 downsampling
+  shortcut, its BatchNorm folded in), into a ``Conv2d`` layer.
 
-Normalization scales the skip weights by λ_j / λ_l (:mod:`convert.normalize`); the ANN adds the skip map's
-output to the trunk's pre-activation (:func:`forward`). A layer without a skip has ``skip_source`` None and the
-other three fields at their defaults; such a layer hashes and is written exactly as before skips existed.
-The skip map as a layer of its own family, and its synapse count, are :func:`convert.layers.skip_map_layer`
-and :func:`convert.layers.skip_synapses` (the registry, which knows the families).
+The *chain form* of a skip edge, the only one before format version 7, is four ``skip_*`` fields on its target
+layer (``Dense(w, skip_source=j, skip_weight=g)``); :class:`convert.contract.spec.NetworkSpec` takes layers in
+that form and moves each such edge into ``skips`` (:func:`stripped` layers), so every consumer reads one list.
+Normalization scales a skip's weights by λ_j / λ_l (:mod:`convert.normalize`); the ANN adds each map's output
+to the trunk's pre-activation (:meth:`Skip.forward`). The map as a layer of its own family, and its synapse
+count, are :func:`convert.layers.skip_map_layer` and :func:`convert.layers.skip_synapses` (the registry, which
+knows the families).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,55 +68,126 @@ def check_fields(layer: Any, name: str, ranks: tuple[int, ...]) -> None:
 
 
 def has_skip(layer: Any) -> bool:
+    """Whether ``layer`` carries a skip edge in the chain form (its four ``skip_*`` fields)."""
     return getattr(layer, "skip_source", None) is not None
 
 
-def kind(layer: Any) -> str:
-    """``identity``, ``dense`` or ``conv``: the skip map of a layer that :func:`has_skip`."""
-    return {0: "identity", 2: "dense", 4: "conv"}[layer.skip_weight.ndim]
+def stripped(layer: Any) -> Any:
+    """``layer`` without the chain form's skip fields (at their defaults)."""
+    return dataclasses.replace(layer, **DEFAULTS) if has_skip(layer) else layer
 
 
-def output_shape(layer: Any, source_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape the skip map sends for a source of ``source_shape``; a SpecError if it does not fit."""
-    w, k = layer.skip_weight, kind(layer)
-    if k == "identity":
-        return tuple(source_shape)
-    if k == "dense":
-        if tuple(source_shape) != (w.shape[1],):
-            raise SpecError(f"skip_weight {w.shape} takes ({w.shape[1]},), the skip source gives {source_shape}")
-        return (w.shape[0],)
-    oc, ic, kh, kw = w.shape
-    if len(source_shape) != 3 or source_shape[0] != ic:
-        raise SpecError(f"skip_weight {w.shape} takes ({ic}, H, W), the skip source gives {source_shape}")
-    (sh, sw), (ph, pw) = layer.skip_stride, layer.skip_padding
-    h = (source_shape[1] + 2 * ph - kh) // sh + 1
-    wd = (source_shape[2] + 2 * pw - kw) // sw + 1
-    if h < 1 or wd < 1:
-        raise SpecError(f"skip kernel {kh}x{kw} does not fit the skip source {source_shape}")
-    return (oc, h, wd)
+@dataclass(frozen=True, eq=False)
+class Skip:
+    """A skip edge: the synapse map from the activity after ``spec.layers[source]`` into the spiking layer
+    ``spec.layers[target]`` (a ``Dense`` or ``Conv2d``). ``weight``'s rank picks the map (module doc); ``stride``
+    and ``padding`` belong to a convolutional (4-d) map only. Any number of skip edges may enter one layer; its
+    current is the trunk's sum, then each skip edge's sum in the spec's order, then the bias (docs/semantics.md).
+    """
 
+    source: int
+    target: int
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
 
-def forward(layer: Any, a: Any) -> Any:
-    """The ANN current the skip map sends for the source activity ``a`` (N, *source shape), torch."""
-    import torch.nn.functional as F
+    def __post_init__(self) -> None:
+        for name in ("source", "target"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise SpecError(f"skip edge {name}: must be the index of a layer of the spec, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        where = f"skip edge {self.source} -> {self.target}"
+        object.__setattr__(self, "stride", pair(self.stride, f"{where}: stride", 1))
+        object.__setattr__(self, "padding", pair(self.padding, f"{where}: padding", 0))
+        if self.weight is None:
+            raise SpecError(f"{where}: a skip edge needs weights (a 0-d gain for the identity)")
+        arr = np.array(self.weight, copy=True)
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float64)
+        if arr.ndim not in (0, 2, 4):
+            raise SpecError(f"{where}: weight must be 0-d, 2-d or 4-d, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise SpecError(f"{where}: NaN or infinite weights; retrain or fix the checkpoint")
+        if arr.ndim != 4 and (self.stride, self.padding) != ((1, 1), (0, 0)):
+            raise SpecError(f"{where}: stride/padding: only a convolutional (4-d) skip has them")
+        arr.setflags(write=False)
+        object.__setattr__(self, "weight", arr)
 
-    w, k = layer.skip_weight, kind(layer)
-    if k == "identity":
-        return a * float(w)
-    if k == "dense":
-        return a @ weight_tensor(w, a).T
-    return F.conv2d(a, weight_tensor(w, a), stride=layer.skip_stride, padding=layer.skip_padding)
+    @classmethod
+    def of_layer(cls, layer: Any, target: int) -> Skip:
+        """The skip edge a layer carries in the chain form (its ``skip_*`` fields)."""
+        return cls(layer.skip_source, target, layer.skip_weight, layer.skip_stride, layer.skip_padding)
 
+    def fields(self) -> dict[str, Any]:
+        """The chain form's four layer fields of this edge (files of versions 4 to 6, the fingerprints)."""
+        return {
+            "skip_source": self.source,
+            "skip_weight": self.weight,
+            "skip_stride": self.stride,
+            "skip_padding": self.padding,
+        }
 
-def positive_input_rows(layer: Any) -> np.ndarray | float:
-    """Σ_i max(S_ji, 0) per output neuron (dense) or output channel (conv), or max(g, 0) for the identity:
-    the most one step of one-spike-per-input brings through the skip (model-based normalization)."""
-    w = np.clip(layer.skip_weight, 0, None)
-    if w.ndim == 0:
-        return float(w)
-    return w.reshape(w.shape[0], -1).sum(axis=1)
+    @property
+    def kind(self) -> str:
+        """``identity``, ``dense`` or ``conv``."""
+        return {0: "identity", 2: "dense", 4: "conv"}[self.weight.ndim]
 
+    def output_shape(self, source_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape the map sends for a source of ``source_shape``; a SpecError if it does not fit."""
+        w, k = self.weight, self.kind
+        if k == "identity":
+            return tuple(source_shape)
+        if k == "dense":
+            if tuple(source_shape) != (w.shape[1],):
+                raise SpecError(f"skip weight {w.shape} takes ({w.shape[1]},), the skip source gives {source_shape}")
+            return (w.shape[0],)
+        oc, ic, kh, kw = w.shape
+        if len(source_shape) != 3 or source_shape[0] != ic:
+            raise SpecError(f"skip weight {w.shape} takes ({ic}, H, W), the skip source gives {source_shape}")
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        h = (source_shape[1] + 2 * ph - kh) // sh + 1
+        wd = (source_shape[2] + 2 * pw - kw) // sw + 1
+        if h < 1 or wd < 1:
+            raise SpecError(f"skip kernel {kh}x{kw} does not fit the skip source {source_shape}")
+        return (oc, h, wd)
 
-def scaled(layer: Any, factor: float) -> Any:
-    """The layer with its skip weights multiplied by ``factor`` (λ_source / λ_target)."""
-    return dataclasses.replace(layer, skip_weight=layer.skip_weight * factor)
+    def forward(self, a: Any) -> Any:
+        """The ANN current the map sends for the source activity ``a`` (N, *source shape), torch."""
+        import torch.nn.functional as F
+
+        w, k = self.weight, self.kind
+        if k == "identity":
+            return a * float(w)
+        if k == "dense":
+            return a @ weight_tensor(w, a).T
+        return F.conv2d(a, weight_tensor(w, a), stride=self.stride, padding=self.padding)
+
+    def positive_input_rows(self) -> np.ndarray | float:
+        """Σ_i max(S_ji, 0) per output neuron (dense) or output channel (conv), or max(g, 0) for the identity:
+        the most one step of one-spike-per-input brings through the edge (model-based normalization)."""
+        w = np.clip(self.weight, 0, None)
+        if w.ndim == 0:
+            return float(w)
+        return w.reshape(w.shape[0], -1).sum(axis=1)
+
+    def scaled(self, factor: float) -> Skip:
+        """The edge with its weights multiplied by ``factor`` (λ_source / λ_target)."""
+        return dataclasses.replace(self, weight=self.weight * factor)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Skip):
+            return NotImplemented
+        return (
+            (self.source, self.target, self.stride, self.padding)
+            == (
+                other.source,
+                other.target,
+                other.stride,
+                other.padding,
+            )
+            and (self.weight.dtype, self.weight.shape) == (other.weight.dtype, other.weight.shape)
+            and np.array_equal(self.weight, other.weight)
+        )
+
+    __hash__ = None  # type: ignore[assignment]

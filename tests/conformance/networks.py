@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Skip
 from convert.encoding import poisson_spikes
 
 
@@ -158,6 +158,28 @@ def _torchvision_layers(family: str, rng: np.random.Generator) -> tuple[tuple[in
             Flatten(),
             Dense(dyadic(rng, (3, 16)), threshold=0.5),
         )
+    if family == "DenseBlock":  # any number of edges into one population (DenseNet's block): conv -> gate 2
+        # -> 3x3 conv -> 1x1 conv + an identity skip from the gate -> 3x3 conv + bias with three skip edges: a
+        # 1x1 conv from the gate, a padded 3x3 from the first conv after the gate, a 2x2 stride 2 from the
+        # population below the gate -> flatten -> dense
+        return (
+            (1, 6, 6),
+            (
+                Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.5, padding=1),
+                MaxPool2d(2),
+                Conv2d(dyadic(rng, (2, 2, 3, 3)), threshold=0.5, padding=1),
+                Conv2d(dyadic(rng, (2, 2, 1, 1)), threshold=0.5),
+                Conv2d(dyadic(rng, (3, 2, 3, 3)), threshold=0.75, padding=1, bias=dyadic(rng, (3,), -2, 3)),
+                Flatten(),
+                Dense(dyadic(rng, (3, 27)), threshold=0.5),
+            ),
+            (
+                Skip(1, 3, 0.5),
+                Skip(1, 4, dyadic(rng, (3, 2, 1, 1))),
+                Skip(2, 4, dyadic(rng, (3, 2, 3, 3)), padding=1),
+                Skip(0, 4, dyadic(rng, (3, 2, 2, 2)), stride=2),
+            ),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
@@ -175,13 +197,15 @@ FAMILIES = (
     "Inception",
     "GateOnePixel",
     "ShuffleUnit",
+    "DenseBlock",
 )
 
 
 def network(family: str, schedule: str, reset: str, encoding: str = "poisson") -> NetworkSpec:
     """The family's network; its weights depend on the family only (seeded), not on the modes."""
-    shape, layers = _layers(family, np.random.default_rng(FAMILIES.index(family)))
-    return NetworkSpec(shape, layers, reset=reset, schedule=schedule, encoding=encoding)
+    shape, layers, *skips = _layers(family, np.random.default_rng(FAMILIES.index(family)))
+    skips = tuple(skips[0]) if skips else ()
+    return NetworkSpec(shape, layers, reset=reset, schedule=schedule, encoding=encoding, skips=skips)
 
 
 def spike_input(spec: NetworkSpec, n: int, steps: int, p: float = 0.4) -> np.ndarray:

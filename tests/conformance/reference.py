@@ -97,13 +97,13 @@ def gate_step(layer, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndar
     return out
 
 
-def skip_map(layer, x: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
+def skip_map(skip, x: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
     """The current a skip edge sends for the activity x of its source: the identity times the gain, or the
     Dense/Conv2d map of its weights (:func:`linear_map`)."""
-    w = np.asarray(layer.skip_weight)
+    w = np.asarray(skip.weight)
     if w.ndim == 0:
         return x.reshape(len(x), *source_shape) * float(w)
-    edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=layer.skip_stride, padding=layer.skip_padding)
+    edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=skip.stride, padding=skip.padding)
     return linear_map(edge, x, source_shape)
 
 
@@ -149,21 +149,18 @@ def fanouts(spec: NetworkSpec) -> list[np.ndarray]:
     return [_fanout(*pathway[-1]) for pathway in _pathways(spec)]
 
 
-def skip_fanouts(spec: NetworkSpec) -> list[np.ndarray | None]:
-    """For each spiking layer, the fan-out of its skip edge's source units (None without a skip): one synapse
-    per unit for the identity, else as :func:`fanouts` for the skip's Dense/Conv2d map."""
+def skip_fanouts(spec: NetworkSpec) -> list[tuple[int, object, np.ndarray]]:
+    """For every skip edge: its target population k, the edge, and the fan-out of its source units: one
+    synapse per unit for the identity, else as :func:`fanouts` for the skip's Dense/Conv2d map."""
     shapes, out = spec.shapes, []
-    for i in spec.spiking_indices:
-        layer = spec.layers[i]
-        if getattr(layer, "skip_source", None) is None:
-            out.append(None)
-            continue
-        shape, w = shapes[layer.skip_source + 1], np.asarray(layer.skip_weight)
-        if w.ndim == 0:
-            out.append(np.ones(int(np.prod(shape)), dtype=np.int64))
-        else:
-            edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=layer.skip_stride, padding=layer.skip_padding)
-            out.append(_fanout(edge, shape))
+    for k, i in enumerate(spec.spiking_indices):
+        for skip in spec.skips_into(i):
+            shape, w = shapes[skip.source + 1], np.asarray(skip.weight)
+            if w.ndim == 0:
+                out.append((k, skip, np.ones(int(np.prod(shape)), dtype=np.int64)))
+            else:
+                edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=skip.stride, padding=skip.padding)
+                out.append((k, skip, _fanout(edge, shape)))
     return out
 
 
@@ -219,8 +216,9 @@ class _Loop:
         self.v[k] = np.where(s, after, self.v[k])
 
     def integrate(self, k: int, below: np.ndarray, after: dict[int, np.ndarray], t: int) -> None:
-        """v_k += I_k(t) = (W_k · s_below [through the gate] + S_k · s_j) + b_k: the trunk's synaptic sum, the
-        skip's, then the bias (docs/semantics.md). ``after``: this step's activity after each layer so far."""
+        """v_k += I_k(t) = ((W_k · s_below [through the gate] + S_k · s_j) + S'_k · s_j' …) + b_k: the trunk's
+        synaptic sum, each skip edge's in the spec's order, then the bias (docs/semantics.md). ``after``: this
+        step's activity after each layer so far."""
         h = below
         for layer, shape in self.pathways[k]:
             if isinstance(layer, MaxPool2d):
@@ -230,9 +228,9 @@ class _Loop:
             else:
                 h = linear_map(layer, h, shape)
         layer = self.spec.layers[self.pops[k]]
-        if getattr(layer, "skip_source", None) is not None:
-            j = layer.skip_source
-            h = h + skip_map(layer, after[j], self.shapes[j + 1]).reshape(h.shape)
+        for skip in self.spec.skips_into(self.pops[k]):
+            j = skip.source
+            h = h + skip_map(skip, after[j], self.shapes[j + 1]).reshape(h.shape)
         self.v[k] = self.v[k] + _bias(layer, h).reshape(self.n, -1)
 
     def step(self, x_t: np.ndarray, t: int) -> list[np.ndarray]:
@@ -304,10 +302,8 @@ def expected_record(spec: NetworkSpec, inputs: np.ndarray, checkpoints: np.ndarr
     synops = np.stack([b @ f for b, f in zip(below, fanouts(spec), strict=True)], axis=1)
     so_far = [tr.cumsum(axis=1)[:, at] for tr in trunk]  # (N, K, n_l-1)
     curve = np.stack([b @ f for b, f in zip(so_far, fanouts(spec), strict=True)], axis=2)
-    for k, fan in enumerate(skip_fanouts(spec)):  # a skip edge adds its source's events
-        if fan is None:
-            continue
-        kind, p = spec.tap(spec.layers[spec.spiking_indices[k]].skip_source)
+    for k, skip, fan in skip_fanouts(spec):  # a skip edge adds its source's events
+        kind, p = spec.tap(skip.source)
         source = trains[p] if kind == "pop" else trajectory.gated[p + 1]
         synops[:, k] += source.sum(axis=1) @ fan
         curve[:, :, k] += source.cumsum(axis=1)[:, at] @ fan

@@ -38,6 +38,7 @@ COVER = {
     ("cascade", "zero", "poisson", "Residual"),
     ("cascade", "subtract", "current", "Inception"),  # a skip from below a gate into the population after it
     ("delay", "zero", "poisson", "ShuffleUnit"),  # a padded stride-2 conv skip from a gate
+    ("cascade", "zero", "spikes", "DenseBlock"),  # three skip edges into one population
 }
 
 

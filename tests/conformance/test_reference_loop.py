@@ -59,13 +59,10 @@ def test_fanouts_count_the_synapses(family):
                 layer = dataclasses.replace(layer, weight=np.ones_like(layer.weight))
             h = reference.linear_map(layer, h, s)
         np.testing.assert_array_equal(got, (h.reshape(n_in, -1) != 0).sum(axis=1), err_msg=f"layer {k}")
-    for k, got in enumerate(reference.skip_fanouts(spec)):  # a skip edge's synapses, by the same brute force
-        layer = spec.layers[spec.spiking_indices[k]]
-        if got is None:
-            continue
-        shape = spec.shapes[layer.skip_source + 1]
+    for k, skip, got in reference.skip_fanouts(spec):  # a skip edge's synapses, by the same brute force
+        shape = spec.shapes[skip.source + 1]
         n_in = int(np.prod(shape))
-        ones = dataclasses.replace(layer, skip_weight=np.ones_like(layer.skip_weight))
+        ones = dataclasses.replace(skip, weight=np.ones_like(skip.weight))
         h = reference.skip_map(ones, np.eye(n_in), shape)
         np.testing.assert_array_equal(got, (h.reshape(n_in, -1) != 0).sum(axis=1), err_msg=f"skip into {k}")
 

@@ -224,10 +224,9 @@ def test_max_pooling_and_residual_sums_convert_to_gates_and_skip_edges() -> None
     spec = from_torch(model, (1, 12, 12))
     kinds = [type(layer) for layer in spec.layers]
     assert kinds == [Conv2d, MaxPool2d, Conv2d, Conv2d, Conv2d, Conv2d, AvgPool2d, Flatten, Dense]
-    identity, down = spec.layers[3], spec.layers[5]
-    assert identity.skip_source == 1 and identity.skip_weight.shape == ()  # from the gate's output
-    assert down.skip_source == 3 and down.skip_weight.shape == (6, 4, 1, 1) and down.skip_stride == (2, 2)
-    assert spec.layers[2].skip_source is None and spec.layers[4].skip_source is None
+    identity, down = spec.skips  # into layers 3 and 5, none into 2 and 4
+    assert (identity.source, identity.target, identity.weight.shape) == (1, 3, ())  # from the gate's output
+    assert (down.source, down.target, down.weight.shape, down.stride) == (3, 5, (6, 4, 1, 1), (2, 2))
     x = np.random.default_rng(5).uniform(size=(16, 1, 12, 12))
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()

@@ -136,7 +136,7 @@ def test_a_merged_inception_computes_the_model(pooled):
     assert len(spec.spiking_indices) == 1 + pooled + 2 * 2 + 1 + 1
     gated = [i for i, layer in enumerate(spec.layers) if isinstance(layer, MaxPool2d)]
     assert len(gated) == 1 + 2 * pooled  # the stem's pool, and each inception's pooled branch
-    skips = [layer.skip_source for layer in spec.layers if getattr(layer, "skip_source", None) is not None]
+    skips = [e.source for e in spec.skips]
     assert [spec.layers[g - 1 if pooled else g] for g in gated[1:]] == [spec.layers[j] for j in skips]
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
     with torch.no_grad():

@@ -58,7 +58,7 @@ def test_a_bias_is_written_as_version_3_and_only_there(tmp_path, tiny_cnn):
     save_spec(spec, tmp_path / "b.npz")
     z = np.load(tmp_path / "b.npz")
     header = json.loads(bytes(z["header"]).decode())
-    assert header["format_version"] == 3 and FORMAT_VERSION == 6 and header["readout"] == "spikes"
+    assert header["format_version"] == 3 and FORMAT_VERSION == 7 and header["readout"] == "spikes"
     assert "bias" not in header["layers"][0] and header["layers"][-1]["bias"] in z
     back = load_spec(tmp_path / "b.npz")
     assert back == spec and back.layers[-1].bias.tolist() == [0.5, -0.25, 0.0, 1.0]

@@ -305,7 +305,7 @@ def test_skip_edges_export_as_branch_nodes_into_the_if_node():
     assert into["3_skip"] == ["1_if"] and type(graph.nodes["3_skip"]).__name__ == "Scale"
     assert into["4_skip"] == ["2_if"] and type(graph.nodes["4_skip"]).__name__ == "Conv2d"
     assert into["7_skip"] == ["6_if"] and type(graph.nodes["7_skip"]).__name__ == "Affine"
-    np.testing.assert_array_equal(graph.nodes["4_skip"].weight, spec.layers[4].skip_weight)
+    np.testing.assert_array_equal(graph.nodes["4_skip"].weight, spec.skips_into(4)[0].weight)
     assert np.all(graph.nodes["3_skip"].scale == 0.5)
 
 
@@ -359,9 +359,10 @@ def test_a_foreign_graph_with_a_sum_imports_with_the_branch_bias_folded():
     spec = from_nir(graph)
     assert [type(la).__name__ for la in spec.layers] == ["Dense"] * 3
     top = spec.layers[2]
-    assert top.skip_source == 0 and spec.layers[1].skip_source is None
+    (skip,) = spec.skips
+    assert (skip.source, skip.target) == (0, 2)
     np.testing.assert_array_equal(top.weight, w3)
-    np.testing.assert_array_equal(top.skip_weight, ws)
+    np.testing.assert_array_equal(skip.weight, ws)
     np.testing.assert_array_equal(top.bias, np.full(4, 0.75))
 
 

@@ -209,8 +209,8 @@ def test_model_based_bounds_positive_input(net):
             per_neuron = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
             if layer.bias is not None:
                 per_neuron = per_neuron + np.clip(layer.bias, 0, None)
-            if layer.skip_source is not None:  # the skip's source fires at most once per step too
-                w = np.clip(layer.skip_weight, 0, None)
+            for skip in new.skips_into(i):  # a skip's source fires at most once per step too
+                w = np.clip(skip.weight, 0, None)
                 per_neuron = per_neuron + (float(w) if w.ndim == 0 else w.reshape(w.shape[0], -1).sum(axis=1))
             s = float(per_neuron.max())
         else:  # pooling: weights 1/k² summing to 1, no bias
@@ -277,10 +277,8 @@ def test_scale_equivariance_and_idempotence(net, log_c):
             layers[i] = dataclasses.replace(layer, weight=layer.weight * 10.0**lc, bias=b)
             assert isinstance(layers[i], kind)
         cum_at.append(cumulative)
-        if getattr(layers[i], "skip_source", None) is not None:
-            ratio = cumulative / cum_at[layers[i].skip_source]
-            layers[i] = dataclasses.replace(layers[i], skip_weight=layers[i].skip_weight * ratio)
-    scaled = NetworkSpec(input_shape=spec.input_shape, layers=tuple(layers))
+    skips = tuple(e.scaled(cum_at[e.target] / cum_at[e.source]) for e in spec.skips)
+    scaled = NetworkSpec(input_shape=spec.input_shape, layers=tuple(layers), skips=skips)
 
     def close(a, b):
         for la, lb in zip(a.layers, b.layers, strict=True):
@@ -289,8 +287,9 @@ def test_scale_equivariance_and_idempotence(net, log_c):
                 assert (la.bias is None) == (lb.bias is None)
                 if la.bias is not None:
                     np.testing.assert_allclose(la.bias, lb.bias, rtol=1e-9, atol=1e-300)
-                if la.skip_weight is not None:
-                    np.testing.assert_allclose(la.skip_weight, lb.skip_weight, rtol=1e-9, atol=1e-300)
+        for ea, eb in zip(a.skips, b.skips, strict=True):
+            assert (ea.source, ea.target) == (eb.source, eb.target)
+            np.testing.assert_allclose(ea.weight, eb.weight, rtol=1e-9, atol=1e-300)
 
     s1, s2 = collect_stats(spec, x), collect_stats(scaled, x)
     m1, mrep = normalize.model_based(spec)

@@ -103,9 +103,8 @@ def _same_structure(row: dict[str, Any], now: dict[str, Any]) -> bool:
 
 def _graph(spec: Any) -> dict[str, Any]:
     from convert.ann import macs_per_image
-    from convert.layers import skip as skip_edge
 
-    edges = sum(1 for layer in spec.layers if skip_edge.has_skip(layer))
+    edges = len(spec.skips)
     return {
         "layers": len(spec.layers),
         "populations": len(spec.spiking_indices),
