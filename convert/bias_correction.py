@@ -78,11 +78,12 @@ def bias_corrected(
         if not any(f.name == "bias" for f in dataclasses.fields(layer)) or (output and spec.readout == "membrane"):
             corrections.append(None)
             continue
-        channels = int(np.asarray(layer.weight).shape[0])
+        channels = int(spec.shapes[i + 1][0])  # output channels, or neurons of a 1-d population
         model = activity(dataclasses.replace(spec, layers=tuple(layers)), images, steps)[k]
         delta = _channel_means(target[k], channels) - _channel_means(model, channels)
         bias = np.zeros(channels) if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
-        layers[i] = dataclasses.replace(layer, bias=(bias + delta).astype(np.asarray(layer.weight).dtype))
+        dtype = np.asarray(getattr(layer, "weight", bias)).dtype  # the layer's own precision
+        layers[i] = dataclasses.replace(layer, bias=(bias + delta).astype(dtype))
         corrections.append(delta)
     return dataclasses.replace(spec, layers=tuple(layers)), corrections
 

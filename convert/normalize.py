@@ -166,12 +166,13 @@ def _max_drive(layer: Any, previous: float, skips: list[tuple[Skip, float]]) -> 
     the most one step can bring to a neuron whose inputs (the trunk's and every skip's, each normalized) fire
     at most once per step, before dividing by d_l (the bias is divided by Λ_{l-1} · d_l, a skip's weights by
     Λ_{l-1} · d_l / Λ_src, the trunk's weights by d_l). ``skips``: each skip edge and its Λ_src / Λ_{l-1}."""
-    w = np.clip(layer.weight, 0, None).reshape(layer.weight.shape[0], -1).sum(axis=1)
+    own = getattr(layer, "weight", None)  # a Neurons population has none: its edges bring everything
+    w = 0.0 if own is None else np.clip(own, 0, None).reshape(own.shape[0], -1).sum(axis=1)
     if layer.bias is not None:
         w = w + np.clip(layer.bias, 0, None) / previous
     for edge, scale in skips:
         w = w + edge.positive_input_rows() * scale
-    return float(w.max())
+    return float(np.max(w))
 
 
 def model_based(spec: NetworkSpec, normalize_output: bool = True) -> tuple[NetworkSpec, NormalizationReport]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, UnknownLayerError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, Neurons, UnknownLayerError
 from fastsim.limbs import split_limbs, sum_limbs, tf32_enabled
 
 
@@ -119,6 +119,17 @@ class FlattenOp:
         return x.reshape(x.shape[0], -1)
 
 
+@dataclass(frozen=True)
+class NoSynapsesOp:
+    """A population fed only by its skip edges (:class:`convert.layers.neurons.Neurons`): no current from the
+    layer below, zeros (R, *shape) that the edges' currents are added to."""
+
+    shape: tuple[int, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros((x.shape[0], *self.shape))
+
+
 def _weight(array: np.ndarray, device: torch.device, dtype: torch.dtype, parts: int = 1) -> torch.Tensor:
     """The weights in ``dtype``; with ``parts`` > 1 their TF32 limbs stacked along dim 0 (the output)."""
     if parts > 1:
@@ -154,6 +165,11 @@ def _(layer: AvgPool2d, input_shape, device, dtype, parts: int = 1) -> PoolOp:
 @operator.register
 def _(layer: Flatten, input_shape, device, dtype, parts: int = 1) -> FlattenOp:
     return FlattenOp()
+
+
+@operator.register
+def _(layer: Neurons, input_shape, device, dtype, parts: int = 1) -> NoSynapsesOp:
+    return NoSynapsesOp(layer.shape)
 
 
 def _transpose_ones(input_shape, out_channels, in_channels, kernel, stride, padding, groups: int = 1) -> np.ndarray:
@@ -194,3 +210,8 @@ def _(layer: AvgPool2d, input_shape) -> np.ndarray:
     k, s = layer.kernel_size, layer.stride
     per_channel = _transpose_ones((1, *input_shape[1:]), 1, 1, (k, k), (s, s), (0, 0))
     return np.broadcast_to(per_channel, input_shape).copy()
+
+
+@fanout.register
+def _(layer: Neurons, input_shape) -> np.ndarray:
+    return np.zeros(input_shape)

@@ -157,8 +157,11 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
         namespace=state.namespace,
         name=f"refsim_synapses_{k}",
     )
-    syn.connect(i=conn.i, j=conn.j)
-    syn.w = conn.w
+    if len(conn.i):
+        syn.connect(i=conn.i, j=conn.j)
+        syn.w = conn.w
+    else:  # a Neurons population has no synapse from below: Brian2 can neither connect nor run an empty list
+        syn.active = False
     for e, edge in enumerate(state.spec.skips_into(state.index)):  # residual sums: one more pathway per skip
         source = state.taps[edge.source]  # edge, from its tap, in the trunk's slot
         skip_conn = skip_connections(edge, state.spec.shapes[edge.source + 1])

@@ -24,7 +24,16 @@ from typing import NamedTuple
 import numpy as np
 
 from convert.contract import graph
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, MaxPool2d, NetworkSpec, UnknownLayerError, is_spiking
+from convert.contract.spec import (
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    MaxPool2d,
+    NetworkSpec,
+    Neurons,
+    UnknownLayerError,
+    is_spiking,
+)
 from convert.layers import skip_map_layer
 from convert.layers.skip import Skip
 
@@ -128,6 +137,13 @@ def _avgpool2d(layer: AvgPool2d, input_shape: tuple[int, ...]) -> Connections:
         (channels, channels),
         np.full((len(channels), k, k), layer.weight_value),
     )
+
+
+@connections.register
+def _neurons(layer: Neurons, input_shape: tuple[int, ...]) -> Connections:
+    """No synapse from the layer below: the population is fed by its skip edges only."""
+    none = np.zeros(0, dtype=np.int32)
+    return Connections(none, none.copy(), np.zeros(0), int(np.prod(input_shape)), int(np.prod(layer.shape)))
 
 
 def skip_connections(edge: Skip, source_shape: tuple[int, ...]) -> Connections:

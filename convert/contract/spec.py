@@ -49,6 +49,7 @@ from convert.layers import (
     Flatten,
     Layer,
     MaxPool2d,
+    Neurons,
     SpecError,
     UnknownLayerError,
     family_of,
@@ -72,6 +73,7 @@ __all__ = [
     "Layer",
     "MaxPool2d",
     "NetworkSpec",
+    "Neurons",
     "Skip",
     "SpecError",
     "UnknownLayerError",
@@ -220,11 +222,14 @@ class NetworkSpec:
                 raise SpecError(f"{where}: the target is past the last layer ({len(self.layers) - 1})")
             target = self.layers[i]
             where = f"layers[{i}] ({type(target).__name__}): {where}"
-            ranks = {"Dense": (0, 2), "Conv2d": (0, 4)}.get(type(target).__name__)
-            if ranks is None:
-                raise SpecError(f"{where}: only a Dense or Conv2d layer takes a skip edge")
+            if not (is_spiking(target) and family_of(target).has_weights):
+                raise SpecError(f"{where}: only a Dense, Conv2d or Neurons layer takes a skip edge")
+            ranks = (0, 2) if len(shapes[i + 1]) == 1 else (0, 1, 4)
             if edge.weight.ndim not in ranks:
-                raise SpecError(f"{where}: a {edge.weight.ndim}-d skip weight; this layer takes {ranks[1]}-d or 0-d")
+                raise SpecError(
+                    f"{where}: a {edge.weight.ndim}-d skip weight; a layer of shape {shapes[i + 1]} takes "
+                    + " or ".join(f"{r}-d" for r in ranks)
+                )
             if j >= i:
                 raise SpecError(f"{where}: a skip edge must come from an earlier layer (index below {i})")
             if not (is_spiking(self.layers[j]) or is_gate(self.layers[j])):
@@ -245,10 +250,11 @@ class NetworkSpec:
 
     def chain_form(self) -> tuple[tuple[Layer, ...], tuple[Skip, ...]]:
         """The layers with the first skip edge into each carried as its ``skip_*`` fields (the form of files of
-        versions 4 to 6 and of the content fingerprints, which stay as they were), and the other edges."""
+        versions 4 to 6 and of the content fingerprints, which stay as they were), and the other edges (also
+        every edge into a family without the fields, such as ``Neurons``)."""
         layers, rest, seen = list(self.layers), [], set()
         for e in self.skips:
-            if e.target in seen:
+            if e.target in seen or not hasattr(layers[e.target], "skip_source"):
                 rest.append(e)
                 continue
             seen.add(e.target)

@@ -9,17 +9,19 @@ builder per simulator: ``fastsim.layers.operator``/``fanout``, ``refsim.connecti
 
 from __future__ import annotations
 
-from convert.layers import avgpool2d, conv2d, dense, flatten, maxpool2d, skip
+from convert.layers import avgpool2d, conv2d, dense, flatten, maxpool2d, neurons, skip
 from convert.layers.avgpool2d import AvgPool2d
 from convert.layers.base import Layer, LayerFamily, SpecError, SpikingLayer, UnknownLayerError
 from convert.layers.conv2d import Conv2d
 from convert.layers.dense import Dense
 from convert.layers.flatten import Flatten
 from convert.layers.maxpool2d import MaxPool2d
+from convert.layers.neurons import Neurons
 
 #: the registry: class name → family, in the order error messages list them
 FAMILIES: dict[str, LayerFamily] = {
-    fam.name: fam for fam in (flatten.FAMILY, dense.FAMILY, conv2d.FAMILY, avgpool2d.FAMILY, maxpool2d.FAMILY)
+    fam.name: fam
+    for fam in (flatten.FAMILY, dense.FAMILY, conv2d.FAMILY, avgpool2d.FAMILY, maxpool2d.FAMILY, neurons.FAMILY)
 }
 
 #: the registered layer classes when this module was imported (kept for ``isinstance`` checks and type hints;
@@ -50,11 +52,13 @@ def is_spiking(layer: object) -> bool:
 
 def skip_map_layer(edge: skip.Skip) -> Dense | Conv2d | None:
     """A skip edge's map (:class:`convert.layers.skip.Skip`) as a layer of its own family (threshold 1, no bias),
-    for the simulators' builders; None for the identity."""
+    for the simulators' builders; None for the identity. Per-channel gains are a depthwise 1×1 convolution."""
     if edge.kind == "identity":
         return None
     if edge.kind == "dense":
         return Dense(edge.weight)
+    if edge.kind == "channel":
+        return Conv2d(edge.weight.reshape(-1, 1, 1, 1), groups=len(edge.weight))
     return Conv2d(edge.weight, stride=edge.stride, padding=edge.padding)
 
 
@@ -84,6 +88,7 @@ __all__ = [
     "Layer",
     "LayerFamily",
     "MaxPool2d",
+    "Neurons",
     "SpecError",
     "SpikingLayer",
     "UnknownLayerError",

@@ -8,6 +8,8 @@ output of a ``MaxPool2d`` gate that directly follows one), and S_l is one of thr
 edge's ``weight``:
 
 * 0-d: the identity times a gain g (a ResNet's identity shortcut; the shapes must match);
+* 1-d (C,): the identity times one gain per channel of a (C, H, W) source (a BatchNorm's scale on a rectified
+  tensor: a depthwise 1×1 convolution to the simulators);
 * 2-d (out, n_j): all-to-all, into a ``Dense`` layer;
 * 4-d (out_c, C_j, kh, kw): a convolution with ``stride`` and ``padding`` (a ResNet's 1×1 downsampling
   shortcut, its BatchNorm folded in), into a ``Conv2d`` layer.
@@ -105,8 +107,8 @@ class Skip:
         arr = np.array(self.weight, copy=True)
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
-        if arr.ndim not in (0, 2, 4):
-            raise SpecError(f"{where}: weight must be 0-d, 2-d or 4-d, got shape {arr.shape}")
+        if arr.ndim not in (0, 1, 2, 4):
+            raise SpecError(f"{where}: weight must be 0-d, 1-d, 2-d or 4-d, got shape {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise SpecError(f"{where}: NaN or infinite weights; retrain or fix the checkpoint")
         if arr.ndim != 4 and (self.stride, self.padding) != ((1, 1), (0, 0)):
@@ -130,13 +132,17 @@ class Skip:
 
     @property
     def kind(self) -> str:
-        """``identity``, ``dense`` or ``conv``."""
-        return {0: "identity", 2: "dense", 4: "conv"}[self.weight.ndim]
+        """``identity``, ``channel`` (a gain per channel), ``dense`` or ``conv``."""
+        return {0: "identity", 1: "channel", 2: "dense", 4: "conv"}[self.weight.ndim]
 
     def output_shape(self, source_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape the map sends for a source of ``source_shape``; a SpecError if it does not fit."""
         w, k = self.weight, self.kind
         if k == "identity":
+            return tuple(source_shape)
+        if k == "channel":
+            if len(source_shape) != 3 or source_shape[0] != len(w):
+                raise SpecError(f"skip gains ({len(w)},) take ({len(w)}, H, W), the skip source gives {source_shape}")
             return tuple(source_shape)
         if k == "dense":
             if tuple(source_shape) != (w.shape[1],):
@@ -159,6 +165,8 @@ class Skip:
         w, k = self.weight, self.kind
         if k == "identity":
             return a * float(w)
+        if k == "channel":
+            return a * weight_tensor(w, a).view(1, -1, 1, 1)
         if k == "dense":
             return a @ weight_tensor(w, a).T
         return F.conv2d(a, weight_tensor(w, a), stride=self.stride, padding=self.padding)
@@ -167,8 +175,8 @@ class Skip:
         """Σ_i max(S_ji, 0) per output neuron (dense) or output channel (conv), or max(g, 0) for the identity:
         the most one step of one-spike-per-input brings through the edge (model-based normalization)."""
         w = np.clip(self.weight, 0, None)
-        if w.ndim == 0:
-            return float(w)
+        if w.ndim <= 1:  # one synapse per unit: the gain (per channel)
+            return float(w) if w.ndim == 0 else w
         return w.reshape(w.shape[0], -1).sum(axis=1)
 
     def scaled(self, factor: float) -> Skip:

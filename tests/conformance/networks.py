@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Skip
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Neurons, Skip
 from convert.encoding import poisson_spikes
 
 
@@ -180,6 +180,29 @@ def _torchvision_layers(family: str, rng: np.random.Generator) -> tuple[tuple[in
                 Skip(0, 4, dyadic(rng, (3, 2, 2, 2)), stride=2),
             ),
         )
+    if family == "Neurons":  # populations fed only by skip edges (DenseNet's readers of a concatenation): conv
+        # -> gate 2 -> conv -> Neurons + bias from a gain per channel of the gate and a 1x1 conv of the conv ->
+        # Neurons from a 2x2 stride 2 conv of the population below the gate -> conv reading it + an identity skip
+        # from the first Neurons -> flatten -> dense
+        return (
+            (1, 6, 6),
+            (
+                Conv2d(dyadic(rng, (2, 1, 3, 3)), threshold=0.5, padding=1),
+                MaxPool2d(2),
+                Conv2d(dyadic(rng, (2, 2, 3, 3)), threshold=0.5, padding=1),
+                Neurons((2, 3, 3), threshold=0.5, bias=dyadic(rng, (2,), -2, 3)),
+                Neurons((3, 3, 3), threshold=0.75),
+                Conv2d(dyadic(rng, (2, 3, 3, 3)), threshold=0.5, padding=1),
+                Flatten(),
+                Dense(dyadic(rng, (3, 18)), threshold=0.5),
+            ),
+            (
+                Skip(1, 3, dyadic(rng, (2,), 1, 9)),
+                Skip(2, 3, dyadic(rng, (2, 2, 1, 1))),
+                Skip(0, 4, dyadic(rng, (3, 2, 2, 2)), stride=2),
+                Skip(3, 5, 0.5),
+            ),
+        )
     raise ValueError(f"unknown layer family {family!r}")
 
 
@@ -198,6 +221,7 @@ FAMILIES = (
     "GateOnePixel",
     "ShuffleUnit",
     "DenseBlock",
+    "Neurons",
 )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Neurons
 
 
 def _taps(kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]):
@@ -43,6 +43,8 @@ def linear_map(layer, x: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(layer, Dense):
         return x @ np.asarray(layer.weight).T
     out = np.zeros((n, *out_shape))
+    if isinstance(layer, Neurons):  # fed by its skip edges only
+        return out
     if isinstance(layer, Conv2d):  # groups g: output channels of group k read only the input channels of group k
         w, xp = np.asarray(layer.weight), _pad(x, layer.padding)
         g, (oc, icg) = layer.groups, w.shape[:2]
@@ -103,6 +105,8 @@ def skip_map(skip, x: np.ndarray, source_shape: tuple[int, ...]) -> np.ndarray:
     w = np.asarray(skip.weight)
     if w.ndim == 0:
         return x.reshape(len(x), *source_shape) * float(w)
+    if w.ndim == 1:  # one gain per channel
+        return x.reshape(len(x), *source_shape) * w.reshape(1, -1, 1, 1)
     edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=skip.stride, padding=skip.padding)
     return linear_map(edge, x, source_shape)
 
@@ -124,6 +128,8 @@ def _window_cover(shape: tuple[int, ...], kernel, stride, padding, out_hw) -> np
 
 
 def _fanout(layer, shape: tuple[int, ...]) -> np.ndarray:
+    if isinstance(layer, Neurons):
+        return np.zeros(int(np.prod(shape)), dtype=np.int64)
     if isinstance(layer, Dense):
         counts = np.full(int(np.prod(shape)), layer.weight.shape[0])
     elif isinstance(layer, Conv2d):
@@ -156,7 +162,7 @@ def skip_fanouts(spec: NetworkSpec) -> list[tuple[int, object, np.ndarray]]:
     for k, i in enumerate(spec.spiking_indices):
         for skip in spec.skips_into(i):
             shape, w = shapes[skip.source + 1], np.asarray(skip.weight)
-            if w.ndim == 0:
+            if w.ndim <= 1:  # the identity, with one gain or one per channel
                 out.append((k, skip, np.ones(int(np.prod(shape)), dtype=np.int64)))
             else:
                 edge = Dense(w) if w.ndim == 2 else Conv2d(w, stride=skip.stride, padding=skip.padding)

@@ -39,6 +39,7 @@ COVER = {
     ("cascade", "subtract", "current", "Inception"),  # a skip from below a gate into the population after it
     ("delay", "zero", "poisson", "ShuffleUnit"),  # a padded stride-2 conv skip from a gate
     ("cascade", "zero", "spikes", "DenseBlock"),  # three skip edges into one population
+    ("delay", "subtract", "current", "Neurons"),  # populations fed only by skip edges
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convert.contract.spec import AvgPool2d, Conv2d, Flatten, MaxPool2d
+from convert.contract.spec import AvgPool2d, Conv2d, Flatten, MaxPool2d, Neurons
 from tests.conformance import reference
 from tests.conformance.networks import FAMILIES, network
 
@@ -34,6 +34,8 @@ def test_linear_maps_are_torchs(family):
             want = F.avg_pool2d(t, layer.kernel_size, stride=layer.stride)
         elif isinstance(layer, Flatten):
             want = t.flatten(1)
+        elif isinstance(layer, Neurons):  # no map from below: fed by its skip edges only
+            want = torch.zeros(2, *layer.shape, dtype=t.dtype)
         else:
             want = t @ torch.as_tensor(np.array(layer.weight)).T
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12, err_msg=type(layer).__name__)

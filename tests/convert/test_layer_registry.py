@@ -19,7 +19,7 @@ import torch
 
 from convert import ann, normalize
 from convert.contract.io import load_spec, save_spec
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, SpecError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Neurons, SpecError
 from convert.layers import FAMILIES, family_of
 from convert.layers import base as layer_base
 from convert.layers.base import LayerFamily, SpikingLayer
@@ -212,15 +212,30 @@ BUILT_IN = {
     "Conv2d": (Conv2d(np.arange(36.0).reshape(2, 2, 3, 3) / 32 - 0.5, stride=(2, 1), padding=(1, 0)), (2, 5, 6)),
     "AvgPool2d": (AvgPool2d(3, stride=2), (2, 7, 7)),
     "MaxPool2d": (MaxPool2d(2), (2, 5, 6)),
+    "Neurons": (Neurons((2, 3, 3), bias=np.array([0.5, -0.25])), (4,)),
 }
 
 
 def test_every_registered_family_is_covered_here() -> None:
     assert set(BUILT_IN) == set(FAMILIES)
-    assert [f.spiking for f in FAMILIES.values()] == [False, True, True, True, False]
+    assert [f.spiking for f in FAMILIES.values()] == [False, True, True, True, False, True]
 
 
-@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_a_population_fed_only_by_skip_edges_has_no_synapses_torch_module_or_nir_node() -> None:
+    layer, shape = BUILT_IN["Neurons"]
+    family = family_of(layer)
+    assert layer.output_shape(shape) == (2, 3, 3) and family.synapses(layer, shape) == 0
+    z = family.forward(layer, torch.ones(3, 4, dtype=torch.float64))
+    assert z.shape == (3, 2, 3, 3) and torch.equal(z[:, 0], torch.full((3, 3, 3), 0.5, dtype=torch.float64))
+    assert family.torch_module is None and family.max_positive_bias(layer) == 0.5
+    assert family.scaled(layer, 4.0) == layer  # no weights of its own: the divisor reaches its edges and bias
+    with pytest.raises(SpecError, match="has no NIR node"):
+        family.nir_node(layer, shape)
+    with pytest.raises(SpecError, match=r"Neurons.shape: must be \(C, H, W\) or \(n,\)"):
+        Neurons((2, 3))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in BUILT_IN if FAMILIES[n].torch_module is not None))
 def test_torch_module_round_trip_and_forward(name) -> None:
     """from_module(to_module(layer)) is the layer; the module computes the family's ANN forward."""
     layer, shape = BUILT_IN[name]

@@ -121,7 +121,7 @@ def _rewrite_header(path, change):
         (lambda h: h["skips"][0].pop("stride"), "header.skips[0]: missing field 'stride'"),
         (lambda h: h["skips"][1].update(weight="nowhere"), "header.skips[1].weight: array 'nowhere' missing"),
         (lambda h: h["skips"][0].update(source=4), "a skip edge must come from an earlier layer"),
-        (lambda h: h["skips"][0].update(target=4), "only a Dense or Conv2d layer takes a skip edge"),
+        (lambda h: h["skips"][0].update(target=4), "only a Dense, Conv2d or Neurons layer takes a skip edge"),
         (lambda h: h["layers"][3].update(skip_source=1), "unknown field 'skip_source'"),
     ],
 )
@@ -141,14 +141,14 @@ def test_a_bad_skip_edge_is_refused_with_what_is_wrong():
         Skip(1, 3, 0.5, stride=2)
     with pytest.raises(SpecError, match="source: must be the index"):
         Skip(-1, 3, 0.5)
-    with pytest.raises(SpecError, match="this layer takes 4-d or 0-d"):
+    with pytest.raises(SpecError, match=r"a layer of shape \(2, 3, 3\) takes 0-d or 1-d or 4-d"):
         NetworkSpec((1, 6, 6), layers, skips=(Skip(2, 3, np.ones((18, 18))),))
     with pytest.raises(SpecError, match="the skip map gives shape"):
         NetworkSpec((1, 6, 6), layers, skips=(Skip(0, 3, 1.0),))  # 2x6x6 into 2x3x3
     with pytest.raises(SpecError, match="the skip source must be a spiking layer or a MaxPool2d gate"):
         NetworkSpec((1, 6, 6), layers, skips=(Skip(4, 5, np.ones((3, 18))),))
     pooled = (Conv2d(np.ones((1, 1, 1, 1))), AvgPool2d(2), Conv2d(np.ones((1, 1, 1, 1))))
-    with pytest.raises(SpecError, match="only a Dense or Conv2d layer takes a skip edge"):
+    with pytest.raises(SpecError, match="only a Dense, Conv2d or Neurons layer takes a skip edge"):
         NetworkSpec((1, 4, 4), pooled, skips=(Skip(0, 1, np.ones((1, 1, 2, 2)), stride=2),))
     with pytest.raises(SpecError, match="every skip edge must be"):
         NetworkSpec((1, 6, 6), layers, skips=((1, 3, 0.5),))
@@ -202,3 +202,43 @@ def test_a_model_summing_three_tensors_converts_to_two_skip_edges_into_one_layer
     x = torch.rand(8, 1, 6, 6, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(activations(spec, x)[1], model(x), rtol=1e-10, atol=1e-10)
+
+
+def test_a_population_fed_only_by_skip_edges_converts_saves_and_normalizes(tmp_path):
+    """``Neurons`` (no synapse map of its own): written as version 7, fingerprinted, normalized by every method
+    with the network's function kept (a positive scale per population), and bounded by model-based
+    normalization through its edges."""
+    from convert import methods
+    from convert.contract.spec import Neurons
+    from convert.stats import collect_stats
+
+    spec = network("Neurons", "delay", "subtract")
+    assert [type(la).__name__ for la in spec.layers].count("Neurons") == 2
+    path = save_spec(spec, tmp_path / "n.npz")
+    header = json.loads(bytes(np.load(path)["header"]).decode())
+    assert header["format_version"] == 7 and header["layers"][3] == {
+        "type": "Neurons",
+        "shape": [2, 3, 3],
+        "threshold": 0.5,
+        "bias": "layers.3.bias",
+    }
+    assert load_spec(path) == spec and spec_fingerprint(load_spec(path)) == spec_fingerprint(spec)
+
+    new, _ = normalize.model_based(spec)
+    for i in (3, 4):  # Σ⁺ of every edge into it (and its bias) is 1 after model-based normalization
+        drive = np.clip(new.layers[i].bias, 0, None).reshape(-1, 1) if new.layers[i].bias is not None else 0.0
+        for edge in new.skips_into(i):
+            w = np.clip(edge.weight, 0, None)
+            drive = drive + (w.reshape(len(w), -1).sum(axis=1, keepdims=True) if w.ndim else float(w))
+        assert float(np.max(drive)) == pytest.approx(1.0, rel=1e-12)
+
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 1, 6, 6))
+    stats = collect_stats(spec, images)
+    x = torch.as_tensor(images)
+    want = activations(spec, x)[1].argmax(1)
+    for name in ("model", "data", "robust", "calibrated-pc"):
+        out, _ = methods.get(name).apply(spec, stats, images=images, steps=8, percentile=99.9)
+        assert isinstance(out.layers[3], Neurons) and len(out.skips) == len(spec.skips)
+        if name in ("model", "data"):  # a positive scale per population: the same function up to the scale
+            assert torch.equal(activations(out, x)[1].argmax(1), want)
