@@ -69,6 +69,7 @@ from torch import fx, nn
 from convert.contract.spec import NetworkSpec, SpecError
 from convert.extract import check_input_shape, direct_copy
 from convert.from_torch.channel_maps import fold_channel_maps
+from convert.from_torch.dense_cats import split_dense_cats
 from convert.from_torch.linear_pairs import fold_linear_pairs
 from convert.from_torch.modules import modularize
 from convert.from_torch.ops import (
@@ -374,4 +375,6 @@ def _rewritten(gm: fx.GraphModule, example: torch.Tensor, dataset: str | None, s
     gm.eval()
     note("merged_branches", merged)  # parallel branches joined by a cat, now merged layers (siblings.py)
     note("relays", relays)  # identity populations the merge added (a shorter branch, a max-pool read by one)
+    gm, split = split_dense_cats(gm, lambda: _propagate(gm, example))
+    note("split_cats", split)  # cats read by BatchNorm → ReLU: a population per reader and piece (dense_cats.py)
     return gm

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, Skip, SpecError
+from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, Neurons, Skip, SpecError
 
 
 @dataclass
 class Op:
-    """One operation of the chain: ``kind`` is weight, bn, relu, flatten, pool, maxpool or affine (the input's
-    normalization: ``weight`` the scale and ``bias`` the offset per input channel); ``node`` names it."""
+    """One operation of the chain: ``kind`` is weight, neurons (a population fed only by its skip edges), bn,
+    relu, flatten, pool, maxpool or affine (the input's normalization: ``weight`` the scale and ``bias`` the
+    offset per input channel); ``node`` names it."""
 
     kind: str
     node: str
@@ -39,6 +40,7 @@ class Op:
     gate: Any = None  # a maxpool op: its spec layer (convert.contract.spec.MaxPool2d: kernel, stride, padding)
     sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # an adaptive pool: (input, output) H, W
     groups: int = 1  # a convolution's groups
+    shape: tuple[int, ...] | None = None  # a neurons op (a population fed only by its skip edges): its shape
 
 
 def fold_batchnorm(ops: list[Op]) -> list[Op]:
@@ -72,7 +74,7 @@ def fold_batchnorm(ops: list[Op]) -> list[Op]:
 
 def check_chain(ops: list[Op]) -> None:
     """Every weight layer but the last is followed by a rectifier, with only re-indexing in between."""
-    weights = [i for i, op in enumerate(ops) if op.kind == "weight"]
+    weights = [i for i, op in enumerate(ops) if op.kind in ("weight", "neurons")]
     for i in weights[:-1]:
         j = i + 1
         while j < len(ops) and ops[j].kind == "flatten":
@@ -122,7 +124,7 @@ def qcfs_scales(ops: list[Op]) -> list[tuple[float, int] | None]:
     it, or None (a ReLU, the output layer, a pool). The chain must have passed :func:`check_qcfs`."""
     scales: list[tuple[float, int] | None] = []
     for op in ops:
-        if op.kind in ("weight", "pool"):
+        if op.kind in ("weight", "neurons", "pool"):
             scales.append(None)
         elif op.kind == "relu" and op.lam is not None:
             scales[-1] = (op.lam, op.levels)
@@ -139,8 +141,20 @@ def _skips(op: Op, taps: dict[str, int], target: int) -> list[Skip]:
             out.append(Skip(taps[source], target, np.array(1.0)))
             continue
         edge = branch[0]
-        conv = {"stride": edge.stride, "padding": edge.padding} if edge.weight.ndim == 4 else {}
-        out.append(Skip(taps[source], target, edge.weight, **conv))
+        weight, conv = edge.weight, {"stride": edge.stride, "padding": edge.padding} if edge.weight.ndim == 4 else {}
+        if edge.groups > 1:  # a depthwise 1×1 convolution: a gain per channel (convert/from_torch/dense_cats.py)
+            if (
+                weight.shape[1:] != (1, 1, 1)
+                or edge.groups != weight.shape[0]
+                or conv
+                != {
+                    "stride": (1, 1),
+                    "padding": (0, 0),
+                }
+            ):
+                raise SpecError(f"node `{op.node}`: a grouped convolution on a skip branch; only a depthwise 1×1 is")
+            weight, conv = weight.reshape(-1), {}
+        out.append(Skip(taps[source], target, weight, **conv))
         if edge.bias is not None:  # the node gets every edge's constant current
             op.bias = edge.bias if op.bias is None else op.bias + edge.bias
     return out
@@ -160,6 +174,9 @@ def layers_of(ops: list[Op]) -> tuple[list[Any], list[Skip]]:
             else:
                 conv = {"stride": op.stride, "padding": op.padding, "groups": op.groups}
                 layers.append(Conv2d(op.weight, bias=op.bias, **conv))
+        elif op.kind == "neurons":
+            skips += _skips(op, taps, len(layers))
+            layers.append(Neurons(op.shape, bias=op.bias))
         elif op.kind == "pool":
             layers.append(AvgPool2d(op.kernel, stride=op.stride[0]))
         elif op.kind == "flatten":

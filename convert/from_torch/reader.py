@@ -17,6 +17,7 @@ from torch import fx, nn
 from convert.contract.spec import SpecError
 from convert.from_torch import rules
 from convert.from_torch.channel_maps import ChannelSelect
+from convert.from_torch.dense_cats import NeuronsInput
 from convert.from_torch.ops import Op
 from convert.from_torch.refusals import (
     EVAL_FIRST,
@@ -148,7 +149,7 @@ class _Reader:
         else:
             raise refuse(node, self.gm, "adds a tensor that is not a rectified value before it (nor a branch from one)")
         last = next((op for op in reversed(self.ops) if op.kind not in ("bn",)), None)
-        if last is None or last.kind != "weight":
+        if last is None or last.kind not in ("weight", "neurons"):
             raise refuse(
                 node,
                 self.gm,
@@ -255,6 +256,10 @@ class _Reader:
 
     def _module(self, node: fx.Node, m: nn.Module) -> None:
         if self._passive(node, m):
+            return
+        if isinstance(m, NeuronsInput):  # a population fed only by the skip edges summed into it (dense_cats.py)
+            self.ops.append(Op("neurons", node.name, shape=m.shape))
+            self.current = node
             return
         self._apply(node, self.take(node), rules.for_module(m))
 

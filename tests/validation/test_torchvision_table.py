@@ -41,7 +41,7 @@ def test_the_training_key_follows_what_determines_the_weights(mnist_root):
 @pytest.mark.slow
 def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_root):
     cfg = VisionConfig(
-        models=("squeezenet1_1", "densenet121"),
+        models=("squeezenet1_1", "mobilenet_v2"),
         train_images=256,
         calib_images=256,
         test_images=60,
@@ -50,9 +50,9 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
         agreement_images=0,
     )
     result = run_table(cfg, mnist_root, tmp_path)
-    squeeze, dense = result["rows"]
-    assert squeeze["converts"] and not dense["converts"]
-    assert "torch.cat" in dense["reason"] and "parts with no spiking equivalent" in dense["reason"]
+    squeeze, mobile = result["rows"]
+    assert squeeze["converts"] and not mobile["converts"]
+    assert "ReLU6" in mobile["reason"] and "parts with no spiking equivalent" in mobile["reason"]
     assert squeeze["images"] == 60 and squeeze["training"]["train_images"] == 256
     assert (squeeze["training"]["epochs"], squeeze["training"]["lr"]) == (3, 3e-4)  # its own recipe
     assert squeeze["provenance"]["merged_branches"]  # its Fire modules' cats, merged into one layer each
@@ -64,7 +64,7 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
     saved = json.loads((tmp_path / "torchvision" / "table.json").read_text())
     assert saved["seed"] == 0 and "git_commit" in saved and saved["config"]["train_images"] == 256
     md = (tmp_path / "torchvision" / "table.md").read_text()
-    assert "1 of 2 families convert" in md and "**densenet121**" in md
+    assert "1 of 2 families convert" in md and "**mobilenet_v2**" in md
     # a rerun reads each finished model's file: same rows, the weights not trained again
     models = sorted((tmp_path / "torchvision" / "models").glob("*.pt"))
     stamp = [p.stat().st_mtime_ns for p in models]
