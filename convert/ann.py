@@ -36,27 +36,50 @@ def as_input(spec: NetworkSpec, images: np.ndarray | torch.Tensor, dtype=torch.f
     return x.reshape(len(x), *spec.input_shape)
 
 
-def _relu(layer: object, z: torch.Tensor) -> torch.Tensor:
+def _relu(k: int, layer: object, z: torch.Tensor) -> torch.Tensor:
     return torch.relu(z)
 
 
+#: ``adjust(k, layer, a)``: shown spiking layer k's activity a, returns a layer to compute it with instead, or None
+Adjust = Callable[[int, object, torch.Tensor], object | None]
+
+
 def _forward(
-    spec: NetworkSpec, x: torch.Tensor, rectify: Callable[[object, torch.Tensor], torch.Tensor] = _relu
+    spec: NetworkSpec,
+    x: torch.Tensor,
+    rectify: Callable[[int, object, torch.Tensor], torch.Tensor] = _relu,
+    adjust: Adjust | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The one forward pass: every layer's family ``forward``, a skip edge's map of its source's activity
-    added before the rectifier, ``rectify(layer, z)`` at every spiking layer (ReLU unless given)."""
+    """The one forward pass: every layer's family ``forward``, each skip edge's map of its source's activity
+    added before the rectifier, ``rectify(k, layer, z)`` at every spiking layer k (ReLU unless given). With
+    ``adjust``, a spiking layer it replaces is computed again from the same input, before the layers above read
+    it (:func:`clip_floor_corrected`)."""
     acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
-    z = x
+    z, k = x, 0
     for i, layer in enumerate(spec.layers):
-        z = layer_forward(layer, z)
-        for edge in spec.skips_into(i):  # a residual sum: the node gets the currents of all its edges
-            z = z + edge.forward(after[edge.source])
+        below = z
+        z = _pre_activation(spec, i, layer, below, after)
         if is_spiking(layer):
+            a = rectify(k, layer, z)
+            new = None if adjust is None else adjust(k, layer, a)
+            if new is not None:
+                z = _pre_activation(spec, i, new, below, after)
+                a = rectify(k, new, z)
             logits = z.reshape(len(z), -1)
-            z = rectify(layer, z)
+            z = a
             acts.append(z.reshape(len(z), -1))
+            k += 1
         after.append(z)
     return acts, logits
+
+
+def _pre_activation(spec: NetworkSpec, i: int, layer: object, below: torch.Tensor, after: list) -> torch.Tensor:
+    """Layer i's input current from the activity ``below`` and, through its skip edges, the activities after
+    earlier layers (``after``): the trunk's, then each edge's in the spec's order."""
+    z = layer_forward(layer, below)
+    for edge in spec.skips_into(i):  # a residual sum: the node gets the currents of all its edges
+        z = z + edge.forward(after[edge.source])
+    return z
 
 
 @torch.inference_mode()
@@ -75,11 +98,13 @@ def rates(spec: NetworkSpec, x: torch.Tensor) -> list[torch.Tensor]:
 
     the same forward as :func:`activations` (skip edges, gates, biases) with every spiking layer's activity
     divided by its threshold. Returns every spiking layer's rates, flattened (N, n_l), in spikes per step."""
-    return _forward(spec, x, lambda layer, z: torch.relu(z) / layer.threshold)[0]
+    return _forward(spec, x, lambda k, layer, z: torch.relu(z) / layer.threshold)[0]
 
 
 @torch.inference_mode()
-def clip_floor_activations(spec: NetworkSpec, x: torch.Tensor, steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+def clip_floor_activations(
+    spec: NetworkSpec, x: torch.Tensor, steps: int, adjust: Adjust | None = None, starts: list | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """:func:`activations` with every spiking layer's ReLU replaced by the clip-floor of T = ``steps`` steps,
 
         q_l(z) = θ_l/T · clip(floor(z·T/θ_l + f), 0, T),
@@ -89,18 +114,22 @@ def clip_floor_activations(spec: NetworkSpec, x: torch.Tensor, steps: int) -> tu
     z after T steps (docs/qcfs.md, f = ½ there). It is exact for the first spiking layer of an analog-input spec
     under ``cascade``; deeper layers receive spike trains, not constant currents, so for them it is the model
     of the SNN that calibration corrects against (:mod:`convert.bias_correction`). Returns every spiking
-    layer's activity, flattened (N, n_l), and the logits (the output layer's pre-activation)."""
-    starts: dict[int, object] = {}
-    for k, i in enumerate(spec.spiking_indices):
-        f = spec.v_init if spec.v_init_neurons is None else spec.v_init_neurons[k]
-        starts[id(spec.layers[i])] = f if np.ndim(f) == 0 else torch.as_tensor(np.asarray(f), dtype=x.dtype)
+    layer's activity, flattened (N, n_l), and the logits (the output layer's pre-activation).
 
-    def clip_floor(layer, z: torch.Tensor) -> torch.Tensor:
-        theta, f = layer.threshold, starts[id(layer)]
-        f = f if isinstance(f, float) else f.reshape(z.shape[1:])
+    ``starts``: each spiking layer's f (a float, or an array (n_l,)) in place of the spec's, a list that
+    ``adjust`` (as :func:`_forward` takes it) may change for its layer before returning the layer to compute it
+    again with: the calibrations correct one layer at a time from the input in one pass this way."""
+    if starts is None:
+        n = len(spec.spiking_indices)
+        starts = [spec.v_init] * n if spec.v_init_neurons is None else list(spec.v_init_neurons)
+
+    def clip_floor(k: int, layer, z: torch.Tensor) -> torch.Tensor:
+        theta, f = layer.threshold, starts[k]
+        if np.ndim(f) != 0:
+            f = torch.as_tensor(np.asarray(f), dtype=x.dtype).reshape(z.shape[1:])
         return torch.clamp(torch.floor(z * (steps / theta) + f), 0, steps) * (theta / steps)
 
-    return _forward(spec, x, clip_floor)
+    return _forward(spec, x, clip_floor, adjust)
 
 
 def batched_activities(

@@ -18,7 +18,10 @@ For layer l with channel c (a Conv2d's output channel, a Dense layer's neuron):
 
 with a the ANN's activity (ReLU) and q the modelled (or, given a simulator, measured) SNN activity, both of
 the calibrated spec (so in its units, θ = 1). The output layer under the ``membrane`` readout and layers
-without a bias field (pooling) are left as they are; a layer without a bias gets one.
+without a bias field (pooling) are left as they are; a layer without a bias gets one. With the clip-floor model
+the layers are corrected in one forward pass, each as the pass reaches it (:func:`convert.ann.clip_floor_activations`
+with ``adjust``): the same operations as one forward pass per layer, so the same biases, in time linear in the
+depth (densenet121's 657 populations: one pass instead of 657).
 """
 
 from __future__ import annotations
@@ -65,26 +68,43 @@ def bias_corrected(
     left as it is under the ``membrane`` readout: its membrane is linear in the counts below it, whose mean
     error the layer below's correction removes. Pure: the spec given is not changed."""
     steps = check_steps(steps)
-    activity = activity or clip_floor_activity
     images = np.asarray(images)[:BIAS_IMAGES]
     if len(images) == 0:
         raise ValueError("bias correction needs calibration images: got none")
     target = ann.layer_activities(spec, images)  # the ANN is the same function whatever the biases below become
-    layers, corrections = list(spec.layers), []
+    layers = list(spec.layers)
     spiking = [i for i, layer in enumerate(layers) if is_spiking(layer)]
-    for k, i in enumerate(spiking):
-        layer = layers[i]
+    corrections: list[Any] = [None] * len(spiking)
+    shapes = spec.shapes
+
+    def correctable(k: int) -> bool:
         output = k == len(spiking) - 1
-        if not any(f.name == "bias" for f in dataclasses.fields(layer)) or (output and spec.readout == "membrane"):
-            corrections.append(None)
-            continue
-        channels = int(spec.shapes[i + 1][0])  # output channels, or neurons of a 1-d population
-        model = activity(dataclasses.replace(spec, layers=tuple(layers)), images, steps)[k]
+        has_bias = any(f.name == "bias" for f in dataclasses.fields(layers[spiking[k]]))
+        return has_bias and not (output and spec.readout == "membrane")
+
+    def correct(k: int, model: np.ndarray) -> Any:
+        """Layer k's bias corrected for its modelled activity ``model`` (N, n_l); the corrected layer."""
+        i = spiking[k]
+        layer, channels = layers[i], int(shapes[i + 1][0])  # output channels, or neurons of a 1-d population
         delta = _channel_means(target[k], channels) - _channel_means(model, channels)
         bias = np.zeros(channels) if layer.bias is None else np.asarray(layer.bias, dtype=np.float64)
         dtype = np.asarray(getattr(layer, "weight", bias)).dtype  # the layer's own precision
         layers[i] = dataclasses.replace(layer, bias=(bias + delta).astype(dtype))
-        corrections.append(delta)
+        corrections[k] = delta
+        return layers[i]
+
+    if activity is None:  # the clip-floor model: each layer corrected as the one forward pass reaches it
+        x = ann.as_input(spec, images)  # what clip_floor_activity computes, one layer at a time (module doc)
+        ann.clip_floor_activations(
+            spec,
+            x,
+            steps,
+            adjust=lambda k, layer, a: correct(k, a.reshape(len(a), -1).numpy()) if correctable(k) else None,
+        )
+    else:  # a measured activity: the network below corrected, then measured again, for each layer
+        for k in range(len(spiking)):
+            if correctable(k):
+                correct(k, activity(dataclasses.replace(spec, layers=tuple(layers)), images, steps)[k])
     return dataclasses.replace(spec, layers=tuple(layers)), corrections
 
 

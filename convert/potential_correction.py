@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from convert import ann
-from convert.bias_correction import BIAS_IMAGES, Activity, calibrated_bias_corrected, clip_floor_activity
+from convert.bias_correction import BIAS_IMAGES, Activity, calibrated_bias_corrected
 from convert.calibration import check_steps
 from convert.contract.spec import NetworkSpec, is_spiking
+from convert.layers import family_of
 from convert.normalize import NormalizationReport
 from convert.stats import ActivationStats
 
@@ -40,7 +41,6 @@ def potential_corrected(
     first :data:`~convert.bias_correction.BIAS_IMAGES` of ``images``; returns it and each population's starts
     (None where they stay at ``v_init``). Pure."""
     steps = check_steps(steps)
-    activity = activity or clip_floor_activity
     images = np.asarray(images)[:BIAS_IMAGES]
     if len(images) == 0:
         raise ValueError("potential correction needs calibration images: got none")
@@ -48,18 +48,28 @@ def potential_corrected(
     sizes = spec.population_sizes
     starts = [np.full(n, spec.v_init) for n in sizes] if spec.v_init_neurons is None else list(spec.v_init_neurons)
     spiking = [i for i, layer in enumerate(spec.layers) if is_spiking(layer)]
-    chosen: list[Any] = []
-    for k, i in enumerate(spiking):
-        layer = spec.layers[i]
+    chosen: list[Any] = [None] * len(spiking)
+
+    def correctable(k: int) -> bool:  # a population with weights of its own or edges (not a pool)
         output = k == len(spiking) - 1
-        if not hasattr(layer, "weight") or (output and spec.readout == "membrane"):
-            chosen.append(None)
-            continue
-        current = dataclasses.replace(spec, v_init_neurons=starts)
-        model = activity(current, images, steps)[k]
-        error = (np.asarray(target[k]) - np.asarray(model)).mean(axis=0) / layer.threshold
-        starts[k] = np.clip(starts[k] + steps * error, 0.0, _BELOW_ONE)
-        chosen.append(starts[k])
+        return family_of(spec.layers[spiking[k]]).has_weights and not (output and spec.readout == "membrane")
+
+    def correct(k: int, model: np.ndarray) -> None:
+        error = (np.asarray(target[k]) - np.asarray(model)).mean(axis=0) / spec.layers[spiking[k]].threshold
+        starts[k] = chosen[k] = np.clip(starts[k] + steps * error, 0.0, _BELOW_ONE)
+
+    def adjust(k: int, layer: Any, a: Any) -> Any:
+        if not correctable(k):
+            return None
+        correct(k, a.reshape(len(a), -1).numpy())
+        return layer  # computed again with its new starts, before the layers above read it
+
+    if activity is None:  # the clip-floor model: each population corrected as the one forward pass reaches it
+        ann.clip_floor_activations(spec, ann.as_input(spec, images), steps, adjust=adjust, starts=starts)
+    else:
+        for k in range(len(spiking)):
+            if correctable(k):
+                correct(k, activity(dataclasses.replace(spec, v_init_neurons=starts), images, steps)[k])
     return dataclasses.replace(spec, v_init_neurons=starts), chosen
 
 

@@ -124,3 +124,24 @@ def test_the_method_needs_the_images_and_records_what_it_did():
     assert (new.v_init, new.reset) == (0.5, "subtract")
     assert "calibrated-bc" not in {m.name for m in methods.paper_methods()}
     simulate(new, x[:3], steps=4)  # a valid spec every engine takes
+
+
+@pytest.mark.parametrize("family", ["Residual", "Neurons", "Bias"])
+def test_the_one_pass_correction_equals_one_forward_pass_per_layer(family):
+    """With the clip-floor model, each layer is corrected as one forward pass reaches it; given the same model
+    as an ``activity`` (one pass per layer, the network below corrected), the biases and starts are the same
+    floats: the passes compute each layer with the same operations."""
+    from convert.bias_correction import bias_corrected, clip_floor_activity
+    from convert.potential_correction import potential_corrected
+    from tests.conformance.networks import network
+
+    spec = dataclasses.replace(network(family, "cascade", "subtract"), v_init=0.5)
+    images = np.random.default_rng(3).integers(0, 256, size=(40, *spec.input_shape), dtype=np.uint8)
+    one, deltas = bias_corrected(spec, images, 8)
+    per_layer, deltas_again = bias_corrected(spec, images, 8, activity=clip_floor_activity)
+    assert one == per_layer and any(d is not None for d in deltas)
+    for a, b in zip(deltas, deltas_again, strict=True):
+        assert (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+    started, _ = potential_corrected(one, images, 8)
+    started_again, _ = potential_corrected(one, images, 8, activity=clip_floor_activity)
+    assert started == started_again and started.v_init_neurons is not None
