@@ -53,20 +53,26 @@ def check_fields(layer: Any, name: str, ranks: tuple[int, ...]) -> None:
     if isinstance(source, bool) or int(source) != source or source < 0:
         raise SpecError(f"{name}.skip_source: must be the index of an earlier layer of the spec, got {source!r}")
     object.__setattr__(layer, "skip_source", int(source))
+    arr = _frozen(weight, f"{name}.skip_weight", (0, *ranks))
+    if arr.ndim != 4 and (layer.skip_stride, layer.skip_padding) != ((1, 1), (0, 0)):
+        raise SpecError(f"{name}.skip_stride/skip_padding: only a convolutional (4-d) skip has them")
+    object.__setattr__(layer, "skip_weight", arr)
+
+
+def _frozen(weight: Any, where: str, ranks: tuple[int, ...]) -> np.ndarray:
+    """A skip edge's weights as a read-only float array of one of ``ranks``, finite; a SpecError naming ``where``."""
     if weight is None:
-        raise SpecError(f"{name}.skip_weight: a skip edge needs weights (a 0-d gain for the identity)")
+        raise SpecError(f"{where}: a skip edge needs weights (a 0-d gain for the identity)")
     arr = np.array(weight, copy=True)
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
-    if arr.ndim not in (0, *ranks):
-        allowed = " or ".join(f"{r}-d" for r in (0, *ranks))
-        raise SpecError(f"{name}.skip_weight: must be {allowed}, got shape {arr.shape}")
+    if arr.ndim not in ranks:
+        allowed = " or ".join(f"{r}-d" for r in ranks)
+        raise SpecError(f"{where}: must be {allowed}, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise SpecError(f"{name}.skip_weight: NaN or infinite weights; retrain or fix the checkpoint")
-    if arr.ndim != 4 and (layer.skip_stride, layer.skip_padding) != ((1, 1), (0, 0)):
-        raise SpecError(f"{name}.skip_stride/skip_padding: only a convolutional (4-d) skip has them")
+        raise SpecError(f"{where}: NaN or infinite weights; retrain or fix the checkpoint")
     arr.setflags(write=False)
-    object.__setattr__(layer, "skip_weight", arr)
+    return arr
 
 
 def has_skip(layer: Any) -> bool:
@@ -102,18 +108,9 @@ class Skip:
         where = f"skip edge {self.source} -> {self.target}"
         object.__setattr__(self, "stride", pair(self.stride, f"{where}: stride", 1))
         object.__setattr__(self, "padding", pair(self.padding, f"{where}: padding", 0))
-        if self.weight is None:
-            raise SpecError(f"{where}: a skip edge needs weights (a 0-d gain for the identity)")
-        arr = np.array(self.weight, copy=True)
-        if arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(np.float64)
-        if arr.ndim not in (0, 1, 2, 4):
-            raise SpecError(f"{where}: weight must be 0-d, 1-d, 2-d or 4-d, got shape {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise SpecError(f"{where}: NaN or infinite weights; retrain or fix the checkpoint")
+        arr = _frozen(self.weight, f"{where}: weight", (0, 1, 2, 4))
         if arr.ndim != 4 and (self.stride, self.padding) != ((1, 1), (0, 0)):
             raise SpecError(f"{where}: stride/padding: only a convolutional (4-d) skip has them")
-        arr.setflags(write=False)
         object.__setattr__(self, "weight", arr)
 
     @classmethod
