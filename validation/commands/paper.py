@@ -242,6 +242,7 @@ def cmd_torchvision(args: argparse.Namespace) -> int:
         checkpoints=(args.steps,),
         agreement_images=args.agreement_images,
         agreement_max_synapses=int(args.agreement_max_synapses * 1e6),
+        agreement_device=args.agreement_device,
     )
     out = runs / args.out
     run_table(cfg, args.root, runs, out, args.build_dir)
@@ -424,6 +425,12 @@ def register(add: Add) -> None:
     p.add_argument("--agreement-images", type=nonnegative_int, default=2, help="Brian2 check images (0: none)")
     p.add_argument(
         "--agreement-max-synapses", type=positive_float, default=25.0, help="largest model Brian2 checks, M (25)"
+    )
+    p.add_argument(
+        "--agreement-device",
+        choices=("cpp_standalone", "runtime"),
+        default="cpp_standalone",
+        help="Brian2 device of the checks: compiled C++ (default) or the runtime device (nothing to compile)",
     )
     p.add_argument("--out", type=folder_name, default="torchvision", help="results folder under the runs folder")
     build_dir_arg(p)

@@ -16,8 +16,8 @@ first convolution for one channel, MNIST zero-padded to the smallest input it ta
    accuracy at every checkpoint, its Wilson interval and McNemar's paired test against the ANN on the same
    images;
 5. where Brian2's explicit synapses fit (``agreement_max_synapses``), fastsim float64 against Brian2
-   cpp_standalone on ``agreement_images`` test images × ``agreement_steps`` steps: per-neuron counts of every
-   layer compared.
+   (``agreement_device``: cpp_standalone, or the runtime device for a spec of thousands of Brian2 objects) on
+   ``agreement_images`` test images × ``agreement_steps`` steps: per-neuron counts of every layer compared.
 
 Writes ``<runs>/torchvision/table.{json,md}`` (provenance: config, seed, versions, commit, machine) and one
 ``<model>.json`` per finished model, so that an interrupted run resumes at the next model; a rerun that changes
@@ -44,7 +44,10 @@ from convert.contract.provenance import provenance, write_json_atomic, write_tex
 from validation.paper.torchvision_models import NAMES, build, family, padded, recipe, trained
 
 #: the settings of step 5 only: a change of these alone reruns no row, only its agreement check
-AGREEMENT_FIELDS = ("agreement_images", "agreement_steps", "agreement_max_synapses")
+AGREEMENT_FIELDS = ("agreement_images", "agreement_steps", "agreement_max_synapses", "agreement_device")
+#: the Brian2 devices a check may run on: C++ standalone (compiled, the default), or the runtime device (Python
+#: and numpy code objects: nothing to compile, for a spec of thousands of Brian2 objects)
+AGREEMENT_DEVICES = ("cpp_standalone", "runtime")
 
 SNN_FIELDS = {"encoding": "current", "readout": "membrane", "schedule": "cascade", "v_init": 0.5}
 
@@ -65,10 +68,13 @@ class VisionConfig:
     agreement_images: int = 2
     agreement_steps: int = 32
     agreement_max_synapses: int = 25_000_000
+    agreement_device: str = "cpp_standalone"
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.agreement_device not in AGREEMENT_DEVICES:
+            raise ValueError(f"agreement_device must be one of {AGREEMENT_DEVICES}, got {self.agreement_device!r}")
         unknown = [m for m in self.models if m not in NAMES]
         if unknown:
             raise ValueError(f"unknown torchvision families {unknown}; choose from {', '.join(NAMES)}")
@@ -230,7 +236,7 @@ def agreement_only(name: str, cfg: VisionConfig, root: Any, runs: Path, build_di
 
 
 def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, runs: Path, build_dir) -> dict[str, Any]:
-    """fastsim float64 against Brian2 cpp_standalone on the first images, or why not."""
+    """fastsim float64 against Brian2 (``cfg.agreement_device``) on the first images, or why not."""
     from validation.harness.agreement import agreement, write_report
 
     if not cfg.agreement_images:
@@ -250,7 +256,7 @@ def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, run
         images[:n],
         labels[:n],
         cfg.agreement_steps,
-        ("fastsim:float64", "refsim:cpp_standalone"),
+        ("fastsim:float64", f"refsim:{cfg.agreement_device}"),
         build_dir=build_dir or default_build_root(runs),
     )
     ident = report["identical"]
@@ -258,6 +264,7 @@ def _agreement(name, spec, synapses: int, images, labels, cfg: VisionConfig, run
     write_report(report, recs, runs / "agreement", f"torchvision-{name}", config)
     return {
         "run": True,
+        "device": cfg.agreement_device,
         "images": n,
         "steps": cfg.agreement_steps,
         "exact_fraction": ident["exact_fraction"],
@@ -351,7 +358,10 @@ def markdown(rows: list[dict[str, Any]], cfg: VisionConfig) -> str:
             cells.append(f"{pct(s['snn_accuracy'])}{star} ({pct(s['ci95'][0])}–{pct(s['ci95'][1])})")
         a = r["agreement"]
         if a["run"]:
-            cells.append(f"{100 * a['exact_fraction']:.2f} % ({a['images']} × {a['steps']}, {a['wall_s']:.0f} s)")
+            device = "" if a.get("device", "cpp_standalone") == "cpp_standalone" else f", {a['device']}"
+            cells.append(
+                f"{100 * a['exact_fraction']:.2f} % ({a['images']} × {a['steps']}, {a['wall_s']:.0f} s{device})"
+            )
         elif r["synapses"] > cfg.agreement_max_synapses:
             cells.append(f"not run: {r['synapses'] / 1e6:.0f} M synapses > {cfg.agreement_max_synapses / 1e6:.0f} M")
         else:
