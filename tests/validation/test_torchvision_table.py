@@ -28,6 +28,8 @@ def test_bad_configurations_are_refused():
         VisionConfig(models=("resnet9",))
     with pytest.raises(ValueError, match="must rise to steps=32"):
         VisionConfig(checkpoints=(16,))
+    with pytest.raises(ValueError, match="agreement_device must be one of"):
+        VisionConfig(agreement_device="cuda")
 
 
 def test_the_training_key_follows_what_determines_the_weights(mnist_root):
