@@ -55,15 +55,15 @@ def _forward(
     ``adjust``, a spiking layer it replaces is computed again from the same input, before the layers above read
     it (:func:`clip_floor_corrected`)."""
     acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
-    z, k = x, 0
+    z, k, into = x, 0, spec.skips_by_target()
     for i, layer in enumerate(spec.layers):
         below = z
-        z = _pre_activation(spec, i, layer, below, after)
+        z = _pre_activation(into.get(i, ()), layer, below, after)
         if is_spiking(layer):
             a = rectify(k, layer, z)
             new = None if adjust is None else adjust(k, layer, a)
             if new is not None:
-                z = _pre_activation(spec, i, new, below, after)
+                z = _pre_activation(into.get(i, ()), new, below, after)
                 a = rectify(k, new, z)
             logits = z.reshape(len(z), -1)
             z = a
@@ -73,11 +73,11 @@ def _forward(
     return acts, logits
 
 
-def _pre_activation(spec: NetworkSpec, i: int, layer: object, below: torch.Tensor, after: list) -> torch.Tensor:
-    """Layer i's input current from the activity ``below`` and, through its skip edges, the activities after
-    earlier layers (``after``): the trunk's, then each edge's in the spec's order."""
+def _pre_activation(skips: tuple, layer: object, below: torch.Tensor, after: list) -> torch.Tensor:
+    """A layer's input current from the activity ``below`` and, through its skip edges ``skips``, the activities
+    after earlier layers (``after``): the trunk's, then each edge's in the spec's order."""
     z = layer_forward(layer, below)
-    for edge in spec.skips_into(i):  # a residual sum: the node gets the currents of all its edges
+    for edge in skips:  # a residual sum: the node gets the currents of all its edges
         z = z + edge.forward(after[edge.source])
     return z
 

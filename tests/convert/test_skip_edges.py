@@ -242,3 +242,11 @@ def test_a_population_fed_only_by_skip_edges_converts_saves_and_normalizes(tmp_p
         assert isinstance(out.layers[3], Neurons) and len(out.skips) == len(spec.skips)
         if name in ("model", "data"):  # a positive scale per population: the same function up to the scale
             assert torch.equal(activations(out, x)[1].argmax(1), want)
+
+
+def test_a_spec_rebuilt_from_its_fields_is_the_same_spec():
+    """``type(spec)(**spec.__dict__)`` holds only the fields (no cached state rides along), and the edges by
+    target are the edges into each layer."""
+    spec = two_skips()
+    assert type(spec)(**spec.__dict__) == spec
+    assert spec.skips_by_target() == {3: spec.skips_into(3)} and spec.skips_into(2) == ()
