@@ -127,9 +127,9 @@ def _form(node: fx.Node, gm: fx.GraphModule) -> tuple[list[Term], np.ndarray] | 
             return None
         return parts[0][0] + parts[1][0], parts[0][1] + parts[1][1]
     conv = module_of(node, gm, nn.Conv2d)
-    if conv is not None and conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros":
+    if _plain(conv):
         source = node.args[0]
-        if not (isinstance(source, fx.Node) and _is_tap(source, gm)) or isinstance(conv.padding, str):
+        if not (isinstance(source, fx.Node) and _is_tap(source, gm)):
             return None
         bias = np.zeros(conv.out_channels) if conv.bias is None else array(conv.bias)
         term = Term(source, weight=array(conv.weight), stride=tuple(conv.stride), padding=tuple(conv.padding))
@@ -176,13 +176,19 @@ class Reader:
     consumers: list[tuple[str, list[fx.Node]]]  # ("conv", [conv, bn?]) | ("head", [pool, flatten, linear])
 
 
+def _plain(conv: nn.Conv2d | None) -> bool:
+    """A convolution that one Term holds: no groups, no dilation, zero padding given as numbers."""
+    if conv is None or conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+        return False
+    return not isinstance(conv.padding, str)
+
+
 def _consumers(relu: fx.Node, gm: fx.GraphModule) -> list[tuple[str, list[fx.Node]]] | None:
     """What reads the ReLU, as it can be split over the pieces: a convolution (and the BatchNorm after it), or
     a global average pool, a flatten and a Linear (the classifier); None for anything else."""
     out = []
     for user in relu.users:
-        conv = module_of(user, gm, nn.Conv2d)
-        if conv is not None and conv.groups == 1 and not isinstance(conv.padding, str):
+        if _plain(module_of(user, gm, nn.Conv2d)):
             nxt = _only_user(user)
             bn = nxt if nxt is not None and module_of(nxt, gm, nn.BatchNorm2d) is not None else None
             out.append(("conv", [user] if bn is None else [user, bn]))

@@ -113,3 +113,12 @@ def test_torchvisions_densenet121_converts_to_its_own_function():
     with torch.no_grad():
         want = net(x)
     np.testing.assert_allclose(activations(spec, x)[1].numpy(), want.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_dilated_reader_of_the_cat_is_left_to_the_reader():
+    """A dilated convolution reading the rectified cat is no plain convolution per piece: the cat is not split,
+    and the reader refuses it with its reason (never a silently different function)."""
+    net = TinyDenseNet()
+    net.block1[1].conv1 = nn.Conv2d(7, 4, 3, padding=2, dilation=2, bias=False)
+    with pytest.raises(SpecError, match=r"is read by a BatchNorm"):
+        from_torch(_randomized(net, 4), (1, 12, 12))
