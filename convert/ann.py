@@ -53,7 +53,7 @@ def _forward(
     """The one forward pass: every layer's family ``forward``, each skip edge's map of its source's activity
     added before the rectifier, ``rectify(k, layer, z)`` at every spiking layer k (ReLU unless given). With
     ``adjust``, a spiking layer it replaces is computed again from the same input, before the layers above read
-    it (:func:`clip_floor_corrected`)."""
+    it (:func:`clip_floor_activations` with ``adjust``: the calibrations' one-pass corrections)."""
     acts, after = [], []  # after[i]: the activity after layers[i] (a skip edge's source)
     z, k, into = x, 0, spec.skips_by_target()
     for i, layer in enumerate(spec.layers):

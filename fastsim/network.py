@@ -166,14 +166,9 @@ class Network:
         return per_neuron.expand(batch, *shape).clone()
 
     def _recorder(self, batch: int, checkpoints: np.ndarray) -> Recorder:
-        edges, seen = [], {}  # seen[k]: the skip edges into stage k so far
-        for e in graph.edges(self.spec):
-            stage = self.stages[e.target]
-            if e.kind == "trunk":
-                edges.append((e.target, e.source, stage.fanout))
-                continue
-            seen[e.target] = seen.get(e.target, -1) + 1
-            edges.append((e.target, e.source, stage.skips[seen[e.target]].fanout))
+        # graph.edges' order: by target, the trunk edge, then each skip edge in the spec's order, as the stages
+        fanouts = [f for s in self.stages for f in (s.fanout, *(e.fanout for e in s.skips))]
+        edges = [(e.target, e.source, f) for e, f in zip(graph.edges(self.spec), fanouts, strict=True)]
         return Recorder(batch, self.sizes, checkpoints, self.device, edges, membrane=self.membrane)
 
     def initial_gates(self, batch: int) -> list[torch.Tensor | None]:

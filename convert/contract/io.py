@@ -22,8 +22,8 @@ of version 4, and every other spec as before. Version 6 added per-neuron start p
 always float64: a fraction just below 1 must not round up to 1); a spec with them is written as version 6.
 Version 7 added the edge list: the header key ``skips``, every skip edge as ``{"source", "target", "weight"
 (an array name, ``skips.<e>.weight``), "stride", "padding"}``, in place of the layers' ``skip_*`` fields, and
-``v_init_neurons`` optional; a spec with more than one skip edge into one layer (which the layer fields cannot
-hold) is written as version 7, every other spec as before.
+``v_init_neurons`` optional; a spec with more than one skip edge into one layer, or one into a ``Neurons``
+layer (which the layer fields cannot hold), is written as version 7, every other spec as before.
 
 The NIR export is :mod:`convert.nir_export`; the activation-statistics cache is in :mod:`convert.stats`.
 """
@@ -95,7 +95,7 @@ def _version(spec: NetworkSpec, more_skips: bool) -> int:
         version = 5
     if spec.v_init_neurons is not None:  # one per neuron
         version = 6
-    if more_skips:  # several skip edges into one layer
+    if more_skips:  # several skip edges into one layer, or one into a layer without skip fields (Neurons)
         version = 7
     return version
 

@@ -5,8 +5,9 @@ construction with errors that name the offending field. It holds everything a si
 simulator takes neuron parameters or time semantics as arguments:
 
 * ``input_shape``: the shape of one input sample, e.g. ``(1, 28, 28)``;
-* ``skips``: the skip edges (:class:`convert.layers.skip.Skip`), any number into any ``Dense`` or ``Conv2d``
-  layer, ordered by target (a layer given in the chain form, with ``skip_*`` fields, has its edge moved here);
+* ``skips``: the skip edges (:class:`convert.layers.skip.Skip`), any number into any ``Dense``, ``Conv2d`` or
+  ``Neurons`` layer, ordered by target (a layer given in the chain form, with ``skip_*`` fields, has its edge
+  moved here);
 * ``layers``: a chain of layers of the registered families (:mod:`convert.layers`: :class:`Flatten`,
   :class:`Dense`, :class:`Conv2d`, :class:`AvgPool2d`, one module each). Every layer but ``Flatten`` is a
   *spiking* layer: a population of integrate-and-fire neurons with its own ``threshold`` θ_l, fed through the
@@ -207,8 +208,8 @@ class NetworkSpec:
         object.__setattr__(self, "skips", tuple(e for _, _, e in edges))
 
     def _check_graph(self, shapes: list[tuple[int, ...]]) -> None:
-        """Gates directly after a spiking layer; skip edges from an earlier tap into a Dense or Conv2d layer,
-        of the target's shape."""
+        """Gates directly after a spiking layer; skip edges from an earlier tap into a spiking layer with weights
+        of its own or none at all (Dense, Conv2d, Neurons; not a pool), of the target's shape."""
         for i, layer in enumerate(self.layers):
             if is_gate(layer) and (i == 0 or not is_spiking(self.layers[i - 1])):
                 raise SpecError(

@@ -143,15 +143,8 @@ def _skips(op: Op, taps: dict[str, int], target: int) -> list[Skip]:
         edge = branch[0]
         weight, conv = edge.weight, {"stride": edge.stride, "padding": edge.padding} if edge.weight.ndim == 4 else {}
         if edge.groups > 1:  # a depthwise 1×1 convolution: a gain per channel (convert/from_torch/dense_cats.py)
-            if (
-                weight.shape[1:] != (1, 1, 1)
-                or edge.groups != weight.shape[0]
-                or conv
-                != {
-                    "stride": (1, 1),
-                    "padding": (0, 0),
-                }
-            ):
+            plain = (edge.stride, edge.padding) == ((1, 1), (0, 0))
+            if weight.shape[1:] != (1, 1, 1) or edge.groups != weight.shape[0] or not plain:
                 raise SpecError(f"node `{op.node}`: a grouped convolution on a skip branch; only a depthwise 1×1 is")
             weight, conv = weight.reshape(-1), {}
         out.append(Skip(taps[source], target, weight, **conv))

@@ -84,22 +84,6 @@ def test_a_dense_block_converts_to_populations_fed_by_skip_edges():
     torch.testing.assert_close(activations(spec, x)[1], want, rtol=1e-10, atol=1e-12)
 
 
-def test_a_cat_with_an_unrectified_piece_from_the_input_is_still_refused():
-    class Stemless(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem, self.grow = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 3, padding=1)
-            self.norm, self.head = nn.BatchNorm2d(6), nn.Linear(6 * 26 * 26, 10)
-
-        def forward(self, x):
-            x = self.stem(x)  # no ReLU: the piece is a convolution of the image, no population reads it
-            y = torch.cat([x, self.grow(F.relu(x))], 1)
-            return self.head(torch.flatten(F.relu(self.norm(y)), 1))
-
-    with pytest.raises(SpecError, match=r"`cat` \(torch\.cat\) is read by a BatchNorm"):
-        from_torch(_randomized(Stemless(), 2))
-
-
 def test_torchvisions_densenet121_converts_to_its_own_function():
     from validation.paper.torchvision_models import build
 
