@@ -38,21 +38,19 @@ from typing import Any
 
 import numpy as np
 
-from convert.contract.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError, is_gate
-from convert.layers import SpikingLayer
+from convert.contract.spec import Flatten, MaxPool2d, NetworkSpec, UnknownLayerError
+from convert.layers import Layer, SpikingLayer
+from refsim import gate
 from refsim.brian import load as brian_load
-from refsim.connectivity import connections, fanout, gate_connections, skip_connections
+from refsim.connectivity import connections, fanout, skip_connections
 from refsim.inputs import InputBatch, InputLayer, build_input
 
 RESETS = {"zero": "v = 0", "subtract": "v -= theta"}
 #: orders per layer in the cascade schedule's synapses slot (module doc)
 CASCADE = 10
-#: a population a max-pool gate reads: its spike count so far and whether it fired in this step
-GATE_VARIABLES = "\nc : 1\nf : 1"
-#: a gate's members (one per window and real position): the mirrored count and spike of its unit, how many
-#: mates of its window beat it (a summed variable) and its position in the window (ties go to the lower)
-MEMBER_VARIABLES = "c : 1\nf : 1\nbeaten : 1\nr : integer (constant)"
-GATE_START = "c = c * int(t_in_timesteps % image_steps != 0)"
+#: the tap nodes: kinds of layer that are no population but hold state on the spikes of the population below
+#: (:func:`convert.contract.spec.NetworkSpec.tap`), each a module with its reader variables and its builder
+TAP_NODES: dict[type, Any] = {MaxPool2d: gate}
 #: v = 0 in the first step of every image (v·1 = v exactly otherwise), before that step's threshold test
 IMAGE_START = "v = v * int(t_in_timesteps % image_steps != 0)"
 #: the same with a nonzero initial potential v0 = v_init · θ (the spec's ``v_init``): v·0 + v0·1 = v0 in the first
@@ -74,7 +72,7 @@ class BuiltNetwork:
     n_images: int
     steps: int
     dt_s: float
-    gate_monitors: dict[int, Any] = field(default_factory=dict)  # by the population below each max-pool gate
+    tap_monitors: dict[tuple[str, int], Any] = field(default_factory=dict)  # each tap node's output, by its tap
 
     @property
     def duration_s(self) -> float:
@@ -96,9 +94,9 @@ class _BuildState:
     fanouts: list[np.ndarray] = field(default_factory=list)
     index: int = 0  # the index in spec.layers of the layer being built
     taps: dict[int, Any] = field(default_factory=dict)  # layer index -> the group whose spikes are its activity
-    gates: dict[int, Any] = field(default_factory=dict)  # population below -> the gate group on it
-    extra: list[Any] = field(default_factory=list)  # skip pathways and the gates' objects
-    #: (object, delay slot, delay order, cascade order) of every skip and gate object (apply_schedule)
+    tap_groups: dict[tuple[str, int], Any] = field(default_factory=dict)  # a tap node's tap -> its output group
+    extra: list[Any] = field(default_factory=list)  # skip pathways and the tap nodes' objects
+    #: (object, delay slot, delay order, cascade order) of every skip and tap node object (apply_schedule)
     slotted: list[tuple[Any, str, int, int]] = field(default_factory=list)
 
 
@@ -124,7 +122,7 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     conn = connections(layer, state.shape)
     biased = getattr(layer, "bias", None) is not None
     layers = state.spec.layers
-    gated = state.index + 1 < len(layers) and is_gate(layers[state.index + 1])  # a max-pool gate reads it
+    reader = TAP_NODES.get(type(layers[state.index + 1])) if state.index + 1 < len(layers) else None
     per_neuron = state.spec.v_init_neurons is not None  # one start potential per neuron (potential correction)
     v_init = state.spec.v_init != 0.0 or per_neuron
     group = NeuronGroup(
@@ -132,7 +130,7 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
         "v : 1\ntheta : 1 (constant, shared)\nimage_steps : integer (constant, shared)"
         + (f"\nv0 : 1 (constant{'' if per_neuron else ', shared'})" if v_init else "")
         + ("\nb : 1 (constant)" if biased else "")
-        + (GATE_VARIABLES if gated else ""),
+        + (reader.READER_VARIABLES if reader else ""),  # a tap node reads it (refsim.gate)
         threshold="v >= theta",
         reset=RESETS[state.spec.reset],
         name=f"refsim_layer_{k}",
@@ -143,7 +141,7 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     if v_init:
         group.v0 = state.spec.initial_potentials[k - 1]  # the spec's θ, also for a membrane output layer (an
         # array (n,) in the population's flattened C order with per-neuron starts, the order of every count)
-    start = (IMAGE_START_AT_V0 if v_init else IMAGE_START) + ("\n" + GATE_START if gated else "")
+    start = (IMAGE_START_AT_V0 if v_init else IMAGE_START) + ("\n" + reader.READER_START if reader else "")
     group.run_regularly(start, when="start", name=f"refsim_layer_{k}_image_start")
     bias = neuron_bias(layer, conn.n_post)
     if bias is not None:  # b_j: added every step right after the synaptic events (module doc)
@@ -178,65 +176,21 @@ def _spiking(layer: SpikingLayer, state: _BuildState) -> None:
     state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), group, "w", {}
 
 
-@build_layer.register
-def _maxpool(layer: MaxPool2d, state: _BuildState) -> None:
-    """The max-pool gate (docs/semantics.md) on the population ``state.source`` (which :func:`_spiking` gave the
-    count c and the spike flag f): a *member* per window and real position mirrors its unit's c and f
-    (``copy``, summed over one synapse each), counts the mates of its window that beat it (``mates``: a higher
-    count, or the same count and a lower rank), and fires when its unit fired and none beat it; its spike
-    makes its window's gate unit fire (``feed``). Overlapping windows give a unit one member per window."""
-    brian_load()
-    from brian2 import NeuronGroup, Synapses
-
+def _tap_node(layer: Layer, state: _BuildState) -> None:
+    """A tap node (:data:`TAP_NODES`: the max-pool gate, :mod:`refsim.gate`) on the population below, which
+    :func:`_spiking` built with the node's reader variables; its output units are the next layer's source."""
+    node = TAP_NODES[type(layer)]
     k = len(state.layers)  # the population below, 1-based
-    population = state.source
-    wiring = gate_connections(layer, state.shape)
-    count = population.run_regularly(
-        "f = int(v >= theta)\nc += f", when="thresholds", order=1, name=f"refsim_gate_{k}_count"
-    )
-    members = NeuronGroup(
-        wiring.copy.n_post,
-        MEMBER_VARIABLES,
-        threshold="f > 0.5 and beaten < 0.5",
-        reset="f = 0",  # harmless (the copy sets f again before the next test); Brian2 wants a reset
-        name=f"refsim_gate_{k}_members",
-    )
-    members.r = wiring.rank
-    copy = Synapses(
-        population,
-        members,
-        "c_post = c_pre : 1 (summed)\nf_post = f_pre : 1 (summed)",
-        name=f"refsim_gate_{k}_copy",
-    )
-    copy.connect(i=wiring.copy.i, j=wiring.copy.j)
-    pairs = None
-    if len(wiring.mates.i):  # windows of one unit each (a 1x1 map) have no mates: nobody is ever beaten
-        pairs = Synapses(
-            members,
-            members,
-            "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
-            name=f"refsim_gate_{k}_mates",
-        )
-        pairs.connect(i=wiring.mates.i, j=wiring.mates.j)
-    gate = NeuronGroup(
-        wiring.feed.n_post, "passed : 1", threshold="passed > 0.5", reset="passed = 0", name=f"refsim_gate_{k}"
-    )
-    feed = Synapses(members, gate, on_pre="passed_post += 1", name=f"refsim_gate_{k}_feed")
-    feed.connect(i=wiring.feed.i, j=wiring.feed.j)
-    state.extra += [members, copy, *([pairs] if pairs is not None else []), gate, feed]
-    compare = [] if pairs is None else [(pairs.summed_updaters["beaten_post"], "thresholds", 3, CASCADE * k + 6)]
-    state.slotted += [  # the population's thresholder: 10k + 2 (cascade), its resetter 10k + 5
-        (count, "thresholds", 1, CASCADE * k + 3),
-        (copy.summed_updaters["c_post"], "thresholds", 2, CASCADE * k + 4),
-        (copy.summed_updaters["f_post"], "thresholds", 2, CASCADE * k + 4),
-        *compare,
-        (members.thresholder["spike"], "thresholds", 4, CASCADE * k + 7),
-        (feed.pre, "synapses", -3, CASCADE * k + 8),
-        (gate.thresholder["spike"], "synapses", -2, CASCADE * k + 9),
-    ]
-    state.gates[k - 1] = gate
-    state.taps[state.index] = gate
-    state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), gate, "w", {}
+    built = node.build(layer, state.source, state.shape, k, CASCADE * k)
+    state.extra += built.objects
+    state.slotted += built.slotted
+    state.tap_groups[state.spec.tap(state.index)] = built.group
+    state.taps[state.index] = built.group
+    state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), built.group, "w", {}
+
+
+for _cls in TAP_NODES:
+    build_layer.register(_cls)(_tap_node)
 
 
 def neuron_bias(layer: object, n_post: int) -> np.ndarray | None:
@@ -298,14 +252,15 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
         None if src is None else SpikeMonitor(src, when="end", name=f"refsim_monitor_{k}")
         for k, src in enumerate(sources)
     ]
-    gate_monitors = {
-        p: SpikeMonitor(g, when="end", name=f"refsim_gate_monitor_{p + 1}") for p, g in state.gates.items()
+    tap_monitors = {
+        tap: SpikeMonitor(g, when="end", name=f"refsim_{tap[0]}_monitor_{tap[1] + 1}")
+        for tap, g in state.tap_groups.items()
     }
     potential = None
     if spec.readout == "membrane":
         potential = StateMonitor(state.layers[-1], "v", record=True, when="end", name="refsim_potential")
     objects = [inp.group, *state.layers, *state.synapses, *state.extra, *(m for m in monitors if m is not None)]
-    objects += list(gate_monitors.values())
+    objects += list(tap_monitors.values())
     if potential is not None:
         objects.append(potential)
     return BuiltNetwork(
@@ -316,7 +271,7 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
         monitors=monitors,
         potential=potential,
         fanouts=state.fanouts,
-        gate_monitors=gate_monitors,
+        tap_monitors=tap_monitors,
         n_images=batch.n_images,
         steps=steps,
         dt_s=dt_s,

@@ -28,7 +28,6 @@ from convert.contract.spec import (
     AvgPool2d,
     Conv2d,
     Dense,
-    MaxPool2d,
     NetworkSpec,
     Neurons,
     UnknownLayerError,
@@ -155,39 +154,6 @@ def skip_connections(edge: Skip, source_shape: tuple[int, ...]) -> Connections:
     n = int(np.prod(source_shape))
     idx = np.arange(n, dtype=np.int32)
     return Connections(idx, idx.copy(), np.full(n, float(edge.weight)), n, n)
-
-
-class GateWiring(NamedTuple):
-    """A max-pool gate's wiring on a population (refsim.build): one *member* per (window, real position) pair,
-    ``copy`` (unit → member: the member mirrors its unit's count and spike), ``mates`` (member → member of the
-    same window, every ordered pair: through it each member counts the mates that beat it), ``feed`` (member →
-    its window's gate unit), and each member's ``rank`` (row-major position in its window, the tie order)."""
-
-    copy: Connections
-    mates: Connections
-    feed: Connections
-    rank: np.ndarray
-
-
-def gate_connections(layer: MaxPool2d, input_shape: tuple[int, ...]) -> GateWiring:
-    """The wiring of a max-pool gate of any stride, padding and ceil_mode on a population of ``input_shape``
-    (:meth:`MaxPool2d.members`: a unit of overlapping windows has one member per window; padding has none)."""
-    members = layer.members(input_shape)  # type: ignore[arg-type]
-    n_pre, n_gate = int(np.prod(input_shape)), members.shape[0]
-    window, rank = np.nonzero(members >= 0)  # members in window order, each window's by rank
-    unit = members[window, rank]
-    n = len(unit)
-    ones = np.ones(n)
-    idx = np.arange(n, dtype=np.int32)
-    copy = Connections(unit.astype(np.int32), idx, ones, n_pre, n)
-    feed = Connections(idx, window.astype(np.int32), ones, n, n_gate)
-    index = np.full(members.shape, -1, dtype=np.int64)  # each window's members by rank (−1: padding)
-    index[window, rank] = idx
-    pre, post = index[:, :, None], index[:, None, :]  # every ordered pair of positions of one window
-    keep = (pre >= 0) & (post >= 0) & (pre != post)
-    mi, mj = np.broadcast_to(pre, keep.shape)[keep], np.broadcast_to(post, keep.shape)[keep]
-    mates = Connections(mi.astype(np.int32), mj.astype(np.int32), np.ones(len(mi)), n, n)
-    return GateWiring(copy, mates, feed, rank.astype(np.int64))
 
 
 def spec_edges(spec: NetworkSpec) -> list[tuple[int, tuple[str, int], np.ndarray]]:

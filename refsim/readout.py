@@ -96,25 +96,25 @@ def to_record(
     meta: dict[str, Any] | None = None,
     readout: str = "spikes",
     potential: np.ndarray | None = None,
-    gate_tables: dict[int, tuple[SpikeTable, int]] | None = None,
+    tap_tables: dict[tuple[str, int], tuple[SpikeTable, int]] | None = None,
 ) -> SpikeRecord:
     """The record of ``len(labels)`` images from their input activity, the spiking layers' tables and, for the
     ``membrane`` readout, the output potential after every step (N, steps, n_out). ``edges``: every synapse map
-    into a spiking layer as (layer, tap, fan-out), :func:`refsim.connectivity.spec_edges`; ``gate_tables``:
-    the spikes each max-pool gate passed (and its number of units), by the population below it."""
+    into a spiking layer as (layer, tap, fan-out), :func:`refsim.connectivity.spec_edges`; ``tap_tables``:
+    the spikes each tap node (the max-pool gate) passed and its number of units, by its tap."""
     n = len(labels)
     checkpoints = np.asarray(checkpoints, dtype=np.int64)
     if checkpoints.size == 0 or checkpoints.min() < 1 or checkpoints.max() > steps:
         raise ValueError(f"checkpoints must lie in 1..{steps}, got {checkpoints.tolist()}")
     if readout == "membrane" and potential is None:
         raise ValueError("potential: a membrane readout needs the output layer's potential trace")
-    gate_tables = gate_tables or {}
+    tap_tables = tap_tables or {}
 
     def tap_counts(tap: tuple[str, int], upto: int) -> np.ndarray:
         kind, p = tap
         if kind == "input":
             return np.asarray(inputs.counts(upto), dtype=np.float64)[:n]
-        table, size = (layer_tables[p], layer_sizes[p]) if kind == "pop" else gate_tables[p]
+        table, size = (layer_tables[p], layer_sizes[p]) if kind == "pop" else tap_tables[tap]
         return per_neuron_counts(table.before(upto), n, size).astype(np.float64)
 
     def synops_upto(upto: int) -> np.ndarray:

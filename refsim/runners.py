@@ -44,7 +44,7 @@ class BatchResult:
     build_s: float
     run_s: float
     potential: np.ndarray | None = None
-    gate_tables: dict[int, tuple[SpikeTable, int]] | None = None  # by the population below each max-pool gate
+    tap_tables: dict[tuple[str, int], tuple[SpikeTable, int]] | None = None  # each tap node's output, by its tap
 
     @property
     def input_counts(self) -> np.ndarray:
@@ -64,8 +64,8 @@ def collect(built: BuiltNetwork, batch: InputBatch, n_images: int) -> BatchResul
     if built.potential is not None:  # (n_out, padded images · steps) -> (images, steps, n_out)
         v = np.asarray(built.potential.v_[:], dtype=np.float64)
         potential = v.T.reshape(-1, steps, v.shape[0])[:n_images]
-    gates = {p: (SpikeTable.from_monitor(m, steps, dt_s), int(m.source.N)) for p, m in built.gate_monitors.items()}
-    return BatchResult(inputs, tables, 0.0, 0.0, potential, gates)
+    taps = {tap: (SpikeTable.from_monitor(m, steps, dt_s), int(m.source.N)) for tap, m in built.tap_monitors.items()}
+    return BatchResult(inputs, tables, 0.0, 0.0, potential, taps)
 
 
 class RuntimeRunner:

@@ -122,7 +122,7 @@ def simulate(
                     record_neurons,
                     readout=spec.readout,
                     potential=result.potential,
-                    gate_tables=result.gate_tables,
+                    tap_tables=result.tap_tables,
                 )
             )
             if bar is not None:
