@@ -10,21 +10,13 @@ once, as the layer step of :func:`fastsim.step.if_update` says.
 
 from __future__ import annotations
 
-import os
-
-import numba as nb
 import numpy as np
 from numba import types
-from numba.core import config as numba_config
 from numba.extending import intrinsic
 
-from convert.contract.paths import numba_cache_dir
-
-# numba reads NUMBA_CACHE_DIR when it is imported (and again before each compilation), but each
-# @njit(cache=True) below picks its cache folder when it is applied: so the variable is set and re-read here,
-# before them, which also covers a numba imported earlier by another module (validation.cluster, events).
-os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
-numba_config.reload_config()
+from fastsim import gate
+from fastsim._numba import nb  # numba with its cache folder set (before any @njit below)
+from fastsim.gate import N_TABLES
 
 POISSON, CURRENT, GIVEN = 0, 1, 2  # the input modes
 # steps whose first-layer current is built at once (_input_chunk): the chunk of currents (CHUNK × the first
@@ -192,56 +184,18 @@ def _events(pre, n_pre, fanout, off):
 
 
 @nb.njit(cache=True)
-def _gate(g, t, net, graph, spk, nsp, counts, last, visited, gspk, gnsp):
-    """Gate g's step t: count the spikes of its population (already stepped), then pass the spike of every
-    window whose unit with the highest count so far (ties to the lowest rank) fired in this step; the passed
-    output units into gspk at the gate's offset, gnsp[g] of them (docs/semantics.md: max-pooling)."""
-    v_off = net[1]
-    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:9]
-    p = g_pop[g]
-    base, n = v_off[p], nsp[p]
-    for s in range(n):
-        j = base + spk[base + s]
-        counts[j] += 1
-        last[j] = t
-    kk, go = g_kk[g], g_off[g]
-    m = 0
-    for s in range(n):
-        j = base + spk[base + s]
-        for e in range(g_uptr[j], g_uptr[j + 1]):  # the windows this neuron belongs to
-            u = g_units[e]
-            if visited[go + u] == t:
-                continue
-            visited[go + u] = t
-            mo = g_moff[g] + u * kk
-            best = -1
-            for r in range(kk):  # the highest count, ties to the lowest rank; padding (-1) never counts
-                q = g_members[mo + r]
-                if q < 0:
-                    continue
-                if best < 0 or counts[base + q] > counts[best]:
-                    best = base + q
-            if last[best] == t:
-                gspk[go + m] = u
-                m += 1
-    gnsp[g] = m
-
-
-@nb.njit(cache=True)
 def _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, delay, zero, biased):
     """Layer ``layer``'s step t: its currents from the spikes below (already in cur for the first layer; through
-    its max-pool gate if it has one) and from its skip edge's source, the events they carry into syn[layer],
-    the update, and the list of the neurons that fired (spk at the layer's offset, nsp[layer] of them)."""
+    its max-pool gate if it has one, :func:`fastsim.gate.event_step`) and from its skip edges' sources, the
+    events they carry into syn[layer], the update, and the list of the neurons that fired (spk at the layer's
+    offset, nsp[layer] of them)."""
     sizes, v_off, pre_off, ptr_off, ptr, run_post, run_w, run_len, weights, thresholds, fanout, bias = net
-    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:9]
-    skip_ptr, skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[9:]
-    counts, last, visited, gspk, gnsp = gate_state
+    skip_ptr, skip_kind, skip_src, skip_ptr_off, skip_fan_off = graph[N_TABLES:]
     base, size = v_off[layer], sizes[layer]
     if layer > 0:
-        g = gate_of[layer]
+        g = gate.gate_into(graph, layer)
         if g >= 0:
-            _gate(g, t, net, graph, spk, nsp, counts, last, visited, gspk, gnsp)
-            pre, n_pre = gspk[g_off[g] :], gnsp[g]
+            pre, n_pre = gate.event_step(g, t, v_off, graph, spk, nsp, gate_state)
         else:
             pre, n_pre = spk[v_off[layer - 1] :], nsp[layer - 1]
         _scatter(pre, n_pre, ptr, ptr_off[layer], run_post, run_w, run_len, weights, cur, base)
@@ -255,7 +209,7 @@ def _layer(layer, t, net, graph, v, cur, sk, fired, spk, nsp, gate_state, syn, d
         if skip_kind[e] == 0:
             pre, n_pre = spk[v_off[src] :], nsp[src]
         else:
-            pre, n_pre = gspk[g_off[src] :], gnsp[src]
+            pre, n_pre = gate.event_output(src, graph, gate_state)
         _scatter(pre, n_pre, ptr, skip_ptr_off[e], run_post, run_w, run_len, weights, sk, base)
         syn[layer] += _events(pre, n_pre, fanout, skip_fan_off[e])
     m = _update(
@@ -350,14 +304,7 @@ def run_images(mode, keys, thr, xw, given, pixel_ids, steps, checkpoints, net, v
         _start_potentials(v, v_start)
         cur = np.zeros(v_off[L] + pad, weights.dtype)  # padded runs may add zeros past the end
         sk = np.zeros(v_off[L] + pad, weights.dtype)  # the skip edges' currents
-        g_off = graph[3]
-        gate_state = (
-            np.zeros(v_off[L], np.int64),  # every neuron's spike count so far (read for gated populations)
-            np.full(v_off[L], -1, np.int64),  # the last step it fired in
-            np.full(g_off[-1], -1, np.int64),  # the last step each gate's window was looked at
-            np.zeros(g_off[-1], np.int32),  # the gates' passed spikes of this step
-            np.zeros(g_off.shape[0] - 1, np.int64),  # their numbers
-        )
+        gate_state = gate.event_state(graph, v_off[L])
         spk = np.zeros(v_off[L], np.int32)
         nsp = np.zeros(L, np.int64)
         syn = np.zeros(L, np.float64)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from convert.contract.spec import NetworkSpec
-from convert.layers.maxpool2d import unit_windows
-from fastsim.gate import Gain
+from fastsim import gate
 from fastsim.layers import ConvOp, PoolOp
+from fastsim.skips import Gain
 from fastsim.stages import build_stages
 
 PROBE_ROWS = 256  # one-hot rows per operator call while reading the fan-out tables
@@ -212,30 +212,15 @@ def _csr_runs(m, np_dtype):
 
 @dataclass(frozen=True)
 class GraphTables:
-    """The max-pool gates and skip edges of a spec that is not a chain (all arrays empty or -1 for a chain).
+    """The max-pool gates and skip edges of a spec that is not a chain (all arrays empty for a chain).
 
-    Gate g sits on population ``g_pop[g]`` and feeds layer ``g_pop[g] + 1`` (``gate_of[l]`` = g, else -1); it
-    has ``g_size[g]`` output units (internal order of the pooled shape; their spike lists at ``g_off[g]``) of
-    ``g_kk[g]`` members each: ``g_members[g_moff[g] + u·kk + r]``, the population's internal index of the unit
-    of rank r (row-major position in the window, the tie order) of output unit u (-1: padding). Neuron j of a
-    gated population p belongs to the output units ``g_units[g_uptr[v_off[p] + j] : g_uptr[v_off[p] + j + 1]]``
-    (none past the last window, or when not gated; several where windows overlap).
+    ``gates``: the gates' own tables (:class:`fastsim.gate.GateTables`). The skip edges into layer l, a
+    compressed list of incoming edges, are e = ``skip_ptr[l]`` … ``skip_ptr[l + 1]`` − 1, in the spec's order:
+    edge e (``skip_kind[e]`` 0: from a population, 1: from a gate) leaves from source ``skip_src[e]`` (a
+    population or a gate id); its runs start at ``ptr[skip_ptr_off[e] + i]`` and its fan-out counts at
+    ``fanout[skip_fan_off[e] + i]`` (source units in internal order)."""
 
-    The skip edges into layer l, a compressed list of incoming edges, are e = ``skip_ptr[l]`` …
-    ``skip_ptr[l + 1]`` − 1, in the spec's order: edge e (``skip_kind[e]`` 0: from a population, 1: from a
-    gate) leaves from source ``skip_src[e]`` (a population or a gate id); its runs start at
-    ``ptr[skip_ptr_off[e] + i]`` and its fan-out counts at ``fanout[skip_fan_off[e] + i]`` (source units in
-    internal order)."""
-
-    gate_of: np.ndarray
-    g_pop: np.ndarray
-    g_size: np.ndarray
-    g_off: np.ndarray
-    g_kk: np.ndarray
-    g_moff: np.ndarray
-    g_members: np.ndarray
-    g_uptr: np.ndarray
-    g_units: np.ndarray
+    gates: gate.GateTables
     skip_ptr: np.ndarray
     skip_kind: np.ndarray
     skip_src: np.ndarray
@@ -243,19 +228,9 @@ class GraphTables:
     skip_fan_off: np.ndarray
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
-
-
-def _gate_members(gate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a gate (:class:`fastsim.gate.MaxGate`) on a (C, H, W) population, in internal orders: each output
-    unit's k² members by rank (-1 where the window holds padding), and each neuron's windows, compressed
-    (``ptr`` (n + 1,), ``units``: neuron j's windows are ``units[ptr[j]:ptr[j + 1]]``)."""
-    pop_order, pool_order = internal_order(gate.in_shape), internal_order(gate.shape)
-    pop_internal = np.argsort(pop_order)  # spec index → internal index
-    spec_members = gate.layer.members(gate.in_shape)[pool_order]  # rows in the internal order of the windows
-    members = np.where(spec_members >= 0, pop_internal[np.maximum(spec_members, 0)], -1)
-    ptr, units = unit_windows(members, len(pop_order))
-    return members.reshape(-1).astype(np.int64), ptr, units
+        """The kernel's flat ``graph``: the gates' tables, then the skip edges'."""
+        skips = tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "gates")
+        return self.gates.as_tuple() + skips
 
 
 def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
@@ -320,42 +295,19 @@ def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
 
 def _graph_tables(stages, add_edge) -> GraphTables:
     """The gates and skip edges of the stages (:class:`GraphTables`); ``add_edge`` appends a skip's runs."""
-    L = len(stages)
-    gate_of = np.full(L, -1, dtype=np.int64)
-    g_pop, g_size, g_kk, members = [], [], [], []
-    counts = [np.zeros(int(np.prod(s.shape)), dtype=np.int64) for s in stages]  # windows per neuron
-    units_all: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in stages]
-    for layer, stage in enumerate(stages):
-        if stage.gate is not None:
-            gate_of[layer] = len(g_pop)
-            m, ptr, units = _gate_members(stage.gate)
-            g_pop.append(layer - 1)
-            g_size.append(int(np.prod(stage.gate.shape)))
-            g_kk.append(stage.gate.kernel**2)
-            members.append(m)
-            counts[layer - 1], units_all[layer - 1] = np.diff(ptr), units
+    gates = gate.event_tables(stages, internal_order)
     skip_kind, skip_src, skip_ptr_off, skip_fan_off = [], [], [], []
     for stage in stages:
         for edge in stage.skips:
             kind, index = edge.tap
             skip_kind.append(0 if kind == "pop" else 1)
-            skip_src.append(index if kind == "pop" else g_pop.index(index))
+            skip_src.append(index if kind == "pop" else gates.source_id(edge.tap))
             p, f = add_edge(edge.current, edge.in_shape, internal_order(stage.shape), edge.fanout, (edge.op,))
             skip_ptr_off.append(p)
             skip_fan_off.append(f)
     skip_ptr = np.concatenate([[0], np.cumsum([len(s.skips) for s in stages])]).astype(np.int64)
-    sizes = np.asarray(g_size, dtype=np.int64)
-    kk = np.asarray(g_kk, dtype=np.int64)
     return GraphTables(
-        gate_of=gate_of,
-        g_pop=np.asarray(g_pop, dtype=np.int64),
-        g_size=sizes,
-        g_off=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        g_kk=kk,
-        g_moff=np.concatenate([[0], np.cumsum(sizes * kk)]).astype(np.int64),
-        g_members=np.concatenate(members) if members else np.zeros(0, dtype=np.int64),
-        g_uptr=np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64),
-        g_units=np.concatenate(units_all).astype(np.int64),
+        gates=gates,
         skip_ptr=skip_ptr,
         skip_kind=np.asarray(skip_kind, dtype=np.int64),
         skip_src=np.asarray(skip_src, dtype=np.int64),

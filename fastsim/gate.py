@@ -1,33 +1,43 @@
-"""The max-pool gate and the skip edge on a device: what a stage adds to the chain of docs/semantics.md.
+"""The max-pool gate in fastsim (docs/semantics.md: max-pooling): its torch step, its event tables, its event step.
 
-:class:`MaxGate` runs the gate of :class:`convert.contract.spec.MaxPool2d` over a chunk of steps, time first: for
-spikes s (n, B, C, H, W) of the population below and the spike counts c (B, C, H', W', k²) of its units so far,
-the count of every unit after step t is c + Σ_{t' ≤ t} s(t') (the spikes of step t included), each window's
-winner is the unit with the highest count, ties to the lowest position in the window (the lowest C-order
-index), and the gate's output in step t is the winner's spike of step t. Counts are int64, so the winner is
-exact on every device; the output spikes are the input's own 0/1 values, in their dtype.
+The gate (:class:`convert.layers.maxpool2d.MaxPool2d`) is a *tap node*: no population, but a stateful map on the
+spikes of the population below, whose output units the next layer's synapses (and any skip edge from its tap
+``("gate", p)``) leave from. Each engine calls it through a generic hook; everything the gate is, is here:
 
-:class:`SkipEdge` is a skip edge's synapse map (identity times a gain, or a Dense/Conv2d operator of
-:mod:`fastsim.layers`) and the fan-out of its source units; it reads the activity of the tap it names
-(:meth:`convert.contract.spec.NetworkSpec.tap`).
+* :class:`MaxGate`, for the torch engines (:mod:`fastsim.network`): it runs the gate over a chunk of steps,
+  time first: for spikes s (n, B, C, H, W) of the population below and the spike counts c (B, C, H', W', k²)
+  of its units so far, the count of every unit after step t is c + Σ_{t' ≤ t} s(t') (the spikes of step t
+  included), each window's winner is the unit with the highest count, ties to the lowest position in the
+  window (the lowest C-order index), and the gate's output in step t is the winner's spike of step t. Counts
+  are int64, so the winner is exact on every device; the output spikes are the input's own 0/1 values.
+* :class:`GateTables` and :func:`event_tables`, for the event engine (:mod:`fastsim.event_tables`), and its
+  compiled step :func:`event_step` with its state (:func:`event_state`), which the kernel
+  (:mod:`fastsim._events_kernel`) calls before a gated layer's synapses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
+from convert.layers.maxpool2d import unit_windows
+from fastsim._numba import nb
 
+
+# --------------------------------------------------------------------------------------- the torch engines
 @dataclass(frozen=True)
 class MaxGate:
-    """The gate of the spec layer ``layer`` (:class:`convert.contract.spec.MaxPool2d`: kernel, stride, zero
-    padding, ceil_mode) on a population of shape ``in_shape`` (C, H, W); output ``shape`` (C, H', W')."""
+    """The gate of the spec layer ``layer`` (:class:`convert.layers.maxpool2d.MaxPool2d`: kernel, stride, zero
+    padding, ceil_mode) on a population of shape ``in_shape`` (C, H, W) whose activity is the tap ``tap``;
+    output ``shape`` (C, H', W')."""
 
     layer: Any
     in_shape: tuple[int, int, int]
+    tap: tuple[str, int]
     shape: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,24 +78,147 @@ class MaxGate:
         return win.gather(-1, winner).squeeze(-1), cum[-1]
 
 
+# --------------------------------------------------------------------------------------- the event engine
 @dataclass(frozen=True)
-class SkipEdge:
-    """A skip edge into a stage: ``op`` maps the tap's activity (R, *in_shape) to currents (R, *stage shape)."""
+class GateTables:
+    """The max-pool gates of a spec for the event kernel (all arrays empty or -1 without a gate).
 
-    tap: tuple[str, int]
-    op: Callable[[torch.Tensor], torch.Tensor]
-    in_shape: tuple[int, ...]
-    fanout: torch.Tensor  # float64 (n_source,): the skip synapses leaving each source unit
+    Gate g sits on population ``g_pop[g]`` and feeds layer ``g_pop[g] + 1`` (``gate_of[l]`` = g, else -1); it
+    has ``g_size[g]`` output units (internal order of the pooled shape; their spike lists at ``g_off[g]``) of
+    ``g_kk[g]`` members each: ``g_members[g_moff[g] + u·kk + r]``, the population's internal index of the unit
+    of rank r (row-major position in the window, the tie order) of output unit u (-1: padding). Neuron j of a
+    gated population p belongs to the output units ``g_units[g_uptr[v_off[p] + j] : g_uptr[v_off[p] + j + 1]]``
+    (none past the last window, or when not gated; several where windows overlap)."""
 
-    def current(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x.reshape(len(x), *self.in_shape))
+    gate_of: np.ndarray
+    g_pop: np.ndarray
+    g_size: np.ndarray
+    g_off: np.ndarray
+    g_kk: np.ndarray
+    g_moff: np.ndarray
+    g_members: np.ndarray
+    g_uptr: np.ndarray
+    g_units: np.ndarray
+
+    def as_tuple(self) -> tuple[np.ndarray, ...]:
+        """The arrays in field order: the first :data:`N_TABLES` entries of the kernel's flat ``graph`` tuple (a
+        parallel loop cannot take a tuple of tuples), which the compiled functions below read."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+    def source_id(self, tap: tuple[str, int]) -> int:
+        """The gate id of the tap ``("gate", p)`` (an edge's source in the kernel)."""
+        return int(np.flatnonzero(self.g_pop == tap[1])[0])
 
 
-@dataclass(frozen=True)
-class Gain:
-    """The identity skip map times a gain g (rounded to the simulation dtype once)."""
+def _members(gate: MaxGate, internal_order) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a gate on a (C, H, W) population, in the event engine's internal orders (``internal_order(shape)``:
+    the spec index of the neuron at each internal position): each output unit's k² members by rank (-1 where
+    the window holds padding), and each neuron's windows, compressed (``ptr`` (n + 1,), ``units``: neuron j's
+    windows are ``units[ptr[j]:ptr[j + 1]]``)."""
+    pop_order, pool_order = internal_order(gate.in_shape), internal_order(gate.shape)
+    pop_internal = np.argsort(pop_order)  # spec index → internal index
+    spec_members = gate.layer.members(gate.in_shape)[pool_order]  # rows in the internal order of the windows
+    members = np.where(spec_members >= 0, pop_internal[np.maximum(spec_members, 0)], -1)
+    ptr, units = unit_windows(members, len(pop_order))
+    return members.reshape(-1).astype(np.int64), ptr, units
 
-    gain: torch.Tensor
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gain
+def event_tables(stages, internal_order) -> GateTables:
+    """The :class:`GateTables` of the stages' gates (:attr:`fastsim.stages.Stage.node`), in the internal orders
+    of :func:`fastsim.event_tables.internal_order` (given: that module builds on this one)."""
+    L = len(stages)
+    gate_of = np.full(L, -1, dtype=np.int64)
+    g_pop, g_size, g_kk, members = [], [], [], []
+    counts = [np.zeros(int(np.prod(s.shape)), dtype=np.int64) for s in stages]  # windows per neuron
+    units_all: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in stages]
+    for layer, stage in enumerate(stages):
+        if isinstance(stage.node, MaxGate):
+            gate_of[layer] = len(g_pop)
+            m, ptr, units = _members(stage.node, internal_order)
+            g_pop.append(layer - 1)
+            g_size.append(int(np.prod(stage.node.shape)))
+            g_kk.append(stage.node.kernel**2)
+            members.append(m)
+            counts[layer - 1], units_all[layer - 1] = np.diff(ptr), units
+    sizes = np.asarray(g_size, dtype=np.int64)
+    kk = np.asarray(g_kk, dtype=np.int64)
+    return GateTables(
+        gate_of=gate_of,
+        g_pop=np.asarray(g_pop, dtype=np.int64),
+        g_size=sizes,
+        g_off=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        g_kk=kk,
+        g_moff=np.concatenate([[0], np.cumsum(sizes * kk)]).astype(np.int64),
+        g_members=np.concatenate(members) if members else np.zeros(0, dtype=np.int64),
+        g_uptr=np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64),
+        g_units=np.concatenate(units_all).astype(np.int64),
+    )
+
+
+#: how many arrays :class:`GateTables` puts at the head of the kernel's ``graph``
+N_TABLES = len(dataclasses.fields(GateTables))
+
+
+@nb.njit(cache=True)
+def event_state(graph, n_neurons):
+    """The gates' state at the start of an image: every neuron's spike count so far (read for gated
+    populations), the last step it fired in, the last step each output unit's window was looked at, the
+    passed output units of this step (at each gate's offset) and their numbers."""
+    g_off = graph[3]
+    return (
+        np.zeros(n_neurons, np.int64),
+        np.full(n_neurons, -1, np.int64),
+        np.full(g_off[-1], -1, np.int64),
+        np.zeros(g_off[-1], np.int32),
+        np.zeros(g_off.shape[0] - 1, np.int64),
+    )
+
+
+@nb.njit(cache=True)
+def gate_into(graph, layer):
+    """The id of the gate in front of ``layer`` (-1 for none)."""
+    return graph[0][layer]
+
+
+@nb.njit(cache=True)
+def event_output(g, graph, state):
+    """The output units gate g passed in this step (a list at its offset) and their number."""
+    return state[3][graph[3][g] :], state[4][g]
+
+
+@nb.njit(cache=True)
+def event_step(g, t, v_off, graph, spk, nsp, state):
+    """Gate g's step t: count the spikes of its population (already stepped: ``spk``/``nsp``, the lists of the
+    neurons that fired in this step at each population's offset ``v_off``), then pass the spike of every window
+    whose unit with the highest count so far (ties to the lowest rank) fired in this step; returns the passed
+    output units and their number (:func:`event_output`)."""
+    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:N_TABLES]
+    counts, last, visited, gspk, gnsp = state
+    p = g_pop[g]
+    base, n = v_off[p], nsp[p]
+    for s in range(n):
+        j = base + spk[base + s]
+        counts[j] += 1
+        last[j] = t
+    kk, go = g_kk[g], g_off[g]
+    m = 0
+    for s in range(n):
+        j = base + spk[base + s]
+        for e in range(g_uptr[j], g_uptr[j + 1]):  # the windows this neuron belongs to
+            u = g_units[e]
+            if visited[go + u] == t:
+                continue
+            visited[go + u] = t
+            mo = g_moff[g] + u * kk
+            best = -1
+            for r in range(kk):  # the highest count, ties to the lowest rank; padding (-1) never counts
+                q = g_members[mo + r]
+                if q < 0:
+                    continue
+                if best < 0 or counts[base + q] > counts[best]:
+                    best = base + q
+            if last[best] == t:
+                gspk[go + m] = u
+                m += 1
+    gnsp[g] = m
+    return gspk[go:], m

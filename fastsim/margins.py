@@ -21,12 +21,12 @@ def threshold_margins(net, source: InputSource, batch: int, steps: int) -> list[
     """Per spiking layer, (batch, n_l) min relative distance |c − θ| / θ over the threshold checks of ``steps``
     steps of ``source`` through ``net`` (a :class:`fastsim.network.Network`)."""
     stages, spec = net.stages, net.spec
-    state, gates = net.initial_state(batch), net.initial_gates(batch)
+    state, nodes = net.initial_state(batch), net.initial_nodes(batch)
     thresholds = [s.threshold for s in stages]
     margins = [torch.full((batch, *s.shape), torch.inf, dtype=torch.float64, device=net.device) for s in stages]
     for t in range(steps):
         x = source.chunk(t, 1)[0].reshape(batch, *spec.input_shape)
-        updates, gates, _ = net.step_updates(x, state, gates)
+        updates, nodes, _ = net.step_updates(x, state, nodes)
         for margin, update, th in zip(margins, updates, thresholds, strict=True):
             if torch.isinf(th):  # a membrane readout's output layer: no threshold check, the margin stays +inf
                 continue

@@ -15,10 +15,10 @@ as a 0-d tensor of the simulation dtype, its bias, and the fan-out of its presyn
   step :func:`fastsim.step.if_update` layer by layer) per time step. It is the reference the engine is tested
   against and the baseline of the benchmark.
 
-A max-pool gate (:class:`fastsim.gate.MaxGate`) sits between a population and the next layer and carries its
-spike counts from chunk to chunk; a skip edge reads the same chunk's activity of an earlier population or gate
-(a *tap*), so the time-batched engine stays exact: every layer's train still depends only on trains of layers
-before it over the same steps.
+A tap node (the max-pool gate, :class:`fastsim.gate.MaxGate`) sits between a population and the next layer
+and carries its state (the gate's spike counts) from chunk to chunk; a skip edge reads the same chunk's
+activity of an earlier population or tap node (a *tap*), so the time-batched engine stays exact: every layer's
+train still depends only on trains of layers before it over the same steps.
 
 ``readout="membrane"`` (docs/semantics.md): the output layer integrates v_L += W_L · s_{L−1}(t) at the step
 the schedule gives it, but never spikes nor resets. Both engines run it as the same layer with the threshold
@@ -171,9 +171,10 @@ class Network:
         edges = [(e.target, e.source, f) for e, f in zip(graph.edges(self.spec), fanouts, strict=True)]
         return Recorder(batch, self.sizes, checkpoints, self.device, edges, membrane=self.membrane)
 
-    def initial_gates(self, batch: int) -> list[torch.Tensor | None]:
-        """The spike counts of every max-pool gate (None for a stage without one) at the start of an image."""
-        return [None if s.gate is None else s.gate.initial(batch, self.device) for s in self.stages]
+    def initial_nodes(self, batch: int) -> list[torch.Tensor | None]:
+        """The state of every tap node (the gates' spike counts; None for a stage without one) at the start of
+        an image."""
+        return [None if s.node is None else s.node.initial(batch, self.device) for s in self.stages]
 
     def _taps_read(self) -> set[tuple[str, int]]:
         return {e.tap for s in self.stages for e in s.skips}
@@ -205,7 +206,7 @@ class Network:
         later layer the spikes of the layer before."""
         rec = self._recorder(batch, checkpoints)
         states = list(self.initial_state(batch).layers)
-        gates, read = self.initial_gates(batch), self._taps_read()
+        nodes, read = self.initial_nodes(batch), self._taps_read()
         path = input_path(source, self)
         for start, n in chunk_bounds(steps, chunk_steps, checkpoints if self.membrane else None):
             out = path.first_layer(self, states[0], start, n)
@@ -219,10 +220,10 @@ class Network:
                 nxt, spikes = self.stages[layer + 1], out.spikes  # the next layer, from these spikes
                 if ("pop", layer) in read:
                     taps[("pop", layer)] = spikes
-                if nxt.gate is not None:
-                    spikes, gates[layer + 1] = nxt.gate(spikes.reshape(n, batch, *stage.shape), gates[layer + 1])
-                    nnz = rec.add_gate(layer, spikes, start)
-                    taps[("gate", layer)] = spikes
+                if nxt.node is not None:
+                    spikes, nodes[layer + 1] = nxt.node(spikes.reshape(n, batch, *stage.shape), nodes[layer + 1])
+                    nnz = rec.add_tap(nxt.node.tap, spikes, start)
+                    taps[nxt.node.tap] = spikes
                 x = spikes.reshape(n * batch, *nxt.in_shape)
                 skips = nxt.skip_currents(taps, n * batch)
                 out = self.layer_chunk(nxt, x, nnz, states[layer + 1], skips)
@@ -231,44 +232,44 @@ class Network:
         return rec
 
     def step_updates(
-        self, x: torch.Tensor, state: NetworkState, gates: list[torch.Tensor | None]
-    ) -> tuple[tuple[LayerUpdate, ...], list[torch.Tensor | None], dict[int, torch.Tensor]]:
+        self, x: torch.Tensor, state: NetworkState, nodes: list[torch.Tensor | None]
+    ) -> tuple[tuple[LayerUpdate, ...], list[torch.Tensor | None], dict[tuple[str, int], torch.Tensor]]:
         """One step of the whole network for input x (B, *input shape): for l = 1..L, the layer step of layer l
-        with this step's spikes of the layer below (through its gate) and of its skip's tap
-        (:func:`fastsim.step.if_update`). Returns the updates, the gates' counts after the step and the spikes
-        each gate passed (by the population below it)."""
+        with this step's spikes of the layer below (through its tap node) and of its skips' taps
+        (:func:`fastsim.step.if_update`). Returns the updates, the tap nodes' states after the step and the
+        spikes each tap node passed (by its tap)."""
         updates: list[LayerUpdate] = []
         taps: dict[tuple[str, int], torch.Tensor] = {}
-        passed: dict[int, torch.Tensor] = {}
-        gates = list(gates)
+        passed: dict[tuple[str, int], torch.Tensor] = {}
+        nodes = list(nodes)
         pre = x.to(self.dtype)
         for layer, stage in enumerate(self.stages):
             if layer > 0:
                 pre = updates[-1].spikes.to(self.dtype)
                 taps[("pop", layer - 1)] = pre
-                if stage.gate is not None:
-                    out, gates[layer] = stage.gate(pre.unsqueeze(0), gates[layer])
-                    pre = passed[layer - 1] = taps[("gate", layer - 1)] = out[0]
+                if stage.node is not None:
+                    out, nodes[layer] = stage.node(pre.unsqueeze(0), nodes[layer])
+                    pre = passed[stage.node.tap] = taps[stage.node.tap] = out[0]
             current = stage.drive(pre.reshape(len(pre), *stage.in_shape), stage.skip_currents(taps, len(pre)))
             updates.append(
                 if_update(current, state.layers[layer], stage.threshold, self.spec.reset, self.spec.schedule)
             )
-        return tuple(updates), gates, passed
+        return tuple(updates), nodes, passed
 
     def run_stepwise(self, source: InputSource, batch: int, steps: int, checkpoints: np.ndarray) -> Recorder:
         """The plain loop: ``steps`` network steps (:meth:`step_updates`), recorded step by step."""
         rec = self._recorder(batch, checkpoints)
-        state, gates = self.initial_state(batch), self.initial_gates(batch)
+        state, nodes = self.initial_state(batch), self.initial_nodes(batch)
         for t in range(steps):
             x = source.chunk(t, 1)[0].reshape(batch, *self.spec.input_shape)
-            updates, gates, passed = self.step_updates(x, state, gates)
+            updates, nodes, passed = self.step_updates(x, state, nodes)
             state = NetworkState(tuple(u.state for u in updates))
             rec.add_input(source, t, 1)
             for layer, u in enumerate(updates):
                 s = u.spikes
                 rec.add_layer(layer, s.unsqueeze(0).to(self.dtype), s.to(self.dtype), t)
-                if layer in passed:
-                    rec.add_gate(layer, passed[layer].unsqueeze(0), t)
+            for tap, spikes in passed.items():
+                rec.add_tap(tap, spikes.unsqueeze(0), t)
             rec.add_potential(state.layers[-1].v, t + 1)
         rec.set_input_counts(source.input_counts(steps))
         return rec

@@ -69,7 +69,7 @@ class Recorder:
         self.input_counts: torch.Tensor | None = None
         # float64 accumulators: exact for counts below 2^53, and a float chunk's sums add in one pass
         self.neuron_counts = [torch.zeros(batch, n, dtype=torch.float64, device=device) for n in sizes]
-        self.gate_counts: dict[int, torch.Tensor] = {}
+        self.node_counts: dict[tuple[str, int], torch.Tensor] = {}  # the spikes each tap node passed, by tap
         self.running = torch.zeros(batch, sizes[-1], **zeros)
         self.output_counts = torch.zeros(batch, k, sizes[-1], **zeros)
         self.first = torch.full((batch,), -1, **zeros)
@@ -110,11 +110,11 @@ class Recorder:
             self._curve(tap, k, cum)
 
     def _tap_counts(self, tap: tuple[str, int]) -> torch.Tensor | None:
-        """A tap's counts over the whole run (None: a gate that never ran)."""
+        """A tap's counts over the whole run (None: a tap node that never ran)."""
         kind, index = tap
         if kind == "input":
             return self.input_counts
-        return self.neuron_counts[index] if kind == "pop" else self.gate_counts.get(index)
+        return self.neuron_counts[index] if kind == "pop" else self.node_counts.get(tap)
 
     def add_layer(self, layer: int, spikes: torch.Tensor, counts: torch.Tensor, start: int) -> torch.Tensor:
         """Spikes (n, B, *shape) of steps start..start+n-1 as 0/1 floats and their sums over the n steps
@@ -128,15 +128,15 @@ class Recorder:
             self._add_output(spikes.reshape(n, self.batch, -1).to(torch.int64), start)
         return chunk_counts.sum()
 
-    def add_gate(self, population: int, spikes: torch.Tensor, start: int) -> torch.Tensor:
-        """The spikes (n, B, *pooled shape) the max-pool gate on ``population`` passed in steps start..; returns
-        their number (0-d)."""
-        before = self.gate_counts.get(population)
+    def add_tap(self, tap: tuple[str, int], spikes: torch.Tensor, start: int) -> torch.Tensor:
+        """The spikes (n, B, *its shape) the tap node of ``tap`` (the max-pool gate) passed in steps start..;
+        returns their number (0-d)."""
+        before = self.node_counts.get(tap)
         if before is None:
             before = torch.zeros(self.batch, spikes[0, 0].numel(), dtype=torch.float64, device=spikes.device)
         after = before + spikes.sum(0).reshape(self.batch, -1).to(torch.float64)
-        self._add_tap(("gate", population), before, after, spikes, start)
-        self.gate_counts[population] = after
+        self._add_tap(tap, before, after, spikes, start)
+        self.node_counts[tap] = after
         return (after - before).sum()
 
     def add_potential(self, v: torch.Tensor, end: int) -> None:
@@ -163,7 +163,7 @@ class Recorder:
         synops = torch.zeros(self.batch, len(self.neuron_counts), dtype=torch.float64, device=self.first.device)
         for tap, consumers in self.consumers.items():
             counts = self._tap_counts(tap)
-            if counts is None:  # a gate that never ran: no events
+            if counts is None:  # a tap node that never ran: no events
                 continue
             for layer, fan in consumers:
                 synops[:, layer] += counts @ fan

@@ -17,20 +17,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from convert.contract.spec import Conv2d, NetworkSpec, is_gate, is_spiking
-from convert.layers import skip_map_layer
-from convert.layers.skip import Skip
+from convert.contract.spec import Conv2d, MaxPool2d, NetworkSpec, is_spiking
 from fastsim.bandconv import BandConv
 from fastsim.fused import FusedDense
-from fastsim.gate import Gain, MaxGate, SkipEdge
+from fastsim.gate import MaxGate
 from fastsim.jit import Compiled
 from fastsim.layers import ConvOp, DenseOp, PoolOp, fanout, operator
+from fastsim.skips import SkipEdge, skip_of
 from fastsim.sparse import SpikeRows, spike_matmul
 
 # the input-spike density up to which a Dense layer's sparse product beats the dense one on a CPU (measured on
 # a 2-core Zen 4 box: float32 ≈ 15 %, float64 ≈ 6 %)
 SPARSE_DENSITY = {torch.float32: 0.15, torch.float64: 0.06}
 SHIFT_CONV_MAX_FAN_IN = 32  # compiled: convolutions with C·kh·kw up to this run as conv_by_shifts
+#: the tap nodes: kinds of layer that are no population but a stateful map on the spikes of the population below
+#: (``node(layer, in_shape, tap)``: ``initial(batch, device)``, ``node(spikes, state) -> (passed, state)``, its
+#: ``shape`` and ``tap``), each one module (the max-pool gate: :mod:`fastsim.gate`)
+TAP_NODES: dict[type, Callable] = {MaxPool2d: MaxGate}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Stage:
     band: BandConv | None = None
     fused: FusedDense | None = None
     bias: torch.Tensor | None = None  # (*shape): the constant current b added to every step's W · s
-    gate: MaxGate | None = None  # the max-pool gate on the population below, before ``ops``
+    node: MaxGate | None = None  # a tap node (TAP_NODES) on the population below, before ``ops``
     skips: tuple[SkipEdge, ...] = ()  # the other incoming edges (residual sums), in the spec's order
 
     def with_bias(self, current: torch.Tensor, skips: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
@@ -160,10 +163,10 @@ def build_stages(
     shapes = spec.shapes
     sparse = sparse and parts == 1  # split weights: every product goes through the limbs
     sparse_density = SPARSE_DENSITY[dtype] if sparse and device.type == "cpu" else 0.0
-    stages, pending, in_shape, gate = [], [], spec.input_shape, None
+    stages, pending, in_shape, node = [], [], spec.input_shape, None
     for i, layer in enumerate(spec.layers):
-        if is_gate(layer):  # a stateful gate on the population below, not an operator (fastsim.gate)
-            gate, in_shape = MaxGate(layer, tuple(shapes[i])), shapes[i + 1]
+        if type(layer) in TAP_NODES:  # a stateful map on the population below, not an operator
+            node, in_shape = TAP_NODES[type(layer)](layer, tuple(shapes[i]), spec.tap(i)), shapes[i + 1]
             continue
         pending.append(adapt(operator(layer, shapes[i], device, dtype, parts), compile, device))
         if not is_spiking(layer):
@@ -178,7 +181,7 @@ def build_stages(
         if bias is not None and kernel == "triton":
             raise ValueError("kernel='triton' does not support a layer bias; use kernel='torch' or 'events'")
         skips = tuple(skip_of(spec, shapes, e, device, dtype, parts) for e in spec.skips_into(i))
-        if (gate is not None or skips) and kernel == "triton":
+        if (node is not None or skips) and kernel == "triton":
             raise ValueError("kernel='triton' does not support max-pool gates or skip edges; use kernel='torch'")
         stages.append(
             Stage(
@@ -191,28 +194,9 @@ def build_stages(
                 band=band,
                 fused=fused_step(pending[-1], float(threshold), parts, spec) if kernel == "triton" else None,
                 bias=bias,
-                gate=gate,
+                node=node,
                 skips=skips,
             )
         )
-        pending, in_shape, gate = [], shapes[i + 1], None
+        pending, in_shape, node = [], shapes[i + 1], None
     return tuple(stages)
-
-
-def skip_of(
-    spec: NetworkSpec, shapes: list[tuple[int, ...]], edge: Skip, device: torch.device, dtype: torch.dtype, parts: int
-) -> SkipEdge:
-    """The skip edge ``edge`` of ``spec`` on the device (``shapes``: ``spec.shapes``)."""
-    source_shape = tuple(shapes[edge.source + 1])
-    layer = skip_map_layer(edge)
-    if layer is None:  # the identity times a gain: one synapse per unit
-        op = Gain(torch.tensor(float(edge.weight), dtype=dtype, device=device))
-        fan = np.ones(int(np.prod(source_shape)))
-    else:
-        op, fan = operator(layer, source_shape, device, dtype, parts), fanout(layer, source_shape)
-    return SkipEdge(
-        tap=spec.tap(edge.source),
-        op=op,
-        in_shape=source_shape,
-        fanout=torch.as_tensor(np.asarray(fan, dtype=np.float64).reshape(-1), device=device),
-    )

@@ -249,7 +249,7 @@ def test_local_probing_gives_the_one_hot_tables(c, oc, h, w, kh, kw, stride, pad
 
 def test_the_identity_skip_matrix_gives_the_one_hot_tables() -> None:
     from fastsim.event_tables import _edge_table, known_matrix
-    from fastsim.gate import Gain
+    from fastsim.skips import Gain
 
     op = Gain(torch.tensor(0.375, dtype=torch.float64))
     in_shape = (3, 4, 5)
