@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from convert.ann import activations, as_input
 from convert.contract.npzfile import read_npz, write_npz
-from convert.contract.spec import NetworkSpec, SpecError, is_gate
+from convert.contract.spec import NetworkSpec, SpecError, family_of
 
 STATS_FORMAT_VERSION = 1
 _RECOMPUTE = "delete it: the statistics are recomputed"
@@ -49,10 +49,9 @@ def weights_fingerprint(spec: NetworkSpec) -> str:
                 h.update(name.encode() + np.ascontiguousarray(extra, dtype=np.float64).tobytes())
         if getattr(layer, "skip_source", None) is not None:
             h.update(repr((layer.skip_source, layer.skip_stride, layer.skip_padding)).encode())
-        if is_gate(layer):
-            h.update(str(layer.kernel_size).encode())
-            if not layer.is_plain:  # a plain gate hashes as before stride, padding and ceil_mode existed
-                h.update(repr((layer.step, layer.padding, layer.ceil_mode)).encode())
+        key_fields = family_of(layer).key_fields
+        if key_fields is not None:  # a tap node's settings (the gate's kernel, stride, padding, ceil_mode)
+            h.update(key_fields(layer))
     for edge in more_skips:  # the second and later skip edges into one layer (none: hashed as before)
         h.update(b"skip_weight" + np.ascontiguousarray(edge.weight, dtype=np.float64).tobytes())
         h.update(repr((edge.source, edge.target, edge.stride, edge.padding)).encode())

@@ -2,12 +2,12 @@
 
 A spec stores a chain of layers and its skip edges; its graph has three kinds of *taps* (activities a synapse
 map can read): ``("input", 0)`` (the input image), ``("pop", p)`` (population p's spikes, 0-based over the
-spiking layers) and ``("gate", p)`` (the max-pool gate on population p's spikes); and one :class:`Edge` per
-synapse map into a population: the *trunk* edge of every population (from the input, the population below, or
-the gate on it, through any ``Flatten``) and a *skip* edge per :class:`convert.layers.skip.Skip` into it (from
-:meth:`NetworkSpec.tap` of its ``source``). A population's input current is the sum over its edges
-(docs/semantics.md). The simulators' bookkeeping of synaptic events (fastsim's recorder, refsim's readout)
-reads the edges here instead of rebuilding them.
+spiking layers) and ``(tap, p)`` for a tap node on population p's spikes (``("gate", p)``: the max-pool gate);
+and one :class:`Edge` per synapse map into a population: the *trunk* edge of every population (from the input,
+the population below, or the tap node on it, through any ``Flatten``) and a *skip* edge per
+:class:`convert.layers.skip.Skip` into it (from :meth:`NetworkSpec.tap` of its ``source``). A population's input
+current is the sum over its edges (docs/semantics.md). The simulators' bookkeeping of synaptic events
+(fastsim's recorder, refsim's readout) reads the edges here instead of rebuilding them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def edges(spec: NetworkSpec) -> list[Edge]:
     """Every edge of ``spec``, by target population, the trunk edge before the skip edges (in their order)."""
     out = []
     for k, i in enumerate(spec.spiking_indices):
-        trunk: Tap = ("input", 0) if k == 0 else ("gate" if spec.gate_before(k) is not None else "pop", k - 1)
+        node = spec.node_before(k)
+        trunk: Tap = ("input", 0) if k == 0 else spec.tap(node if node is not None else spec.spiking_indices[k - 1])
         out.append(Edge(trunk, k, i, "trunk"))
         out.extend(Edge(spec.tap(e.source), k, i, "skip", e) for e in spec.skips_into(i))
     return out

@@ -54,8 +54,8 @@ from convert.layers import (
     SpecError,
     UnknownLayerError,
     family_of,
-    is_gate,
     is_spiking,
+    is_tap_node,
 )
 from convert.layers import skip as skip_edge
 from convert.layers.skip import Skip
@@ -78,7 +78,7 @@ __all__ = [
     "Skip",
     "SpecError",
     "UnknownLayerError",
-    "is_gate",
+    "is_tap_node",
     "is_spiking",
 ]
 
@@ -208,13 +208,13 @@ class NetworkSpec:
         object.__setattr__(self, "skips", tuple(e for _, _, e in edges))
 
     def _check_graph(self, shapes: list[tuple[int, ...]]) -> None:
-        """Gates directly after a spiking layer; skip edges from an earlier tap into a spiking layer with weights
-        of its own or none at all (Dense, Conv2d, Neurons; not a pool), of the target's shape."""
+        """Tap nodes (the gate) directly after a spiking layer; skip edges from an earlier tap into a spiking layer
+        with weights of its own or none at all (Dense, Conv2d, Neurons; not a pool), of the target's shape."""
         for i, layer in enumerate(self.layers):
-            if is_gate(layer) and (i == 0 or not is_spiking(self.layers[i - 1])):
+            if is_tap_node(layer) and (i == 0 or not is_spiking(self.layers[i - 1])):
                 raise SpecError(
-                    f"layers[{i}] (MaxPool2d): a max-pool gate must directly follow a spiking layer "
-                    "(it compares the spike counts of the population below)"
+                    f"layers[{i}] ({type(layer).__name__}): a {family_of(layer).tap} (tap node) must directly "
+                    "follow a spiking layer (it holds state on the spikes of the population below)"
                 )
         for edge in self.skips:
             i, j = edge.target, edge.source
@@ -233,9 +233,9 @@ class NetworkSpec:
                 )
             if j >= i:
                 raise SpecError(f"{where}: a skip edge must come from an earlier layer (index below {i})")
-            if not (is_spiking(self.layers[j]) or is_gate(self.layers[j])):
+            if not (is_spiking(self.layers[j]) or is_tap_node(self.layers[j])):
                 raise SpecError(
-                    f"{where}: the skip source must be a spiking layer or a MaxPool2d gate, "
+                    f"{where}: the skip source must be a spiking layer or a tap node (a MaxPool2d gate), "
                     f"not {type(self.layers[j]).__name__}"
                 )
             try:
@@ -273,25 +273,27 @@ class NetworkSpec:
 
     @property
     def is_chain(self) -> bool:
-        """No max-pool gate and no skip edge: the paper's feed-forward chain of populations."""
-        return not self.skips and not any(is_gate(layer) for layer in self.layers)
+        """No tap node (max-pool gate) and no skip edge: the paper's feed-forward chain of populations."""
+        return not self.skips and not any(is_tap_node(layer) for layer in self.layers)
 
     def tap(self, index: int) -> tuple[str, int]:
         """Where the activity after ``layers[index]`` comes from: ``("pop", p)`` for spiking population p
-        (0-based), ``("gate", p)`` for the max-pool gate on population p's spikes."""
+        (0-based), ``(tap, p)`` for a tap node on population p's spikes (its family's ``tap``: ``("gate", p)``
+        for the max-pool gate)."""
         layer = self.layers[index]
         if is_spiking(layer):
             return ("pop", self.spiking_indices.index(index))
-        if is_gate(layer):
-            return ("gate", self.spiking_indices.index(index - 1))
-        raise SpecError(f"layers[{index}] ({type(layer).__name__}) is neither a population nor a gate")
+        if is_tap_node(layer):
+            return (family_of(layer).tap, self.spiking_indices.index(index - 1))
+        raise SpecError(f"layers[{index}] ({type(layer).__name__}) is neither a population nor a tap node")
 
-    def gate_before(self, population: int) -> MaxPool2d | None:
-        """The max-pool gate between population ``population`` − 1 and ``population`` (0-based), if any."""
+    def node_before(self, population: int) -> int | None:
+        """The index in ``layers`` of the tap node (the max-pool gate) between population ``population`` − 1
+        and ``population`` (0-based), if any."""
         start = 0 if population == 0 else self.spiking_indices[population - 1] + 1
-        for layer in self.layers[start : self.spiking_indices[population]]:
-            if is_gate(layer):
-                return layer
+        for i in range(start, self.spiking_indices[population]):
+            if is_tap_node(self.layers[i]):
+                return i
         return None
 
     @property

@@ -72,9 +72,10 @@ def skip_synapses(edge: skip.Skip, source_shape: tuple[int, ...]) -> int:
     return int(family_of(layer).synapses(layer, source_shape))
 
 
-def is_gate(layer: object) -> bool:
-    """Whether ``layer`` is the max-pooling gate (:mod:`convert.layers.maxpool2d`): stateful, not a reshape."""
-    return isinstance(layer, MaxPool2d)
+def is_tap_node(layer: object) -> bool:
+    """Whether ``layer`` is a tap node (its family's ``tap``: the max-pool gate, :mod:`convert.layers.maxpool2d`):
+    no population but a stateful map on the spikes of the population below, not a reshape."""
+    return family_of(layer).tap is not None
 
 
 __all__ = [
@@ -93,7 +94,7 @@ __all__ = [
     "SpikingLayer",
     "UnknownLayerError",
     "family_of",
-    "is_gate",
+    "is_tap_node",
     "skip_map_layer",
     "skip_synapses",
     "is_spiking",

@@ -218,7 +218,11 @@ class LayerFamily:
       at that value a field is left out of files and fingerprints (:meth:`omitted`), so such a layer's file and
       every cache key stay as they were, and a file without the key reads as the default;
     * ``field_types``: ``{field: (check, what)}`` for the family's own scalar fields in a file
-      (:mod:`convert.contract.io` knows the shared ones: threshold, stride, padding, kernel_size, skip_*).
+      (:mod:`convert.contract.io` knows the shared ones: threshold, stride, padding, kernel_size, skip_*);
+    * ``tap``: for a *tap node* (no population, but a stateful map on the spikes of the population right below
+      it, read as the activity ``(tap, p)``: the max-pool gate, ``"gate"``), the name of its tap; None else;
+    * ``key_fields(layer) -> bytes``: a non-spiking family's settings as the statistics key hashes them
+      (:func:`convert.stats.statistics_key`; None: nothing but its class name).
     """
 
     layer: type
@@ -238,6 +242,8 @@ class LayerFamily:
     from_nir: Callable[[Any, float | None, str], Any] | None = None
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     field_types: dict[str, tuple[Callable[[Any], bool], str]] = dataclasses.field(default_factory=dict)
+    tap: str | None = None
+    key_fields: Callable[[Any], bytes] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.layer, type) and issubclass(self.layer, Layer)):
@@ -245,6 +251,8 @@ class LayerFamily:
         torch_hooks = (self.torch_module, self.from_module, self.to_module)
         if any(h is None for h in torch_hooks) and any(h is not None for h in torch_hooks):
             raise SpecError(f"LayerFamily({self.name}): give torch_module, from_module and to_module, or none")
+        if self.tap is not None and (self.spiking or self.tap in ("input", "pop")):
+            raise SpecError(f"LayerFamily({self.name}): a tap node is no population and its tap is named anew")
         if self.spiking and (self.max_positive_input_sum is None or self.max_positive_weight is None):
             raise SpecError(
                 f"LayerFamily({self.name}): a spiking family needs max_positive_input_sum and max_positive_weight"

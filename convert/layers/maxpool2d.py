@@ -152,6 +152,13 @@ def nir_node(layer: MaxPool2d, input_shape: tuple[int, ...]) -> Any:
     )
 
 
+def key_fields(layer: MaxPool2d) -> bytes:
+    """The settings the statistics key hashes: the kernel size, and stride, padding and ceil_mode unless plain (a
+    plain gate hashes as before those fields existed)."""
+    key = str(layer.kernel_size).encode()
+    return key if layer.is_plain else key + repr((layer.step, layer.padding, layer.ceil_mode)).encode()
+
+
 def synapses(layer: MaxPool2d, input_shape: tuple[int, ...]) -> int:
     """A gate has no synapses."""
     return 0
@@ -166,6 +173,8 @@ FAMILY = LayerFamily(
     to_module=to_module,
     defaults=DEFAULTS,
     field_types={"ceil_mode": (lambda v: isinstance(v, bool), "true or false")},
+    tap="gate",
+    key_fields=key_fields,
 )
 
 

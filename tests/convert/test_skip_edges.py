@@ -145,7 +145,7 @@ def test_a_bad_skip_edge_is_refused_with_what_is_wrong():
         NetworkSpec((1, 6, 6), layers, skips=(Skip(2, 3, np.ones((18, 18))),))
     with pytest.raises(SpecError, match="the skip map gives shape"):
         NetworkSpec((1, 6, 6), layers, skips=(Skip(0, 3, 1.0),))  # 2x6x6 into 2x3x3
-    with pytest.raises(SpecError, match="the skip source must be a spiking layer or a MaxPool2d gate"):
+    with pytest.raises(SpecError, match=r"the skip source must be a spiking layer or a tap node \(a MaxPool2d gate\)"):
         NetworkSpec((1, 6, 6), layers, skips=(Skip(4, 5, np.ones((3, 18))),))
     pooled = (Conv2d(np.ones((1, 1, 1, 1))), AvgPool2d(2), Conv2d(np.ones((1, 1, 1, 1))))
     with pytest.raises(SpecError, match="only a Dense, Conv2d or Neurons layer takes a skip edge"):
