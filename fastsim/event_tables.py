@@ -21,8 +21,12 @@ from convert.contract.spec import NetworkSpec
 from fastsim import gate
 from fastsim.layers import ConvOp, PoolOp
 from fastsim.skips import Gain
-from fastsim.stages import build_stages
+from fastsim.stages import TAP_NODES, build_stages
 
+#: the tap-node kinds (:data:`fastsim.stages.TAP_NODES`) the event engine runs: each has its tables and its
+#: compiled step in its own module, which the kernel calls (the gate: :mod:`fastsim.gate`). A kind missing here
+#: runs on the torch engines (``kernel="auto"`` picks them for a spec that holds one)
+EVENT_NODES: tuple[type, ...] = (gate.MaxGate,)
 PROBE_ROWS = 256  # one-hot rows per operator call while reading the fan-out tables
 RUN_PAD = 16  # runs are padded to whole 16-float vectors (AVX-512; two AVX2 vectors)
 _TABLES: dict[tuple[str, str], EventTables] = {}
@@ -233,8 +237,25 @@ class GraphTables:
         return self.gates.as_tuple() + skips
 
 
+def unsupported_reason(spec: NetworkSpec) -> str | None:
+    """Why the event engine cannot run ``spec`` (None when it can): a tap node of a kind it has no step for."""
+    nodes = [type(layer) for layer in spec.layers if type(layer) in TAP_NODES]
+    kinds = sorted({kind.__name__ for kind in nodes if TAP_NODES[kind] not in EVENT_NODES})
+    if not kinds:
+        return None
+    return f"the event engine has no step for the tap node(s) {', '.join(kinds)}; use kernel='torch'"
+
+
+def _check_supported(spec: NetworkSpec) -> None:
+    reason = unsupported_reason(spec)
+    if reason:
+        raise ValueError(f"kernel='events': {reason}")
+
+
 def build_tables(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
-    """:class:`EventTables` of ``spec`` with weights and thresholds in ``dtype`` (float32 or float64)."""
+    """:class:`EventTables` of ``spec`` with weights and thresholds in ``dtype`` (float32 or float64); a
+    ValueError for a spec the event engine cannot run (:func:`unsupported_reason`)."""
+    _check_supported(spec)
     # the operators and fan-outs the torch engine uses, in float64
     probe_stages = build_stages(spec, torch.device("cpu"), torch.float64, compile=False, sparse=False)
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
@@ -321,6 +342,7 @@ def tables_for(spec: NetworkSpec, dtype: torch.dtype) -> EventTables:
     spec in many parts."""
     from convert.contract.fingerprint import spec_fingerprint
 
+    _check_supported(spec)
     key = (spec_fingerprint(spec), str(dtype))
     if key not in _TABLES:
         if len(_TABLES) >= 4:

@@ -56,11 +56,17 @@ def fastest_kernel(device: str | torch.device, spec: NetworkSpec | None = None) 
 
 
 def resolve_kernel(
-    kernel: str, device: torch.device, dtype: torch.dtype, matmul: str = "fp32", margins: bool = False
+    kernel: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    matmul: str = "fp32",
+    margins: bool = False,
+    spec: NetworkSpec | None = None,
 ) -> str:
     """The kernel a run uses: ``kernel`` itself, or for ``"auto"`` the device's :func:`fastest_kernel` where
     it can run this (the event engine sums in the simulation dtype, ``matmul="fp32"``, records no threshold
-    margins and needs numba), else ``torch``. Records name the resolved kernel, never ``"auto"``."""
+    margins, needs numba and a step for every tap-node kind of ``spec``), else ``torch``. Records name the
+    resolved kernel, never ``"auto"``."""
     if kernel != AUTO:
         return kernel
     chosen = fastest_kernel(device)
@@ -68,6 +74,10 @@ def resolve_kernel(
         from fastsim.events import unavailable_reason as events_unavailable
 
         if matmul != "fp32" or margins or events_unavailable():
+            return "torch"
+        from fastsim.event_tables import unsupported_reason
+
+        if spec is not None and unsupported_reason(spec):
             return "torch"
     return chosen
 

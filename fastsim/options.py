@@ -105,10 +105,10 @@ class SimOptions:
             raise ValueError(f"compile must be True, False or None, got {self.compile!r}")
         object.__setattr__(self, "progress", bool(self.progress))
 
-    def for_run(self, margins: bool = False) -> SimOptions:
-        """These options with ``kernel="auto"`` replaced by the kernel that runs (``margins``: the run records
-        threshold margins, which only the torch engine measures); :func:`fastsim.network.resolve_kernel`."""
-        kernel = resolve_kernel(self.kernel, self.device, self.dtype, self.matmul, margins=margins)
+    def for_run(self, margins: bool = False, spec: Any = None) -> SimOptions:
+        """These options with ``kernel="auto"`` replaced by the kernel that runs for ``spec`` (``margins``: the
+        run records threshold margins, which only the torch engine measures); :func:`fastsim.network.resolve_kernel`."""
+        kernel = resolve_kernel(self.kernel, self.device, self.dtype, self.matmul, margins=margins, spec=spec)
         return self if kernel == self.kernel else dataclasses.replace(self, kernel=kernel)
 
     @classmethod

@@ -182,7 +182,7 @@ def simulate(
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a convert.contract.spec.NetworkSpec, got {type(spec).__name__}")
     steps = _check_steps(steps)
-    opts = SimOptions.merge(options, engine).for_run(margins=record_margins)  # "auto": the kernel that runs
+    opts = SimOptions.merge(options, engine).for_run(margins=record_margins, spec=spec)  # "auto": what runs
     if (images is None) == (spikes is None):
         raise ValueError("give exactly one of images or spikes")
     if not 0 <= int(seed) <= MASK32:

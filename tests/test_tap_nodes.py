@@ -67,3 +67,23 @@ def test_the_statistics_key_sees_the_gates_settings_through_its_family():
     assert ceil.shapes == spec.shapes
     assert weights_fingerprint(ceil) != weights_fingerprint(spec)
     assert weights_fingerprint(gated()) == weights_fingerprint(spec)
+
+
+def test_a_tap_node_kind_without_an_event_step_runs_on_the_torch_engine(monkeypatch):
+    """The event engine runs the tap-node kinds it has a compiled step for (fastsim.event_tables.EVENT_NODES);
+    a spec with another kind gets the torch engine from kernel="auto", and kernel="events" says why not."""
+    import fastsim.event_tables
+    from fastsim import simulate
+
+    spec = gated()
+    images = np.random.default_rng(1).random((2, 1, 6, 6))
+    assert fastsim.event_tables.unsupported_reason(spec) is None
+    assert simulate(spec, images, steps=5, dtype="float64").meta["kernel"] == "events"
+    monkeypatch.setattr(fastsim.event_tables, "EVENT_NODES", ())
+    assert "no step for the tap node(s) MaxPool2d" in fastsim.event_tables.unsupported_reason(spec)
+    record = simulate(spec, images, steps=5, dtype="float64")
+    assert record.meta["kernel"] == "torch"
+    with pytest.raises(
+        ValueError, match=r"kernel=.events.: the event engine has no step for .* MaxPool2d"
+    ):
+        simulate(spec, images, steps=5, dtype="float64", kernel="events")
