@@ -83,7 +83,5 @@ def test_a_tap_node_kind_without_an_event_step_runs_on_the_torch_engine(monkeypa
     assert "no step for the tap node(s) MaxPool2d" in fastsim.event_tables.unsupported_reason(spec)
     record = simulate(spec, images, steps=5, dtype="float64")
     assert record.meta["kernel"] == "torch"
-    with pytest.raises(
-        ValueError, match=r"kernel=.events.: the event engine has no step for .* MaxPool2d"
-    ):
+    with pytest.raises(ValueError, match=r"kernel=.events.: the event engine has no step for .* MaxPool2d"):
         simulate(spec, images, steps=5, dtype="float64", kernel="events")
