@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.contract.io import load_spec
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.contract.spec import MaxPool2d, NetworkSpec, Neurons, Skip
 from convert.datasets import default_root
 from convert.pipeline import default_runs
 from fastsim import simulate
-from validation.paper.torchvision_table import VisionConfig, _test_images
+from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
 
 
 def probe_spec(spec: NetworkSpec) -> NetworkSpec:
@@ -54,10 +53,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "gate-excess")
     args = parser.parse_args()
-    specs = sorted(((args.runs or default_runs()) / "torchvision" / "specs").glob(f"{args.model}-*.npz"))
-    if len(specs) != 1:
-        raise SystemExit(f"want one converted spec of {args.model}, found {len(specs)}: run `validation torchvision`")
-    spec = load_spec(specs[0])
+    path, spec = converted_spec(args.model, args.runs or default_runs())
     probe = probe_spec(spec)
     images, _ = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
     members = spec.layers[1].members(spec.shapes[1])
@@ -75,13 +71,13 @@ def main() -> None:
                 "mean_largest_count": float(largest.mean()),
             }
         )
-    config = {"model": args.model, "spec": specs[0].name, "images": len(images), "steps": args.steps}
+    config = {"model": args.model, "spec": path.name, "images": len(images), "steps": args.steps}
     lines = [
         f"# {args.model}: the stem's max-pool gate against the largest count in its windows "
         f"(`python benchmarks/gate_excess.py --model {args.model} --images {len(images)} --steps "
         f"{' '.join(map(str, args.steps))}`)",
         "",
-        f"Gate {spec.layers[1]!r} on the stem of `{specs[0].name}`, {len(images)} MNIST test images, "
+        f"Gate {spec.layers[1]!r} on the stem of `{path.name}`, {len(images)} MNIST test images, "
         f"{members.shape[0]} windows each.",
         "",
         "| steps | passed / largest count | windows passing more | windows passing less | mean largest count |",

@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 from convert.ann import predict
-from convert.contract.io import load_spec
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
 from convert.datasets import default_root
 from convert.pipeline import default_runs
 from fastsim import simulate
-from validation.paper.torchvision_table import VisionConfig, _test_images
+from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
 from validation.significance import mcnemar, wilson_interval
 
 
@@ -34,10 +33,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "torchvision-steps")
     args = parser.parse_args()
-    specs = sorted(((args.runs or default_runs()) / "torchvision" / "specs").glob(f"{args.model}-*.npz"))
-    if len(specs) != 1:
-        raise SystemExit(f"want one converted spec of {args.model}, found {len(specs)}: run `validation torchvision`")
-    spec = load_spec(specs[0])
+    path, spec = converted_spec(args.model, args.runs or default_runs())
     images, labels = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
     n = len(labels)
     ann = predict(spec, images, batch_size=50) == labels
@@ -53,13 +49,13 @@ def main() -> None:
             {"steps": t, "accuracy": float(correct.mean()), "ci95": [lo, hi], "vs_ann": mcnemar(correct, ann).to_dict()}
         )
     lo, hi = wilson_interval(int(ann.sum()), n)
-    config = {"model": args.model, "spec": specs[0].name, "images": n, "steps": args.steps, "dtype": "float32"}
+    config = {"model": args.model, "spec": path.name, "images": n, "steps": args.steps, "dtype": "float32"}
     result = {"ann": float(ann.mean()), "ann_ci95": [lo, hi], "rows": rows, "simulate_s": round(wall, 1)}
     lines = [
         f"# {args.model}: SNN accuracy against steps (`python benchmarks/torchvision_steps.py --model {args.model}"
         f" --images {n} --steps {args.steps}`)",
         "",
-        f"Spec `{specs[0].name}` ({spec.provenance.get('method', '?')}), the first {n} MNIST test images; its ANN "
+        f"Spec `{path.name}` ({spec.provenance.get('method', '?')}), the first {n} MNIST test images; its ANN "
         f"on them: {100 * ann.mean():.1f} % ({100 * lo:.1f}–{100 * hi:.1f}). Simulated in {wall:.0f} s.",
         "",
         "| steps | SNN | 95 % Wilson | ANN − SNN (95 %) | McNemar p |",

@@ -93,3 +93,22 @@ def test_a_converted_and_a_refused_family_and_a_resumed_rerun(tmp_path, mnist_ro
     fourth = run_table(tighter, mnist_root, tmp_path)
     assert fourth["rows"][0]["images"] == 60 and fourth["rows"][0]["direct_copy"] == row["direct_copy"]
     assert specs[0].stat().st_mtime_ns == spec_stamp  # the spec's key holds the direct copy: read, not redone
+
+
+def test_the_benchmarks_find_the_one_converted_spec_or_say_to_run_the_stage(tmp_path):
+    from convert.contract.io import save_spec
+    from tests.conformance.networks import network
+    from validation.paper.torchvision_table import converted_spec
+
+    with pytest.raises(FileNotFoundError, match=r"found 0: run `python -m validation torchvision --models resnet18`"):
+        converted_spec("resnet18", tmp_path)
+    specs = tmp_path / "torchvision" / "specs"
+    specs.mkdir(parents=True)
+    spec = network("MaxPool", "cascade", "subtract")
+    save_spec(spec, specs / "resnet18-0123456789abcdef.npz")
+    save_spec(spec, specs / "resnet34-0123456789abcdef.npz")  # another model's is not read
+    path, found = converted_spec("resnet18", tmp_path)
+    assert path.name == "resnet18-0123456789abcdef.npz" and found == spec
+    save_spec(spec, specs / "resnet18-fedcba9876543210.npz")
+    with pytest.raises(FileNotFoundError, match="found 2"):
+        converted_spec("resnet18", tmp_path)

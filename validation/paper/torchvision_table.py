@@ -163,6 +163,20 @@ def converted(name: str, cfg: VisionConfig, model: Any, size: int, info: dict, r
     return spec, wall
 
 
+def converted_spec(name: str, runs: Path) -> tuple[Path, Any]:
+    """The one spec of ``name`` that the stage converted under ``runs`` and the spec (for the benchmarks that
+    look into a row); a FileNotFoundError that says to run the stage where there is none or several."""
+    from convert.contract.io import load_spec
+
+    paths = sorted((runs / "torchvision" / "specs").glob(f"{name}-*.npz"))
+    if len(paths) != 1:
+        raise FileNotFoundError(
+            f"want one converted spec of {name} under {runs / 'torchvision' / 'specs'}, found {len(paths)}: run "
+            f"`python -m validation torchvision --models {name}` first (or remove the stale ones)"
+        )
+    return paths[0], load_spec(paths[0])
+
+
 def _test_images(cfg: VisionConfig, root: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
     from convert import datasets
 
