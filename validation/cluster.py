@@ -173,7 +173,10 @@ def connect(address: str, timeout: float | None = None) -> Iterator[Any]:
                 threads_per_worker=threads,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                # a task's error reaches this process as the client's exception, with the worker's traceback; the
+                # workers' own log lines are noise, as the error a worker logs when its heartbeat meets the
+                # scheduler closing after a Ctrl-C (a race inside distributed that printed a traceback)
+                silence_logs=logging.CRITICAL,
             )
         with Client(cluster) as client:
             yield client
