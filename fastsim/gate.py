@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from convert.layers.maxpool2d import unit_windows
+from convert.layers.maxpool2d import RULES, unit_windows
 from fastsim._numba import nb
 
 
@@ -72,6 +72,10 @@ class MaxGate:
         win = self.windows(spikes)
         kk = win.shape[-1]
         cum = counts.unsqueeze(0) + win.to(torch.int64).cumsum(0)  # counts after each step, this step's included
+        if self.layer.rule == "max-count":  # one spike in every step in which the window's highest count grows
+            highest = cum.max(-1).values
+            before = torch.cat([counts.max(-1).values.unsqueeze(0), highest[:-1]])
+            return (highest > before).to(spikes.dtype), cum[-1]
         # a unique key per unit: the count first, then the earlier position (ties to the lowest index)
         rank = torch.arange(kk - 1, -1, -1, device=spikes.device, dtype=torch.int64)
         winner = (cum * kk + rank).argmax(-1, keepdim=True)
@@ -99,6 +103,7 @@ class GateTables:
     g_members: np.ndarray
     g_uptr: np.ndarray
     g_units: np.ndarray
+    g_rule: np.ndarray  # per gate: 0 the leader rule, 1 max-count (convert.layers.maxpool2d.RULES)
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
         """The arrays in field order: the first :data:`N_TABLES` entries of the kernel's flat ``graph`` tuple (a
@@ -128,7 +133,7 @@ def event_tables(stages, internal_order) -> GateTables:
     of :func:`fastsim.event_tables.internal_order` (given: that module builds on this one)."""
     L = len(stages)
     gate_of = np.full(L, -1, dtype=np.int64)
-    g_pop, g_size, g_kk, members = [], [], [], []
+    g_pop, g_size, g_kk, members, rules = [], [], [], [], []
     counts = [np.zeros(int(np.prod(s.shape)), dtype=np.int64) for s in stages]  # windows per neuron
     units_all: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in stages]
     for layer, stage in enumerate(stages):
@@ -138,6 +143,7 @@ def event_tables(stages, internal_order) -> GateTables:
             g_pop.append(layer - 1)
             g_size.append(int(np.prod(stage.node.shape)))
             g_kk.append(stage.node.kernel**2)
+            rules.append(RULES.index(stage.node.layer.rule))
             members.append(m)
             counts[layer - 1], units_all[layer - 1] = np.diff(ptr), units
     sizes = np.asarray(g_size, dtype=np.int64)
@@ -152,6 +158,7 @@ def event_tables(stages, internal_order) -> GateTables:
         g_members=np.concatenate(members) if members else np.zeros(0, dtype=np.int64),
         g_uptr=np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64),
         g_units=np.concatenate(units_all).astype(np.int64),
+        g_rule=np.asarray(rules, dtype=np.int64),
     )
 
 
@@ -163,7 +170,8 @@ N_TABLES = len(dataclasses.fields(GateTables))
 def event_state(graph, n_neurons):
     """The gates' state at the start of an image: every neuron's spike count so far (read for gated
     populations), the last step it fired in, the last step each output unit's window was looked at, the
-    passed output units of this step (at each gate's offset) and their numbers."""
+    passed output units of this step (at each gate's offset), their numbers, and each window's highest count
+    so far (the max-count rule)."""
     g_off = graph[3]
     return (
         np.zeros(n_neurons, np.int64),
@@ -171,6 +179,7 @@ def event_state(graph, n_neurons):
         np.full(g_off[-1], -1, np.int64),
         np.zeros(g_off[-1], np.int32),
         np.zeros(g_off.shape[0] - 1, np.int64),
+        np.zeros(g_off[-1], np.int64),
     )
 
 
@@ -190,10 +199,12 @@ def event_output(g, graph, state):
 def event_step(g, t, v_off, graph, spk, nsp, state):
     """Gate g's step t: count the spikes of its population (already stepped: ``spk``/``nsp``, the lists of the
     neurons that fired in this step at each population's offset ``v_off``), then pass the spike of every window
-    whose unit with the highest count so far (ties to the lowest rank) fired in this step; returns the passed
-    output units and their number (:func:`event_output`)."""
-    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units = graph[:N_TABLES]
-    counts, last, visited, gspk, gnsp = state
+    whose unit with the highest count so far (ties to the lowest rank) fired in this step (the max-count rule:
+    every window whose highest count grew); returns the passed output units and their number
+    (:func:`event_output`)."""
+    gate_of, g_pop, g_size, g_off, g_kk, g_moff, g_members, g_uptr, g_units, g_rule = graph[:N_TABLES]
+    counts, last, visited, gspk, gnsp, highest = state
+    max_count = g_rule[g] == 1
     p = g_pop[g]
     base, n = v_off[p], nsp[p]
     for s in range(n):
@@ -217,7 +228,12 @@ def event_step(g, t, v_off, graph, spk, nsp, state):
                     continue
                 if best < 0 or counts[base + q] > counts[best]:
                     best = base + q
-            if last[best] == t:
+            if max_count:  # a window is looked at only when a unit of it fired: its highest count can only grow then
+                if counts[best] > highest[go + u]:
+                    highest[go + u] = counts[best]
+                    gspk[go + m] = u
+                    m += 1
+            elif last[best] == t:
                 gspk[go + m] = u
                 m += 1
     gnsp[g] = m

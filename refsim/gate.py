@@ -33,6 +33,14 @@ READER_START = "c = c * int(t_in_timesteps % image_steps != 0)"
 #: a gate's members (one per window and real position): the mirrored count and spike of its unit, how many
 #: mates of its window beat it (a summed variable) and its position in the window (ties go to the lower)
 MEMBER_VARIABLES = "c : 1\nf : 1\nbeaten : 1\nr : integer (constant)"
+#: who beats a member, by the gate's rule. The leader rule: a mate with a higher count, or the same count and a
+#: lower rank (the member fires when its unit fired and leads its window). The max-count rule: a mate whose count
+#: before this step was higher (the member fires when its unit fired from the top: the window's highest count
+#: grows; two such members make the gate unit fire once)
+BEATEN = {
+    "leader": "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
+    "max-count": "beaten_post = int(c_pre - f_pre > c_post - f_post) : 1 (summed)",
+}
 
 
 class GateWiring(NamedTuple):
@@ -109,7 +117,7 @@ def build(layer: MaxPool2d, population: Any, shape: tuple[int, ...], k: int, cas
         pairs = Synapses(
             members,
             members,
-            "beaten_post = int(c_pre > c_post or (c_pre == c_post and r_pre < r_post)) : 1 (summed)",
+            BEATEN[layer.rule],
             name=f"refsim_gate_{k}_mates",
         )
         pairs.connect(i=wires.mates.i, j=wires.mates.j)

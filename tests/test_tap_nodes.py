@@ -85,3 +85,28 @@ def test_a_tap_node_kind_without_an_event_step_runs_on_the_torch_engine(monkeypa
     assert record.meta["kernel"] == "torch"
     with pytest.raises(ValueError, match=r"kernel=.events.: the event engine has no step for .* MaxPool2d"):
         simulate(spec, images, steps=5, dtype="float64", kernel="events")
+
+
+@pytest.mark.parametrize(
+    "pool", [MaxPool2d(2), MaxPool2d(3, stride=2, padding=1), MaxPool2d(3, stride=2, ceil_mode=True)]
+)
+def test_the_max_count_rule_passes_the_highest_count_and_the_leader_rule_more(pool):
+    """Over random spike trains, at every step: the max-count gate's passed spikes so far equal its window's
+    highest count so far; the leader gate's are at least that, and more somewhere (the lead changes hands)."""
+    import dataclasses
+
+    import torch
+
+    from fastsim.gate import MaxGate
+
+    shape = (2, 7, 7)
+    spikes = torch.as_tensor(np.random.default_rng(3).random((40, 5, *shape)) < 0.3, dtype=torch.float64)
+    passed = {}
+    for rule in ("leader", "max-count"):
+        gate = MaxGate(dataclasses.replace(pool, rule=rule), shape, ("gate", 0))
+        out, _ = gate(spikes, gate.initial(5, torch.device("cpu")))
+        passed[rule] = out.cumsum(0)
+    counts = MaxGate(pool, shape, ("gate", 0)).windows(spikes).cumsum(0)
+    highest = counts.max(-1).values
+    assert torch.equal(passed["max-count"], highest)
+    assert torch.all(passed["leader"] >= highest) and torch.any(passed["leader"] > highest)

@@ -2,8 +2,11 @@
 
 The gate passes, in every step t, the spike of the window's unit with the highest spike count so far, the
 spikes of step t included (Rueckauer et al. 2017), ties to the unit with the lowest index (docs/semantics.md:
-max-pooling). It has no neurons, weights or threshold; the next spiking layer's synapses leave from its
-output units, one per window, in C order of the pooled shape.
+max-pooling): ``rule="leader"``, the default. While the lead changes hands this passes more spikes than the
+highest count; ``rule="max-count"`` passes one spike in every step in which the window's highest count grows,
+so the window's passed spikes always equal its highest count (the ANN's max of the counts). It has no neurons,
+weights or threshold; the next spiking layer's synapses leave from its output units, one per window, in C order
+of the pooled shape.
 
 * windows as torch defines them: kernel k, stride s (default k), zero ``padding`` p ≤ k/2 on each side and
   ``ceil_mode``: output size ⌊(H + 2p − k)/s⌋ + 1 (⌈…⌉ with ceil_mode, less a last window that would start in
@@ -29,8 +32,11 @@ import numpy as np
 
 from convert.layers.base import Layer, LayerFamily, SpecError, square_size
 
+#: what a window passes in step t (module docstring): "leader", the spike of the unit with the highest count so
+#: far (Rueckauer et al. 2017; the default); "max-count", one spike whenever the window's highest count grows
+RULES = ("leader", "max-count")
 #: fields a plain gate leaves at these values, so that it is written and hashed as before they existed
-DEFAULTS: dict[str, Any] = {"stride": None, "padding": 0, "ceil_mode": False}
+DEFAULTS: dict[str, Any] = {"stride": None, "padding": 0, "ceil_mode": False, "rule": "leader"}
 
 
 def omitted(layer: Any, field: str) -> bool:
@@ -47,6 +53,7 @@ class MaxPool2d(Layer):
     stride: int | None = None
     padding: int = 0
     ceil_mode: bool = False
+    rule: str = "leader"
 
     def __post_init__(self) -> None:
         k = self.kernel_size
@@ -66,6 +73,8 @@ class MaxPool2d(Layer):
         if not isinstance(self.ceil_mode, (bool, np.bool_)):
             raise SpecError(f"MaxPool2d.ceil_mode must be true or false, got {self.ceil_mode!r}")
         object.__setattr__(self, "ceil_mode", bool(self.ceil_mode))
+        if self.rule not in RULES:
+            raise SpecError(f"MaxPool2d.rule must be one of {', '.join(RULES)}, got {self.rule!r}")
 
     @property
     def step(self) -> int:
@@ -74,7 +83,8 @@ class MaxPool2d(Layer):
 
     @property
     def is_plain(self) -> bool:
-        """Stride k, no padding, floor mode: the gate of format versions ≤ 6 (written and hashed as then)."""
+        """Stride k, no padding, floor mode, the leader rule: the gate of format versions ≤ 6 (written and hashed as
+    then)."""
         return all(omitted(self, name) for name in DEFAULTS)
 
     def pooled_size(self, n: int) -> int:
@@ -156,7 +166,10 @@ def key_fields(layer: MaxPool2d) -> bytes:
     """The settings the statistics key hashes: the kernel size, and stride, padding and ceil_mode unless plain (a
     plain gate hashes as before those fields existed)."""
     key = str(layer.kernel_size).encode()
-    return key if layer.is_plain else key + repr((layer.step, layer.padding, layer.ceil_mode)).encode()
+    if layer.is_plain:
+        return key
+    key += repr((layer.step, layer.padding, layer.ceil_mode)).encode()
+    return key if layer.rule == "leader" else key + layer.rule.encode()  # a gate of the leader rule as before
 
 
 def synapses(layer: MaxPool2d, input_shape: tuple[int, ...]) -> int:
@@ -172,7 +185,10 @@ FAMILY = LayerFamily(
     from_module=from_module,
     to_module=to_module,
     defaults=DEFAULTS,
-    field_types={"ceil_mode": (lambda v: isinstance(v, bool), "true or false")},
+    field_types={
+        "ceil_mode": (lambda v: isinstance(v, bool), "true or false"),
+        "rule": (lambda v: v in RULES, " or ".join(RULES)),
+    },
     tap="gate",
     key_fields=key_fields,
 )

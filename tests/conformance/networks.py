@@ -8,6 +8,8 @@ synapse by synapse, torch by matrix products), so every engine must agree with t
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Neurons, Skip
@@ -57,6 +59,9 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
             Flatten(),
             Dense(dyadic(rng, (4, 18)), threshold=0.5),
         )
+    if family == "MaxCountGate":  # the max-count rule on overlapping, padded and ceil-mode windows
+        shape, layers = _layers("MaxPoolOverlap", rng)
+        return shape, tuple(dataclasses.replace(x, rule="max-count") if isinstance(x, MaxPool2d) else x for x in layers)
     if family == "MaxPoolOverlap":  # torchvision's ResNet stem: gate 3, stride 2, padding 1 (7x7 -> 4x4, windows
         # overlap by one row and column and hold padding at the border), then gate 2 in ceil mode (4x4 -> 2x2),
         # a skip edge from the first gate -> flatten -> dense
@@ -222,6 +227,7 @@ FAMILIES = (
     "ShuffleUnit",
     "DenseBlock",
     "Neurons",
+    "MaxCountGate",
 )
 
 

@@ -74,9 +74,11 @@ def gate_step(layer, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndar
     """One step of a max-pool gate (any stride, padding, ceil_mode), literally: add this step's spikes to the
     counts (N, C, H, W), then in every window the unit with the most spikes so far wins (scanning the window's
     positions inside the input row by row, a later unit must have strictly more to win: ties to the lowest
-    index; padding is skipped), and its spike of this step passes."""
+    index; padding is skipped), and its spike of this step passes. The max-count rule: the window passes one
+    spike when its highest count after this step exceeds its highest count before it."""
     n = len(spikes)
     s = spikes.reshape(n, *shape)
+    before = counts.copy()
     counts += s
     c, h, w = shape
     _, oh, ow = layer.output_shape(shape)
@@ -86,6 +88,7 @@ def gate_step(layer, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndar
         for x in range(ow):
             best = np.full((n, c), -1.0)
             passed = np.zeros((n, c))
+            highest_before = np.zeros((n, c))
             for ky in range(k):
                 for kx in range(k):
                     iy, ix = y * stride - p + ky, x * stride - p + kx
@@ -95,7 +98,8 @@ def gate_step(layer, shape: tuple[int, ...], spikes: np.ndarray, counts: np.ndar
                     wins = cnt > best
                     best = np.where(wins, cnt, best)
                     passed = np.where(wins, s[:, :, iy, ix], passed)
-            out[:, :, y, x] = passed
+                    highest_before = np.maximum(highest_before, before[:, :, iy, ix])
+            out[:, :, y, x] = passed if layer.rule == "leader" else (best > highest_before)
     return out
 
 

@@ -40,6 +40,7 @@ COVER = {
     ("delay", "zero", "poisson", "ShuffleUnit"),  # a padded stride-2 conv skip from a gate
     ("cascade", "zero", "spikes", "DenseBlock"),  # three skip edges into one population
     ("delay", "subtract", "current", "Neurons"),  # populations fed only by skip edges
+    ("cascade", "subtract", "spikes", "MaxCountGate"),  # the max-count rule on overlapping, padded windows
 }
 
 
