@@ -1,24 +1,28 @@
 """A torchvision row's SNN accuracy against the number of steps: is its loss at T = 32 latency or a floor?
 
-    python benchmarks/torchvision_steps.py --model densenet121 [--images 300] [--steps 256]
+    python benchmarks/torchvision_steps.py --model densenet121 [--images 300] [--steps 256] [--gate-rule max-count]
 
 Reads the spec that ``python -m validation torchvision`` converted for the model (``<runs>/torchvision/specs/``,
 the row's method and training; run the stage first) and simulates it (fastsim, float32, seed 0) on the first
 ``--images`` MNIST test images, padded as the stage pads them, keeping the output counts at 8, 16, 32, … steps.
 Per checkpoint: the accuracy with its Wilson interval and the exact McNemar test against the spec's ANN on the
-same images. Writes ``<model>.json`` (with the config, package versions and git commit) and ``<model>.md`` under
-``--out``.
+same images. ``--gate-rule max-count`` runs the spec with every max-pool gate on the max-count rule (the same
+ANN; docs/semantics.md). Writes ``<model>[-<rule>].json`` (with the config, package versions and git commit)
+and ``.md`` under ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 from convert.ann import predict
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.spec import MaxPool2d
 from convert.datasets import default_root
+from convert.layers.maxpool2d import RULES
 from convert.pipeline import default_runs
 from fastsim import simulate
 from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
@@ -30,10 +34,14 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--steps", type=int, default=256)
+    parser.add_argument("--gate-rule", choices=RULES, default="leader")
     parser.add_argument("--runs", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "torchvision-steps")
     args = parser.parse_args()
     path, spec = converted_spec(args.model, args.runs or default_runs())
+    gates = tuple(dataclasses.replace(x, rule=args.gate_rule) if isinstance(x, MaxPool2d) else x for x in spec.layers)
+    spec = dataclasses.replace(spec, layers=gates)
+    name = args.model if args.gate_rule == "leader" else f"{args.model}-{args.gate_rule}"
     images, labels = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
     n = len(labels)
     ann = predict(spec, images, batch_size=50) == labels
@@ -49,13 +57,21 @@ def main() -> None:
             {"steps": t, "accuracy": float(correct.mean()), "ci95": [lo, hi], "vs_ann": mcnemar(correct, ann).to_dict()}
         )
     lo, hi = wilson_interval(int(ann.sum()), n)
-    config = {"model": args.model, "spec": path.name, "images": n, "steps": args.steps, "dtype": "float32"}
+    config = {
+        "model": args.model,
+        "spec": path.name,
+        "images": n,
+        "steps": args.steps,
+        "dtype": "float32",
+        "gate_rule": args.gate_rule,
+    }
     result = {"ann": float(ann.mean()), "ann_ci95": [lo, hi], "rows": rows, "simulate_s": round(wall, 1)}
     lines = [
         f"# {args.model}: SNN accuracy against steps (`python benchmarks/torchvision_steps.py --model {args.model}"
-        f" --images {n} --steps {args.steps}`)",
+        f" --images {n} --steps {args.steps} --gate-rule {args.gate_rule}`)",
         "",
-        f"Spec `{path.name}` ({spec.provenance.get('method', '?')}), the first {n} MNIST test images; its ANN "
+        f"Spec `{path.name}` ({spec.provenance.get('method', '?')}; gates: the {args.gate_rule} rule), the first "
+        f"{n} MNIST test images; its ANN "
         f"on them: {100 * ann.mean():.1f} % ({100 * lo:.1f}–{100 * hi:.1f}). Simulated in {wall:.0f} s.",
         "",
         "| steps | SNN | 95 % Wilson | ANN − SNN (95 %) | McNemar p |",
@@ -68,8 +84,8 @@ def main() -> None:
             f"{-100 * d[1]:.1f}–{-100 * d[0]:.1f} pp | {r['vs_ann']['p_value']:.1e} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{args.model}.json", {**result, **provenance(config, 0)})
-    write_text_atomic(args.out / f"{args.model}.md", "\n".join(lines) + "\n")
+    write_json_atomic(args.out / f"{name}.json", {**result, **provenance(config, 0)})
+    write_text_atomic(args.out / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
