@@ -84,7 +84,7 @@ class MaxPool2d(Layer):
     @property
     def is_plain(self) -> bool:
         """Stride k, no padding, floor mode, the leader rule: the gate of format versions ≤ 6 (written and hashed as
-    then)."""
+        then)."""
         return all(omitted(self, name) for name in DEFAULTS)
 
     def pooled_size(self, n: int) -> int:
