@@ -125,18 +125,22 @@ def _by_target(connections: list[Connection], n_nodes: int) -> dict[int, list[Co
         if not isinstance(c, Connection):
             raise SpecError(f"connections: {c!r} is not a convert.contract.graph.Connection")
         where = f"connection {c.source} -> {c.target}"
-        if isinstance(c.target, bool) or not isinstance(c.target, int) or not 0 <= c.target < n_nodes:
+        if not _index(c.target) or not 0 <= c.target < n_nodes:
             raise SpecError(f"{where}: the target is not a node index (0..{n_nodes - 1})")
-        if c.source != "input" and (
-            isinstance(c.source, bool) or not isinstance(c.source, int) or not 0 <= c.source < c.target
-        ):
+        if c.source != "input" and (not _index(c.source) or not 0 <= c.source < c.target):
             raise SpecError(f"{where}: the source must be 'input' or an earlier node")
+        if _is_layer_map(c.map) and (getattr(c.map, "bias", None) is not None or c.map.threshold != 1.0):
+            raise SpecError(
+                f"{where}: a map carries weights only (threshold 1, no bias); give the threshold and the bias to "
+                "the target Population"
+            )
         into.setdefault(c.target, []).append(c)
     return into
 
 
 def _index(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    """A node index: a Python int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass
@@ -212,11 +216,6 @@ def _is_layer_map(m: Any) -> bool:
 def _trunk_layer(c: Connection, node: Population) -> Layer:
     """The map of a population's trunk connection as its layer, with the population's threshold and bias."""
     m = c.map
-    if getattr(m, "bias", None) is not None or m.threshold != 1.0:
-        raise SpecError(
-            f"connection {c.source} -> {c.target}: a map carries weights only (threshold 1, no bias); give the "
-            "threshold and the bias to the target Population"
-        )
     if isinstance(m, AvgPool2d):  # (without a bias: _Lowering.population)
         return dataclasses.replace(m, threshold=node.threshold)
     return dataclasses.replace(m, threshold=node.threshold, bias=node.bias)
@@ -226,8 +225,6 @@ def _skip(c: Connection, source: int, target: int, source_shape: tuple[int, ...]
     """A connection that is not a trunk as a skip edge from layer ``source`` into layer ``target``."""
     m = c.map
     where = f"connection {c.source} -> {c.target}"
-    if _is_layer_map(m) and (getattr(m, "bias", None) is not None or m.threshold != 1.0):
-        raise SpecError(f"{where}: a map carries weights only (threshold 1, no bias); give them to the Population")
     if isinstance(m, Dense):
         if len(source_shape) != 1:
             raise SpecError(f"{where}: a Dense map from a {source_shape} node can only be the trunk (after Flatten)")
@@ -237,16 +234,8 @@ def _skip(c: Connection, source: int, target: int, source_shape: tuple[int, ...]
         w = np.zeros((c_in, c_in, k, k))
         w[np.arange(c_in), np.arange(c_in)] = m.weight_value
         return Skip(source, target, w, stride=m.stride)
-    if isinstance(m, Conv2d):
-        w = m.weight
-        if m.groups > 1:  # the grouped convolution with its zero blocks: the same sums
-            out_c, per_group = w.shape[0], w.shape[1]
-            full = np.zeros((out_c, per_group * m.groups, *w.shape[2:]))
-            for o in range(out_c):
-                g = o // (out_c // m.groups)
-                full[o, g * per_group : (g + 1) * per_group] = w[o]
-            w = full
-        return Skip(source, target, w, stride=m.stride, padding=m.padding)
+    if isinstance(m, Conv2d):  # a grouped convolution with its zero blocks: the same sums
+        return Skip(source, target, m.dense_weight(), stride=m.stride, padding=m.padding)
     weight = np.asarray(m, dtype=np.float64)
     if weight.ndim > 1:
         raise SpecError(f"{where}: a map must be a Dense, Conv2d or AvgPool2d layer, a gain or gains per channel")
