@@ -17,14 +17,12 @@ import dataclasses
 from pathlib import Path
 
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from convert.contract.spec import MaxPool2d
 from convert.datasets import default_root
+from convert.layers.maxpool2d import RULES, with_rule
 from convert.pipeline import default_runs
 from fastsim import simulate
 from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
 from validation.significance import mcnemar, wilson_interval
-
-RULES = ("leader", "max-count")
 
 
 def main() -> None:
@@ -41,8 +39,7 @@ def main() -> None:
     checkpoints = [t for t in (8, 16, 32, 64, 128, 256) if t < args.steps] + [args.steps]
     correct = {}
     for rule in RULES:
-        layers = tuple(dataclasses.replace(x, rule=rule) if isinstance(x, MaxPool2d) else x for x in spec.layers)
-        ruled = dataclasses.replace(spec, layers=layers)
+        ruled = dataclasses.replace(spec, layers=with_rule(spec.layers, rule))
         record = simulate(ruled, images, steps=args.steps, labels=labels, checkpoints=checkpoints, dtype="float32")
         correct[rule] = [record.predictions(i) == labels for i in range(len(checkpoints))]
     rows = []

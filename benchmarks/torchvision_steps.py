@@ -20,9 +20,8 @@ from pathlib import Path
 
 from convert.ann import predict
 from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from convert.contract.spec import MaxPool2d
 from convert.datasets import default_root
-from convert.layers.maxpool2d import RULES
+from convert.layers.maxpool2d import RULES, with_rule
 from convert.pipeline import default_runs
 from fastsim import simulate
 from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
@@ -39,8 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "torchvision-steps")
     args = parser.parse_args()
     path, spec = converted_spec(args.model, args.runs or default_runs())
-    gates = tuple(dataclasses.replace(x, rule=args.gate_rule) if isinstance(x, MaxPool2d) else x for x in spec.layers)
-    spec = dataclasses.replace(spec, layers=gates)
+    spec = dataclasses.replace(spec, layers=with_rule(spec.layers, args.gate_rule))
     name = args.model if args.gate_rule == "leader" else f"{args.model}-{args.gate_rule}"
     images, labels = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
     n = len(labels)

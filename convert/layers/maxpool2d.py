@@ -25,6 +25,7 @@ of the pooled shape.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +193,12 @@ FAMILY = LayerFamily(
     tap="gate",
     key_fields=key_fields,
 )
+
+
+def with_rule(layers: Any, rule: str) -> tuple[Any, ...]:
+    """``layers`` with every gate on ``rule`` (:data:`RULES`) and the rest as they are: the same ANN, and
+    ``dataclasses.replace(spec, layers=with_rule(spec.layers, "max-count"))`` is the spec with max-count gates."""
+    return tuple(dataclasses.replace(x, rule=rule) if isinstance(x, MaxPool2d) else x for x in layers)
 
 
 def unit_windows(members: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,12 +8,11 @@ synapse by synapse, torch by matrix products), so every engine must agree with t
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from convert.contract.spec import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, NetworkSpec, Neurons, Skip
 from convert.encoding import poisson_spikes
+from convert.layers.maxpool2d import with_rule
 
 
 def dyadic(rng: np.random.Generator, shape: tuple[int, ...], low: int = -4, high: int = 9) -> np.ndarray:
@@ -61,7 +60,7 @@ def _layers(family: str, rng: np.random.Generator) -> tuple[tuple[int, ...], tup
         )
     if family == "MaxCountGate":  # the max-count rule on overlapping, padded and ceil-mode windows
         shape, layers = _layers("MaxPoolOverlap", rng)
-        return shape, tuple(dataclasses.replace(x, rule="max-count") if isinstance(x, MaxPool2d) else x for x in layers)
+        return shape, with_rule(layers, "max-count")
     if family == "MaxPoolOverlap":  # torchvision's ResNet stem: gate 3, stride 2, padding 1 (7x7 -> 4x4, windows
         # overlap by one row and column and hold padding at the border), then gate 2 in ceil mode (4x4 -> 2x2),
         # a skip edge from the first gate -> flatten -> dense
