@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.provenance import write_report
 from convert.contract.spec import MaxPool2d, NetworkSpec, Neurons, Skip
-from convert.datasets import default_root
 from convert.pipeline import default_runs
 from fastsim import simulate
-from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
+from validation.paper.torchvision_table import converted_spec, row_test_images
 
 
 def probe_spec(spec: NetworkSpec) -> NetworkSpec:
@@ -55,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     path, spec = converted_spec(args.model, args.runs or default_runs())
     probe = probe_spec(spec)
-    images, _ = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
+    images, _ = row_test_images(spec, args.images)
     members = spec.layers[1].members(spec.shapes[1])
     rows = []
     for steps in args.steps:
@@ -88,9 +87,7 @@ def main() -> None:
             f"| {r['steps']} | {r['passed_over_largest']:.3f} | {100 * r['windows_passing_more']:.1f} % | "
             f"{100 * r['windows_passing_less']:.1f} % | {r['mean_largest_count']:.2f} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{args.model}.json", {"rows": rows, **provenance(config, 0)})
-    write_text_atomic(args.out / f"{args.model}.md", "\n".join(lines) + "\n")
+    write_report(args.out, args.model, {"rows": rows}, "\n".join(lines) + "\n", config, 0)
     print("\n".join(lines))
 
 

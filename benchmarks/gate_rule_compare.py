@@ -16,12 +16,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from convert.datasets import default_root
+from convert.contract.provenance import write_report
 from convert.layers.maxpool2d import RULES, with_rule
 from convert.pipeline import default_runs
 from fastsim import simulate
-from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
+from validation.paper.torchvision_table import converted_spec, row_test_images
 from validation.significance import mcnemar, wilson_interval
 
 
@@ -34,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "gate-rules")
     args = parser.parse_args()
     path, spec = converted_spec(args.model, args.runs or default_runs())
-    images, labels = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
+    images, labels = row_test_images(spec, args.images)
     n = len(labels)
     checkpoints = [t for t in (8, 16, 32, 64, 128, 256) if t < args.steps] + [args.steps]
     correct = {}
@@ -68,9 +67,7 @@ def main() -> None:
             f" | {100 * count['accuracy']:.1f} % ({100 * count['ci95'][0]:.1f}–{100 * count['ci95'][1]:.1f})"
             f" | {100 * lo:+.1f} to {100 * hi:+.1f} pp | {paired['p_value']:.1e} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{args.model}.json", {"rows": rows, **provenance(config, 0)})
-    write_text_atomic(args.out / f"{args.model}.md", "\n".join(lines) + "\n")
+    write_report(args.out, args.model, {"rows": rows}, "\n".join(lines) + "\n", config, 0)
     print("\n".join(lines))
 
 

@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
+from convert.contract.provenance import write_report
 from convert.contract.spec import SpecError
 from convert.from_torch import from_torch
 from validation.paper.torchvision_models import NAMES, build
@@ -65,9 +65,7 @@ def main() -> None:
             lines.append(f"| {r['model']} | {r['input']}² | no | | | | {r['reason'][:400]} |")
     converted = sum(r["converts"] for r in rows)
     lines += ["", f"{converted} of {len(rows)} families convert."]
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "probe.md", "\n".join(lines) + "\n")
-    write_json_atomic(args.out / "probe.json", {"rows": rows, **provenance({"out": args.out.name}, 0)})
+    write_report(args.out, "probe", {"rows": rows}, "\n".join(lines) + "\n", {"out": args.out.name}, 0)
     print("\n".join(lines))
 
 

@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 from convert.ann import predict
-from convert.contract.provenance import provenance, write_json_atomic, write_text_atomic
-from convert.datasets import default_root
+from convert.contract.provenance import write_report
 from convert.layers.maxpool2d import RULES, with_rule
 from convert.pipeline import default_runs
 from fastsim import simulate
-from validation.paper.torchvision_table import VisionConfig, _test_images, converted_spec
+from validation.paper.torchvision_table import converted_spec, row_test_images
 from validation.significance import mcnemar, wilson_interval
 
 
@@ -40,7 +39,7 @@ def main() -> None:
     path, spec = converted_spec(args.model, args.runs or default_runs())
     spec = dataclasses.replace(spec, layers=with_rule(spec.layers, args.gate_rule))
     name = args.model if args.gate_rule == "leader" else f"{args.model}-{args.gate_rule}"
-    images, labels = _test_images(VisionConfig(test_images=args.images), default_root(), spec.input_shape[-1])
+    images, labels = row_test_images(spec, args.images)
     n = len(labels)
     ann = predict(spec, images, batch_size=50) == labels
     checkpoints = [t for t in (8, 16, 32, 64, 128, 256, 512, 1024) if t < args.steps] + [args.steps]
@@ -81,9 +80,7 @@ def main() -> None:
             f"| {r['steps']} | {100 * r['accuracy']:.1f} % | {100 * r['ci95'][0]:.1f}–{100 * r['ci95'][1]:.1f} | "
             f"{-100 * d[1]:.1f}–{-100 * d[0]:.1f} pp | {r['vs_ann']['p_value']:.1e} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{name}.json", {**result, **provenance(config, 0)})
-    write_text_atomic(args.out / f"{name}.md", "\n".join(lines) + "\n")
+    write_report(args.out, name, result, "\n".join(lines) + "\n", config, 0)
     print("\n".join(lines))
 
 

@@ -180,6 +180,17 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_report(
+    folder: str | os.PathLike[str], stem: str, result: dict[str, Any], markdown: str, config: dict, seed: int | None
+) -> None:
+    """``<folder>/<stem>.json`` (``result`` with the :func:`provenance` of ``config`` and ``seed``) and
+    ``<stem>.md`` (``markdown``), each written atomically; the folder is made if missing."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / f"{stem}.json", {**result, **provenance(config, seed)})
+    write_text_atomic(folder / f"{stem}.md", markdown)
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

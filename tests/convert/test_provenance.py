@@ -14,6 +14,7 @@ from convert.contract.provenance import (
     check_output,
     check_outputs,
     current_umask,
+    write_report,
     write_text_atomic,
 )
 
@@ -102,3 +103,14 @@ def test_a_missing_path_or_a_regular_file_is_written(tmp_path):
     assert (tmp_path / "dir" / "b.txt").read_text() == "b"
     with pytest.raises(OutputPathError, match="link"):
         check_outputs(tmp_path / "a.txt", tmp_path / "link")
+
+
+def test_a_report_is_its_numbers_with_their_provenance_and_its_markdown(tmp_path):
+    import json
+
+    write_report(tmp_path / "new", "row", {"rows": [1, 2]}, "# row\n", {"model": "m"}, 3)
+    saved = json.loads((tmp_path / "new" / "row.json").read_text())
+    assert saved["rows"] == [1, 2] and saved["config"] == {"model": "m"} and saved["seed"] == 3
+    assert {"versions", "git_commit", "machine"} <= set(saved)
+    assert (tmp_path / "new" / "row.md").read_text() == "# row\n"
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["row.json", "row.md"]  # no temporary file left

@@ -177,6 +177,14 @@ def converted_spec(name: str, runs: Path) -> tuple[Path, Any]:
     return paths[0], load_spec(paths[0])
 
 
+def row_test_images(spec: Any, n: int, root: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` MNIST test images, padded to ``spec``'s input as the stage pads them, and their labels:
+    what the benchmarks that look into a row (:func:`converted_spec`) simulate."""
+    from convert.datasets import default_root
+
+    return _test_images(VisionConfig(test_images=n), root or default_root(), spec.input_shape[-1])
+
+
 def _test_images(cfg: VisionConfig, root: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
     from convert import datasets
 
