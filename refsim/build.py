@@ -94,7 +94,6 @@ class _BuildState:
     fanouts: list[np.ndarray] = field(default_factory=list)
     index: int = 0  # the index in spec.layers of the layer being built
     taps: dict[int, Any] = field(default_factory=dict)  # layer index -> the group whose spikes are its activity
-    tap_groups: dict[tuple[str, int], Any] = field(default_factory=dict)  # a tap node's tap -> its output group
     extra: list[Any] = field(default_factory=list)  # skip pathways and the tap nodes' objects
     #: (object, delay slot, delay order, cascade order) of every skip and tap node object (apply_schedule)
     slotted: list[tuple[Any, str, int, int]] = field(default_factory=list)
@@ -184,7 +183,6 @@ def _tap_node(layer: Layer, state: _BuildState) -> None:
     built = node.build(layer, state.source, state.shape, k, CASCADE * k)
     state.extra += built.objects
     state.slotted += built.slotted
-    state.tap_groups[state.spec.tap(state.index)] = built.group
     state.taps[state.index] = built.group
     state.shape, state.source, state.payload, state.namespace = layer.output_shape(state.shape), built.group, "w", {}
 
@@ -252,9 +250,9 @@ def build_network(spec: NetworkSpec, batch: InputBatch, steps: int, *, spike_sou
         None if src is None else SpikeMonitor(src, when="end", name=f"refsim_monitor_{k}")
         for k, src in enumerate(sources)
     ]
+    node_taps = {spec.tap(i): g for i, g in state.taps.items() if type(spec.layers[i]) in TAP_NODES}
     tap_monitors = {
-        tap: SpikeMonitor(g, when="end", name=f"refsim_{tap[0]}_monitor_{tap[1] + 1}")
-        for tap, g in state.tap_groups.items()
+        tap: SpikeMonitor(g, when="end", name=f"refsim_{tap[0]}_monitor_{tap[1] + 1}") for tap, g in node_taps.items()
     }
     potential = None
     if spec.readout == "membrane":
